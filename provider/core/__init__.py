@@ -1,0 +1,1 @@
+"""Orchestrator-neutral core shared by the Airflow and Prefect adapters. Imports neither."""
