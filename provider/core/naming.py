@@ -1,0 +1,77 @@
+"""Deterministic, valid names for the objects a task creates.
+
+A retried task try must find the RayJob its first try created, and a new run must never reuse it, so the
+name is a pure function of the run's identity (dag or flow, task, run, map index). KubeRay appends
+``-<5 chars>`` to a RayJob's name for its RayCluster and caps RayCluster names at 53, so a RayJob name is a
+DNS-1035 label of at most 47 characters (utils.MaxRayJobNameLength in KubeRay v1.7.0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_RAYJOB_NAME = 47
+MAX_RAYCLUSTER_NAME = 53
+MAX_LABEL_VALUE = 63
+_HASH_CHARS = 10  # 40 bits: a collision needs ~10^6 distinct runs of one task to become likely
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+# Labels the provider puts on what it creates, so a retry can also find objects by identity.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_RUN_KEY = "kuberay-provider.io/run-key"
+MANAGED_BY_VALUE = "kuberay-provider"
+
+
+def is_dns1035_label(name: str, max_length: int = 63) -> bool:
+    return len(name) <= max_length and bool(_DNS_1035.match(name))
+
+
+def sanitize(text: str) -> str:
+    """Lower-case, runs of anything outside [a-z0-9] become one '-', trimmed of '-' at both ends."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def run_key(*identity: object) -> str:
+    """A short stable digest of a run's identity; the same parts always give the same key."""
+    joined = "\x1f".join("" if part is None else str(part) for part in identity)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+
+
+def rayjob_name(
+    owner: str,
+    task: str,
+    run_id: str,
+    map_index: int | None = None,
+    *,
+    max_length: int = MAX_RAYJOB_NAME,
+) -> str:
+    """``<owner>-<task>-<digest>``, shortened to fit, e.g. ``nightly-scoring-score-3f9a0c12de``.
+
+    The readable part helps a person running ``kubectl get rayjobs``; the digest of the full identity
+    keeps names distinct however the readable part was shortened. ``map_index`` < 0 (Airflow's "not
+    mapped") counts as no index.
+    """
+    index = None if map_index is None or map_index < 0 else map_index
+    digest = run_key(owner, task, run_id, index)
+    room = max_length - len(digest) - 1
+    readable = sanitize(f"{owner}-{task}")[:room].strip("-")
+    # A DNS-1035 label must start with a letter; the digest may start with a digit.
+    if not readable or not readable[0].isalpha():
+        readable = ("r-" + readable)[:room].strip("-")
+    name = f"{readable}-{digest}"
+    assert is_dns1035_label(name, max_length), name
+    return name
+
+
+def submission_id(rayjob: str) -> str:
+    """The Ray job id the provider submits under for a RayJob (InteractiveMode / SDK paths).
+
+    Fixed per RayJob, so a retried submission meets Ray's "already exists" instead of starting the
+    job twice.
+    """
+    return f"{rayjob}-sdk"
+
+
+def identity_labels(key: str) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_RUN_KEY: key}

@@ -1,0 +1,250 @@
+"""Ray Jobs API access: submit, status, logs, tail and stop, through ``JobSubmissionClient``.
+
+The dashboard is reached either directly (a URL) or through the Kubernetes API server's service proxy
+(``/api/v1/namespaces/{ns}/services/{head-svc}:dashboard/proxy``) with the API client's own credentials
+and TLS settings, so no port-forward or ingress is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping
+
+from ray.job_submission import JobDetails, JobSubmissionClient
+
+from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.status import JobStatus
+
+log = logging.getLogger(__name__)
+
+_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
+
+
+class RayJobsError(KubeRayProviderError):
+    """The Ray Jobs API refused a request or could not be reached."""
+
+
+class RayJobNotFound(RayJobsError):
+    pass
+
+
+@dataclass(frozen=True)
+class DashboardEndpoint:
+    """Where a Ray dashboard is and how to authenticate to it. Never prints its secrets."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: bool | str = True  # False, True, or a CA bundle path
+    client_cert: tuple[str, str] | None = None  # (cert file, key file) for mutual TLS
+
+    @classmethod
+    def direct(cls, url: str, *, headers: Mapping[str, str] | None = None, verify: bool | str = True) -> "DashboardEndpoint":
+        return cls(url=url.rstrip("/"), headers=dict(headers or {}), verify=verify)
+
+    @classmethod
+    def service_proxy(
+        cls,
+        api_server: str,
+        namespace: str,
+        service: str,
+        *,
+        port: str = "dashboard",
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+        client_cert: tuple[str, str] | None = None,
+    ) -> "DashboardEndpoint":
+        url = f"{api_server.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
+        return cls(url=url, headers=dict(headers or {}), verify=verify, client_cert=client_cert)
+
+    def __repr__(self) -> str:
+        shown = {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers.items()}
+        return f"DashboardEndpoint(url={self.url!r}, headers={shown!r}, verify={self.verify!r})"
+
+    __str__ = __repr__
+
+
+class _ClientCertJobSubmissionClient(JobSubmissionClient):
+    """JobSubmissionClient that also presents a client certificate (kubeconfigs with mutual TLS)."""
+
+    def __init__(self, *args: Any, client_cert: tuple[str, str] | None = None, **kwargs: Any) -> None:
+        self._client_cert = client_cert
+        super().__init__(*args, **kwargs)
+        if client_cert and self._ssl_context is not False:
+            import ssl
+
+            context = self._ssl_context or ssl.create_default_context()
+            context.load_cert_chain(*client_cert)
+            self._ssl_context = context
+
+    def _do_request(self, method: str, endpoint: str, **kwargs: Any):  # type: ignore[override]
+        if self._client_cert:
+            kwargs.setdefault("cert", self._client_cert)
+        return super()._do_request(method, endpoint, **kwargs)
+
+
+ClientFactory = Callable[[DashboardEndpoint], JobSubmissionClient]
+
+
+def _default_client(endpoint: DashboardEndpoint) -> JobSubmissionClient:
+    try:
+        return _ClientCertJobSubmissionClient(
+            endpoint.url, headers=dict(endpoint.headers), verify=endpoint.verify, client_cert=endpoint.client_cert
+        )
+    except (ConnectionError, RuntimeError) as exc:
+        raise RayJobsError(f"cannot reach the Ray dashboard at {endpoint.url}: {_strip_secrets(str(exc), endpoint)}") from exc
+
+
+def _strip_secrets(text: str, endpoint: DashboardEndpoint) -> str:
+    for key, value in endpoint.headers.items():
+        if key.lower() in _SECRET_HEADERS and value:
+            text = text.replace(value, "<redacted>")
+            # A bearer header's token alone may also appear.
+            text = text.replace(value.split(" ", 1)[-1], "<redacted>")
+    return text
+
+
+@dataclass(frozen=True)
+class RayJobInfo:
+    """What the provider reports of a Ray job."""
+
+    job_id: str
+    status: JobStatus
+    message: str = ""
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
+    error_type: str | None = None
+    driver_exit_code: int | None = None
+
+    @classmethod
+    def from_details(cls, job_id: str, details: JobDetails) -> "RayJobInfo":
+        return cls(
+            job_id=job_id,
+            status=JobStatus(str(details.status.value if hasattr(details.status, "value") else details.status)),
+            message=details.message or "",
+            start_time_ms=details.start_time,
+            end_time_ms=details.end_time,
+            error_type=getattr(details, "error_type", None),
+            driver_exit_code=getattr(details, "driver_exit_code", None),
+        )
+
+
+class RayJobsClient:
+    """The Ray Jobs operations the adapters need, with idempotent submission.
+
+    ``submit`` under a fixed submission id is safe to call again after a crash: a job that already
+    exists under that id is re-attached to, never started twice.
+    """
+
+    def __init__(self, endpoint: DashboardEndpoint, *, client_factory: ClientFactory = _default_client) -> None:
+        self.endpoint = endpoint
+        self._client_factory = client_factory
+        self._client: JobSubmissionClient | None = None
+
+    @property
+    def client(self) -> JobSubmissionClient:
+        # Connecting costs a version round trip; do it once, on first use.
+        if self._client is None:
+            self._client = self._client_factory(self.endpoint)
+        return self._client
+
+    def submit(
+        self,
+        *,
+        submission_id: str,
+        entrypoint: str,
+        runtime_env: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        entrypoint_num_cpus: float | None = None,
+        entrypoint_num_gpus: float | None = None,
+        entrypoint_memory: int | None = None,
+        entrypoint_resources: Mapping[str, float] | None = None,
+    ) -> bool:
+        """Submit; True if this call started the job, False if it already existed (re-attached)."""
+        if self.find(submission_id) is not None:
+            log.info("Ray job %s already exists; re-attaching instead of submitting again", submission_id)
+            return False
+        try:
+            self.client.submit_job(
+                entrypoint=entrypoint,
+                submission_id=submission_id,
+                runtime_env=dict(runtime_env) if runtime_env else None,
+                metadata=dict(metadata) if metadata else None,
+                entrypoint_num_cpus=entrypoint_num_cpus,
+                entrypoint_num_gpus=entrypoint_num_gpus,
+                entrypoint_memory=entrypoint_memory,
+                entrypoint_resources=dict(entrypoint_resources) if entrypoint_resources else None,
+            )
+        except RuntimeError as exc:
+            # A concurrent or earlier attempt won the race: the job exists, so attach to it.
+            if "already exists" in str(exc):
+                return False
+            raise RayJobsError(f"submitting Ray job {submission_id} failed: {self._clean(exc)}") from exc
+        return True
+
+    def find(self, job_id: str) -> RayJobInfo | None:
+        try:
+            return RayJobInfo.from_details(job_id, self.client.get_job_info(job_id))
+        except RuntimeError as exc:
+            if _is_not_found(exc):
+                return None
+            raise RayJobsError(f"reading Ray job {job_id} failed: {self._clean(exc)}") from exc
+
+    def info(self, job_id: str) -> RayJobInfo:
+        found = self.find(job_id)
+        if found is None:
+            raise RayJobNotFound(f"Ray job {job_id} does not exist on {self.endpoint.url}")
+        return found
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.info(job_id).status
+
+    def logs(self, job_id: str) -> str:
+        try:
+            return self.client.get_job_logs(job_id)
+        except RuntimeError as exc:
+            if _is_not_found(exc):
+                raise RayJobNotFound(f"Ray job {job_id} does not exist on {self.endpoint.url}") from exc
+            raise RayJobsError(f"reading logs of Ray job {job_id} failed: {self._clean(exc)}") from exc
+
+    def stop(self, job_id: str) -> bool:
+        """Ask Ray to stop the job; False when it had already finished or does not exist."""
+        try:
+            return bool(self.client.stop_job(job_id))
+        except RuntimeError as exc:
+            if _is_not_found(exc):
+                return False
+            raise RayJobsError(f"stopping Ray job {job_id} failed: {self._clean(exc)}") from exc
+
+    async def tail(self, job_id: str, *, poll_interval: float = 1.0) -> AsyncIterator[str]:
+        """Follow the job's log until it ends.
+
+        Ray streams logs over a WebSocket; where a proxy between us and the dashboard cannot carry one,
+        fall back to polling the whole log and yielding what is new, so the task log still fills.
+        """
+        sent = 0
+        try:
+            async for chunk in self.client.tail_job_logs(job_id):
+                sent += len(chunk)
+                yield chunk
+            return
+        except Exception as exc:  # noqa: BLE001 - any stream failure falls back to polling
+            log.debug("log stream for %s unavailable (%s); polling instead", job_id, type(exc).__name__)
+        while True:
+            info = await asyncio.to_thread(self.info, job_id)
+            text = await asyncio.to_thread(self.logs, job_id)
+            if len(text) > sent:
+                yield text[sent:]
+                sent = len(text)
+            if info.status.is_terminal:
+                return
+            await asyncio.sleep(poll_interval)
+
+    def _clean(self, exc: BaseException) -> str:
+        return _strip_secrets(str(exc), self.endpoint)
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    text = str(exc)
+    return "404" in text or "does not exist" in text or "not found" in text.lower()
