@@ -25,3 +25,13 @@ def samples_dir() -> Path:
     if not SAMPLES_DIR.is_dir():
         pytest.fail(f"KubeRay samples not found at {SAMPLES_DIR} (set KUBERAY_SHARED_DIR)")
     return SAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """The session's one real local Ray head; every test that needs Ray shares it."""
+    from tests.support.ray_head import start_ray_head
+
+    head = start_ray_head()
+    yield head
+    head.stop()
