@@ -1,0 +1,69 @@
+"""Validation of KubeRay manifests before anything is created: KubeRay's own rules and the CRD schema.
+
+``validate_manifest`` reports every problem at once, each naming its field path and the rule broken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import FieldError, ValidationError
+from ..resources import RAY_API_VERSION, RAY_KINDS
+from .rules import raycluster_rules, rayjob_rules, rayservice_rules
+from .schema import CrdSchema, SchemaRegistry
+
+__all__ = ["CrdSchema", "SchemaRegistry", "ensure_valid", "validate_manifest"]
+
+_RULES_BY_KIND = {"RayJob": rayjob_rules, "RayCluster": raycluster_rules, "RayService": rayservice_rules}
+
+
+def _identity_errors(manifest: Any) -> list[FieldError]:
+    """Problems that make the manifest something other than a ray.io/v1 object we manage."""
+    if not isinstance(manifest, dict):
+        return [FieldError(
+            "(root)",
+            "manifest:not-a-mapping",
+            f"a manifest must be a mapping, got {type(manifest).__name__}",
+        )]
+    errors = []
+    if manifest.get("apiVersion") != RAY_API_VERSION:
+        errors.append(FieldError(
+            "apiVersion",
+            "manifest:api-version",
+            f"must be {RAY_API_VERSION!r}, got {manifest.get('apiVersion')!r}"),
+        )
+    if manifest.get("kind") not in RAY_KINDS:
+        supported = ", ".join(sorted(RAY_KINDS))
+        errors.append(FieldError("kind", "manifest:kind", f"must be one of {supported}, got {manifest.get('kind')!r}"))
+    return errors
+
+
+def validate_manifest(manifest: Any, schemas: SchemaRegistry | None = None) -> list[FieldError]:
+    """Every problem with ``manifest``, sorted by path: KubeRay's rules, then (with ``schemas``) its CRD schema."""
+    if errors := _identity_errors(manifest):
+        return errors
+    kind = manifest["kind"]
+    errors = _RULES_BY_KIND[kind](manifest)
+    if schemas is not None:
+        schema = schemas.for_kind(kind)
+        if schema is None:
+            errors.append(FieldError("kind", "schema:unknown-kind", f"no CRD schema is loaded for {kind}"))
+        else:
+            errors += schema.validate(manifest)
+    return sorted(dict.fromkeys(errors), key=lambda e: (e.path, e.rule, e.message))
+
+
+def _object_name(manifest: Any) -> str:
+    if not isinstance(manifest, dict):
+        return "manifest"
+    metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+    name = metadata.get("name") or (f"{metadata['generateName']}*" if metadata.get("generateName") else "<unnamed>")
+    namespace = metadata.get("namespace")
+    kind = manifest.get("kind") if isinstance(manifest.get("kind"), str) else "object"
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def ensure_valid(manifest: Any, schemas: SchemaRegistry | None = None) -> None:
+    """Raise ValidationError listing every problem, e.g. for "RayJob ns/name"; return when there is none."""
+    if errors := validate_manifest(manifest, schemas):
+        raise ValidationError(errors, object_name=_object_name(manifest))
