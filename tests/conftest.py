@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -28,10 +29,17 @@ def samples_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_head():
-    """The session's one real local Ray head; every test that needs Ray shares it."""
-    from tests.support.ray_head import start_ray_head
+def ray_backend():
+    """The session's one real local Ray head (``ray start`` costs 10-25 s here); every test that needs
+    Ray shares it, the local control plane included."""
+    from kuberay_provider.local.ray_backend import LocalRayBackend
 
-    head = start_ray_head()
-    yield head
-    head.stop()
+    backend = LocalRayBackend(num_cpus=4)
+    asyncio.run(backend.start())
+    yield backend
+    asyncio.run(backend.close())
+
+
+@pytest.fixture(scope="session")
+def ray_dashboard_url(ray_backend) -> str:
+    return ray_backend.dashboard_url

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+import ssl
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Mapping
 
 from ray.job_submission import JobDetails, JobSubmissionClient
 
 from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.kube.proxy import ProxyConnection
 from kuberay_provider.core.status import JobStatus
 
 log = logging.getLogger(__name__)
 
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
+_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}  # stripped from error text
 
 
 class RayJobsError(KubeRayProviderError):
@@ -30,52 +32,30 @@ class RayJobNotFound(RayJobsError):
     pass
 
 
-@dataclass(frozen=True)
-class DashboardEndpoint:
-    """Where a Ray dashboard is and how to authenticate to it. Never prints its secrets."""
-
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    verify: bool | str = True  # False, True, or a CA bundle path
-    client_cert: tuple[str, str] | None = None  # (cert file, key file) for mutual TLS
+class DashboardEndpoint(ProxyConnection):
+    """Where a Ray dashboard is and how to authenticate to it (``repr`` never shows a secret)."""
 
     @classmethod
     def direct(cls, url: str, *, headers: Mapping[str, str] | None = None, verify: bool | str = True) -> "DashboardEndpoint":
         return cls(url=url.rstrip("/"), headers=dict(headers or {}), verify=verify)
 
     @classmethod
-    def service_proxy(
-        cls,
-        api_server: str,
-        namespace: str,
-        service: str,
-        *,
-        port: str = "dashboard",
-        headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
-        client_cert: tuple[str, str] | None = None,
-    ) -> "DashboardEndpoint":
-        url = f"{api_server.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
-        return cls(url=url, headers=dict(headers or {}), verify=verify, client_cert=client_cert)
-
-    def __repr__(self) -> str:
-        shown = {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers.items()}
-        return f"DashboardEndpoint(url={self.url!r}, headers={shown!r}, verify={self.verify!r})"
-
-    __str__ = __repr__
+    def through(cls, connection: ProxyConnection) -> "DashboardEndpoint":
+        """The dashboard behind the Kubernetes API server's service proxy, with the API client's
+        credentials (see ``RayObjectsClient.proxy_connection``)."""
+        return cls(url=connection.url.rstrip("/"), headers=dict(connection.headers), verify=connection.verify, cert=connection.cert)
 
 
 class _ClientCertJobSubmissionClient(JobSubmissionClient):
     """JobSubmissionClient that also presents a client certificate (kubeconfigs with mutual TLS)."""
 
-    def __init__(self, *args: Any, client_cert: tuple[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, client_cert: str | tuple[str, str] | None = None, **kwargs: Any) -> None:
         self._client_cert = client_cert
         super().__init__(*args, **kwargs)
         if client_cert and self._ssl_context is not False:
-            import ssl
-
             context = self._ssl_context or ssl.create_default_context()
-            context.load_cert_chain(*client_cert)
+            certfile, keyfile = client_cert if isinstance(client_cert, tuple) else (client_cert, None)
+            context.load_cert_chain(certfile, keyfile)
             self._ssl_context = context
 
     def _do_request(self, method: str, endpoint: str, **kwargs: Any):  # type: ignore[override]
@@ -90,7 +70,7 @@ ClientFactory = Callable[[DashboardEndpoint], JobSubmissionClient]
 def _default_client(endpoint: DashboardEndpoint) -> JobSubmissionClient:
     try:
         return _ClientCertJobSubmissionClient(
-            endpoint.url, headers=dict(endpoint.headers), verify=endpoint.verify, client_cert=endpoint.client_cert
+            endpoint.url, headers=dict(endpoint.headers), verify=endpoint.verify, client_cert=endpoint.cert
         )
     except (ConnectionError, RuntimeError) as exc:
         raise RayJobsError(f"cannot reach the Ray dashboard at {endpoint.url}: {_strip_secrets(str(exc), endpoint)}") from exc

@@ -25,8 +25,8 @@ def _wait_terminal(client: RayJobsClient, job_id: str, timeout: float = 120) -> 
 
 
 @pytest.fixture
-def jobs(ray_head) -> RayJobsClient:
-    return RayJobsClient(DashboardEndpoint.direct(ray_head.dashboard_url))
+def jobs(ray_dashboard_url: str) -> RayJobsClient:
+    return RayJobsClient(DashboardEndpoint.direct(ray_dashboard_url))
 
 
 def test_job_runs_and_its_logs_come_back(jobs: RayJobsClient):

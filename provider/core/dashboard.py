@@ -1,0 +1,55 @@
+"""Finding the Ray dashboard (Jobs API) behind a RayJob or RayCluster.
+
+Two ways to reach it: through the Kubernetes API server's service proxy with the API client's own
+credentials (the default: no port-forward, ingress or extra secret), or a direct URL built from a
+template, for deployments that expose the dashboard themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from kuberay_provider.core.ray_jobs import DashboardEndpoint
+
+DASHBOARD_PORT_NAME = "dashboard"
+
+
+def rayjob_head_service(rayjob_name: str) -> str:
+    """KubeRay gives a RayJob that made its own cluster a stable ``<rayjob>-head-svc``, across retries."""
+    return f"{rayjob_name}-head-svc"
+
+
+def raycluster_head_service(cluster: Mapping[str, Any]) -> str:
+    """The head service KubeRay made for a RayCluster: status.head.serviceName, the override in
+    headGroupSpec.headService, or ``<cluster>-head-svc``."""
+    status_name = ((cluster.get("status") or {}).get("head") or {}).get("serviceName")
+    if status_name:
+        return str(status_name)
+    override = (((cluster.get("spec") or {}).get("headGroupSpec") or {}).get("headService") or {}).get("metadata", {})
+    if override.get("name"):
+        return str(override["name"])
+    return f"{cluster['metadata']['name']}-head-svc"
+
+
+@dataclass(frozen=True)
+class DashboardAccess:
+    """How the provider reaches Ray dashboards.
+
+    ``url_template`` None means the API server's service proxy. Otherwise a direct URL with
+    ``{service}``, ``{namespace}`` and ``{cluster}`` placeholders, e.g.
+    ``http://{service}.{namespace}.svc.cluster.local:8265`` from inside the cluster.
+    """
+
+    url_template: str | None = None
+    headers: Mapping[str, str] | None = None
+    verify: bool | str = True
+
+    @property
+    def uses_service_proxy(self) -> bool:
+        return not self.url_template
+
+    def direct_endpoint(self, *, namespace: str, service: str, cluster: str = "") -> DashboardEndpoint:
+        assert self.url_template, "direct_endpoint needs a url_template"
+        url = self.url_template.format(namespace=namespace, service=service, cluster=cluster)
+        return DashboardEndpoint.direct(url, headers=self.headers, verify=self.verify)

@@ -1,0 +1,343 @@
+"""RayCluster: the Pods KubeRay would create and the status it computes (raycluster_controller.go), pure.
+
+Pods here are records, not processes: the Ray behind every RayCluster is the backend's. They exist so
+that what KubeRay users and tools look at (head/worker Pods, their labels, DeleteWorkers emptying the
+worker groups) is there, with phase Running and a Ready condition once the backend is up.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from kuberay_provider.local.ray_backend.base import ConfigMapMount
+
+from . import kuberay as k
+from .clock import format_time
+from .conditions import condition_is_true, set_condition
+from .quantity import sum_quantities
+
+MAX_INT32 = 2**31 - 1
+
+
+def _int(value: Any, default: int) -> int:
+    return default if value is None else int(value)
+
+
+def group_desired_replicas(group: Mapping[str, Any]) -> int:
+    """GetWorkerGroupDesiredReplicas: 0 when suspended, else replicas clamped to [min, max] times hosts."""
+    if group.get("suspend") is True:
+        return 0
+    low, high = _int(group.get("minReplicas"), 0), _int(group.get("maxReplicas"), MAX_INT32)
+    replicas = group.get("replicas")
+    wanted = low if replicas is None or replicas < low else min(int(replicas), high)
+    return wanted * _int(group.get("numOfHosts"), 1)
+
+
+def _active_groups(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [g for g in spec.get("workerGroupSpecs") or [] if g.get("suspend") is not True]
+
+
+def worker_replica_bounds(spec: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(desired, min, max): CalculateDesiredReplicas, CalculateMinReplicas, CalculateMaxReplicas."""
+    desired = sum(group_desired_replicas(g) for g in spec.get("workerGroupSpecs") or [])
+    hosts = [(g, _int(g.get("numOfHosts"), 1)) for g in _active_groups(spec)]
+    low = sum(_int(g.get("minReplicas"), 0) * n for g, n in hosts)
+    high = min(sum(_int(g.get("maxReplicas"), MAX_INT32) * n for g, n in hosts), MAX_INT32)
+    return desired, low, high
+
+
+def _pod_resources(pod_spec: Mapping[str, Any]) -> dict[str, list[str]]:
+    """CalculatePodResource: per container, requests, with limits filling what requests lack."""
+    totals: dict[str, list[str]] = {}
+    for container in pod_spec.get("containers") or []:
+        resources = container.get("resources") or {}
+        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        for name, quantity in merged.items():
+            totals.setdefault(name, []).append(str(quantity))
+    return totals
+
+
+def desired_resources(spec: Mapping[str, Any]) -> dict[str, str]:
+    """CalculateDesiredResources -> desiredCPU / desiredMemory / desiredGPU / desiredTPU."""
+    parts: dict[str, list[tuple[str, int]]] = {}
+    groups = [(((spec.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}, 1)]
+    groups += [
+        ((g.get("template") or {}).get("spec") or {}, _int(g.get("replicas"), 0) * _int(g.get("numOfHosts"), 1))
+        for g in _active_groups(spec)
+    ]
+    for pod_spec, count in groups:
+        for name, quantities in _pod_resources(pod_spec).items():
+            parts.setdefault(name, []).extend((q, count) for q in quantities)
+    gpus = [item for name, items in parts.items() if name.endswith("gpu") for item in items]
+    return {
+        "desiredCPU": sum_quantities(parts.get("cpu", [])),
+        "desiredMemory": sum_quantities(parts.get("memory", [])),
+        "desiredGPU": sum_quantities(gpus),
+        "desiredTPU": sum_quantities(parts.get("google.com/tpu", [])),
+    }
+
+
+def pod_name(prefix: str, node_type: str) -> str:
+    """utils.PodName with generateName semantics, the random suffix filled in here."""
+    return f"{prefix[:50]}-{node_type}-".lower() + k.random_suffix()
+
+
+def _pod_status(ready: bool, pod_ip: str, now_text: str, waiting_message: str = "") -> dict[str, Any]:
+    state = "True" if ready else "False"
+    conditions = [
+        {"type": t, "status": "True" if t in ("PodScheduled", "Initialized") else state, "lastTransitionTime": now_text}
+        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+    ]
+    if not ready:
+        for cond in conditions[2:]:
+            cond.update(reason="ContainersNotReady", message=waiting_message)
+    container_state: dict[str, Any] = (
+        {"running": {"startedAt": now_text}}
+        if ready
+        else {"waiting": {"reason": "ContainerCreating", "message": waiting_message}}
+    )
+    return {
+        "phase": "Running" if ready else "Pending",
+        "podIP": pod_ip if ready else "",
+        "podIPs": [{"ip": pod_ip}] if ready else [],
+        "hostIP": pod_ip,
+        "startTime": now_text,
+        "conditions": conditions,
+        "containerStatuses": [{"name": "ray-head", "ready": ready, "restartCount": 0, "state": container_state}],
+    }
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    body: dict[str, Any]
+    status: dict[str, Any]
+
+
+def _build_pod(
+    cluster: Mapping[str, Any], template: Mapping[str, Any], node_type: str, group: str, name: str
+) -> dict[str, Any]:
+    meta = cluster["metadata"]
+    template_meta = template.get("metadata") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": meta.get("namespace"),
+            "labels": k.pod_labels(node_type, meta["name"], group, template_meta.get("labels")),
+            "annotations": dict(template_meta.get("annotations") or {}),
+            "ownerReferences": [k.owner_reference(cluster)],
+        },
+        "spec": copy.deepcopy(template.get("spec") or {}),
+    }
+
+
+def plan_head_pod(cluster: Mapping[str, Any], ready: bool, pod_ip: str, now: datetime, message: str = "") -> PodPlan:
+    """buildHeadPod: ``<cluster>-head-xxxxx`` with group ``headgroup``."""
+    template = (cluster["spec"].get("headGroupSpec") or {}).get("template") or {}
+    body = _build_pod(cluster, template, "head", k.HEAD_GROUP_NAME, pod_name(cluster["metadata"]["name"], "head"))
+    status = _pod_status(ready, pod_ip, format_time(now), message)
+    status["containerStatuses"][0]["name"] = ((body["spec"].get("containers") or [{}])[0]).get("name", "ray-head")
+    return PodPlan(body, status)
+
+
+def plan_worker_pod(cluster: Mapping[str, Any], group: Mapping[str, Any], pod_ip: str, now: datetime) -> PodPlan:
+    """buildWorkerPod: ``<cluster>-<group>-worker-xxxxx``."""
+    prefix = f"{cluster['metadata']['name']}-{group['groupName']}"
+    body = _build_pod(cluster, group.get("template") or {}, "worker", group["groupName"], pod_name(prefix, "worker"))
+    status = _pod_status(True, pod_ip, format_time(now))
+    status["containerStatuses"][0]["name"] = ((body["spec"].get("containers") or [{}])[0]).get("name", "ray-worker")
+    return PodPlan(body, status)
+
+
+def worker_pods_to_delete(group: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> list[str]:
+    """reconcilePods for one group: first scaleStrategy.workersToDelete, then extras beyond desired."""
+    named = set((group.get("scaleStrategy") or {}).get("workersToDelete") or [])
+    doomed = [p["metadata"]["name"] for p in pods if p["metadata"]["name"] in named]
+    remaining = [p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in named]
+    extra = len(remaining) - group_desired_replicas(group)
+    return doomed + (remaining[-extra:] if extra > 0 else [])
+
+
+def config_map_mounts(
+    cluster_spec: Mapping[str, Any], config_maps: Mapping[str, Mapping[str, str] | None]
+) -> tuple[list[ConfigMapMount], list[str]]:
+    """The head container's ConfigMap volumes as files at their mount paths; and the ConfigMaps missing.
+
+    ``config_maps`` maps a referenced name to its data (None when it does not exist).
+    """
+    pod_spec = ((cluster_spec.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    volumes = {v["name"]: v["configMap"] for v in pod_spec.get("volumes") or [] if v.get("configMap")}
+    container = (pod_spec.get("containers") or [{}])[0]
+    mounts: list[ConfigMapMount] = []
+    missing: list[str] = []
+    for mount in container.get("volumeMounts") or []:
+        source = volumes.get(mount.get("name"))
+        if source is None:
+            continue
+        data = config_maps.get(source.get("name", ""))
+        if data is None:
+            if not source.get("optional"):
+                missing.append(source.get("name", ""))
+            continue
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        files = {item["path"]: data[item["key"]] for item in items if item["key"] in data}
+        if mount.get("subPath"):
+            directory, filename = posixpath.split(mount["mountPath"].rstrip("/"))
+            if mount["subPath"] in files:
+                mounts.append(ConfigMapMount(directory, {filename: files[mount["subPath"]]}))
+            continue
+        mounts.append(ConfigMapMount(mount["mountPath"], files))
+    return mounts, missing
+
+
+def referenced_config_maps(cluster_spec: Mapping[str, Any]) -> list[str]:
+    pod_spec = ((cluster_spec.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    return [v["configMap"]["name"] for v in pod_spec.get("volumes") or [] if (v.get("configMap") or {}).get("name")]
+
+
+def _is_running_and_ready(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and condition_is_true(status.get("conditions"), "Ready")
+
+
+def _all_pods_running(pods: list[Mapping[str, Any]]) -> bool:
+    """CheckAllPodsRunning."""
+    if not pods:
+        return False
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") != "Running":
+            return False
+        if any(c.get("type") == "Ready" and c.get("status") != "True" for c in status.get("conditions") or []):
+            return False
+    return True
+
+
+def _head_pod_ready_condition(head: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """FindHeadPodReadyCondition -> (status, reason, message)."""
+    if head is None:
+        return "False", "HeadPodNotFound", "Head Pod not found"
+    for cond in (head.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            reason = cond.get("reason") or ("HeadPodRunningAndReady" if cond.get("status") == "True" else "Unknown")
+            return cond.get("status", "False"), reason, cond.get("message", "")
+    return "False", "Unknown", ""
+
+
+def _endpoints(service: Mapping[str, Any] | None) -> dict[str, str]:
+    """updateEndpoints: port name -> nodePort, else targetPort (which the API server defaults to port)."""
+    endpoints: dict[str, str] = {}
+    for port in ((service or {}).get("spec") or {}).get("ports") or []:
+        if port.get("name"):
+            endpoints[port["name"]] = str(port.get("nodePort") or port.get("targetPort") or port.get("port"))
+    return endpoints
+
+
+def _suspend_conditions(
+    conditions: list[dict[str, Any]], suspend: bool, pods: list[Mapping[str, Any]], now_text: str
+) -> None:
+    """The RayClusterSuspending / RayClusterSuspended dance of calculateStatus."""
+    current = next(
+        (c["type"] for c in conditions if c["type"] in ("RayClusterSuspending", "RayClusterSuspended") and c.get("status") == "True"),
+        "",
+    )
+    if current == "RayClusterSuspending":
+        if not pods:
+            set_condition(conditions, "RayClusterProvisioned", "False", "RayClusterPodsProvisioning", "RayCluster has been suspended", now_text)
+            set_condition(conditions, "RayClusterSuspending", "False", "RayClusterSuspending", "", now_text)
+            set_condition(conditions, "RayClusterSuspended", "True", "RayClusterSuspended", "", now_text)
+    elif current == "RayClusterSuspended":
+        if not suspend:
+            set_condition(conditions, "RayClusterSuspended", "False", "RayClusterSuspended", "", now_text)
+    else:
+        set_condition(conditions, "RayClusterSuspended", "False", "RayClusterSuspended", "", now_text)
+        set_condition(conditions, "RayClusterSuspending", "True" if suspend else "False", "RayClusterSuspending", "", now_text)
+
+
+def compute_cluster_status(
+    cluster: Mapping[str, Any],
+    pods: Iterable[Mapping[str, Any]],
+    head_service: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """calculateStatus (with the RayClusterStatusConditions feature gate on, its v1.7.0 default)."""
+    spec = cluster.get("spec") or {}
+    old = cluster.get("status") or {}
+    status: dict[str, Any] = copy.deepcopy(old)
+    pods = list(pods)
+    now_text = format_time(now)
+    workers = [p for p in pods if (p["metadata"].get("labels") or {}).get(k.RAY_NODE_TYPE_LABEL) == "worker"]
+    heads = [p for p in pods if (p["metadata"].get("labels") or {}).get(k.RAY_NODE_TYPE_LABEL) == "head"]
+    head = heads[0] if heads else None
+    desired, low, high = worker_replica_bounds(spec)
+    status.update(
+        observedGeneration=cluster["metadata"].get("generation", 1),
+        readyWorkerReplicas=sum(_is_running_and_ready(p) for p in workers),
+        availableWorkerReplicas=sum((p.get("status") or {}).get("phase") == "Running" for p in workers),
+        desiredWorkerReplicas=desired,
+        minWorkerReplicas=low,
+        maxWorkerReplicas=high,
+        **desired_resources(spec),
+    )
+    if len(pods) == desired + 1 and _all_pods_running(pods):
+        status["state"] = "ready"
+        status.pop("reason", None)
+    conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
+    set_condition(conditions, "HeadPodReady", *_head_pod_ready_condition(head), now_text)
+    suspended_now = condition_is_true(conditions, "RayClusterSuspended")
+    if not condition_is_true(conditions, "RayClusterProvisioned") and not suspended_now:
+        if _all_pods_running(pods):
+            set_condition(conditions, "RayClusterProvisioned", "True", "AllPodRunningAndReadyFirstTime", "All Ray Pods are ready for the first time", now_text)
+        else:
+            set_condition(conditions, "RayClusterProvisioned", "False", "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned for first time", now_text)
+    _suspend_conditions(conditions, spec.get("suspend") is True, pods, now_text)
+    if spec.get("suspend") is True and not pods:
+        status["state"] = "suspended"
+    status["endpoints"] = _endpoints(head_service)
+    service_ip = ((head_service or {}).get("spec") or {}).get("clusterIP", "")
+    head_ip = ((head or {}).get("status") or {}).get("podIP", "")
+    status["head"] = {
+        key: value
+        for key, value in {
+            "podIP": head_ip,
+            "podName": (head or {}).get("metadata", {}).get("name", ""),
+            "serviceIP": head_ip if service_ip == "None" else service_ip,
+            "serviceName": (head_service or {}).get("metadata", {}).get("name", ""),
+        }.items()
+        if value
+    }
+    status["lastUpdateTime"] = now_text
+    if old.get("state") != status.get("state") and status.get("state"):
+        status.setdefault("stateTransitionTimes", {})[status["state"]] = now_text
+    return status
+
+
+def owned_cluster_body(
+    owner: Mapping[str, Any],
+    crd: str,
+    cluster_name: str,
+    cluster_spec: Mapping[str, Any],
+    extra_labels: Mapping[str, str] | None = None,
+    extra_annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A RayCluster made for a RayJob / RayService: the owner's labels and annotations, the
+    originated-from labels, and a controller ownerReference (so deleting the owner deletes it)."""
+    meta = owner["metadata"]
+    labels = {**(meta.get("labels") or {}), k.RAY_ORIGINATED_FROM_CR_NAME: meta["name"], k.RAY_ORIGINATED_FROM_CRD: crd}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {
+            "name": cluster_name,
+            "namespace": meta.get("namespace"),
+            "labels": {**labels, **(extra_labels or {})},
+            "annotations": {**(meta.get("annotations") or {}), **(extra_annotations or {})},
+            "ownerReferences": [k.owner_reference(owner)],
+        },
+        "spec": copy.deepcopy(dict(cluster_spec)),
+    }

@@ -1,0 +1,40 @@
+"""Ray backends for the local control plane: the RayBackend protocol, a real local Ray
+(LocalRayBackend, one shared head for every RayCluster) and an in-memory double (FakeRayBackend)."""
+
+from __future__ import annotations
+
+from .base import (
+    BackendError,
+    ClusterEndpoints,
+    ClusterRequest,
+    ConfigMapMount,
+    JobAlreadyExistsError,
+    JobInfo,
+    JobRequest,
+    JobSubmissionError,
+    RayBackend,
+)
+from .fake import FakeRayBackend, JobScript
+
+__all__ = [
+    "BackendError",
+    "ClusterEndpoints",
+    "ClusterRequest",
+    "ConfigMapMount",
+    "FakeRayBackend",
+    "JobAlreadyExistsError",
+    "JobInfo",
+    "JobRequest",
+    "JobScript",
+    "JobSubmissionError",
+    "LocalRayBackend",
+    "RayBackend",
+]
+
+
+def __getattr__(name: str):  # LocalRayBackend imports ray lazily: the fake must not pay for it
+    if name == "LocalRayBackend":
+        from .local import LocalRayBackend
+
+        return LocalRayBackend
+    raise AttributeError(name)

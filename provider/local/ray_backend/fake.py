@@ -1,0 +1,168 @@
+"""FakeRayBackend: an in-memory, instant RayBackend whose Ray jobs follow scripts on an injectable clock.
+
+For state-machine tests: no process, no sleep. A job's life is PENDING for ``pending_seconds``, RUNNING
+for ``running_seconds``, then ``final_status`` (or RUNNING forever when that is None), measured on the
+clock given at construction, so a test moves a job along by advancing its fake clock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .base import (
+    BackendError,
+    ClusterEndpoints,
+    ClusterRequest,
+    JobAlreadyExistsError,
+    JobInfo,
+    JobRequest,
+    JobSubmissionError,
+    cluster_key,
+)
+
+FAKE_PORTS = {"dashboard": 18265, "client": 20001, "gcs-server": 16379, "metrics": 18080, "serve": 18000}
+
+
+@dataclass(frozen=True)
+class JobScript:
+    """How a fake Ray job behaves once submitted."""
+
+    final_status: str | None = "SUCCEEDED"
+    pending_seconds: float = 0.0
+    running_seconds: float = 1.0
+    message: str = ""
+    reject_submission: str | None = None  # raise JobSubmissionError(this) at submit
+    logs: str = ""
+
+
+@dataclass
+class FakeJob:
+    cluster: str
+    request: JobRequest
+    script: JobScript
+    submitted_at: float
+    stopped_at: float | None = None
+
+
+@dataclass
+class FakeRayBackend:
+    """A RayBackend double. ``now`` returns epoch seconds; ``calls`` records every call for assertions."""
+
+    now: Callable[[], float] = time.time
+    version: str = "2.60.0"
+    default_script: JobScript = field(default_factory=JobScript)
+    scripts_by_job_id: dict[str, JobScript] = field(default_factory=dict)
+    scripts_by_entrypoint: list[tuple[str, JobScript]] = field(default_factory=list)
+    job_info_error: str | None = None  # make job_info raise BackendError (dashboard unreachable)
+    clusters: dict[str, ClusterRequest] = field(default_factory=dict)
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    serve_configs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def ray_version(self) -> str:
+        return self.version
+
+    def script_entrypoint(self, substring: str, script: JobScript) -> None:
+        """Jobs whose entrypoint contains ``substring`` follow ``script`` (latest registration wins)."""
+        self.scripts_by_entrypoint.insert(0, (substring, script))
+
+    def _script_for(self, request: JobRequest) -> JobScript:
+        if request.job_id in self.scripts_by_job_id:
+            return self.scripts_by_job_id[request.job_id]
+        for substring, script in self.scripts_by_entrypoint:
+            if substring in request.entrypoint:
+                return script
+        return self.default_script
+
+    async def ensure_cluster(self, request: ClusterRequest) -> ClusterEndpoints:
+        self.calls.append(("ensure_cluster", request.key))
+        self.clusters[request.key] = request
+        warnings: tuple[str, ...] = ()
+        if request.ray_version and request.ray_version != self.version:
+            warnings = (f"rayVersion {request.ray_version} differs from the local Ray {self.version}",)
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in FAKE_PORTS.items()}
+        return ClusterEndpoints(urls=urls, warnings=warnings)
+
+    async def delete_cluster(self, namespace: str, name: str) -> None:
+        key = cluster_key(namespace, name)
+        self.calls.append(("delete_cluster", key))
+        self.clusters.pop(key, None)
+        for job_id, job in self.jobs.items():
+            if job.cluster == key:
+                await self.stop_job(namespace, name, job_id)
+
+    async def submit_job(self, namespace: str, cluster: str, request: JobRequest) -> None:
+        self.calls.append(("submit_job", cluster_key(namespace, cluster), request.job_id))
+        if request.job_id in self.jobs:
+            raise JobAlreadyExistsError(f"Job with submission_id {request.job_id} already exists. Please use a different submission_id.")
+        script = self._script_for(request)
+        if script.reject_submission is not None:
+            raise JobSubmissionError(script.reject_submission)
+        self.jobs[request.job_id] = FakeJob(cluster_key(namespace, cluster), request, script, self.now())
+
+    def _status_of(self, job: FakeJob) -> tuple[str, int, int]:
+        """(status, start_ms, end_ms) at the current fake time."""
+        script, t0 = job.script, job.submitted_at
+        started = t0 + script.pending_seconds
+        finished = started + script.running_seconds
+        now = self.now()
+        start_ms = int(started * 1000) if now >= started else 0
+        if job.stopped_at is not None and (script.final_status is None or job.stopped_at < finished):
+            return "STOPPED", start_ms, int(job.stopped_at * 1000)
+        if now < started:
+            return "PENDING", 0, 0
+        if script.final_status is None or now < finished:
+            return "RUNNING", start_ms, 0
+        return script.final_status, start_ms, int(finished * 1000)
+
+    async def job_info(self, namespace: str, cluster: str, job_id: str) -> JobInfo | None:
+        self.calls.append(("job_info", cluster_key(namespace, cluster), job_id))
+        if self.job_info_error is not None:
+            raise BackendError(self.job_info_error)
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        status, start_ms, end_ms = self._status_of(job)
+        message = job.script.message if status != "STOPPED" else "Job was intentionally stopped."
+        return JobInfo(job_id, status, message, start_ms, end_ms, job.request.entrypoint, dict(job.request.metadata or {}))
+
+    async def stop_job(self, namespace: str, cluster: str, job_id: str) -> bool:
+        self.calls.append(("stop_job", cluster_key(namespace, cluster), job_id))
+        job = self.jobs.get(job_id)
+        if job is None or job.stopped_at is not None:
+            return False
+        if self._status_of(job)[0] in ("SUCCEEDED", "FAILED"):
+            return False
+        job.stopped_at = self.now()
+        return True
+
+    async def job_logs(self, namespace: str, cluster: str, job_id: str) -> str:
+        job = self.jobs.get(job_id)
+        return job.script.logs if job else ""
+
+    async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> None:
+        key = cluster_key(namespace, cluster)
+        self.calls.append(("deploy_serve", key))
+        self.serve_configs[key] = config
+
+    async def serve_status(self, namespace: str, cluster: str) -> Mapping[str, Any]:
+        config = self.serve_configs.get(cluster_key(namespace, cluster))
+        if config is None:
+            return {}
+        return {
+            app.get("name", "default"): {
+                "status": "RUNNING",
+                "message": "",
+                "deployments": {
+                    d["name"]: {"status": "HEALTHY", "message": ""} for d in app.get("deployments", []) if "name" in d
+                },
+            }
+            for app in config.get("applications", [])
+        }
+
+    async def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,102 @@
+"""Ray backends: ConfigMap materialisation and path rewriting, the fake's scripts, and a real local Ray."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from kuberay_provider.local.ray_backend import (
+    ClusterRequest,
+    ConfigMapMount,
+    FakeRayBackend,
+    JobAlreadyExistsError,
+    JobRequest,
+    JobScript,
+    JobSubmissionError,
+    RayBackend,
+)
+from kuberay_provider.local.ray_backend.volumes import PathMap, materialise
+
+
+def test_materialise_writes_files_and_maps_paths(tmp_path: Path) -> None:
+    paths = materialise([ConfigMapMount("/home/ray/samples", {"sample_code.py": "print(1)"})], tmp_path)
+    local = tmp_path / "home/ray/samples"
+    assert (local / "sample_code.py").read_text() == "print(1)"
+    assert paths.rewrite("python /home/ray/samples/sample_code.py --x 1") == f"python {local}/sample_code.py --x 1"
+    assert paths.rewrite("cd /home/ray/samples && ls") == f"cd {local} && ls"
+    assert paths.rewrite("python /home/ray/samples2/x.py /opt/home/ray/samples/y") == "python /home/ray/samples2/x.py /opt/home/ray/samples/y"
+    assert paths.rewrite_runtime_env({"working_dir": "/home/ray/samples", "pip": ["x"]}) == {"working_dir": str(local), "pip": ["x"]}
+
+
+def test_materialise_refuses_paths_escaping_the_mount(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        materialise([ConfigMapMount("/code", {"../../evil": "x"})], tmp_path)
+
+
+def test_longest_mount_wins() -> None:
+    paths = PathMap({"/a": "/L/a", "/a/b": "/L/ab"})
+    assert paths.rewrite("/a/b/c /a/c") == "/L/ab/c /L/a/c"
+
+
+async def test_fake_backend_follows_its_script_on_its_clock() -> None:
+    now = [1000.0]
+    fake = FakeRayBackend(now=lambda: now[0], default_script=JobScript(pending_seconds=1, running_seconds=2))
+    assert isinstance(fake, RayBackend)
+    endpoints = await fake.ensure_cluster(ClusterRequest("ns", "c", ray_version="2.1.0"))
+    assert endpoints.dashboard_url and endpoints.warnings
+    await fake.submit_job("ns", "c", JobRequest("j", "python x.py"))
+    with pytest.raises(JobAlreadyExistsError):
+        await fake.submit_job("ns", "c", JobRequest("j", "python x.py"))
+    statuses = []
+    for _ in range(4):
+        statuses.append((await fake.job_info("ns", "c", "j")).status)  # type: ignore[union-attr]
+        now[0] += 1
+    assert statuses == ["PENDING", "RUNNING", "RUNNING", "SUCCEEDED"]
+    assert await fake.job_info("ns", "c", "nope") is None
+
+
+async def test_fake_backend_delete_cluster_stops_its_jobs() -> None:
+    fake = FakeRayBackend(default_script=JobScript(final_status=None))
+    fake.script_entrypoint("bad", JobScript(reject_submission="nope"))
+    await fake.submit_job("ns", "c", JobRequest("j", "python x.py"))
+    with pytest.raises(JobSubmissionError):
+        await fake.submit_job("ns", "c", JobRequest("k", "python bad.py"))
+    await fake.delete_cluster("ns", "c")
+    assert (await fake.job_info("ns", "c", "j")).status == "STOPPED"  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def local_ray(ray_backend):
+    """The session's shared real Ray head (tests/conftest.py): starting a second one costs 10-25 s."""
+    return ray_backend
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+async def test_local_ray_backend_runs_a_job_from_a_configmap(local_ray) -> None:
+    mount = ConfigMapMount("/home/ray/samples", {"hello.py": "import ray\nray.init()\nprint('hello from the configmap')\n"})
+    endpoints = await local_ray.ensure_cluster(ClusterRequest("default", "c1", ray_version=local_ray.ray_version, config_map_mounts=(mount,)))
+    assert endpoints.dashboard_url.startswith("http://127.0.0.1:") and not endpoints.warnings
+    await local_ray.submit_job("default", "c1", JobRequest("hello-1", "python /home/ray/samples/hello.py", metadata={"owner": "test"}))
+    with pytest.raises(JobAlreadyExistsError):
+        await local_ray.submit_job("default", "c1", JobRequest("hello-1", "python /home/ray/samples/hello.py"))
+    info = None
+    for _ in range(120):
+        info = await local_ray.job_info("default", "c1", "hello-1")
+        if info is not None and info.is_terminal:
+            break
+        await asyncio.sleep(0.5)
+    assert info is not None and info.status == "SUCCEEDED", info
+    assert info.start_time_ms and info.end_time_ms and info.metadata["owner"] == "test"
+    assert "hello from the configmap" in await local_ray.job_logs("default", "c1", "hello-1")
+    assert await local_ray.job_info("default", "c1", "no-such-job") is None
+    await local_ray.submit_job("default", "c1", JobRequest("sleepy-1", "sleep 60"))
+    await local_ray.delete_cluster("default", "c1")  # deleting the cluster stops its jobs
+    for _ in range(40):
+        info = await local_ray.job_info("default", "c1", "sleepy-1")
+        if info is not None and info.is_terminal:
+            break
+        await asyncio.sleep(0.5)
+    assert info is not None and info.status == "STOPPED"
