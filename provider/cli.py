@@ -15,6 +15,8 @@ from typing import Sequence
 from kuberay_provider import __version__
 from kuberay_provider.core.errors import KubeRayProviderError, ManifestError
 from kuberay_provider.core.manifests import load_documents, ray_objects
+from kuberay_provider.example import add_example_arguments
+from kuberay_provider.local.cli import add_local_commands
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -77,19 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     example = sub.add_parser("example", help="run the example job end to end on this machine")
     example.set_defaults(func=_cmd_example)
-    try:
-        from kuberay_provider.example import add_example_arguments
-    except ImportError:
-        pass
-    else:
-        add_example_arguments(example)
-
-    try:
-        from kuberay_provider.local.cli import add_local_commands
-    except ImportError:
-        pass
-    else:
-        add_local_commands(sub)
+    add_example_arguments(example)
+    add_local_commands(sub)
     return parser
 
 

@@ -75,7 +75,7 @@ def score_partition(data_root: Path, date: str) -> dict:
         make_input_partition(input_dir, date)
     model = train_churn_model()
     scored = ray.data.read_parquet(str(input_dir)).map_batches(
-        ChurnScorer, fn_constructor_args=(model,), batch_format="pandas", concurrency=1
+        ChurnScorer, fn_constructor_args=(model,), batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)
     )
     staging = output_dir.with_name(output_dir.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)

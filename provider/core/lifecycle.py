@@ -127,11 +127,17 @@ class RayJobLifecycle:
                 break
         raise RayJobTimeout(f"RayJob {namespace}/{name} did not reach the awaited state within {timeout} s", last)
 
-    def head_service(self, state: RayJobState, manifest: Mapping[str, Any]) -> str:
-        """The service in front of the head of the cluster the RayJob runs on."""
-        if (manifest.get("spec") or {}).get("clusterSelector"):
-            cluster = self.kube.get(RAYCLUSTER, state.namespace, state.cluster_name)
-            return raycluster_head_service(cluster)
+    def head_service(self, state: RayJobState) -> str:
+        """The service in front of the head of the cluster the RayJob runs on.
+
+        The cluster's own head service exists as soon as the cluster is ready; KubeRay creates the
+        RayJob's stable ``<rayjob>-head-svc`` only once the job is Running (reconcileServices), too late
+        for InteractiveMode's submission. So prefer the cluster's, and fall back to the RayJob's.
+        """
+        if state.cluster_name:
+            cluster = self.kube.find(RAYCLUSTER, state.namespace, state.cluster_name)
+            if cluster is not None:
+                return raycluster_head_service(cluster)
         return rayjob_head_service(state.name)
 
     def jobs_client(self, namespace: str, service: str, cluster: str = "") -> RayJobsClient:
@@ -152,8 +158,4 @@ def manifest_label(manifest: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _changed(before: RayJobState, after: RayJobState) -> bool:
-    return (before.deployment_status, before.job_status, before.reason) != (
-        after.deployment_status,
-        after.job_status,
-        after.reason,
-    )
+    return before.describe() != after.describe()

@@ -78,6 +78,7 @@ class LocalControlPlane:
         self._history_limit, self._bookmark_interval = history_limit, bookmark_interval
         self._controller_wanted, self._backend = controller, backend
         self.tls_files: TlsFiles | None = None
+        self._owned_backend: Any = None
         self.server: ApiServer | None = None
         self.controller_running = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -155,6 +156,9 @@ class LocalControlPlane:
         finally:
             if controller_task is not None:
                 await self._stop_controller(controller_task, controller_stop)
+            if self._owned_backend is not None:
+                await self._owned_backend.close()
+                self._owned_backend = None
             await self.server.stop()
 
     def _start_controller(self, controller_stop: asyncio.Event) -> asyncio.Task[Any] | None:
@@ -168,6 +172,8 @@ class LocalControlPlane:
             log.warning("local controller not started (%s): serving the API only", missing)
             return None
         self.controller_running = True
+        # A Ray the plane started is the plane's to stop; one handed in belongs to the caller.
+        self._owned_backend = backend if self._backend is None else None
         return asyncio.ensure_future(self._run_controller(run_controller, backend, controller_stop))
 
     async def _run_controller(self, run_controller: Callable[..., Any], backend: Any,

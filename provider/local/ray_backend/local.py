@@ -52,6 +52,9 @@ class HeadPorts:
     client: int = field(default_factory=free_port)
     metrics: int = field(default_factory=free_port)
     serve: int = field(default_factory=free_port)
+    # Ray's fixed default (52365) collides with any other Ray head on the machine; the job agent behind
+    # it then never starts and every submission answers "No available agent to submit job".
+    dashboard_agent: int = field(default_factory=free_port)
 
     def urls(self) -> dict[str, str]:
         """Port name (as KubeRay names the head Service's ports) -> base URL."""
@@ -71,40 +74,65 @@ def ray_environment(python_bin_dir: Path) -> dict[str, str]:
     # Ray 2.5x turns token auth on when a token file exists; this head listens on 127.0.0.1 only and is
     # reached through the local API server's service proxy, whose clients carry no Ray token.
     env["RAY_AUTH_MODE"] = "disabled"
+    # Without it `ray start --node-ip-address=127.0.0.1` swaps in the machine's routable address (so the
+    # agents listen there): a single-node Ray keeps to the loopback, as on macOS and Windows.
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     return env
 
 
-def _parent_pids() -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents[int(stat.parent.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return parents
+@dataclass(frozen=True)
+class ProcessTable:
+    """Parent and process group of every process, read from /proc."""
+
+    parents: dict[int, int]
+    groups: dict[int, int]
+
+    @classmethod
+    def read(cls) -> ProcessTable:
+        parents: dict[int, int] = {}
+        groups: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                pid = int(stat.parent.name)
+                parents[pid], groups[pid] = int(fields[1]), int(fields[2])
+            except (OSError, IndexError, ValueError):
+                continue
+        return cls(parents, groups)
+
+    def descendants(self, roots: set[int]) -> set[int]:
+        found = set(roots)
+        changed = True
+        while changed:
+            children = {pid for pid, parent in self.parents.items() if parent in found} - found
+            found |= children
+            changed = bool(children)
+        return found
 
 
-def processes_of_session(temp_dir: Path) -> list[int]:
-    """PIDs of the Ray processes started with ``temp_dir`` (their command lines name it) and all their
-    descendants (workers, agents). Another Ray on the machine is left alone, unlike ``ray stop``."""
-    marker = str(temp_dir).encode()
-    roots = set()
+def _processes_naming(marker: bytes) -> set[int]:
+    pids = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             if marker in cmdline.read_bytes():
-                roots.add(int(cmdline.parent.name))
+                pids.add(int(cmdline.parent.name))
         except OSError:
             continue
-    roots.discard(os.getpid())
-    parents = _parent_pids()
-    found = set(roots)
-    changed = True
-    while changed:
-        children = {pid for pid, parent in parents.items() if parent in found} - found
-        found |= children
-        changed = bool(children)
-    return sorted(found)
+    return pids
+
+
+def processes_of_session(temp_dir: Path) -> list[int]:
+    """PIDs of the Ray processes started with ``temp_dir`` (their command lines name it), the rest of
+    their process groups and all their descendants (workers, agents). Another Ray on the machine is left
+    alone, unlike ``ray stop``.
+
+    The process group matters: ``ray start`` makes itself a group leader and exits, so orphans such as
+    the Ray client server (whose command line does not name the temp dir) are found only through it."""
+    roots = _processes_naming(str(temp_dir).encode()) - {os.getpid()}
+    table = ProcessTable.read()
+    ray_groups = {table.groups[pid] for pid in roots if pid in table.groups} - {os.getpgrp()}
+    roots |= {pid for pid, group in table.groups.items() if group in ray_groups}
+    return sorted(table.descendants(roots) - {os.getpid()})
 
 
 def terminate(pids: list[int], grace_seconds: float = 10.0) -> None:
@@ -198,6 +226,7 @@ class LocalRayBackend:
             "--include-dashboard=true",
             f"--ray-client-server-port={ports.client}",
             f"--metrics-export-port={ports.metrics}",
+            f"--dashboard-agent-listen-port={ports.dashboard_agent}",
             f"--num-cpus={self.num_cpus}",
             f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
