@@ -87,19 +87,33 @@ def run_batch_inference(lifecycle: RayJobLifecycle, date: str, data_root: Path, 
     launch = lifecycle.create_or_attach(manifest)
     name = manifest["metadata"]["name"]
     say(f"{'Created' if launch.created else 'Re-attached to'} RayJob {namespace}/{name}")
+    report = TransitionReporter()
     running = lifecycle.wait(
-        namespace, name, timeout=timeout, on_change=lambda s: say(s.describe()),
+        namespace, name, timeout=timeout, on_change=report,
         until=lambda s: s.is_terminal or (s.deployment_status == JobDeploymentStatus.RUNNING and bool(s.job_id)),
     )
     follower = None
     if not running.is_terminal:
         jobs = lifecycle.jobs_client(namespace, lifecycle.head_service(running))
         follower = LogFollower(jobs, running.job_id, lambda chunk: sys.stdout.write(indent(chunk))).start()
-    final = lifecycle.wait(namespace, name, timeout=timeout, on_change=lambda s: say(s.describe()))
+    final = lifecycle.wait(namespace, name, timeout=timeout, on_change=report)
     if follower is not None:
         follower.join(timeout=30)
         follower.stop()
     return final
+
+
+class TransitionReporter:
+    """Prints each state once, across the two waits (each watch starts by replaying the current state)."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def __call__(self, state: RayJobState) -> None:
+        text = state.describe()
+        if text != self.last:
+            say(text)
+            self.last = text
 
 
 def indent(chunk: str) -> str:
