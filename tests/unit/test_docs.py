@@ -11,7 +11,7 @@ from tests.conftest import PROJECT_ROOT
 
 def test_docs_build_strict(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(PROJECT_ROOT / "docs" / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "-d", str(tmp_path / "site")],
         capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,  # mkdocs resolves docs_dir "." from here
     )
     assert result.returncode == 0, result.stdout + result.stderr
