@@ -1,0 +1,97 @@
+"""End-to-end fixtures: ONE local control plane for the session, on the session's real Ray, and kubectl.
+
+``local_plane`` is a started ``LocalControlPlane`` (TLS on, KubeRay's CRDs installed, controller on) whose
+backend is attached to the session's Ray head: use ``.url``, ``.token``, ``.ca_path``,
+``.kubeconfig_path``, ``.api_client()`` (official client) and ``.async_api_client()`` (kubernetes_asyncio).
+Tests that use it need Ray: mark them ``@pytest.mark.ray``. ``kubectl`` runs kubectl against it;
+``namespace`` gives a test a fresh namespace of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from kuberay_provider.local.plane import LocalControlPlane
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl") if (Path(sys.executable).parent / "kubectl").exists() \
+    else (shutil.which("kubectl") or "kubectl")
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """kubectl with a fixed environment (KUBECONFIG, and a private HOME for its discovery cache)."""
+
+    env: dict[str, str]
+
+    @classmethod
+    def for_kubeconfig(cls, kubeconfig: Path, home: Path) -> Kubectl:
+        return cls({**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home)})
+
+    def run(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KUBECTL, *args], env=self.env, input=stdin, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def ok(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+        """Run, insist on success, return stdout."""
+        result = self.run(*args, stdin=stdin, timeout=timeout)
+        assert result.returncode == 0, f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "-o", "json"))
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """A long-running kubectl (``get -w``); its stdout is a text pipe. Terminate it when done."""
+        return subprocess.Popen([KUBECTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait(self, condition: str, *target: str, namespace: str, timeout: float) -> None:
+        """``kubectl wait --for=<condition> <target...>``; a condition such as ``jsonpath={.status.state}=ready``
+        or ``delete``, a target such as ``rayjob/x`` or ``pod -l ray.io/cluster=c``."""
+        self.ok("wait", "-n", namespace, f"--for={condition}", *target, f"--timeout={int(timeout)}s", timeout=timeout + 30)
+
+    def create_namespace(self, name: str) -> str:
+        self.ok("create", "namespace", name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def local_plane(crds_dir: Path, ray_dashboard_url: str) -> Iterator[LocalControlPlane]:
+    """The session's one local control plane, its controller running workloads on the session's Ray."""
+    from kuberay_provider.local.ray_backend import LocalRayBackend
+
+    backend = LocalRayBackend(dashboard_url=ray_dashboard_url)
+    try:
+        with LocalControlPlane(crds_dir=crds_dir, tls=True, controller=True, backend=backend) as plane:
+            yield plane
+    finally:
+        # Handed in, so not the plane's to close: its work files and any dedicated Ray head it started.
+        asyncio.run(backend.close())
+
+
+@pytest.fixture(scope="session")
+def kubectl(local_plane: LocalControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl.for_kubeconfig(local_plane.kubeconfig_path, tmp_path_factory.mktemp("kubectl-home"))
+
+
+def unique_namespace(hint: str) -> str:
+    """A DNS-1123 label from ``hint`` plus a random suffix."""
+    base = re.sub(r"[^a-z0-9-]+", "-", hint.lower()).strip("-")[:40].strip("-") or "ns"
+    return f"{base}-{uuid.uuid4().hex[:5]}"
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace named after the test."""
+    return kubectl.create_namespace(unique_namespace(request.node.name.removeprefix("test_")))
