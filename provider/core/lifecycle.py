@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable, Mapping
 
 from kuberay_provider.core.dashboard import (
@@ -18,11 +19,13 @@ from kuberay_provider.core.dashboard import (
     rayjob_head_service,
 )
 from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
+from kuberay_provider.core.job_request import JobSubmission
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.naming import LABEL_RUN_KEY
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
-from kuberay_provider.core.status import RayJobState
+from kuberay_provider.core.status import JobDeploymentStatus, RayJobState
 from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,10 @@ class RayJobTimeout(KubeRayProviderError):
     def __init__(self, message: str, state: RayJobState | None) -> None:
         super().__init__(message)
         self.state = state
+
+
+class ClusterNotFoundError(KubeRayProviderError):
+    """The RayCluster a job should run on does not exist."""
 
 
 class NameTakenError(KubeRayProviderError):
@@ -55,6 +62,71 @@ class Launch:
 def namespace_and_name(manifest: Mapping[str, Any]) -> tuple[str, str]:
     metadata = manifest.get("metadata") or {}
     return metadata.get("namespace") or "default", metadata["name"]
+
+
+def is_started(state: RayJobState) -> bool:
+    """The Ray job runs (its id is known), or the RayJob is already done: time to follow the log."""
+    return state.is_terminal or (state.deployment_status == JobDeploymentStatus.RUNNING and bool(state.job_id))
+
+
+def is_ready_for_submission(state: RayJobState) -> bool:
+    """InteractiveMode waits for our submission, or there is nothing left to submit."""
+    return state.is_waiting_for_submission or is_started(state)
+
+
+def tail_lines(text: str, lines: int) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if lines > 0 else ""
+
+
+class WaitTarget(str, Enum):
+    """What a waiter waits for, by name (a trigger's arguments must serialise)."""
+
+    STARTED = "started"
+    READY_FOR_SUBMISSION = "ready_for_submission"
+    TERMINAL = "terminal"
+
+    def reached(self, state: RayJobState) -> bool:
+        if self is WaitTarget.STARTED:
+            return is_started(state)
+        if self is WaitTarget.READY_FOR_SUBMISSION:
+            return is_ready_for_submission(state)
+        return state.is_terminal
+
+
+class StateTracker:
+    """The part of waiting that sync and async watch loops share: one RayJob's events in, the state that
+    satisfies ``until`` out (None while still waiting)."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        until: Callable[[RayJobState], bool],
+        timeout: float | None = None,
+        on_change: Callable[[RayJobState], None] | None = None,
+    ) -> None:
+        self.namespace, self.name, self.until, self.timeout, self.on_change = namespace, name, until, timeout, on_change
+        self.last: RayJobState | None = None
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    def observe(self, event: WatchEvent) -> RayJobState | None:
+        if event.type == "DELETED":
+            raise KubeRayProviderError(f"RayJob {self.namespace}/{self.name} was deleted while being waited on")
+        state = RayJobState.from_object(event.object)
+        if self.last is None or _changed(self.last, state):
+            if self.on_change:
+                self.on_change(state)
+            self.last = state
+        if self.until(state):
+            return state
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise self.timed_out()
+        return None
+
+    def timed_out(self) -> RayJobTimeout:
+        return RayJobTimeout(
+            f"RayJob {self.namespace}/{self.name} did not reach the awaited state within {self.timeout} s", self.last
+        )
 
 
 @dataclass
@@ -110,22 +182,11 @@ class RayJobLifecycle:
         on_change: Callable[[RayJobState], None] | None = None,
     ) -> RayJobState:
         """Block until ``until(state)`` holds, following the RayJob by watch (no polling loop)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last: RayJobState | None = None
-        remaining = timeout
-        for event in self.kube.watch(RAYJOB, namespace, name=name, timeout_seconds=remaining):
-            if event.type == "DELETED":
-                raise KubeRayProviderError(f"RayJob {namespace}/{name} was deleted while being waited on")
-            state = RayJobState.from_object(event.object)
-            if last is None or _changed(last, state):
-                if on_change:
-                    on_change(state)
-                last = state
-            if until(state):
-                return state
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-        raise RayJobTimeout(f"RayJob {namespace}/{name} did not reach the awaited state within {timeout} s", last)
+        tracker = StateTracker(namespace, name, until, timeout, on_change)
+        for event in self.kube.watch(RAYJOB, namespace, name=name, timeout_seconds=timeout):
+            if (done := tracker.observe(event)) is not None:
+                return done
+        raise tracker.timed_out()
 
     def head_service(self, state: RayJobState) -> str:
         """The service in front of the head of the cluster the RayJob runs on.
@@ -146,6 +207,50 @@ class RayJobLifecycle:
         else:
             endpoint = self.dashboard.direct_endpoint(namespace=namespace, service=service, cluster=cluster)
         return RayJobsClient(endpoint)
+
+    def head_service_of_cluster(self, namespace: str, cluster_name: str) -> str:
+        cluster = self.kube.find(RAYCLUSTER, namespace, cluster_name)
+        if cluster is None:
+            raise ClusterNotFoundError(f"RayCluster {namespace}/{cluster_name} does not exist")
+        return raycluster_head_service(cluster)
+
+    def cluster_jobs_client(self, namespace: str, cluster_name: str) -> RayJobsClient:
+        """The Jobs API of an existing RayCluster (existing-cluster paths)."""
+        return self.jobs_client(namespace, self.head_service_of_cluster(namespace, cluster_name), cluster_name)
+
+    def rayjob_jobs_client(self, state: RayJobState) -> RayJobsClient:
+        return self.jobs_client(state.namespace, self.head_service(state), state.cluster_name)
+
+    def submit_interactive(self, state: RayJobState, submission: JobSubmission) -> bool:
+        """InteractiveMode: submit through the Jobs SDK, then set ``spec.jobId`` so KubeRay tracks the job.
+
+        Safe to repeat (a retried try): the fixed submission id re-attaches to a job already submitted,
+        and the patch writes the same value again. True when this call started the job.
+        """
+        started = self.rayjob_jobs_client(state).submit(**submission.submit_arguments())
+        self.kube.patch(RAYJOB, state.namespace, state.name, {"spec": {"jobId": submission.submission_id}})
+        log.info("%s Ray job %s for RayJob %s/%s", "Submitted" if started else "Re-attached to",
+                 submission.submission_id, state.namespace, state.name)
+        return started
+
+    def log_tail(self, jobs: RayJobsClient, job_id: str, lines: int = 50) -> str:
+        """The end of a Ray job's log, or "" when it cannot be read (e.g. the cluster is already gone)."""
+        if not job_id or lines <= 0:
+            return ""
+        try:
+            return tail_lines(jobs.logs(job_id), lines)
+        except Exception as exc:  # noqa: BLE001 - a missing log must not hide the job's own failure
+            log.info("could not read the log of Ray job %s: %s", job_id, exc)
+            return ""
+
+    def dashboard_link(self, namespace: str, service: str, cluster: str = "", job_id: str = "") -> str:
+        """A URL of the Ray dashboard (the job's page when ``job_id`` is known), without credentials."""
+        if self.dashboard.uses_service_proxy:
+            base = self.kube.proxy_connection(namespace, service, DASHBOARD_PORT_NAME).url
+        else:
+            base = self.dashboard.direct_endpoint(namespace=namespace, service=service, cluster=cluster).url
+        base = base.rstrip("/") + "/"
+        return f"{base}#/jobs/{job_id}" if job_id else base
 
     def delete(self, namespace: str, name: str) -> bool:
         """Delete the RayJob; KubeRay (and the owner references) take its cluster with it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from typing import Callable
 
 from kuberay_provider.core.ray_jobs import RayJobsClient
@@ -16,13 +17,51 @@ from kuberay_provider.core.ray_jobs import RayJobsClient
 log = logging.getLogger(__name__)
 
 
-class LogFollower:
-    """Streams ``job_id``'s log into ``sink`` until the job ends or ``stop()`` is called."""
+class LineBuffer:
+    """Turns a stream of chunks into whole lines and keeps the last ``keep`` of them (the log tail a
+    failed task reports, available even after the cluster, and with it the log, is gone)."""
 
-    def __init__(self, jobs: RayJobsClient, job_id: str, sink: Callable[[str], None]) -> None:
+    def __init__(self, keep: int = 200) -> None:
+        self._partial = ""
+        self.last_lines: deque[str] = deque(maxlen=max(keep, 1))
+
+    def feed(self, chunk: str) -> list[str]:
+        *lines, self._partial = (self._partial + chunk).split("\n")
+        self.last_lines.extend(lines)
+        return lines
+
+    def flush(self) -> list[str]:
+        rest, self._partial = self._partial, ""
+        if rest:
+            self.last_lines.append(rest)
+            return [rest]
+        return []
+
+    def tail(self, lines: int) -> str:
+        return "\n".join(list(self.last_lines)[-lines:]) if lines > 0 else ""
+
+
+class LogFollower:
+    """Streams ``job_id``'s log into ``sink`` until the job ends or ``stop()`` is called.
+
+    ``line_sink``, when given, receives the log line by line instead (a task logger wants whole lines);
+    either way the last ``keep_lines`` lines stay available as ``tail()``.
+    """
+
+    def __init__(
+        self,
+        jobs: RayJobsClient,
+        job_id: str,
+        sink: Callable[[str], None] | None = None,
+        *,
+        line_sink: Callable[[str], None] | None = None,
+        keep_lines: int = 200,
+    ) -> None:
         self.jobs = jobs
         self.job_id = job_id
         self.sink = sink
+        self.line_sink = line_sink
+        self.lines = LineBuffer(keep_lines)
         self.received = 0
         self._thread = threading.Thread(target=self._run, name=f"ray-log-{job_id}", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -47,7 +86,18 @@ class LogFollower:
     async def _follow(self) -> None:
         async for chunk in self.jobs.tail(self.job_id):
             self.received += len(chunk)
+            self._deliver(chunk, self.lines.feed(chunk))
+        self._deliver("", self.lines.flush())
+
+    def _deliver(self, chunk: str, lines: list[str]) -> None:
+        if self.sink is not None and chunk:
             self.sink(chunk)
+        if self.line_sink is not None:
+            for line in lines:
+                self.line_sink(line)
+
+    def tail(self, lines: int = 50) -> str:
+        return self.lines.tail(lines)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the stream to end by itself (the job finished); True if it did."""

@@ -1,0 +1,63 @@
+"""The Airflow adapter: a thin layer over ``kuberay_provider.core``.
+
+Public names: ``hooks.KubeRayHook``, ``operators.RayJobOperator``, ``sensors.RayJobSensor``,
+``triggers.RayJobTrigger``. Registered with Airflow through the ``apache_airflow_provider`` entry point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kuberay_provider import __version__
+
+_MODULE = "kuberay_provider.airflow"
+INTEGRATION = "KubeRay"
+
+
+def _modules(kind: str) -> list[dict[str, Any]]:
+    return [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.{kind}"]}]
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "kuberay-provider",
+        "name": "KubeRay",
+        "description": "Run Ray jobs on Kubernetes through KubeRay (ray.io/v1 RayJob) from Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://docs.ray.io/en/latest/cluster/kubernetes/index.html",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": _modules("hooks"),
+        "operators": _modules("operators"),
+        "sensors": _modules("sensors"),
+        "triggers": _modules("triggers"),
+        "extra-links": [f"{_MODULE}.links.RayDashboardLink"],
+        "connection-types": [
+            {
+                "hook-class-name": f"{_MODULE}.hooks.KubeRayHook",
+                "hook-name": "KubeRay",
+                "connection-type": "kuberay",
+                "conn-fields": {
+                    "kube_config_path": {"label": "Kube config path", "schema": {"type": ["string", "null"]}},
+                    "kube_config": {
+                        "label": "Kube config (YAML or JSON content)",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "cluster_context": {"label": "Cluster context", "schema": {"type": ["string", "null"]}},
+                    "in_cluster": {"label": "In cluster configuration", "schema": {"type": ["boolean", "null"]}},
+                    "namespace": {"label": "Namespace", "schema": {"type": ["string", "null"]}},
+                    "disable_verify_ssl": {"label": "Disable TLS verification", "schema": {"type": ["boolean", "null"]}},
+                    "dashboard_url_template": {
+                        "label": "Ray dashboard URL template (empty: through the API server's service proxy)",
+                        "description": "e.g. http://{service}.{namespace}.svc.cluster.local:8265",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+                "ui-field-behaviour": {"hidden-fields": ["host", "schema", "login", "password", "port", "extra"]},
+            }
+        ],
+    }

@@ -1,0 +1,184 @@
+"""What a task asks for: one Ray job, and how it should run. Orchestrator-neutral.
+
+Three ways to run, chosen by the arguments:
+
+* **create** (default): a RayJob with its own cluster (``rayClusterSpec``); KubeRay submits the job.
+* **sdk**: the same RayJob in ``InteractiveMode``; the provider submits the entrypoint itself through the
+  Ray Jobs SDK under a deterministic submission id and then sets ``spec.jobId``.
+* **existing cluster**: ``cluster_selector`` names a RayCluster. Through a RayJob with ``clusterSelector``
+  (KubeRay submits), or with ``submit_via="sdk"`` straight to that cluster's head, no RayJob at all.
+
+The RayJob's name and labels come from the run's identity (``core.naming``), so a retried try finds the
+RayJob its first try created instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from enum import Enum
+from typing import Any, Mapping
+
+from kuberay_provider.core.manifests import load_manifest
+from kuberay_provider.core.naming import identity_labels, rayjob_name, run_key, submission_id
+from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.core.spec import RAYJOB_SPEC_FIELDS, build_manifest, runtime_env_from_yaml
+from kuberay_provider.core.status import SubmissionMode
+
+CLUSTER_SELECTOR_KEY = "ray.io/cluster"
+RAYJOB_KEYWORDS = frozenset(RAYJOB_SPEC_FIELDS) | {"runtime_env"}
+
+
+class SubmitVia(str, Enum):
+    KUBERAY = "kuberay"  # KubeRay's submitter (K8sJobMode by default, or the spec's submissionMode)
+    SDK = "sdk"  # the provider, through the Ray Jobs SDK
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who runs the job: (dag or flow, task, run, map index). Names and labels derive from it."""
+
+    owner: str
+    task: str
+    run_id: str
+    map_index: int | None = None
+
+    @property
+    def key(self) -> str:
+        index = None if self.map_index is None or self.map_index < 0 else self.map_index
+        return run_key(self.owner, self.task, self.run_id, index)
+
+    @property
+    def rayjob_name(self) -> str:
+        return rayjob_name(self.owner, self.task, self.run_id, self.map_index)
+
+
+def normalize_cluster_selector(selector: str | Mapping[str, str] | None) -> dict[str, str] | None:
+    """A RayCluster name, or KubeRay's ``{"ray.io/cluster": name}`` mapping."""
+    if selector is None or selector == "" or selector == {}:
+        return None
+    if isinstance(selector, str):
+        return {CLUSTER_SELECTOR_KEY: selector}
+    return {str(k): str(v) for k, v in selector.items()}
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    """What the provider hands to the Ray Jobs SDK (the SDK paths), read from the RayJob's spec."""
+
+    submission_id: str
+    entrypoint: str
+    runtime_env: dict[str, Any] | None = None
+    entrypoint_num_cpus: float | None = None
+    entrypoint_num_gpus: float | None = None
+    entrypoint_resources: dict[str, float] | None = None
+    metadata: dict[str, str] | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any], job_id: str) -> "JobSubmission":
+        spec = manifest.get("spec") or {}
+        if not str(spec.get("entrypoint") or "").strip():
+            raise ValueError("submitting through the Ray Jobs SDK needs an entrypoint")
+        resources = spec.get("entrypointResources")
+        return cls(
+            submission_id=job_id,
+            entrypoint=spec["entrypoint"],
+            runtime_env=runtime_env_from_yaml(spec.get("runtimeEnvYAML")) or None,
+            entrypoint_num_cpus=spec.get("entrypointNumCpus"),
+            entrypoint_num_gpus=spec.get("entrypointNumGpus"),
+            entrypoint_resources=json.loads(resources) if isinstance(resources, str) and resources else None,
+            metadata=dict(spec.get("metadata") or {}) or None,
+        )
+
+    def submit_arguments(self) -> dict[str, Any]:
+        return {
+            "submission_id": self.submission_id,
+            "entrypoint": self.entrypoint,
+            "runtime_env": self.runtime_env,
+            "metadata": self.metadata,
+            "entrypoint_num_cpus": self.entrypoint_num_cpus,
+            "entrypoint_num_gpus": self.entrypoint_num_gpus,
+            "entrypoint_resources": self.entrypoint_resources,
+        }
+
+
+@dataclass(frozen=True)
+class RayJobRequest:
+    """One task's Ray job. ``rayjob`` is a base manifest (dict, YAML/JSON text or file path) that the
+    keyword ``spec_params`` (any RayJob spec field in snake_case, plus ``runtime_env``) override."""
+
+    identity: RunIdentity
+    namespace: str | None = None  # None: the base manifest's, else "default"
+    name: str | None = None  # None: derived from the identity
+    rayjob: Mapping[str, Any] | str | None = None
+    spec_params: Mapping[str, Any] = field(default_factory=dict)
+    cluster_selector: str | Mapping[str, str] | None = None
+    submit_via: SubmitVia | str = SubmitVia.KUBERAY
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
+        if unknown:
+            raise TypeError(f"unknown RayJob spec parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(RAYJOB_KEYWORDS))}")
+        object.__setattr__(self, "submit_via", SubmitVia(self.submit_via))
+
+    @property
+    def rayjob_name(self) -> str:
+        return self.name or self.identity.rayjob_name
+
+    @cached_property
+    def base_manifest(self) -> dict[str, Any] | None:
+        return load_manifest(self.rayjob, kind="RayJob") if self.rayjob is not None else None
+
+    @property
+    def manifest_namespace(self) -> str | None:
+        return ((self.base_manifest or {}).get("metadata") or {}).get("namespace") or None
+
+    @property
+    def resolved_namespace(self) -> str:
+        return self.namespace or self.manifest_namespace or "default"
+
+    @property
+    def selector(self) -> dict[str, str] | None:
+        return normalize_cluster_selector(self.cluster_selector)
+
+    @property
+    def selected_cluster(self) -> str | None:
+        return (self.selector or {}).get(CLUSTER_SELECTOR_KEY)
+
+    @property
+    def runs_without_rayjob(self) -> bool:
+        """SDK submission straight to an existing cluster's head: nothing is created in Kubernetes."""
+        return self.submit_via is SubmitVia.SDK and self.selector is not None
+
+    @property
+    def submits_itself(self) -> bool:
+        """The provider (not KubeRay) submits the Ray job."""
+        return self.submit_via is SubmitVia.SDK
+
+    @property
+    def submission_id(self) -> str:
+        return submission_id(self.rayjob_name)
+
+    def manifest(self) -> dict[str, Any]:
+        """The RayJob to create (on the direct SDK path too: its spec holds the entrypoint).
+
+        A name in the base manifest gives way to the derived one, which is what makes re-attach work;
+        pass ``name`` to choose one.
+        """
+        params = dict(self.spec_params)
+        if self.selector is not None:
+            params["cluster_selector"] = self.selector
+        if self.submits_itself and not self.runs_without_rayjob:
+            params["submission_mode"] = SubmissionMode.INTERACTIVE.value
+        labels = {**dict(self.labels), **identity_labels(self.identity.key)}
+        manifest = build_manifest(
+            RAYJOB, self.rayjob_name, self.resolved_namespace, labels=labels,
+            annotations=dict(self.annotations) or None, base=self.base_manifest, **params,
+        )
+        return manifest
+
+    def submission(self) -> JobSubmission:
+        return JobSubmission.from_manifest(self.manifest(), self.submission_id)

@@ -1,0 +1,245 @@
+"""Running one ``RayJobRequest`` from start to finish, synchronously: the whole of a task's work.
+
+The adapters (an Airflow operator, a Prefect task) build the request, hand over where log lines and
+status lines go, and translate the outcome (or ``RayJobFailed``) into their orchestrator's terms. A
+deferrable adapter uses the pieces: ``launch``, ``submit_if_waiting`` and ``conclude``, with the async
+wait (core.async_lifecycle) in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from kuberay_provider.core.dashboard import raycluster_head_service, rayjob_head_service
+from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.job_request import RayJobRequest
+from kuberay_provider.core.lifecycle import (
+    ClusterNotFoundError,
+    Launch,
+    RayJobLifecycle,
+    RayJobTimeout,
+    WaitTarget,
+)
+from kuberay_provider.core.log_follower import LogFollower
+from kuberay_provider.core.ray_jobs import RayJobsClient
+from kuberay_provider.core.resources import RAYCLUSTER
+from kuberay_provider.core.status import JobStatus, RayJobState
+
+log = logging.getLogger(__name__)
+LOG_DRAIN_SECONDS = 30.0  # after the job ends, how long the log stream may take to deliver its last lines
+
+
+@dataclass(frozen=True)
+class RayJobOutcome:
+    """What a finished task reports (an Airflow XCom, a Prefect result): plain, JSON-safe values."""
+
+    namespace: str
+    rayjob_name: str
+    job_id: str
+    cluster_name: str
+    deployment_status: str
+    job_status: str
+    succeeded: bool
+    reason: str = ""
+    message: str = ""
+    dashboard_url: str = ""
+
+    @classmethod
+    def from_state(cls, state: RayJobState, dashboard_url: str = "") -> "RayJobOutcome":
+        return cls(
+            namespace=state.namespace,
+            rayjob_name=state.name,
+            job_id=state.job_id,
+            cluster_name=state.cluster_name,
+            deployment_status=_wire(state.deployment_status),
+            job_status=_wire(state.job_status),
+            succeeded=state.succeeded_job,
+            reason=state.reason,
+            message=state.message,
+            dashboard_url=dashboard_url,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _wire(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+class RayJobFailed(KubeRayProviderError):
+    """The Ray job ended without succeeding: KubeRay's reason and message, and the log's last lines."""
+
+    def __init__(self, summary: str, outcome: RayJobOutcome, log_tail: str = "") -> None:
+        text = summary
+        if log_tail:
+            text += f"\n--- last lines of the Ray job's log ({outcome.job_id}) ---\n{log_tail}"
+        super().__init__(text)
+        self.outcome = outcome
+        self.log_tail = log_tail
+
+
+class _Deadline:
+    def __init__(self, timeout: float | None) -> None:
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        return None if self._end is None else max(0.0, self._end - time.monotonic())
+
+
+@dataclass
+class RayJobRunner:
+    """Drives a RayJob (or a Ray job on an existing cluster) through a ``RayJobLifecycle``.
+
+    ``log_line`` receives the Ray job's log line by line while it runs; ``status_line`` each change of
+    the RayJob's status, as one readable line.
+    """
+
+    lifecycle: RayJobLifecycle
+    log_line: Callable[[str], None] = field(default=log.info)
+    status_line: Callable[[str], None] = field(default=log.info)
+    stream_logs: bool = True
+    log_tail_lines: int = 50
+
+    # --- steps ----------------------------------------------------------------------------------------
+
+    def launch(self, request: RayJobRequest) -> Launch:
+        """Validate (KubeRay's rules, the cluster's CRD schema), check a selected cluster exists, then
+        create the RayJob (after a server dry run) or re-attach to the one a previous try created."""
+        manifest = request.manifest()
+        self.lifecycle.validate(manifest)
+        self._require_selected_cluster(request)
+        launch = self.lifecycle.create_or_attach(manifest)
+        self.status_line(f"{'Created' if launch.created else 'Re-attached to'} RayJob {request.resolved_namespace}/{request.rayjob_name}")
+        return launch
+
+    def _require_selected_cluster(self, request: RayJobRequest) -> None:
+        cluster = request.selected_cluster
+        if cluster and self.lifecycle.kube.find(RAYCLUSTER, request.resolved_namespace, cluster) is None:
+            raise ClusterNotFoundError(
+                f"RayCluster {request.resolved_namespace}/{cluster} named by cluster_selector does not exist"
+            )
+
+    def submit_if_waiting(self, request: RayJobRequest, state: RayJobState) -> None:
+        """SDK mode: once KubeRay waits for the submission (InteractiveMode), submit and set spec.jobId."""
+        if request.submits_itself and state.is_waiting_for_submission:
+            self.lifecycle.submit_interactive(state, request.submission())
+
+    def wait(self, request: RayJobRequest, target: WaitTarget, timeout: float | None) -> RayJobState:
+        return self.lifecycle.wait(
+            request.resolved_namespace, request.rayjob_name, until=target.reached, timeout=timeout,
+            on_change=lambda state: self.status_line(state.describe()),
+        )
+
+    def first_wait_target(self, request: RayJobRequest) -> WaitTarget:
+        return WaitTarget.READY_FOR_SUBMISSION if request.submits_itself else WaitTarget.STARTED
+
+    # --- whole flows ----------------------------------------------------------------------------------
+
+    def run(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
+        """Everything, blocking: returns the outcome of a succeeded job, raises RayJobFailed otherwise."""
+        if request.runs_without_rayjob:
+            return self.run_on_cluster(request, timeout)
+        self.launch(request)
+        return self.follow(request, timeout)
+
+    def follow(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
+        """After ``launch``: submit (SDK mode), stream the log while waiting by watch, conclude."""
+        deadline = _Deadline(timeout)
+        state = self.wait(request, self.first_wait_target(request), deadline.remaining())
+        if request.submits_itself and state.is_waiting_for_submission:
+            self.submit_if_waiting(request, state)
+            state = self.wait(request, WaitTarget.STARTED, deadline.remaining())
+        follower = self._follow(self.lifecycle.rayjob_jobs_client(state), state.job_id) if not state.is_terminal else None
+        try:
+            state = self.wait(request, WaitTarget.TERMINAL, deadline.remaining())
+        finally:
+            if follower is not None:
+                follower.join(LOG_DRAIN_SECONDS)
+                follower.stop()
+        return self.conclude(state, follower)
+
+    def run_on_cluster(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
+        """Straight to an existing RayCluster's head through the Jobs SDK: no RayJob is created."""
+        namespace, cluster = request.resolved_namespace, str(request.selected_cluster)
+        submission = request.submission()
+        self.lifecycle.validate(request.manifest())
+        jobs = self.lifecycle.cluster_jobs_client(namespace, cluster)
+        started = jobs.submit(**submission.submit_arguments())
+        self.status_line(f"{'Submitted' if started else 'Re-attached to'} Ray job {submission.submission_id} on RayCluster {namespace}/{cluster}")
+        follower = self._follow(jobs, submission.submission_id, required=True)
+        try:
+            if not follower.join(timeout):
+                raise RayJobTimeout(f"Ray job {submission.submission_id} did not finish within {timeout} s", None)
+        finally:
+            follower.stop()
+        info = jobs.info(submission.submission_id)
+        service = self.lifecycle.head_service_of_cluster(namespace, cluster)
+        outcome = RayJobOutcome(
+            namespace=namespace, rayjob_name="", job_id=info.job_id, cluster_name=cluster, deployment_status="",
+            job_status=info.status.value, succeeded=info.status == JobStatus.SUCCEEDED, message=info.message,
+            dashboard_url=self.lifecycle.dashboard_link(namespace, service, cluster, info.job_id),
+        )
+        if not outcome.succeeded:
+            summary = f"Ray job {info.job_id} on RayCluster {namespace}/{cluster} ended {info.status.value}: {info.message}"
+            raise RayJobFailed(summary, outcome, follower.tail(self.log_tail_lines))
+        return outcome
+
+    def _follow(self, jobs: RayJobsClient, job_id: str, *, required: bool = False) -> LogFollower:
+        sink = self.log_line if (self.stream_logs or required) else (lambda line: None)
+        return LogFollower(jobs, job_id, line_sink=sink, keep_lines=max(self.log_tail_lines, 1)).start()
+
+    # --- the end --------------------------------------------------------------------------------------
+
+    def dashboard_url(self, state: RayJobState) -> str:
+        try:
+            service = self.lifecycle.head_service(state)
+            return self.lifecycle.dashboard_link(state.namespace, service, state.cluster_name, state.job_id)
+        except Exception as exc:  # noqa: BLE001 - a link is a convenience, never a failure
+            log.debug("no dashboard link for %s: %s", state.name, exc)
+            return ""
+
+    def dashboard_url_of(self, request: RayJobRequest) -> str:
+        """The dashboard of a RayJob before it runs: its cluster's head service is not known yet, so the
+        stable ``<rayjob>-head-svc`` (or, on an existing cluster, that cluster's)."""
+        service = (
+            raycluster_head_service({"metadata": {"name": request.selected_cluster}}) if request.selected_cluster
+            else rayjob_head_service(request.rayjob_name)
+        )
+        return self.lifecycle.dashboard_link(request.resolved_namespace, service, request.selected_cluster or "")
+
+    def replay_log(self, state: RayJobState) -> None:
+        """Send a finished job's whole log to ``log_line`` (after a wait that did not stream it)."""
+        if not state.job_id:
+            return
+        try:
+            text = self.lifecycle.rayjob_jobs_client(state).logs(state.job_id)
+        except Exception as exc:  # noqa: BLE001 - e.g. the cluster is already gone
+            self.status_line(f"The Ray job's log is no longer available: {exc}")
+            return
+        for line in text.splitlines():
+            self.log_line(line)
+
+    def conclude(self, state: RayJobState, follower: LogFollower | None = None) -> RayJobOutcome:
+        """The outcome of a terminal RayJob; raises RayJobFailed (reason, message, log tail) unless it succeeded."""
+        outcome = RayJobOutcome.from_state(state, self.dashboard_url(state))
+        if outcome.succeeded:
+            return outcome
+        tail = follower.tail(self.log_tail_lines) if follower is not None and follower.received else ""
+        if not tail and state.job_id:
+            try:
+                tail = self.lifecycle.log_tail(self.lifecycle.rayjob_jobs_client(state), state.job_id, self.log_tail_lines)
+            except Exception as exc:  # noqa: BLE001 - the job's own failure matters more than its log
+                log.info("no log tail for %s: %s", state.name, exc)
+        raise RayJobFailed(state.failure_summary(), outcome, tail)
+
+    def cleanup(self, namespace: str, name: str, *, succeeded: bool, delete_on_success: bool, delete_on_failure: bool) -> bool:
+        """Delete the RayJob (and so its cluster) when the task's cleanup options ask for it."""
+        if (succeeded and delete_on_success) or (not succeeded and delete_on_failure):
+            deleted = self.lifecycle.delete(namespace, name)
+            self.status_line(f"Deleted RayJob {namespace}/{name}" if deleted else f"RayJob {namespace}/{name} was already gone")
+            return deleted
+        return False

@@ -1,0 +1,35 @@
+"""Test DAGs: create mode (success and application failure) on the local control plane."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG
+
+from kuberay_provider.airflow.operators import RayJobOperator
+from kuberay_provider.core.spec import simple_cluster_spec
+
+CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+DEFAULTS = {"retries": 0}
+SUCCESS_CODE = "import ray; ray.init(); print('E2E-MARKER answer', ray.get(ray.remote(lambda: 6 * 7).remote()), flush=True)"
+FAILING_CODE = "import sys; print('E2E-MARKER about to fail', flush=True); sys.exit(3)"
+
+with DAG("kuberay_e2e_success", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS):
+    RayJobOperator(
+        task_id="score",
+        entrypoint=f'python -c "{SUCCESS_CODE}"',
+        runtime_env={"env_vars": {"GREETING": "hello"}},
+        ray_cluster_spec=CLUSTER,
+        shutdown_after_job_finishes=True,
+        ttl_seconds_after_finished=30,
+    )
+
+with DAG("kuberay_e2e_app_failure", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS):
+    RayJobOperator(
+        task_id="boom",
+        entrypoint=f'python -c "{FAILING_CODE}"',
+        ray_cluster_spec=CLUSTER,
+        shutdown_after_job_finishes=True,
+        ttl_seconds_after_finished=30,
+        delete_on_failure=False,
+    )

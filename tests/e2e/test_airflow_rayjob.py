@@ -1,0 +1,236 @@
+"""The Airflow adapter end to end: real Airflow (dag.test()) against the local control plane and the
+session's real Ray. Test DAGs live in tests/e2e/airflow_dags/."""
+
+from __future__ import annotations
+
+from tests.airflow_env import configure_airflow_env
+
+configure_airflow_env()
+
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.airflow_env import PROJECT_DAGS_FOLDER, TEST_DAGS_FOLDER  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def plane(request: pytest.FixtureRequest, crds_dir: Path, ray_dashboard_url: str) -> Iterator[Any]:
+    """The shared ``local_plane`` when tests/e2e/conftest.py provides it, else one for this module."""
+    try:
+        yield request.getfixturevalue("local_plane")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    from kuberay_provider.local.plane import LocalControlPlane
+    from kuberay_provider.local.ray_backend import LocalRayBackend
+
+    with LocalControlPlane(crds_dir=crds_dir, backend=LocalRayBackend(dashboard_url=ray_dashboard_url)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def airflow(plane: Any) -> Iterator[None]:
+    """A migrated Airflow DB and a ``kuberay_default`` connection to the plane."""
+    home = configure_airflow_env()
+    connection = {"conn_type": "kuberay", "extra": {"kube_config_path": str(plane.kubeconfig_path), "namespace": "default"}}
+    os.environ["AIRFLOW_CONN_KUBERAY_DEFAULT"] = json.dumps(connection)
+    if not (home / ".migrated").exists():
+        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, env=os.environ.copy(),
+                       capture_output=True)
+        (home / ".migrated").touch()
+    from airflow import settings
+
+    settings.configure_orm()
+    yield
+    os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)
+
+
+def load_dag(dag_id: str, folder: Path = TEST_DAGS_FOLDER) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(folder)).get_dag(dag_id)
+    assert dag is not None, dag_id
+    return dag
+
+
+def run_dag(dag_id: str) -> Any:
+    return load_dag(dag_id).test()
+
+
+@pytest.fixture(scope="module")
+def kube(plane: Any) -> Iterator[Any]:
+    from kuberay_provider.core.kube.sync_client import RayObjectsClient
+
+    with plane.api_client() as api_client:
+        yield RayObjectsClient(api_client)
+
+
+def task_instance(run: Any, task_id: str) -> Any:
+    return next(ti for ti in run.get_task_instances() if ti.task_id == task_id)
+
+
+def rayjobs_of(kube: Any, dag_id: str, task_id: str, run: Any) -> list[dict[str, Any]]:
+    from kuberay_provider.core.job_request import RunIdentity
+    from kuberay_provider.core.naming import LABEL_RUN_KEY
+    from kuberay_provider.core.resources import RAYJOB
+
+    key = RunIdentity(dag_id, task_id, run.run_id, -1).key
+    return kube.list(RAYJOB, "default", label_selector=f"{LABEL_RUN_KEY}={key}")
+
+
+def test_success_streams_the_ray_log_and_returns_the_outcome(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    run = run_dag("kuberay_e2e_success")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert "[ray] E2E-MARKER answer 42" in out
+    outcome = task_instance(run, "score").xcom_pull(task_ids="score")
+    assert outcome["succeeded"] and outcome["job_status"] == "SUCCEEDED" and outcome["deployment_status"] == "Complete"
+    assert outcome["job_id"].startswith(outcome["rayjob_name"]) and outcome["cluster_name"]
+    assert "/services/" in outcome["dashboard_url"] and outcome["dashboard_url"].endswith(outcome["job_id"])
+    [rayjob] = rayjobs_of(kube, "kuberay_e2e_success", "score", run)
+    assert rayjob["spec"]["runtimeEnvYAML"].strip() == "env_vars:\n  GREETING: hello"
+
+
+def test_application_failure_fails_with_reason_and_log_tail(airflow: None, capfd: pytest.CaptureFixture[str]) -> None:
+    run = run_dag("kuberay_e2e_app_failure")
+    out = capfd.readouterr().out
+    assert run.state == "failed"
+    assert "reason=AppFailed" in out
+    assert "last lines of the Ray job's log" in out and "E2E-MARKER about to fail" in out
+
+
+def test_sdk_submission_in_interactive_mode(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    run = run_dag("kuberay_e2e_sdk")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert "deployment=Waiting" in out and "[ray] E2E-SDK-MARKER" in out
+    [rayjob] = rayjobs_of(kube, "kuberay_e2e_sdk", "sdk", run)
+    assert rayjob["spec"]["submissionMode"] == "InteractiveMode"
+    assert rayjob["spec"]["jobId"] == rayjob["status"]["jobId"] == rayjob["metadata"]["name"] + "-sdk"
+
+
+@pytest.fixture(scope="module")
+def existing_cluster(kube: Any) -> str:
+    from kuberay_provider.core.resources import RAYCLUSTER
+    from kuberay_provider.core.spec import raycluster, simple_cluster_spec
+
+    name = "e2e-existing"
+    if kube.find(RAYCLUSTER, "default", name) is None:
+        kube.create(raycluster(name, "default", base={"spec": simple_cluster_spec(image="rayproject/ray:2.60.0")}))
+    for event in kube.watch(RAYCLUSTER, "default", name=name, timeout_seconds=60):
+        if (event.object.get("status") or {}).get("state") == "ready":
+            return name
+    raise AssertionError("the RayCluster did not become ready")
+
+
+def test_existing_cluster_through_cluster_selector_and_straight_through_the_sdk(
+    airflow: None, kube: Any, existing_cluster: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = run_dag("kuberay_e2e_existing_cluster")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert "[ray] E2E-SELECTOR-MARKER" in out and "[ray] E2E-DIRECT-MARKER" in out
+    [rayjob] = rayjobs_of(kube, "kuberay_e2e_existing_cluster", "via_rayjob", run)
+    assert rayjob["spec"]["clusterSelector"] == {"ray.io/cluster": existing_cluster}
+    assert rayjob["status"]["rayClusterName"] == existing_cluster
+    assert rayjobs_of(kube, "kuberay_e2e_existing_cluster", "via_sdk", run) == []
+    direct = task_instance(run, "via_sdk").xcom_pull(task_ids="via_sdk")
+    assert direct["cluster_name"] == existing_cluster and direct["job_status"] == "SUCCEEDED"
+
+
+def test_a_retried_try_reattaches_instead_of_creating_a_second_rayjob(
+    airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = run_dag("kuberay_e2e_reattach")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert task_instance(run, "flaky").try_number == 2
+    assert "did not reach the awaited state" in out
+    operator_lines = [line for line in out.splitlines() if "GivesUpOnFirstTry" in line]  # the operator's own log
+    assert sum("Created RayJob" in line for line in operator_lines) == 1
+    assert sum("Re-attached to RayJob" in line for line in operator_lines) == 1
+    [rayjob] = rayjobs_of(kube, "kuberay_e2e_reattach", "flaky", run)
+    assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and out.count("[ray] E2E-REATTACH-MARKER") == 1
+
+
+def test_validation_error_fails_at_once_and_creates_nothing(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    run = run_dag("kuberay_e2e_invalid")
+    out = capfd.readouterr().out
+    assert run.state == "failed"
+    assert task_instance(run, "invalid").try_number == 1  # a permanent error: no retries spent
+    assert "spec.ttlSecondsAfterFinished" in out and "spec.suspend" in out
+    assert rayjobs_of(kube, "kuberay_e2e_invalid", "invalid", run) == []
+
+
+def test_deferrable_create_and_sdk_modes(airflow: None, capfd: pytest.CaptureFixture[str]) -> None:
+    run = run_dag("kuberay_e2e_deferrable")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert "Pausing task as DEFERRED" in out and "deployment=Waiting" in out  # the trigger saw InteractiveMode wait
+    assert "[ray] E2E-DEFERRED-MARKER" in out and "[ray] E2E-DEFERRED-SDK-MARKER" in out  # log shown on resume
+    for task_id in ("deferred", "deferred_sdk"):
+        assert task_instance(run, task_id).xcom_pull(task_ids=task_id)["job_status"] == "SUCCEEDED"
+
+
+def test_sensor_pokes_and_defers(airflow: None, capfd: pytest.CaptureFixture[str]) -> None:
+    run = run_dag("kuberay_e2e_sensor")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"run": "success", "poke": "success", "deferred": "success"}
+
+
+def test_trigger_runs_on_an_event_loop_against_the_plane(airflow: None, plane: Any) -> None:
+    """The triggerer's view: RayJobTrigger.run() on its own asyncio loop, no task around it."""
+    import asyncio
+
+    from kuberay_provider.airflow.triggers import RayJobTrigger
+    from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
+    from kuberay_provider.core.job_runner import RayJobRunner
+    from kuberay_provider.core.kube.sync_client import RayObjectsClient
+    from kuberay_provider.core.lifecycle import RayJobLifecycle
+    from kuberay_provider.core.spec import simple_cluster_spec
+
+    request = RayJobRequest(
+        RunIdentity("trigger_test", "direct", f"run-{time.time_ns()}"), namespace="default",
+        spec_params={"entrypoint": "python -c \"print('triggered')\"",
+                     "ray_cluster_spec": simple_cluster_spec(image="rayproject/ray:2.60.0")},
+    )
+    with plane.api_client() as api_client:
+        RayJobRunner(RayJobLifecycle(RayObjectsClient(api_client))).launch(request)
+    classpath, kwargs = RayJobTrigger(request.rayjob_name, "default", wait_for="terminal", timeout=120).serialize()
+    trigger = RayJobTrigger(**kwargs)
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 150))
+    assert event.payload["status"] == "success", event.payload
+    assert event.payload["state"]["deployment_status"] == "Complete"
+    assert event.payload["state"]["job_status"] == "SUCCEEDED"
+
+
+def test_batch_inference_dag_writes_the_days_partition(airflow: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    os.environ["AIRFLOW_VAR_KUBERAY_EXAMPLE_DATA_ROOT"] = str(tmp_path)
+    try:
+        dag = load_dag("batch_inference", PROJECT_DAGS_FOLDER)
+        run = dag.test(logical_date=dt.datetime(2026, 1, 15, tzinfo=dt.timezone.utc))
+    finally:
+        os.environ.pop("AIRFLOW_VAR_KUBERAY_EXAMPLE_DATA_ROOT", None)
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    partition = tmp_path / "output" / "date=2026-01-15"
+    summary: dict[str, Any] = json.loads((partition / "_SUMMARY.json").read_text())
+    assert summary["output"] == str(partition)
+    assert any(partition.glob("*.parquet"))
+    assert "[ray]" in out

@@ -1,0 +1,141 @@
+"""RayJobOperator argument handling, and validation errors raised before anything is created."""
+
+from __future__ import annotations
+
+from tests.airflow_env import configure_airflow_env
+
+configure_airflow_env()
+
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
+
+from kuberay_provider.airflow.operators import RayJobOperator  # noqa: E402
+from kuberay_provider.core.lifecycle import RayJobLifecycle  # noqa: E402
+from kuberay_provider.core.naming import LABEL_RUN_KEY  # noqa: E402
+from kuberay_provider.core.validation import SchemaRegistry  # noqa: E402
+
+CLUSTER = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}}}}
+
+
+@dataclass
+class FakeTaskInstance:
+    dag_id: str = "nightly"
+    task_id: str = "score"
+    run_id: str = "scheduled__2026-01-01"
+    map_index: int = -1
+    try_number: int = 1
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+class RecordingKube:
+    """The Kubernetes boundary: records every call; nothing exists."""
+
+    api_server_url = "https://kube.test"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def find(self, *args: Any) -> None:
+        self.calls.append("find")
+        return None
+
+    def create(self, manifest: dict, *, dry_run: bool = False) -> dict:
+        self.calls.append("dry-run" if dry_run else "create")
+        return manifest
+
+
+def operator(**kwargs: Any) -> RayJobOperator:
+    return RayJobOperator(task_id="score", **kwargs)
+
+
+def test_every_rayjob_spec_field_is_a_keyword():
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, shutdown_after_job_finishes=True,
+                  ttl_seconds_after_finished=60, runtime_env={"pip": ["numpy"]}, active_deadline_seconds=600)
+    manifest = op.build_request({"ti": FakeTaskInstance()}).manifest()
+    assert manifest["spec"]["shutdownAfterJobFinishes"] is True and manifest["spec"]["ttlSecondsAfterFinished"] == 60
+    assert manifest["spec"]["runtimeEnvYAML"].strip() == "pip:\n- numpy"
+    assert manifest["spec"]["activeDeadlineSeconds"] == 600
+
+
+def test_unknown_keywords_are_refused():
+    with pytest.raises(Exception, match="shutdown_after_job_finish"):
+        operator(entrypoint="python x.py", shutdown_after_job_finish=True)
+
+
+def test_a_rayjob_is_required():
+    with pytest.raises(ValueError, match="needs a RayJob"):
+        operator()
+
+
+def test_deferrable_direct_sdk_submission_is_refused():
+    with pytest.raises(ValueError, match="deferrable"):
+        operator(entrypoint="python x.py", cluster_selector="shared", submit_via="sdk", deferrable=True)
+
+
+def test_submit_via_must_be_known():
+    with pytest.raises(ValueError):
+        operator(entrypoint="python x.py", submit_via="carrier-pigeon")
+
+
+def test_name_and_run_key_come_from_the_run_identity():
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER)
+    first = op.build_request({"ti": FakeTaskInstance()}).manifest()
+    retry = op.build_request({"ti": FakeTaskInstance(try_number=2)}).manifest()
+    other_run = op.build_request({"ti": FakeTaskInstance(run_id="scheduled__2026-01-02")}).manifest()
+    mapped = op.build_request({"ti": FakeTaskInstance(map_index=3)}).manifest()
+    assert first["metadata"] == retry["metadata"]
+    assert first["metadata"]["name"].startswith("nightly-score-") and len(first["metadata"]["name"]) <= 47
+    assert len({m["metadata"]["name"] for m in (first, other_run, mapped)}) == 3
+    assert first["metadata"]["labels"][LABEL_RUN_KEY] != other_run["metadata"]["labels"][LABEL_RUN_KEY]
+
+
+def test_base_manifest_from_rendered_yaml_with_keyword_overrides():
+    rendered = "apiVersion: ray.io/v1\nkind: RayJob\nmetadata:\n  name: ignored\n  namespace: ml\nspec:\n  entrypoint: python a.py\n  shutdownAfterJobFinishes: false\n"
+    op = operator(rayjob=rendered, shutdown_after_job_finishes=True, ray_cluster_spec=CLUSTER)
+    manifest = op.build_request({"ti": FakeTaskInstance()}).manifest()
+    assert manifest["metadata"]["namespace"] == "ml" and manifest["metadata"]["name"] != "ignored"
+    assert manifest["spec"]["entrypoint"] == "python a.py" and manifest["spec"]["shutdownAfterJobFinishes"] is True
+
+
+def test_modes_shape_the_rayjob():
+    ti = {"ti": FakeTaskInstance()}
+    sdk = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, submit_via="sdk").build_request(ti).manifest()
+    assert sdk["spec"]["submissionMode"] == "InteractiveMode"
+    selector = operator(entrypoint="python x.py", cluster_selector="shared").build_request(ti).manifest()
+    assert selector["spec"]["clusterSelector"] == {"ray.io/cluster": "shared"}
+    direct = operator(entrypoint="python x.py", cluster_selector="shared", submit_via="sdk").build_request(ti)
+    assert direct.runs_without_rayjob and direct.submission().submission_id == direct.rayjob_name + "-sdk"
+
+
+def test_template_fields_cover_the_spec_and_files():
+    assert {"rayjob", "spec_params", "namespace", "name", "cluster_selector"} <= set(RayJobOperator.template_fields)
+    assert set(RayJobOperator.template_ext) == {".yaml", ".yml", ".json"}
+
+
+def test_validation_errors_fail_without_retry_before_anything_is_created(crds_dir, monkeypatch):
+    kube = RecordingKube()
+    lifecycle = RayJobLifecycle(kube, schemas=SchemaRegistry.from_directory(crds_dir))  # type: ignore[arg-type]
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, ttl_seconds_after_finished=-1, suspend="yes",
+                  namespace="default")
+    monkeypatch.setattr(type(op), "hook", property(lambda self: _HookWith(lifecycle)))
+    with pytest.raises(AirflowFailException) as failure:
+        op.execute({"ti": FakeTaskInstance()})
+    assert "spec.ttlSecondsAfterFinished" in str(failure.value) and "spec.suspend" in str(failure.value)
+    assert kube.calls == []
+
+
+@dataclass
+class _HookWith:
+    _lifecycle: RayJobLifecycle
+
+    def lifecycle(self, **_: Any) -> RayJobLifecycle:
+        return self._lifecycle
+
+    def get_namespace(self) -> str:
+        return "default"

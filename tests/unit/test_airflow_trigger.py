@@ -1,0 +1,89 @@
+"""RayJobTrigger: serialisation round trip and its events, with the Kubernetes watch faked at the client."""
+
+from __future__ import annotations
+
+from tests.airflow_env import configure_airflow_env
+
+configure_airflow_env()
+
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+from typing import Any, AsyncIterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from kuberay_provider.airflow import triggers  # noqa: E402
+from kuberay_provider.airflow.triggers import RayJobTrigger  # noqa: E402
+from kuberay_provider.core.async_lifecycle import state_from_payload  # noqa: E402
+from kuberay_provider.core.kube.watch import WatchEvent  # noqa: E402
+from kuberay_provider.core.status import JobDeploymentStatus  # noqa: E402
+
+
+def rayjob(deployment: str, job: str = "", job_id: str = "") -> dict[str, Any]:
+    return {"metadata": {"name": "j", "namespace": "ns"},
+            "status": {"jobDeploymentStatus": deployment, "jobStatus": job, "jobId": job_id, "reason": "AppFailed" if job == "FAILED" else ""}}
+
+
+class FakeKube:
+    def __init__(self, events: list[WatchEvent]) -> None:
+        self.events = events
+
+    async def watch(self, *args: Any, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        for event in self.events:
+            yield event
+
+
+def use_events(monkeypatch: pytest.MonkeyPatch, events: list[WatchEvent]) -> None:
+    @contextlib.asynccontextmanager
+    async def objects_client(self: Any) -> AsyncIterator[FakeKube]:
+        yield FakeKube(events)
+
+    monkeypatch.setattr(triggers.AsyncKubeRayHook, "objects_client", objects_client)
+
+
+def first_event(trigger: RayJobTrigger) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return asyncio.run(run())
+
+
+def test_serialisation_round_trip():
+    trigger = RayJobTrigger("j", "ns", kuberay_conn_id="c", wait_for="ready_for_submission", timeout=30.0)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "kuberay_provider.airflow.triggers.RayJobTrigger"
+    assert RayJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert kwargs == {"name": "j", "namespace": "ns", "kuberay_conn_id": "c", "wait_for": "ready_for_submission", "timeout": 30.0}
+
+
+def test_unknown_target_is_refused():
+    with pytest.raises(ValueError):
+        RayJobTrigger("j", "ns", wait_for="whenever")
+
+
+def test_fires_with_the_terminal_state(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")), WatchEvent("MODIFIED", rayjob("Failed", "FAILED", "j-1"))])
+    payload = first_event(RayJobTrigger("j", "ns"))
+    assert payload["status"] == "success"
+    state = state_from_payload(payload["state"])
+    assert state.deployment_status == JobDeploymentStatus.FAILED and state.reason == "AppFailed" and state.job_id == "j-1"
+
+
+def test_ready_for_submission_fires_on_waiting(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Initializing")), WatchEvent("MODIFIED", rayjob("Waiting"))])
+    payload = first_event(RayJobTrigger("j", "ns", wait_for="ready_for_submission"))
+    assert payload["state"]["deployment_status"] == "Waiting"
+
+
+def test_deleted_rayjob_is_an_error_event(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running")), WatchEvent("DELETED", rayjob("Running"))])
+    payload = first_event(RayJobTrigger("j", "ns"))
+    assert payload["status"] == "error" and "deleted" in payload["message"]
+
+
+def test_watch_ending_before_the_target_is_a_timeout_event(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1"))])
+    payload = first_event(RayJobTrigger("j", "ns", timeout=5))
+    assert payload["status"] == "timeout" and payload["state"]["job_status"] == "RUNNING"

@@ -1,0 +1,65 @@
+"""core.job_request and the small pieces the adapters share: RayJobRequest, LineBuffer, state payloads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kuberay_provider.core.async_lifecycle import state_from_payload, state_to_payload
+from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
+from kuberay_provider.core.lifecycle import WaitTarget, tail_lines
+from kuberay_provider.core.log_follower import LineBuffer
+from kuberay_provider.core.status import RayJobState
+
+IDENTITY = RunIdentity("dag", "task", "run-1")
+
+
+def test_unknown_spec_keywords_are_refused():
+    with pytest.raises(TypeError, match="entry_point"):
+        RayJobRequest(IDENTITY, spec_params={"entry_point": "python x.py"})
+
+
+def test_namespace_precedence():
+    base = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "x", "namespace": "from-file"}, "spec": {}}
+    assert RayJobRequest(IDENTITY, rayjob=base).resolved_namespace == "from-file"
+    assert RayJobRequest(IDENTITY, rayjob=base, namespace="explicit").resolved_namespace == "explicit"
+    assert RayJobRequest(IDENTITY, spec_params={"entrypoint": "e"}).resolved_namespace == "default"
+
+
+def test_explicit_name_is_kept_and_still_labelled_with_the_run():
+    manifest = RayJobRequest(IDENTITY, name="nightly", spec_params={"entrypoint": "e"}).manifest()
+    assert manifest["metadata"]["name"] == "nightly"
+    assert manifest["metadata"]["labels"]["kuberay-provider.io/run-key"] == IDENTITY.key
+
+
+def test_sdk_submission_reads_the_spec():
+    request = RayJobRequest(IDENTITY, submit_via="sdk", spec_params={
+        "entrypoint": "python x.py", "runtime_env": {"env_vars": {"A": "1"}}, "entrypoint_resources": {"gpu_slot": 1},
+        "entrypoint_num_cpus": 0.5})
+    submission = request.submission()
+    assert submission.submission_id == request.rayjob_name + "-sdk"
+    assert submission.runtime_env == {"env_vars": {"A": "1"}}
+    assert submission.entrypoint_resources == {"gpu_slot": 1} and submission.entrypoint_num_cpus == 0.5
+
+
+def test_sdk_submission_needs_an_entrypoint():
+    with pytest.raises(ValueError, match="entrypoint"):
+        RayJobRequest(IDENTITY, submit_via="sdk", spec_params={"suspend": False}).submission()
+
+
+def test_line_buffer_keeps_whole_lines_and_a_tail():
+    buffer = LineBuffer(keep=2)
+    assert buffer.feed("a\nb") == ["a"]
+    assert buffer.feed("c\nd\n") == ["bc", "d"]
+    assert buffer.feed("e") == [] and buffer.flush() == ["e"]
+    assert buffer.tail(5) == "d\ne"
+    assert tail_lines("1\n2\n3\n", 2) == "2\n3"
+
+
+def test_state_payload_is_json_and_round_trips():
+    state = RayJobState.from_object({"metadata": {"name": "j", "namespace": "n"},
+                                     "status": {"jobDeploymentStatus": "Waiting", "jobStatus": "", "jobId": ""}})
+    payload = json.loads(json.dumps(state_to_payload(state)))
+    assert state_from_payload(payload) == state
+    assert WaitTarget.READY_FOR_SUBMISSION.reached(state) and not WaitTarget.STARTED.reached(state)
