@@ -41,16 +41,10 @@ def plane(request: pytest.FixtureRequest, crds_dir: Path, ray_dashboard_url: str
 @pytest.fixture(scope="module")
 def airflow(plane: Any) -> Iterator[None]:
     """A migrated Airflow DB and a ``kuberay_default`` connection to the plane."""
-    home = configure_airflow_env()
-    connection = {"conn_type": "kuberay", "extra": {"kube_config_path": str(plane.kubeconfig_path), "namespace": "default"}}
-    os.environ["AIRFLOW_CONN_KUBERAY_DEFAULT"] = json.dumps(connection)
-    if not (home / ".migrated").exists():
-        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, env=os.environ.copy(),
-                       capture_output=True)
-        (home / ".migrated").touch()
-    from airflow import settings
+    from kuberay_provider.airflow.devenv import kuberay_connection_env, migrate_database
 
-    settings.configure_orm()
+    kuberay_connection_env(Path(plane.kubeconfig_path))
+    migrate_database(configure_airflow_env())
     yield
     os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)
 

@@ -4,6 +4,8 @@ Ray Jobs API reached through the API server's service proxy with the API client'
 from __future__ import annotations
 
 import asyncio
+import sys
+from typing import Any
 import io
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -18,10 +20,75 @@ from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import JobStatus
 from kuberay_provider.core.validation import SchemaRegistry
-from kuberay_provider.example import build_example_rayjob, run_batch_inference
-from tests.conftest import SAMPLES_DIR
+from kuberay_provider.core.log_follower import LogFollower
+from kuberay_provider.core.naming import identity_labels, rayjob_name, run_key
+from kuberay_provider.core.spec import rayjob, simple_cluster_spec
+from kuberay_provider.core.status import JobDeploymentStatus, RayJobState
+from tests.conftest import PROJECT_ROOT, SAMPLES_DIR
+
+JOB_SCRIPT = PROJECT_ROOT / "dags" / "ray_jobs" / "batch_inference.py"
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+
+def build_example_rayjob(date: str, data_root: Path, namespace: str) -> dict[str, Any]:
+    """The RayJob a daily batch-inference task creates, built with the core alone."""
+    import ray
+
+    name = rayjob_name("example_batch_inference", "score", date)
+    return rayjob(
+        name,
+        namespace,
+        labels=identity_labels(run_key("example_batch_inference", "score", date)),
+        entrypoint=f"python {JOB_SCRIPT} --date {date} --data-root {data_root}",
+        shutdown_after_job_finishes=True,
+        ttl_seconds_after_finished=0,
+        active_deadline_seconds=1800,
+        ray_cluster_spec=simple_cluster_spec(image=f"rayproject/ray:{ray.__version__}", ray_version=ray.__version__),
+    )
+
+
+def run_batch_inference(lifecycle: RayJobLifecycle, date: str, data_root: Path, namespace: str, timeout: float) -> RayJobState:
+    manifest = build_example_rayjob(date, data_root, namespace)
+    lifecycle.validate(manifest)
+    launch = lifecycle.create_or_attach(manifest)
+    name = manifest["metadata"]["name"]
+    say(f"{'Created' if launch.created else 'Re-attached to'} RayJob {namespace}/{name}")
+    report = TransitionReporter()
+    running = lifecycle.wait(
+        namespace, name, timeout=timeout, on_change=report,
+        until=lambda s: s.is_terminal or (s.deployment_status == JobDeploymentStatus.RUNNING and bool(s.job_id)),
+    )
+    follower = None
+    if not running.is_terminal:
+        jobs = lifecycle.jobs_client(namespace, lifecycle.head_service(running))
+        follower = LogFollower(jobs, running.job_id, lambda chunk: sys.stdout.write(indent(chunk))).start()
+    final = lifecycle.wait(namespace, name, timeout=timeout, on_change=report)
+    if follower is not None:
+        follower.join(timeout=30)
+        follower.stop()
+    return final
+
+
+class TransitionReporter:
+    """Prints each state once, across the two waits (each watch starts by replaying the current state)."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def __call__(self, state: RayJobState) -> None:
+        text = state.describe()
+        if text != self.last:
+            say(text)
+            self.last = text
+
+
+def indent(chunk: str) -> str:
+    return "".join(f"  | {line}" for line in chunk.splitlines(keepends=True))
+
+
+def say(text: str) -> None:
+    print(f"{text}", flush=True)
 
 
 @pytest.fixture
