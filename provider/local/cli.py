@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -16,9 +17,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .kubeconfig import PlaneState, default_kubeconfig_path, default_state_path, local_home
+from .ray_backend.runtime_env import DEFAULT_PACKAGE_POLICY, PackagePolicy
 
 READY_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -84,6 +86,9 @@ def _plane_arguments(args: argparse.Namespace) -> list[str]:
         forwarded += ["--crds", str(Path(args.crds).resolve())]
     if args.no_controller:
         forwarded.append("--no-controller")
+    if args.dashboard_url:
+        forwarded += ["--dashboard-url", args.dashboard_url]
+    forwarded += ["--runtime-env-packages", args.runtime_env_packages]
     return forwarded
 
 
@@ -125,6 +130,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.tls:
         print("warning: without TLS kubectl will not send its token (client-go only does over HTTPS); "
               "the Python clients still work", file=sys.stderr)
+    backend = None if args.no_controller else _ray_backend(args)
     plane = LocalControlPlane(
         port=args.port,
         crds_dir=args.crds,
@@ -132,10 +138,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         home=local_home(),
         tls=args.tls,
         controller=not args.no_controller,
+        backend=backend,
         state_path=default_state_path(),
     )
-    plane.run(on_ready=lambda ready: print_instructions(ready.url, ready.kubeconfig_path))
+    try:
+        plane.run(on_ready=lambda ready: print_instructions(ready.url, ready.kubeconfig_path))
+    finally:
+        if backend is not None:  # handed in, so ours to close: the Ray heads it started, its files
+            asyncio.run(backend.close())
     return 0
+
+
+def _ray_backend(args: argparse.Namespace) -> Any:
+    """The controller's Ray: the one at --dashboard-url, else a head started (and stopped) with the plane."""
+    from .ray_backend import LocalRayBackend
+
+    return LocalRayBackend(dashboard_url=args.dashboard_url or None, package_policy=PackagePolicy(args.runtime_env_packages))
 
 
 def cmd_down(_: argparse.Namespace) -> int:
@@ -180,6 +198,14 @@ def add_local_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa:
     up.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
                     help="serve HTTPS with a generated CA (default; kubectl needs it to send the token)")
     up.add_argument("--no-controller", action="store_true", help="serve the API only, without the local KubeRay controller")
+    up.add_argument("--dashboard-url", metavar="URL",
+                    help="run workloads on the Ray already running there (its dashboard, e.g. http://127.0.0.1:8265) "
+                         "instead of starting a Ray head with the plane")
+    up.add_argument("--runtime-env-packages", choices=[policy.value for policy in PackagePolicy],
+                    default=DEFAULT_PACKAGE_POLICY.value,
+                    help="what to do with a runtime env's pip/uv/conda lists: skip-satisfied (default) drops the "
+                         "requirements this environment already satisfies and lets Ray install the rest; install "
+                         "hands them to Ray unchanged; ignore drops them (offline). Each change is an Event on the RayJob")
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the local control plane started with up")

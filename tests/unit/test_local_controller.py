@@ -12,7 +12,9 @@ import pytest
 from kuberay_provider.local.controller import Controller, ControllerSettings, FakeClock, InMemoryClusterAPI
 from kuberay_provider.local.controller.api import CONFIGMAPS, EVENTS, PODS, RAYCLUSTERS, RAYJOBS, RAYSERVICES, SERVICES
 from kuberay_provider.local.controller.kuberay import ENDPOINTS_ANNOTATION
-from kuberay_provider.local.ray_backend import FakeRayBackend, JobScript
+from kuberay_provider.local.controller.raycluster import declared_ray_resources
+from kuberay_provider.local.ray_backend import FakeRayBackend, JobScript, RayResources
+from kuberay_provider.local.ray_backend.runtime_env import PackagePolicy
 
 NS = "default"
 GENERATED = re.compile(r"^sample-[a-z0-9]{5}$")
@@ -539,3 +541,24 @@ async def test_kuberay_sample_rayjob_runs_with_its_configmap(h: Harness) -> None
     assert "RayVersionMismatch" in await h.event_reasons()  # the sample asks for 2.52.0
     await h.advance(2)
     assert (await h.status("rayjob-sample"))["jobDeploymentStatus"] == "Complete"
+
+
+async def test_runtime_env_package_notices_become_events_on_the_rayjob(h: Harness) -> None:
+    h.backend.package_policy = PackagePolicy.SKIP_SATISFIED
+    await h.create(RAYJOBS, rayjob(runtimeEnvYAML="pip:\n  - pyyaml\n  - surely-not-installed-here==0.1\n"))
+    await h.settle()
+    request = h.backend.jobs[(await h.status())["jobId"]].request
+    assert request.runtime_env == {"pip": ["surely-not-installed-here==0.1"]}
+    notices = {e["type"]: e["message"] for e in await h.api.list(EVENTS, NS) if e["reason"] == "LocalRuntimeEnvPackages"}
+    assert "not installed: pyyaml" in notices["Warning"]
+    assert "Ray installs surely-not-installed-here==0.1" in notices["Normal"]
+
+
+def test_declared_ray_resources_from_ray_start_params() -> None:
+    spec = cluster_spec(workers=2)
+    assert declared_ray_resources(spec) is None  # CPUs only: the shared Ray serves it
+    spec["headGroupSpec"]["rayStartParams"] = {"num-cpus": "3", "num-gpus": "2",
+                                               "resources": '"{\\"resource1\\": 2, \\"resource2\\": 3}"'}
+    spec["workerGroupSpecs"][0]["rayStartParams"] = {"resources": '{"resource1": 1}'}
+    # Head: 3 CPUs, 2 GPUs; each worker: 1 CPU (its 200m request, rounded up) and resource1 1.
+    assert declared_ray_resources(spec) == RayResources(num_cpus=5, num_gpus=2, custom={"resource1": 4, "resource2": 3})

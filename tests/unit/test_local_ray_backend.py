@@ -100,3 +100,14 @@ async def test_local_ray_backend_runs_a_job_from_a_configmap(local_ray) -> None:
             break
         await asyncio.sleep(0.5)
     assert info is not None and info.status == "STOPPED"
+
+
+def test_a_dedicated_head_advertises_the_declared_resources_on_loopback_ports(tmp_path: Path) -> None:
+    from kuberay_provider.local.ray_backend import RayResources
+    from kuberay_provider.local.ray_backend.local import RayHead, ray_environment
+
+    head = RayHead(tmp_path, tmp_path, RayResources(num_cpus=4, num_gpus=0.5, custom={"resource1": 2}), 60)
+    command = head.command()
+    assert {"--num-cpus=4", "--num-gpus=0.5", '--resources={"resource1": 2}', "--node-ip-address=127.0.0.1",
+            f"--dashboard-agent-listen-port={head.ports.dashboard_agent}"} <= set(command)
+    assert ray_environment(tmp_path)["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # keeps Ray on 127.0.0.1

@@ -15,6 +15,7 @@ from aiohttp import web
 from . import discovery
 from .errors import ApiError, bad_request, method_not_allowed, resource_not_found
 from .patching import PATCH_TYPES, parse_document
+from .protobuf import PROTOBUF, decode_object
 from .proxy import backend_url, forward, parse_service_reference
 from .registry import ResourceType
 from .resources import Cluster, DeleteOptions, WriteOptions, WriteResult
@@ -95,12 +96,11 @@ def _write_options(request: web.Request) -> WriteOptions:
 
 async def _read_object(request: web.Request) -> Any:
     content_type = request.content_type
-    if "protobuf" in content_type:
-        raise ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted media '
-                       f'types include: application/json, application/yaml ({content_type})')
     raw = await request.read()
     if not raw:
         raise bad_request("the request body is empty")
+    if content_type == PROTOBUF:
+        return decode_object(raw)
     return parse_document(raw, allow_yaml="yaml" in content_type)
 
 

@@ -8,17 +8,20 @@ worker groups) is there, with phase Running and a Ready condition once the backe
 from __future__ import annotations
 
 import copy
+import json
+import math
 import posixpath
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from kuberay_provider.local.ray_backend.base import ConfigMapMount
+from kuberay_provider.local.ray_backend.base import ConfigMapMount, RayResources
 
 from . import kuberay as k
 from .clock import format_time
 from .conditions import condition_is_true, set_condition
-from .quantity import sum_quantities
+from .quantity import parse_quantity, sum_quantities
 
 MAX_INT32 = 2**31 - 1
 
@@ -79,6 +82,55 @@ def desired_resources(spec: Mapping[str, Any]) -> dict[str, str]:
         "desiredGPU": sum_quantities(gpus),
         "desiredTPU": sum_quantities(parts.get("google.com/tpu", [])),
     }
+
+
+def _resources_param(text: Any) -> dict[str, float]:
+    """rayStartParams.resources: JSON, usually shell-quoted as KubeRay hands it to bash
+    (``'"{\\"resource1\\": 2}"'``)."""
+    for candidate in (str(text), " ".join(shlex.split(str(text)))):
+        try:
+            parsed = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            return {str(name): float(amount) for name, amount in parsed.items()}
+    return {}
+
+
+def _pod_amount(group: Mapping[str, Any], param: str, resource_names: tuple[str, ...]) -> float:
+    """A rayStartParams number, else what Ray detects from the Ray container's limits (rounded up)."""
+    params = group.get("rayStartParams") or {}
+    if params.get(param) not in (None, ""):
+        return float(params[param])
+    containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    resources = containers[0].get("resources") or {}
+    merged = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+    for name in resource_names:
+        if name in merged:
+            return float(math.ceil(parse_quantity(merged[name])[0]))
+    return 0.0
+
+
+def _declares_extra_resources(group: Mapping[str, Any]) -> bool:
+    params = group.get("rayStartParams") or {}
+    return float(params.get("num-gpus") or 0) > 0 or bool(_resources_param(params.get("resources") or "{}"))
+
+
+def declared_ray_resources(spec: Mapping[str, Any]) -> RayResources | None:
+    """The logical resources the cluster's Ray pods add up to, when its rayStartParams declare GPUs or
+    custom resources (what a shared local Ray cannot be assumed to offer); None otherwise."""
+    head = spec.get("headGroupSpec") or {}
+    groups = [(head, 1)] + [(g, group_desired_replicas(g)) for g in _active_groups(spec)]
+    if not any(_declares_extra_resources(group) for group, _count in groups):
+        return None
+    cpus = gpus = 0.0
+    custom: dict[str, float] = {}
+    for group, count in groups:
+        cpus += count * _pod_amount(group, "num-cpus", ("cpu",))
+        gpus += count * _pod_amount(group, "num-gpus", ("nvidia.com/gpu",))
+        for name, amount in _resources_param((group.get("rayStartParams") or {}).get("resources") or "{}").items():
+            custom[name] = custom.get(name, 0.0) + count * amount
+    return RayResources(num_cpus=cpus, num_gpus=gpus, custom=custom)
 
 
 def pod_name(prefix: str, node_type: str) -> str:

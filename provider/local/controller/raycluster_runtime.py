@@ -16,6 +16,7 @@ from .events import EventRecorder
 from .raycluster import (
     compute_cluster_status,
     config_map_mounts,
+    declared_ray_resources,
     group_desired_replicas,
     plan_head_pod,
     plan_worker_pod,
@@ -63,10 +64,14 @@ class RayClusterRuntime:
         await self.recorder.record(cluster, EventSpec(type_, reason, action, message))
 
     async def _warn_once(self, cluster: Mapping[str, Any], reason: str, message: str) -> None:
-        key = (cluster["metadata"].get("uid", ""), reason, message)
+        await self._record_once(cluster, EventSpec("Warning", reason, "Validate", message))
+
+    async def _record_once(self, cluster: Mapping[str, Any], event: EventSpec) -> None:
+        """Reconciles repeat: an event about the cluster's set-up is recorded once per cluster."""
+        key = (cluster["metadata"].get("uid", ""), event.reason, event.message)
         if key not in self._warned:
             self._warned.add(key)
-            await self._event(cluster, "Warning", reason, "Validate", message)
+            await self.recorder.record(cluster, event)
 
     # -- backend -------------------------------------------------------------------------------
     async def _bring_up(self, cluster: Mapping[str, Any]) -> tuple[ClusterEndpoints | None, str]:
@@ -81,7 +86,8 @@ class RayClusterRuntime:
         if missing:
             # A Pod whose ConfigMap volume is missing stays in ContainerCreating: so does this head.
             return None, f'MountVolume.SetUp failed: configmap "{missing[0]}" not found'
-        request = ClusterRequest(namespace, meta["name"], str(spec.get("rayVersion") or ""), tuple(mounts))
+        request = ClusterRequest(namespace, meta["name"], str(spec.get("rayVersion") or ""), tuple(mounts),
+                                 declared_ray_resources(spec))
         try:
             endpoints = await self.backend.ensure_cluster(request)
         except BackendError as exc:
@@ -89,6 +95,8 @@ class RayClusterRuntime:
             return None, f"the local Ray could not start: {exc}"
         for warning in endpoints.warnings:
             await self._warn_once(cluster, "RayVersionMismatch", warning)
+        for notice in endpoints.notices:
+            await self._record_once(cluster, EventSpec(notice.type, notice.reason, "Create", notice.message))
         return endpoints, ""
 
     async def _suspend(self, cluster: Mapping[str, Any]) -> None:

@@ -195,11 +195,11 @@ class RayJobRuntime:
         elif isinstance(action, EnsureOwnerHeadService):
             await self._ensure_owner_service(rayjob, action)
         elif isinstance(action, StartSubmitter):
-            self.submitters[(namespace, name)] = await self._run_submitter(namespace, action)
+            self.submitters[(namespace, name)] = await self._run_submitter(rayjob, action)
         elif isinstance(action, DeleteSubmitter):
             self.submitters.pop((namespace, name), None)
         elif isinstance(action, SubmitJob):
-            return await self._submit_http(namespace, action.cluster_name, action.request)
+            return await self._submit_http(rayjob, action.cluster_name, action.request)
         elif isinstance(action, DeleteRayCluster):
             await self._delete_cluster(rayjob, action.name)
         elif isinstance(action, SuspendWorkerGroups):
@@ -270,12 +270,18 @@ class RayJobRuntime:
             EventSpec("Warning", "FailedToUpdateService", "Update", f"Failed to update the service {ref}"),
         )
 
-    async def _run_submitter(self, namespace: str, action: StartSubmitter) -> SubmitterRecord:
+    async def _submit(self, rayjob: Mapping[str, Any], cluster: str, request: JobRequest) -> None:
+        """Submit through the backend; what it adapted (package lists...) becomes Events on the RayJob."""
+        notices = await self.backend.submit_job(rayjob["metadata"].get("namespace", ""), cluster, request)
+        for notice in notices or ():
+            await self.recorder.record(rayjob, EventSpec(notice.type, notice.reason, "Submit", notice.message))
+
+    async def _run_submitter(self, rayjob: Mapping[str, Any], action: StartSubmitter) -> SubmitterRecord:
         """The submitter's ``ray job status || ray job submit``, retried up to backoffLimit like its Job."""
         error = ""
         for _attempt in range(action.backoff_limit + 1):
             try:
-                await self.backend.submit_job(namespace, action.cluster_name, action.request)
+                await self._submit(rayjob, action.cluster_name, action.request)
                 return SubmitterRecord()
             except JobAlreadyExistsError:
                 return SubmitterRecord()
@@ -288,9 +294,9 @@ class RayJobRuntime:
             finished_at=self.clock.now(),
         )
 
-    async def _submit_http(self, namespace: str, cluster: str, request: JobRequest) -> bool:
+    async def _submit_http(self, rayjob: Mapping[str, Any], cluster: str, request: JobRequest) -> bool:
         try:
-            await self.backend.submit_job(namespace, cluster, request)
+            await self._submit(rayjob, cluster, request)
         except JobAlreadyExistsError:
             return True
         except BackendError as exc:

@@ -148,9 +148,11 @@ class RayServiceRuntime:
         digest = hashlib.sha256(config_text.encode()).hexdigest()
         try:
             if self._deployed.get((namespace, cluster_name)) != digest:
-                await self.backend.deploy_serve(namespace, cluster_name, yaml.safe_load(config_text) or {})
+                notices = await self.backend.deploy_serve(namespace, cluster_name, yaml.safe_load(config_text) or {})
                 self._deployed[(namespace, cluster_name)] = digest
                 await self.recorder.record(rayservice, EventSpec("Normal", "UpdatedServeApplications", "Update", f"Updated serve applications to the RayCluster {namespace}/{cluster_name}"))
+                for notice in notices or ():
+                    await self.recorder.record(rayservice, EventSpec(notice.type, notice.reason, "Update", notice.message))
             return application_statuses(await self.backend.serve_status(namespace, cluster_name))
         except (BackendError, yaml.YAMLError) as exc:
             await self.recorder.record(rayservice, EventSpec("Warning", "FailedToUpdateServeApplications", "Update", f"Failed to update serve applications to the RayCluster {namespace}/{cluster_name}: {exc}"))

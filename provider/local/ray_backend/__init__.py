@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .base import (
     BackendError,
+    BackendNotice,
     ClusterEndpoints,
     ClusterRequest,
     ConfigMapMount,
@@ -13,11 +14,13 @@ from .base import (
     JobRequest,
     JobSubmissionError,
     RayBackend,
+    RayResources,
 )
 from .fake import FakeRayBackend, JobScript
 
 __all__ = [
     "BackendError",
+    "BackendNotice",
     "ClusterEndpoints",
     "ClusterRequest",
     "ConfigMapMount",
@@ -29,6 +32,7 @@ __all__ = [
     "JobSubmissionError",
     "LocalRayBackend",
     "RayBackend",
+    "RayResources",
 ]
 
 

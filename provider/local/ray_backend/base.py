@@ -30,6 +30,16 @@ def cluster_key(namespace: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class BackendNotice:
+    """What a backend changed in, or wants known about, a request: the controller records it as an Event
+    (``type`` Normal or Warning) on the object that asked."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class ConfigMapMount:
     """A ConfigMap volume of the head container: where it is mounted and the files it provides."""
 
@@ -38,13 +48,26 @@ class ConfigMapMount:
 
 
 @dataclass(frozen=True)
+class RayResources:
+    """Logical resources of a Ray (``ray start --num-cpus --num-gpus --resources``)."""
+
+    num_cpus: float = 0.0
+    num_gpus: float = 0.0
+    custom: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ClusterRequest:
-    """What a backend needs to bring up (or refresh) the Ray behind one RayCluster."""
+    """What a backend needs to bring up (or refresh) the Ray behind one RayCluster.
+
+    ``dedicated_resources`` is set when the cluster's rayStartParams declare resources a shared Ray cannot
+    be assumed to have (GPUs, custom resources): the Ray serving it must advertise exactly these."""
 
     namespace: str
     name: str
     ray_version: str = ""
     config_map_mounts: tuple[ConfigMapMount, ...] = ()
+    dedicated_resources: RayResources | None = None
 
     @property
     def key(self) -> str:
@@ -57,7 +80,8 @@ class ClusterEndpoints:
 
     urls: Mapping[str, str]
     pod_ip: str = "127.0.0.1"
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # recorded as RayVersionMismatch Warning Events
+    notices: tuple[BackendNotice, ...] = ()  # recorded as they are, once per cluster
 
     @property
     def dashboard_url(self) -> str:
@@ -109,8 +133,9 @@ class RayBackend(Protocol):
         """Forget a RayCluster: stop the Ray jobs submitted to it. Idempotent."""
         ...
 
-    async def submit_job(self, namespace: str, cluster: str, request: JobRequest) -> None:
-        """Submit a Ray job; JobAlreadyExistsError when the id is taken, JobSubmissionError when refused."""
+    async def submit_job(self, namespace: str, cluster: str, request: JobRequest) -> tuple[BackendNotice, ...]:
+        """Submit a Ray job; JobAlreadyExistsError when the id is taken, JobSubmissionError when refused.
+        Returns what the backend adapted (a runtime_env's package lists...), to record on the RayJob."""
         ...
 
     async def job_info(self, namespace: str, cluster: str, job_id: str) -> JobInfo | None:
@@ -123,8 +148,9 @@ class RayBackend(Protocol):
 
     async def job_logs(self, namespace: str, cluster: str, job_id: str) -> str: ...
 
-    async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> None:
-        """PUT a Serve config (serveConfigV2 parsed) through the dashboard's Serve REST API."""
+    async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> tuple[BackendNotice, ...]:
+        """PUT a Serve config (serveConfigV2 parsed) through the dashboard's Serve REST API; returns what
+        the backend adapted, as submit_job does."""
         ...
 
     async def serve_status(self, namespace: str, cluster: str) -> Mapping[str, Any]:

@@ -8,11 +8,12 @@ clock given at construction, so a test moves a job along by advancing its fake c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from .base import (
     BackendError,
+    BackendNotice,
     ClusterEndpoints,
     ClusterRequest,
     JobAlreadyExistsError,
@@ -21,6 +22,7 @@ from .base import (
     JobSubmissionError,
     cluster_key,
 )
+from .runtime_env import PackagePolicy, adapt_runtime_env
 
 FAKE_PORTS = {"dashboard": 18265, "client": 20001, "gcs-server": 16379, "metrics": 18080, "serve": 18000}
 
@@ -61,6 +63,8 @@ class FakeRayBackend:
     serve_configs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     closed: bool = False
+    # PackagePolicy.INSTALL keeps runtime_envs as submitted; the local backend's default skips satisfied ones.
+    package_policy: PackagePolicy = PackagePolicy.INSTALL
 
     @property
     def ray_version(self) -> str:
@@ -95,14 +99,17 @@ class FakeRayBackend:
             if job.cluster == key:
                 await self.stop_job(namespace, name, job_id)
 
-    async def submit_job(self, namespace: str, cluster: str, request: JobRequest) -> None:
+    async def submit_job(self, namespace: str, cluster: str, request: JobRequest) -> tuple[BackendNotice, ...]:
         self.calls.append(("submit_job", cluster_key(namespace, cluster), request.job_id))
         if request.job_id in self.jobs:
             raise JobAlreadyExistsError(f"Job with submission_id {request.job_id} already exists. Please use a different submission_id.")
         script = self._script_for(request)
         if script.reject_submission is not None:
             raise JobSubmissionError(script.reject_submission)
+        adapted = adapt_runtime_env(request.runtime_env, self.package_policy)
+        request = replace(request, runtime_env=adapted.runtime_env)
         self.jobs[request.job_id] = FakeJob(cluster_key(namespace, cluster), request, script, self.now())
+        return adapted.notices
 
     def _status_of(self, job: FakeJob) -> tuple[str, int, int]:
         """(status, start_ms, end_ms) at the current fake time."""
@@ -144,10 +151,11 @@ class FakeRayBackend:
         job = self.jobs.get(job_id)
         return job.script.logs if job else ""
 
-    async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> None:
+    async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> tuple[BackendNotice, ...]:
         key = cluster_key(namespace, cluster)
         self.calls.append(("deploy_serve", key))
         self.serve_configs[key] = config
+        return ()
 
     async def serve_status(self, namespace: str, cluster: str) -> Mapping[str, Any]:
         config = self.serve_configs.get(cluster_key(namespace, cluster))
