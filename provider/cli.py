@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from kuberay_provider import __version__
 from kuberay_provider.core.errors import KubeRayProviderError, ManifestError
@@ -18,11 +18,14 @@ from kuberay_provider.core.manifests import load_documents, ray_objects
 from kuberay_provider.example import add_example_arguments
 from kuberay_provider.local.cli import add_local_commands
 
+if TYPE_CHECKING:
+    from kuberay_provider.core.validation import SchemaRegistry
+
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
+    from kuberay_provider.core.validation import validate_manifest
 
-    schemas = _load_schemas(args, SchemaRegistry)
+    schemas = _load_schemas(args)
     if schemas is None:
         print("note: no --crds or --kubeconfig given: checking KubeRay's rules only, not the CRD schema", file=sys.stderr)
     failed = checked = 0
@@ -46,15 +49,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _load_schemas(args: argparse.Namespace, registry_type):  # noqa: ANN001, ANN202 - registry passed lazily
+def _load_schemas(args: argparse.Namespace) -> "SchemaRegistry | None":
+    """The CRD schemas to check against: from files, from the cluster a kubeconfig names, or none."""
+    from kuberay_provider.core.validation import SchemaRegistry
+
     if args.crds:
-        return registry_type.from_directory(args.crds)
+        return SchemaRegistry.from_directory(args.crds)
     if args.kubeconfig:
         from kubernetes import config
 
-        api_client = config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
-        with api_client:
-            return registry_type.from_cluster(api_client)
+        with config.new_client_from_config(config_file=args.kubeconfig, context=args.context) as api_client:
+            return SchemaRegistry.from_cluster(api_client)
     return None
 
 

@@ -1,7 +1,7 @@
 """The Airflow adapter: a thin layer over ``kuberay_provider.core``.
 
-Public names: ``hooks.KubeRayHook``, ``operators.RayJobOperator``, ``sensors.RayJobSensor``,
-``triggers.RayJobTrigger``. Registered with Airflow through the ``apache_airflow_provider`` entry point.
+Public names: ``hooks.KubeRayHook``, ``operators.RayJobOperator``, ``operators.RayJobCleanupOperator``,
+``sensors.RayJobSensor``, ``triggers.RayJobTrigger``. Registered with Airflow through the ``apache_airflow_provider`` entry point.
 """
 
 from __future__ import annotations

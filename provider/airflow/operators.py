@@ -13,7 +13,8 @@ One operator, three ways to run, chosen by the arguments (see ``core.job_request
 
 Validation (KubeRay's rules, the CRD schema read from the cluster, a server dry run) happens before
 anything is created. The RayJob's name derives from (dag_id, task_id, run_id, map_index), so a retried
-try re-attaches to the RayJob of its first try. Waiting is by watch; ``deferrable=True`` hands the wait to
+try re-attaches to the RayJob of its first try (a worker died, the wait timed out); only when that RayJob
+ended in failure does a later try delete it and start a new one. Waiting is by watch; ``deferrable=True`` hands the wait to
 ``RayJobTrigger``.
 """
 
@@ -145,6 +146,7 @@ class RayJobOperator(BaseOperator):
             submit_via=self.submit_via,
             labels=self.labels,
             annotations=self.annotations,
+            try_number=getattr(context["ti"], "try_number", None),
         )
 
     def _request(self, context: Context) -> RayJobRequest:
@@ -253,6 +255,44 @@ class RayJobOperator(BaseOperator):
             namespace, cluster, job_id = self._direct_job
             self.log.info("Task killed: stopping Ray job %s", job_id)
             self.hook.lifecycle(validate_schema=False).cluster_jobs_client(namespace, cluster).stop(job_id)
+
+
+class RayJobCleanupOperator(BaseOperator):
+    """Delete every RayJob this DAG run's RayJobOperators created (found by their dag_id and run_id
+    labels), and so their clusters; only those of ``task_ids`` when given.
+
+    Meant as the run's last task, with ``trigger_rule="all_done"``, or as a teardown
+    (``cleanup.as_teardown(setups=...)``), so failed runs are cleaned up too. Returns (XCom) the names of
+    the RayJobs deleted.
+
+    :param task_ids: only the RayJobs of these tasks (all their map indexes); default: every task's.
+    :param namespace: default: the connection's, else ``default``.
+    :param kuberay_conn_id: a ``kuberay`` connection.
+    """
+
+    template_fields: Sequence[str] = ("task_ids", "namespace")
+    ui_color = "#e3f2fd"
+
+    def __init__(
+        self,
+        *,
+        task_ids: Sequence[str] | None = None,
+        namespace: str | None = None,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.task_ids = list(task_ids) if task_ids is not None else None
+        self.namespace = namespace
+        self.kuberay_conn_id = kuberay_conn_id
+
+    def execute(self, context: Context) -> list[str]:
+        ti = context["ti"]
+        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+        namespace = self.namespace or hook.get_namespace() or "default"
+        deleted = hook.lifecycle(validate_schema=False).delete_run(namespace, ti.dag_id, ti.run_id, self.task_ids)
+        self.log.info("Deleted %d RayJob(s) of run %s in %s: %s", len(deleted), ti.run_id, namespace, ", ".join(deleted) or "-")
+        return deleted
 
 
 class _as_airflow_errors:

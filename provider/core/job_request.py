@@ -21,7 +21,14 @@ from enum import Enum
 from typing import Any, Mapping
 
 from kuberay_provider.core.manifests import load_manifest
-from kuberay_provider.core.naming import identity_labels, rayjob_name, run_key, submission_id
+from kuberay_provider.core.naming import (
+    ANNOTATION_TRY_NUMBER,
+    identity_labels,
+    rayjob_name,
+    run_key,
+    submission_id,
+    task_labels,
+)
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.spec import RAYJOB_SPEC_FIELDS, build_manifest, runtime_env_from_yaml
 from kuberay_provider.core.status import SubmissionMode
@@ -52,6 +59,11 @@ class RunIdentity:
     @property
     def rayjob_name(self) -> str:
         return rayjob_name(self.owner, self.task, self.run_id, self.map_index)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The run-key label (what re-attach checks) and the readable identity (what selectors use)."""
+        return {**identity_labels(self.key), **task_labels(self.owner, self.task, self.run_id, self.map_index)}
 
 
 def normalize_cluster_selector(selector: str | Mapping[str, str] | None) -> dict[str, str] | None:
@@ -117,6 +129,7 @@ class RayJobRequest:
     submit_via: SubmitVia | str = SubmitVia.KUBERAY
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    try_number: int | None = None  # the orchestrator's try: a later try replaces a failed RayJob
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
@@ -173,12 +186,14 @@ class RayJobRequest:
             params["cluster_selector"] = self.selector
         if self.submits_itself and not self.runs_without_rayjob:
             params["submission_mode"] = SubmissionMode.INTERACTIVE.value
-        labels = {**dict(self.labels), **identity_labels(self.identity.key)}
-        manifest = build_manifest(
+        labels = {**dict(self.labels), **self.identity.labels}
+        annotations = dict(self.annotations)
+        if self.try_number is not None:
+            annotations[ANNOTATION_TRY_NUMBER] = str(self.try_number)
+        return build_manifest(
             RAYJOB, self.rayjob_name, self.resolved_namespace, labels=labels,
-            annotations=dict(self.annotations) or None, base=self.base_manifest, **params,
+            annotations=annotations or None, base=self.base_manifest, **params,
         )
-        return manifest
 
     def submission(self) -> JobSubmission:
         return JobSubmission.from_manifest(self.manifest(), self.submission_id)

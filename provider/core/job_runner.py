@@ -66,6 +66,12 @@ class RayJobOutcome:
         return asdict(self)
 
 
+def _launch_verb(launch: Launch) -> str:
+    if launch.replaced:
+        return "Replaced the failed earlier try's"
+    return "Created" if launch.created else "Re-attached to"
+
+
 def _wire(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
@@ -113,7 +119,7 @@ class RayJobRunner:
         self.lifecycle.validate(manifest)
         self._require_selected_cluster(request)
         launch = self.lifecycle.create_or_attach(manifest)
-        self.status_line(f"{'Created' if launch.created else 'Re-attached to'} RayJob {request.resolved_namespace}/{request.rayjob_name}")
+        self.status_line(f"{_launch_verb(launch)} RayJob {request.resolved_namespace}/{request.rayjob_name}")
         return launch
 
     def _require_selected_cluster(self, request: RayJobRequest) -> None:

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from kuberay_provider.core.dashboard import (
     DASHBOARD_PORT_NAME,
@@ -22,13 +22,14 @@ from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
 from kuberay_provider.core.job_request import JobSubmission
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.kube.watch import WatchEvent
-from kuberay_provider.core.naming import LABEL_RUN_KEY
+from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY, LABEL_TASK, label_value, run_labels
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import JobDeploymentStatus, RayJobState
 from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
 log = logging.getLogger(__name__)
+DELETION_TIMEOUT = 120.0  # seconds a replaced RayJob (and, foreground, its cluster) may take to go
 
 
 class RayJobTimeout(KubeRayProviderError):
@@ -53,6 +54,7 @@ class Launch:
 
     manifest: dict[str, Any]
     created: bool
+    replaced: bool = False  # a failed RayJob of an earlier try was deleted first
 
     @property
     def state(self) -> RayJobState:
@@ -147,6 +149,10 @@ class RayJobLifecycle:
     def create_or_attach(self, manifest: dict[str, Any]) -> Launch:
         """Re-attach to the RayJob a previous try of this run created, or create it.
 
+        A later try does not re-attach to a RayJob that ended in failure: that one is deleted (and waited
+        for, so there is never more than one RayJob per task) and created anew. A succeeded RayJob, or
+        one still running (the previous try's worker died), is re-attached to.
+
         Before the real create, layer (c): a server-side dry run, so admission webhooks and the
         installed CRD judge the object exactly as they will a moment later.
         """
@@ -154,12 +160,15 @@ class RayJobLifecycle:
         existing = self.kube.find(RAYJOB, namespace, name)
         if existing is not None:
             self._check_same_run(manifest, existing)
-            log.info("RayJob %s/%s already exists; re-attaching to it", namespace, name)
-            return Launch(existing, created=False)
+            if not is_failure_of_an_earlier_try(existing, manifest):
+                log.info("RayJob %s/%s already exists; re-attaching to it", namespace, name)
+                return Launch(existing, created=False)
+            log.info("RayJob %s/%s failed in try %s; deleting it to start anew", namespace, name, try_number_of(existing))
+            self.delete_and_wait(namespace, name)
         self.kube.create(manifest, dry_run=True)
         created = self.kube.create(manifest)
         log.info("Created RayJob %s/%s", namespace, name)
-        return Launch(created, created=True)
+        return Launch(created, created=True, replaced=existing is not None)
 
     @staticmethod
     def _check_same_run(wanted: Mapping[str, Any], existing: Mapping[str, Any]) -> None:
@@ -255,6 +264,50 @@ class RayJobLifecycle:
     def delete(self, namespace: str, name: str) -> bool:
         """Delete the RayJob; KubeRay (and the owner references) take its cluster with it."""
         return self.kube.delete(RAYJOB, namespace, name, propagation_policy="Foreground")
+
+    def delete_run(self, namespace: str, owner: str, run_id: str, tasks: Collection[str] | None = None) -> list[str]:
+        """Delete every RayJob one run (dag or flow run) created, found by its identity labels; only those
+        of ``tasks`` when given. Returns the names of the RayJobs deleted."""
+        selector = ",".join(f"{key}={value}" for key, value in run_labels(owner, run_id).items())
+        wanted = None if tasks is None else {label_value(task) for task in tasks}
+        deleted = []
+        for rayjob in self.kube.list(RAYJOB, namespace, label_selector=selector):
+            if wanted is not None and ((rayjob.get("metadata") or {}).get("labels") or {}).get(LABEL_TASK) not in wanted:
+                continue
+            name = namespace_and_name(rayjob)[1]
+            if self.delete(namespace, name):
+                deleted.append(name)
+        return deleted
+
+    def delete_and_wait(self, namespace: str, name: str, timeout: float | None = DELETION_TIMEOUT) -> None:
+        """Delete the RayJob (foreground: its cluster goes first) and return once it is gone."""
+        self.delete(namespace, name)
+        current = self.kube.find(RAYJOB, namespace, name)
+        if current is None:
+            return
+        version = (current.get("metadata") or {}).get("resourceVersion")
+        for event in self.kube.watch(RAYJOB, namespace, name=name, resource_version=version, timeout_seconds=timeout):
+            if event.type == "DELETED":
+                return
+        raise RayJobTimeout(f"RayJob {namespace}/{name} was not gone within {timeout} s", RayJobState.from_object(current))
+
+
+def try_number_of(manifest: Mapping[str, Any]) -> int | None:
+    """The try that created the RayJob, from its annotation (None: not recorded)."""
+    value = ((manifest.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_TRY_NUMBER)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_failure_of_an_earlier_try(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """The existing RayJob ended without success, and ``wanted`` comes from a later try than it did."""
+    existing_try, wanted_try = try_number_of(existing), try_number_of(wanted)
+    if existing_try is None or wanted_try is None or wanted_try <= existing_try:
+        return False
+    state = RayJobState.from_object(existing)
+    return state.is_terminal and not state.succeeded_job
 
 
 def manifest_label(manifest: Mapping[str, Any]) -> tuple[str, str]:

@@ -16,11 +16,21 @@ MAX_RAYCLUSTER_NAME = 53
 MAX_LABEL_VALUE = 63
 _HASH_CHARS = 10  # 40 bits: a collision needs ~10^6 distinct runs of one task to become likely
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 # Labels the provider puts on what it creates, so a retry can also find objects by identity.
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_RUN_KEY = "kuberay-provider.io/run-key"
 MANAGED_BY_VALUE = "kuberay-provider"
+# The run's identity in readable labels, to find (and clean up) a run's RayJobs with a label selector.
+# "owner" is what owns the task: Airflow's dag_id, Prefect's flow name.
+LABEL_OWNER = "kuberay-provider.io/owner"
+LABEL_TASK = "kuberay-provider.io/task"
+LABEL_RUN_ID = "kuberay-provider.io/run-id"
+LABEL_MAP_INDEX = "kuberay-provider.io/map-index"
+UNMAPPED = "none"
+# The orchestrator's try number that created the RayJob: a later try replaces a failed RayJob.
+ANNOTATION_TRY_NUMBER = "kuberay-provider.io/try-number"
 
 
 def is_dns1035_label(name: str, max_length: int = 63) -> bool:
@@ -75,3 +85,25 @@ def submission_id(rayjob: str) -> str:
 
 def identity_labels(key: str) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_RUN_KEY: key}
+
+
+def label_value(text: str) -> str:
+    """``text`` as a Kubernetes label value (at most 63 characters of ``[A-Za-z0-9._-]``, alphanumeric at
+    both ends). A valid value is kept as it is; any other keeps a readable cleaned part and gains a digest
+    of the original, so two different texts never share a value (``a:b`` and ``a+b`` stay apart)."""
+    if len(text) <= MAX_LABEL_VALUE and _LABEL_VALUE.match(text):
+        return text
+    digest = run_key(text)
+    room = MAX_LABEL_VALUE - len(digest) - 1
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:room].rstrip("._-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def run_labels(owner: str, run_id: str) -> dict[str, str]:
+    """The labels every object of one run carries: a selector for "everything this run created"."""
+    return {LABEL_OWNER: label_value(owner), LABEL_RUN_ID: label_value(run_id)}
+
+
+def task_labels(owner: str, task: str, run_id: str, map_index: int | None) -> dict[str, str]:
+    index = UNMAPPED if map_index is None or map_index < 0 else str(map_index)
+    return {**run_labels(owner, run_id), LABEL_TASK: label_value(task), LABEL_MAP_INDEX: index}

@@ -157,6 +157,109 @@ def test_a_retried_try_reattaches_instead_of_creating_a_second_rayjob(
     assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and out.count("[ray] E2E-REATTACH-MARKER") == 1
 
 
+def test_a_retry_after_a_failed_job_replaces_the_rayjob(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER
+
+    run = run_dag("kuberay_e2e_retry_after_failure")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert task_instance(run, "fails_once").try_number == 2
+    assert "reason=AppFailed" in out and "Replaced the failed earlier try's RayJob" in out
+    [rayjob] = rayjobs_of(kube, "kuberay_e2e_retry_after_failure", "fails_once", run)
+    assert rayjob["metadata"]["annotations"][ANNOTATION_TRY_NUMBER] == "2"
+    assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and "E2E-RETRY-MARKER try 2" in out
+
+
+def test_cleanup_operator_deletes_the_runs_rayjobs_after_a_failure(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    run = run_dag("kuberay_e2e_cleanup")
+    out = capfd.readouterr().out
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"kept": "success", "failing": "failed", "cleanup_failing": "success", "cleanup_all": "success"}, out[-3000:]
+    names = {task_id: task_instance(run, task_id).xcom_pull(task_ids=task_id, key="rayjob")["name"] for task_id in ("kept", "failing")}
+    assert task_instance(run, "cleanup_failing").xcom_pull(task_ids="cleanup_failing") == [names["failing"]]
+    assert task_instance(run, "cleanup_all").xcom_pull(task_ids="cleanup_all") == [names["kept"]]
+    left = rayjobs_of(kube, "kuberay_e2e_cleanup", "kept", run) + rayjobs_of(kube, "kuberay_e2e_cleanup", "failing", run)
+    assert all(rayjob["metadata"].get("deletionTimestamp") for rayjob in left)  # gone, or going (finalizers)
+
+
+class ExecuteInThread:
+    """An operator's execute() on a worker thread, as a task runs while Airflow may call on_kill()."""
+
+    def __init__(self, operator: Any, ti: Any) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(operator, {"ti": ti}), daemon=True)
+        self.thread.start()
+
+    def _run(self, operator: Any, context: dict[str, Any]) -> None:
+        try:
+            operator.execute(context)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects how the killed task ended
+            self.error = exc
+
+
+def ray_job_status_becomes(ray_dashboard_url: str, job_id: str, wanted: set[str], timeout: float) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    client, deadline, status = JobSubmissionClient(ray_dashboard_url), time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            status = str(client.get_job_status(job_id).value)
+        except RuntimeError:  # not submitted yet
+            status = ""
+        if status in wanted:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"Ray job {job_id} is {status or 'unknown'}, not {wanted}, after {timeout} s")
+
+
+def killable_operator(task_id: str, **kwargs: Any) -> tuple[Any, Any]:
+    from kuberay_provider.airflow.operators import RayJobOperator
+    from tests.support.airflow_fakes import FakeTaskInstance
+
+    sleeping = "python -c \"import time; print('E2E-KILL-MARKER', flush=True); time.sleep(120)\""
+    operator = RayJobOperator(task_id=task_id, entrypoint=sleeping, stream_logs=False, **kwargs)
+    return operator, FakeTaskInstance(dag_id="kuberay_e2e_kill", task_id=task_id, run_id=f"kill-{time.time_ns()}")
+
+
+def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(airflow: None, kube: Any, ray_dashboard_url: str) -> None:
+    from kuberay_provider.core.lifecycle import RayJobLifecycle, is_started
+    from kuberay_provider.core.resources import RAYJOB
+    from kuberay_provider.core.spec import simple_cluster_spec
+
+    operator, ti = killable_operator("killed", ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"))
+    name = operator.build_request({"ti": ti}).rayjob_name
+    task = ExecuteInThread(operator, ti)
+    deadline = time.monotonic() + 60
+    while kube.find(RAYJOB, "default", name) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    job_id = RayJobLifecycle(kube).wait("default", name, until=is_started, timeout=120).job_id
+    ray_job_status_becomes(ray_dashboard_url, job_id, {"RUNNING"}, 60)
+    operator.on_kill()
+    task.thread.join(60)
+    assert not task.thread.is_alive() and task.error is not None  # the wait ended: the RayJob was deleted
+    assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
+    assert kube.find(RAYJOB, "default", name) is None
+
+
+def test_on_kill_on_an_existing_cluster_stops_the_job_and_keeps_the_cluster(
+    airflow: None, kube: Any, existing_cluster: str, ray_dashboard_url: str
+) -> None:
+    from kuberay_provider.core.resources import RAYCLUSTER
+
+    operator, ti = killable_operator("killed_direct", cluster_selector=existing_cluster, submit_via="sdk")
+    job_id = operator.build_request({"ti": ti}).submission_id
+    task = ExecuteInThread(operator, ti)
+    ray_job_status_becomes(ray_dashboard_url, job_id, {"RUNNING"}, 120)
+    operator.on_kill()
+    assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
+    task.thread.join(60)
+    assert not task.thread.is_alive() and task.error is not None  # the stopped job fails the task
+    cluster = kube.find(RAYCLUSTER, "default", existing_cluster)
+    assert cluster is not None and not cluster["metadata"].get("deletionTimestamp")
+
+
 def test_validation_error_fails_at_once_and_creates_nothing(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     run = run_dag("kuberay_e2e_invalid")
     out = capfd.readouterr().out

@@ -151,3 +151,17 @@ def test_ray_jobs_api_through_the_service_proxy(lifecycle, kubectl, namespace: s
     text = asyncio.run(asyncio.wait_for(tail(), timeout=120))
     assert "through the proxy 42" in text
     assert jobs.status(job_id) is JobStatus.SUCCEEDED
+
+
+def test_validate_cli_reads_the_crds_installed_in_the_cluster(local_plane, tmp_path: Path):
+    import subprocess
+
+    def validate(path: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "kuberay_provider.cli", "validate", "--kubeconfig", str(local_plane.kubeconfig_path), str(path)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    assert validate(SAMPLES_DIR / "ray-job.sample.yaml").returncode == 0
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((SAMPLES_DIR / "ray-job.sample.yaml").read_text().replace("rayClusterSpec:", "rayClusterSpecs:", 1))
+    result = validate(broken)
+    assert result.returncode == 1 and "spec.rayClusterSpecs" in result.stderr and "schema:unknown-field" in result.stderr

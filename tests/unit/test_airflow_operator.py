@@ -6,7 +6,7 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -14,23 +14,18 @@ from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
 
 from kuberay_provider.airflow.operators import RayJobOperator  # noqa: E402
 from kuberay_provider.core.lifecycle import RayJobLifecycle  # noqa: E402
-from kuberay_provider.core.naming import LABEL_RUN_KEY  # noqa: E402
+from kuberay_provider.core.naming import (  # noqa: E402
+    ANNOTATION_TRY_NUMBER,
+    LABEL_MAP_INDEX,
+    LABEL_OWNER,
+    LABEL_RUN_ID,
+    LABEL_RUN_KEY,
+    LABEL_TASK,
+)
 from kuberay_provider.core.validation import SchemaRegistry  # noqa: E402
+from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
 
 CLUSTER = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}}}}
-
-
-@dataclass
-class FakeTaskInstance:
-    dag_id: str = "nightly"
-    task_id: str = "score"
-    run_id: str = "scheduled__2026-01-01"
-    map_index: int = -1
-    try_number: int = 1
-    pushed: dict[str, Any] = field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
 
 
 class RecordingKube:
@@ -89,10 +84,20 @@ def test_name_and_run_key_come_from_the_run_identity():
     retry = op.build_request({"ti": FakeTaskInstance(try_number=2)}).manifest()
     other_run = op.build_request({"ti": FakeTaskInstance(run_id="scheduled__2026-01-02")}).manifest()
     mapped = op.build_request({"ti": FakeTaskInstance(map_index=3)}).manifest()
-    assert first["metadata"] == retry["metadata"]
+    assert (first["metadata"]["name"], first["metadata"]["labels"]) == (retry["metadata"]["name"], retry["metadata"]["labels"])
+    assert retry["metadata"]["annotations"][ANNOTATION_TRY_NUMBER] == "2"
     assert first["metadata"]["name"].startswith("nightly-score-") and len(first["metadata"]["name"]) <= 47
     assert len({m["metadata"]["name"] for m in (first, other_run, mapped)}) == 3
     assert first["metadata"]["labels"][LABEL_RUN_KEY] != other_run["metadata"]["labels"][LABEL_RUN_KEY]
+
+
+def test_the_rayjob_is_labelled_with_dag_task_run_and_map_index():
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, labels={"team": "ml"})
+    ti = FakeTaskInstance(dag_id="nightly", run_id="manual__2026-01-01T00:00:00+00:00", map_index=3)
+    labels = op.build_request({"ti": ti}).manifest()["metadata"]["labels"]
+    assert labels["team"] == "ml" and labels[LABEL_RUN_KEY]
+    assert (labels[LABEL_OWNER], labels[LABEL_TASK], labels[LABEL_MAP_INDEX]) == ("nightly", "score", "3")
+    assert labels[LABEL_RUN_ID].startswith("manual__2026-01-01T00_00_00_00_00-") and len(labels[LABEL_RUN_ID]) <= 63
 
 
 def test_base_manifest_from_rendered_yaml_with_keyword_overrides():

@@ -421,15 +421,18 @@ def test_orphan_deletion_keeps_dependents_without_the_owner_reference(core: clie
     assert not core.read_namespaced_config_map("orphan-child", NS).metadata.owner_references
 
 
-def test_finalizers_hold_deletion_until_removed(core: client.CoreV1Api) -> None:
-    core.create_namespaced_config_map(NS, {"metadata": {"name": "finalized", "finalizers": ["example.com/hold"]}})
-    core.delete_namespaced_config_map("finalized", NS)
-    held = core.read_namespaced_config_map("finalized", NS)
-    assert held.metadata.deletion_timestamp is not None
-    core.patch_namespaced_config_map("finalized", NS, {"metadata": {"finalizers": None}},
+@pytest.mark.parametrize("policy", ["Background", "Foreground"])
+def test_finalizers_hold_deletion_until_removed(core: client.CoreV1Api, policy: str) -> None:
+    name = f"finalized-{policy.lower()}"
+    core.create_namespaced_config_map(NS, {"metadata": {"name": name, "finalizers": ["example.com/hold"]}})
+    core.delete_namespaced_config_map(name, NS, propagation_policy=policy)
+    held = core.read_namespaced_config_map(name, NS)
+    # Foreground: with no dependents left, only the other finalizer holds the object.
+    assert held.metadata.deletion_timestamp is not None and held.metadata.finalizers == ["example.com/hold"]
+    core.patch_namespaced_config_map(name, NS, {"metadata": {"finalizers": None}},
                                      _content_type="application/merge-patch+json")
     with pytest.raises(ApiException) as gone:
-        core.read_namespaced_config_map("finalized", NS)
+        core.read_namespaced_config_map(name, NS)
     assert gone.value.status == 404
 
 

@@ -290,12 +290,18 @@ class Cluster:
             # Watchers see the owner marked for deletion while its dependents go first.
             obj = self._mark_deleting(key, obj, extra_finalizer=FOREGROUND_FINALIZER)
             self._collect_dependents(uid, policy)
-            obj = copy.deepcopy(obj)
-            obj["metadata"]["finalizers"] = [f for f in obj["metadata"]["finalizers"] if f != FOREGROUND_FINALIZER]
+            obj = self._drop_foreground_finalizer(key, obj)
         if obj["metadata"].get("finalizers"):
             self._pending_policy[uid] = policy
             return self._mark_deleting(key, obj)
         return self._remove(key, obj, policy)
+
+    def _drop_foreground_finalizer(self, key: StorageKey, obj: dict[str, Any]) -> dict[str, Any]:
+        """The dependents are gone: drop ``foregroundDeletion``, and store that while other finalizers
+        keep the object (else their removal would leave it stuck on ours)."""
+        kept = copy.deepcopy(obj)
+        kept["metadata"]["finalizers"] = [f for f in kept["metadata"]["finalizers"] if f != FOREGROUND_FINALIZER]
+        return self.store.save(key, kept) if kept["metadata"]["finalizers"] else kept
 
     def _mark_deleting(self, key: StorageKey, obj: dict[str, Any], extra_finalizer: str = "") -> dict[str, Any]:
         marked = copy.deepcopy(obj)

@@ -6,7 +6,7 @@ import datetime as dt
 
 from airflow.sdk import DAG
 
-from kuberay_provider.airflow.operators import RayJobOperator
+from kuberay_provider.airflow.operators import RayJobCleanupOperator, RayJobOperator
 from kuberay_provider.airflow.sensors import RayJobSensor
 from kuberay_provider.core.spec import simple_cluster_spec
 
@@ -70,3 +70,21 @@ with DAG("kuberay_e2e_sensor", schedule=None, start_date=START, catchup=False):
     rayjob = "{{ ti.xcom_pull(task_ids='run', key='rayjob')['name'] }}"
     run >> RayJobSensor(task_id="poke", rayjob_name=rayjob, poke_interval=1, timeout=120)
     run >> RayJobSensor(task_id="deferred", rayjob_name=rayjob, deferrable=True, timeout=120)
+
+# The entrypoint is rendered per try: try 1's job fails (AppFailed), try 2's succeeds, and only a new RayJob
+# (not a re-attach to the failed one) can run it.
+with DAG("kuberay_e2e_retry_after_failure", schedule=None, start_date=START, catchup=False,
+         default_args={"retries": 1, "retry_delay": dt.timedelta(seconds=0)}):
+    RayJobOperator(
+        task_id="fails_once",
+        entrypoint="python -c \"import sys; print('E2E-RETRY-MARKER try {{ ti.try_number }}', flush=True); "
+                   "sys.exit(3 if {{ ti.try_number }} == 1 else 0)\"",
+        ray_cluster_spec=CLUSTER,
+    )
+
+with DAG("kuberay_e2e_cleanup", schedule=None, start_date=START, catchup=False, default_args={"retries": 0}):
+    kept_until_the_end = RayJobOperator(task_id="kept", entrypoint=printing("E2E-KEPT-MARKER"), ray_cluster_spec=CLUSTER)
+    failing = RayJobOperator(task_id="failing", entrypoint="python -c \"import sys; sys.exit(3)\"", ray_cluster_spec=CLUSTER)
+    only_failing = RayJobCleanupOperator(task_id="cleanup_failing", task_ids=["failing"], trigger_rule="all_done")
+    everything = RayJobCleanupOperator(task_id="cleanup_all", trigger_rule="all_done")
+    [kept_until_the_end, failing] >> only_failing >> everything

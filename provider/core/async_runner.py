@@ -1,0 +1,127 @@
+"""Running a ``RayJobRequest`` from asyncio code (a Prefect task, any async adapter).
+
+The waiting is asynchronous: the RayJob is watched through an ``AsyncRayObjectsClient`` and the Ray job's
+log streams on the caller's own event loop. The one-shot steps (validate and create, submit, conclude,
+delete) are the synchronous ``RayJobRunner``'s, run in a worker thread so they never block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from kuberay_provider.core.async_lifecycle import wait_for_rayjob
+from kuberay_provider.core.job_request import RayJobRequest
+from kuberay_provider.core.job_runner import LOG_DRAIN_SECONDS, RayJobOutcome, RayJobRunner, _Deadline
+from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
+from kuberay_provider.core.lifecycle import Launch, WaitTarget
+from kuberay_provider.core.log_follower import LineBuffer
+from kuberay_provider.core.ray_jobs import RayJobsClient
+from kuberay_provider.core.status import RayJobState
+
+log = logging.getLogger(__name__)
+
+
+class AsyncLogStream:
+    """A Ray job's log, line by line into ``line_sink``, as a task on the running loop. Like
+    ``LogFollower`` it keeps the last lines (``tail()``) and counts what arrived (``received``), so
+    ``RayJobRunner.conclude`` can report the tail of a job whose cluster is already gone."""
+
+    def __init__(self, jobs: RayJobsClient, job_id: str, line_sink: Callable[[str], None], keep_lines: int = 200) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.line_sink = line_sink
+        self.lines = LineBuffer(keep_lines)
+        self.received = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> "AsyncLogStream":
+        self._task = asyncio.create_task(self._follow(), name=f"ray-log-{self.job_id}")
+        return self
+
+    async def _follow(self) -> None:
+        try:
+            async for chunk in self.jobs.tail(self.job_id):
+                self.received += len(chunk)
+                self._deliver(self.lines.feed(chunk))
+        except Exception as exc:  # noqa: BLE001 - a lost log stream must never fail the task itself
+            log.warning("stopped following the log of Ray job %s: %s", self.job_id, exc)
+        finally:
+            self._deliver(self.lines.flush())
+
+    def _deliver(self, lines: list[str]) -> None:
+        for line in lines:
+            self.line_sink(line)
+
+    async def finish(self, drain_seconds: float = LOG_DRAIN_SECONDS) -> None:
+        """Give the stream ``drain_seconds`` to deliver the job's last lines, then stop it."""
+        if self._task is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._task), drain_seconds)
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def tail(self, lines: int = 50) -> str:
+        return self.lines.tail(lines)
+
+
+@dataclass
+class AsyncRayJobRunner:
+    """The async twin of ``RayJobRunner.run``, in steps an adapter can call one by one (one task each)."""
+
+    runner: RayJobRunner
+    kube: AsyncRayObjectsClient
+
+    async def launch(self, request: RayJobRequest) -> Launch:
+        return await asyncio.to_thread(self.runner.launch, request)
+
+    async def wait(self, request: RayJobRequest, target: WaitTarget, timeout: float | None = None) -> RayJobState:
+        return await wait_for_rayjob(
+            self.kube, request.resolved_namespace, request.rayjob_name, target, timeout=timeout,
+            on_change=lambda state: self.runner.status_line(state.describe()),
+        )
+
+    async def submit(self, request: RayJobRequest, timeout: float | None = None) -> RayJobState:
+        """SDK mode: once KubeRay waits for the submission, submit and set ``spec.jobId``. Safe to repeat:
+        a job already submitted (or already started) is left as it is."""
+        state = await self.wait(request, WaitTarget.READY_FOR_SUBMISSION, timeout)
+        await asyncio.to_thread(self.runner.submit_if_waiting, request, state)
+        return state
+
+    async def follow(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
+        """After ``launch``: submit (SDK mode), stream the log while watching the RayJob, conclude.
+        Raises ``RayJobFailed`` unless the job succeeded."""
+        deadline = _Deadline(timeout)
+        if request.submits_itself:
+            await self.submit(request, deadline.remaining())
+        state = await self.wait(request, WaitTarget.STARTED, deadline.remaining())
+        stream = await self._stream(state) if not state.is_terminal else None
+        try:
+            state = await self.wait(request, WaitTarget.TERMINAL, deadline.remaining())
+        finally:
+            if stream is not None:
+                await stream.finish()
+        # conclude() reads only tail() and received, which AsyncLogStream has as LogFollower does.
+        return await asyncio.to_thread(self.runner.conclude, state, stream)  # type: ignore[arg-type]
+
+    async def _stream(self, state: RayJobState) -> AsyncLogStream | None:
+        if not self.runner.stream_logs:
+            return None
+        jobs = await asyncio.to_thread(self.runner.lifecycle.rayjob_jobs_client, state)
+        return AsyncLogStream(jobs, state.job_id, self.runner.log_line, max(self.runner.log_tail_lines, 1)).start()
+
+    async def run(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
+        """Everything: launch and follow, or (SDK straight to an existing cluster) ``run_on_cluster``."""
+        if request.runs_without_rayjob:
+            return await asyncio.to_thread(self.runner.run_on_cluster, request, timeout)
+        await self.launch(request)
+        return await self.follow(request, timeout)
+
+    async def delete(self, namespace: str, name: str) -> bool:
+        return await asyncio.to_thread(self.runner.lifecycle.delete, namespace, name)
