@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,18 @@ log = logging.getLogger(__name__)
 # Installing KubeRay's CRDs sends bodies over 1 MiB (aiohttp's default limit).
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
+REQUEST_COUNTS_KEY = web.AppKey("request_counts", Counter)
+
+
+def request_counter(counts: Counter) -> Any:
+    """Counts requests by User-Agent, so benchmarks can tell how much load each client puts on the API."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        counts[request.headers.get("User-Agent", "")] += 1
+        return await handler(request)
+
+    return count
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -40,8 +53,12 @@ def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> we
     cluster = cluster or Cluster(settings.history_limit)
     stopping = asyncio.Event()
     handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval)
-    app = web.Application(middlewares=[status_errors, token_middleware(settings.token)], client_max_size=MAX_REQUEST_BYTES)
+    counts: Counter = Counter()
+    app = web.Application(
+        middlewares=[request_counter(counts), status_errors, token_middleware(settings.token)], client_max_size=MAX_REQUEST_BYTES
+    )
     app[CLUSTER_KEY] = cluster
+    app[REQUEST_COUNTS_KEY] = counts
     handlers.add_routes(app)
 
     async def open_proxy_session(_: web.Application) -> None:
@@ -96,6 +113,11 @@ class ApiServer:
         self.app = build_app(settings, self.cluster)
         self._runner: web.AppRunner | None = None
         self.port = settings.port
+
+    @property
+    def request_counts(self) -> Counter:
+        """Requests served so far, by User-Agent (including refused ones)."""
+        return self.app[REQUEST_COUNTS_KEY]
 
     @property
     def url(self) -> str:

@@ -1,0 +1,154 @@
+"""Benchmarks of what users pay for, each against a baseline measured in the same run.
+
+Implemented so far (issue 7 lists the rest: detection latency, triggerer scale, overhead over plain Ray):
+  - API load while waiting: requests per job per minute in steady state, by watch vs 5 s polling,
+    counted at the local control plane by User-Agent.
+  - Backfill throughput: RayJobs created per second from one process through the provider's
+    create-or-attach path (validation, dry run, create), vs a bare create loop; and duplicates after
+    every creation is retried once.
+Both use the API server alone (no controller, no Ray), so Ray is not what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.lifecycle import RayJobLifecycle
+from kuberay_provider.core.naming import identity_labels, run_key
+from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.core.spec import rayjob, simple_cluster_spec
+from kuberay_provider.core.validation import SchemaRegistry
+from kuberay_provider.local.plane import LocalControlPlane
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POLL_INTERVAL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Result:
+    metric: str
+    ours: float
+    baseline: float
+    target: str
+    passed: bool
+
+    @property
+    def ratio(self) -> str:
+        return f"{self.ours / self.baseline:.2f}" if self.baseline else "-"
+
+
+def crds_dir() -> Path:
+    shared = os.environ.get("KUBERAY_SHARED_DIR")
+    return Path(shared) / "crds" if shared else PROJECT_ROOT.parent / "shared" / "kuberay" / "crds"
+
+
+def manifest(name: str, namespace: str) -> dict:
+    return rayjob(
+        name, namespace, labels=identity_labels(run_key("bench", name)), entrypoint="python -c 'print(1)'",
+        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+    )
+
+
+def client_for(plane: LocalControlPlane, user_agent: str):
+    api_client = plane.api_client()
+    api_client.user_agent = user_agent
+    return api_client
+
+
+def api_load(plane: LocalControlPlane, jobs: int, window: float) -> list[Result]:
+    with client_for(plane, "bench-setup") as api_client:
+        kube = RayObjectsClient(api_client)
+        for index in range(jobs):
+            kube.create(manifest(f"load-{index}", "default"))
+    stop = threading.Event()
+    counts = plane.server.request_counts  # type: ignore[union-attr]
+
+    def watcher(name: str) -> None:
+        with client_for(plane, "bench-watch") as api_client:
+            for _ in RayObjectsClient(api_client).watch(RAYJOB, "default", name=name, timeout_seconds=window + 10):
+                if stop.is_set():
+                    return
+
+    def poller(name: str) -> None:
+        with client_for(plane, "bench-poll") as api_client:
+            kube = RayObjectsClient(api_client)
+            while not stop.wait(POLL_INTERVAL_SECONDS):
+                kube.get(RAYJOB, "default", name)
+
+    threads = [threading.Thread(target=f, args=(f"load-{i}",), daemon=True) for f in (watcher, poller) for i in range(jobs)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)  # warm-up: the initial list and watch of every waiter are not steady state
+    before = dict(counts)
+    time.sleep(window)
+    after = dict(counts)
+    stop.set()
+    minutes = window / 60
+    rate = {agent: (after.get(agent, 0) - before.get(agent, 0)) / jobs / minutes for agent in ("bench-watch", "bench-poll")}
+    return [Result("API requests per job per minute while waiting (watch vs 5 s polling)", rate["bench-watch"], rate["bench-poll"], "<= 0.2 (baseline >= 12)", rate["bench-watch"] <= 0.2)]
+
+
+def backfill(plane: LocalControlPlane, count: int) -> list[Result]:
+    with client_for(plane, "bench-backfill") as api_client:
+        kube = RayObjectsClient(api_client)
+        lifecycle = RayJobLifecycle(kube, schemas=SchemaRegistry.from_cluster(api_client))
+
+        def provider_path(index: int) -> None:
+            job = manifest(f"backfill-{index}", "bench-backfill")
+            lifecycle.validate(job)
+            lifecycle.create_or_attach(job)
+
+        def bare_create(index: int) -> None:
+            kube.create(manifest(f"bare-{index}", "bench-bare"))
+
+        ours = _rate(provider_path, count)
+        baseline = _rate(bare_create, count)
+        for index in range(count):  # every try retried once: re-attach, never a second object
+            provider_path(index)
+        duplicates = len(kube.list(RAYJOB, "bench-backfill")) - count
+    return [
+        Result(f"backfill: RayJobs created per second ({count}, validated, dry run first)", ours, baseline, ">= 50/s", ours >= 50),
+        Result("backfill: duplicate RayJobs after retrying every creation", duplicates, 0, "0", duplicates == 0),
+    ]
+
+
+def _rate(create: Callable[[int], None], count: int) -> float:
+    start = time.perf_counter()
+    for index in range(count):
+        create(index)
+    return count / (time.perf_counter() - start)
+
+
+def print_table(results: list[Result]) -> None:
+    print(f"{'metric':<82} {'ours':>9} {'baseline':>9} {'ratio':>7}  {'target':<24} result")
+    for r in results:
+        print(f"{r.metric:<82} {r.ours:>9.2f} {r.baseline:>9.2f} {r.ratio:>7}  {r.target:<24} {'pass' if r.passed else 'FAIL'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer jobs and a shorter window (a couple of minutes)")
+    args = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    with LocalControlPlane(crds_dir=crds_dir(), controller=False) as plane:
+        with plane.api_client() as api_client:
+            from kubernetes import client
+
+            for namespace in ("bench-backfill", "bench-bare"):
+                client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+        results = api_load(plane, jobs=10 if args.quick else 50, window=30 if args.quick else 120)
+        results += backfill(plane, count=200)
+    print_table(results)
+    return 0 if all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
