@@ -1,6 +1,9 @@
 """Benchmarks of what users pay for, each against a baseline measured in the same run.
 
-Implemented so far (issue 7 lists the rest: detection latency, triggerer scale, overhead over plain Ray):
+Implemented so far (issue 7 lists the rest: deferred and Prefect detection latency, triggerer scale,
+overhead over plain Ray):
+  - Detection latency of the synchronous wait (the operator's): from the RayJob's status turning
+    terminal to the waiter returning, p50 / p99 over 50 jobs, by watch vs a 5 s polling wait.
   - API load while waiting: requests per job per minute in steady state, by watch vs 5 s polling,
     counted at the local control plane by User-Agent.
   - Backfill throughput: RayJobs created per second from one process through the provider's
@@ -96,6 +99,61 @@ def api_load(plane: LocalControlPlane, jobs: int, window: float) -> list[Result]
     return [Result("API requests per job per minute while waiting (watch vs 5 s polling)", rate["bench-watch"], rate["bench-poll"], "<= 0.2 (baseline >= 12)", rate["bench-watch"] <= 0.2)]
 
 
+def detection_latency(plane: LocalControlPlane, jobs: int) -> list[Result]:
+    """From a RayJob's status turning terminal to the waiter returning: p50 and p99 over ``jobs``."""
+    from kubernetes import client
+
+    def by_watch(kube: RayObjectsClient, name: str) -> None:
+        RayJobLifecycle(kube).wait("default", name, timeout=120)
+
+    def by_polling(kube: RayObjectsClient, name: str) -> None:
+        from kuberay_provider.core.status import RayJobState
+
+        while not RayJobState.from_object(kube.get(RAYJOB, "default", name)).is_terminal:
+            time.sleep(POLL_INTERVAL_SECONDS)
+
+    latencies: dict[str, list[float]] = {}
+    for label, waiter in (("watch", by_watch), ("poll", by_polling)):
+        names = [f"latency-{label}-{i}" for i in range(jobs)]
+        returned: dict[str, float] = {}
+        with client_for(plane, "bench-setup") as api_client:
+            kube = RayObjectsClient(api_client)
+            for name in names:
+                kube.create(manifest(name, "default"))
+
+        def wait_one(name: str) -> None:
+            with client_for(plane, f"bench-{label}") as api_client:
+                waiter(RayObjectsClient(api_client), name)
+            returned[name] = time.perf_counter()
+
+        threads = [threading.Thread(target=wait_one, args=(name,), daemon=True) for name in names]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)  # every waiter is waiting
+        finished: dict[str, float] = {}
+        with client_for(plane, "bench-driver") as api_client:
+            custom = client.CustomObjectsApi(api_client)
+            for name in names:
+                status = {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}}
+                custom.patch_namespaced_custom_object_status("ray.io", "v1", "default", "rayjobs", name, status)
+                finished[name] = time.perf_counter()
+                time.sleep(0.05)
+        for thread in threads:
+            thread.join(timeout=POLL_INTERVAL_SECONDS * 3)
+        latencies[label] = sorted(returned[name] - finished[name] for name in names if name in returned)
+    ours, baseline = latencies["watch"], latencies["poll"]
+    return [
+        Result(f"detection latency p50, s ({jobs} jobs, sync wait by watch vs 5 s polling)", _pct(ours, 50), _pct(baseline, 50), "<= 0.5", _pct(ours, 50) <= 0.5 and len(ours) == jobs),
+        Result(f"detection latency p99, s ({jobs} jobs)", _pct(ours, 99), _pct(baseline, 99), "<= 2", _pct(ours, 99) <= 2 and len(ours) == jobs),
+    ]
+
+
+def _pct(values: list[float], percentile: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, round(percentile / 100 * (len(values) - 1)))]
+
+
 def backfill(plane: LocalControlPlane, count: int) -> list[Result]:
     with client_for(plane, "bench-backfill") as api_client:
         kube = RayObjectsClient(api_client)
@@ -130,7 +188,7 @@ def _rate(create: Callable[[int], None], count: int) -> float:
 def print_table(results: list[Result]) -> None:
     print(f"{'metric':<82} {'ours':>9} {'baseline':>9} {'ratio':>7}  {'target':<24} result")
     for r in results:
-        print(f"{r.metric:<82} {r.ours:>9.2f} {r.baseline:>9.2f} {r.ratio:>7}  {r.target:<24} {'pass' if r.passed else 'FAIL'}")
+        print(f"{r.metric:<82} {r.ours:>9.3f} {r.baseline:>9.3f} {r.ratio:>7}  {r.target:<24} {'pass' if r.passed else 'FAIL'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             for namespace in ("bench-backfill", "bench-bare"):
                 client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
         results = api_load(plane, jobs=10 if args.quick else 50, window=30 if args.quick else 120)
+        results += detection_latency(plane, jobs=50)
         results += backfill(plane, count=200)
     print_table(results)
     return 0 if all(r.passed for r in results) else 1
