@@ -1,0 +1,158 @@
+"""The ``RayJob`` block: one Ray job on KubeRay, and the Kubernetes credentials to run it with.
+
+Credentials are prefect-kubernetes' own ``KubernetesCredentials`` block. Its ``get_client`` gives a
+kubernetes_asyncio client, which the async watch uses as it is; the core's one-shot steps take an
+official (sync) ``kubernetes`` ApiClient, loaded from the same kubeconfig the same way (the credentials'
+``cluster_config``, else in-cluster, else the default kubeconfig).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator, Callable, Iterator, Literal
+
+from prefect.blocks.core import Block
+from prefect_kubernetes.credentials import KubernetesCredentials
+from pydantic import Field, field_validator
+
+from kuberay_provider.core.async_runner import AsyncRayJobRunner
+from kuberay_provider.core.dashboard import DashboardAccess
+from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
+from kuberay_provider.core.job_runner import RayJobRunner
+from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
+from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.lifecycle import RayJobLifecycle
+from kuberay_provider.core.validation import SchemaRegistry
+
+
+def sync_api_client(credentials: KubernetesCredentials) -> Any:
+    """An official ``kubernetes.client.ApiClient`` for ``credentials``, with a private Configuration
+    (never the process-wide default, which clients of other clusters share)."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if credentials.cluster_config is not None:
+        config.load_kube_config_from_dict(
+            config_dict=credentials.cluster_config.config, context=credentials.cluster_config.context_name,
+            client_configuration=configuration,
+        )
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+class RayJob(Block):
+    """A Ray job run as a KubeRay RayJob (``ray.io/v1``), or on an existing RayCluster.
+
+    The RayJob is a base ``manifest`` and/or parameters (``entrypoint``, ``runtime_env``,
+    ``ray_cluster_spec``, and any other RayJob spec field in snake_case in ``spec_params``), the
+    parameters overriding the manifest field by field. ``cluster_selector`` runs on an existing RayCluster;
+    ``submit_via="sdk"`` submits the entrypoint through the Ray Jobs SDK (InteractiveMode, or straight to
+    the selected cluster's head). The RayJob's name derives from the flow run and task run, so a retried
+    task re-attaches to the RayJob its first try created.
+    """
+
+    _block_type_name = "Ray Job"
+    _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
+    _description = "A Ray job on Kubernetes through KubeRay's RayJob (create, SDK submission, or an existing RayCluster)."
+
+    manifest: dict[str, Any] | None = Field(default=None, description="A base RayJob manifest (ray.io/v1).")
+    entrypoint: str | None = Field(default=None, description="The command that runs the Ray job.")
+    runtime_env: dict[str, Any] | None = Field(default=None, description="The job's Ray runtime environment.")
+    ray_cluster_spec: dict[str, Any] | None = Field(default=None, description="The RayJob's own cluster (spec.rayClusterSpec).")
+    cluster_selector: str | dict[str, str] | None = Field(
+        default=None, description="Run on an existing RayCluster: its name, or {'ray.io/cluster': name}."
+    )
+    submit_via: Literal["kuberay", "sdk"] = Field(
+        default="kuberay", description="kuberay: KubeRay submits; sdk: this block submits through the Ray Jobs SDK."
+    )
+    spec_params: dict[str, Any] = Field(
+        default_factory=dict, description="Any other RayJob spec field in snake_case, e.g. shutdown_after_job_finishes."
+    )
+    name: str | None = Field(default=None, description="The RayJob's name; default derived from the run.")
+    namespace: str | None = Field(default=None, description="Default: the manifest's, else 'default'.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    credentials: KubernetesCredentials = Field(
+        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
+    )
+    timeout: float | None = Field(default=None, description="Seconds to wait for the job; None waits as long as it runs.")
+    delete_on_success: bool = Field(default=False, description="Delete the RayJob (and its cluster) once it succeeded.")
+    delete_on_failure: bool = Field(default=False, description="Delete the RayJob (and its cluster) once it failed.")
+    stream_logs: bool = Field(default=True, description="Stream the Ray job's log into the run's log while it runs.")
+    log_tail_lines: int = Field(default=50, description="Lines of the Ray job's log in a failure's message.")
+    validate_schema: bool = Field(default=True, description="Also check the RayJob against the CRD schema on the cluster.")
+    dashboard_url_template: str | None = Field(
+        default=None,
+        description="Reach the Ray dashboard directly, e.g. http://{service}.{namespace}.svc:8265; "
+        "default: through the Kubernetes API server's service proxy.",
+    )
+
+    @field_validator("spec_params")
+    @classmethod
+    def _known_spec_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - RAYJOB_KEYWORDS)
+        if unknown:
+            raise ValueError(f"unknown RayJob spec parameter(s) {', '.join(unknown)}")
+        return value
+
+    # --- what to run --------------------------------------------------------------------------------------
+
+    @property
+    def runs_without_rayjob(self) -> bool:
+        """SDK submission straight to an existing cluster: nothing is created in Kubernetes."""
+        return self.submit_via == SubmitVia.SDK.value and bool(self.cluster_selector)
+
+    def all_spec_params(self) -> dict[str, Any]:
+        named = {"entrypoint": self.entrypoint, "runtime_env": self.runtime_env, "ray_cluster_spec": self.ray_cluster_spec}
+        return {**self.spec_params, **{key: value for key, value in named.items() if value is not None}}
+
+    def request(
+        self, identity: RunIdentity, *, try_number: int | None = None, name: str | None = None, namespace: str | None = None
+    ) -> RayJobRequest:
+        """The core's request for one run; ``name`` / ``namespace`` pin an already created RayJob."""
+        if self.manifest is None and not self.all_spec_params():
+            raise ValueError("a RayJob block needs a manifest and/or spec parameters such as entrypoint")
+        return RayJobRequest(
+            identity=identity,
+            namespace=namespace or self.namespace or None,
+            name=name or self.name or None,
+            rayjob=self.manifest,
+            spec_params=self.all_spec_params(),
+            cluster_selector=self.cluster_selector,
+            submit_via=self.submit_via,
+            labels=self.labels,
+            annotations=self.annotations,
+            try_number=try_number,
+        )
+
+    # --- how to reach it ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def runner(self, log_line: Callable[[str], None], status_line: Callable[[str], None]) -> Iterator[RayJobRunner]:
+        """The core's runner on these credentials; the API client closes when the block is done with it."""
+        api_client = sync_api_client(self.credentials)
+        try:
+            schemas = SchemaRegistry.from_cluster(api_client) if self.validate_schema else None
+            dashboard = DashboardAccess(
+                url_template=self.dashboard_url_template or None, verify=bool(api_client.configuration.verify_ssl)
+            )
+            lifecycle = RayJobLifecycle(RayObjectsClient(api_client), schemas=schemas, dashboard=dashboard)
+            yield RayJobRunner(
+                lifecycle, log_line=log_line, status_line=status_line,
+                stream_logs=self.stream_logs, log_tail_lines=self.log_tail_lines,
+            )
+        finally:
+            api_client.close()
+
+    @contextlib.asynccontextmanager
+    async def async_runner(
+        self, log_line: Callable[[str], None], status_line: Callable[[str], None]
+    ) -> AsyncIterator[AsyncRayJobRunner]:
+        """``runner`` plus an async watch on prefect-kubernetes' own kubernetes_asyncio client."""
+        async with self.credentials.get_client("custom_objects") as custom_objects:
+            with self.runner(log_line, status_line) as runner:
+                yield AsyncRayJobRunner(runner, AsyncRayObjectsClient(custom_objects.api_client))

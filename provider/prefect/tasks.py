@@ -1,0 +1,153 @@
+"""Async Prefect tasks, one per step of a RayJob: create, submit (SDK mode), wait, delete.
+
+Each task names the RayJob after its flow run and task run (core ``RunIdentity``): a retried task keeps
+its task run id, so it re-attaches to the RayJob its first try created; a retry after a failed job
+(``run_count`` > the try recorded on the RayJob) replaces it. The Ray job's log goes to the run logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
+
+from kuberay_provider.core.errors import ManifestError, ValidationError
+from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
+from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome
+from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
+from kuberay_provider.prefect.blocks import RayJob
+
+# Errors a retry cannot fix; ``retry_condition_fn=is_retriable`` spares a task's retries for them.
+PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, TypeError, ValueError)
+
+
+def is_retriable(task: Any, task_run: Any, state: Any) -> bool:
+    """A ``retry_condition_fn``: retry a failed Ray job or a lost connection, never an invalid RayJob."""
+    try:
+        state.result()
+    except PERMANENT_ERRORS:
+        return False
+    except Exception:  # noqa: BLE001 - anything else is worth another try
+        return True
+    return True
+
+
+def run_identity() -> tuple[RunIdentity, int | None]:
+    """(flow, task run, flow run) of the running task, and its try number."""
+    task_context = TaskRunContext.get()
+    if task_context is None:
+        raise RuntimeError("kuberay_provider.prefect tasks must run as Prefect tasks")
+    task_run = task_context.task_run
+    flow_context = FlowRunContext.get()
+    owner = flow_context.flow.name if flow_context is not None and flow_context.flow is not None else "prefect"
+    run_id = str(task_run.flow_run_id or task_run.id)
+    return RunIdentity(owner, str(task_run.id), run_id), task_run.run_count or None
+
+
+def created_request(rayjob: RayJob, created: Mapping[str, str]) -> RayJobRequest:
+    """The request of a RayJob another task created (its name and namespace pinned)."""
+    identity, try_number = run_identity()
+    return rayjob.request(identity, try_number=try_number, name=created["name"], namespace=created["namespace"])
+
+
+class RunLog:
+    """Where a task's lines go: the Ray job's log and the RayJob's status, both into the run logger."""
+
+    def __init__(self) -> None:
+        self.logger: logging.Logger | logging.LoggerAdapter[Any] = get_run_logger()
+
+    def ray(self, line: str) -> None:
+        self.logger.info("[ray] %s", line)
+
+    def status(self, line: str) -> None:
+        self.logger.info("%s", line)
+
+
+async def publish_dashboard_link(name: str, url: str) -> None:
+    if url:
+        await acreate_link_artifact(link=url, link_text="Ray dashboard", key=f"{name}-dashboard",
+                                    description=f"The Ray dashboard of RayJob {name}")
+
+
+async def publish_summary(outcome: RayJobOutcome, log_tail: str = "") -> None:
+    rows = "\n".join(f"| {key} | {value} |" for key, value in outcome.to_dict().items() if value not in ("", None))
+    verdict = "succeeded" if outcome.succeeded else "failed"
+    markdown = f"# Ray job {outcome.job_id or '-'} {verdict}\n\n| field | value |\n|---|---|\n{rows}\n"
+    if log_tail:
+        markdown += f"\n## Last lines of the Ray job's log\n\n```\n{log_tail}\n```\n"
+    key = f"{outcome.rayjob_name or outcome.cluster_name}-summary"
+    await acreate_markdown_artifact(markdown=markdown, key=key, description="The outcome of a Ray job on KubeRay")
+
+
+@task(name="create_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+async def create_rayjob(rayjob: RayJob) -> dict[str, str]:
+    """Validate, then create the RayJob (or re-attach to the one a previous try created).
+
+    Returns ``{"namespace", "name", "dashboard_url"}``: what the other tasks take as ``created``.
+    """
+    identity, try_number = run_identity()
+    request = rayjob.request(identity, try_number=try_number)
+    if request.runs_without_rayjob:
+        raise ValueError("submit_via='sdk' with cluster_selector creates no RayJob: use wait_for_rayjob (or run_rayjob)")
+    run_log = RunLog()
+    async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
+        await runner.launch(request)
+        dashboard_url = runner.runner.dashboard_url_of(request)
+    await publish_dashboard_link(request.rayjob_name, dashboard_url)
+    return {"namespace": request.resolved_namespace, "name": request.rayjob_name, "dashboard_url": dashboard_url}
+
+
+@task(name="submit_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+async def submit_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> str:
+    """SDK mode: once the RayJob's cluster waits for a submission (InteractiveMode), submit the entrypoint
+    through the Ray Jobs SDK under its deterministic submission id. Returns the Ray job id."""
+    request = created_request(rayjob, created)
+    if not request.submits_itself:
+        raise ValueError("submit_rayjob needs a RayJob block with submit_via='sdk'")
+    run_log = RunLog()
+    async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
+        await runner.submit(request, rayjob.timeout)
+    return request.submission_id
+
+
+@task(name="wait_for_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Wait for the RayJob ``created`` names, streaming the Ray job's log into the run log; returns the
+    outcome, or raises ``RayJobFailed`` (KubeRay's reason, the log's last lines).
+
+    Without ``created``, a block with ``submit_via="sdk"`` and ``cluster_selector`` submits straight to
+    that cluster's head (idempotently) and follows the job there: no RayJob at all.
+    """
+    if created is None:
+        identity, try_number = run_identity()
+        request = rayjob.request(identity, try_number=try_number)
+        if not request.runs_without_rayjob:
+            raise ValueError("wait_for_rayjob needs created= (what create_rayjob returned)")
+    else:
+        request = created_request(rayjob, created)
+    run_log = RunLog()
+    try:
+        async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
+            outcome = await runner.run(request, rayjob.timeout) if created is None else await runner.follow(request, rayjob.timeout)
+    except RayJobFailed as failed:
+        await publish_dashboard_link(failed.outcome.rayjob_name or failed.outcome.cluster_name, failed.outcome.dashboard_url)
+        await publish_summary(failed.outcome, failed.log_tail)
+        raise
+    await publish_dashboard_link(outcome.rayjob_name or outcome.cluster_name, outcome.dashboard_url)
+    await publish_summary(outcome)
+    run_log.status(f"Ray job {outcome.job_id} succeeded")
+    return outcome.to_dict()
+
+
+@task(name="delete_rayjob", cache_policy=NO_CACHE)
+async def delete_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> bool:
+    """Delete the RayJob (KubeRay stops its job and removes its cluster). False if it was already gone."""
+    run_log = RunLog()
+    async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
+        deleted = await runner.delete(created["namespace"], created["name"])
+    run_log.status(f"Deleted RayJob {created['namespace']}/{created['name']}" if deleted else f"RayJob {created['name']} was already gone")
+    return deleted

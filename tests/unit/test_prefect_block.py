@@ -1,0 +1,123 @@
+"""The Prefect ``RayJob`` block without a cluster: the request it builds, its checks, its credentials."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kuberay_provider.core.job_request import RunIdentity
+from kuberay_provider.core.naming import LABEL_RUN_KEY
+
+IDENTITY = RunIdentity("nightly", "0b6a2c7e-task-run", "f1e2d3c4-flow-run")
+
+
+def kubeconfig(server: str = "https://127.0.0.1:6443", token: str = "secret-token") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "local",
+        "clusters": [{"name": "local", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "me", "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "me", "namespace": "team"}}],
+    }
+
+
+def credentials(config: dict[str, Any] | None = None) -> Any:
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+
+    return KubernetesCredentials(cluster_config=KubernetesClusterConfig(config=config or kubeconfig(), context_name="local"))
+
+
+def block(**fields: Any) -> Any:
+    from kuberay_provider.prefect import RayJob
+
+    return RayJob(credentials=credentials(), **fields)
+
+
+def test_parameters_override_the_manifest_and_the_name_derives_from_the_run() -> None:
+    base = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "ignored", "namespace": "ml"},
+            "spec": {"entrypoint": "python old.py", "shutdownAfterJobFinishes": False}}
+    request = block(manifest=base, entrypoint="python new.py", runtime_env={"env_vars": {"A": "1"}},
+                    spec_params={"shutdown_after_job_finishes": True}).request(IDENTITY, try_number=2)
+    manifest = request.manifest()
+    assert manifest["metadata"]["name"] == IDENTITY.rayjob_name and manifest["metadata"]["namespace"] == "ml"
+    assert manifest["metadata"]["labels"][LABEL_RUN_KEY] == IDENTITY.key
+    assert manifest["spec"]["entrypoint"] == "python new.py" and manifest["spec"]["shutdownAfterJobFinishes"] is True
+    assert yaml.safe_load(manifest["spec"]["runtimeEnvYAML"]) == {"env_vars": {"A": "1"}}
+
+
+def test_the_same_run_always_gets_the_same_rayjob_and_a_pinned_name_wins() -> None:
+    job = block(entrypoint="python job.py")
+    assert job.request(IDENTITY).rayjob_name == job.request(IDENTITY, try_number=3).rayjob_name
+    pinned = job.request(IDENTITY, name="chosen", namespace="other").manifest()["metadata"]
+    assert (pinned["name"], pinned["namespace"]) == ("chosen", "other")
+
+
+def test_sdk_mode_runs_interactively_and_straight_to_an_existing_cluster_without_a_rayjob() -> None:
+    interactive = block(entrypoint="python job.py", submit_via="sdk").request(IDENTITY)
+    assert interactive.manifest()["spec"]["submissionMode"] == "InteractiveMode" and not interactive.runs_without_rayjob
+    direct = block(entrypoint="python job.py", submit_via="sdk", cluster_selector="shared")
+    assert direct.runs_without_rayjob and direct.request(IDENTITY).selected_cluster == "shared"
+    assert not block(entrypoint="python job.py", cluster_selector="shared").runs_without_rayjob
+
+
+def test_unknown_spec_fields_and_an_empty_job_are_rejected() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="entry_point"):
+        block(spec_params={"entry_point": "python job.py"})
+    with pytest.raises(ValidationError):
+        block(entrypoint="python job.py", submit_via="ray-client")
+    with pytest.raises(ValueError, match="needs a manifest"):
+        block().request(IDENTITY)
+
+
+def test_the_sync_api_client_comes_from_the_credentials_kubeconfig() -> None:
+    from kuberay_provider.prefect.blocks import sync_api_client
+
+    api_client = sync_api_client(credentials(kubeconfig(server="https://10.1.2.3:6443", token="t0k3n")))
+    try:
+        assert api_client.configuration.host == "https://10.1.2.3:6443"
+        assert "Bearer t0k3n" in api_client.configuration.api_key.values()
+        assert api_client.configuration.verify_ssl is False
+    finally:
+        api_client.close()
+
+
+def test_the_block_round_trips_through_json_and_its_schema_references_the_credentials_block() -> None:
+    from kuberay_provider.prefect import RayJob
+
+    job = block(entrypoint="python job.py", cluster_selector={"ray.io/cluster": "shared"}, delete_on_success=True)
+    again = RayJob.model_validate(job.model_dump())
+    assert again.cluster_selector == {"ray.io/cluster": "shared"} and again.delete_on_success
+    assert again.credentials.cluster_config.context_name == "local"
+    schema = RayJob._to_block_schema(block_type_id=uuid.uuid4())
+    assert "credentials" in schema.fields["block_schema_references"]
+    assert RayJob.get_block_type_slug() == "ray-job"
+
+
+def test_permanent_errors_spend_no_retries() -> None:
+    from prefect.states import Failed
+
+    from kuberay_provider.core.errors import ValidationError
+    from kuberay_provider.core.lifecycle import RayJobTimeout
+    from kuberay_provider.prefect import is_retriable
+
+    assert not is_retriable(None, None, Failed(data=ValueError("bad spec")))
+    assert not is_retriable(None, None, Failed(data=ValidationError(["spec.suspend: not a boolean"], object_name="RayJob x")))
+    assert is_retriable(None, None, Failed(data=RayJobTimeout("too slow", None)))
+
+
+def test_the_example_flow_builds_a_self_deleting_cluster(tmp_path: Path) -> None:
+    import importlib.util
+
+    from tests.conftest import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("prefect_batch_inference", PROJECT_ROOT / "dags" / "prefect_batch_inference.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    manifest = example.scoring_job("2026-01-15", str(tmp_path), credentials()).request(IDENTITY).manifest()
+    assert manifest["spec"]["entrypoint"].endswith(f"batch_inference.py --date 2026-01-15 --data-root {tmp_path}")
+    assert manifest["spec"]["shutdownAfterJobFinishes"] is True and manifest["spec"]["rayClusterSpec"]["headGroupSpec"]
