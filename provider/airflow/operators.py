@@ -31,6 +31,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink
 from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
+from kuberay_provider.core.cleanup import cleanup_spec_fields
 from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, ValidationError
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
@@ -58,6 +59,10 @@ class RayJobOperator(BaseOperator):
     :param kuberay_conn_id: a ``kuberay`` connection.
     :param wait_timeout: seconds to wait for the job (None: the task's own timeouts apply).
     :param deferrable: wait in the triggerer (``RayJobTrigger``) instead of a worker slot.
+    :param cleanup: what KubeRay does with the cluster once the job ends, in one word (``core.cleanup``):
+        ``"keep"``, ``"delete_cluster"``, ``"delete_cluster_after:<s>"``,
+        ``"delete_workers_then_cluster:<s>:<s>"``; refused beside a disagreeing explicit
+        shutdownAfterJobFinishes / ttlSecondsAfterFinished / deletionStrategy.
     :param delete_on_kill: delete the RayJob when the task is killed (KubeRay stops the job).
     :param delete_on_success: delete the RayJob once the job succeeded (besides KubeRay's own
         shutdownAfterJobFinishes / ttlSecondsAfterFinished / deletionStrategy, passed through).
@@ -90,6 +95,7 @@ class RayJobOperator(BaseOperator):
         annotations: Mapping[str, str] | None = None,
         kuberay_conn_id: str = DEFAULT_CONN_ID,
         wait_timeout: float | None = None,
+        cleanup: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         delete_on_kill: bool = True,
         delete_on_success: bool = False,
@@ -111,6 +117,7 @@ class RayJobOperator(BaseOperator):
         self.annotations = dict(annotations or {})
         self.kuberay_conn_id = kuberay_conn_id
         self.wait_timeout = wait_timeout
+        self.cleanup = cleanup
         self.deferrable = deferrable
         self.delete_on_kill = delete_on_kill
         self.delete_on_success = delete_on_success
@@ -128,6 +135,8 @@ class RayJobOperator(BaseOperator):
             raise ValueError("RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint=")
         if self.deferrable and self.submit_via == SubmitVia.SDK.value and self.cluster_selector:
             raise ValueError("deferrable=True needs a RayJob to watch; submit_via='sdk' with cluster_selector creates none")
+        if self.cleanup is not None:
+            cleanup_spec_fields(self.cleanup)
 
     # --- building ---------------------------------------------------------------------------------------
 
@@ -147,6 +156,7 @@ class RayJobOperator(BaseOperator):
             labels=self.labels,
             annotations=self.annotations,
             try_number=getattr(context["ti"], "try_number", None),
+            cleanup=self.cleanup,
         )
 
     def _request(self, context: Context) -> RayJobRequest:

@@ -20,6 +20,7 @@ from functools import cached_property
 from enum import Enum
 from typing import Any, Mapping
 
+from kuberay_provider.core.cleanup import apply_cleanup, cleanup_spec_fields
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.naming import (
     ANNOTATION_TRY_NUMBER,
@@ -130,12 +131,15 @@ class RayJobRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     try_number: int | None = None  # the orchestrator's try: a later try replaces a failed RayJob
+    cleanup: str | None = None  # a core.cleanup choice, written into the spec's cleanup fields
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
         if unknown:
             raise TypeError(f"unknown RayJob spec parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(RAYJOB_KEYWORDS))}")
         object.__setattr__(self, "submit_via", SubmitVia(self.submit_via))
+        if self.cleanup is not None:
+            cleanup_spec_fields(self.cleanup)  # an unknown choice fails here, not at launch
 
     @property
     def rayjob_name(self) -> str:
@@ -190,10 +194,13 @@ class RayJobRequest:
         annotations = dict(self.annotations)
         if self.try_number is not None:
             annotations[ANNOTATION_TRY_NUMBER] = str(self.try_number)
-        return build_manifest(
+        manifest = build_manifest(
             RAYJOB, self.rayjob_name, self.resolved_namespace, labels=labels,
             annotations=annotations or None, base=self.base_manifest, **params,
         )
+        if self.cleanup is not None:
+            manifest["spec"] = apply_cleanup(manifest["spec"], self.cleanup)
+        return manifest
 
     def submission(self) -> JobSubmission:
         return JobSubmission.from_manifest(self.manifest(), self.submission_id)

@@ -182,6 +182,22 @@ def test_cleanup_operator_deletes_the_runs_rayjobs_after_a_failure(airflow: None
     assert all(rayjob["metadata"].get("deletionTimestamp") for rayjob in left)  # gone, or going (finalizers)
 
 
+def test_cleanup_choice_becomes_deletion_rules_that_kuberay_carries_out(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
+
+    run = run_dag("kuberay_e2e_cleanup_choice")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    [rayjob] = rayjobs_of(kube, "kuberay_e2e_cleanup_choice", "workers_then_cluster", run)
+    policies = {(rule["policy"], rule["condition"]["ttlSeconds"]) for rule in rayjob["spec"]["deletionStrategy"]["deletionRules"]}
+    assert policies == {("DeleteWorkers", 0), ("DeleteCluster", 3)} and "shutdownAfterJobFinishes" not in rayjob["spec"]
+    cluster_name, deadline = rayjob["status"]["rayClusterName"], time.monotonic() + 60
+    while (cluster := kube.find(RAYCLUSTER, "default", cluster_name)) is not None and not cluster["metadata"].get("deletionTimestamp"):
+        assert time.monotonic() < deadline, f"RayCluster {cluster_name} still there 60 s after the job ended"
+        time.sleep(1)
+    assert kube.find(RAYJOB, "default", rayjob["metadata"]["name"]) is not None  # only the cluster goes
+
+
 class ExecuteInThread:
     """An operator's execute() on a worker thread, as a task runs while Airflow may call on_kill()."""
 
@@ -258,6 +274,47 @@ def test_on_kill_on_an_existing_cluster_stops_the_job_and_keeps_the_cluster(
     assert not task.thread.is_alive() and task.error is not None  # the stopped job fails the task
     cluster = kube.find(RAYCLUSTER, "default", existing_cluster)
     assert cluster is not None and not cluster["metadata"].get("deletionTimestamp")
+
+
+def task_try(dag_id: str, task_id: str, run_id: str, try_number: int, log: Path) -> subprocess.Popen[bytes]:
+    """One try of the task in its own process (tests/support/run_task_try.py), its output in ``log``."""
+    command = [sys.executable, "-m", "tests.support.run_task_try", dag_id, task_id, run_id, str(try_number)]
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], stdout=sink, stderr=subprocess.STDOUT)
+
+
+def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
+    airflow: None, kube: Any, ray_dashboard_url: str, tmp_path: Path
+) -> None:
+    from kuberay_provider.core.job_request import RunIdentity
+    from kuberay_provider.core.lifecycle import RayJobLifecycle, is_started
+    from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY
+    from kuberay_provider.core.resources import RAYJOB
+
+    dag_id, task_id, run_id = "kuberay_e2e_worker_killed", "survives", f"killed-{time.time_ns()}"
+    identity = RunIdentity(dag_id, task_id, run_id, -1)
+    first = task_try(dag_id, task_id, run_id, 1, tmp_path / "try1.log")
+    try:
+        deadline = time.monotonic() + 90
+        while kube.find(RAYJOB, "default", identity.rayjob_name) is None:
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "try1.log").read_text()[-3000:]
+            time.sleep(0.5)
+        job_id = RayJobLifecycle(kube).wait("default", identity.rayjob_name, until=is_started, timeout=120).job_id
+        ray_job_status_becomes(ray_dashboard_url, job_id, {"RUNNING"}, 60)
+    finally:
+        first.kill()  # SIGKILL: no on_kill, no cleanup, as when the OOM killer takes a worker
+        first.wait(30)
+    assert first.returncode == -9
+
+    second = task_try(dag_id, task_id, run_id, 2, tmp_path / "try2.log")
+    assert second.wait(180) == 0, (tmp_path / "try2.log").read_text()[-3000:]
+    out = (tmp_path / "try2.log").read_text()
+    assert f"Re-attached to RayJob default/{identity.rayjob_name}" in out and "Created RayJob" not in out
+    outcome = json.loads(out.split("OUTCOME ", 1)[1].splitlines()[0])
+    assert outcome["job_id"] == job_id and outcome["job_status"] == "SUCCEEDED"
+    assert ray_job_status_becomes(ray_dashboard_url, job_id, {"SUCCEEDED"}, 5) == "SUCCEEDED"  # Ray's own word
+    [rayjob] = kube.list(RAYJOB, "default", label_selector=f"{LABEL_RUN_KEY}={identity.key}")
+    assert rayjob["metadata"]["annotations"][ANNOTATION_TRY_NUMBER] == "1"  # the first try's, never replaced
 
 
 def test_validation_error_fails_at_once_and_creates_nothing(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:

@@ -144,3 +144,17 @@ class _HookWith:
 
     def get_namespace(self) -> str:
         return "default"
+
+
+def test_cleanup_choice_is_checked_at_parse_time_and_conflicts_fail_before_anything_is_created(monkeypatch):
+    with pytest.raises(ValueError, match="unknown cleanup choice"):
+        operator(entrypoint="python x.py", cleanup="delete_everything")
+    kube = RecordingKube()
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, cleanup="keep", ttl_seconds_after_finished=30,
+                  namespace="default")
+    monkeypatch.setattr(type(op), "hook", property(lambda self: _HookWith(RayJobLifecycle(kube))))  # type: ignore[arg-type]
+    with pytest.raises(AirflowFailException, match="ttlSecondsAfterFinished=30"):
+        op.execute({"ti": FakeTaskInstance()})
+    assert kube.calls == []
+    manifest = operator(entrypoint="python x.py", cleanup="delete_cluster_after:60").build_request({"ti": FakeTaskInstance()}).manifest()
+    assert (manifest["spec"]["shutdownAfterJobFinishes"], manifest["spec"]["ttlSecondsAfterFinished"]) == (True, 60)

@@ -88,3 +88,15 @@ with DAG("kuberay_e2e_cleanup", schedule=None, start_date=START, catchup=False, 
     only_failing = RayJobCleanupOperator(task_id="cleanup_failing", task_ids=["failing"], trigger_rule="all_done")
     everything = RayJobCleanupOperator(task_id="cleanup_all", trigger_rule="all_done")
     [kept_until_the_end, failing] >> only_failing >> everything
+
+# Run by tests/support/run_task_try.py in a subprocess that the test SIGKILLs while the job runs.
+with DAG("kuberay_e2e_worker_killed", schedule=None, start_date=START, catchup=False):
+    RayJobOperator(
+        task_id="survives", entrypoint=printing("E2E-WORKER-KILLED-MARKER", seconds=12), ray_cluster_spec=CLUSTER,
+    )
+
+with DAG("kuberay_e2e_cleanup_choice", schedule=None, start_date=START, catchup=False):
+    RayJobOperator(
+        task_id="workers_then_cluster", entrypoint=printing("E2E-CLEANUP-CHOICE-MARKER"), ray_cluster_spec=CLUSTER,
+        cleanup="delete_workers_then_cluster:0:3",
+    )

@@ -1,0 +1,34 @@
+"""One try of a test DAG's task in its own process, as an Airflow worker would run it.
+
+``python -m tests.support.run_task_try <dag_id> <task_id> <run_id> <try_number>``: loads the DAG from the
+test DAG folder, calls the task's ``execute()`` with that run identity and try number, and prints the
+outcome as one ``OUTCOME {...}`` line. The caller may SIGKILL the process mid-run, as a dead worker.
+"""
+
+from __future__ import annotations
+
+from tests.airflow_env import configure_airflow_env
+
+configure_airflow_env()
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from tests.airflow_env import TEST_DAGS_FOLDER  # noqa: E402
+from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+
+
+def main(dag_id: str, task_id: str, run_id: str, try_number: int) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s", force=True)
+    dag = DagBag(dag_folder=str(TEST_DAGS_FOLDER)).get_dag(dag_id)
+    operator = dag.get_task(task_id)
+    ti = FakeTaskInstance(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=try_number)
+    outcome = operator.execute({"ti": ti})
+    print("OUTCOME", json.dumps(outcome), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
