@@ -4,13 +4,17 @@ Register the block with ``prefect block register -m kuberay_provider.prefect``.
 """
 
 from kuberay_provider.prefect.blocks import RayJob
-from kuberay_provider.prefect.flows import run_rayjob
+from kuberay_provider.prefect.flows import delete_rayjobs_hook, run_rayjob
 from kuberay_provider.prefect.tasks import (
     create_rayjob,
+    delete_flow_run_rayjobs,
     delete_rayjob,
     is_retriable,
     submit_rayjob,
     wait_for_rayjob,
 )
 
-__all__ = ["RayJob", "create_rayjob", "delete_rayjob", "is_retriable", "run_rayjob", "submit_rayjob", "wait_for_rayjob"]
+__all__ = [
+    "RayJob", "create_rayjob", "delete_flow_run_rayjobs", "delete_rayjob", "delete_rayjobs_hook", "is_retriable",
+    "run_rayjob", "submit_rayjob", "wait_for_rayjob",
+]

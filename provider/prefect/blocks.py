@@ -82,6 +82,11 @@ class RayJob(Block):
     timeout: float | None = Field(default=None, description="Seconds to wait for the job; None waits as long as it runs.")
     delete_on_success: bool = Field(default=False, description="Delete the RayJob (and its cluster) once it succeeded.")
     delete_on_failure: bool = Field(default=False, description="Delete the RayJob (and its cluster) once it failed.")
+    delete_on_cancel: bool = Field(
+        default=True,
+        description="Delete the RayJob (stopping its job and cluster) when the task waiting on it is cancelled, "
+        "or run_rayjob's flow run is cancelled or crashes.",
+    )
     stream_logs: bool = Field(default=True, description="Stream the Ray job's log into the run's log while it runs.")
     log_tail_lines: int = Field(default=50, description="Lines of the Ray job's log in a failure's message.")
     validate_schema: bool = Field(default=True, description="Also check the RayJob against the CRD schema on the cluster.")
@@ -129,7 +134,31 @@ class RayJob(Block):
             try_number=try_number,
         )
 
+    @property
+    def default_namespace(self) -> str:
+        """Where this block's RayJobs live: ``namespace``, else the manifest's, else ``default``."""
+        return self.namespace or ((self.manifest or {}).get("metadata") or {}).get("namespace") or "default"
+
     # --- how to reach it ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lifecycle(self) -> Iterator[RayJobLifecycle]:
+        """A bare core lifecycle on these credentials (no schema read): for deleting, e.g. while cancelled."""
+        api_client = sync_api_client(self.credentials)
+        try:
+            yield RayJobLifecycle(RayObjectsClient(api_client))
+        finally:
+            api_client.close()
+
+    def delete_now(self, namespace: str, name: str) -> bool:
+        """Delete one RayJob, synchronously (no event loop needed). False if it was already gone."""
+        with self.lifecycle() as lifecycle:
+            return lifecycle.delete(namespace, name)
+
+    def delete_run_now(self, owner: str, run_id: str, namespace: str | None = None) -> list[str]:
+        """Delete every RayJob one flow run created (labels: ``owner`` = flow name, run id = flow run id)."""
+        with self.lifecycle() as lifecycle:
+            return lifecycle.delete_run(namespace or self.default_namespace, owner, run_id)
 
     @contextlib.contextmanager
     def runner(self, log_line: Callable[[str], None], status_line: Callable[[str], None]) -> Iterator[RayJobRunner]:

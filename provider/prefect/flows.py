@@ -6,20 +6,65 @@ async and run on the flow's task runner. Async code can await the tasks directly
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from prefect import flow
+from prefect.context import FlowRunContext
+from prefect.logging.loggers import flow_run_logger
 
 from kuberay_provider.prefect.blocks import RayJob
 from kuberay_provider.prefect.tasks import create_rayjob, delete_rayjob, submit_rayjob, wait_for_rayjob
 
 
-@flow(name="run-rayjob")
+def _block_of(flow_run: Any, parameter: str) -> RayJob | None:
+    """The flow run's ``RayJob`` parameter: the live object when the hook runs inside the run (in-process
+    cancellation or crash), else rebuilt from the run's stored parameters (a runner's hook, after the
+    run's process was stopped): a saved block's name is loaded, a serialised block validated."""
+    context = FlowRunContext.get()
+    live = context is not None and context.flow_run is not None and context.flow_run.id == flow_run.id
+    value = (context.parameters if live else flow_run.parameters or {}).get(parameter)
+    if isinstance(value, RayJob) or value is None:
+        return value
+    if isinstance(value, str):
+        return RayJob.load(value, _sync=True)  # type: ignore[call-arg] - hooks are sync, even in async engines
+    if isinstance(value, dict) and "$ref" in value:  # a saved block passed to a deployment
+        return RayJob.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]
+    return RayJob.model_validate(value)
+
+
+def delete_rayjobs_hook(rayjob: RayJob | str | None = None, parameter: str = "rayjob") -> Callable[..., None]:
+    """A flow hook for ``on_cancellation`` / ``on_crashed``: delete every RayJob the flow run created
+    (found by the run's labels), unless the block has ``delete_on_cancel=False``. The block is ``rayjob``
+    (a block or a saved block's name), else the flow's parameter named ``parameter``."""
+
+    def delete_rayjobs(flow: Any, flow_run: Any, state: Any) -> None:
+        log = flow_run_logger(flow_run, flow)  # into the run's own log, with or without a run context
+        try:
+            if isinstance(rayjob, str):
+                block = RayJob.load(rayjob, _sync=True)  # type: ignore[call-arg]
+            else:
+                block = rayjob or _block_of(flow_run, parameter)
+            if block is None or not block.delete_on_cancel or block.runs_without_rayjob:
+                return
+            deleted = block.delete_run_now(flow.name, str(flow_run.id))
+        except Exception as error:  # noqa: BLE001 - a hook must not hide the state that fired it
+            log.warning("could not delete the RayJobs of flow run %s (%s): %s", flow_run.id, state.name, error)
+            return
+        log.warning("flow run %s is %s: deleted its RayJobs %s", flow_run.id, state.name, ", ".join(deleted) or "(none left)")
+
+    return delete_rayjobs
+
+
+_cleanup = delete_rayjobs_hook()
+
+
+@flow(name="run-rayjob", on_cancellation=[_cleanup], on_crashed=[_cleanup])
 def run_rayjob(rayjob: RayJob | str) -> dict[str, Any]:
     """Run a Ray job on KubeRay and wait for it; ``rayjob`` is a ``RayJob`` block or a saved block's name.
 
     Returns the outcome (namespace, rayjob_name, job_id, cluster_name, job_status, dashboard_url, ...);
-    a failed Ray job fails the flow run with KubeRay's reason and the last lines of its log.
+    a failed Ray job fails the flow run with KubeRay's reason and the last lines of its log. A cancelled
+    or crashed flow run deletes its RayJob (``delete_on_cancel``, default on).
     """
     block = RayJob.load(rayjob) if isinstance(rayjob, str) else rayjob
     if block.runs_without_rayjob:

@@ -7,6 +7,7 @@ its task run id, so it re-attaches to the RayJob its first try created; a retry 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Mapping
 
@@ -52,6 +53,25 @@ def created_request(rayjob: RayJob, created: Mapping[str, str]) -> RayJobRequest
     """The request of a RayJob another task created (its name and namespace pinned)."""
     identity, try_number = run_identity()
     return rayjob.request(identity, try_number=try_number, name=created["name"], namespace=created["namespace"])
+
+
+def delete_when_interrupted(
+    rayjob: RayJob, created: Mapping[str, str], exc: BaseException, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    """The task is being cancelled (``asyncio.CancelledError``, a termination signal, ^C) while the RayJob
+    runs: delete it (KubeRay stops the Ray job; owner references take the cluster), if the block says so.
+
+    Synchronous on purpose: a cancelled task must not await, and one DELETE is quick.
+    """
+    if isinstance(exc, (Exception, GeneratorExit)) or not rayjob.delete_on_cancel:
+        return
+    try:
+        deleted = rayjob.delete_now(created["namespace"], created["name"])
+    except Exception as error:  # noqa: BLE001 - never mask the cancellation itself
+        logger.warning("could not delete RayJob %s/%s after cancellation: %s", created["namespace"], created["name"], error)
+        return
+    logger.warning("%s RayJob %s/%s: the task was cancelled (%s)", "Deleted" if deleted else "Already gone:",
+                   created["namespace"], created["name"], type(exc).__name__)
 
 
 class RunLog:
@@ -109,8 +129,12 @@ async def submit_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> str:
     if not request.submits_itself:
         raise ValueError("submit_rayjob needs a RayJob block with submit_via='sdk'")
     run_log = RunLog()
-    async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
-        await runner.submit(request, rayjob.timeout)
+    try:
+        async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
+            await runner.submit(request, rayjob.timeout)
+    except BaseException as exc:
+        delete_when_interrupted(rayjob, created, exc, run_log.logger)
+        raise
     return request.submission_id
 
 
@@ -137,6 +161,10 @@ async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = No
         await publish_dashboard_link(failed.outcome.rayjob_name or failed.outcome.cluster_name, failed.outcome.dashboard_url)
         await publish_summary(failed.outcome, failed.log_tail)
         raise
+    except BaseException as exc:
+        if created is not None:
+            delete_when_interrupted(rayjob, created, exc, run_log.logger)
+        raise
     await publish_dashboard_link(outcome.rayjob_name or outcome.cluster_name, outcome.dashboard_url)
     await publish_summary(outcome)
     run_log.status(f"Ray job {outcome.job_id} succeeded")
@@ -150,4 +178,22 @@ async def delete_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> bool:
     async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
         deleted = await runner.delete(created["namespace"], created["name"])
     run_log.status(f"Deleted RayJob {created['namespace']}/{created['name']}" if deleted else f"RayJob {created['name']} was already gone")
+    return deleted
+
+
+@task(name="delete_flow_run_rayjobs", cache_policy=NO_CACHE)
+async def delete_flow_run_rayjobs(
+    rayjob: RayJob, flow_run_id: str | None = None, flow_name: str | None = None, namespace: str | None = None
+) -> list[str]:
+    """Delete every RayJob one flow run created in the block's namespace, found by the run's identity
+    labels (owner = the flow's name, run id = the flow run's id); default: the current flow run.
+    Returns the names of the RayJobs deleted."""
+    flow_context = FlowRunContext.get()
+    if flow_run_id is None or flow_name is None:
+        if flow_context is None or flow_context.flow_run is None or flow_context.flow is None:
+            raise ValueError("delete_flow_run_rayjobs needs flow_run_id= and flow_name= outside a flow run")
+        flow_run_id = flow_run_id or str(flow_context.flow_run.id)
+        flow_name = flow_name or flow_context.flow.name
+    deleted = await asyncio.to_thread(rayjob.delete_run_now, flow_name, str(flow_run_id), namespace)
+    RunLog().status(f"Deleted the RayJobs of flow run {flow_run_id}: {', '.join(deleted) or 'none left'}")
     return deleted

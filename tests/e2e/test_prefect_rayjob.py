@@ -198,3 +198,149 @@ def test_batch_inference_flow_writes_the_days_partition(prefect_api: None, crede
     partition = tmp_path / "output" / "date=2026-01-15"
     assert json.loads((partition / "_SUMMARY.json").read_text())["output"] == str(partition)
     assert any(partition.glob("*.parquet"))
+
+
+SLEEPING = "python -c \"import time; print('PREFECT-CANCEL-MARKER', flush=True); time.sleep(300)\""
+
+
+def ray_job_status_becomes(ray_dashboard_url: str, job_id: str, wanted: set[str], timeout: float) -> str:
+    import time
+
+    from ray.job_submission import JobSubmissionClient
+
+    client, deadline, status = JobSubmissionClient(ray_dashboard_url), time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            status = str(client.get_job_status(job_id).value)
+        except RuntimeError:  # not submitted yet
+            status = ""
+        if status in wanted:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"Ray job {job_id} is {status or 'unknown'}, not {wanted}, after {timeout} s")
+
+
+def gone_or_going(kube: Any, namespace: str, name: str) -> bool:
+    from kuberay_provider.core.resources import RAYJOB
+
+    rayjob = kube.find(RAYJOB, namespace, name)
+    return rayjob is None or bool(rayjob["metadata"].get("deletionTimestamp"))
+
+
+async def cancel_once_running(flow_run: Any, created: dict[str, str], kube: Any, ray_dashboard_url: str) -> tuple[str, BaseException | None]:
+    """Run ``flow_run`` (a coroutine) as an asyncio task, wait until the RayJob it creates runs its Ray job,
+    then cancel the task as a user cancelling an async flow does. Returns the Ray job id and how it ended."""
+    import time
+
+    from kuberay_provider.core.lifecycle import RayJobLifecycle, is_started
+
+    running = asyncio.create_task(flow_run)
+    deadline = time.monotonic() + 120
+    while not created and not running.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert created, f"no RayJob was created: {running}"
+    state = await asyncio.to_thread(RayJobLifecycle(kube).wait, created["namespace"], created["name"], until=is_started, timeout=180)
+    await asyncio.to_thread(ray_job_status_becomes, ray_dashboard_url, state.job_id, {"RUNNING"}, 60)
+    running.cancel()
+    try:
+        await running
+    except BaseException as exc:  # noqa: BLE001 - the test inspects how the cancelled flow ended
+        return state.job_id, exc
+    return state.job_id, None
+
+
+def test_cancelling_the_wait_deletes_the_rayjob_and_stops_the_ray_job(
+    prefect_api: None, credentials: Any, kube: Any, ray_dashboard_url: str
+) -> None:
+    """An async flow awaiting wait_for_rayjob is cancelled: the task deletes its RayJob before re-raising."""
+    from prefect import flow
+
+    from prefect.context import FlowRunContext
+
+    from kuberay_provider.prefect import RayJob, create_rayjob, wait_for_rayjob
+
+    block = RayJob(entrypoint=SLEEPING, ray_cluster_spec=cluster_spec(), credentials=credentials, stream_logs=False)
+    created: dict[str, str] = {}
+
+    @flow(name="prefect-e2e-cancel-wait")
+    async def long_job() -> Any:
+        flow_run_ids.append(FlowRunContext.get().flow_run.id)
+        created.update(await create_rayjob(block))
+        return await wait_for_rayjob(block, created)
+
+    flow_run_ids: list[Any] = []
+    job_id, ended = asyncio.run(cancel_once_running(long_job(), created, kube, ray_dashboard_url))
+    assert isinstance(ended, asyncio.CancelledError), ended
+    assert gone_or_going(kube, created["namespace"], created["name"])
+    assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
+    assert f"Deleted RayJob {created['namespace']}/{created['name']}: the task was cancelled" in flow_run_log(flow_run_ids[0])
+
+
+def test_a_crashed_flow_run_deletes_its_rayjobs_through_the_hook(
+    prefect_api: None, credentials: Any, kube: Any, ray_dashboard_url: str
+) -> None:
+    """A flow run cancelled outside any task (here: while it sleeps) ends Crashed in process; its
+    on_crashed hook deletes every RayJob the run created, found by the run's labels."""
+    from prefect import flow
+
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.context import FlowRunContext
+
+    from kuberay_provider.prefect import RayJob, create_rayjob, delete_rayjobs_hook
+    from kuberay_provider.prefect.flows import _block_of
+
+    block = RayJob(entrypoint=SLEEPING, ray_cluster_spec=cluster_spec(), credentials=credentials, stream_logs=False)
+    created: dict[str, str] = {}
+    hook = delete_rayjobs_hook()
+
+    @flow(name="prefect-e2e-cancel-hook", on_crashed=[hook], on_cancellation=[hook])
+    async def long_job(rayjob: Any) -> None:  # Any: the test imports RayJob locally
+        flow_run_ids.append(FlowRunContext.get().flow_run.id)
+        created.update(await create_rayjob(rayjob))
+        await asyncio.sleep(600)
+
+    flow_run_ids: list[Any] = []
+    job_id, ended = asyncio.run(cancel_once_running(long_job(block), created, kube, ray_dashboard_url))
+    assert isinstance(ended, asyncio.CancelledError), ended
+    assert gone_or_going(kube, created["namespace"], created["name"])
+    assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
+    stored = asyncio.run(read_flow_run(flow_run_ids[0]))
+    assert stored.state.is_crashed(), stored.state
+    assert "deleted its RayJobs " + created["name"] in flow_run_log(stored.id)
+    # A runner's hook (the run's process already stopped) rebuilds the block from the stored parameters.
+    rebuilt = _block_of(stored, "rayjob")
+    assert rebuilt is not None and rebuilt.entrypoint == SLEEPING and rebuilt.credentials.cluster_config.config == credentials.cluster_config.config
+    # ... a saved block's name, or the reference a deployment stores, even from async code (the hook is sync).
+    document_id = block.save("prefect-e2e-cancel-hook", overwrite=True)
+
+    async def rebuild(parameters: dict[str, Any]) -> Any:
+        return _block_of(FlowRun(flow_id=stored.flow_id, name="elsewhere", parameters=parameters), "rayjob")
+
+    by_name = asyncio.run(rebuild({"rayjob": "prefect-e2e-cancel-hook"}))
+    by_ref = asyncio.run(rebuild({"rayjob": {"$ref": {"block_document_id": str(document_id)}}}))
+    assert by_name.entrypoint == SLEEPING and by_ref.entrypoint == SLEEPING
+
+
+async def read_flow_run(flow_run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return await client.read_flow_run(flow_run_id)
+
+
+def test_delete_flow_run_rayjobs_deletes_what_the_run_created(prefect_api: None, credentials: Any, kube: Any) -> None:
+    from prefect import flow
+
+    from kuberay_provider.prefect import RayJob, create_rayjob, delete_flow_run_rayjobs
+
+    block = RayJob(entrypoint=SLEEPING, ray_cluster_spec=cluster_spec(), credentials=credentials, stream_logs=False)
+
+    @flow(name="prefect-e2e-delete-run")
+    async def create_then_clean() -> tuple[list[str], list[str]]:
+        first = await create_rayjob(block)
+        second = await create_rayjob.with_options(name="create_rayjob_again")(block)
+        return [first["name"], second["name"]], await delete_flow_run_rayjobs(block)
+
+    names, deleted = asyncio.run(create_then_clean())
+    assert sorted(deleted) == sorted(names) and len(set(names)) == 2
+    assert all(gone_or_going(kube, "default", name) for name in names)

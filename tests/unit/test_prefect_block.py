@@ -121,3 +121,68 @@ def test_the_example_flow_builds_a_self_deleting_cluster(tmp_path: Path) -> None
     manifest = example.scoring_job("2026-01-15", str(tmp_path), credentials()).request(IDENTITY).manifest()
     assert manifest["spec"]["entrypoint"].endswith(f"batch_inference.py --date 2026-01-15 --data-root {tmp_path}")
     assert manifest["spec"]["shutdownAfterJobFinishes"] is True and manifest["spec"]["rayClusterSpec"]["headGroupSpec"]
+
+
+def test_cleanup_on_cancel_is_on_by_default_and_finds_the_namespace() -> None:
+    assert block(entrypoint="python job.py").delete_on_cancel is True
+    assert block(entrypoint="python job.py").default_namespace == "default"
+    assert block(manifest={"metadata": {"namespace": "ml"}}).default_namespace == "ml"
+    assert block(manifest={"metadata": {"namespace": "ml"}}, namespace="team").default_namespace == "team"
+
+
+@pytest.fixture
+def no_api_logs() -> Any:
+    """The hook logs into the run's log; without a Prefect API here, keep those lines local."""
+    from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+
+    with temporary_settings({PREFECT_LOGGING_TO_API_ENABLED: False}):
+        yield
+
+
+def hook_call(monkeypatch: pytest.MonkeyPatch, hook: Any, parameters: dict[str, Any]) -> list[tuple[str, str]]:
+    """Run a ``delete_rayjobs_hook`` as a runner would (no run context), recording ``delete_run_now``."""
+    from types import SimpleNamespace
+
+    from prefect.client.schemas.objects import FlowRun
+
+    from kuberay_provider.prefect import RayJob
+
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(RayJob, "delete_run_now", lambda self, owner, run_id, namespace=None: calls.append((owner, run_id)) or ["x"])
+    flow_run = FlowRun(flow_id=uuid.uuid4(), name="lucky-run", parameters=parameters)
+    hook(SimpleNamespace(name="run-rayjob"), flow_run, SimpleNamespace(name="Cancelling"))
+    return [(owner, run_id) for owner, run_id in calls if run_id == str(flow_run.id)]
+
+
+def test_the_cleanup_hook_rebuilds_the_block_from_the_stored_parameters(monkeypatch: pytest.MonkeyPatch, no_api_logs: None) -> None:
+    from fastapi.encoders import jsonable_encoder
+
+    from kuberay_provider.prefect import delete_rayjobs_hook
+
+    stored = {"rayjob": jsonable_encoder(block(entrypoint="python job.py"))}
+    assert len(hook_call(monkeypatch, delete_rayjobs_hook(), stored)) == 1
+    assert hook_call(monkeypatch, delete_rayjobs_hook(), {}) == []  # no block: nothing to do
+    opted_out = {"rayjob": jsonable_encoder(block(entrypoint="python job.py", delete_on_cancel=False))}
+    assert hook_call(monkeypatch, delete_rayjobs_hook(), opted_out) == []
+    assert len(hook_call(monkeypatch, delete_rayjobs_hook(block(entrypoint="python job.py")), {})) == 1  # a given block
+
+
+def test_the_cleanup_hook_never_raises(monkeypatch: pytest.MonkeyPatch, no_api_logs: None) -> None:
+    from types import SimpleNamespace
+
+    from prefect.client.schemas.objects import FlowRun
+
+    from kuberay_provider.prefect import RayJob, delete_rayjobs_hook
+
+    def unreachable(self: Any, owner: str, run_id: str, namespace: str | None = None) -> list[str]:
+        raise ConnectionError("the API server is gone")
+
+    monkeypatch.setattr(RayJob, "delete_run_now", unreachable)
+    flow_run = FlowRun(flow_id=uuid.uuid4(), name="r")
+    delete_rayjobs_hook(block(entrypoint="python job.py"))(SimpleNamespace(name="f"), flow_run, SimpleNamespace(name="Crashed"))
+
+
+def test_run_rayjob_cleans_up_when_cancelled_or_crashed() -> None:
+    from kuberay_provider.prefect import run_rayjob
+
+    assert len(run_rayjob.on_cancellation_hooks) == 1 and run_rayjob.on_crashed_hooks == run_rayjob.on_cancellation_hooks
