@@ -19,6 +19,7 @@ from typing import Any, Iterator  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.airflow_env import PROJECT_DAGS_FOLDER, TEST_DAGS_FOLDER  # noqa: E402
+from tests.support.ray_waits import ray_job_status_becomes  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -213,21 +214,6 @@ class ExecuteInThread:
             operator.execute(context)
         except BaseException as exc:  # noqa: BLE001 - the test inspects how the killed task ended
             self.error = exc
-
-
-def ray_job_status_becomes(ray_dashboard_url: str, job_id: str, wanted: set[str], timeout: float) -> str:
-    from ray.job_submission import JobSubmissionClient
-
-    client, deadline, status = JobSubmissionClient(ray_dashboard_url), time.monotonic() + timeout, ""
-    while time.monotonic() < deadline:
-        try:
-            status = str(client.get_job_status(job_id).value)
-        except RuntimeError:  # not submitted yet
-            status = ""
-        if status in wanted:
-            return status
-        time.sleep(1)
-    raise AssertionError(f"Ray job {job_id} is {status or 'unknown'}, not {wanted}, after {timeout} s")
 
 
 def killable_operator(task_id: str, **kwargs: Any) -> tuple[Any, Any]:

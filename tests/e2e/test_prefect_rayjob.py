@@ -9,6 +9,8 @@ from uuid import UUID
 
 import pytest
 
+from tests.support.ray_waits import ray_job_status_becomes
+
 pytestmark = pytest.mark.ray
 
 IMAGE = "rayproject/ray:2.60.0"
@@ -201,23 +203,6 @@ def test_batch_inference_flow_writes_the_days_partition(prefect_api: None, crede
 
 
 SLEEPING = "python -c \"import time; print('PREFECT-CANCEL-MARKER', flush=True); time.sleep(300)\""
-
-
-def ray_job_status_becomes(ray_dashboard_url: str, job_id: str, wanted: set[str], timeout: float) -> str:
-    import time
-
-    from ray.job_submission import JobSubmissionClient
-
-    client, deadline, status = JobSubmissionClient(ray_dashboard_url), time.monotonic() + timeout, ""
-    while time.monotonic() < deadline:
-        try:
-            status = str(client.get_job_status(job_id).value)
-        except RuntimeError:  # not submitted yet
-            status = ""
-        if status in wanted:
-            return status
-        time.sleep(1)
-    raise AssertionError(f"Ray job {job_id} is {status or 'unknown'}, not {wanted}, after {timeout} s")
 
 
 def gone_or_going(kube: Any, namespace: str, name: str) -> bool:
