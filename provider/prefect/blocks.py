@@ -80,6 +80,11 @@ class RayJob(Block):
         default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
     )
     timeout: float | None = Field(default=None, description="Seconds to wait for the job; None waits as long as it runs.")
+    cleanup: str | None = Field(
+        default=None,
+        description="What KubeRay does with the cluster once the job ends: keep, delete_cluster, "
+        "delete_cluster_after:<s>, delete_workers_then_cluster:<s>:<s> (written into KubeRay's fields).",
+    )
     delete_on_success: bool = Field(default=False, description="Delete the RayJob (and its cluster) once it succeeded.")
     delete_on_failure: bool = Field(default=False, description="Delete the RayJob (and its cluster) once it failed.")
     delete_on_cancel: bool = Field(
@@ -132,6 +137,7 @@ class RayJob(Block):
             labels=self.labels,
             annotations=self.annotations,
             try_number=try_number,
+            cleanup=self.cleanup,
         )
 
     @property

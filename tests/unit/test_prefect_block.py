@@ -186,3 +186,10 @@ def test_run_rayjob_cleans_up_when_cancelled_or_crashed() -> None:
     from kuberay_provider.prefect import run_rayjob
 
     assert len(run_rayjob.on_cancellation_hooks) == 1 and run_rayjob.on_crashed_hooks == run_rayjob.on_cancellation_hooks
+
+
+def test_the_cleanup_choice_becomes_kuberays_fields_as_in_airflow() -> None:
+    spec = block(entrypoint="python job.py", cleanup="delete_cluster_after:60").request(IDENTITY).manifest()["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 60
+    with pytest.raises(Exception, match="cleanup"):
+        block(entrypoint="python job.py", cleanup="sometimes").request(IDENTITY)
