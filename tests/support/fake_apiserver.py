@@ -34,6 +34,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
+from kuberay_provider.local.apiserver.patching import merge_patch  # RFC 7386, as the local API server applies it
+
 DEFAULT_TOKEN = "fake-apiserver-token-7f3a9c2e51"
 RAY_PLURALS = {"rayjobs": "RayJob", "rayclusters": "RayCluster", "rayservices": "RayService"}
 FAULT_KINDS = frozenset({"503", "429", "500", "400", "reset", "reset_after", "gone", "drop_watch"})
@@ -115,19 +117,6 @@ def _labels_match(obj: Obj, selector: str | None) -> bool:
             if labels.get(key.strip()) != value.strip():
                 return False
     return True
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge_patch(result.get(key), value)
-    return result
 
 
 def _json_patch(document: Obj, operations: list[Obj]) -> Obj:
@@ -523,7 +512,7 @@ class FakeApiServer:
         info = request.match_info
         body, content_type = await request.json(), request.content_type
         appliers: dict[str, Callable[[Obj], Obj]] = {
-            "application/merge-patch+json": lambda obj: _merge_patch(obj, body),
+            "application/merge-patch+json": lambda obj: merge_patch(obj, body),
             "application/json-patch+json": lambda obj: _json_patch(obj, body),
         }
         if content_type not in appliers:
