@@ -205,7 +205,9 @@ class RayJobsClient:
         """
         sent = 0
         try:
-            async for chunk in self.client.tail_job_logs(job_id):
+            # Connecting is a blocking version check: keep it off the caller's event loop (a triggerer's).
+            client = await asyncio.to_thread(lambda: self.client)
+            async for chunk in client.tail_job_logs(job_id):
                 sent += len(chunk)
                 yield chunk
             return
