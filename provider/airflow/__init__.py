@@ -11,6 +11,9 @@ from typing import Any
 from kuberay_provider import __version__
 
 _MODULE = "kuberay_provider.airflow"
+# Here rather than in hooks, so the trigger module can name them without importing the Kubernetes clients.
+CONN_TYPE = "kuberay"
+DEFAULT_CONN_ID = "kuberay_default"
 INTEGRATION = "KubeRay"
 
 
@@ -40,7 +43,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": f"{_MODULE}.hooks.KubeRayHook",
                 "hook-name": "KubeRay",
-                "connection-type": "kuberay",
+                "connection-type": CONN_TYPE,
                 "conn-fields": {
                     "kube_config_path": {"label": "Kube config path", "schema": {"type": ["string", "null"]}},
                     "kube_config": {

@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 from airflow.sdk.log import mask_secret
 
+from kuberay_provider.airflow import CONN_TYPE, DEFAULT_CONN_ID
 from kuberay_provider.core.dashboard import DashboardAccess
 from kuberay_provider.core.job_runner import RayJobRunner
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
@@ -25,8 +26,6 @@ from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.validation import SchemaRegistry
 
-CONN_TYPE = "kuberay"
-DEFAULT_CONN_ID = "kuberay_default"
 DASHBOARD_URL_FIELD = "dashboard_url_template"
 
 

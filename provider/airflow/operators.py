@@ -35,7 +35,8 @@ from kuberay_provider.core.cleanup import cleanup_spec_fields
 from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, ValidationError
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
-from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError, WaitTarget
+from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
+from kuberay_provider.core.status import WaitTarget
 
 XCOM_RAYJOB = "rayjob"
 # Errors a retry cannot fix: the task fails at once instead of burning its retries.
@@ -198,7 +199,7 @@ class RayJobOperator(BaseOperator):
         self.defer(
             trigger=RayJobTrigger(
                 name=request.rayjob_name, namespace=request.resolved_namespace, kuberay_conn_id=self.kuberay_conn_id,
-                wait_for=target.value, timeout=self.wait_timeout,
+                wait_for=target.value, timeout=self.wait_timeout, delete_on_kill=self.delete_on_kill,
             ),
             method_name=method_name,
         )

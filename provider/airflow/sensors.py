@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
-from kuberay_provider.core.lifecycle import WaitTarget
+from kuberay_provider.core.status import WaitTarget
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.status import RayJobState
 

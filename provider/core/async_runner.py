@@ -17,10 +17,10 @@ from kuberay_provider.core.async_lifecycle import wait_for_rayjob
 from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.core.job_runner import LOG_DRAIN_SECONDS, RayJobOutcome, RayJobRunner, _Deadline
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
-from kuberay_provider.core.lifecycle import Launch, WaitTarget
+from kuberay_provider.core.lifecycle import Launch
 from kuberay_provider.core.log_follower import LineBuffer
 from kuberay_provider.core.ray_jobs import RayJobsClient
-from kuberay_provider.core.status import RayJobState
+from kuberay_provider.core.status import RayJobState, WaitTarget
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,11 @@ from kuberay_provider.core.lifecycle import (
     Launch,
     RayJobLifecycle,
     RayJobTimeout,
-    WaitTarget,
 )
 from kuberay_provider.core.log_follower import LogFollower
 from kuberay_provider.core.ray_jobs import RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER
-from kuberay_provider.core.status import JobStatus, RayJobState
+from kuberay_provider.core.status import JobStatus, RayJobState, WaitTarget
 
 log = logging.getLogger(__name__)
 LOG_DRAIN_SECONDS = 30.0  # after the job ends, how long the log stream may take to deliver its last lines

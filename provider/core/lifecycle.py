@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Callable, Collection, Mapping
 
 from kuberay_provider.core.dashboard import (
@@ -25,7 +24,7 @@ from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY, LABEL_TASK, label_value, run_labels
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
-from kuberay_provider.core.status import JobDeploymentStatus, RayJobState
+from kuberay_provider.core.status import RayJobState
 from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
 log = logging.getLogger(__name__)
@@ -66,33 +65,8 @@ def namespace_and_name(manifest: Mapping[str, Any]) -> tuple[str, str]:
     return metadata.get("namespace") or "default", metadata["name"]
 
 
-def is_started(state: RayJobState) -> bool:
-    """The Ray job runs (its id is known), or the RayJob is already done: time to follow the log."""
-    return state.is_terminal or (state.deployment_status == JobDeploymentStatus.RUNNING and bool(state.job_id))
-
-
-def is_ready_for_submission(state: RayJobState) -> bool:
-    """InteractiveMode waits for our submission, or there is nothing left to submit."""
-    return state.is_waiting_for_submission or is_started(state)
-
-
 def tail_lines(text: str, lines: int) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if lines > 0 else ""
-
-
-class WaitTarget(str, Enum):
-    """What a waiter waits for, by name (a trigger's arguments must serialise)."""
-
-    STARTED = "started"
-    READY_FOR_SUBMISSION = "ready_for_submission"
-    TERMINAL = "terminal"
-
-    def reached(self, state: RayJobState) -> bool:
-        if self is WaitTarget.STARTED:
-            return is_started(state)
-        if self is WaitTarget.READY_FOR_SUBMISSION:
-            return is_ready_for_submission(state)
-        return state.is_terminal
 
 
 class StateTracker:

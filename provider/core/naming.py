@@ -15,8 +15,8 @@ MAX_RAYJOB_NAME = 47
 MAX_RAYCLUSTER_NAME = 53
 MAX_LABEL_VALUE = 63
 _HASH_CHARS = 10  # 40 bits: a collision needs ~10^6 distinct runs of one task to become likely
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
 
 # Labels the provider puts on what it creates, so a retry can also find objects by identity.
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"

@@ -8,16 +8,20 @@ and TLS settings, so no port-forward or ingress is needed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Mapping
-
-from ray.job_submission import JobDetails, JobSubmissionClient
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.kube.proxy import ProxyConnection
 from kuberay_provider.core.status import JobStatus
+
+if TYPE_CHECKING:
+    # Importing Ray costs about a second: only code that talks to a dashboard pays it (not a triggerer
+    # that merely watches RayJobs, whose event loop an import would block).
+    from ray.job_submission import JobDetails, JobSubmissionClient
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +50,35 @@ class DashboardEndpoint(ProxyConnection):
         return cls(url=connection.url.rstrip("/"), headers=dict(connection.headers), verify=connection.verify, cert=connection.cert)
 
 
-class _ClientCertJobSubmissionClient(JobSubmissionClient):
+@functools.cache
+def _client_cert_client_class() -> type["JobSubmissionClient"]:
     """JobSubmissionClient that also presents a client certificate (kubeconfigs with mutual TLS)."""
+    from ray.job_submission import JobSubmissionClient
 
-    def __init__(self, *args: Any, client_cert: str | tuple[str, str] | None = None, **kwargs: Any) -> None:
-        self._client_cert = client_cert
-        super().__init__(*args, **kwargs)
-        if client_cert and self._ssl_context is not False:
-            context = self._ssl_context or ssl.create_default_context()
-            certfile, keyfile = client_cert if isinstance(client_cert, tuple) else (client_cert, None)
-            context.load_cert_chain(certfile, keyfile)
-            self._ssl_context = context
+    class ClientCertJobSubmissionClient(JobSubmissionClient):
+        def __init__(self, *args: Any, client_cert: str | tuple[str, str] | None = None, **kwargs: Any) -> None:
+            self._client_cert = client_cert
+            super().__init__(*args, **kwargs)
+            if client_cert and self._ssl_context is not False:
+                context = self._ssl_context or ssl.create_default_context()
+                certfile, keyfile = client_cert if isinstance(client_cert, tuple) else (client_cert, None)
+                context.load_cert_chain(certfile, keyfile)
+                self._ssl_context = context
 
-    def _do_request(self, method: str, endpoint: str, **kwargs: Any):  # type: ignore[override]
-        if self._client_cert:
-            kwargs.setdefault("cert", self._client_cert)
-        return super()._do_request(method, endpoint, **kwargs)
+        def _do_request(self, method: str, endpoint: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+            if self._client_cert:
+                kwargs.setdefault("cert", self._client_cert)
+            return super()._do_request(method, endpoint, **kwargs)
+
+    return ClientCertJobSubmissionClient
 
 
-ClientFactory = Callable[[DashboardEndpoint], JobSubmissionClient]
+ClientFactory = Callable[[DashboardEndpoint], "JobSubmissionClient"]
 
 
-def _default_client(endpoint: DashboardEndpoint) -> JobSubmissionClient:
+def _default_client(endpoint: DashboardEndpoint) -> "JobSubmissionClient":
     try:
-        return _ClientCertJobSubmissionClient(
+        return _client_cert_client_class()(
             endpoint.url, headers=dict(endpoint.headers), verify=endpoint.verify, client_cert=endpoint.cert
         )
     except (ConnectionError, RuntimeError) as exc:
@@ -98,7 +107,7 @@ class RayJobInfo:
     driver_exit_code: int | None = None
 
     @classmethod
-    def from_details(cls, job_id: str, details: JobDetails) -> "RayJobInfo":
+    def from_details(cls, job_id: str, details: "JobDetails") -> "RayJobInfo":
         return cls(
             job_id=job_id,
             status=JobStatus(str(details.status.value if hasattr(details.status, "value") else details.status)),
@@ -120,10 +129,10 @@ class RayJobsClient:
     def __init__(self, endpoint: DashboardEndpoint, *, client_factory: ClientFactory = _default_client) -> None:
         self.endpoint = endpoint
         self._client_factory = client_factory
-        self._client: JobSubmissionClient | None = None
+        self._client: "JobSubmissionClient | None" = None
 
     @property
-    def client(self) -> JobSubmissionClient:
+    def client(self) -> "JobSubmissionClient":
         # Connecting costs a version round trip; do it once, on first use.
         if self._client is None:
             self._client = self._client_factory(self.endpoint)

@@ -6,6 +6,7 @@ wire values; never translate them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
@@ -174,3 +175,54 @@ class RayJobState:
         if self.deployment_status == JobDeploymentStatus.COMPLETE and self.job_status != JobStatus.SUCCEEDED:
             parts.append("the Ray job ended without succeeding")
         return "; ".join(parts)
+
+
+# --- what waiters wait for (light on purpose: a triggerer imports this on its event loop) ---
+
+
+def is_started(state: RayJobState) -> bool:
+    """The Ray job runs (its id is known), or the RayJob is already done: time to follow the log."""
+    return state.is_terminal or (state.deployment_status == JobDeploymentStatus.RUNNING and bool(state.job_id))
+
+
+def is_ready_for_submission(state: RayJobState) -> bool:
+    """InteractiveMode waits for our submission, or there is nothing left to submit."""
+    return state.is_waiting_for_submission or is_started(state)
+
+
+class WaitTarget(str, Enum):
+    """What a waiter waits for, by name (a trigger's arguments must serialise)."""
+
+    STARTED = "started"
+    READY_FOR_SUBMISSION = "ready_for_submission"
+    TERMINAL = "terminal"
+
+    def reached(self, state: RayJobState) -> bool:
+        if self is WaitTarget.STARTED:
+            return is_started(state)
+        if self is WaitTarget.READY_FOR_SUBMISSION:
+            return is_ready_for_submission(state)
+        return state.is_terminal
+
+
+# A trigger hands its result back as plain data, so RayJobState travels as a payload dict too.
+
+
+def state_to_payload(state: RayJobState) -> dict[str, Any]:
+    """JSON-safe: enum members become their wire strings."""
+    return {
+        key: value.value if isinstance(value, Enum) else value for key, value in dataclasses.asdict(state).items()
+    }
+
+
+def state_from_payload(payload: Mapping[str, Any]) -> RayJobState:
+    """Inverse of ``state_to_payload`` (wire strings back to the status enums)."""
+    status = {
+        "jobStatus": payload.get("job_status", ""),
+        "jobDeploymentStatus": payload.get("deployment_status", ""),
+    }
+    rebuilt = RayJobState.from_object({"metadata": {}, "status": status})
+    known = {f.name for f in dataclasses.fields(RayJobState)}
+    fields = {key: value for key, value in payload.items() if key in known}
+    fields.update(job_status=rebuilt.job_status, deployment_status=rebuilt.deployment_status)
+    return RayJobState(**fields)

@@ -226,7 +226,8 @@ def killable_operator(task_id: str, **kwargs: Any) -> tuple[Any, Any]:
 
 
 def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(airflow: None, kube: Any, ray_dashboard_url: str) -> None:
-    from kuberay_provider.core.lifecycle import RayJobLifecycle, is_started
+    from kuberay_provider.core.lifecycle import RayJobLifecycle
+    from kuberay_provider.core.status import is_started
     from kuberay_provider.core.resources import RAYJOB
     from kuberay_provider.core.spec import simple_cluster_spec
 
@@ -273,7 +274,8 @@ def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
     airflow: None, kube: Any, ray_dashboard_url: str, tmp_path: Path
 ) -> None:
     from kuberay_provider.core.job_request import RunIdentity
-    from kuberay_provider.core.lifecycle import RayJobLifecycle, is_started
+    from kuberay_provider.core.lifecycle import RayJobLifecycle
+    from kuberay_provider.core.status import is_started
     from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY
     from kuberay_provider.core.resources import RAYJOB
 

@@ -217,7 +217,8 @@ async def cancel_once_running(flow_run: Any, created: dict[str, str], kube: Any,
     then cancel the task as a user cancelling an async flow does. Returns the Ray job id and how it ended."""
     import time
 
-    from kuberay_provider.core.lifecycle import RayJobLifecycle, is_started
+    from kuberay_provider.core.lifecycle import RayJobLifecycle
+    from kuberay_provider.core.status import is_started
 
     running = asyncio.create_task(flow_run)
     deadline = time.monotonic() + 120

@@ -12,9 +12,9 @@ from typing import Any, AsyncIterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from kuberay_provider.airflow import triggers  # noqa: E402
+from kuberay_provider.airflow import hooks  # noqa: E402
 from kuberay_provider.airflow.triggers import RayJobTrigger  # noqa: E402
-from kuberay_provider.core.async_lifecycle import state_from_payload  # noqa: E402
+from kuberay_provider.core.status import state_from_payload  # noqa: E402
 from kuberay_provider.core.kube.watch import WatchEvent  # noqa: E402
 from kuberay_provider.core.status import JobDeploymentStatus  # noqa: E402
 
@@ -27,18 +27,26 @@ def rayjob(deployment: str, job: str = "", job_id: str = "") -> dict[str, Any]:
 class FakeKube:
     def __init__(self, events: list[WatchEvent]) -> None:
         self.events = events
+        self.deleted: list[tuple[str, str, str]] = []
+
+    async def delete(self, kind: Any, namespace: str, name: str) -> bool:
+        self.deleted.append((kind.kind, namespace, name))
+        return True
 
     async def watch(self, *args: Any, **kwargs: Any) -> AsyncIterator[WatchEvent]:
         for event in self.events:
             yield event
 
 
-def use_events(monkeypatch: pytest.MonkeyPatch, events: list[WatchEvent]) -> None:
+def use_events(monkeypatch: pytest.MonkeyPatch, events: list[WatchEvent]) -> FakeKube:
+    kube = FakeKube(events)
+
     @contextlib.asynccontextmanager
     async def objects_client(self: Any) -> AsyncIterator[FakeKube]:
-        yield FakeKube(events)
+        yield kube
 
-    monkeypatch.setattr(triggers.AsyncKubeRayHook, "objects_client", objects_client)
+    monkeypatch.setattr(hooks.AsyncKubeRayHook, "objects_client", objects_client)
+    return kube
 
 
 def first_event(trigger: RayJobTrigger) -> dict[str, Any]:
@@ -55,7 +63,8 @@ def test_serialisation_round_trip():
     classpath, kwargs = trigger.serialize()
     assert classpath == "kuberay_provider.airflow.triggers.RayJobTrigger"
     assert RayJobTrigger(**kwargs).serialize() == (classpath, kwargs)
-    assert kwargs == {"name": "j", "namespace": "ns", "kuberay_conn_id": "c", "wait_for": "ready_for_submission", "timeout": 30.0}
+    assert kwargs == {"name": "j", "namespace": "ns", "kuberay_conn_id": "c", "wait_for": "ready_for_submission", "timeout": 30.0,
+                      "delete_on_kill": False}
 
 
 def test_unknown_target_is_refused():
@@ -87,3 +96,24 @@ def test_watch_ending_before_the_target_is_a_timeout_event(monkeypatch: pytest.M
     use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1"))])
     payload = first_event(RayJobTrigger("j", "ns", timeout=5))
     assert payload["status"] == "timeout" and payload["state"]["job_status"] == "RUNNING"
+
+
+def test_on_kill_deletes_the_rayjob_only_when_asked(monkeypatch: pytest.MonkeyPatch):
+    kube = use_events(monkeypatch, [])
+    asyncio.run(RayJobTrigger("j", "ns").on_kill())
+    assert kube.deleted == []
+    asyncio.run(RayJobTrigger("j", "ns", delete_on_kill=True).on_kill())
+    assert kube.deleted == [("RayJob", "ns", "j")]
+
+
+def test_the_trigger_module_does_not_import_the_kubernetes_clients_or_ray():
+    """A triggerer imports the module on its event loop: seconds of imports there stall every trigger."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import kuberay_provider.airflow.triggers; "
+        "print(sorted(m for m in ('kubernetes', 'kubernetes_asyncio', 'ray') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

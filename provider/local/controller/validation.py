@@ -16,7 +16,7 @@ import yaml
 from . import kuberay as k
 
 MAX_RAYJOB_NAME_LENGTH = 47  # MaxRayJobNameLength = 53 - 6
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)
