@@ -36,6 +36,7 @@ from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, Va
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
 from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
+from kuberay_provider.core.log_follower import StreamedLog
 from kuberay_provider.core.status import WaitTarget
 
 XCOM_RAYJOB = "rayjob"
@@ -200,6 +201,7 @@ class RayJobOperator(BaseOperator):
             trigger=RayJobTrigger(
                 name=request.rayjob_name, namespace=request.resolved_namespace, kuberay_conn_id=self.kuberay_conn_id,
                 wait_for=target.value, timeout=self.wait_timeout, delete_on_kill=self.delete_on_kill,
+                stream_logs=self.stream_logs and target is WaitTarget.TERMINAL, log_tail_lines=self.log_tail_lines,
             ),
             method_name=method_name,
         )
@@ -220,10 +222,13 @@ class RayJobOperator(BaseOperator):
         request = self._request(context)
         state = state_from_event(event)
         runner = self._runner()
-        if self.stream_logs:
-            runner.replay_log(state)  # the trigger waited without streaming; show the log now
+        streamed = StreamedLog.from_payload(event.get("log"))
+        if streamed is not None and streamed.received:
+            self.log.info("The Ray job's log was streamed by the triggerer (%d characters): see its section of this log", streamed.received)
+        elif self.stream_logs:
+            runner.replay_log(state)  # the trigger streamed nothing (the job had already ended): show it now
         with _as_airflow_errors():
-            outcome = self._cleaning_up_on_failure(runner, request, lambda: runner.conclude(state))
+            outcome = self._cleaning_up_on_failure(runner, request, lambda: runner.conclude(state, streamed))
         return self._finish(context, request, runner, outcome)
 
     def _cleaning_up_on_failure(

@@ -8,7 +8,7 @@ import) are loaded in a thread the first time a trigger runs.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -17,12 +17,22 @@ from kuberay_provider.core.status import RayJobState, WaitTarget, state_from_pay
 
 if TYPE_CHECKING:
     from kuberay_provider.airflow.hooks import AsyncKubeRayHook
+    from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
+    from kuberay_provider.core.ray_jobs import RayJobsClient
 
 
 def _async_hook(conn_id: str) -> AsyncKubeRayHook:
     from kuberay_provider.airflow.hooks import AsyncKubeRayHook
 
     return AsyncKubeRayHook(kuberay_conn_id=conn_id)
+
+
+def _jobs_client_finder(conn_id: str) -> Callable[[RayJobState], RayJobsClient]:
+    """The Jobs API of a RayJob's cluster, found as the operator finds it (head service, service proxy or
+    the connection's URL template); the sync hook's calls run in the caller's thread."""
+    from kuberay_provider.airflow.hooks import KubeRayHook
+
+    return KubeRayHook(kuberay_conn_id=conn_id).lifecycle(validate_schema=False).rayjob_jobs_client
 
 
 class RayJobTrigger(BaseTrigger):
@@ -36,6 +46,9 @@ class RayJobTrigger(BaseTrigger):
         restart or a trigger moved to another triggerer is not a kill: the RayJob stays, and the
         trigger resumes watching it wherever it runs next (Airflow >= 3.3 calls ``on_kill`` only for
         user actions).
+    :param stream_logs: with ``wait_for="terminal"``: stream the Ray job's log into the trigger's log
+        (which Airflow shows in the task's log) while waiting; the event then carries how much arrived
+        and its last ``log_tail_lines`` lines (``"log"``), so the resumed task need not read it again.
 
     The event is ``{"status": "success" | "error" | "timeout", "state": {...}, "message": str}``; ``state``
     is the RayJob's status as ``core.status.state_to_payload`` writes it.
@@ -49,6 +62,8 @@ class RayJobTrigger(BaseTrigger):
         wait_for: str = WaitTarget.TERMINAL.value,
         timeout: float | None = None,
         delete_on_kill: bool = False,
+        stream_logs: bool = False,
+        log_tail_lines: int = 50,
     ) -> None:
         super().__init__()
         self.name = name
@@ -57,6 +72,8 @@ class RayJobTrigger(BaseTrigger):
         self.wait_for = WaitTarget(wait_for).value
         self.timeout = timeout
         self.delete_on_kill = delete_on_kill
+        self.stream_logs = stream_logs
+        self.log_tail_lines = log_tail_lines
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -68,6 +85,8 @@ class RayJobTrigger(BaseTrigger):
                 "wait_for": self.wait_for,
                 "timeout": self.timeout,
                 "delete_on_kill": self.delete_on_kill,
+                "stream_logs": self.stream_logs,
+                "log_tail_lines": self.log_tail_lines,
             },
         )
 
@@ -82,21 +101,40 @@ class RayJobTrigger(BaseTrigger):
             hook = await self._hook()
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
             return _error_event(exc)
-        # Already imported with the hook, in its thread: these cost the loop nothing now.
-        from kuberay_provider.core.async_lifecycle import wait_for_rayjob
-        from kuberay_provider.core.lifecycle import RayJobTimeout
+        from kuberay_provider.core.lifecycle import RayJobTimeout  # imported with the hook: free now
 
         try:
             async with hook.objects_client() as kube:
-                state = await wait_for_rayjob(
-                    kube, self.namespace, self.name, WaitTarget(self.wait_for), timeout=self.timeout,
-                    on_change=lambda s: self.log.info("%s", s.describe()),
-                )
+                state, log = await self._watch(kube)
         except RayJobTimeout as exc:
             return {"status": "timeout", "state": state_to_payload(exc.state) if exc.state else None, "message": str(exc)}
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
             return _error_event(exc)
-        return {"status": "success", "state": state_to_payload(state), "message": state.describe()}
+        event = {"status": "success", "state": state_to_payload(state), "message": state.describe()}
+        if log is not None:
+            event["log"] = log
+        return event
+
+    async def _watch(self, kube: AsyncRayObjectsClient) -> tuple[RayJobState, dict[str, Any] | None]:
+        """The awaited state, and what was streamed of the Ray job's log (None: nothing was)."""
+        from kuberay_provider.core.async_lifecycle import wait_for_rayjob
+        from kuberay_provider.core.async_runner import wait_streaming_log
+        from kuberay_provider.core.log_follower import StreamedLog
+
+        def status(state: RayJobState) -> None:
+            self.log.info("%s", state.describe())
+
+        target = WaitTarget(self.wait_for)
+        if not (self.stream_logs and target is WaitTarget.TERMINAL):
+            return await wait_for_rayjob(kube, self.namespace, self.name, target, timeout=self.timeout, on_change=status), None
+        jobs_for = await asyncio.to_thread(_jobs_client_finder, self.kuberay_conn_id)
+        state, stream = await wait_streaming_log(
+            kube, self.namespace, self.name, jobs_for=jobs_for, line_sink=lambda line: self.log.info("[ray] %s", line),
+            timeout=self.timeout, on_change=status, keep_lines=self.log_tail_lines,
+        )
+        if stream is None:
+            return state, None
+        return state, StreamedLog(stream.received, stream.tail(self.log_tail_lines)).to_payload()
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: delete the RayJob, as ``RayJobOperator.on_kill`` does for a

@@ -71,6 +71,34 @@ class AsyncLogStream:
         return self.lines.tail(lines)
 
 
+async def wait_streaming_log(
+    kube: AsyncRayObjectsClient,
+    namespace: str,
+    name: str,
+    *,
+    jobs_for: Callable[[RayJobState], RayJobsClient] | None,
+    line_sink: Callable[[str], None],
+    timeout: float | None = None,
+    on_change: Callable[[RayJobState], None] | None = None,
+    keep_lines: int = 200,
+) -> tuple[RayJobState, AsyncLogStream | None]:
+    """Wait for the RayJob's end, streaming its Ray job's log into ``line_sink`` from the moment the job
+    runs (``jobs_for`` finds its Jobs API, called in a thread; None streams nothing). Returns the
+    terminal state and the stream, whose ``tail()`` and ``received`` tell what arrived."""
+    deadline = _Deadline(timeout)
+    state = await wait_for_rayjob(kube, namespace, name, WaitTarget.STARTED, timeout=deadline.remaining(), on_change=on_change)
+    stream = None
+    if jobs_for is not None and not state.is_terminal:
+        jobs = await asyncio.to_thread(jobs_for, state)
+        stream = AsyncLogStream(jobs, state.job_id, line_sink, max(keep_lines, 1)).start()
+    try:
+        state = await wait_for_rayjob(kube, namespace, name, WaitTarget.TERMINAL, timeout=deadline.remaining(), on_change=on_change)
+    finally:
+        if stream is not None:
+            await stream.finish()
+    return state, stream
+
+
 @dataclass
 class AsyncRayJobRunner:
     """The async twin of ``RayJobRunner.run``, in steps an adapter can call one by one (one task each)."""
@@ -100,21 +128,13 @@ class AsyncRayJobRunner:
         deadline = _Deadline(timeout)
         if request.submits_itself:
             await self.submit(request, deadline.remaining())
-        state = await self.wait(request, WaitTarget.STARTED, deadline.remaining())
-        stream = await self._stream(state) if not state.is_terminal else None
-        try:
-            state = await self.wait(request, WaitTarget.TERMINAL, deadline.remaining())
-        finally:
-            if stream is not None:
-                await stream.finish()
-        # conclude() reads only tail() and received, which AsyncLogStream has as LogFollower does.
-        return await asyncio.to_thread(self.runner.conclude, state, stream)  # type: ignore[arg-type]
-
-    async def _stream(self, state: RayJobState) -> AsyncLogStream | None:
-        if not self.runner.stream_logs:
-            return None
-        jobs = await asyncio.to_thread(self.runner.lifecycle.rayjob_jobs_client, state)
-        return AsyncLogStream(jobs, state.job_id, self.runner.log_line, max(self.runner.log_tail_lines, 1)).start()
+        state, stream = await wait_streaming_log(
+            self.kube, request.resolved_namespace, request.rayjob_name,
+            jobs_for=self.runner.lifecycle.rayjob_jobs_client if self.runner.stream_logs else None,
+            line_sink=self.runner.log_line, timeout=deadline.remaining(),
+            on_change=lambda s: self.runner.status_line(s.describe()), keep_lines=self.runner.log_tail_lines,
+        )
+        return await asyncio.to_thread(self.runner.conclude, state, stream)
 
     async def run(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
         """Everything: launch and follow, or (SDK straight to an existing cluster) ``run_on_cluster``."""

@@ -22,7 +22,7 @@ from kuberay_provider.core.lifecycle import (
     RayJobLifecycle,
     RayJobTimeout,
 )
-from kuberay_provider.core.log_follower import LogFollower
+from kuberay_provider.core.log_follower import LogFollower, ReceivedLog
 from kuberay_provider.core.ray_jobs import RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.status import JobStatus, RayJobState, WaitTarget
@@ -228,7 +228,7 @@ class RayJobRunner:
         for line in text.splitlines():
             self.log_line(line)
 
-    def conclude(self, state: RayJobState, follower: LogFollower | None = None) -> RayJobOutcome:
+    def conclude(self, state: RayJobState, follower: ReceivedLog | None = None) -> RayJobOutcome:
         """The outcome of a terminal RayJob; raises RayJobFailed (reason, message, log tail) unless it succeeded."""
         outcome = RayJobOutcome.from_state(state, self.dashboard_url(state))
         if outcome.succeeded:

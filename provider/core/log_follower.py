@@ -10,7 +10,8 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
 
 from kuberay_provider.core.ray_jobs import RayJobsClient
 
@@ -39,6 +40,36 @@ class LineBuffer:
 
     def tail(self, lines: int) -> str:
         return "\n".join(list(self.last_lines)[-lines:]) if lines > 0 else ""
+
+
+class ReceivedLog(Protocol):
+    """What a finished task reports of a log stream: how much arrived, and its last lines."""
+
+    @property
+    def received(self) -> int: ...
+
+    def tail(self, lines: int = 50) -> str: ...
+
+
+@dataclass(frozen=True)
+class StreamedLog:
+    """What a log stream that ran elsewhere (a deferred task's trigger) delivered: how much, and its
+    last lines. It stands in for the follower in ``RayJobRunner.conclude``."""
+
+    received: int
+    last_lines: str
+
+    def tail(self, lines: int = 50) -> str:
+        return "\n".join(self.last_lines.splitlines()[-lines:]) if lines > 0 else ""
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"received": self.received, "last_lines": self.last_lines}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any] | None) -> "StreamedLog | None":
+        if not payload:
+            return None
+        return cls(int(payload.get("received") or 0), str(payload.get("last_lines") or ""))
 
 
 class LogFollower:

@@ -95,3 +95,28 @@ def unique_namespace(hint: str) -> str:
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> str:
     """A fresh namespace named after the test."""
     return kubectl.create_namespace(unique_namespace(request.node.name.removeprefix("test_")))
+
+
+@pytest.fixture(scope="session")
+def kube(local_plane: LocalControlPlane) -> Iterator[Any]:
+    """The core's sync RayJob/RayCluster client on the plane."""
+    from kuberay_provider.core.kube.sync_client import RayObjectsClient
+
+    with local_plane.api_client() as api_client:
+        yield RayObjectsClient(api_client)
+
+
+@pytest.fixture(scope="session")
+def airflow(local_plane: LocalControlPlane) -> Iterator[Path]:
+    """This process's Airflow (tests/airflow_env.py) with a migrated DB and a ``kuberay_default``
+    connection to the plane; yields AIRFLOW_HOME."""
+    from tests.airflow_env import configure_airflow_env
+
+    home = configure_airflow_env()
+    from kuberay_provider.airflow.devenv import kuberay_connection_env, migrate_database
+
+    kuberay_connection_env(Path(local_plane.kubeconfig_path))
+    migrate_database(home)
+    yield home
+    os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)
+

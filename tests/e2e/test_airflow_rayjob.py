@@ -7,83 +7,32 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.airflow_env import PROJECT_DAGS_FOLDER, TEST_DAGS_FOLDER  # noqa: E402
+from tests.support.airflow_runs import load_dag, task_instance  # noqa: E402
+from tests.support.airflow_runs import rayjobs_of as rayjobs_of_run  # noqa: E402
+from tests.support.clusters import ready_raycluster  # noqa: E402
 from tests.support.ray_waits import ray_job_status_becomes  # noqa: E402
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def plane(request: pytest.FixtureRequest, crds_dir: Path, ray_dashboard_url: str) -> Iterator[Any]:
-    """The shared ``local_plane`` when tests/e2e/conftest.py provides it, else one for this module."""
-    try:
-        yield request.getfixturevalue("local_plane")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    from kuberay_provider.local.plane import LocalControlPlane
-    from kuberay_provider.local.ray_backend import LocalRayBackend
-
-    with LocalControlPlane(crds_dir=crds_dir, backend=LocalRayBackend(dashboard_url=ray_dashboard_url)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def airflow(plane: Any) -> Iterator[None]:
-    """A migrated Airflow DB and a ``kuberay_default`` connection to the plane."""
-    from kuberay_provider.airflow.devenv import kuberay_connection_env, migrate_database
-
-    kuberay_connection_env(Path(plane.kubeconfig_path))
-    migrate_database(configure_airflow_env())
-    yield
-    os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)
-
-
-def load_dag(dag_id: str, folder: Path = TEST_DAGS_FOLDER) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(folder)).get_dag(dag_id)
-    assert dag is not None, dag_id
-    return dag
 
 
 def run_dag(dag_id: str) -> Any:
     return load_dag(dag_id).test()
 
 
-@pytest.fixture(scope="module")
-def kube(plane: Any) -> Iterator[Any]:
-    from kuberay_provider.core.kube.sync_client import RayObjectsClient
-
-    with plane.api_client() as api_client:
-        yield RayObjectsClient(api_client)
-
-
-def task_instance(run: Any, task_id: str) -> Any:
-    return next(ti for ti in run.get_task_instances() if ti.task_id == task_id)
-
-
 def rayjobs_of(kube: Any, dag_id: str, task_id: str, run: Any) -> list[dict[str, Any]]:
-    from kuberay_provider.core.job_request import RunIdentity
-    from kuberay_provider.core.naming import LABEL_RUN_KEY
-    from kuberay_provider.core.resources import RAYJOB
-
-    key = RunIdentity(dag_id, task_id, run.run_id, -1).key
-    return kube.list(RAYJOB, "default", label_selector=f"{LABEL_RUN_KEY}={key}")
+    return rayjobs_of_run(kube, dag_id, task_id, run.run_id)
 
 
-def test_success_streams_the_ray_log_and_returns_the_outcome(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_success_streams_the_ray_log_and_returns_the_outcome(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     run = run_dag("kuberay_e2e_success")
     out = capfd.readouterr().out
     assert run.state == "success", out[-3000:]
@@ -96,7 +45,7 @@ def test_success_streams_the_ray_log_and_returns_the_outcome(airflow: None, kube
     assert rayjob["spec"]["runtimeEnvYAML"].strip() == "env_vars:\n  GREETING: hello"
 
 
-def test_application_failure_fails_with_reason_and_log_tail(airflow: None, capfd: pytest.CaptureFixture[str]) -> None:
+def test_application_failure_fails_with_reason_and_log_tail(airflow: Path, capfd: pytest.CaptureFixture[str]) -> None:
     run = run_dag("kuberay_e2e_app_failure")
     out = capfd.readouterr().out
     assert run.state == "failed"
@@ -104,7 +53,7 @@ def test_application_failure_fails_with_reason_and_log_tail(airflow: None, capfd
     assert "last lines of the Ray job's log" in out and "E2E-MARKER about to fail" in out
 
 
-def test_sdk_submission_in_interactive_mode(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_sdk_submission_in_interactive_mode(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     run = run_dag("kuberay_e2e_sdk")
     out = capfd.readouterr().out
     assert run.state == "success", out[-3000:]
@@ -116,20 +65,11 @@ def test_sdk_submission_in_interactive_mode(airflow: None, kube: Any, capfd: pyt
 
 @pytest.fixture(scope="module")
 def existing_cluster(kube: Any) -> str:
-    from kuberay_provider.core.resources import RAYCLUSTER
-    from kuberay_provider.core.spec import raycluster, simple_cluster_spec
-
-    name = "e2e-existing"
-    if kube.find(RAYCLUSTER, "default", name) is None:
-        kube.create(raycluster(name, "default", base={"spec": simple_cluster_spec(image="rayproject/ray:2.60.0")}))
-    for event in kube.watch(RAYCLUSTER, "default", name=name, timeout_seconds=60):
-        if (event.object.get("status") or {}).get("state") == "ready":
-            return name
-    raise AssertionError("the RayCluster did not become ready")
+    return ready_raycluster(kube, "e2e-existing")
 
 
 def test_existing_cluster_through_cluster_selector_and_straight_through_the_sdk(
-    airflow: None, kube: Any, existing_cluster: str, capfd: pytest.CaptureFixture[str]
+    airflow: Path, kube: Any, existing_cluster: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     run = run_dag("kuberay_e2e_existing_cluster")
     out = capfd.readouterr().out
@@ -144,7 +84,7 @@ def test_existing_cluster_through_cluster_selector_and_straight_through_the_sdk(
 
 
 def test_a_retried_try_reattaches_instead_of_creating_a_second_rayjob(
-    airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     run = run_dag("kuberay_e2e_reattach")
     out = capfd.readouterr().out
@@ -158,7 +98,7 @@ def test_a_retried_try_reattaches_instead_of_creating_a_second_rayjob(
     assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and out.count("[ray] E2E-REATTACH-MARKER") == 1
 
 
-def test_a_retry_after_a_failed_job_replaces_the_rayjob(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_retry_after_a_failed_job_replaces_the_rayjob(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER
 
     run = run_dag("kuberay_e2e_retry_after_failure")
@@ -171,7 +111,7 @@ def test_a_retry_after_a_failed_job_replaces_the_rayjob(airflow: None, kube: Any
     assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and "E2E-RETRY-MARKER try 2" in out
 
 
-def test_cleanup_operator_deletes_the_runs_rayjobs_after_a_failure(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_operator_deletes_the_runs_rayjobs_after_a_failure(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     run = run_dag("kuberay_e2e_cleanup")
     out = capfd.readouterr().out
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -183,7 +123,7 @@ def test_cleanup_operator_deletes_the_runs_rayjobs_after_a_failure(airflow: None
     assert all(rayjob["metadata"].get("deletionTimestamp") for rayjob in left)  # gone, or going (finalizers)
 
 
-def test_cleanup_choice_becomes_deletion_rules_that_kuberay_carries_out(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_choice_becomes_deletion_rules_that_kuberay_carries_out(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 
     run = run_dag("kuberay_e2e_cleanup_choice")
@@ -225,7 +165,7 @@ def killable_operator(task_id: str, **kwargs: Any) -> tuple[Any, Any]:
     return operator, FakeTaskInstance(dag_id="kuberay_e2e_kill", task_id=task_id, run_id=f"kill-{time.time_ns()}")
 
 
-def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(airflow: None, kube: Any, ray_dashboard_url: str) -> None:
+def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(airflow: Path, kube: Any, ray_dashboard_url: str) -> None:
     from kuberay_provider.core.lifecycle import RayJobLifecycle
     from kuberay_provider.core.status import is_started
     from kuberay_provider.core.resources import RAYJOB
@@ -247,7 +187,7 @@ def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(airflow: None,
 
 
 def test_on_kill_on_an_existing_cluster_stops_the_job_and_keeps_the_cluster(
-    airflow: None, kube: Any, existing_cluster: str, ray_dashboard_url: str
+    airflow: Path, kube: Any, existing_cluster: str, ray_dashboard_url: str
 ) -> None:
     from kuberay_provider.core.resources import RAYCLUSTER
 
@@ -271,7 +211,7 @@ def task_try(dag_id: str, task_id: str, run_id: str, try_number: int, log: Path)
 
 
 def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
-    airflow: None, kube: Any, ray_dashboard_url: str, tmp_path: Path
+    airflow: Path, kube: Any, ray_dashboard_url: str, tmp_path: Path
 ) -> None:
     from kuberay_provider.core.job_request import RunIdentity
     from kuberay_provider.core.lifecycle import RayJobLifecycle
@@ -305,7 +245,7 @@ def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
     assert rayjob["metadata"]["annotations"][ANNOTATION_TRY_NUMBER] == "1"  # the first try's, never replaced
 
 
-def test_validation_error_fails_at_once_and_creates_nothing(airflow: None, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_validation_error_fails_at_once_and_creates_nothing(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     run = run_dag("kuberay_e2e_invalid")
     out = capfd.readouterr().out
     assert run.state == "failed"
@@ -314,24 +254,7 @@ def test_validation_error_fails_at_once_and_creates_nothing(airflow: None, kube:
     assert rayjobs_of(kube, "kuberay_e2e_invalid", "invalid", run) == []
 
 
-def test_deferrable_create_and_sdk_modes(airflow: None, capfd: pytest.CaptureFixture[str]) -> None:
-    run = run_dag("kuberay_e2e_deferrable")
-    out = capfd.readouterr().out
-    assert run.state == "success", out[-3000:]
-    assert "Pausing task as DEFERRED" in out and "deployment=Waiting" in out  # the trigger saw InteractiveMode wait
-    assert "[ray] E2E-DEFERRED-MARKER" in out and "[ray] E2E-DEFERRED-SDK-MARKER" in out  # log shown on resume
-    for task_id in ("deferred", "deferred_sdk"):
-        assert task_instance(run, task_id).xcom_pull(task_ids=task_id)["job_status"] == "SUCCEEDED"
-
-
-def test_sensor_pokes_and_defers(airflow: None, capfd: pytest.CaptureFixture[str]) -> None:
-    run = run_dag("kuberay_e2e_sensor")
-    out = capfd.readouterr().out
-    assert run.state == "success", out[-3000:]
-    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"run": "success", "poke": "success", "deferred": "success"}
-
-
-def test_trigger_runs_on_an_event_loop_against_the_plane(airflow: None, plane: Any) -> None:
+def test_trigger_runs_on_an_event_loop_against_the_plane(airflow: Path, local_plane: Any) -> None:
     """The triggerer's view: RayJobTrigger.run() on its own asyncio loop, no task around it."""
     import asyncio
 
@@ -347,7 +270,7 @@ def test_trigger_runs_on_an_event_loop_against_the_plane(airflow: None, plane: A
         spec_params={"entrypoint": "python -c \"print('triggered')\"",
                      "ray_cluster_spec": simple_cluster_spec(image="rayproject/ray:2.60.0")},
     )
-    with plane.api_client() as api_client:
+    with local_plane.api_client() as api_client:
         RayJobRunner(RayJobLifecycle(RayObjectsClient(api_client))).launch(request)
     classpath, kwargs = RayJobTrigger(request.rayjob_name, "default", wait_for="terminal", timeout=120).serialize()
     trigger = RayJobTrigger(**kwargs)
@@ -360,19 +283,3 @@ def test_trigger_runs_on_an_event_loop_against_the_plane(airflow: None, plane: A
     assert event.payload["status"] == "success", event.payload
     assert event.payload["state"]["deployment_status"] == "Complete"
     assert event.payload["state"]["job_status"] == "SUCCEEDED"
-
-
-def test_batch_inference_dag_writes_the_days_partition(airflow: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    os.environ["AIRFLOW_VAR_KUBERAY_EXAMPLE_DATA_ROOT"] = str(tmp_path)
-    try:
-        dag = load_dag("batch_inference", PROJECT_DAGS_FOLDER)
-        run = dag.test(logical_date=dt.datetime(2026, 1, 15, tzinfo=dt.timezone.utc))
-    finally:
-        os.environ.pop("AIRFLOW_VAR_KUBERAY_EXAMPLE_DATA_ROOT", None)
-    out = capfd.readouterr().out
-    assert run.state == "success", out[-3000:]
-    partition = tmp_path / "output" / "date=2026-01-15"
-    summary: dict[str, Any] = json.loads((partition / "_SUMMARY.json").read_text())
-    assert summary["output"] == str(partition)
-    assert any(partition.glob("*.parquet"))
-    assert "[ray]" in out

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 
+from tests.support.clusters import ready_raycluster
 from tests.support.ray_waits import ray_job_status_becomes
 
 pytestmark = pytest.mark.ray
@@ -33,14 +34,6 @@ def credentials(local_plane: Any) -> Any:
     from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
     return KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(local_plane.kubeconfig_path))
-
-
-@pytest.fixture(scope="session")
-def kube(local_plane: Any) -> Iterator[Any]:
-    from kuberay_provider.core.kube.sync_client import RayObjectsClient
-
-    with local_plane.api_client() as api_client:
-        yield RayObjectsClient(api_client)
 
 
 def cluster_spec() -> dict[str, Any]:
@@ -127,16 +120,7 @@ def test_sdk_submission_in_interactive_mode(prefect_api: None, credentials: Any,
 
 @pytest.fixture(scope="session")
 def existing_cluster(kube: Any) -> str:
-    from kuberay_provider.core.resources import RAYCLUSTER
-    from kuberay_provider.core.spec import raycluster, simple_cluster_spec
-
-    name = "prefect-existing"
-    if kube.find(RAYCLUSTER, "default", name) is None:
-        kube.create(raycluster(name, "default", base={"spec": simple_cluster_spec(image=IMAGE)}))
-    for event in kube.watch(RAYCLUSTER, "default", name=name, timeout_seconds=60):
-        if (event.object.get("status") or {}).get("state") == "ready":
-            return name
-    raise AssertionError("the RayCluster did not become ready")
+    return ready_raycluster(kube, "prefect-existing", image=IMAGE)
 
 
 @pytest.mark.parametrize("submit_via", ["kuberay", "sdk"])

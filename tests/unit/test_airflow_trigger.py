@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from kuberay_provider.airflow import hooks  # noqa: E402
+from kuberay_provider.airflow import hooks, triggers  # noqa: E402
 from kuberay_provider.airflow.triggers import RayJobTrigger  # noqa: E402
 from kuberay_provider.core.status import state_from_payload  # noqa: E402
 from kuberay_provider.core.kube.watch import WatchEvent  # noqa: E402
@@ -64,7 +64,7 @@ def test_serialisation_round_trip():
     assert classpath == "kuberay_provider.airflow.triggers.RayJobTrigger"
     assert RayJobTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert kwargs == {"name": "j", "namespace": "ns", "kuberay_conn_id": "c", "wait_for": "ready_for_submission", "timeout": 30.0,
-                      "delete_on_kill": False}
+                      "delete_on_kill": False, "stream_logs": False, "log_tail_lines": 50}
 
 
 def test_unknown_target_is_refused():
@@ -117,3 +117,33 @@ def test_the_trigger_module_does_not_import_the_kubernetes_clients_or_ray():
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+
+
+class FakeJobs:
+    """The Ray Jobs API of the RayJob's cluster: a log in two chunks."""
+
+    async def tail(self, job_id: str):
+        yield "first line\nsecond "
+        yield "line\n"
+
+
+def test_terminal_wait_streams_the_ray_log_and_reports_it_in_the_event(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]):
+    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")), WatchEvent("MODIFIED", rayjob("Complete", "SUCCEEDED", "j-1"))])
+    asked_for: list[str] = []
+
+    def finder(conn_id: str):
+        return lambda state: asked_for.append(state.job_id) or FakeJobs()
+
+    monkeypatch.setattr(triggers, "_jobs_client_finder", finder)
+    payload = first_event(RayJobTrigger("j", "ns", stream_logs=True, log_tail_lines=1))
+    assert payload["status"] == "success" and asked_for == ["j-1"]
+    assert payload["log"] == {"received": len("first line\nsecond line\n"), "last_lines": "second line"}
+    out = capfd.readouterr().out  # the trigger's log (Airflow's structlog writes to stdout here)
+    assert "[ray] first line" in out and "[ray] second line" in out
+
+
+def test_waits_other_than_the_end_never_stream(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1"))])
+    monkeypatch.setattr(triggers, "_jobs_client_finder", lambda conn_id: pytest.fail("no log for a start wait"))
+    payload = first_event(RayJobTrigger("j", "ns", wait_for="started", stream_logs=True))
+    assert payload["status"] == "success" and "log" not in payload

@@ -1,0 +1,176 @@
+"""Deferred waits through a REAL ``airflow triggerer`` process: the task defers, the triggerer runs
+RayJobTrigger on its own event loop against the local control plane (streaming the Ray job's log into
+the trigger's log while it runs), and the task resumes from the event. Also: a triggerer SIGKILLed
+mid-wait is replaced and the wait goes on in the same try; a user killing the deferred task deletes the
+RayJob. (tests/support/airflow_runs.py says how dag.test() is kept from running triggers inline.)"""
+
+from __future__ import annotations
+
+from tests.airflow_env import configure_airflow_env
+
+configure_airflow_env()
+
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from airflow.models.taskinstance import TaskInstance  # noqa: E402
+from airflow.utils.session import create_session  # noqa: E402
+from airflow.utils.state import TaskInstanceState  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
+from tests.support.airflow_runs import (  # noqa: E402
+    RealTriggerer,
+    dag_test_with_real_triggerer,
+    deferred_wait,
+    load_dag,
+    rayjobs_of,
+    task_instance,
+    trigger_log,
+    trigger_logs,
+    wait_until,
+)
+from tests.support.ray_waits import ray_job_status_becomes  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # a hung triggerer fails the test, not CI
+
+INLINE = "running trigger in line"  # what dag.test() logs when it runs a trigger itself
+
+
+@pytest.fixture(scope="module")
+def triggerer(airflow: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealTriggerer]:
+    process = RealTriggerer(tmp_path_factory.mktemp("triggerer"))
+    process.start()
+    yield process
+    process.stop()
+
+
+class Meanwhile:
+    """Runs ``action`` on a thread while the test's main thread runs the DAG (the task runner installs
+    signal handlers, so ``dag.test()`` must have the main thread); ``done()`` re-raises what it raised."""
+
+    def __init__(self, action: Callable[[], Any]) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(action,), daemon=True)
+        self.thread.start()
+
+    def _run(self, action: Callable[[], Any]) -> None:
+        try:
+            self.value = action()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by done()
+            self.error = exc
+
+    def done(self, timeout: float = 60) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the action did not end within {timeout} s"
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def terminal_wait_in_a_triggerer(dag_id: str, task_id: str) -> tuple[str, int]:
+    """Once the task's second deferral, the wait for the end (the first one fired when the Ray job
+    started), runs in a triggerer: (run_id, that triggerer's job id)."""
+    def found() -> tuple[str, int] | None:
+        wait = deferred_wait(dag_id, task_id)
+        return (wait[0], wait[2]) if wait and wait[1] == "terminal" and wait[2] is not None else None
+
+    return wait_until(found, 240, f"{task_id}'s wait for the end to be taken by a triggerer")
+
+
+def shown_once(marker: str, task_output: str, trigger_output: str) -> bool:
+    """A Ray log line reaches the task log once: streamed by the trigger while the job ran, or (the job
+    ended before the trigger watched it run) read back when the task resumed."""
+    return task_output.count(marker) + trigger_output.count(marker) == 1
+
+
+def test_deferrable_create_and_sdk_modes_resume_through_the_triggerer(
+    airflow: Path, triggerer: RealTriggerer, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = dag_test_with_real_triggerer(load_dag("kuberay_e2e_deferrable"))
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:] + triggerer.output()[-2000:]
+    assert out.count("Pausing task as DEFERRED") >= 3 and INLINE not in out
+    for task_id in ("deferred", "deferred_sdk"):
+        fired = trigger_log(airflow, "kuberay_e2e_deferrable", run.run_id, task_id)
+        assert "Trigger fired event" in fired and "deployment=Complete job=SUCCEEDED" in fired, fired[-2000:]
+        assert task_instance(run, task_id).xcom_pull(task_ids=task_id)["job_status"] == "SUCCEEDED"
+    # InteractiveMode: KubeRay waited (the first trigger) for the operator's own submission on resume.
+    [interactive] = rayjobs_of(kube, "kuberay_e2e_deferrable", "deferred_sdk", run.run_id)
+    assert interactive["spec"]["submissionMode"] == "InteractiveMode"
+    assert interactive["spec"]["jobId"] == interactive["status"]["jobId"] == interactive["metadata"]["name"] + "-sdk"
+    for task_id, marker in (("deferred", "[ray] E2E-DEFERRED-MARKER"), ("deferred_sdk", "[ray] E2E-DEFERRED-SDK-MARKER")):
+        assert shown_once(marker, out, trigger_log(airflow, "kuberay_e2e_deferrable", run.run_id, task_id))
+
+
+def test_sensor_pokes_and_defers_to_the_triggerer(
+    airflow: Path, triggerer: RealTriggerer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = dag_test_with_real_triggerer(load_dag("kuberay_e2e_sensor"))
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"run": "success", "poke": "success", "deferred": "success"}
+    assert "Trigger fired event" in trigger_log(airflow, "kuberay_e2e_sensor", run.run_id, "deferred") and INLINE not in out
+
+
+def test_a_wait_outlives_a_sigkilled_triggerer(
+    airflow: Path, triggerer: RealTriggerer, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    dag_id, task_id = "kuberay_e2e_triggerer_restart", "outlives_its_triggerer"
+
+    def replace_the_triggerer_mid_wait() -> int:
+        _, first_triggerer = terminal_wait_in_a_triggerer(dag_id, task_id)
+        # The end of the job is awaited in the first triggerer: take it away without any shutdown.
+        triggerer.kill()
+        triggerer.start()  # another triggerer takes the orphaned trigger over once the first misses its heartbeats
+        return first_triggerer
+
+    dag = load_dag(dag_id)  # before the other thread starts: no two threads importing DAG code at once
+    meanwhile = Meanwhile(replace_the_triggerer_mid_wait)
+    run = dag_test_with_real_triggerer(dag)
+    first_triggerer = meanwhile.done()
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:] + triggerer.output()[-3000:]
+    assert task_instance(run, task_id).try_number == 1  # the same try resumed: no retry, no second submission
+    assert out.count("Created RayJob") == 1
+    assert shown_once("[ray] E2E-TRIGGERER-RESTART-MARKER", out, trigger_log(airflow, dag_id, run.run_id, task_id))
+    [rayjob] = rayjobs_of(kube, dag_id, task_id, run.run_id)
+    assert rayjob["status"]["jobStatus"] == "SUCCEEDED"
+    logs = trigger_logs(airflow, dag_id, run.run_id, task_id)
+    [second_triggerer] = set(logs) - {first_triggerer}  # one more triggerer ran this try's wait...
+    assert "Trigger fired event" in logs[second_triggerer]  # ...and it saw the end
+    assert "job=SUCCEEDED" in logs[second_triggerer] and "job=SUCCEEDED" not in logs[first_triggerer]
+
+
+def test_killing_the_deferred_task_deletes_its_rayjob(
+    airflow: Path, triggerer: RealTriggerer, kube: Any, ray_dashboard_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from kuberay_provider.core.resources import RAYJOB
+
+    dag_id, task_id = "kuberay_e2e_deferred_kill", "killed_while_deferred"
+
+    def mark_failed_mid_wait() -> tuple[str, str, str]:
+        run_id, _ = terminal_wait_in_a_triggerer(dag_id, task_id)
+        [rayjob] = rayjobs_of(kube, dag_id, task_id, run_id)
+        # The trigger streams the Ray job's log while it runs: its first line is there long before the end.
+        wait_until(lambda: "[ray] E2E-DEFERRED-KILL-MARKER started" in trigger_log(airflow, dag_id, run_id, task_id),
+                   120, "the running job's log in the trigger's log")
+        # What "Mark failed" in the UI does to a deferred task instance.
+        with create_session() as session:
+            ti = session.scalars(select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id)).one()
+            ti.set_state(TaskInstanceState.FAILED, session=session)
+        return run_id, rayjob["metadata"]["name"], rayjob["status"]["jobId"]
+
+    dag = load_dag(dag_id)
+    meanwhile = Meanwhile(mark_failed_mid_wait)
+    run = dag_test_with_real_triggerer(dag)
+    run_id, name, job_id = meanwhile.done()
+    assert run.state == "failed" and run.run_id == run_id
+    wait_until(lambda: kube.find(RAYJOB, "default", name) is None, 90, f"RayJob {name} to be deleted")
+    assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
+    log = trigger_log(airflow, dag_id, run_id, task_id)
+    assert "Trigger cancelled by user action" in log and f"Deferred task killed: deleting RayJob default/{name}" in log, log[-3000:]
+    capfd.readouterr()

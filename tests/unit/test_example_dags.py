@@ -1,0 +1,28 @@
+"""Every file in dags/ imports cleanly into Airflow's DagBag, as the scheduler would parse it."""
+
+from __future__ import annotations
+
+from tests.airflow_env import PROJECT_DAGS_FOLDER, configure_airflow_env
+
+configure_airflow_env()
+
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+
+from kuberay_provider.airflow.operators import RayJobOperator  # noqa: E402
+
+EXAMPLE_DAGS = {"batch_inference", "batch_inference_backfill", "shared_cluster_jobs"}
+
+
+def test_every_example_dag_imports_without_errors():
+    bag = DagBag(dag_folder=str(PROJECT_DAGS_FOLDER))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == EXAMPLE_DAGS
+    for dag_id in EXAMPLE_DAGS:
+        dag = bag.dags[dag_id]
+        assert "example" in dag.tags and dag.schedule is not None, dag_id  # meant to be scheduled
+        assert any(isinstance(task, RayJobOperator) for task in dag.tasks), dag_id
+
+
+def test_backfill_dag_leaves_nothing_behind_by_construction():
+    score = DagBag(dag_folder=str(PROJECT_DAGS_FOLDER)).dags["batch_inference_backfill"].get_task("score")
+    assert score.cleanup == "delete_cluster" and score.delete_on_success is True
