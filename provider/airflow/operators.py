@@ -40,6 +40,7 @@ from kuberay_provider.core.log_follower import StreamedLog
 from kuberay_provider.core.status import WaitTarget
 
 XCOM_RAYJOB = "rayjob"
+TASK_STATE_KEY = "kuberay_rayjob"  # in the task's durable state: {"namespace", "name"} of its RayJob
 # Errors a retry cannot fix: the task fails at once instead of burning its retries.
 PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, TypeError, ValueError)
 
@@ -167,7 +168,32 @@ class RayJobOperator(BaseOperator):
         request = self.build_request(context)
         if request.namespace is None and not request.manifest_namespace:
             request = dataclasses.replace(request, namespace=self.hook.get_namespace() or None)
-        return request
+        return self._as_remembered(context, request)
+
+    def _as_remembered(self, context: Context, request: RayJobRequest) -> RayJobRequest:
+        """Airflow >= 3.3 keeps a task's own state across its tries (``task_state_store``). When an
+        earlier try recorded its RayJob under another name than this try renders (a ``name=`` templated
+        per try, a naming scheme changed by an upgrade), this try follows that RayJob: re-attaching to it,
+        or replacing it if it failed, exactly as under the derived name."""
+        store = context.get("task_state_store")
+        remembered = store.get(TASK_STATE_KEY) if store is not None and not request.runs_without_rayjob else None
+        if not isinstance(remembered, dict) or not remembered.get("name"):
+            return request
+        namespace, name = str(remembered.get("namespace") or request.resolved_namespace), str(remembered["name"])
+        if (namespace, name) == (request.resolved_namespace, request.rayjob_name):
+            return request
+        self.log.info("An earlier try of this task recorded RayJob %s/%s; following it instead of %s", namespace, name, request.rayjob_name)
+        return dataclasses.replace(request, namespace=namespace, name=name)
+
+    def _remember(self, context: Context, request: RayJobRequest) -> None:
+        """Record the RayJob in the task's durable state (Airflow >= 3.3), for the tries after this one."""
+        store = context.get("task_state_store")
+        if store is None:
+            return
+        try:
+            store.set(TASK_STATE_KEY, {"namespace": request.resolved_namespace, "name": request.rayjob_name})
+        except Exception as exc:  # noqa: BLE001 - the derived name still leads a retry back to the RayJob
+            self.log.warning("Could not record RayJob %s in the task state: %s", request.rayjob_name, exc)
 
     def _runner(self) -> RayJobRunner:
         return RayJobRunner(
@@ -189,6 +215,7 @@ class RayJobOperator(BaseOperator):
                 return self._finish(context, request, runner, runner.run_on_cluster(request, self.wait_timeout))
             runner.launch(request)
             self._started = (request.resolved_namespace, request.rayjob_name)
+            self._remember(context, request)
             context["ti"].xcom_push(key=XCOM_RAYJOB, value={"namespace": request.resolved_namespace, "name": request.rayjob_name})
             self._push_dashboard_url(context, runner.dashboard_url_of(request))
             if self.deferrable:

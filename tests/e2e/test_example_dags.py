@@ -57,13 +57,21 @@ def test_backfill_of_three_dates_writes_three_partitions_and_leaves_no_rayjob(
 
     dag_id = "batch_inference_backfill"
     dag = load_dag(dag_id, PROJECT_DAGS_FOLDER)
-    runs = [dag.test(logical_date=on(day)) for day in (1, 2, 3)]
+    states, clusters = [], set()
+
+    def run_date(day: int) -> None:
+        run = dag.test(logical_date=on(day))
+        states.append(run.state)
+        clusters.add(task_instance(run, "score").xcom_pull(task_ids="score")["cluster_name"])
+
+    for day in (1, 2, 3):
+        run_date(day)
     # Re-running a date (a cleared task, a second backfill) replaces that date's partition.
     sentinel = data_root / "output" / "date=2026-01-02" / "left-from-the-first-run"
     sentinel.touch()
-    runs.append(dag.test(logical_date=on(2)))
+    run_date(2)
     out = capfd.readouterr().out
-    assert [run.state for run in runs] == ["success"] * 4, out[-3000:]
+    assert states == ["success"] * 4, out[-3000:]
 
     dates = ["2026-01-01", "2026-01-02", "2026-01-03"]
     assert sorted(p.name for p in (data_root / "output").iterdir()) == [f"date={d}" for d in dates]
@@ -73,7 +81,6 @@ def test_backfill_of_three_dates_writes_three_partitions_and_leaves_no_rayjob(
 
     owned = f"{LABEL_OWNER}={label_value(dag_id)}"
     wait_until(lambda: not kube.list(RAYJOB, "default", label_selector=owned), 120, "the backfill's RayJobs to be gone")
-    clusters = {task_instance(run, "score").xcom_pull(task_ids="score")["cluster_name"] for run in runs}
     wait_until(lambda: all(kube.find(RAYCLUSTER, "default", name) is None for name in clusters), 120,
                "the backfill's RayClusters to be gone")
 

@@ -178,3 +178,19 @@ def test_kubectl_create_generators_post_protobuf_and_are_understood(kube: Kubect
     assert kube.ok("get", "configmap", "settings", "-n", "generated", "-o", "jsonpath={.data.mode}") == "fast"
     secret = yaml.safe_load(kube.ok("get", "secret", "token", "-n", "generated", "-o", "yaml"))
     assert (secret["type"], secret["data"]["key"]) == ("example/kind", "czNjcjN0")
+
+
+def test_the_rbac_manifest_applies_with_a_server_dry_run_then_for_real(kube: Kubectl) -> None:
+    """docker/kubernetes/rbac.yaml as an operator would install it: a server dry run changes nothing, the
+    apply then creates each object. (The local control plane stores RBAC objects; it does not enforce them.)"""
+    rbac = str(PROJECT_ROOT / "docker" / "kubernetes" / "rbac.yaml")
+    kube.create_namespace("ray-jobs")
+    dry = kube.ok("apply", "--dry-run=server", "-f", rbac)
+    kinds = {line.split("/", 1)[0] for line in dry.splitlines() if line.strip()}
+    assert kinds == {"serviceaccount", "role.rbac.authorization.k8s.io", "rolebinding.rbac.authorization.k8s.io",
+                     "clusterrole.rbac.authorization.k8s.io", "clusterrolebinding.rbac.authorization.k8s.io"}, dry
+    assert all(line.endswith("(server dry run)") for line in dry.splitlines() if line.strip()), dry
+    assert "No resources found" in kube.run("get", "roles,rolebindings,serviceaccounts", "-n", "ray-jobs").stderr
+    kube.ok("apply", "-f", rbac)
+    role = kube.json("get", "role", "kuberay-provider", "-n", "ray-jobs")
+    assert {"rayjobs"} <= {resource for rule in role["rules"] for resource in rule["resources"]}

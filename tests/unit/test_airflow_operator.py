@@ -6,6 +6,7 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
+import dataclasses  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -158,3 +159,41 @@ def test_cleanup_choice_is_checked_at_parse_time_and_conflicts_fail_before_anyth
     assert kube.calls == []
     manifest = operator(entrypoint="python x.py", cleanup="delete_cluster_after:60").build_request({"ti": FakeTaskInstance()}).manifest()
     assert (manifest["spec"]["shutdownAfterJobFinishes"], manifest["spec"]["ttlSecondsAfterFinished"]) == (True, 60)
+
+
+class FakeTaskStateStore:
+    """Airflow 3.3's ``task_state_store``: a task's own keys, kept across its tries."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+def test_a_later_try_follows_the_rayjob_an_earlier_try_recorded_in_the_task_state():
+    from kuberay_provider.airflow.operators import TASK_STATE_KEY
+
+    store = FakeTaskStateStore()
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, namespace="ml",
+                  name="score-try-{{ ti.try_number }}")  # a name that changes per try, on purpose
+    first = {"ti": FakeTaskInstance(try_number=1), "task_state_store": store}
+    request = op._as_remembered(first, op.build_request(first))
+    op._remember(first, dataclasses.replace(request, name="score-try-1"))
+    assert store.values[TASK_STATE_KEY] == {"namespace": "ml", "name": "score-try-1"}
+
+    second = {"ti": FakeTaskInstance(try_number=2), "task_state_store": store}
+    retried = op._as_remembered(second, dataclasses.replace(op.build_request(second), name="score-try-2"))
+    assert (retried.resolved_namespace, retried.rayjob_name) == ("ml", "score-try-1")
+    assert retried.manifest()["metadata"]["name"] == "score-try-1"
+
+
+def test_without_a_task_state_store_the_derived_name_stands():
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, namespace="ml")
+    context = {"ti": FakeTaskInstance()}
+    request = op.build_request(context)
+    assert op._as_remembered(context, request) is request
+    op._remember(context, request)  # nothing to record into: no error

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 CRD_GROUP = "apiextensions.k8s.io"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
           columns=(PrinterColumn("Type", ".type"), PrinterColumn("Reason", ".reason"),
                    PrinterColumn("Object", ".involvedObject.name"), PrinterColumn("Message", ".message"), AGE_COLUMN)),
     _core("endpoints", "Endpoints", short=("ep",)),
+    _core("serviceaccounts", "ServiceAccount", short=("sa",)),
+    # Stored and served so RBAC manifests can be applied and dry-run here; not enforced (no authorizer).
+    ResourceType(RBAC_GROUP, "v1", "roles", "Role", True),
+    ResourceType(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", True),
+    ResourceType(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", False),
+    ResourceType(RBAC_GROUP, "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ResourceType(CRD_GROUP, "v1", "customresourcedefinitions", "CustomResourceDefinition", False, ("crd", "crds"),
                  (), True, (PrinterColumn("Created At", ".metadata.creationTimestamp"),)),
 )
