@@ -73,7 +73,7 @@ class RayJobOperator(BaseOperator):
     :param stream_logs: stream the Ray job's log into the task log while it runs.
     :param log_tail_lines: lines of the Ray job's log in the failure message.
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
-    :param spec_params: any other RayJob spec field as a keyword, e.g. ``entrypoint="python job.py"``,
+    :param kwargs: any other RayJob spec field as a keyword, e.g. ``entrypoint="python job.py"``,
         ``runtime_env={"pip": [...]}``, ``ray_cluster_spec={...}``, ``shutdown_after_job_finishes=True``.
 
     Returns (XCom ``return_value``) the outcome: namespace, rayjob_name, job_id, cluster_name,

@@ -22,6 +22,9 @@ def test_docs_build_strict(tmp_path: Path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "local-control-plane" / "index.html").exists()
+    reference = (tmp_path / "site" / "reference" / "index.html").read_text()
+    for documented in ("RayJobOperator", "RayJobTrigger", "KubeRayHook", "RayJobSensor", "RayJobRequest", "cleanup_spec_fields"):
+        assert documented in reference, f"the API reference lacks {documented}"
 
 
 DOCS = PROJECT_ROOT / "docs"
