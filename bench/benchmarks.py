@@ -1,7 +1,6 @@
 """Benchmarks of what users pay for, each against a baseline measured in the same run.
 
-Implemented so far (issue 7 lists the rest: deferred and Prefect detection latency, triggerer scale,
-overhead over plain Ray):
+Implemented so far (issue 7 lists the rest: deferred and Prefect detection latency, triggerer scale):
   - Detection latency of the synchronous wait (the operator's): from the RayJob's status turning
     terminal to the waiter returning, p50 / p99 over 50 jobs, by watch vs a 5 s polling wait.
   - API load while waiting: requests per job per minute in steady state, by watch vs 5 s polling,
@@ -9,7 +8,10 @@ overhead over plain Ray):
   - Backfill throughput: RayJobs created per second from one process through the provider's
     create-or-attach path (validation, dry run, create), vs a bare create loop; and duplicates after
     every creation is retried once.
-Both use the API server alone (no controller, no Ray), so Ray is not what is measured.
+  - Overhead over plain Ray: the same 2-second job on an existing RayCluster through RayJobOperator
+    vs ``ray job submit --wait``, interleaved, medians.
+The first three use the API server alone (no controller, no Ray), so Ray is not what is measured; the
+overhead benchmark runs a real local Ray behind the local control plane.
 """
 
 from __future__ import annotations
@@ -178,6 +180,81 @@ def backfill(plane: LocalControlPlane, count: int) -> list[Result]:
     ]
 
 
+TWO_SECOND_JOB = ["python", "-c", "import time; time.sleep(2); print('done', flush=True)"]
+
+
+@dataclass
+class _TaskInstance:
+    """What RayJobOperator.execute() reads of Airflow's task instance, for a run outside a DAG."""
+
+    run_id: str
+    dag_id: str = "bench_overhead"
+    task_id: str = "job"
+    map_index: int = -1
+    try_number: int = 1
+
+    def xcom_push(self, key: str, value: object) -> None:
+        pass
+
+
+def overhead(runs: int) -> list[Result]:
+    """The same 2-second job on an existing RayCluster through RayJobOperator (straight through the Ray
+    Jobs SDK, via the API server's service proxy, its log streamed) vs ``ray job submit``, which waits
+    and streams the log too, to the same Ray's dashboard; runs interleaved, medians compared."""
+    import asyncio
+    import tempfile
+
+    from kuberay_provider.airflow.devenv import configure_airflow_home
+    from kuberay_provider.local.ray_backend import LocalRayBackend
+
+    # Airflow reads its configuration at first import: a throwaway home before the operator is imported.
+    configure_airflow_home(Path(tempfile.mkdtemp(prefix="bench-airflow-")), {"bench": PROJECT_ROOT / "dags"})
+    backend = LocalRayBackend()
+    asyncio.run(backend.start())
+    try:
+        ours, baseline = _overhead_runs(backend, runs)
+    finally:
+        asyncio.run(backend.close())
+    ratio = _pct(ours, 50) / _pct(baseline, 50)
+    return [Result(f"overhead: 2 s job on an existing cluster, median s of {runs} (RayJobOperator vs ray job submit)",
+                   _pct(ours, 50), _pct(baseline, 50), "<= 1.15x", ratio <= 1.15)]
+
+
+def _overhead_runs(backend: object, runs: int) -> tuple[list[float], list[float]]:
+    import shlex
+    import subprocess
+
+    from kuberay_provider.airflow.devenv import kuberay_connection_env
+    from kuberay_provider.airflow.operators import RayJobOperator
+    from kuberay_provider.core.resources import RAYCLUSTER
+    from kuberay_provider.core.spec import raycluster
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    with LocalControlPlane(crds_dir=crds_dir(), backend=backend) as plane:
+        kuberay_connection_env(Path(plane.kubeconfig_path))
+        with plane.api_client() as api_client:
+            kube = RayObjectsClient(api_client)
+            kube.create(raycluster("bench-shared", "default", base={"spec": simple_cluster_spec(image="rayproject/ray:2.60.0")}))
+            for event in kube.watch(RAYCLUSTER, "default", name="bench-shared", timeout_seconds=120):
+                if (event.object.get("status") or {}).get("state") == "ready":
+                    break
+        ours, baseline = [], []
+        for index in range(runs + 1):  # the first pair warms both paths up and is not counted
+            operator = RayJobOperator(task_id="job", cluster_selector="bench-shared", submit_via="sdk", entrypoint=shlex.join(TWO_SECOND_JOB))
+            start = time.perf_counter()
+            operator.execute({"ti": _TaskInstance(run_id=f"overhead-{time.time_ns()}")})  # type: ignore[arg-type]
+            elapsed_ours = time.perf_counter() - start
+            start = time.perf_counter()
+            subprocess.run([ray_cli, "job", "submit", "--address", backend.dashboard_url,  # type: ignore[attr-defined]
+                            "--submission-id", f"plain-{time.time_ns()}", "--", *TWO_SECOND_JOB],
+                           check=True, capture_output=True, timeout=300)
+            elapsed_baseline = time.perf_counter() - start
+            if index:
+                ours.append(elapsed_ours)
+                baseline.append(elapsed_baseline)
+    return sorted(ours), sorted(baseline)
+
+
 def _rate(create: Callable[[int], None], count: int) -> float:
     start = time.perf_counter()
     for index in range(count):
@@ -205,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         results = api_load(plane, jobs=10 if args.quick else 50, window=30 if args.quick else 120)
         results += detection_latency(plane, jobs=50)
         results += backfill(plane, count=200)
+    results += overhead(runs=3 if args.quick else 10)
     print_table(results)
     return 0 if all(r.passed for r in results) else 1
 
