@@ -176,7 +176,13 @@ class RayJobOperator(BaseOperator):
         per try, a naming scheme changed by an upgrade), this try follows that RayJob: re-attaching to it,
         or replacing it if it failed, exactly as under the derived name."""
         store = context.get("task_state_store")
-        remembered = store.get(TASK_STATE_KEY) if store is not None and not request.runs_without_rayjob else None
+        if store is None or request.runs_without_rayjob:
+            return request
+        try:
+            remembered = store.get(TASK_STATE_KEY)
+        except Exception as exc:  # noqa: BLE001 - as on Airflow < 3.3: the derived name leads to the RayJob
+            self.log.warning("Could not read this task's recorded RayJob: %s", exc)
+            return request
         if not isinstance(remembered, dict) or not remembered.get("name"):
             return request
         namespace, name = str(remembered.get("namespace") or request.resolved_namespace), str(remembered["name"])

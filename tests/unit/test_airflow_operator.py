@@ -197,3 +197,14 @@ def test_without_a_task_state_store_the_derived_name_stands():
     request = op.build_request(context)
     assert op._as_remembered(context, request) is request
     op._remember(context, request)  # nothing to record into: no error
+
+
+def test_an_unreadable_task_state_falls_back_to_the_derived_name():
+    class Broken(FakeTaskStateStore):
+        def get(self, key: str, default: Any = None) -> Any:
+            raise RuntimeError("state store unavailable")
+
+    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, namespace="ml")
+    context = {"ti": FakeTaskInstance(), "task_state_store": Broken()}
+    request = op.build_request(context)
+    assert op._as_remembered(context, request) is request
