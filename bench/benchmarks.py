@@ -216,7 +216,7 @@ def overhead(runs: int) -> list[Result]:
     finally:
         asyncio.run(backend.close())
     ratio = _pct(ours, 50) / _pct(baseline, 50)
-    return [Result(f"overhead: 2 s job on an existing cluster, median s of {runs} (RayJobOperator vs ray job submit)",
+    return [Result(f"overhead: a 2 s job on an existing cluster, median s of {runs} (operator vs ray CLI)",
                    _pct(ours, 50), _pct(baseline, 50), "<= 1.15x", ratio <= 1.15)]
 
 
