@@ -77,6 +77,17 @@ def print_instructions(url: str, kubeconfig: Path | str) -> None:
 """, flush=True)
 
 
+def _fault_plan(text: str) -> str:
+    """Checked here so a bad plan is a usage error; the plane parses it again (a detached child gets the text)."""
+    from .apiserver.faults import FaultPlan
+
+    try:
+        FaultPlan.parse(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
 def _plane_arguments(args: argparse.Namespace) -> list[str]:
     """The ``up`` arguments to hand to a detached child (everything but --detach)."""
     forwarded = ["--port", str(args.port), "--tls" if args.tls else "--no-tls"]
@@ -89,6 +100,8 @@ def _plane_arguments(args: argparse.Namespace) -> list[str]:
     if args.dashboard_url:
         forwarded += ["--dashboard-url", args.dashboard_url]
     forwarded += ["--runtime-env-packages", args.runtime_env_packages]
+    if args.faults:
+        forwarded += ["--faults", args.faults]
     return forwarded
 
 
@@ -138,6 +151,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         home=local_home(),
         tls=args.tls,
         controller=not args.no_controller,
+        faults=args.faults,
         backend=backend,
         state_path=default_state_path(),
     )
@@ -201,6 +215,9 @@ def add_local_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa:
     up.add_argument("--dashboard-url", metavar="URL",
                     help="run workloads on the Ray already running there (its dashboard, e.g. http://127.0.0.1:8265) "
                          "instead of starting a Ray head with the plane")
+    up.add_argument("--faults", metavar="PLAN", type=_fault_plan,
+                    help="inject API faults (testing only), e.g. rate=0.1,seed=7,kinds=500+503+429+reset+slow+drop-watch+gone; "
+                         "default: $KUBERAY_LOCAL_FAULTS, else none")
     up.add_argument("--runtime-env-packages", choices=[policy.value for policy in PackagePolicy],
                     default=DEFAULT_PACKAGE_POLICY.value,
                     help="what to do with a runtime env's pip/uv/conda lists: skip-satisfied (default) drops the "

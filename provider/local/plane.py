@@ -25,10 +25,12 @@ from types import TracebackType
 from typing import Any, Callable, TypeVar
 
 from .apiserver import ApiServer, ApiServerSettings, Cluster, install_crds, load_crd_documents
+from .apiserver.faults import CONTROLLER_USER_AGENT, FaultPlan
 from .kubeconfig import PlaneState, new_token, write_kubeconfig, write_private_file
 from .tls import TlsFiles, generate_tls_files
 
 log = logging.getLogger(__name__)
+FAULTS_ENV = "KUBERAY_LOCAL_FAULTS"  # a fault plan (apiserver/faults.py); unset: no faults
 T = TypeVar("T")
 STARTUP_TIMEOUT_SECONDS = 60.0
 CONTROLLER_STOP_TIMEOUT_SECONDS = 10.0
@@ -66,6 +68,7 @@ class LocalControlPlane:
         history_limit: int = 10_000,
         bookmark_interval: float = 10.0,
         state_path: Path | str | None = None,
+        faults: FaultPlan | str | None = None,
     ) -> None:
         self._temporary_home = home is None
         self.home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="kuberay-local-"))
@@ -77,6 +80,9 @@ class LocalControlPlane:
         self._host, self._port, self._tls = host, port, tls
         self._history_limit, self._bookmark_interval = history_limit, bookmark_interval
         self._controller_wanted, self._backend = controller, backend
+        # Fault injection (development and tests only): a plan, its text, or $KUBERAY_LOCAL_FAULTS.
+        faults = faults if faults is not None else os.environ.get(FAULTS_ENV) or None
+        self.faults = FaultPlan.parse(faults) if isinstance(faults, str) else faults
         self.tls_files: TlsFiles | None = None
         self._owned_backend: Any = None
         self.server: ApiServer | None = None
@@ -137,7 +143,7 @@ class LocalControlPlane:
         settings = ApiServerSettings(
             token=self.token, host=self._host, port=self._port, history_limit=self._history_limit,
             bookmark_interval=self._bookmark_interval,
-            ssl_context=self.tls_files.server_context() if self.tls_files else None,
+            ssl_context=self.tls_files.server_context() if self.tls_files else None, faults=self.faults,
         )
         self.server = ApiServer(settings)
         if self.crds_dir:
@@ -179,6 +185,7 @@ class LocalControlPlane:
     async def _run_controller(self, run_controller: Callable[..., Any], backend: Any,
                               controller_stop: asyncio.Event) -> None:
         async with self.async_api_client() as api_client:
+            api_client.user_agent = CONTROLLER_USER_AGENT  # the embedded KubeRay is spared injected faults
             try:
                 await run_controller(api_client, backend, controller_stop)
             except Exception:

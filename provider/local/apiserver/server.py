@@ -16,6 +16,7 @@ import yaml
 from aiohttp import web
 
 from .auth import status_errors, token_middleware
+from .faults import FaultPlan, fault_middleware
 from .handlers import ApiHandlers
 from .registry import CRD_TYPE
 from .resources import Cluster, WriteOptions
@@ -47,6 +48,7 @@ class ApiServerSettings:
     history_limit: int = 10_000
     bookmark_interval: float = 10.0
     ssl_context: ssl.SSLContext | None = None
+    faults: FaultPlan | None = None  # fault injection, off unless given
 
 
 def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> web.Application:
@@ -54,9 +56,10 @@ def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> we
     stopping = asyncio.Event()
     handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval)
     counts: Counter = Counter()
-    app = web.Application(
-        middlewares=[request_counter(counts), status_errors, token_middleware(settings.token)], client_max_size=MAX_REQUEST_BYTES
-    )
+    middlewares = [request_counter(counts), status_errors, token_middleware(settings.token)]
+    if settings.faults is not None:
+        middlewares.insert(1, fault_middleware(settings.faults))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
     app[CLUSTER_KEY] = cluster
     app[REQUEST_COUNTS_KEY] = counts
     handlers.add_routes(app)

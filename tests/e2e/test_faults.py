@@ -1,0 +1,100 @@
+"""RayJobs through the operator while the API server misbehaves: a local control plane injecting faults
+into 10 % of the provider's requests (500, 503, 429 with Retry-After, connection resets, slow answers,
+dropped watches, 410 Gone on watch resume), on the session's real Ray. Every job must end in its true
+state, none twice, no cluster left behind."""
+
+from __future__ import annotations
+
+from tests.airflow_env import configure_airflow_env
+
+configure_airflow_env()
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from kuberay_provider.local.apiserver.faults import FaultPlan  # noqa: E402
+from kuberay_provider.local.plane import LocalControlPlane  # noqa: E402
+from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from tests.support.airflow_runs import wait_until  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+
+JOBS = 20
+FAILING = {3, 7, 11, 15, 19}  # these exit 1: their true end is AppFailed
+CONN = "AIRFLOW_CONN_KUBERAY_FAULTY"
+
+
+@pytest.fixture(scope="module")
+def faulty_plane(crds_dir: Path, ray_dashboard_url: str) -> Iterator[LocalControlPlane]:
+    from kuberay_provider.airflow.devenv import kuberay_connection_env
+    from kuberay_provider.local.ray_backend import LocalRayBackend
+
+    backend = LocalRayBackend(dashboard_url=ray_dashboard_url)
+    try:
+        with LocalControlPlane(crds_dir=crds_dir, backend=backend, faults=FaultPlan(rate=0.1, seed=2026)) as plane:
+            kuberay_connection_env(Path(plane.kubeconfig_path), conn_id="kuberay_faulty")
+            yield plane
+    finally:
+        os.environ.pop(CONN, None)
+        asyncio.run(backend.close())
+
+
+def run_one(index: int) -> tuple[int, str]:
+    """One task try, as a worker runs it: the operator's execute(); returns how it ended."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from kuberay_provider.airflow.operators import RayJobOperator
+    from kuberay_provider.core.spec import simple_cluster_spec
+
+    code = 1 if index in FAILING else 0
+    operator = RayJobOperator(
+        task_id=f"job{index}", kuberay_conn_id="kuberay_faulty", shutdown_after_job_finishes=True,
+        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+        entrypoint=f"python -c \"import sys; print('FAULTS-MARKER {index}', flush=True); sys.exit({code})\"",
+    )
+    try:
+        outcome = operator.execute({"ti": FakeTaskInstance(dag_id="kuberay_e2e_faults", task_id=f"job{index}", run_id="faults")})
+        return index, outcome["job_status"]
+    except AirflowException as exc:
+        return index, "FAILED" if "reason=AppFailed" in str(exc) else f"error: {exc}"
+
+
+def test_twenty_rayjobs_end_in_their_true_state_under_ten_percent_api_faults(
+    airflow: Path, faulty_plane: LocalControlPlane, ray_dashboard_url: str
+) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    from kuberay_provider.core.kube.sync_client import RayObjectsClient
+    from kuberay_provider.core.naming import LABEL_OWNER
+    from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ended = dict(pool.map(run_one, range(JOBS)))
+    expected = {index: "FAILED" if index in FAILING else "SUCCEEDED" for index in range(JOBS)}
+    injected = dict(faulty_plane.faults.injected)  # type: ignore[union-attr]
+    assert ended == expected, json.dumps({"ended": ended, "faults": injected})
+    assert sum(injected.values()) >= 10 and len(injected) >= 4, injected  # the faults really happened
+
+    with faulty_plane.api_client() as api_client:
+        kube = RayObjectsClient(api_client)
+        rayjobs = kube.list(RAYJOB, "default", label_selector=f"{LABEL_OWNER}=kuberay_e2e_faults")
+        assert len(rayjobs) == JOBS  # one per task: none created twice
+        for rayjob in rayjobs:
+            index = int(rayjob["metadata"]["labels"]["kuberay-provider.io/task"].removeprefix("job"))
+            assert rayjob["status"]["jobStatus"] == expected[index], rayjob["status"]
+        names = {rayjob["metadata"]["name"] for rayjob in rayjobs}
+        ray_jobs = [job for job in JobSubmissionClient(ray_dashboard_url).list_jobs()
+                    if any((job.submission_id or "").startswith(f"{name}-") for name in names)]
+        assert len(ray_jobs) == JOBS  # each RayJob's Ray job ran once
+        wait_until(lambda: not [c for c in kube.list(RAYCLUSTER, "default")
+                                if any(c["metadata"]["name"].startswith(f"{name}-") for name in names)],
+                   120, "every RayJob's cluster to be deleted (shutdownAfterJobFinishes)")
+    print(f"{JOBS} RayJobs under faults {injected} in {time.monotonic() - started:.0f} s")
