@@ -120,3 +120,12 @@ def airflow(local_plane: LocalControlPlane) -> Iterator[Path]:
     yield home
     os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)
 
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API for the session's flows (starting one costs about 11 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,4 +1,4 @@
-"""RayJobs through the operator while the API server misbehaves: a local control plane injecting faults
+"""RayJobs through the Airflow operator and the Prefect flow while the API server misbehaves: a local control plane injecting faults
 into 10 % of the provider's requests (500, 503, 429 with Retry-After, connection resets, slow answers,
 dropped watches, 410 Gone on watch resume), on the session's real Ray. Every job must end in its true
 state, none twice, no cluster left behind."""
@@ -98,3 +98,43 @@ def test_twenty_rayjobs_end_in_their_true_state_under_ten_percent_api_faults(
                                 if any(c["metadata"]["name"].startswith(f"{name}-") for name in names)],
                    120, "every RayJob's cluster to be deleted (shutdownAfterJobFinishes)")
     print(f"{JOBS} RayJobs under faults {injected} in {time.monotonic() - started:.0f} s")
+
+
+PREFECT_JOBS = 6
+PREFECT_FAILING = {2, 5}
+
+
+def test_prefect_rayjobs_end_in_their_true_state_under_ten_percent_api_faults(
+    prefect_api: None, faulty_plane: LocalControlPlane
+) -> None:
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+
+    from kuberay_provider.core.job_runner import RayJobFailed
+    from kuberay_provider.core.kube.sync_client import RayObjectsClient
+    from kuberay_provider.core.resources import RAYJOB
+    from kuberay_provider.core.spec import simple_cluster_spec
+    from kuberay_provider.prefect import RayJob, run_rayjob
+
+    credentials = KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(faulty_plane.kubeconfig_path))
+    before = sum(faulty_plane.faults.injected.values())  # type: ignore[union-attr]
+    ended, names = {}, []
+    for index in range(PREFECT_JOBS):
+        code = 1 if index in PREFECT_FAILING else 0
+        block = RayJob(
+            entrypoint=f"python -c \"import sys; print('PREFECT-FAULTS {index}', flush=True); sys.exit({code})\"",
+            ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"), credentials=credentials, timeout=300,
+            spec_params={"shutdown_after_job_finishes": True},
+        )
+        state = run_rayjob(block, return_state=True)
+        try:
+            outcome = state.result()
+            ended[index], name = outcome["job_status"], outcome["rayjob_name"]
+        except RayJobFailed as exc:
+            ended[index], name = exc.outcome.job_status, exc.outcome.rayjob_name
+        names.append(name)
+    assert ended == {index: "FAILED" if index in PREFECT_FAILING else "SUCCEEDED" for index in range(PREFECT_JOBS)}
+    assert sum(faulty_plane.faults.injected.values()) > before  # type: ignore[union-attr]
+    with faulty_plane.api_client() as api_client:
+        kube = RayObjectsClient(api_client)
+        statuses = [(kube.get(RAYJOB, "default", name)["status"]["jobStatus"]) for name in names]
+    assert statuses == [ended[index] for index in range(PREFECT_JOBS)] and len(set(names)) == PREFECT_JOBS

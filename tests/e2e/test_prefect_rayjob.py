@@ -4,7 +4,7 @@ plane and the session's real Ray."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterator
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -19,14 +19,6 @@ IMAGE = "rayproject/ray:2.60.0"
 
 def printing(marker: str) -> str:
     return f"python -c \"print('{marker}', flush=True)\""
-
-
-@pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -256,16 +256,17 @@ def _crd_files() -> dict[str, dict]:
     return {crd["metadata"]["name"]: crd for crd in crds}
 
 
-def _fake_reader(api_client: Any, missing: str) -> Any:
-    """read_custom_resource_definition answering with typed models, as the real client does; 404 for ``missing``."""
-    from kubernetes.client.exceptions import ApiException
+def _fake_read_crd(missing: str) -> Any:
+    """The core clients' read_crd (what from_cluster reads through, retries included): the CRD files as
+    plain dicts, NotFoundError for ``missing``."""
+    from kuberay_provider.core.kube.errors import NotFoundError
 
     crds = _crd_files()
 
-    def read(self: Any, name: str, **_: Any) -> Any:
+    def read(self: Any, name: str) -> Any:
         if name == missing:
-            raise ApiException(status=404, reason="Not Found")
-        return api_client._ApiClient__deserialize(copy.deepcopy(crds[name]), "V1CustomResourceDefinition")
+            raise NotFoundError(f"{name} not found", target=None, status=404)  # type: ignore[arg-type]
+        return copy.deepcopy(crds[name])
 
     return read
 
@@ -273,10 +274,10 @@ def _fake_reader(api_client: Any, missing: str) -> Any:
 def test_from_cluster_reads_installed_crds(monkeypatch):
     from kubernetes import client
 
-    api_client = client.ApiClient()
-    fake = _fake_reader(api_client, missing="rayservices.ray.io")
-    monkeypatch.setattr(client.ApiextensionsV1Api, "read_custom_resource_definition", fake)
-    registry = SchemaRegistry.from_cluster(api_client)
+    from kuberay_provider.core.kube.sync_client import RayObjectsClient
+
+    monkeypatch.setattr(RayObjectsClient, "read_crd", _fake_read_crd(missing="rayservices.ray.io"))
+    registry = SchemaRegistry.from_cluster(client.ApiClient())
     assert registry.kinds() == ["RayCluster", "RayJob"]
     assert validate_manifest(load_sample(JOB), registry) == []
     typo = mutate(load_sample(JOB), {"spec.shutdownAfterJobFinish": True})
@@ -286,29 +287,29 @@ def test_from_cluster_reads_installed_crds(monkeypatch):
 
 def test_from_cluster_propagates_other_api_errors(monkeypatch):
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
-    def forbidden(self: Any, name: str, **_: Any) -> Any:
-        raise ApiException(status=403, reason="Forbidden")
+    from kuberay_provider.core.kube.errors import ForbiddenError
+    from kuberay_provider.core.kube.sync_client import RayObjectsClient
 
-    monkeypatch.setattr(client.ApiextensionsV1Api, "read_custom_resource_definition", forbidden)
-    with pytest.raises(ApiException):
+    def forbidden(self: Any, name: str) -> Any:
+        raise ForbiddenError("forbidden", target=None, status=403)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RayObjectsClient, "read_crd", forbidden)
+    with pytest.raises(ForbiddenError):
         SchemaRegistry.from_cluster(client.ApiClient())
 
 
 async def test_from_cluster_async_reads_installed_crds(monkeypatch):
     from kubernetes_asyncio import client
 
-    from kubernetes_asyncio.client.exceptions import ApiException
+    from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 
-    crds = _crd_files()
+    read = _fake_read_crd(missing="rayservices.ray.io")
 
-    async def read(self: Any, name: str, **_: Any) -> Any:
-        if name == "rayservices.ray.io":
-            raise ApiException(status=404, reason="Not Found")
-        return api_client._ApiClient__deserialize(copy.deepcopy(crds[name]), "V1CustomResourceDefinition")
+    async def read_async(self: Any, name: str) -> Any:
+        return read(self, name)
 
-    monkeypatch.setattr(client.ApiextensionsV1Api, "read_custom_resource_definition", read)
+    monkeypatch.setattr(AsyncRayObjectsClient, "read_crd", read_async)
     api_client = client.ApiClient()
     try:
         registry = await SchemaRegistry.from_cluster_async(api_client)

@@ -427,19 +427,20 @@ class SchemaRegistry:
 
     @classmethod
     def from_cluster(cls, api_client: Any, version: str = "v1") -> "SchemaRegistry":
-        """The CRDs installed in the cluster behind a sync ``kubernetes.client.ApiClient``."""
-        from kubernetes.client import ApiextensionsV1Api
+        """The CRDs installed in the cluster behind a sync ``kubernetes.client.ApiClient``, read through the
+        core's client, so 429 / 5xx / dropped connections are retried like every other call."""
+        from ..kube.sync_client import RayObjectsClient
 
-        read = ApiextensionsV1Api(api_client).read_custom_resource_definition
+        read = RayObjectsClient(api_client).read_crd
         answers = [_answer_or_error(read, crd_name) for crd_name in RAY_CRD_NAMES]
         return cls.from_crds(_installed_crds(api_client, answers), version)
 
     @classmethod
     async def from_cluster_async(cls, api_client: Any, version: str = "v1") -> "SchemaRegistry":
         """As from_cluster, for a ``kubernetes_asyncio.client.ApiClient``."""
-        from kubernetes_asyncio.client import ApiextensionsV1Api
+        from ..kube.async_client import AsyncRayObjectsClient
 
-        read = ApiextensionsV1Api(api_client).read_custom_resource_definition
+        read = AsyncRayObjectsClient(api_client).read_crd
         answers = await asyncio.gather(*(read(crd_name) for crd_name in RAY_CRD_NAMES), return_exceptions=True)
         return cls.from_crds(_installed_crds(api_client, answers), version)
 
