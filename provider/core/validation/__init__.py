@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import FieldError, ValidationError
@@ -43,7 +44,7 @@ def validate_manifest(manifest: Any, schemas: SchemaRegistry | None = None) -> l
     if errors := _identity_errors(manifest):
         return errors
     kind = manifest["kind"]
-    errors = _RULES_BY_KIND[kind](manifest)
+    errors = _RULES_BY_KIND[kind](manifest) + _size_errors(manifest)
     if schemas is not None:
         schema = schemas.for_kind(kind)
         if schema is None:
@@ -51,6 +52,32 @@ def validate_manifest(manifest: Any, schemas: SchemaRegistry | None = None) -> l
         else:
             errors += schema.validate(manifest)
     return sorted(dict.fromkeys(errors), key=lambda e: (e.path, e.rule, e.message))
+
+
+# etcd's default request limit, which the API server enforces for every stored object: a larger RayJob
+# fails at create after the wait for a worker slot, so refuse it here, naming the field that made it big.
+MAX_OBJECT_BYTES = 1_572_864
+
+
+def _size_errors(manifest: dict[str, Any]) -> list[FieldError]:
+    size = len(json.dumps(manifest, default=str).encode())
+    if size <= MAX_OBJECT_BYTES:
+        return []
+    path, field_size = _largest_field(manifest)
+    return [FieldError(
+        path, "kubernetes:object-too-large",
+        f"the object is {size:,} bytes ({field_size:,} in this field); Kubernetes stores at most {MAX_OBJECT_BYTES:,}: "
+        "ship large code or data in the image, a runtime_env working_dir, or storage the job reads",
+    )]
+
+
+def _largest_field(value: Any, path: str = "") -> tuple[str, int]:
+    """The path of the biggest leaf value and its serialised size."""
+    if isinstance(value, dict) and value:
+        return max((_largest_field(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()), key=lambda found: found[1])
+    if isinstance(value, list) and value:
+        return max((_largest_field(item, f"{path}[{index}]") for index, item in enumerate(value)), key=lambda found: found[1])
+    return path or "(root)", len(json.dumps(value, default=str).encode())
 
 
 def _object_name(manifest: Any) -> str:
