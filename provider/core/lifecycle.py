@@ -21,6 +21,7 @@ from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
 from kuberay_provider.core.job_request import JobSubmission
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.kube.watch import WatchEvent
+from kuberay_provider.core.log_follower import tail_lines
 from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY, LABEL_TASK, label_value, run_labels
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
@@ -63,10 +64,6 @@ class Launch:
 def namespace_and_name(manifest: Mapping[str, Any]) -> tuple[str, str]:
     metadata = manifest.get("metadata") or {}
     return metadata.get("namespace") or "default", metadata["name"]
-
-
-def tail_lines(text: str, lines: int) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if lines > 0 else ""
 
 
 class StateTracker:

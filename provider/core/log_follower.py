@@ -42,6 +42,11 @@ class LineBuffer:
         return "\n".join(list(self.last_lines)[-lines:]) if lines > 0 else ""
 
 
+def tail_lines(text: str, lines: int) -> str:
+    """The last ``lines`` lines of ``text`` ("" for none)."""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if lines > 0 else ""
+
+
 class ReceivedLog(Protocol):
     """What a finished task reports of a log stream: how much arrived, and its last lines."""
 
@@ -60,7 +65,7 @@ class StreamedLog:
     last_lines: str
 
     def tail(self, lines: int = 50) -> str:
-        return "\n".join(self.last_lines.splitlines()[-lines:]) if lines > 0 else ""
+        return tail_lines(self.last_lines, lines)
 
     def to_payload(self) -> dict[str, Any]:
         return {"received": self.received, "last_lines": self.last_lines}

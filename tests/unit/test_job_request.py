@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
-from kuberay_provider.core.lifecycle import tail_lines
+from kuberay_provider.core.log_follower import tail_lines
 from kuberay_provider.core.status import WaitTarget, state_from_payload, state_to_payload
 from kuberay_provider.core.log_follower import LineBuffer
 from kuberay_provider.core.status import RayJobState
