@@ -17,3 +17,21 @@ class FakeTaskInstance:
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed[key] = value
+
+
+class RecordingKube:
+    """The Kubernetes boundary of a RayJobLifecycle: nothing exists, creates succeed, every call is
+    recorded ("find", "dry-run", "create")."""
+
+    api_server_url = "https://kube.test"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def find(self, *args: Any) -> None:
+        self.calls.append("find")
+        return None
+
+    def create(self, manifest: dict, *, dry_run: bool = False) -> dict:
+        self.calls.append("dry-run" if dry_run else "create")
+        return manifest

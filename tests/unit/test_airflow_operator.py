@@ -24,26 +24,9 @@ from kuberay_provider.core.naming import (  # noqa: E402
     LABEL_TASK,
 )
 from kuberay_provider.core.validation import SchemaRegistry  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube  # noqa: E402
 
 CLUSTER = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}}}}
-
-
-class RecordingKube:
-    """The Kubernetes boundary: records every call; nothing exists."""
-
-    api_server_url = "https://kube.test"
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def find(self, *args: Any) -> None:
-        self.calls.append("find")
-        return None
-
-    def create(self, manifest: dict, *, dry_run: bool = False) -> dict:
-        self.calls.append("dry-run" if dry_run else "create")
-        return manifest
 
 
 def operator(**kwargs: Any) -> RayJobOperator:

@@ -25,27 +25,10 @@ from kuberay_provider.core.lifecycle import RayJobLifecycle  # noqa: E402
 from kuberay_provider.core.manifests import parse_documents  # noqa: E402
 from kuberay_provider.core.validation import SchemaRegistry  # noqa: E402
 from tests.conftest import CRDS_DIR  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube  # noqa: E402
 
 SCHEMAS = SchemaRegistry.from_directory(CRDS_DIR) if CRDS_DIR.is_dir() else None
 CLUSTER = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}}}}
-
-
-class RecordingKube:
-    """Nothing exists; creates succeed; every call is recorded."""
-
-    api_server_url = "https://kube.test"
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def find(self, *args: Any) -> None:
-        self.calls.append("find")
-        return None
-
-    def create(self, manifest: dict, *, dry_run: bool = False) -> dict:
-        self.calls.append("dry-run" if dry_run else "create")
-        return manifest
 
 
 scalars = st.one_of(
