@@ -16,7 +16,6 @@ controller's own draws once; at ``rate`` it gets one fault of those ``kinds`` th
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +23,9 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from .auth import Handler, status_response
+from .errors import ApiError
+
 CONTROLLER_USER_AGENT = "kuberay-local-controller"
 ALL_KINDS = ("500", "503", "429", "reset", "slow", "drop-watch", "gone")
 WATCH_ONLY = {"drop-watch", "gone"}
@@ -74,11 +75,6 @@ class FaultPlan:
         return self._random.choice(applicable) if applicable else None
 
 
-def _status(code: int, reason: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}
-    return web.Response(status=code, text=json.dumps(body), content_type="application/json", headers=headers)
-
-
 def fault_middleware(plan: FaultPlan) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     @web.middleware
     async def inject(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -87,11 +83,13 @@ def fault_middleware(plan: FaultPlan) -> Callable[[web.Request, Handler], Awaita
             return await handler(request)
         plan.injected[kind] += 1
         if kind in ("500", "503"):
-            return _status(int(kind), "InternalError" if kind == "500" else "ServiceUnavailable", f"injected fault {kind}")
+            return status_response(ApiError(int(kind), "InternalError" if kind == "500" else "ServiceUnavailable", f"injected fault {kind}"))
         if kind == "429":
-            return _status(429, "TooManyRequests", "injected fault: too many requests", {"Retry-After": "1"})
+            throttled = status_response(ApiError(429, "TooManyRequests", "injected fault: too many requests"))
+            throttled.headers["Retry-After"] = "1"
+            return throttled
         if kind == "gone":
-            return _status(410, "Expired", "injected fault: too old resource version")
+            return status_response(ApiError(410, "Expired", "injected fault: too old resource version"))
         if kind == "reset":
             return _abort(request)
         if kind == "slow":
