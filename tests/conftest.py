@@ -43,3 +43,10 @@ def ray_backend():
 @pytest.fixture(scope="session")
 def ray_dashboard_url(ray_backend) -> str:
     return ray_backend.dashboard_url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The counts long runs recorded (tests/support/summary.py): faults, crashes, RBAC use."""
+    from tests.support import summary
+
+    summary.write(terminalreporter)

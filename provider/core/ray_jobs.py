@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}  # stripped from error text
+# Ray words an HTTP refusal "Request failed with status code 403: ..." (requests: "403 Client Error: ...").
+_REFUSAL = re.compile(r"status code (401|403)\b|\b(401|403) Client Error")
+_PROXY_NAMESPACE = re.compile(r"/api/v1/namespaces/([^/]+)/services/[^/]+/proxy")
 
 
 class RayJobsError(KubeRayProviderError):
@@ -81,8 +85,27 @@ def _default_client(endpoint: DashboardEndpoint) -> "JobSubmissionClient":
         return _client_cert_client_class()(
             endpoint.url, headers=dict(endpoint.headers), verify=endpoint.verify, client_cert=endpoint.cert
         )
-    except (ConnectionError, RuntimeError) as exc:
-        raise RayJobsError(f"cannot reach the Ray dashboard at {endpoint.url}: {_strip_secrets(str(exc), endpoint)}") from exc
+    except (OSError, RuntimeError) as exc:  # OSError: requests' HTTPError from the version check, refused connections
+        reason = _strip_secrets(str(exc), endpoint) + _refusal_hint(str(exc), endpoint, "GET")
+        raise RayJobsError(f"cannot reach the Ray dashboard at {endpoint.url}: {reason}") from exc
+
+
+def _refusal_hint(text: str, endpoint: DashboardEndpoint, method: str) -> str:
+    """What a 401/403 means here. Through the service proxy the API server refuses, so name the RBAC rule."""
+    found = _REFUSAL.search(text)
+    if found is None:
+        return ""
+    code = found.group(1) or found.group(2)
+    proxied = _PROXY_NAMESPACE.search(endpoint.url)
+    if code == "401":
+        who = "the Kubernetes API server" if proxied else "the Ray dashboard"
+        return f" ({who} rejected the credentials: the token is missing, invalid or expired)"
+    if proxied is None:
+        return " (the Ray dashboard refused these credentials; check the headers of the dashboard connection)"
+    verb = "get" if method == "GET" else "create"
+    return (f" (missing RBAC permission: verb '{verb}' on resource 'services/proxy' in API group '' in namespace "
+            f"'{proxied.group(1)}'; the Ray Jobs API through the service proxy needs get (status, logs) and create "
+            f"(submit, stop): see docker/kubernetes/rbac.yaml)")
 
 
 def _strip_secrets(text: str, endpoint: DashboardEndpoint) -> str:
@@ -169,7 +192,7 @@ class RayJobsClient:
             # A concurrent or earlier attempt won the race: the job exists, so attach to it.
             if "already exists" in str(exc):
                 return False
-            raise RayJobsError(f"submitting Ray job {submission_id} failed: {self._clean(exc)}") from exc
+            raise RayJobsError(f"submitting Ray job {submission_id} failed: {self._clean(exc, 'POST')}") from exc
         return True
 
     def find(self, job_id: str) -> RayJobInfo | None:
@@ -178,7 +201,7 @@ class RayJobsClient:
         except RuntimeError as exc:
             if _is_not_found(exc):
                 return None
-            raise RayJobsError(f"reading Ray job {job_id} failed: {self._clean(exc)}") from exc
+            raise RayJobsError(f"reading Ray job {job_id} failed: {self._clean(exc, 'GET')}") from exc
 
     def info(self, job_id: str) -> RayJobInfo:
         found = self.find(job_id)
@@ -195,7 +218,7 @@ class RayJobsClient:
         except RuntimeError as exc:
             if _is_not_found(exc):
                 raise RayJobNotFound(f"Ray job {job_id} does not exist on {self.endpoint.url}") from exc
-            raise RayJobsError(f"reading logs of Ray job {job_id} failed: {self._clean(exc)}") from exc
+            raise RayJobsError(f"reading logs of Ray job {job_id} failed: {self._clean(exc, 'GET')}") from exc
 
     def stop(self, job_id: str) -> bool:
         """Ask Ray to stop the job; False when it had already finished or does not exist."""
@@ -204,7 +227,7 @@ class RayJobsClient:
         except RuntimeError as exc:
             if _is_not_found(exc):
                 return False
-            raise RayJobsError(f"stopping Ray job {job_id} failed: {self._clean(exc)}") from exc
+            raise RayJobsError(f"stopping Ray job {job_id} failed: {self._clean(exc, 'POST')}") from exc
 
     async def tail(self, job_id: str, *, poll_interval: float = 1.0) -> AsyncIterator[str]:
         """Follow the job's log until it ends.
@@ -232,8 +255,8 @@ class RayJobsClient:
                 return
             await asyncio.sleep(poll_interval)
 
-    def _clean(self, exc: BaseException) -> str:
-        return _strip_secrets(str(exc), self.endpoint)
+    def _clean(self, exc: BaseException, method: str) -> str:
+        return _strip_secrets(str(exc), self.endpoint) + _refusal_hint(str(exc), self.endpoint, method)
 
 
 def _is_not_found(exc: BaseException) -> bool:

@@ -106,16 +106,40 @@ def kube(local_plane: LocalControlPlane) -> Iterator[Any]:
         yield RayObjectsClient(api_client)
 
 
+RBAC_MANIFEST = Path(__file__).resolve().parents[2] / "docker" / "kubernetes" / "rbac.yaml"
+LEAST_PRIVILEGE_NAMESPACE = "default"
+
+
 @pytest.fixture(scope="session")
-def airflow(local_plane: LocalControlPlane) -> Iterator[Path]:
+def least_privilege_kubeconfig(local_plane: LocalControlPlane, kubectl: Kubectl,
+                               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A kubeconfig whose token belongs to the ServiceAccount of docker/kubernetes/rbac.yaml, installed as a
+    user would (its namespace set to the one the jobs run in) and obtained with ``kubectl create token``.
+    The Airflow and Prefect end-to-end runs use it, and the plane enforces RBAC for it, so the suite proves
+    the manifest grants enough; what it granted and what went unused is reported at the end."""
+    from kuberay_provider.local.kubeconfig import write_kubeconfig
+    from tests.support.rbac_report import record_usage
+
+    manifest = RBAC_MANIFEST.read_text().replace("namespace: ray-jobs", f"namespace: {LEAST_PRIVILEGE_NAMESPACE}")
+    kubectl.ok("apply", "-f", "-", stdin=manifest)
+    token = kubectl.ok("create", "token", "kuberay-provider", "-n", LEAST_PRIVILEGE_NAMESPACE, "--duration=24h").strip()
+    ca = local_plane.ca_path.read_bytes() if local_plane.ca_path else None
+    path = write_kubeconfig(tmp_path_factory.mktemp("least-privilege") / "kubeconfig", local_plane.url, token, ca,
+                            LEAST_PRIVILEGE_NAMESPACE)
+    yield path
+    record_usage(manifest, local_plane.server.authorizer, f"system:serviceaccount:{LEAST_PRIVILEGE_NAMESPACE}:kuberay-provider")
+
+
+@pytest.fixture(scope="session")
+def airflow(least_privilege_kubeconfig: Path) -> Iterator[Path]:
     """This process's Airflow (tests/airflow_env.py) with a migrated DB and a ``kuberay_default``
-    connection to the plane; yields AIRFLOW_HOME."""
+    connection to the plane with the least-privilege ServiceAccount's token; yields AIRFLOW_HOME."""
     from tests.airflow_env import configure_airflow_env
 
     home = configure_airflow_env()
     from kuberay_provider.airflow.devenv import kuberay_connection_env, migrate_database
 
-    kuberay_connection_env(Path(local_plane.kubeconfig_path))
+    kuberay_connection_env(least_privilege_kubeconfig)
     migrate_database(home)
     yield home
     os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)

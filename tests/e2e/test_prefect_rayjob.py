@@ -4,6 +4,7 @@ plane and the session's real Ray."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -22,10 +23,11 @@ def printing(marker: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def credentials(local_plane: Any) -> Any:
+def credentials(least_privilege_kubeconfig: Path) -> Any:
+    """The ServiceAccount of docker/kubernetes/rbac.yaml: the flows run with exactly its verbs."""
     from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
-    return KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(local_plane.kubeconfig_path))
+    return KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(least_privilege_kubeconfig))
 
 
 def cluster_spec() -> dict[str, Any]:

@@ -122,6 +122,17 @@ def field_errors(status: dict[str, Any]) -> list[FieldError]:
     return errors
 
 
+def missing_permission(target: Target) -> str:
+    """The RBAC rule a 403 asks for, ready to paste into a Role (a ClusterRole for cluster-scoped targets)."""
+    plural, _, group = target.resource.partition(".")
+    plural, _, subresource = plural.partition("/")
+    resource = f"{plural}/{subresource}" if subresource else plural
+    holder = "a Role in that namespace" if target.namespace else "a ClusterRole"
+    rule = f'{{apiGroups: ["{group}"], resources: ["{resource}"], verbs: ["{target.verb}"]}}'
+    return (f"missing RBAC permission: verb '{target.verb}' on resource '{resource}' in API group '{group}'; add the rule "
+            f"{rule} to {holder} bound to these credentials (docker/kubernetes/rbac.yaml lists every rule the provider uses)")
+
+
 def error_from_response(status_code: int | None, reason: str, body: Any, target: Target) -> KubeApiError:
     """The provider error for an HTTP error response (or a watch ERROR event's Status)."""
     status = parse_status(body)
@@ -137,11 +148,8 @@ def error_from_response(status_code: int | None, reason: str, body: Any, target:
             **kwargs,
         )
     if status_code == 403:
-        return ForbiddenError(
-            f"the credentials in use may not {verb} {resource} {where}; grant the verb in a Role "
-            f"(or ClusterRole) bound to them{said}",
-            **kwargs,
-        )
+        return ForbiddenError(f"the credentials in use may not {verb} {resource} {where}: {missing_permission(target)}{said}",
+                              **kwargs)
     if status_code == 404:
         if status is None:
             # A plain-text 404 comes from the router, not the resource: the type itself is not served.

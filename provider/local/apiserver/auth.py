@@ -1,8 +1,8 @@
-"""Bearer-token authentication for every request (the token is compared in constant time, never logged)."""
+"""Authentication and authorization of every request (tokens are compared as digests or in constant time,
+never logged); the rules themselves are in rbac.py."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Awaitable, Callable
@@ -10,6 +10,9 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from .errors import ApiError, unauthorized
+from .handlers import parse_route
+from .rbac import ADMIN, Attributes, Authorizer, Tokens, User, forbidden, request_verb
+from .resources import Cluster
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -19,18 +22,54 @@ def status_response(error: ApiError) -> web.Response:
     return web.Response(status=error.code, text=json.dumps(error.to_status()), content_type="application/json")
 
 
-def token_middleware(expected_token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    expected = f"Bearer {expected_token}".encode()
+USER_KEY = web.RequestKey("kuberay_local_user", User)
 
+
+def user_of(request: web.Request) -> User:
+    """The authenticated user of a request (the admin when authentication is not installed)."""
+    return request.get(USER_KEY, ADMIN)
+
+
+def authentication_middleware(tokens: Tokens, cluster: Cluster) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        presented = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(presented, expected):
+        user = tokens.authenticate(request.headers.get("Authorization", ""), cluster)
+        if user is None:
             log.info("refused an unauthenticated %s %s", request.method, request.path)
             return status_response(unauthorized())
+        request[USER_KEY] = user
         return await handler(request)
 
     return authenticate
+
+
+def request_attributes(cluster: Cluster, request: web.Request) -> Attributes | None:
+    """RBAC's view of a request; None for a path naming no known resource (answered 404 by the router)."""
+    path = request.path
+    if not (path.startswith("/api/") or path.startswith("/apis/")):
+        return Attributes(verb=request.method.lower().replace("head", "get"), path=path, resource_request=False)
+    try:
+        route = parse_route(cluster, request.rel_url.raw_path)
+    except ApiError:
+        return None
+    if route is None:
+        return Attributes(verb=request.method.lower().replace("head", "get"), path=path, resource_request=False)
+    verb = request_verb(request.method, named=bool(route.name), watch=request.query.get("watch", "").lower() in ("true", "1"),
+                        subresource=route.subresource)
+    return Attributes(verb, path, True, route.rtype.group, route.rtype.plural, route.subresource, route.namespace, route.name)
+
+
+def authorization_middleware(authorizer: Authorizer) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+        user = user_of(request)
+        attributes = None if user.admin else request_attributes(authorizer.cluster, request)
+        if attributes is not None and not authorizer.allows(user, attributes):
+            log.info("forbade %s to %s %s", user.name, attributes.verb, attributes.resource_path or attributes.path)
+            return status_response(forbidden(user, attributes))
+        return await handler(request)
+
+    return authorize
 
 
 @web.middleware

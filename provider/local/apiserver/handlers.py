@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -17,6 +18,7 @@ from .errors import ApiError, bad_request, method_not_allowed, resource_not_foun
 from .patching import PATCH_TYPES, parse_document
 from .protobuf import PROTOBUF, decode_object
 from .proxy import backend_url, forward, parse_service_reference
+from .rbac import DEFAULT_TOKEN_SECONDS, Tokens
 from .registry import ResourceType
 from .resources import Cluster, DeleteOptions, WriteOptions, WriteResult
 from .selectors import make_matcher
@@ -121,8 +123,9 @@ def _page(items: list[dict[str, Any]], request: web.Request) -> tuple[list[dict[
 
 
 class ApiHandlers:
-    def __init__(self, cluster: Cluster, stopping: asyncio.Event, bookmark_interval: float) -> None:
+    def __init__(self, cluster: Cluster, stopping: asyncio.Event, bookmark_interval: float, tokens: Tokens) -> None:
         self.cluster = cluster
+        self.tokens = tokens
         self.stopping = stopping
         self.bookmark_interval = bookmark_interval
         self.openapi = discovery.OpenApiV3(cluster.registry)
@@ -185,6 +188,8 @@ class ApiHandlers:
             return self._discovery(request)
         if route.subresource == "proxy" and route.rtype.kind == "Service" and route.namespace:
             return await self._proxy(request, route)
+        if route.subresource == "token" and route.rtype.kind == "ServiceAccount" and route.namespace:
+            return await self._token_request(request, route)
         if route.subresource and not (route.subresource == "status" and route.rtype.has_status):
             raise resource_not_found()
         if route.rtype.namespaced and not route.namespace and (route.name or request.method != "GET"):
@@ -284,6 +289,27 @@ class ApiHandlers:
             precondition_uid=preconditions.get("uid") or "",
             precondition_resource_version=preconditions.get("resourceVersion") or "",
         )
+
+    # --- TokenRequest (kubectl create token) ---------------------------------------------------------
+
+    async def _token_request(self, request: web.Request, route: Route) -> web.Response:
+        if request.method != "POST":
+            raise method_not_allowed(request.method)
+        account = self.cluster.get(route.rtype, route.namespace, route.name)
+        body = await _read_object(request)
+        spec = dict(body.get("spec") or {}) if isinstance(body, dict) else {}
+        seconds = int(spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+        if seconds < 600:
+            raise bad_request("spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes")
+        token, expires_at = self.tokens.issue(account, seconds)
+        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at))
+        return _json_response({
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": route.name, "namespace": route.namespace, "creationTimestamp": None},
+            "spec": {"audiences": spec.get("audiences") or ["https://kubernetes.default.svc"],
+                     "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")},
+            "status": {"token": token, "expirationTimestamp": expiration},
+        }, 201)
 
     # --- service proxy --------------------------------------------------------------------------------
 

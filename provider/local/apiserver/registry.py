@@ -80,7 +80,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
                    PrinterColumn("Object", ".involvedObject.name"), PrinterColumn("Message", ".message"), AGE_COLUMN)),
     _core("endpoints", "Endpoints", short=("ep",)),
     _core("serviceaccounts", "ServiceAccount", short=("sa",)),
-    # Stored and served so RBAC manifests can be applied and dry-run here; not enforced (no authorizer).
+    # Stored, served and enforced for ServiceAccount tokens (rbac.py); the plane's own token is an admin.
     ResourceType(RBAC_GROUP, "v1", "roles", "Role", True),
     ResourceType(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", True),
     ResourceType(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", False),

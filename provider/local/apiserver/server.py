@@ -15,9 +15,10 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from .auth import status_errors, token_middleware
+from .auth import authentication_middleware, authorization_middleware, status_errors
 from .faults import FaultPlan, fault_middleware
 from .handlers import ApiHandlers
+from .rbac import Authorizer, Tokens
 from .registry import CRD_TYPE
 from .resources import Cluster, WriteOptions
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
 REQUEST_COUNTS_KEY = web.AppKey("request_counts", Counter)
+AUTHORIZER_KEY = web.AppKey("authorizer", Authorizer)
 
 
 def request_counter(counts: Counter) -> Any:
@@ -54,14 +56,17 @@ class ApiServerSettings:
 def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> web.Application:
     cluster = cluster or Cluster(settings.history_limit)
     stopping = asyncio.Event()
-    handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval)
+    tokens, authorizer = Tokens(settings.token), Authorizer(cluster)
+    handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval, tokens)
     counts: Counter = Counter()
-    middlewares = [request_counter(counts), status_errors, token_middleware(settings.token)]
+    middlewares = [request_counter(counts), status_errors, authentication_middleware(tokens, cluster),
+                   authorization_middleware(authorizer)]
     if settings.faults is not None:
         middlewares.insert(1, fault_middleware(settings.faults))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
     app[CLUSTER_KEY] = cluster
     app[REQUEST_COUNTS_KEY] = counts
+    app[AUTHORIZER_KEY] = authorizer
     handlers.add_routes(app)
 
     async def open_proxy_session(_: web.Application) -> None:
@@ -121,6 +126,11 @@ class ApiServer:
     def request_counts(self) -> Counter:
         """Requests served so far, by User-Agent (including refused ones)."""
         return self.app[REQUEST_COUNTS_KEY]
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """RBAC decisions so far for ServiceAccount tokens (the admin token is never checked)."""
+        return self.app[AUTHORIZER_KEY]
 
     @property
     def url(self) -> str:
