@@ -42,8 +42,13 @@ MESSAGES: dict[str, dict[int, Field]] = {
         1: ("metadata", "ObjectMeta"), 2: ("data", "map<bytes>"), 3: ("type", "string"),
         4: ("stringData", "map<string>"), 5: ("immutable", "bool"),
     },
+    # authentication.k8s.io/v1: what ``kubectl create token`` sends.
+    "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec")},
+    "TokenRequestSpec": {1: ("audiences", "[]string"), 3: ("boundObjectRef", "BoundObjectReference"),
+                         4: ("expirationSeconds", "int")},
+    "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"), 4: ("uid", "string")},
 }
-TOP_LEVEL_KINDS = frozenset({"Namespace", "ConfigMap", "Secret"})
+TOP_LEVEL_KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "TokenRequest"})
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:
@@ -93,6 +98,10 @@ def _decode_item(kind: str, value: int | bytes) -> Any:
     """One value of a (possibly repeated) field: a scalar, or a nested message."""
     if kind == "bool":
         return bool(value)
+    if kind == "int":
+        if not isinstance(value, int):
+            raise ValueError("expected a varint")
+        return value
     if not isinstance(value, bytes):
         raise ValueError(f"expected a length-delimited {kind}")
     if kind == "string":

@@ -1,0 +1,263 @@
+"""Crash safety: RayJobOperator tries SIGKILLed at random points, then retried; 50 iterations.
+
+Each try runs in its own process, forked as Airflow's supervisor forks a task (tests/support/task_zygote.py),
+against a local control plane over HTTPS with the real KubeRay controller emulation. Ray itself is the
+fast backend double (the one real-Ray kill-and-retry is tests/e2e/test_airflow_rayjob.py), so 50
+iterations take a couple of minutes. A try is killed before its RayJob exists, right after the create,
+while the Ray job runs, or once the RayJob is terminal; the next try must then end in the job's true
+state, with no RayJob created twice (a failed one may be replaced by the retry: that is what a retry is
+for), one Ray job per RayJob, and no RayCluster left once KubeRay's cleanup is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from kuberay_provider.core.job_request import RunIdentity
+from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER
+from kuberay_provider.local.plane import LocalControlPlane
+from kuberay_provider.local.ray_backend import FakeRayBackend, JobScript
+from tests.support import summary
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAG_FILE = Path(__file__).resolve().parent / "dags" / "crash_safety.py"
+DAG_ID, NAMESPACE = "kuberay_crash_safety", "default"
+RAYJOBS, RAYCLUSTERS = ("ray.io", "rayjobs"), ("ray.io", "rayclusters")
+PHASES = ("before_create", "after_create", "while_running", "after_terminal")
+ITERATIONS = int(os.environ.get("KUBERAY_CRASH_ITERATIONS", "50"))
+SEED = int(os.environ.get("KUBERAY_CRASH_SEED", str(time.time_ns() % 100_000)))
+TERMINAL = {"Complete", "Failed"}
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@dataclass
+class Zygote:
+    """The forking task runner, driven over its stdin/stdout (see tests/support/task_zygote.py)."""
+
+    process: subprocess.Popen[str]
+    answers: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.answer(120).get("ready"), "the crash-safety DAG did not load"
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("{"):
+                self.answers.put(json.loads(line))
+        self.answers.put({"gone": self.process.wait()})  # say so at once instead of timing out
+
+    def answer(self, timeout: float) -> dict[str, Any]:
+        try:
+            return self.answers.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the task zygote said nothing for {timeout} s") from None
+
+    def start(self, task_id: str, run_id: str, try_number: int, log: Path) -> int:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"task_id": task_id, "run_id": run_id, "try_number": try_number,
+                                             "log": str(log)}) + "\n")
+        self.process.stdin.flush()
+        return int(self.answer(30)["pid"])
+
+    def exit_code(self, pid: int, timeout: float) -> int:
+        ended = self.answer(timeout)
+        assert ended.get("pid") == pid, ended
+        return int(ended["exit"])
+
+
+@pytest.fixture(scope="module")
+def crash_plane(crds_dir: Path) -> Iterator[tuple[LocalControlPlane, FakeRayBackend]]:
+    backend = FakeRayBackend(default_script=JobScript(pending_seconds=0.1, running_seconds=0.5))
+    backend.script_entrypoint("CRASH-FAIL", JobScript(final_status="FAILED", pending_seconds=0.1, running_seconds=0.5,
+                                                      message="Job entrypoint command failed with exit code 3"))
+    with LocalControlPlane(crds_dir=crds_dir, backend=backend) as plane:
+        yield plane, backend
+
+
+@pytest.fixture(scope="module")
+def zygote(crash_plane: tuple[LocalControlPlane, FakeRayBackend]) -> Iterator[Zygote]:
+    plane, _ = crash_plane
+    connection = {"conn_type": "kuberay", "extra": {"kube_config_path": str(plane.kubeconfig_path), "namespace": NAMESPACE}}
+    env = {**os.environ, "AIRFLOW_CONN_KUBERAY_CRASH": json.dumps(connection)}
+    process = subprocess.Popen([sys.executable, "-m", "tests.support.task_zygote", str(DAG_FILE), DAG_ID], cwd=PROJECT_ROOT,
+                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield Zygote(process)
+    finally:
+        process.kill()
+        process.wait(30)
+
+
+class Observer:
+    """Reads the plane's store directly (in its loop): what a RayJob is now, and every event since a point."""
+
+    def __init__(self, plane: LocalControlPlane, backend: FakeRayBackend) -> None:
+        self.plane, self.backend = plane, backend
+
+    def _in_loop(self, function: Callable[[], Any]) -> Any:
+        return self.plane.run_in_loop(function)
+
+    def rayjob(self, name: str) -> dict[str, Any] | None:
+        return self._in_loop(lambda: self.plane.cluster.store.get(RAYJOBS, NAMESPACE, name))
+
+    def clusters_of(self, rayjob_name: str) -> list[str]:
+        stored = self._in_loop(lambda: self.plane.cluster.store.list(RAYCLUSTERS, NAMESPACE))
+        return [c["metadata"]["name"] for c in stored if c["metadata"]["name"].startswith(rayjob_name)]
+
+    def resource_version(self) -> int:
+        return self._in_loop(lambda: self.plane.cluster.store.resource_version)
+
+    def rayjob_events(self, name: str, since: int) -> list[Any]:
+        def collect() -> list[Any]:
+            events, subscription = self.plane.cluster.store.subscribe(RAYJOBS, NAMESPACE, since)
+            self.plane.cluster.store.unsubscribe(subscription)
+            return [event for event in events if event.object["metadata"]["name"] == name]
+
+        return self._in_loop(collect)
+
+    def ray_jobs(self) -> set[str]:
+        return set(self._in_loop(lambda: list(self.backend.jobs)))
+
+    def ray_clusters(self) -> set[str]:
+        return {str(key) for key in self._in_loop(lambda: list(self.backend.clusters))}
+
+
+def phase_of(rayjob: dict[str, Any] | None) -> str:
+    """Where a try was when it was killed, from its RayJob at that moment."""
+    if rayjob is None:
+        return "before_create"
+    status = rayjob.get("status") or {}
+    if status.get("jobDeploymentStatus") in TERMINAL:
+        return "after_terminal"
+    return "while_running" if status.get("jobStatus") == "RUNNING" else "after_create"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def kill_at(phase: str, observer: Observer, name: str, pid: int, rng: random.Random) -> None:
+    """SIGKILL the try at ``phase`` (a random moment within it), as the OOM killer or a lost node would."""
+    if phase == "before_create":
+        time.sleep(rng.uniform(0.0, 0.25))
+    elif phase == "after_create":
+        wait_for(lambda: observer.rayjob(name) is not None, 30)
+    elif phase == "while_running":
+        wait_for(lambda: phase_of(observer.rayjob(name)) in ("while_running", "after_terminal"), 30)
+        time.sleep(rng.uniform(0.0, 0.5))
+    else:
+        wait_for(lambda: phase_of(observer.rayjob(name)) == "after_terminal", 30)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it had already finished
+
+
+@dataclass
+class Tally:
+    iterations: int = 0
+    killed_in: Counter[str] = field(default_factory=Counter)
+    finished_before_kill: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    creations: int = 0
+    replacements_of_failed: int = 0
+    duplicates: int = 0
+    orphaned_clusters: int = 0
+
+
+def test_fifty_sigkilled_tries_and_their_retries_end_true_with_no_duplicate_and_no_orphan(
+    crash_plane: tuple[LocalControlPlane, FakeRayBackend], zygote: Zygote, tmp_path: Path
+) -> None:
+    plane, backend = crash_plane
+    observer, rng, tally = Observer(plane, backend), random.Random(SEED), Tally()
+    problems: list[str] = []
+    for iteration in range(ITERATIONS):
+        task_id = "fails" if iteration % 3 == 2 else "succeeds"
+        phase = PHASES[iteration % len(PHASES)]
+        run_id = f"crash-{SEED}-{iteration}"
+        name = RunIdentity(DAG_ID, task_id, run_id, -1).rayjob_name
+        since, ray_jobs_before = observer.resource_version(), observer.ray_jobs()
+        first_log, retry_log = tmp_path / f"{iteration}-try1.log", tmp_path / f"{iteration}-try2.log"
+
+        pid = zygote.start(task_id, run_id, 1, first_log)
+        kill_at(phase, observer, name, pid, rng)
+        killed_phase = phase_of(observer.rayjob(name))
+        first_exit = zygote.exit_code(pid, 60)
+        if first_exit == -signal.SIGKILL:
+            tally.killed_in[killed_phase] += 1
+        else:
+            tally.finished_before_kill += 1
+        retry_exit = zygote.exit_code(zygote.start(task_id, run_id, 2, retry_log), 120)
+
+        where = f"iteration {iteration} ({task_id}, killed {phase}/{killed_phase}, seed {SEED})"
+        retry_output = retry_log.read_text()
+        tally.iterations += 1
+        if task_id == "succeeds":
+            tally.outcomes["succeeded" if retry_exit == 0 else "wrongly failed"] += 1
+            if retry_exit != 0 or '"job_status": "SUCCEEDED"' not in retry_output:
+                problems.append(f"{where}: the retry did not succeed:\n{retry_output[-2000:]}")
+        else:
+            tally.outcomes["failed" if retry_exit != 0 else "wrongly succeeded"] += 1
+            if retry_exit == 0 or "FAILED" not in retry_output:
+                problems.append(f"{where}: the retry did not fail with the job:\n{retry_output[-2000:]}")
+
+        events = observer.rayjob_events(name, since)
+        created = [event for event in events if event.type == "ADDED"]
+        tally.creations += len(created)
+        for earlier, later in zip(created, created[1:]):
+            # A second RayJob is allowed only as the retry replacing one whose job had failed.
+            failed_first = any(e.object["metadata"]["uid"] == earlier.object["metadata"]["uid"]
+                               and (e.object.get("status") or {}).get("jobDeploymentStatus") == "Failed" for e in events)
+            by_retry = later.object["metadata"].get("annotations", {}).get(ANNOTATION_TRY_NUMBER) == "2"
+            if failed_first and by_retry:
+                tally.replacements_of_failed += 1
+            else:
+                tally.duplicates += 1
+                problems.append(f"{where}: RayJob {name} was created again although the first had not failed")
+        if not created:
+            problems.append(f"{where}: no RayJob was ever created")
+        new_ray_jobs = observer.ray_jobs() - ray_jobs_before
+        if len(new_ray_jobs) != len(created):
+            problems.append(f"{where}: {len(new_ray_jobs)} Ray jobs for {len(created)} RayJob(s)")
+
+        # shutdownAfterJobFinishes: KubeRay deletes the cluster once the job ends (and with a replaced RayJob).
+        if not wait_for(lambda: not observer.clusters_of(name), 15):
+            tally.orphaned_clusters += 1
+            problems.append(f"{where}: RayCluster(s) left: {observer.clusters_of(name)}")
+
+    leaked_ray_clusters = observer.ray_clusters()
+    summary.add("crash safety", (
+        f"{tally.iterations} iterations (seed {SEED}): killed before create {tally.killed_in['before_create']}, "
+        f"after create {tally.killed_in['after_create']}, while running {tally.killed_in['while_running']}, "
+        f"after terminal {tally.killed_in['after_terminal']}, finished before the kill {tally.finished_before_kill}; "
+        f"retries: {dict(tally.outcomes)}; RayJobs created {tally.creations} "
+        f"({tally.replacements_of_failed} replacing a failed one), duplicates {tally.duplicates}, "
+        f"orphaned RayClusters {tally.orphaned_clusters}, Ray clusters left in the backend {len(leaked_ray_clusters)}"
+    ))
+    assert not problems, "\n".join(problems[:10])
+    assert not leaked_ray_clusters, leaked_ray_clusters
+    assert tally.iterations == ITERATIONS
+    # Every kill point was hit (the after-terminal one may lose the race to a try that is already done).
+    assert all(tally.killed_in[phase] for phase in PHASES[:3]), tally.killed_in
