@@ -84,8 +84,8 @@ class Zygote:
 
 @pytest.fixture(scope="module")
 def crash_plane(crds_dir: Path) -> Iterator[tuple[LocalControlPlane, FakeRayBackend]]:
-    backend = FakeRayBackend(default_script=JobScript(pending_seconds=0.1, running_seconds=0.5))
-    backend.script_entrypoint("CRASH-FAIL", JobScript(final_status="FAILED", pending_seconds=0.1, running_seconds=0.5,
+    backend = FakeRayBackend(default_script=JobScript(pending_seconds=0.1, running_seconds=1.5))
+    backend.script_entrypoint("CRASH-FAIL", JobScript(final_status="FAILED", pending_seconds=0.1, running_seconds=1.5,
                                                       message="Job entrypoint command failed with exit code 3"))
     with LocalControlPlane(crds_dir=crds_dir, backend=backend) as plane:
         yield plane, backend
@@ -166,7 +166,7 @@ def kill_at(phase: str, observer: Observer, name: str, pid: int, rng: random.Ran
         wait_for(lambda: observer.rayjob(name) is not None, 30)
     elif phase == "while_running":
         wait_for(lambda: phase_of(observer.rayjob(name)) in ("while_running", "after_terminal"), 30)
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, 0.5))  # the double runs a job 1.5 s; the controller looks every 1 s
     else:
         wait_for(lambda: phase_of(observer.rayjob(name)) == "after_terminal", 30)
     try:

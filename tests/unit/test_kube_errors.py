@@ -70,7 +70,8 @@ async def test_forbidden_names_verb_resource_and_namespace(kube: Any, apiserver:
 
     message = str(caught.value)
     assert "the credentials in use may not create rayjobs.ray.io in namespace 'locked'" in message
-    assert "grant the verb in a Role" in message
+    assert "missing RBAC permission: verb 'create' on resource 'rayjobs' in API group 'ray.io'" in message
+    assert '{apiGroups: ["ray.io"], resources: ["rayjobs"], verbs: ["create"]} to a Role in that namespace' in message
     assert len(apiserver.requests_to("POST")) == 1
     assert_token_free(caught.value, apiserver.token)
 

@@ -76,7 +76,7 @@ def test_the_manifest_s_verbs_are_allowed_to_its_service_account(plane: LocalCon
         assert kube.get(RAYJOB, NS, "allowed")["metadata"]["name"] == "allowed"
         assert [item["metadata"]["name"] for item in kube.list(RAYJOB, NS)] == ["allowed"]
         kube.patch(RAYJOB, NS, "allowed", {"metadata": {"labels": {"touched": "yes"}}})
-        assert kube.list(RAYCLUSTER, NS) == []
+        assert kube.find(RAYCLUSTER, NS, "shared") is None  # get: the cluster a clusterSelector names
         assert kube.delete(RAYJOB, NS, "allowed")
         custom = client.ApiextensionsV1Api(api)
         assert custom.read_custom_resource_definition("rayjobs.ray.io").metadata.name == "rayjobs.ray.io"
