@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.kube.api_requests import Target
+from kuberay_provider.core.kube.errors import missing_permission
 from kuberay_provider.core.kube.proxy import ProxyConnection
 from kuberay_provider.core.status import JobStatus
 
@@ -102,10 +104,10 @@ def _refusal_hint(text: str, endpoint: DashboardEndpoint, method: str) -> str:
         return f" ({who} rejected the credentials: the token is missing, invalid or expired)"
     if proxied is None:
         return " (the Ray dashboard refused these credentials; check the headers of the dashboard connection)"
-    verb = "get" if method == "GET" else "create"
-    return (f" (missing RBAC permission: verb '{verb}' on resource 'services/proxy' in API group '' in namespace "
-            f"'{proxied.group(1)}'; the Ray Jobs API through the service proxy needs get (status, logs) and create "
-            f"(submit, stop): see docker/kubernetes/rbac.yaml)")
+    namespace = proxied.group(1)
+    rule = missing_permission(Target("get" if method == "GET" else "create", "services/proxy", namespace))
+    return (f" (the API server refused the service proxy in namespace '{namespace}': {rule}; the Ray Jobs API "
+            f"through it needs get for status and logs and create to submit and stop)")
 
 
 def _strip_secrets(text: str, endpoint: DashboardEndpoint) -> str:

@@ -14,20 +14,24 @@ configure_airflow_env()
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 from tests.airflow_env import TEST_DAGS_FOLDER  # noqa: E402
 from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
 
 
+def execute_try(dag: Any, task_id: str, run_id: str, try_number: int) -> None:
+    """The try's ``execute()``, logging to stdout; its outcome as an ``OUTCOME {...}`` line."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s", force=True)
+    ti = FakeTaskInstance(dag_id=dag.dag_id, task_id=task_id, run_id=run_id, try_number=try_number)
+    outcome = dag.get_task(task_id).execute({"ti": ti})
+    print("OUTCOME", json.dumps(outcome), flush=True)
+
+
 def main(dag_id: str, task_id: str, run_id: str, try_number: int) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s", force=True)
-    dag = DagBag(dag_folder=str(TEST_DAGS_FOLDER)).get_dag(dag_id)
-    operator = dag.get_task(task_id)
-    ti = FakeTaskInstance(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=try_number)
-    outcome = operator.execute({"ti": ti})
-    print("OUTCOME", json.dumps(outcome), flush=True)
+    execute_try(DagBag(dag_folder=str(TEST_DAGS_FOLDER)).get_dag(dag_id), task_id, run_id, try_number)
 
 
 if __name__ == "__main__":

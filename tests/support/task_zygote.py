@@ -2,8 +2,7 @@
 
 ``python -m tests.support.task_zygote <dag_file> <dag_id>`` imports Airflow and the provider and loads the
 DAG once, then reads one JSON command per line on stdin: ``{"task_id", "run_id", "try_number", "log"}``.
-For each it forks a child that runs that try's ``execute()`` (its output in ``log``, its outcome as an
-``OUTCOME {...}`` line) and answers ``{"pid": N}`` at once, then ``{"pid": N, "exit": code}`` when the child
+For each it forks a child that runs that try as run_task_try.py does (its output in ``log``) and answers ``{"pid": N}`` at once, then ``{"pid": N, "exit": code}`` when the child
 ends (``-9`` when killed). Forking after the imports makes a try start in milliseconds instead of seconds.
 """
 
@@ -14,13 +13,12 @@ from tests.airflow_env import configure_airflow_env
 configure_airflow_env()
 
 import json  # noqa: E402
-import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any  # noqa: E402
 
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from tests.support.run_task_try import execute_try  # noqa: E402
 
 
 def run_try(dag: Any, command: dict[str, Any]) -> int:
@@ -30,16 +28,11 @@ def run_try(dag: Any, command: dict[str, Any]) -> int:
     os.dup2(descriptor, 2)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.stderr = sys.stdout
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s", force=True)
-    operator = dag.get_task(command["task_id"])
-    ti = FakeTaskInstance(dag_id=dag.dag_id, task_id=command["task_id"], run_id=command["run_id"],
-                          try_number=int(command["try_number"]))
     try:
-        outcome = operator.execute({"ti": ti})
+        execute_try(dag, command["task_id"], command["run_id"], int(command["try_number"]))
     except BaseException:  # noqa: BLE001 - the try failed: say how, as the task log would
         traceback.print_exc()
         return 1
-    print("OUTCOME", json.dumps(outcome), flush=True)
     return 0
 
 

@@ -181,3 +181,24 @@ def test_server_text_is_redacted_in_messages() -> None:
     error = error_from_response(403, "", echoed, JOB_TARGET)
 
     assert "leaked-token-999" not in str(error)
+
+
+def test_a_403_from_the_service_proxy_names_the_services_proxy_rule() -> None:
+    """Ray's own words for a refused request, on an endpoint behind the API server's service proxy."""
+    from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient, RayJobsError
+
+    class RefusingClient:
+        def get_job_info(self, job_id: str) -> Any:
+            raise RuntimeError('Request failed with status code 403: {"reason": "Forbidden"}.')
+
+        submit_job = get_job_info
+
+    endpoint = DashboardEndpoint.direct("https://kube.test/api/v1/namespaces/ml/services/head:dashboard/proxy")
+    jobs = RayJobsClient(endpoint, client_factory=lambda _: RefusingClient())  # type: ignore[arg-type,return-value]
+    with pytest.raises(RayJobsError) as read:
+        jobs.find("nightly-1")
+    assert "refused the service proxy in namespace 'ml'" in str(read.value)
+    assert '{apiGroups: [""], resources: ["services/proxy"], verbs: ["get"]}' in str(read.value)
+    direct = RayJobsClient(DashboardEndpoint.direct("http://head:8265"), client_factory=lambda _: RefusingClient())  # type: ignore[arg-type,return-value]
+    with pytest.raises(RayJobsError, match="the Ray dashboard refused these credentials"):
+        direct.find("nightly-1")

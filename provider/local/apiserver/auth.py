@@ -46,14 +46,15 @@ def authentication_middleware(tokens: Tokens, cluster: Cluster) -> Callable[[web
 def request_attributes(cluster: Cluster, request: web.Request) -> Attributes | None:
     """RBAC's view of a request; None for a path naming no known resource (answered 404 by the router)."""
     path = request.path
+    non_resource = Attributes(verb=request.method.lower().replace("head", "get"), path=path, resource_request=False)
     if not (path.startswith("/api/") or path.startswith("/apis/")):
-        return Attributes(verb=request.method.lower().replace("head", "get"), path=path, resource_request=False)
+        return non_resource
     try:
         route = parse_route(cluster, request.rel_url.raw_path)
     except ApiError:
         return None
     if route is None:
-        return Attributes(verb=request.method.lower().replace("head", "get"), path=path, resource_request=False)
+        return non_resource
     verb = request_verb(request.method, named=bool(route.name), watch=request.query.get("watch", "").lower() in ("true", "1"),
                         subresource=route.subresource)
     return Attributes(verb, path, True, route.rtype.group, route.rtype.plural, route.subresource, route.namespace, route.name)
