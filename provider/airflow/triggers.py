@@ -8,11 +8,13 @@ import) are loaded in a thread the first time a trigger runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kuberay_provider.airflow import DEFAULT_CONN_ID
+from kuberay_provider.core.kube.shared_watch import SharedWatches
 from kuberay_provider.core.status import RayJobState, WaitTarget, state_from_payload, state_to_payload
 
 if TYPE_CHECKING:
@@ -25,6 +27,25 @@ def _async_hook(conn_id: str) -> AsyncKubeRayHook:
     from kuberay_provider.airflow.hooks import AsyncKubeRayHook
 
     return AsyncKubeRayHook(kuberay_conn_id=conn_id)
+
+
+def _load_waiting_modules() -> None:
+    """The hook and the core's waiting code, imported off the event loop (once per process)."""
+    import kuberay_provider.airflow.hooks  # noqa: F401
+    import kuberay_provider.core.async_runner  # noqa: F401
+
+
+def _shared_watches(conn_id: str) -> SharedWatches:
+    """Every RayJobTrigger of one connection in this triggerer shares one watch per namespace: a
+    thousand deferred waits cost one API client and one watch connection, not a thousand."""
+
+    @contextlib.asynccontextmanager
+    async def open_client() -> AsyncIterator[AsyncRayObjectsClient]:
+        hook = await asyncio.to_thread(_async_hook, conn_id)
+        async with hook.objects_client() as kube:
+            yield kube
+
+    return SharedWatches(("airflow", conn_id), open_client)
 
 
 def _jobs_client_finder(conn_id: str) -> Callable[[RayJobState], RayJobsClient]:
@@ -98,14 +119,13 @@ class RayJobTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         try:
-            hook = await self._hook()
+            await asyncio.to_thread(_load_waiting_modules)
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
             return _error_event(exc)
-        from kuberay_provider.core.lifecycle import RayJobTimeout  # imported with the hook: free now
+        from kuberay_provider.core.lifecycle import RayJobTimeout  # loaded in the thread above: free now
 
         try:
-            async with hook.objects_client() as kube:
-                state, log = await self._watch(kube)
+            state, log = await self._watch(_shared_watches(self.kuberay_conn_id))
         except RayJobTimeout as exc:
             return {"status": "timeout", "state": state_to_payload(exc.state) if exc.state else None, "message": str(exc)}
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
@@ -115,7 +135,7 @@ class RayJobTrigger(BaseTrigger):
             event["log"] = log
         return event
 
-    async def _watch(self, kube: AsyncRayObjectsClient) -> tuple[RayJobState, dict[str, Any] | None]:
+    async def _watch(self, watches: SharedWatches) -> tuple[RayJobState, dict[str, Any] | None]:
         """The awaited state, and what was streamed of the Ray job's log (None: nothing was)."""
         from kuberay_provider.core.async_lifecycle import wait_for_rayjob
         from kuberay_provider.core.async_runner import wait_streaming_log
@@ -126,10 +146,10 @@ class RayJobTrigger(BaseTrigger):
 
         target = WaitTarget(self.wait_for)
         if not (self.stream_logs and target is WaitTarget.TERMINAL):
-            return await wait_for_rayjob(kube, self.namespace, self.name, target, timeout=self.timeout, on_change=status), None
+            return await wait_for_rayjob(watches, self.namespace, self.name, target, timeout=self.timeout, on_change=status), None
         jobs_for = await asyncio.to_thread(_jobs_client_finder, self.kuberay_conn_id)
         state, stream = await wait_streaming_log(
-            kube, self.namespace, self.name, jobs_for=jobs_for, line_sink=lambda line: self.log.info("[ray] %s", line),
+            watches, self.namespace, self.name, jobs_for=jobs_for, line_sink=lambda line: self.log.info("[ray] %s", line),
             timeout=self.timeout, on_change=status, keep_lines=self.log_tail_lines,
         )
         if stream is None:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import AsyncIterator, Callable, Protocol
 
-from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
+from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.lifecycle import StateTracker
-from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.core.resources import RAYJOB, RayKind
 from kuberay_provider.core.status import RayJobState, WaitTarget
 
 
+class ObjectWatcher(Protocol):
+    """Where waits get one object's events: an ``AsyncRayObjectsClient`` (its own watch) or a
+    ``core.kube.shared_watch.SharedWatches`` (one watch per namespace shared by all waiters)."""
+
+    def watch(
+        self, kind: RayKind, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None
+    ) -> AsyncIterator[WatchEvent]: ...
+
+
 async def wait_for_rayjob(
-    kube: AsyncRayObjectsClient,
+    kube: ObjectWatcher,
     namespace: str,
     name: str,
     target: WaitTarget = WaitTarget.TERMINAL,

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from kuberay_provider.core.async_lifecycle import wait_for_rayjob
+from kuberay_provider.core.async_lifecycle import ObjectWatcher, wait_for_rayjob
 from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.core.job_runner import LOG_DRAIN_SECONDS, RayJobOutcome, RayJobRunner, _Deadline
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
@@ -72,7 +72,7 @@ class AsyncLogStream:
 
 
 async def wait_streaming_log(
-    kube: AsyncRayObjectsClient,
+    kube: ObjectWatcher,
     namespace: str,
     name: str,
     *,

@@ -28,14 +28,17 @@ class FakeKube:
     def __init__(self, events: list[WatchEvent]) -> None:
         self.events = events
         self.deleted: list[tuple[str, str, str]] = []
+        self.watches = 0
 
     async def delete(self, kind: Any, namespace: str, name: str) -> bool:
         self.deleted.append((kind.kind, namespace, name))
         return True
 
     async def watch(self, *args: Any, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        self.watches += 1
         for event in self.events:
             yield event
+        await asyncio.Event().wait()  # a namespace watch stays open
 
 
 def use_events(monkeypatch: pytest.MonkeyPatch, events: list[WatchEvent]) -> FakeKube:
@@ -92,10 +95,31 @@ def test_deleted_rayjob_is_an_error_event(monkeypatch: pytest.MonkeyPatch):
     assert payload["status"] == "error" and "deleted" in payload["message"]
 
 
-def test_watch_ending_before_the_target_is_a_timeout_event(monkeypatch: pytest.MonkeyPatch):
+def test_target_not_reached_in_time_is_a_timeout_event(monkeypatch: pytest.MonkeyPatch):
     use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1"))])
-    payload = first_event(RayJobTrigger("j", "ns", timeout=5))
+    payload = first_event(RayJobTrigger("j", "ns", timeout=0.3))
     assert payload["status"] == "timeout" and payload["state"]["job_status"] == "RUNNING"
+
+
+def test_triggers_of_one_connection_share_one_watch_per_namespace(monkeypatch: pytest.MonkeyPatch):
+    def job(name: str, deployment: str, status: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": name + deployment},
+                "status": {"jobDeploymentStatus": deployment, "jobStatus": status}}
+
+    kube = use_events(monkeypatch, [WatchEvent("ADDED", job(f"j{i}", "Running", "RUNNING")) for i in range(3)]
+                      + [WatchEvent("MODIFIED", job(f"j{i}", "Complete", "SUCCEEDED")) for i in range(3)])
+
+    async def all_three() -> list[dict[str, Any]]:
+        async def first(trigger: RayJobTrigger) -> dict[str, Any]:
+            async for event in trigger.run():
+                return event.payload
+            raise AssertionError("no event")
+
+        return await asyncio.gather(*(first(RayJobTrigger(f"j{i}", "ns", kuberay_conn_id="shared")) for i in range(3)))
+
+    payloads = asyncio.run(all_three())
+    assert [p["state"]["job_status"] for p in payloads] == ["SUCCEEDED"] * 3
+    assert kube.watches == 1
 
 
 def test_on_kill_deletes_the_rayjob_only_when_asked(monkeypatch: pytest.MonkeyPatch):
