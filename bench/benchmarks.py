@@ -1,8 +1,11 @@
 """Benchmarks of what users pay for, each against a baseline measured in the same run.
 
-Implemented so far (issue 7 lists the rest: deferred and Prefect detection latency, triggerer scale):
-  - Detection latency of the synchronous wait (the operator's): from the RayJob's status turning
-    terminal to the waiter returning, p50 / p99 over 50 jobs, by watch vs a 5 s polling wait.
+  - Detection latency: from the RayJob's status turning terminal to the wait returning, p50 / p99 over
+    50 jobs each, vs a 5 s polling wait: the operator's synchronous wait (watch), the deferred wait
+    (RayJobTrigger in a real ``airflow triggerer``, until the task instance leaves DEFERRED) and the
+    Prefect ``wait_for_rayjob`` task (until its future resolves in the flow).
+  - Triggerer scale: 1,000 deferred waits in one real triggerer: RSS and CPU share against the same
+    triggerer idle, API requests while holding them, p99 detection (bench/triggerer_scale.py).
   - API load while waiting: requests per job per minute in steady state, by watch vs 5 s polling,
     counted at the local control plane by User-Agent.
   - Backfill throughput: RayJobs created per second from one process through the provider's
@@ -10,14 +13,18 @@ Implemented so far (issue 7 lists the rest: deferred and Prefect detection laten
     every creation is retried once.
   - Overhead over plain Ray: the same 2-second job on an existing RayCluster through RayJobOperator
     vs ``ray job submit --wait``, interleaved, medians.
-The first three use the API server alone (no controller, no Ray), so Ray is not what is measured; the
-overhead benchmark runs a real local Ray behind the local control plane.
+All but the overhead benchmark use the API server alone (no controller, no Ray) and drive the RayJobs'
+status themselves, so Ray is not what is measured; the overhead benchmark runs a real local Ray behind
+the local control plane. The triggerer and Prefect benchmarks run in processes of their own (Airflow
+and Prefect read their configuration once per process).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -144,10 +151,7 @@ def detection_latency(plane: LocalControlPlane, jobs: int) -> list[Result]:
             thread.join(timeout=POLL_INTERVAL_SECONDS * 3)
         latencies[label] = sorted(returned[name] - finished[name] for name in names if name in returned)
     ours, baseline = latencies["watch"], latencies["poll"]
-    return [
-        Result(f"detection latency p50, s ({jobs} jobs, sync wait by watch vs 5 s polling)", _pct(ours, 50), _pct(baseline, 50), "<= 0.5", _pct(ours, 50) <= 0.5 and len(ours) == jobs),
-        Result(f"detection latency p99, s ({jobs} jobs)", _pct(ours, 99), _pct(baseline, 99), "<= 2", _pct(ours, 99) <= 2 and len(ours) == jobs),
-    ]
+    return _latency_results("sync wait by watch vs 5 s polling", jobs, ours, baseline)
 
 
 def _pct(values: list[float], percentile: float) -> float:
@@ -262,10 +266,63 @@ def _rate(create: Callable[[int], None], count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _in_own_process(module: str, *args: str, timeout: float = 900) -> dict:
+    """Run ``python -m bench.<module> ARGS`` and read the JSON its last line carries."""
+    done = subprocess.run([sys.executable, "-m", f"bench.{module}", *args], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"bench.{module} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def _latency_results(label: str, jobs: int, ours: list[float], baseline: list[float]) -> list[Result]:
+    complete = len(ours) == jobs and len(baseline) == jobs
+    return [
+        Result(f"detection latency p50, s ({jobs} jobs, {label})", _pct(ours, 50), _pct(baseline, 50), "<= 0.5", complete and _pct(ours, 50) <= 0.5),
+        Result(f"detection latency p99, s ({jobs} jobs, {label})", _pct(ours, 99), _pct(baseline, 99), "<= 2", complete and _pct(ours, 99) <= 2),
+    ]
+
+
+def deferred_latency(jobs: int) -> list[Result]:
+    """Until the task instance leaves DEFERRED (what the scheduler acts on), and, read from the triggerer's
+    log, until the trigger fired: the provider's share, before Airflow's own once-a-second hand-over."""
+    os.environ["KUBERAY_BENCH_TRIGGER_LOG_LEVEL"] = "INFO"  # the "Trigger fired event" lines
+    try:
+        got = _in_own_process("triggerer_scale", "--waits", str(jobs), "--polling", str(jobs), "--window", "5")
+    finally:
+        del os.environ["KUBERAY_BENCH_TRIGGER_LOG_LEVEL"]
+    fired, polled = got["fired_latencies"], got["polling_fired_latencies"]
+    until_fired = [Result(r.metric.replace("detection latency", "status change to trigger event"), r.ours, r.baseline, r.target, r.passed)
+                   for r in _latency_results("deferred, read from the triggerer's log", jobs, fired, polled)]
+    return _latency_results("deferred: RayJobTrigger vs a 5 s polling trigger", jobs, got["latencies"], got["polling_latencies"]) + until_fired
+
+
+def prefect_latency(jobs: int) -> list[Result]:
+    got = _in_own_process("prefect_latency", "--jobs", str(jobs))
+    return _latency_results("Prefect wait_for_rayjob vs a 5 s polling task", jobs, got["latencies"], got["polling_latencies"])
+
+
+def triggerer_scale(waits: int, window: float) -> list[Result]:
+    got = _in_own_process("triggerer_scale", "--waits", str(waits), "--window", str(window))
+    idle, holding, latencies = got["idle"], got["holding"], got["latencies"]
+    rate = holding["requests"] / waits / (holding["seconds"] / 60)
+    added_mb = got["peak_rss_mb"] - idle["rss_mb"]
+    return [
+        Result(f"triggerer RSS, MB, holding {waits} waits vs idle (whole triggerer: supervisor + runner)",
+               got["peak_rss_mb"], idle["rss_mb"], "<= 300 added", added_mb <= 300),
+        Result(f"triggerer CPU, share of one core, holding {waits} waits vs idle", holding["cpu_share"], idle["cpu_share"],
+               "<= 0.10", holding["cpu_share"] <= 0.10),
+        Result(f"triggerer API requests per wait per minute, holding {waits} waits", rate, 0, "<= 0.2", rate <= 0.2),
+        Result(f"triggerer detection latency p99, s ({waits} waits)", _pct(latencies, 99), 0, "<= 2",
+               len(latencies) == waits and _pct(latencies, 99) <= 2),
+    ]
+
+
 def print_table(results: list[Result]) -> None:
-    print(f"{'metric':<82} {'ours':>9} {'baseline':>9} {'ratio':>7}  {'target':<24} result")
+    print(f"{'metric':<96} {'ours':>9} {'baseline':>9} {'ratio':>7}  {'target':<24} result")
     for r in results:
-        print(f"{r.metric:<82} {r.ours:>9.3f} {r.baseline:>9.3f} {r.ratio:>7}  {r.target:<24} {'pass' if r.passed else 'FAIL'}")
+        print(f"{r.metric:<96} {r.ours:>9.3f} {r.baseline:>9.3f} {r.ratio:>7}  {r.target:<24} {'pass' if r.passed else 'FAIL'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         results = api_load(plane, jobs=10 if args.quick else 50, window=30 if args.quick else 120)
         results += detection_latency(plane, jobs=50)
         results += backfill(plane, count=200)
+    results += deferred_latency(jobs=50)
+    results += prefect_latency(jobs=50)
+    results += triggerer_scale(waits=1000, window=10 if args.quick else 60)
     results += overhead(runs=3 if args.quick else 10)
     print_table(results)
     return 0 if all(r.passed for r in results) else 1

@@ -1,6 +1,7 @@
 """The Airflow adapter: a thin layer over ``kuberay_provider.core``.
 
 Public names: ``hooks.KubeRayHook``, ``operators.RayJobOperator``, ``operators.RayJobCleanupOperator``,
+``operators.RayClusterCreateOperator`` / ``RayClusterScaleOperator`` / ``RayClusterDeleteOperator``,
 ``sensors.RayJobSensor``, ``triggers.RayJobTrigger``. Registered with Airflow through the ``apache_airflow_provider`` entry point.
 """
 
@@ -17,8 +18,8 @@ DEFAULT_CONN_ID = "kuberay_default"
 INTEGRATION = "KubeRay"
 
 
-def _modules(kind: str) -> list[dict[str, Any]]:
-    return [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.{kind}"]}]
+def _modules(*names: str) -> list[dict[str, Any]]:
+    return [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.{name}" for name in names]}]
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -35,7 +36,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": _modules("hooks"),
-        "operators": _modules("operators"),
+        "operators": _modules("operators.rayjob", "operators.raycluster"),
         "sensors": _modules("sensors"),
         "triggers": _modules("triggers"),
         "extra-links": [f"{_MODULE}.links.RayDashboardLink"],

@@ -10,7 +10,7 @@ from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 
 from kuberay_provider.airflow.operators import RayJobOperator  # noqa: E402
 
-EXAMPLE_DAGS = {"batch_inference", "batch_inference_backfill", "shared_cluster_jobs"}
+EXAMPLE_DAGS = {"batch_inference", "batch_inference_backfill", "shared_cluster_jobs", "cluster_per_run"}
 
 
 def test_every_example_dag_imports_without_errors():
@@ -26,3 +26,10 @@ def test_every_example_dag_imports_without_errors():
 def test_backfill_dag_leaves_nothing_behind_by_construction():
     score = DagBag(dag_folder=str(PROJECT_DAGS_FOLDER)).dags["batch_inference_backfill"].get_task("score")
     assert score.cleanup == "delete_cluster" and score.delete_on_success is True
+
+
+def test_the_cluster_per_run_dag_always_tears_its_cluster_down():
+    dag = DagBag(dag_folder=str(PROJECT_DAGS_FOLDER)).dags["cluster_per_run"]
+    create, delete = dag.get_task("create_cluster"), dag.get_task("delete_cluster")
+    assert create.is_setup and delete.is_teardown and create.task_id in delete.upstream_task_ids
+    assert all(task.task_id in delete.get_flat_relative_ids(upstream=True) for task in dag.tasks if task is not delete)

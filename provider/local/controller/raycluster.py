@@ -163,6 +163,14 @@ def _pod_status(ready: bool, pod_ip: str, now_text: str, waiting_message: str = 
     }
 
 
+def _name_container_status(status: dict[str, Any], body: Mapping[str, Any], default_name: str) -> None:
+    """The status of the Pod's first container names it and its image, as the kubelet reports (clients such
+    as the official Python client refuse a containerStatus without an image)."""
+    container = (body["spec"].get("containers") or [{}])[0]
+    image = str(container.get("image") or "")
+    status["containerStatuses"][0].update(name=container.get("name", default_name), image=image, imageID=image)
+
+
 @dataclass(frozen=True)
 class PodPlan:
     body: dict[str, Any]
@@ -193,7 +201,7 @@ def plan_head_pod(cluster: Mapping[str, Any], ready: bool, pod_ip: str, now: dat
     template = (cluster["spec"].get("headGroupSpec") or {}).get("template") or {}
     body = _build_pod(cluster, template, "head", k.HEAD_GROUP_NAME, pod_name(cluster["metadata"]["name"], "head"))
     status = _pod_status(ready, pod_ip, format_time(now), message)
-    status["containerStatuses"][0]["name"] = ((body["spec"].get("containers") or [{}])[0]).get("name", "ray-head")
+    _name_container_status(status, body, "ray-head")
     return PodPlan(body, status)
 
 
@@ -202,7 +210,7 @@ def plan_worker_pod(cluster: Mapping[str, Any], group: Mapping[str, Any], pod_ip
     prefix = f"{cluster['metadata']['name']}-{group['groupName']}"
     body = _build_pod(cluster, group.get("template") or {}, "worker", group["groupName"], pod_name(prefix, "worker"))
     status = _pod_status(True, pod_ip, format_time(now))
-    status["containerStatuses"][0]["name"] = ((body["spec"].get("containers") or [{}])[0]).get("name", "ray-worker")
+    _name_container_status(status, body, "ray-worker")
     return PodPlan(body, status)
 
 

@@ -1,0 +1,19 @@
+"""Airflow operators: RayJob (``operators.rayjob``) and RayCluster (``operators.raycluster``) tasks."""
+
+from kuberay_provider.airflow.operators.raycluster import (
+    RayClusterCreateOperator,
+    RayClusterDeleteOperator,
+    RayClusterScaleOperator,
+)
+from kuberay_provider.airflow.operators.rayjob import (
+    PERMANENT_ERRORS,
+    TASK_STATE_KEY,
+    RayJobCleanupOperator,
+    RayJobOperator,
+    run_identity,
+)
+
+__all__ = [
+    "PERMANENT_ERRORS", "TASK_STATE_KEY", "RayClusterCreateOperator", "RayClusterDeleteOperator",
+    "RayClusterScaleOperator", "RayJobCleanupOperator", "RayJobOperator", "run_identity",
+]

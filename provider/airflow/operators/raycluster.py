@@ -1,0 +1,171 @@
+"""RayCluster tasks: create (and wait until ready), scale a worker group, delete.
+
+The per-DAG-run cluster pattern uses Airflow's setup / teardown, so the cluster is deleted even when
+the work between fails::
+
+    create = RayClusterCreateOperator(task_id="create_cluster", spec=simple_cluster_spec(image=...))
+    job = RayJobOperator(task_id="job", cluster_selector=create.output["name"], entrypoint="python job.py")
+    delete = RayClusterDeleteOperator(task_id="delete_cluster", name=create.output["name"])
+    create >> job >> delete.as_teardown(setups=create)
+
+The cluster's name derives from (dag_id, task_id, run_id) of the create task unless given, so a retried
+create re-attaches to the cluster its first try made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Mapping
+
+from airflow.sdk import BaseOperator, Context
+
+from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
+from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors, run_identity
+from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest
+from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
+from kuberay_provider.core.validation import SchemaRegistry
+
+RAYCLUSTER_KEYWORDS = frozenset(RAYCLUSTER_SPEC_FIELDS)
+
+
+def _lifecycle(hook: KubeRayHook, validate_schema: bool) -> RayClusterLifecycle:
+    schemas = SchemaRegistry.from_cluster(hook.api_client) if validate_schema else None
+    return RayClusterLifecycle(hook.objects_client, schemas=schemas)
+
+
+class RayClusterCreateOperator(BaseOperator):
+    """Create a RayCluster (or re-attach to the one a previous try made) and wait until it is ready.
+
+    :param raycluster: a base RayCluster: a dict, or a YAML/JSON file path rendered as a Jinja template.
+    :param spec: a whole RayCluster spec as a dict, e.g. ``core.spec.simple_cluster_spec(image=...)``.
+    :param name: the cluster's name; default derived from the run (what makes retries re-attach).
+    :param namespace: default: the base manifest's, else the connection's, else ``default``.
+    :param wait_until_ready: wait for ``status.state == ready`` and the head Pod ready.
+    :param ready_timeout: seconds to wait for readiness (None: the task's own timeouts apply).
+    :param delete_on_failure: delete the cluster if it does not become ready (timeout, deleted).
+    :param validate_schema: also check the manifest against the CRD schema read from the cluster.
+    :param kwargs: any RayCluster spec field as a keyword, e.g. ``worker_group_specs=[...]``,
+        ``ray_version="2.60.0"``, ``enable_in_tree_autoscaling=True``.
+
+    Returns (XCom ``return_value``) namespace, name, state, head_pod_ready, ready_workers,
+    desired_workers, head_service, created; ``name`` and ``namespace`` are also XComs of their own, so
+    downstream tasks take ``create.output["name"]``.
+    """
+
+    template_fields: Sequence[str] = ("raycluster", "spec", "spec_params", "name", "namespace", "labels")
+    template_ext: Sequence[str] = (".yaml", ".yml", ".json")
+    template_fields_renderers = {"raycluster": "yaml", "spec": "json", "spec_params": "json"}
+    ui_color = "#e8f5e9"
+
+    def __init__(
+        self,
+        *,
+        raycluster: Mapping[str, Any] | str | None = None,
+        spec: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        wait_until_ready: bool = True,
+        ready_timeout: float | None = 600,
+        delete_on_failure: bool = True,
+        validate_schema: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYCLUSTER_KEYWORDS}
+        super().__init__(**kwargs)
+        self.raycluster, self.spec, self.spec_params = raycluster, spec, spec_params
+        self.name, self.namespace = name, namespace
+        self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
+        self.kuberay_conn_id = kuberay_conn_id
+        self.wait_until_ready, self.ready_timeout = wait_until_ready, ready_timeout
+        self.delete_on_failure, self.validate_schema = delete_on_failure, validate_schema
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+        with _as_airflow_errors():
+            request = RayClusterRequest(
+                run_identity(context), raycluster=self.raycluster, spec=self.spec, spec_params=self.spec_params,
+                name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
+            )
+            if not self.namespace and not request.manifest_namespace:
+                request = dataclasses.replace(request, namespace=hook.get_namespace() or "default")
+            manifest = request.manifest()
+            namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+            clusters = _lifecycle(hook, self.validate_schema)
+            clusters.validate(manifest)
+            _, created = clusters.create_or_attach(manifest)
+            state = clusters.state(namespace, name)
+            if self.wait_until_ready:
+                try:
+                    state = clusters.wait_ready(namespace, name, timeout=self.ready_timeout,
+                                                on_change=lambda s: self.log.info("%s", s.describe()))
+                except Exception:
+                    if self.delete_on_failure:
+                        self.log.info("RayCluster %s/%s did not become ready: deleting it", namespace, name)
+                        clusters.delete(namespace, name, wait=False)
+                    raise
+        # Own XComs for the two values downstream tasks template from: ``create.output["name"]``.
+        context["ti"].xcom_push(key="name", value=name)
+        context["ti"].xcom_push(key="namespace", value=namespace)
+        result = state.to_dict() if state else {"namespace": namespace, "name": name}
+        return {**result, "created": created}
+
+
+class RayClusterScaleOperator(BaseOperator):
+    """Set a worker group's ``replicas`` and (by default) wait until the workers are ready.
+
+    :param name: the RayCluster (templated; e.g. ``create.output["name"]``).
+    :param group: the worker group's ``groupName``.
+    :param replicas: the new count; refused outside the group's minReplicas..maxReplicas.
+    :param wait: wait until ready workers == desired workers.
+    """
+
+    template_fields: Sequence[str] = ("name", "namespace", "group", "replicas")
+    ui_color = "#e8f5e9"
+
+    def __init__(self, *, name: str, group: str, replicas: int | str, namespace: str | None = None,
+                 kuberay_conn_id: str = DEFAULT_CONN_ID, wait: bool = True, timeout: float | None = 600, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name, self.group, self.replicas, self.namespace = name, group, replicas, namespace
+        self.kuberay_conn_id, self.wait, self.timeout = kuberay_conn_id, wait, timeout
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+        namespace = self.namespace or hook.get_namespace() or "default"
+        clusters = _lifecycle(hook, validate_schema=False)
+        with _as_airflow_errors():
+            clusters.scale(namespace, self.name, self.group, int(self.replicas))
+            if not self.wait:
+                state = clusters.state(namespace, self.name)
+                return state.to_dict() if state else {}
+            state = clusters.wait_workers(namespace, self.name, timeout=self.timeout,
+                                          on_change=lambda s: self.log.info("%s", s.describe()))
+        return state.to_dict()
+
+
+class RayClusterDeleteOperator(BaseOperator):
+    """Delete a RayCluster and wait until it is gone. Use it as a teardown (``.as_teardown(setups=...)``)
+    so it runs however the work in between ended. A cluster already gone is not an error.
+
+    :param name: the RayCluster (templated; e.g. ``create.output["name"]``).
+    :param wait: wait until the cluster (and, foreground, its Pods) is gone.
+    """
+
+    template_fields: Sequence[str] = ("name", "namespace")
+    ui_color = "#ffebee"
+
+    def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID,
+                 wait: bool = True, timeout: float | None = 300, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name, self.namespace, self.kuberay_conn_id, self.wait, self.timeout = name, namespace, kuberay_conn_id, wait, timeout
+
+    def execute(self, context: Context) -> bool:
+        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+        namespace = self.namespace or hook.get_namespace() or "default"
+        with _as_airflow_errors():
+            deleted = _lifecycle(hook, validate_schema=False).delete(namespace, self.name, wait=self.wait, timeout=self.timeout)
+        self.log.info("RayCluster %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
+        return deleted

@@ -1,0 +1,240 @@
+"""RayCluster steps shared by the adapters: create (or re-attach), wait until ready, scale a worker group,
+delete. A long-lived cluster many jobs use through ``clusterSelector``, or one per DAG/flow run.
+
+"Ready" is what KubeRay v1.7.0 reports (raycluster_controller.go calculateStatus): ``status.state ==
+"ready"`` once every Pod runs and is ready, and the ``HeadPodReady`` condition True. A retried create
+task re-attaches to the cluster its run created (same name, same run label), never makes a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Mapping
+
+from kuberay_provider.core.dashboard import raycluster_head_service
+from kuberay_provider.core.errors import FieldError, KubeRayProviderError, ValidationError
+from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.job_request import RunIdentity
+from kuberay_provider.core.manifests import load_manifest
+from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name
+from kuberay_provider.core.resources import RAYCLUSTER
+from kuberay_provider.core.spec import build_manifest
+from kuberay_provider.core.status import ClusterState, _enum_or_raw
+from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
+
+log = logging.getLogger(__name__)
+
+DELETION_TIMEOUT = 300.0
+HEAD_POD_READY = "HeadPodReady"
+
+
+class RayClusterTimeout(KubeRayProviderError):
+    def __init__(self, message: str, state: "RayClusterState | None") -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class RayClusterGone(KubeRayProviderError):
+    """The RayCluster was deleted (or never existed) while it was being waited on."""
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+
+@dataclass(frozen=True)
+class RayClusterRequest:
+    """A RayCluster to create for a run: a base manifest (dict or YAML/JSON path), a whole ``spec`` (e.g.
+    ``core.spec.simple_cluster_spec(...)``) and/or spec fields as keywords (``head_group_spec``,
+    ``worker_group_specs``, ``ray_version``...); later ones win, field by field."""
+
+    identity: RunIdentity
+    raycluster: Mapping[str, Any] | str | None = None
+    spec: Mapping[str, Any] | None = None
+    spec_params: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None  # None: derived from the identity (stable across retries of the task)
+    namespace: str | None = None  # None: the base manifest's, else "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cluster_name(self) -> str:
+        return self.name or rayjob_name(self.identity.owner, self.identity.task, self.identity.run_id,
+                                        self.identity.map_index, max_length=MAX_RAYCLUSTER_NAME)
+
+    @cached_property
+    def base_manifest(self) -> dict[str, Any] | None:
+        return load_manifest(self.raycluster, kind="RayCluster") if self.raycluster is not None else None
+
+    @property
+    def manifest_namespace(self) -> str | None:
+        return ((self.base_manifest or {}).get("metadata") or {}).get("namespace") or None
+
+    def manifest(self) -> dict[str, Any]:
+        base = self.base_manifest
+        if self.spec is not None:
+            base = {**(base or {}), "spec": {**((base or {}).get("spec") or {}), **dict(self.spec)}}
+        namespace = self.namespace or self.manifest_namespace or "default"
+        return build_manifest(RAYCLUSTER, self.cluster_name, namespace, labels={**dict(self.labels), **self.identity.labels},
+                              annotations=dict(self.annotations) or None, base=base, **dict(self.spec_params))
+
+
+@dataclass(frozen=True)
+class RayClusterState:
+    """A read-only view of a RayCluster's ``status``."""
+
+    namespace: str
+    name: str
+    state: ClusterState | str
+    reason: str
+    head_pod_ready: bool
+    ready_workers: int
+    desired_workers: int
+    head_service: str
+
+    @classmethod
+    def from_object(cls, cluster: Mapping[str, Any]) -> "RayClusterState":
+        metadata, status = cluster.get("metadata") or {}, cluster.get("status") or {}
+        head_ready = _condition(status, HEAD_POD_READY)
+        return cls(
+            namespace=str(metadata.get("namespace", "")),
+            name=str(metadata.get("name", "")),
+            state=_enum_or_raw(ClusterState, status.get("state")),
+            reason=str(status.get("reason") or (head_ready or {}).get("message") or ""),
+            head_pod_ready=(head_ready or {}).get("status") == "True",
+            ready_workers=int(status.get("readyWorkerReplicas") or 0),
+            desired_workers=int(status.get("desiredWorkerReplicas") or 0),
+            head_service=str((status.get("head") or {}).get("serviceName") or raycluster_head_service(cluster)),
+        )
+
+    @property
+    def is_ready(self) -> bool:
+        # KubeRay sets state "ready" only when all Pods run and are ready; the head condition is checked too
+        # because a cluster that was ready keeps the state while its head restarts.
+        return self.state == ClusterState.READY and self.head_pod_ready
+
+    def to_dict(self) -> dict[str, Any]:
+        state = self.state.value if isinstance(self.state, ClusterState) else self.state
+        return {"namespace": self.namespace, "name": self.name, "state": state, "head_pod_ready": self.head_pod_ready,
+                "ready_workers": self.ready_workers, "desired_workers": self.desired_workers, "head_service": self.head_service}
+
+    def describe(self) -> str:
+        state = self.state.value if isinstance(self.state, ClusterState) else (self.state or "pending")
+        head = "ready" if self.head_pod_ready else "not ready"
+        text = f"RayCluster {self.namespace}/{self.name}: state={state} head={head} workers={self.ready_workers}/{self.desired_workers}"
+        return f"{text} ({self.reason})" if self.reason and not self.is_ready else text
+
+
+@dataclass
+class RayClusterLifecycle:
+    kube: RayObjectsClient
+    schemas: SchemaRegistry | None = None
+
+    def validate(self, manifest: dict[str, Any]) -> None:
+        errors = validate_manifest(manifest, self.schemas)
+        if errors:
+            metadata = manifest.get("metadata") or {}
+            raise ValidationError(errors, object_name=f"RayCluster {metadata.get('namespace')}/{metadata.get('name')}")
+
+    def create_or_attach(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The cluster and whether this call created it. An existing cluster of the same name is re-attached
+        to when it carries the same run label (a retried create), refused when it belongs to another run."""
+        metadata = manifest.get("metadata") or {}
+        namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
+        existing = self.kube.find(RAYCLUSTER, namespace, name)
+        if existing is not None:
+            wanted = (metadata.get("labels") or {}).get(LABEL_RUN_KEY)
+            found = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_RUN_KEY)
+            if wanted and found != wanted:
+                raise KubeRayProviderError(
+                    f"RayCluster {namespace}/{name} exists but was not created by this run "
+                    f"(label {LABEL_RUN_KEY}={found!r}, expected {wanted!r}); choose another name")
+            log.info("RayCluster %s/%s already exists; re-attaching to it", namespace, name)
+            return existing, False
+        self.kube.create(manifest, dry_run=True)
+        created = self.kube.create(manifest)
+        log.info("Created RayCluster %s/%s", namespace, name)
+        return created, True
+
+    def wait_ready(
+        self, namespace: str, name: str, *, timeout: float | None = None,
+        on_change: Callable[[RayClusterState], None] | None = None,
+    ) -> RayClusterState:
+        """Block until the cluster is ready, by watch; RayClusterTimeout after ``timeout`` s."""
+        last: RayClusterState | None = None
+        for event in self.kube.watch(RAYCLUSTER, namespace, name=name, timeout_seconds=timeout):
+            if event.type == "DELETED":
+                raise RayClusterGone(f"RayCluster {namespace}/{name} was deleted while waiting for it to be ready")
+            state = RayClusterState.from_object(event.object)
+            if state != last:
+                if on_change:
+                    on_change(state)
+                last = state
+            if state.is_ready:
+                return state
+        raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not ready within {timeout} s", last)
+
+    def state(self, namespace: str, name: str) -> RayClusterState | None:
+        found = self.kube.find(RAYCLUSTER, namespace, name)
+        return None if found is None else RayClusterState.from_object(found)
+
+    def scale(self, namespace: str, name: str, group: str, replicas: int) -> dict[str, Any]:
+        """Set ``replicas`` of worker group ``group``; refused (naming the field and the rule) outside
+        the group's [minReplicas, maxReplicas], which KubeRay would silently clamp."""
+        cluster = self.kube.get(RAYCLUSTER, namespace, name)
+        groups = (cluster.get("spec") or {}).get("workerGroupSpecs") or []
+        index = next((i for i, g in enumerate(groups) if g.get("groupName") == group), None)
+        if index is None:
+            known = ", ".join(str(g.get("groupName")) for g in groups) or "none"
+            raise KubeRayProviderError(f"RayCluster {namespace}/{name} has no worker group {group!r} (groups: {known})")
+        spec = groups[index]
+        low, high = int(spec.get("minReplicas") or 0), spec.get("maxReplicas")
+        path = f"spec.workerGroupSpecs[{index}].replicas"
+        if replicas < low or (high is not None and replicas > int(high)):
+            bounds = f"[{low}, {high if high is not None else 'unbounded'}]"
+            raise ValidationError([FieldError(path, "provider:replicas-within-bounds", f"must be within minReplicas..maxReplicas {bounds}, got {replicas}")],
+                                  object_name=f"RayCluster {namespace}/{name}")
+        # The test op makes the replace fail rather than touch another group if the list changed meanwhile.
+        patch = [{"op": "test", "path": f"/spec/workerGroupSpecs/{index}/groupName", "value": group},
+                 {"op": "replace", "path": f"/spec/workerGroupSpecs/{index}/replicas", "value": replicas}]
+        log.info("Scaling RayCluster %s/%s worker group %s to %d", namespace, name, group, replicas)
+        return self.kube.patch(RAYCLUSTER, namespace, name, patch, patch_type="json")
+
+    def wait_workers(self, namespace: str, name: str, *, timeout: float | None = None,
+                     on_change: Callable[[RayClusterState], None] | None = None) -> RayClusterState:
+        """After a scale: until the ready workers equal the desired ones and the cluster is ready."""
+        last: RayClusterState | None = None
+        for event in self.kube.watch(RAYCLUSTER, namespace, name=name, timeout_seconds=timeout):
+            if event.type == "DELETED":
+                raise RayClusterGone(f"RayCluster {namespace}/{name} was deleted while scaling")
+            state = RayClusterState.from_object(event.object)
+            if state != last and on_change:
+                on_change(state)
+            last = state
+            generation = (event.object.get("metadata") or {}).get("generation")
+            observed = (event.object.get("status") or {}).get("observedGeneration")
+            caught_up = observed is None or generation is None or observed >= generation
+            if caught_up and state.is_ready and state.ready_workers == state.desired_workers:
+                return state
+        raise RayClusterTimeout(f"RayCluster {namespace}/{name} did not reach its worker count within {timeout} s", last)
+
+    def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = DELETION_TIMEOUT) -> bool:
+        """Delete the cluster (foreground: its Pods and Services first); with ``wait``, return once it is
+        gone. False if there was nothing to delete."""
+        if not self.kube.delete(RAYCLUSTER, namespace, name, propagation_policy="Foreground"):
+            return False
+        if not wait:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        current = self.kube.find(RAYCLUSTER, namespace, name)
+        if current is None:
+            return True
+        version = (current.get("metadata") or {}).get("resourceVersion")
+        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+        for event in self.kube.watch(RAYCLUSTER, namespace, name=name, resource_version=version, timeout_seconds=remaining):
+            if event.type == "DELETED":
+                return True
+        raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(current))
