@@ -19,7 +19,7 @@ from kuberay_provider.core.errors import FieldError, KubeRayProviderError, Valid
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.manifests import load_manifest
-from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name
+from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_labels
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.status import ClusterState, _enum_or_raw
@@ -238,3 +238,14 @@ class RayClusterLifecycle:
             if event.type == "DELETED":
                 return True
         raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(current))
+
+    def delete_run(self, namespace: str, owner: str, run_id: str) -> list[str]:
+        """Delete every RayCluster one run (DAG or flow run) created, found by its identity labels, without
+        waiting: what a crash or cancellation hook calls. Returns the names deleted."""
+        selector = ",".join(f"{key}={value}" for key, value in run_labels(owner, run_id).items())
+        deleted = []
+        for cluster in self.kube.list(RAYCLUSTER, namespace, label_selector=selector):
+            name = str((cluster.get("metadata") or {}).get("name"))
+            if self.delete(namespace, name, wait=False):
+                deleted.append(name)
+        return deleted

@@ -1,9 +1,17 @@
-"""Prefect integration: the ``RayJob`` block, async tasks for each step, and the ``run_rayjob`` flow.
+"""Prefect integration: the ``RayJob`` block, async tasks for each step, and the ``run_rayjob`` flow;
+the ``RayCluster`` block and its create / scale / delete tasks.
 
 Register the block with ``prefect block register -m kuberay_provider.prefect``.
 """
 
 from kuberay_provider.prefect.blocks import RayJob
+from kuberay_provider.prefect.clusters import (
+    RayCluster,
+    create_raycluster,
+    delete_raycluster,
+    delete_rayclusters_hook,
+    scale_raycluster,
+)
 from kuberay_provider.prefect.flows import delete_rayjobs_hook, run_rayjob
 from kuberay_provider.prefect.tasks import (
     create_rayjob,
@@ -15,6 +23,7 @@ from kuberay_provider.prefect.tasks import (
 )
 
 __all__ = [
+    "RayCluster", "create_raycluster", "delete_raycluster", "delete_rayclusters_hook", "scale_raycluster",
     "RayJob", "create_rayjob", "delete_flow_run_rayjobs", "delete_rayjob", "delete_rayjobs_hook", "is_retriable",
     "run_rayjob", "submit_rayjob", "wait_for_rayjob",
 ]

@@ -1,0 +1,148 @@
+"""RayCluster from Prefect: the ``RayCluster`` block and tasks to create (and wait until ready), scale and
+delete one. The per-flow-run pattern deletes the cluster in a ``finally`` (and, if the flow run is
+cancelled or crashes, in ``delete_rayclusters_hook``)::
+
+    @flow(on_cancellation=[delete_rayclusters_hook(block)], on_crashed=[delete_rayclusters_hook(block)])
+    def nightly():
+        cluster = create_raycluster(block)
+        try:
+            run_rayjob(RayJob(entrypoint="python job.py", cluster_selector=cluster["name"], ...))
+        finally:
+            delete_raycluster(block, cluster["name"])
+
+The cluster's name derives from the flow run and the task run, so a retried create re-attaches to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+from prefect import get_run_logger, task
+from prefect.blocks.core import Block
+from prefect.cache_policies import NO_CACHE
+from prefect.logging.loggers import flow_run_logger
+from prefect_kubernetes.credentials import KubernetesCredentials
+from pydantic import Field, field_validator
+
+from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, RayClusterState
+from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
+from kuberay_provider.core.validation import SchemaRegistry
+from kuberay_provider.prefect.blocks import sync_api_client
+from kuberay_provider.prefect.tasks import is_retriable, run_identity
+
+
+class RayCluster(Block):
+    """A KubeRay RayCluster (``ray.io/v1``): a base ``manifest``, a whole ``spec`` and/or spec fields in
+    snake_case in ``spec_params`` (``worker_group_specs``, ``ray_version``...), later ones winning."""
+
+    _block_type_name = "Ray Cluster"
+    _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
+    _description = "A Ray cluster on Kubernetes through KubeRay's RayCluster, e.g. one per flow run."
+
+    manifest: dict[str, Any] | None = Field(default=None, description="A base RayCluster manifest (ray.io/v1).")
+    spec: dict[str, Any] | None = Field(default=None, description="The whole RayCluster spec.")
+    spec_params: dict[str, Any] = Field(default_factory=dict, description="RayCluster spec fields in snake_case.")
+    name: str | None = Field(default=None, description="The cluster's name; default derived from the run.")
+    namespace: str | None = Field(default=None, description="Default: the manifest's, else 'default'.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    credentials: KubernetesCredentials = Field(
+        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
+    )
+    ready_timeout: float | None = Field(default=600, description="Seconds to wait until the cluster is ready.")
+    validate_schema: bool = Field(default=True, description="Also check the RayCluster against the CRD schema on the cluster.")
+
+    @field_validator("spec_params")
+    @classmethod
+    def _known_spec_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(RAYCLUSTER_SPEC_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown RayCluster spec parameter(s) {', '.join(unknown)}")
+        return value
+
+    def request(self) -> RayClusterRequest:
+        if self.manifest is None and self.spec is None and not self.spec_params:
+            raise ValueError("a RayCluster block needs a manifest, a spec or spec_params")
+        identity, _ = run_identity()
+        return RayClusterRequest(identity, raycluster=self.manifest, spec=self.spec, spec_params=self.spec_params,
+                                 name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations)
+
+    @property
+    def default_namespace(self) -> str:
+        return self.namespace or ((self.manifest or {}).get("metadata") or {}).get("namespace") or "default"
+
+    @contextlib.contextmanager
+    def lifecycle(self, *, validate_schema: bool = False) -> Iterator[RayClusterLifecycle]:
+        api_client = sync_api_client(self.credentials)
+        try:
+            schemas = SchemaRegistry.from_cluster(api_client) if validate_schema else None
+            yield RayClusterLifecycle(RayObjectsClient(api_client), schemas=schemas)
+        finally:
+            api_client.close()
+
+
+def _log_state(state: RayClusterState) -> None:
+    get_run_logger().info("%s", state.describe())
+
+
+@task(name="create_raycluster", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+def create_raycluster(cluster: RayCluster, wait_until_ready: bool = True) -> dict[str, Any]:
+    """Create the RayCluster (or re-attach to the one a previous try made) and wait until it is ready;
+    returns namespace, name, state, head_pod_ready, ready/desired workers, head_service, created. A
+    cluster that does not become ready is deleted before the task fails."""
+    manifest = cluster.request().manifest()
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    with cluster.lifecycle(validate_schema=cluster.validate_schema) as clusters:
+        clusters.validate(manifest)
+        _, created = clusters.create_or_attach(manifest)
+        get_run_logger().info("%s RayCluster %s/%s", "Created" if created else "Re-attached to", namespace, name)
+        state = clusters.state(namespace, name)
+        if wait_until_ready:
+            try:
+                state = clusters.wait_ready(namespace, name, timeout=cluster.ready_timeout, on_change=_log_state)
+            except Exception:
+                get_run_logger().warning("RayCluster %s/%s did not become ready: deleting it", namespace, name)
+                clusters.delete(namespace, name, wait=False)
+                raise
+    return {**(state.to_dict() if state else {"namespace": namespace, "name": name}), "created": created}
+
+
+@task(name="scale_raycluster", cache_policy=NO_CACHE)
+def scale_raycluster(cluster: RayCluster, name: str, group: str, replicas: int, wait: bool = True,
+                     namespace: str | None = None) -> dict[str, Any]:
+    """Set worker group ``group`` to ``replicas`` (refused outside its min/max) and wait for the workers."""
+    namespace = namespace or cluster.default_namespace
+    with cluster.lifecycle() as clusters:
+        clusters.scale(namespace, name, group, replicas)
+        state = clusters.wait_workers(namespace, name, timeout=cluster.ready_timeout, on_change=_log_state) if wait \
+            else clusters.state(namespace, name)
+    return state.to_dict() if state else {}
+
+
+@task(name="delete_raycluster", cache_policy=NO_CACHE)
+def delete_raycluster(cluster: RayCluster, name: str, wait: bool = True, namespace: str | None = None) -> bool:
+    """Delete the RayCluster and wait until it is gone; False if it was already gone."""
+    namespace = namespace or cluster.default_namespace
+    with cluster.lifecycle() as clusters:
+        deleted = clusters.delete(namespace, name, wait=wait)
+    get_run_logger().info("RayCluster %s/%s %s", namespace, name, "deleted" if deleted else "was already gone")
+    return deleted
+
+
+def delete_rayclusters_hook(cluster: RayCluster) -> Callable[..., None]:
+    """A flow hook for ``on_cancellation`` / ``on_crashed``: delete every RayCluster the flow run created
+    (found by the run's labels), when the ``finally`` of the flow never ran."""
+
+    def delete_rayclusters(flow: Any, flow_run: Any, state: Any) -> None:
+        log = flow_run_logger(flow_run, flow)
+        try:
+            with cluster.lifecycle() as clusters:
+                deleted = clusters.delete_run(cluster.default_namespace, flow.name, str(flow_run.id))
+        except Exception as error:  # noqa: BLE001 - a hook must not hide the state that fired it
+            log.warning("could not delete the RayClusters of flow run %s (%s): %s", flow_run.id, state.name, error)
+            return
+        log.warning("flow run %s is %s: deleted its RayClusters %s", flow_run.id, state.name, ", ".join(deleted) or "(none left)")
+
+    return delete_rayclusters
