@@ -39,10 +39,17 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
 
     configure_airflow_env()
     from airflow.providers.standard.operators.empty import EmptyOperator
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, XComArg
 
-    from kuberay_provider.airflow.operators import RayJobOperator
+    from kuberay_provider.airflow.operators import (
+        RayClusterCreateOperator,
+        RayClusterDeleteOperator,
+        RayClusterScaleOperator,
+        RayJobOperator,
+    )
     from kuberay_provider.airflow.sensors import RayJobSensor
+    from kuberay_provider.core.clusters import RayClusterRequest
+    from kuberay_provider.core.job_request import RunIdentity
     from kuberay_provider.core.spec import simple_cluster_spec
     from kuberay_provider.core.validation import validate_manifest
     from tests.support.airflow_fakes import FakeTaskInstance
@@ -61,6 +68,8 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
             run_snippet(body, given, f"docs/airflow.md snippet {index + 1}")
         for task in dag.tasks:
             if isinstance(task, RayJobOperator):
+                if isinstance(task.cluster_selector, XComArg):  # what the created cluster's XCom renders to
+                    task.cluster_selector = "docs-cluster"
                 request = task.build_request({"ti": FakeTaskInstance(dag_id=dag.dag_id, task_id=task.task_id)})
                 if not request.runs_without_rayjob:
                     errors = validate_manifest(request.manifest(), schemas)
@@ -68,7 +77,15 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
                 built.append(task.task_id)
             elif isinstance(task, RayJobSensor):
                 built.append(task.task_id)
-    assert {"score", "via_rayjob", "direct", "wait"} <= set(built)
+            elif isinstance(task, RayClusterCreateOperator):
+                cluster = RayClusterRequest(RunIdentity(dag.dag_id, task.task_id, "manual__1"), raycluster=task.raycluster,
+                                            spec=task.spec, spec_params=task.spec_params, name=task.name).manifest()
+                assert validate_manifest(cluster, schemas) == [], f"docs/airflow.md snippet {index + 1}, task {task.task_id}"
+                built.append(task.task_id)
+            elif isinstance(task, (RayClusterScaleOperator, RayClusterDeleteOperator)):
+                assert task.is_teardown or task.task_id in dag.get_task("create_cluster").downstream_task_ids
+                built.append(task.task_id)
+    assert {"score", "via_rayjob", "direct", "wait", "create_cluster", "more_workers", "delete_cluster"} <= set(built)
 
 
 def test_the_core_and_validation_snippets_run_as_written(tmp_path: Path, schemas: Any, monkeypatch: pytest.MonkeyPatch) -> None:
