@@ -484,6 +484,44 @@ async def test_rayservice_deploys_serve_config_and_becomes_ready(h: Harness) -> 
     assert await h.api.get(SERVICES, NS, "svc-head-svc") is not None
 
 
+async def test_rayservice_upgrades_to_a_new_cluster_when_the_cluster_config_changes(h: Harness) -> None:
+    serve = "applications:\n- name: app1\n  import_path: m:app\n  deployments:\n  - name: D\n"
+    body = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS}, "spec": {"serveConfigV2": serve, "rayClusterConfig": cluster_spec()}}
+    await h.create(RAYSERVICES, body)
+    await h.settle()
+
+    async def service() -> dict[str, Any]:
+        return (await h.api.get(RAYSERVICES, NS, "svc")) or {}
+
+    def condition(obj: dict[str, Any], kind: str) -> str:
+        return next(c["status"] for c in obj["status"]["conditions"] if c["type"] == kind)
+
+    first = (await service())["status"]["activeServiceStatus"]["rayClusterName"]
+    # Scaling workers is no upgrade: the same cluster goes on serving.
+    obj = await service()
+    obj["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["replicas"] = 2
+    await h.api.replace(RAYSERVICES, obj)
+    await h.settle()
+    assert (await service())["status"]["activeServiceStatus"]["rayClusterName"] == first
+    # A changed cluster config is: a pending cluster first, both exist while it comes up...
+    obj = await service()
+    obj["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"] = {"num-cpus": "1"}
+    await h.api.replace(RAYSERVICES, obj)
+    await h.controller.reconcile("RayService", NS, "svc")
+    during = await service()
+    assert condition(during, "UpgradeInProgress") == "True" and condition(during, "Ready") == "True"
+    pending = during["status"]["pendingServiceStatus"]["rayClusterName"]
+    assert pending != first and {c["metadata"]["name"] for c in await h.clusters()} == {first, pending}
+    # ...then it serves, the Services point at it, and the old cluster is gone.
+    await h.settle()
+    done = await service()
+    assert done["status"]["activeServiceStatus"]["rayClusterName"] == pending and not done["status"]["pendingServiceStatus"]
+    assert condition(done, "UpgradeInProgress") == "False" and condition(done, "Ready") == "True"
+    assert [c["metadata"]["name"] for c in await h.clusters()] == [pending]
+    for service_name in ("svc-serve-svc", "svc-head-svc"):
+        assert (await h.api.get(SERVICES, NS, service_name))["spec"]["selector"]["ray.io/cluster"] == pending  # type: ignore[index]
+
+
 async def test_run_controller_loop_end_to_end() -> None:
     from kuberay_provider.local.controller import run_cluster_api_controller
     from kuberay_provider.local.controller.rayjob import RayJobSettings

@@ -1,8 +1,13 @@
-"""RayService, minimal: one RayCluster, serveConfigV2 deployed through the dashboard's Serve REST API,
-status (pending -> active cluster, applicationStatuses, Ready condition, serviceStatus) as KubeRay writes it.
+"""RayService: serveConfigV2 deployed through the dashboard's Serve REST API, status (pending -> active
+cluster, applicationStatuses, Ready and UpgradeInProgress conditions, serviceStatus) as KubeRay writes it.
 
-Not done: zero-downtime upgrades on rayClusterConfig changes (a changed serveConfigV2 is redeployed in
-place), suspend, the Serve-endpoint labels on the head Pod, initializing timeouts.
+Upgrades as KubeRay's default ``upgradeStrategy`` (NewCluster) does them: a changed serveConfigV2 is
+redeployed in place on the active cluster; a changed rayClusterConfig (other than worker replicas)
+brings up a pending cluster, deploys the applications there, and once they run switches the Services
+to it and deletes the old cluster (KubeRay waits ``RayClusterDeletionDelaySeconds``, 60 s by default;
+here it goes at once). ``upgradeStrategy.type: None`` never upgrades.
+
+Not done: incremental upgrades, suspend, the Serve-endpoint labels on the head Pod, initializing timeouts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,17 @@ from .services import build_owner_head_service, with_endpoints_annotation
 log = logging.getLogger(__name__)
 
 REQUEUE_SECONDS = 2.0  # ServiceDefaultRequeueDuration
+HASH_ANNOTATION = "ray.io/hash-without-replicas-and-workers-to-delete"
+
+
+def cluster_config_hash(cluster_config: Mapping[str, Any]) -> str:
+    """What makes a rayClusterConfig change an upgrade: everything but the worker replicas and
+    workersToDelete (scaling is done in place), as KubeRay's generateHashWithoutReplicasAndWorkersToDelete."""
+    spec = copy.deepcopy(dict(cluster_config))
+    for group in spec.get("workerGroupSpecs") or []:
+        group.pop("replicas", None)
+        (group.get("scaleStrategy") or {}).pop("workersToDelete", None)
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def serve_service(rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,23 +103,34 @@ class RayServiceRuntime:
         status = copy.deepcopy(rayservice.get("status") or {})
         now_text = format_time(self.clock.now())
         conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
-        active = status.get("activeServiceStatus") or {}
-        pending = status.get("pendingServiceStatus") or {}
-        cluster_name = active.get("rayClusterName") or pending.get("rayClusterName")
-        if not cluster_name:
-            cluster_name = k.generate_ray_cluster_name(name)
-            pending = {"rayClusterName": cluster_name}
-        cluster = await self._get_or_create_cluster(rayservice, cluster_name)
-        target = active if active.get("rayClusterName") == cluster_name else pending
-        target["rayClusterName"] = cluster_name
-        target["rayClusterStatus"] = copy.deepcopy((cluster or {}).get("status") or {})
-        ready_cluster = cluster is not None and (cluster.get("status") or {}).get("state") == "ready"
-        if ready_cluster:
-            apps = await self._deploy_and_read(rayservice, cluster)
-            target["applicationStatuses"] = apps
-            if apps and all(a.get("status") == "RUNNING" for a in apps.values()) and target is pending:
-                active, pending = pending, {}
-                await self._ensure_services(rayservice, cluster)
+        active = dict(status.get("activeServiceStatus") or {})
+        pending = dict(status.get("pendingServiceStatus") or {})
+        wanted_hash = cluster_config_hash(rayservice["spec"].get("rayClusterConfig") or {})
+        active_cluster = await self.api.get(RAYCLUSTERS, namespace, active["rayClusterName"]) if active.get("rayClusterName") else None
+        if active.get("rayClusterName") and active_cluster is None:
+            active = {}  # deleted under us: start over with a pending cluster
+        upgrades = ((rayservice["spec"].get("upgradeStrategy") or {}).get("type") or "NewCluster") != "None"
+        needs_cluster = not active or (
+            upgrades and active_cluster is not None
+            and (active_cluster["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) != wanted_hash
+        )
+        if needs_cluster and not pending.get("rayClusterName"):
+            pending = {"rayClusterName": k.generate_ray_cluster_name(name)}
+        if active_cluster is not None:
+            active["rayClusterStatus"] = copy.deepcopy(active_cluster.get("status") or {})
+            if (active_cluster.get("status") or {}).get("state") == "ready":
+                active["applicationStatuses"] = await self._deploy_and_read(rayservice, active_cluster)
+        if pending.get("rayClusterName"):
+            pending_cluster = await self._get_or_create_cluster(rayservice, pending["rayClusterName"], wanted_hash)
+            pending["rayClusterStatus"] = copy.deepcopy((pending_cluster or {}).get("status") or {})
+            if pending_cluster is not None and (pending_cluster.get("status") or {}).get("state") == "ready":
+                apps = await self._deploy_and_read(rayservice, pending_cluster)
+                pending["applicationStatuses"] = apps
+                if apps and all(a.get("status") == "RUNNING" for a in apps.values()):
+                    await self._ensure_services(rayservice, pending_cluster)
+                    if active_cluster is not None:
+                        await self._retire_cluster(rayservice, active_cluster)
+                    active, pending = pending, {}
         serving = bool(active.get("rayClusterName"))
         status.update(
             activeServiceStatus=active,
@@ -116,7 +143,11 @@ class RayServiceRuntime:
             conditions, "Ready", "True" if serving else "False",
             "NonZeroServeEndpoints" if serving else "Initializing", "Number of serve endpoints is greater than 0" if serving else "", now_text,
         )
-        set_condition(conditions, "UpgradeInProgress", "False", "NoPendingCluster" if not pending else "NoActiveCluster", "", now_text)
+        if serving and pending:
+            set_condition(conditions, "UpgradeInProgress", "True", "BothActivePendingClustersExist",
+                          "Both active and pending Ray clusters exist", now_text)
+        else:
+            set_condition(conditions, "UpgradeInProgress", "False", "NoActiveCluster" if pending else "NoPendingCluster", "", now_text)
         if status != (rayservice.get("status") or {}):
             status["lastUpdateTime"] = now_text
             try:
@@ -127,12 +158,20 @@ class RayServiceRuntime:
                 return None
         return REQUEUE_SECONDS
 
-    async def _get_or_create_cluster(self, rayservice: Mapping[str, Any], cluster_name: str) -> Mapping[str, Any] | None:
+    async def _retire_cluster(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> None:
+        """The upgrade is done: the old cluster goes (KubeRay after RayClusterDeletionDelaySeconds)."""
+        namespace, cluster_name = cluster["metadata"].get("namespace", ""), cluster["metadata"]["name"]
+        await self.api.delete(RAYCLUSTERS, namespace, cluster_name)
+        self._deployed.pop((namespace, cluster_name), None)
+        await self.recorder.record(rayservice, EventSpec("Normal", "DeletedRayCluster", "Delete", f"Deleted RayCluster {namespace}/{cluster_name}"))
+
+    async def _get_or_create_cluster(self, rayservice: Mapping[str, Any], cluster_name: str, config_hash: str) -> Mapping[str, Any] | None:
         namespace = rayservice["metadata"].get("namespace", "")
         cluster = await self.api.get(RAYCLUSTERS, namespace, cluster_name)
         if cluster is not None:
             return cluster
-        body = owned_cluster_body(rayservice, k.CRD_RAYSERVICE, cluster_name, rayservice["spec"].get("rayClusterConfig") or {})
+        body = owned_cluster_body(rayservice, k.CRD_RAYSERVICE, cluster_name, rayservice["spec"].get("rayClusterConfig") or {},
+                                  extra_annotations={HASH_ANNOTATION: config_hash})
         ref = f"{namespace}/{cluster_name}"
         try:
             created = await self.api.create(RAYCLUSTERS, namespace, body)
@@ -159,7 +198,8 @@ class RayServiceRuntime:
             return {}
 
     async def _ensure_services(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> None:
-        """``<rayservice>-head-svc`` and ``<rayservice>-serve-svc``, pointing at the serving cluster."""
+        """``<rayservice>-head-svc`` and ``<rayservice>-serve-svc``, pointing at the serving cluster (after an
+        upgrade, switched to the new one)."""
         namespace = rayservice["metadata"].get("namespace", "")
         cluster_service = await self.api.get(SERVICES, namespace, k.cluster_head_service_name(cluster))
         annotation = ((cluster_service or {}).get("metadata", {}).get("annotations") or {}).get(k.ENDPOINTS_ANNOTATION, "{}")
@@ -167,8 +207,14 @@ class RayServiceRuntime:
             body["metadata"].setdefault("annotations", {})[k.ENDPOINTS_ANNOTATION] = annotation
             if body["metadata"]["name"].endswith("-serve-svc"):
                 with_endpoints_annotation(body, _urls_from_annotation(annotation))
-            if await self.api.get(SERVICES, namespace, body["metadata"]["name"]) is None:
+            existing = await self.api.get(SERVICES, namespace, body["metadata"]["name"])
+            if existing is None:
                 await self.api.create(SERVICES, namespace, body)
+            elif (existing.get("spec") or {}).get("selector") != body["spec"]["selector"]:
+                existing = copy.deepcopy(existing)
+                existing["spec"]["selector"] = body["spec"]["selector"]
+                existing["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])
+                await self.api.replace(SERVICES, existing)
 
 
 def _urls_from_annotation(annotation: str) -> dict[str, str]:
