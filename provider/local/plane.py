@@ -22,12 +22,15 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .apiserver import ApiServer, ApiServerSettings, Cluster, install_crds, load_crd_documents
 from .apiserver.faults import CONTROLLER_USER_AGENT, FaultPlan
 from .kubeconfig import PlaneState, new_token, write_kubeconfig, write_private_file
 from .tls import TlsFiles, generate_tls_files
+
+if TYPE_CHECKING:
+    from .controller.reconciler import ControllerSettings
 
 log = logging.getLogger(__name__)
 FAULTS_ENV = "KUBERAY_LOCAL_FAULTS"  # a fault plan (apiserver/faults.py); unset: no faults
@@ -51,6 +54,8 @@ class LocalControlPlane:
     ``home``: where the kubeconfig, token, TLS files live (default: a temporary directory removed on stop).
     ``tls``: serve HTTPS with a generated CA (default; kubectl sends tokens only over TLS).
     ``controller``: start kuberay_provider.local.controller.run_controller if it exists.
+    ``controller_settings``: the controller's ``ControllerSettings`` (timing knobs such as the RayJob
+    requeue); default: the controller's own defaults. Tests use it to poll a fast fake backend sooner.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class LocalControlPlane:
         bookmark_interval: float = 10.0,
         state_path: Path | str | None = None,
         faults: FaultPlan | str | None = None,
+        controller_settings: ControllerSettings | None = None,
     ) -> None:
         self._temporary_home = home is None
         self.home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="kuberay-local-"))
@@ -80,6 +86,7 @@ class LocalControlPlane:
         self._host, self._port, self._tls = host, port, tls
         self._history_limit, self._bookmark_interval = history_limit, bookmark_interval
         self._controller_wanted, self._backend = controller, backend
+        self._controller_settings = controller_settings
         # Fault injection (development and tests only): a plan, its text, or $KUBERAY_LOCAL_FAULTS.
         faults = faults if faults is not None else os.environ.get(FAULTS_ENV) or None
         self.faults = FaultPlan.parse(faults) if isinstance(faults, str) else faults
@@ -187,7 +194,7 @@ class LocalControlPlane:
         async with self.async_api_client() as api_client:
             api_client.user_agent = CONTROLLER_USER_AGENT  # the embedded KubeRay is spared injected faults
             try:
-                await run_controller(api_client, backend, controller_stop)
+                await run_controller(api_client, backend, controller_stop, settings=self._controller_settings)
             except Exception:
                 log.exception("the local controller stopped with an error")
                 raise

@@ -2,7 +2,9 @@
 
 Each sample reaches the terminal state and the cleanup KubeRay v1.7.0's source gives it, observed only
 through kubectl. To fit the time budget every sample is applied at once (module fixture ``launched``), each
-in a namespace of its own, and each test then waits for its own: the deletion-rules sample alone needs 90 s.
+in a namespace of its own, and each test then waits for its own. The deletion-rules sample alone needs 90 s:
+its stages are observed as they happen by a thread started with the launch, so that its waiting overlaps
+the other samples' tests; its test (the last of the samples) collects what that thread found.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -88,21 +90,54 @@ def rayjob_document(path: Path) -> dict[str, Any]:
     return next(doc for doc in yaml.safe_load_all(path.read_text()) if doc and doc.get("kind") == "RayJob")
 
 
+@dataclass
+class Observation:
+    """A check running on a background thread; ``result()`` waits for it and raises what it raised."""
+
+    thread: threading.Thread
+    errors: list[BaseException] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, check: Callable[[], None]) -> Observation:
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                check()
+            except BaseException as exc:  # noqa: BLE001 - handed to the test that collects the observation
+                errors.append(exc)
+
+        observation = cls(threading.Thread(target=run, daemon=True), errors)
+        observation.thread.start()
+        return observation
+
+    def result(self, timeout: float) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the observation was still waiting after {timeout} s"
+        if self.errors:
+            raise self.errors[0]
+
+
 @dataclass(frozen=True)
 class Launch:
-    """Every sample applied, and the watch on ray-job.sample's namespace."""
+    """Every sample applied, the watch on ray-job.sample's namespace, and the deletion-rules observation."""
 
     runs: dict[str, Launched]
     watch: WatchRecorder
+    deletion_rules: Observation | None = None
 
     def __getitem__(self, sample: str) -> Launched:
         return self.runs[sample]
 
 
+DELETION_RULES_TEST = "test_deletion_rules_sample_cleans_up_in_stages"
+
+
 @pytest.fixture(scope="module")
-def launched(kubectl: Kubectl, samples_dir: Path) -> Iterator[Launch]:
+def launched(kubectl: Kubectl, samples_dir: Path, request: pytest.FixtureRequest) -> Iterator[Launch]:
     """Apply every sample (ray-cluster.sample before use-existing-raycluster), with a watch started first
-    on the sample's namespace so that it sees every transition."""
+    on the sample's namespace so that it sees every transition, and (when its test is to run) the
+    deletion-rules sample's stages observed from the moment it is applied."""
     runs = {name: Launched(name, kubectl.create_namespace(unique_namespace(name.removeprefix("ray-job."))),
                            rayjob_document(samples_dir / f"{name}.yaml")) for name in SAMPLES}
     watch = WatchRecorder(kubectl.popen("get", "rayjobs", "-w", "-n", runs["ray-job.sample"].namespace)).start()
@@ -110,7 +145,10 @@ def launched(kubectl: Kubectl, samples_dir: Path) -> Iterator[Launch]:
                str(samples_dir / "ray-cluster.sample.yaml"))
     for run in runs.values():
         kubectl.ok("apply", "-n", run.namespace, "-f", str(samples_dir / f"{run.sample}.yaml"))
-    yield Launch(runs, watch)
+    deletion_rules = None
+    if any(item.name == DELETION_RULES_TEST for item in request.session.items):
+        deletion_rules = Observation.start(lambda: check_deletion_rules(kubectl, runs["ray-job.deletion-rules"]))
+    yield Launch(runs, watch, deletion_rules)
     watch.stop()
     for run in runs.values():  # the plane outlives this module: free its Ray (the dedicated head above all)
         kubectl.run("delete", "rayjobs,rayclusters", "--all", "-n", run.namespace, "--wait=false")
@@ -143,10 +181,10 @@ def seconds_since(stamp: str) -> float:
     return (datetime.now(timezone.utc) - parse_time(stamp)).total_seconds()
 
 
-# --- the samples (the deletion rules first: their stages are watched as they happen) ----------------
+# --- the samples (the deletion rules' stages are watched as they happen, from the launch on) --------
 
-def test_deletion_rules_sample_cleans_up_in_stages(kubectl: Kubectl, launched: Launch) -> None:
-    run = launched["ray-job.deletion-rules"]
+def check_deletion_rules(kubectl: Kubectl, run: Launched) -> None:
+    """The deletion-rules sample: Complete, then its three stages, each in its turn and no sooner than its ttl."""
     status = wait_complete(kubectl, run)
     assert status["jobStatus"] == "SUCCEEDED", status
     cluster = status["rayClusterName"]
@@ -261,6 +299,12 @@ def test_interactive_mode_tracks_a_job_submitted_through_the_service_proxy(
     status = wait_complete(kubectl, run)
     assert (status["jobStatus"], status["jobId"]) == ("SUCCEEDED", submission_id), status
     assert "interactive 42" in jobs.get_job_logs(submission_id)
+
+
+def test_deletion_rules_sample_cleans_up_in_stages(launched: Launch) -> None:
+    """check_deletion_rules, run since the launch (so the other samples' tests ran meanwhile): its stages."""
+    assert launched.deletion_rules is not None, "the deletion-rules observation was not started"
+    launched.deletion_rules.result(timeout=280)
 
 
 LEGACY_AND_RULES = {"onSuccess": {"policy": "DeleteCluster"}, "onFailure": {"policy": "DeleteCluster"},

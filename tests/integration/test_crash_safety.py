@@ -29,6 +29,7 @@ import pytest
 
 from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER
+from kuberay_provider.local.controller import ControllerSettings, RayJobSettings
 from kuberay_provider.local.plane import LocalControlPlane
 from kuberay_provider.local.ray_backend import FakeRayBackend, JobScript
 from tests.support import summary
@@ -41,6 +42,10 @@ PHASES = ("before_create", "after_create", "while_running", "after_terminal")
 ITERATIONS = int(os.environ.get("KUBERAY_CRASH_ITERATIONS", "50"))
 SEED = int(os.environ.get("KUBERAY_CRASH_SEED", str(time.time_ns() % 100_000)))
 TERMINAL = {"Complete", "Failed"}
+# The double answers at once, so the controller looks at a RayJob every 0.2 s instead of the plane's 1 s:
+# the statuses (and so the kill points) come as they would, without a second of idle polling per step.
+REQUEUE_SECONDS = 0.2
+RUNNING_SECONDS = 0.8  # how long the double runs a job: four controller looks while RUNNING
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -84,10 +89,11 @@ class Zygote:
 
 @pytest.fixture(scope="module")
 def crash_plane(crds_dir: Path) -> Iterator[tuple[LocalControlPlane, FakeRayBackend]]:
-    backend = FakeRayBackend(default_script=JobScript(pending_seconds=0.1, running_seconds=1.5))
-    backend.script_entrypoint("CRASH-FAIL", JobScript(final_status="FAILED", pending_seconds=0.1, running_seconds=1.5,
+    backend = FakeRayBackend(default_script=JobScript(pending_seconds=0.1, running_seconds=RUNNING_SECONDS))
+    backend.script_entrypoint("CRASH-FAIL", JobScript(final_status="FAILED", pending_seconds=0.1, running_seconds=RUNNING_SECONDS,
                                                       message="Job entrypoint command failed with exit code 3"))
-    with LocalControlPlane(crds_dir=crds_dir, backend=backend) as plane:
+    settings = ControllerSettings(rayjob=RayJobSettings(requeue_seconds=REQUEUE_SECONDS))
+    with LocalControlPlane(crds_dir=crds_dir, backend=backend, controller_settings=settings) as plane:
         yield plane, backend
 
 
@@ -166,7 +172,8 @@ def kill_at(phase: str, observer: Observer, name: str, pid: int, rng: random.Ran
         wait_for(lambda: observer.rayjob(name) is not None, 30)
     elif phase == "while_running":
         wait_for(lambda: phase_of(observer.rayjob(name)) in ("while_running", "after_terminal"), 30)
-        time.sleep(rng.uniform(0.0, 0.5))  # the double runs a job 1.5 s; the controller looks every 1 s
+        # Within the first third of the run, as before (0.5 s of a 1.5 s job): the controller looks every 0.2 s.
+        time.sleep(rng.uniform(0.0, RUNNING_SECONDS / 3))
     else:
         wait_for(lambda: phase_of(observer.rayjob(name)) == "after_terminal", 30)
     try:
