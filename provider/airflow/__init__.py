@@ -2,7 +2,7 @@
 
 Public names: ``hooks.KubeRayHook``, ``operators.RayJobOperator``, ``operators.RayJobCleanupOperator``,
 ``operators.RayClusterCreateOperator`` / ``RayClusterScaleOperator`` / ``RayClusterDeleteOperator``,
-``sensors.RayJobSensor``, ``triggers.RayJobTrigger``. Registered with Airflow through the ``apache_airflow_provider`` entry point.
+``operators.RayServiceOperator`` / ``RayServiceDeleteOperator``, ``sensors.RayJobSensor`` / ``RayServiceSensor``, ``triggers.RayJobTrigger``. Registered with Airflow through the ``apache_airflow_provider`` entry point.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": _modules("hooks"),
-        "operators": _modules("operators.rayjob", "operators.raycluster"),
+        "operators": _modules("operators.rayjob", "operators.raycluster", "operators.rayservice"),
         "sensors": _modules("sensors"),
         "triggers": _modules("triggers"),
         "extra-links": [f"{_MODULE}.links.RayDashboardLink"],

@@ -1,4 +1,5 @@
-"""RayJobSensor: wait for a RayJob (created by another task or another system) to finish or start."""
+"""RayJobSensor: wait for a RayJob (created by another task or another system) to finish or start.
+RayServiceSensor: wait until a RayService serves its latest spec."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from airflow.sdk.exceptions import AirflowException
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
 from kuberay_provider.core.status import WaitTarget
-from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.core.resources import RAYJOB, RAYSERVICE
 from kuberay_provider.core.status import RayJobState
 
 
@@ -83,3 +84,37 @@ class RayJobSensor(BaseSensorOperator):
         self.log.info("%s", state.describe())
         if not self._judge(state):
             raise AirflowException(f"RayJob {self.rayjob_name} has not reached {self.wait_for}: {state.describe()}")
+
+
+class RayServiceSensor(BaseSensorOperator):
+    """Succeeds once the RayService serves its latest spec: KubeRay applied the current generation, the
+    ``Ready`` condition is True, no upgrade is in progress and every application is RUNNING. Fails when
+    an application failed to deploy.
+
+    :param rayservice_name: the RayService's name (templated).
+    :param namespace: default: the connection's, else ``default``.
+    """
+
+    template_fields: Sequence[str] = ("rayservice_name", "namespace")
+
+    def __init__(self, *, rayservice_name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rayservice_name, self.namespace, self.kuberay_conn_id = rayservice_name, namespace, kuberay_conn_id
+
+    def poke(self, context: Context) -> bool:
+        from kuberay_provider.core.services import RayServiceState
+
+        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+        namespace = self.namespace or hook.get_namespace() or "default"
+        manifest = hook.objects_client.find(RAYSERVICE, namespace, self.rayservice_name)
+        if manifest is None:
+            self.log.info("RayService %s/%s does not exist (yet)", namespace, self.rayservice_name)
+            return False
+        state = RayServiceState.from_object(manifest)
+        self.log.info("%s", state.describe())
+        if state.caught_up and state.failed_applications:
+            raise AirflowException(f"RayService {namespace}/{self.rayservice_name}: applications failed: {state.failed_applications}")
+        if state.is_ready:
+            context["ti"].xcom_push(key="serve_endpoint", value=state.serve_endpoint)
+        return state.is_ready

@@ -8,9 +8,9 @@ configure_airflow_env()
 
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 
-from kuberay_provider.airflow.operators import RayJobOperator  # noqa: E402
+from kuberay_provider.airflow.operators import RayJobOperator, RayServiceOperator  # noqa: E402
 
-EXAMPLE_DAGS = {"batch_inference", "batch_inference_backfill", "shared_cluster_jobs", "cluster_per_run"}
+EXAMPLE_DAGS = {"batch_inference", "batch_inference_backfill", "shared_cluster_jobs", "cluster_per_run", "rayservice_deploy"}
 
 
 def test_every_example_dag_imports_without_errors():
@@ -20,7 +20,7 @@ def test_every_example_dag_imports_without_errors():
     for dag_id in EXAMPLE_DAGS:
         dag = bag.dags[dag_id]
         assert "example" in dag.tags and dag.schedule is not None, dag_id  # meant to be scheduled
-        assert any(isinstance(task, RayJobOperator) for task in dag.tasks), dag_id
+        assert any(isinstance(task, (RayJobOperator, RayServiceOperator)) for task in dag.tasks), dag_id
 
 
 def test_backfill_dag_leaves_nothing_behind_by_construction():
