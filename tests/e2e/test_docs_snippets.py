@@ -74,7 +74,7 @@ def test_the_prefect_snippets_run_a_flow_save_the_block_and_run_the_custom_flow(
     command = [str(Path(sys.executable).parent / "prefect"), *register.split()[1:]]
     registered = subprocess.run(command, env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
                                 capture_output=True, text=True, timeout=180, check=False)
-    assert registered.returncode == 0 and "Successfully registered 2 blocks" in registered.stdout \
+    assert registered.returncode == 0 and "Successfully registered 3 blocks" in registered.stdout and "Ray Service" in registered.stdout \
         and "Ray Job" in registered.stdout and "Ray Cluster" in registered.stdout, \
         registered.stdout + registered.stderr
 

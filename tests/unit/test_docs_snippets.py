@@ -46,8 +46,10 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
         RayClusterDeleteOperator,
         RayClusterScaleOperator,
         RayJobOperator,
+        RayServiceOperator,
     )
-    from kuberay_provider.airflow.sensors import RayJobSensor
+    from kuberay_provider.airflow.sensors import RayJobSensor, RayServiceSensor
+    from kuberay_provider.core.services import rayservice_manifest
     from kuberay_provider.core.clusters import RayClusterRequest
     from kuberay_provider.core.job_request import RunIdentity
     from kuberay_provider.core.spec import simple_cluster_spec
@@ -82,10 +84,17 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
                                             spec=task.spec, spec_params=task.spec_params, name=task.name).manifest()
                 assert validate_manifest(cluster, schemas) == [], f"docs/airflow.md snippet {index + 1}, task {task.task_id}"
                 built.append(task.task_id)
+            elif isinstance(task, RayServiceOperator):
+                service = rayservice_manifest(task.name, task.namespace, rayservice=task.rayservice, **task.spec_params)
+                assert validate_manifest(service, schemas) == [], f"docs/airflow.md snippet {index + 1}, task {task.task_id}"
+                built.append(task.task_id)
+            elif isinstance(task, RayServiceSensor):
+                built.append(task.task_id)
             elif isinstance(task, (RayClusterScaleOperator, RayClusterDeleteOperator)):
                 assert task.is_teardown or task.task_id in dag.get_task("create_cluster").downstream_task_ids
                 built.append(task.task_id)
-    assert {"score", "via_rayjob", "direct", "wait", "create_cluster", "more_workers", "delete_cluster"} <= set(built)
+    assert {"score", "via_rayjob", "direct", "wait", "create_cluster", "more_workers", "delete_cluster",
+            "deploy", "served"} <= set(built)
 
 
 def test_the_core_and_validation_snippets_run_as_written(tmp_path: Path, schemas: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,9 @@ CLUSTER_SELECTOR_KEY = "ray.io/cluster"  # RayJobClusterSelectorKey
 # Not KubeRay's: the local control plane's annotation telling the API server's service proxy where a
 # Service's ports really listen (port name and number -> base URL).
 ENDPOINTS_ANNOTATION = "local.kuberay-provider.io/endpoints"
+# Every URL the backend listens on for a cluster (also ports the head Service does not name, such as
+# Serve's 8000), so a RayService's serve Service can be routed without a head port of its own.
+BACKEND_URLS_ANNOTATION = "local.kuberay-provider.io/backend-urls"
 
 DEFAULT_PORTS: dict[str, int] = {  # getDefaultPorts
     "client": 10001,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 from typing import Any, Mapping
 
@@ -118,11 +120,14 @@ class RayClusterRuntime:
             service = found[0]
             annotations = service["metadata"].setdefault("annotations", {})
             wanted = endpoints_annotation(service, urls)
-            if urls and annotations.get(k.ENDPOINTS_ANNOTATION) != wanted:
+            all_urls = json.dumps(dict(urls), sort_keys=True)
+            if urls and (annotations.get(k.ENDPOINTS_ANNOTATION), annotations.get(k.BACKEND_URLS_ANNOTATION)) != (wanted, all_urls):
                 annotations[k.ENDPOINTS_ANNOTATION] = wanted
+                annotations[k.BACKEND_URLS_ANNOTATION] = all_urls
                 return await self.api.replace(SERVICES, service)
             return service
         service = with_endpoints_annotation(build_cluster_head_service(cluster), urls)
+        service["metadata"]["annotations"][k.BACKEND_URLS_ANNOTATION] = json.dumps(dict(urls), sort_keys=True)
         service["metadata"]["ownerReferences"] = [k.owner_reference(cluster)]
         ref = f"{namespace}/{service['metadata']['name']}"
         try:

@@ -202,15 +202,18 @@ class RayServiceRuntime:
         upgrade, switched to the new one)."""
         namespace = rayservice["metadata"].get("namespace", "")
         cluster_service = await self.api.get(SERVICES, namespace, k.cluster_head_service_name(cluster))
-        annotation = ((cluster_service or {}).get("metadata", {}).get("annotations") or {}).get(k.ENDPOINTS_ANNOTATION, "{}")
+        cluster_annotations = (cluster_service or {}).get("metadata", {}).get("annotations") or {}
+        annotation = cluster_annotations.get(k.ENDPOINTS_ANNOTATION, "{}")
+        backend_urls = json.loads(cluster_annotations.get(k.BACKEND_URLS_ANNOTATION) or "{}") or _urls_from_annotation(annotation)
         for body in (build_owner_head_service(rayservice, k.CRD_RAYSERVICE, cluster), serve_service(rayservice, cluster)):
             body["metadata"].setdefault("annotations", {})[k.ENDPOINTS_ANNOTATION] = annotation
             if body["metadata"]["name"].endswith("-serve-svc"):
-                with_endpoints_annotation(body, _urls_from_annotation(annotation))
+                with_endpoints_annotation(body, backend_urls)
             existing = await self.api.get(SERVICES, namespace, body["metadata"]["name"])
             if existing is None:
                 await self.api.create(SERVICES, namespace, body)
-            elif (existing.get("spec") or {}).get("selector") != body["spec"]["selector"]:
+            elif (existing.get("spec") or {}).get("selector") != body["spec"]["selector"] or \
+                    (existing["metadata"].get("annotations") or {}).get(k.ENDPOINTS_ANNOTATION) != body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]:
                 existing = copy.deepcopy(existing)
                 existing["spec"]["selector"] = body["spec"]["selector"]
                 existing["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])

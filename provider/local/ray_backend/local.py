@@ -271,6 +271,8 @@ class LocalRayBackend:
         self.start_timeout = start_timeout
         self.package_policy = package_policy
         self._attached_url = dashboard_url.rstrip("/") if dashboard_url else None
+        # On a Ray attached to, this backend picks Serve's HTTP port (set when it first deploys Serve there).
+        self._attached_serve_port = free_port() if dashboard_url else None
         self._shared_head: RayHead | None = None
         self._dedicated_heads: dict[str, RayHead] = {}
         self._start_lock = asyncio.Lock()
@@ -339,7 +341,7 @@ class LocalRayBackend:
         if head is not None:
             return head.ports.urls()
         if self._attached_url:
-            return {"dashboard": self._attached_url}
+            return {"dashboard": self._attached_url, "serve": f"http://127.0.0.1:{self._attached_serve_port}"}
         assert self._shared_head is not None
         return self._shared_head.ports.urls()
 
@@ -473,8 +475,9 @@ class LocalRayBackend:
         await self.start()
         body = dict(config)
         head = self._head_of(namespace, cluster) or self._shared_head
-        if head is not None:
-            body["http_options"] = {**(body.get("http_options") or {}), "host": "127.0.0.1", "port": head.ports.serve}
+        serve_port = head.ports.serve if head is not None else self._attached_serve_port
+        if serve_port is not None:
+            body["http_options"] = {**(body.get("http_options") or {}), "host": "127.0.0.1", "port": serve_port}
         paths = self._path_maps.get(cluster_key(namespace, cluster), PathMap())
         applications, notices = [], []
         for app in body.get("applications") or []:

@@ -1,0 +1,113 @@
+"""RayService tasks: deploy (create or update, then wait until the new spec is served) and delete.
+
+An update of ``serveConfigV2`` is redeployed in place by KubeRay; an update of ``rayClusterConfig``
+is an upgrade (a new cluster comes up, then traffic moves): the task waits for it to finish, i.e. until
+``Ready`` is True, ``UpgradeInProgress`` is False and KubeRay has applied the new generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Mapping
+
+from airflow.sdk import BaseOperator, Context
+
+from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
+from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors
+from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, RayServiceLifecycle, rayservice_manifest
+from kuberay_provider.core.validation import SchemaRegistry
+
+
+def _lifecycle(hook: KubeRayHook, validate_schema: bool) -> RayServiceLifecycle:
+    schemas = SchemaRegistry.from_cluster(hook.api_client) if validate_schema else None
+    return RayServiceLifecycle(hook.objects_client, schemas=schemas)
+
+
+class RayServiceOperator(BaseOperator):
+    """Create or update a RayService and wait until it serves the new spec.
+
+    :param rayservice: a base RayService: a dict, or a YAML/JSON file path rendered as a Jinja template.
+    :param name: the RayService's name (default: the manifest's).
+    :param namespace: default: the manifest's, else the connection's, else ``default``.
+    :param wait: wait until Ready with no upgrade in progress and the new generation applied.
+    :param ready_timeout: seconds to wait (None: the task's own timeouts apply).
+    :param validate_schema: also check the manifest against the CRD schema read from the cluster.
+    :param kwargs: any RayService spec field as a keyword, e.g. ``serve_config={...}`` (the Serve config
+        as a dict, written as ``serveConfigV2`` YAML), ``ray_cluster_config={...}``,
+        ``upgrade_strategy={"type": "NewCluster"}``.
+
+    Returns (XCom ``return_value``) namespace, name, ready, upgrading, active_cluster, pending_cluster,
+    applications (name -> status), serve_endpoint (the in-cluster URL of ``<name>-serve-svc:8000``),
+    serve_service, and ``change``: created, updated or unchanged.
+    """
+
+    template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels")
+    template_ext: Sequence[str] = (".yaml", ".yml", ".json")
+    template_fields_renderers = {"rayservice": "yaml", "spec_params": "json"}
+    ui_color = "#fff3e0"
+
+    def __init__(
+        self,
+        *,
+        rayservice: Mapping[str, Any] | str | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        wait: bool = True,
+        ready_timeout: float | None = 900,
+        validate_schema: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYSERVICE_KEYWORDS}
+        super().__init__(**kwargs)
+        self.rayservice, self.name, self.namespace, self.spec_params = rayservice, name, namespace, spec_params
+        self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
+        self.kuberay_conn_id, self.wait, self.ready_timeout, self.validate_schema = kuberay_conn_id, wait, ready_timeout, validate_schema
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+        with _as_airflow_errors():
+            base_namespace = _manifest_namespace(self.rayservice) if self.rayservice is not None else None
+            manifest = rayservice_manifest(
+                self.name, self.namespace or base_namespace or hook.get_namespace() or "default", rayservice=self.rayservice,
+                labels=self.labels or None, annotations=self.annotations or None, **self.spec_params,
+            )
+            namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+            services = _lifecycle(hook, self.validate_schema)
+            services.validate(manifest)
+            _, change = services.apply(manifest)
+            self.log.info("RayService %s/%s %s", namespace, name, change)
+            state = services.state(namespace, name)
+            if self.wait:
+                state = services.wait_ready(namespace, name, timeout=self.ready_timeout,
+                                            on_change=lambda s: self.log.info("%s", s.describe()))
+        assert state is not None
+        context["ti"].xcom_push(key="serve_endpoint", value=state.serve_endpoint)
+        return {**state.to_dict(), "change": change}
+
+
+def _manifest_namespace(rayservice: Mapping[str, Any] | str) -> str | None:
+    from kuberay_provider.core.manifests import load_manifest
+
+    return (load_manifest(rayservice, kind="RayService").get("metadata") or {}).get("namespace") or None
+
+
+class RayServiceDeleteOperator(BaseOperator):
+    """Delete a RayService (its clusters and Services go with it). Gone already is not an error."""
+
+    template_fields: Sequence[str] = ("name", "namespace")
+    ui_color = "#ffebee"
+
+    def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name, self.namespace, self.kuberay_conn_id = name, namespace, kuberay_conn_id
+
+    def execute(self, context: Context) -> bool:
+        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+        namespace = self.namespace or hook.get_namespace() or "default"
+        with _as_airflow_errors():
+            deleted = _lifecycle(hook, validate_schema=False).delete(namespace, self.name)
+        self.log.info("RayService %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
+        return deleted
