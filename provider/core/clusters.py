@@ -23,7 +23,7 @@ from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, ray
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.status import ClusterState, _enum_or_raw
-from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
+from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,8 @@ class RayClusterLifecycle:
     schemas: SchemaRegistry | None = None
 
     def validate(self, manifest: dict[str, Any]) -> None:
-        errors = validate_manifest(manifest, self.schemas)
-        if errors:
-            metadata = manifest.get("metadata") or {}
-            raise ValidationError(errors, object_name=f"RayCluster {metadata.get('namespace')}/{metadata.get('name')}")
+        """KubeRay's rules and the CRD schema; all problems at once, before any write."""
+        ensure_valid(manifest, self.schemas)
 
     def create_or_attach(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The cluster and whether this call created it. An existing cluster of the same name is re-attached

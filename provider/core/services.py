@@ -13,12 +13,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
+from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.resources import RAYSERVICE
 from kuberay_provider.core.spec import RAYSERVICE_SPEC_FIELDS, build_manifest
-from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
+from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,8 @@ class RayServiceLifecycle:
     schemas: SchemaRegistry | None = None
 
     def validate(self, manifest: dict[str, Any]) -> None:
-        errors = validate_manifest(manifest, self.schemas)
-        if errors:
-            metadata = manifest.get("metadata") or {}
-            raise ValidationError(errors, object_name=f"RayService {metadata.get('namespace')}/{metadata.get('name')}")
+        """KubeRay's rules and the CRD schema; all problems at once, before any write."""
+        ensure_valid(manifest, self.schemas)
 
     def apply(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Create the RayService, or update the existing one's spec (and labels / annotations); returns

@@ -25,6 +25,25 @@ from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.validation import SchemaRegistry
 
 
+def refuse_unknown_spec_fields(value: dict[str, Any], known: Any, kind: str) -> dict[str, Any]:
+    """A block's ``spec_params`` validator: a typo never becomes a silently missing field."""
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {kind} spec parameter(s) {', '.join(unknown)}")
+    return value
+
+
+@contextlib.contextmanager
+def kube_objects(credentials: KubernetesCredentials, *, validate_schema: bool) -> Iterator[tuple[RayObjectsClient, SchemaRegistry | None]]:
+    """The core's client on ``credentials`` and, if asked, the CRD schemas read from that cluster; the
+    API client closes when the caller is done."""
+    api_client = sync_api_client(credentials)
+    try:
+        yield RayObjectsClient(api_client), SchemaRegistry.from_cluster(api_client) if validate_schema else None
+    finally:
+        api_client.close()
+
+
 def sync_api_client(credentials: KubernetesCredentials) -> Any:
     """An official ``kubernetes.client.ApiClient`` for ``credentials``, with a private Configuration
     (never the process-wide default, which clients of other clusters share)."""
@@ -104,10 +123,7 @@ class RayJob(Block):
     @field_validator("spec_params")
     @classmethod
     def _known_spec_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(value) - RAYJOB_KEYWORDS)
-        if unknown:
-            raise ValueError(f"unknown RayJob spec parameter(s) {', '.join(unknown)}")
-        return value
+        return refuse_unknown_spec_fields(value, RAYJOB_KEYWORDS, "RayJob")
 
     # --- what to run --------------------------------------------------------------------------------------
 

@@ -26,10 +26,8 @@ from prefect_kubernetes.credentials import KubernetesCredentials
 from pydantic import Field, field_validator
 
 from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, RayClusterState
-from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
-from kuberay_provider.core.validation import SchemaRegistry
-from kuberay_provider.prefect.blocks import sync_api_client
+from kuberay_provider.prefect.blocks import kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.tasks import is_retriable, run_identity
 
 
@@ -57,10 +55,7 @@ class RayCluster(Block):
     @field_validator("spec_params")
     @classmethod
     def _known_spec_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(value) - set(RAYCLUSTER_SPEC_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown RayCluster spec parameter(s) {', '.join(unknown)}")
-        return value
+        return refuse_unknown_spec_fields(value, RAYCLUSTER_SPEC_FIELDS, "RayCluster")
 
     def request(self) -> RayClusterRequest:
         if self.manifest is None and self.spec is None and not self.spec_params:
@@ -75,12 +70,8 @@ class RayCluster(Block):
 
     @contextlib.contextmanager
     def lifecycle(self, *, validate_schema: bool = False) -> Iterator[RayClusterLifecycle]:
-        api_client = sync_api_client(self.credentials)
-        try:
-            schemas = SchemaRegistry.from_cluster(api_client) if validate_schema else None
-            yield RayClusterLifecycle(RayObjectsClient(api_client), schemas=schemas)
-        finally:
-            api_client.close()
+        with kube_objects(self.credentials, validate_schema=validate_schema) as (kube, schemas):
+            yield RayClusterLifecycle(kube, schemas=schemas)
 
 
 def _log_state(state: RayClusterState) -> None:

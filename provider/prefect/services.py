@@ -12,10 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect_kubernetes.credentials import KubernetesCredentials
 from pydantic import Field, field_validator
 
-from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, RayServiceLifecycle, RayServiceState, rayservice_manifest
-from kuberay_provider.core.validation import SchemaRegistry
-from kuberay_provider.prefect.blocks import sync_api_client
+from kuberay_provider.prefect.blocks import kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.tasks import is_retriable
 
 
@@ -44,10 +42,7 @@ class RayService(Block):
     @field_validator("spec_params")
     @classmethod
     def _known_spec_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(value) - RAYSERVICE_KEYWORDS)
-        if unknown:
-            raise ValueError(f"unknown RayService spec parameter(s) {', '.join(unknown)}")
-        return value
+        return refuse_unknown_spec_fields(value, RAYSERVICE_KEYWORDS, "RayService")
 
     def to_manifest(self) -> dict[str, Any]:
         params = {**self.spec_params, "serve_config": self.serve_config, "ray_cluster_config": self.ray_cluster_config}
@@ -56,12 +51,8 @@ class RayService(Block):
 
     @contextlib.contextmanager
     def lifecycle(self, *, validate_schema: bool = False) -> Iterator[RayServiceLifecycle]:
-        api_client = sync_api_client(self.credentials)
-        try:
-            schemas = SchemaRegistry.from_cluster(api_client) if validate_schema else None
-            yield RayServiceLifecycle(RayObjectsClient(api_client), schemas=schemas)
-        finally:
-            api_client.close()
+        with kube_objects(self.credentials, validate_schema=validate_schema) as (kube, schemas):
+            yield RayServiceLifecycle(kube, schemas=schemas)
 
 
 def _log_state(state: RayServiceState) -> None:
