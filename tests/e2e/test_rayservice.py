@@ -25,8 +25,8 @@ DAG_ID = "rayservice_deploy"
 
 @pytest.fixture
 def scorer(local_plane: Any) -> Iterator[Any]:
-    """An admin client for the checks; the RayService is deleted afterwards (the DAG keeps it, as a
-    long-lived service)."""
+    """An admin client for the checks; the RayService is deleted afterwards if the test did not get to
+    (the DAG keeps it, as a long-lived service)."""
     from kuberay_provider.core.kube.sync_client import RayObjectsClient
     from kuberay_provider.core.resources import RAYSERVICE
 
@@ -68,3 +68,10 @@ def test_deploy_update_in_place_then_upgrade(airflow: Path, kube: Any, scorer: A
     assert upgraded["active_cluster"] != created["active_cluster"]
     assert kube.find(RAYCLUSTER, "default", created["active_cluster"]) is None  # the old cluster is gone
     assert score(scorer, 3) == {"score": 9.0, "weight": 3.0}
+
+    from kuberay_provider.airflow.operators import RayServiceDeleteOperator
+    from kuberay_provider.core.resources import RAYSERVICE
+
+    assert RayServiceDeleteOperator(task_id="delete", name="scorer").execute({}) is True  # with the DAG's least-privilege connection
+    assert RayServiceDeleteOperator(task_id="delete_again", name="scorer").execute({}) is False  # already gone: not an error
+    assert kube.find(RAYSERVICE, "default", "scorer") is None or kube.get(RAYSERVICE, "default", "scorer")["metadata"].get("deletionTimestamp")
