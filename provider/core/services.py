@@ -132,8 +132,8 @@ class RayServiceLifecycle:
         ensure_valid(manifest, self.schemas)
 
     def apply(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """Create the RayService, or update the existing one's spec (and labels / annotations); returns
-        the object and what happened: ``"created"``, ``"updated"`` or ``"unchanged"``."""
+        """Create the RayService, or replace the existing one's spec (its labels and annotations are left as
+        they are); returns the object and what happened: ``"created"``, ``"updated"`` or ``"unchanged"``."""
         metadata = manifest.get("metadata") or {}
         namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
         existing = self.kube.find(RAYSERVICE, namespace, name)
