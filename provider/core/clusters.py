@@ -9,17 +9,16 @@ task re-attaches to the cluster its run created (same name, same run label), nev
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Mapping
 
 from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.errors import FieldError, KubeRayProviderError, ValidationError
-from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
 from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.manifests import load_manifest
-from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_labels
+from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_selector
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.status import ClusterState, _enum_or_raw
@@ -162,18 +161,24 @@ class RayClusterLifecycle:
         on_change: Callable[[RayClusterState], None] | None = None,
     ) -> RayClusterState:
         """Block until the cluster is ready, by watch; RayClusterTimeout after ``timeout`` s."""
+        return self._wait(namespace, name, lambda state, _: state.is_ready, "to be ready", timeout, on_change)
+
+    def _wait(
+        self, namespace: str, name: str, done: Callable[[RayClusterState, Mapping[str, Any]], bool], awaited: str,
+        timeout: float | None, on_change: Callable[[RayClusterState], None] | None,
+    ) -> RayClusterState:
+        """Watch the cluster until ``done(state, object)``; RayClusterGone if it is deleted meanwhile."""
         last: RayClusterState | None = None
         for event in self.kube.watch(RAYCLUSTER, namespace, name=name, timeout_seconds=timeout):
             if event.type == "DELETED":
-                raise RayClusterGone(f"RayCluster {namespace}/{name} was deleted while waiting for it to be ready")
+                raise RayClusterGone(f"RayCluster {namespace}/{name} was deleted while waiting for it {awaited}")
             state = RayClusterState.from_object(event.object)
-            if state != last:
-                if on_change:
-                    on_change(state)
-                last = state
-            if state.is_ready:
+            if state != last and on_change:
+                on_change(state)
+            last = state
+            if done(state, event.object):
                 return state
-        raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not ready within {timeout} s", last)
+        raise RayClusterTimeout(f"RayCluster {namespace}/{name}: waited {timeout} s for it {awaited}", last)
 
     def state(self, namespace: str, name: str) -> RayClusterState | None:
         found = self.kube.find(RAYCLUSTER, namespace, name)
@@ -204,43 +209,27 @@ class RayClusterLifecycle:
     def wait_workers(self, namespace: str, name: str, *, timeout: float | None = None,
                      on_change: Callable[[RayClusterState], None] | None = None) -> RayClusterState:
         """After a scale: until the ready workers equal the desired ones and the cluster is ready."""
-        last: RayClusterState | None = None
-        for event in self.kube.watch(RAYCLUSTER, namespace, name=name, timeout_seconds=timeout):
-            if event.type == "DELETED":
-                raise RayClusterGone(f"RayCluster {namespace}/{name} was deleted while scaling")
-            state = RayClusterState.from_object(event.object)
-            if state != last and on_change:
-                on_change(state)
-            last = state
-            generation = (event.object.get("metadata") or {}).get("generation")
-            observed = (event.object.get("status") or {}).get("observedGeneration")
+        def scaled(state: RayClusterState, cluster: Mapping[str, Any]) -> bool:
+            generation = (cluster.get("metadata") or {}).get("generation")
+            observed = (cluster.get("status") or {}).get("observedGeneration")
             caught_up = observed is None or generation is None or observed >= generation
-            if caught_up and state.is_ready and state.ready_workers == state.desired_workers:
-                return state
-        raise RayClusterTimeout(f"RayCluster {namespace}/{name} did not reach its worker count within {timeout} s", last)
+            return caught_up and state.is_ready and state.ready_workers == state.desired_workers
+
+        return self._wait(namespace, name, scaled, "to reach its worker count", timeout, on_change)
 
     def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = DELETION_TIMEOUT) -> bool:
         """Delete the cluster (foreground: its Pods and Services first); with ``wait``, return once it is
         gone. False if there was nothing to delete."""
         if not self.kube.delete(RAYCLUSTER, namespace, name, propagation_policy="Foreground"):
             return False
-        if not wait:
-            return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        current = self.kube.find(RAYCLUSTER, namespace, name)
-        if current is None:
-            return True
-        version = (current.get("metadata") or {}).get("resourceVersion")
-        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
-        for event in self.kube.watch(RAYCLUSTER, namespace, name=name, resource_version=version, timeout_seconds=remaining):
-            if event.type == "DELETED":
-                return True
-        raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(current))
+        if wait and (left := wait_until_gone(self.kube, RAYCLUSTER, namespace, name, timeout)) is not None:
+            raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(left))
+        return True
 
     def delete_run(self, namespace: str, owner: str, run_id: str) -> list[str]:
         """Delete every RayCluster one run (DAG or flow run) created, found by its identity labels, without
         waiting: what a crash or cancellation hook calls. Returns the names deleted."""
-        selector = ",".join(f"{key}={value}" for key, value in run_labels(owner, run_id).items())
+        selector = run_selector(owner, run_id)
         deleted = []
         for cluster in self.kube.list(RAYCLUSTER, namespace, label_selector=selector):
             name = str((cluster.get("metadata") or {}).get("name"))

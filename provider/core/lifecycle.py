@@ -19,10 +19,10 @@ from kuberay_provider.core.dashboard import (
 )
 from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
 from kuberay_provider.core.job_request import JobSubmission
-from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.log_follower import tail_lines
-from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY, LABEL_TASK, label_value, run_labels
+from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY, LABEL_TASK, label_value, run_selector
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import RayJobState
@@ -239,7 +239,7 @@ class RayJobLifecycle:
     def delete_run(self, namespace: str, owner: str, run_id: str, tasks: Collection[str] | None = None) -> list[str]:
         """Delete every RayJob one run (dag or flow run) created, found by its identity labels; only those
         of ``tasks`` when given. Returns the names of the RayJobs deleted."""
-        selector = ",".join(f"{key}={value}" for key, value in run_labels(owner, run_id).items())
+        selector = run_selector(owner, run_id)
         wanted = None if tasks is None else {label_value(task) for task in tasks}
         deleted = []
         for rayjob in self.kube.list(RAYJOB, namespace, label_selector=selector):
@@ -253,14 +253,8 @@ class RayJobLifecycle:
     def delete_and_wait(self, namespace: str, name: str, timeout: float | None = DELETION_TIMEOUT) -> None:
         """Delete the RayJob (foreground: its cluster goes first) and return once it is gone."""
         self.delete(namespace, name)
-        current = self.kube.find(RAYJOB, namespace, name)
-        if current is None:
-            return
-        version = (current.get("metadata") or {}).get("resourceVersion")
-        for event in self.kube.watch(RAYJOB, namespace, name=name, resource_version=version, timeout_seconds=timeout):
-            if event.type == "DELETED":
-                return
-        raise RayJobTimeout(f"RayJob {namespace}/{name} was not gone within {timeout} s", RayJobState.from_object(current))
+        if (left := wait_until_gone(self.kube, RAYJOB, namespace, name, timeout)) is not None:
+            raise RayJobTimeout(f"RayJob {namespace}/{name} was not gone within {timeout} s", RayJobState.from_object(left))
 
 
 def try_number_of(manifest: Mapping[str, Any]) -> int | None:

@@ -104,6 +104,11 @@ def run_labels(owner: str, run_id: str) -> dict[str, str]:
     return {LABEL_OWNER: label_value(owner), LABEL_RUN_ID: label_value(run_id)}
 
 
+def run_selector(owner: str, run_id: str) -> str:
+    """``run_labels`` as a label selector."""
+    return ",".join(f"{key}={value}" for key, value in run_labels(owner, run_id).items())
+
+
 def task_labels(owner: str, task: str, run_id: str, map_index: int | None) -> dict[str, str]:
     index = UNMAPPED if map_index is None or map_index < 0 else str(map_index)
     return {**run_labels(owner, run_id), LABEL_TASK: label_value(task), LABEL_MAP_INDEX: index}

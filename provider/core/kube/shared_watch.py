@@ -73,7 +73,6 @@ class _Group:
                     self._dispatch(event)
             raise RuntimeError(f"the shared watch on {self.key.kind.plural} in {self.key.namespace} ended")
         except Exception as exc:  # noqa: BLE001 - every waiter of the group gets it, as its own watch would raise it
-            self._retire()
             for queues in self.waiters.values():
                 for queue in queues:
                     queue.put_nowait(_Failed(exc))

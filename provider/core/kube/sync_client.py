@@ -159,3 +159,16 @@ class RayObjectsClient(RayObjectsClientBase):
         """URL, auth headers and TLS settings to call ``service`` through the API server's proxy."""
         configuration = self.api_client.configuration
         return build_proxy_connection(configuration, configuration.auth_settings(), namespace, service, port)
+
+
+def wait_until_gone(kube: RayObjectsClient, kind: RayKind, namespace: str, name: str, timeout: float | None) -> KubeObject | None:
+    """After a delete: watch the object from its current version until it is gone. None once gone (or
+    already), else the object as it still was when ``timeout`` s had passed."""
+    current = kube.find(kind, namespace, name)
+    if current is None:
+        return None
+    version = (current.get("metadata") or {}).get("resourceVersion")
+    for event in kube.watch(kind, namespace, name=name, resource_version=version, timeout_seconds=timeout):
+        if event.type == "DELETED":
+            return None
+    return current
