@@ -18,12 +18,14 @@ from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHo
 from airflow.sdk.log import mask_secret
 
 from kuberay_provider.airflow import CONN_TYPE, DEFAULT_CONN_ID
+from kuberay_provider.core.clusters import RayClusterLifecycle
 from kuberay_provider.core.dashboard import DashboardAccess
 from kuberay_provider.core.job_runner import RayJobRunner
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.core.services import RayServiceLifecycle
 from kuberay_provider.core.validation import SchemaRegistry
 
 DASHBOARD_URL_FIELD = "dashboard_url_template"
@@ -90,10 +92,21 @@ class KubeRayHook(KubeRayConnection, KubernetesHook):
     def dashboard(self) -> DashboardAccess:
         return self.dashboard_access(self.conn_extras, verify=bool(self.api_client.configuration.verify_ssl))
 
+    def _schemas(self, validate_schema: bool) -> SchemaRegistry | None:
+        """The CRD schemas, read from the cluster itself (what a real client validates against)."""
+        return SchemaRegistry.from_cluster(self.api_client) if validate_schema else None
+
     def lifecycle(self, *, validate_schema: bool = True) -> RayJobLifecycle:
-        """The core's RayJob steps on this connection; the CRD schemas are read from the cluster itself."""
-        schemas = SchemaRegistry.from_cluster(self.api_client) if validate_schema else None
-        return RayJobLifecycle(self.objects_client, schemas=schemas, dashboard=self.dashboard)
+        """The core's RayJob steps on this connection."""
+        return RayJobLifecycle(self.objects_client, schemas=self._schemas(validate_schema), dashboard=self.dashboard)
+
+    def cluster_lifecycle(self, *, validate_schema: bool = True) -> RayClusterLifecycle:
+        """The core's RayCluster steps on this connection."""
+        return RayClusterLifecycle(self.objects_client, schemas=self._schemas(validate_schema))
+
+    def service_lifecycle(self, *, validate_schema: bool = True) -> RayServiceLifecycle:
+        """The core's RayService steps on this connection."""
+        return RayServiceLifecycle(self.objects_client, schemas=self._schemas(validate_schema))
 
     def runner(self, **kwargs: Any) -> RayJobRunner:
         return RayJobRunner(self.lifecycle(), **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -59,7 +60,8 @@ def _jobs_client_finder(conn_id: str) -> Callable[[RayJobState], RayJobsClient]:
 class RayJobTrigger(BaseTrigger):
     """Fires once the RayJob ``namespace/name`` reaches ``wait_for``.
 
-    :param wait_for: ``"terminal"`` (Complete, Failed or ValidationFailed), ``"started"`` (the Ray job
+    :param wait_for: ``"terminal"`` (Complete, Failed or ValidationFailed), ``"admitted"`` (Kueue no
+        longer holds it suspended on its queue), ``"started"`` (the Ray job
         runs) or ``"ready_for_submission"`` (InteractiveMode waits for the provider's submission).
     :param timeout: seconds; None waits as long as the task's own timeouts allow.
     :param delete_on_kill: delete the RayJob when a user kills the deferred task (mark failed or
@@ -72,7 +74,8 @@ class RayJobTrigger(BaseTrigger):
         and its last ``log_tail_lines`` lines (``"log"``), so the resumed task need not read it again.
 
     The event is ``{"status": "success" | "error" | "timeout", "state": {...}, "message": str}``; ``state``
-    is the RayJob's status as ``core.status.state_to_payload`` writes it.
+    is the RayJob's status as ``core.status.state_to_payload`` writes it; a success also says how long
+    this trigger waited (``waited_seconds``).
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class RayJobTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait())
 
     async def _wait(self) -> dict[str, Any]:
+        started = time.monotonic()
         try:
             await asyncio.to_thread(_load_waiting_modules)
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
@@ -130,7 +134,8 @@ class RayJobTrigger(BaseTrigger):
             return {"status": "timeout", "state": state_to_payload(exc.state) if exc.state else None, "message": str(exc)}
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
             return _error_event(exc)
-        event = {"status": "success", "state": state_to_payload(state), "message": state.describe()}
+        event = {"status": "success", "state": state_to_payload(state), "message": state.describe(),
+                 "waited_seconds": round(time.monotonic() - started, 1)}
         if log is not None:
             event["log"] = log
         return event

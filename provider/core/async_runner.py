@@ -15,9 +15,9 @@ from typing import Callable
 
 from kuberay_provider.core.async_lifecycle import ObjectWatcher, wait_for_rayjob
 from kuberay_provider.core.job_request import RayJobRequest
-from kuberay_provider.core.job_runner import LOG_DRAIN_SECONDS, RayJobOutcome, RayJobRunner, _Deadline
+from kuberay_provider.core.job_runner import LOG_DRAIN_SECONDS, AdmissionWait, RayJobOutcome, RayJobRunner, _Deadline, _shorter
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
-from kuberay_provider.core.lifecycle import Launch
+from kuberay_provider.core.lifecycle import Launch, RayJobTimeout
 from kuberay_provider.core.log_follower import LineBuffer
 from kuberay_provider.core.ray_jobs import RayJobsClient
 from kuberay_provider.core.status import RayJobState, WaitTarget
@@ -115,6 +115,19 @@ class AsyncRayJobRunner:
             on_change=lambda state: self.runner.status_line(state.describe()),
         )
 
+    async def wait_for_admission(self, request: RayJobRequest, timeout: float | None) -> RayJobState:
+        """``RayJobRunner.wait_for_admission`` on the event loop."""
+        admission = AdmissionWait(self.runner, request, timeout)
+        while True:
+            chunk = await asyncio.to_thread(admission.next_chunk)  # withdrawing the RayJob is a blocking call
+            try:
+                state = await wait_for_rayjob(self.kube, request.resolved_namespace, request.rayjob_name, WaitTarget.ADMITTED,
+                                              timeout=chunk, on_change=admission.report)
+            except RayJobTimeout:
+                admission.still_queued()
+                continue
+            return admission.admitted(state)
+
     async def submit(self, request: RayJobRequest, timeout: float | None = None) -> RayJobState:
         """SDK mode: once KubeRay waits for the submission, submit and set ``spec.jobId``. Safe to repeat:
         a job already submitted (or already started) is left as it is."""
@@ -126,6 +139,8 @@ class AsyncRayJobRunner:
         """After ``launch``: submit (SDK mode), stream the log while watching the RayJob, conclude.
         Raises ``RayJobFailed`` unless the job succeeded."""
         deadline = _Deadline(timeout)
+        if request.kueue_queue:
+            await self.wait_for_admission(request, _shorter(request.admission_timeout, deadline.remaining()))
         if request.submits_itself:
             await self.submit(request, deadline.remaining())
         state, stream = await wait_streaming_log(

@@ -9,6 +9,7 @@ task re-attaches to the cluster its run created (same name, same run label), nev
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Mapping
@@ -21,6 +22,7 @@ from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_selector
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.spec import build_manifest
+from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.status import ClusterState, _enum_or_raw
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
@@ -58,6 +60,8 @@ class RayClusterRequest:
     namespace: str | None = None  # None: the base manifest's, else "default"
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    queue_name: str | None = None  # a Kueue LocalQueue: created suspended, Kueue admits it
+    volcano_queue: str | None = None  # a Volcano Queue (KubeRay's Volcano batch scheduler)
 
     @property
     def cluster_name(self) -> str:
@@ -77,8 +81,9 @@ class RayClusterRequest:
         if self.spec is not None:
             base = {**(base or {}), "spec": {**((base or {}).get("spec") or {}), **dict(self.spec)}}
         namespace = self.namespace or self.manifest_namespace or "default"
-        return build_manifest(RAYCLUSTER, self.cluster_name, namespace, labels={**dict(self.labels), **self.identity.labels},
-                              annotations=dict(self.annotations) or None, base=base, **dict(self.spec_params))
+        labels = {**dict(self.labels), **scheduling_labels(self.queue_name, self.volcano_queue), **self.identity.labels}
+        return suspend_for_kueue(build_manifest(RAYCLUSTER, self.cluster_name, namespace, labels=labels,
+                                                annotations=dict(self.annotations) or None, base=base, **dict(self.spec_params)))
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class RayClusterState:
     ready_workers: int
     desired_workers: int
     head_service: str
+    queue_name: str = ""  # the Kueue LocalQueue it is queued on ("": none)
+    held_by_kueue: bool = False  # queued and still suspended: not admitted yet
 
     @classmethod
     def from_object(cls, cluster: Mapping[str, Any]) -> "RayClusterState":
@@ -107,6 +114,8 @@ class RayClusterState:
             ready_workers=int(status.get("readyWorkerReplicas") or 0),
             desired_workers=int(status.get("desiredWorkerReplicas") or 0),
             head_service=str((status.get("head") or {}).get("serviceName") or raycluster_head_service(cluster)),
+            queue_name=kueue_queue_of(cluster),
+            held_by_kueue=is_held_by_kueue(cluster),
         )
 
     @property
@@ -124,6 +133,8 @@ class RayClusterState:
         state = self.state.value if isinstance(self.state, ClusterState) else (self.state or "pending")
         head = "ready" if self.head_pod_ready else "not ready"
         text = f"RayCluster {self.namespace}/{self.name}: state={state} head={head} workers={self.ready_workers}/{self.desired_workers}"
+        if self.held_by_kueue:
+            return f"{text} queued for admission on Kueue LocalQueue {self.queue_name!r}"
         return f"{text} ({self.reason})" if self.reason and not self.is_ready else text
 
 
@@ -157,11 +168,17 @@ class RayClusterLifecycle:
         return created, True
 
     def wait_ready(
-        self, namespace: str, name: str, *, timeout: float | None = None,
+        self, namespace: str, name: str, *, timeout: float | None = None, admission_timeout: float | None = None,
         on_change: Callable[[RayClusterState], None] | None = None,
     ) -> RayClusterState:
-        """Block until the cluster is ready, by watch; RayClusterTimeout after ``timeout`` s."""
-        return self._wait(namespace, name, lambda state, _: state.is_ready, "to be ready", timeout, on_change)
+        """Block until the cluster is ready, by watch; RayClusterTimeout after ``timeout`` s, or after
+        ``admission_timeout`` s still queued on Kueue (not admitted)."""
+        started = time.monotonic()
+        if admission_timeout is not None:
+            limit = admission_timeout if timeout is None else min(admission_timeout, timeout)
+            self._wait(namespace, name, lambda state, _: not state.held_by_kueue, "to be admitted by Kueue", limit, on_change)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return self._wait(namespace, name, lambda state, _: state.is_ready, "to be ready", left, on_change)
 
     def _wait(
         self, namespace: str, name: str, done: Callable[[RayClusterState, Mapping[str, Any]], bool], awaited: str,

@@ -31,6 +31,7 @@ from kuberay_provider.core.naming import (
     task_labels,
 )
 from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.core.schedulers import kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.spec import RAYJOB_SPEC_FIELDS, build_manifest, runtime_env_from_yaml
 from kuberay_provider.core.status import SubmissionMode
 
@@ -132,6 +133,11 @@ class RayJobRequest:
     annotations: Mapping[str, str] = field(default_factory=dict)
     try_number: int | None = None  # the orchestrator's try: a later try replaces a failed RayJob
     cleanup: str | None = None  # a core.cleanup choice, written into the spec's cleanup fields
+    queue_name: str | None = None  # a Kueue LocalQueue: the RayJob is created suspended, Kueue admits it
+    admission_timeout: float | None = None  # seconds it may wait for Kueue's admission (None: no own limit)
+    volcano_queue: str | None = None  # a Volcano Queue (KubeRay's Volcano batch scheduler)
+    head_service: str | None = None  # a Ray head's Service no RayCluster owns: SDK submission straight to it
+    volcano_job: str | None = None  # a Volcano Job whose ray plugin exposes the head (``<job>-head-svc``)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
@@ -140,6 +146,14 @@ class RayJobRequest:
         object.__setattr__(self, "submit_via", SubmitVia(self.submit_via))
         if self.cleanup is not None:
             cleanup_spec_fields(self.cleanup)  # an unknown choice fails here, not at launch
+        if self.queue_name and self.spec_params.get("suspend") is False:
+            raise ValueError("queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False")
+        if self.head_service and self.volcano_job:
+            raise ValueError("give head_service or volcano_job, not both: each names the Ray head to submit to")
+        if (self.head_service or self.volcano_job) and (self.selector is not None or self.queue_name):
+            raise ValueError("head_service / volcano_job submit straight to a Ray head: no cluster_selector or queue_name with them")
+        if self.admission_timeout is not None and self.admission_timeout <= 0:
+            raise ValueError(f"admission_timeout must be positive seconds, got {self.admission_timeout!r}")
 
     @property
     def rayjob_name(self) -> str:
@@ -166,18 +180,28 @@ class RayJobRequest:
         return (self.selector or {}).get(CLUSTER_SELECTOR_KEY)
 
     @property
+    def on_bare_head(self) -> bool:
+        """A Ray head no RayCluster describes (``head_service`` / ``volcano_job``)."""
+        return bool(self.head_service or self.volcano_job)
+
+    @property
     def runs_without_rayjob(self) -> bool:
-        """SDK submission straight to an existing cluster's head: nothing is created in Kubernetes."""
-        return self.submit_via is SubmitVia.SDK and self.selector is not None
+        """SDK submission straight to an existing head: nothing is created in Kubernetes."""
+        return self.on_bare_head or (self.submit_via is SubmitVia.SDK and self.selector is not None)
 
     @property
     def submits_itself(self) -> bool:
         """The provider (not KubeRay) submits the Ray job."""
-        return self.submit_via is SubmitVia.SDK
+        return self.submit_via is SubmitVia.SDK or self.on_bare_head
 
     @property
     def submission_id(self) -> str:
         return submission_id(self.rayjob_name)
+
+    @property
+    def kueue_queue(self) -> str:
+        """The Kueue LocalQueue the RayJob waits on: ``queue_name``, or the base manifest's label ("": none)."""
+        return self.queue_name or kueue_queue_of(self.base_manifest)
 
     def manifest(self) -> dict[str, Any]:
         """The RayJob to create (on the direct SDK path too: its spec holds the entrypoint).
@@ -190,7 +214,7 @@ class RayJobRequest:
             params["cluster_selector"] = self.selector
         if self.submits_itself and not self.runs_without_rayjob:
             params["submission_mode"] = SubmissionMode.INTERACTIVE.value
-        labels = {**dict(self.labels), **self.identity.labels}
+        labels = {**dict(self.labels), **scheduling_labels(self.queue_name, self.volcano_queue), **self.identity.labels}
         annotations = dict(self.annotations)
         if self.try_number is not None:
             annotations[ANNOTATION_TRY_NUMBER] = str(self.try_number)
@@ -200,7 +224,7 @@ class RayJobRequest:
         )
         if self.cleanup is not None:
             manifest["spec"] = apply_cleanup(manifest["spec"], self.cleanup)
-        return manifest
+        return suspend_for_kueue(manifest)
 
     def submission(self) -> JobSubmission:
         return JobSubmission.from_manifest(self.manifest(), self.submission_id)

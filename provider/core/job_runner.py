@@ -17,6 +17,7 @@ from kuberay_provider.core.dashboard import raycluster_head_service, rayjob_head
 from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.core.lifecycle import (
+    AdmissionTimeout,
     ClusterNotFoundError,
     Launch,
     RayJobLifecycle,
@@ -29,6 +30,7 @@ from kuberay_provider.core.status import JobStatus, RayJobState, WaitTarget
 
 log = logging.getLogger(__name__)
 LOG_DRAIN_SECONDS = 30.0  # after the job ends, how long the log stream may take to deliver its last lines
+QUEUE_REPORT_SECONDS = 60.0  # while Kueue holds a RayJob, a "still queued" line this often
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,65 @@ class RayJobFailed(KubeRayProviderError):
         self.log_tail = log_tail
 
 
+def _shorter(first: float | None, second: float | None) -> float | None:
+    """The smaller of two optional limits (None: no limit)."""
+    limits = [limit for limit in (first, second) if limit is not None]
+    return min(limits) if limits else None
+
+
 class _Deadline:
     def __init__(self, timeout: float | None) -> None:
         self._end = None if timeout is None else time.monotonic() + timeout
 
     def remaining(self) -> float | None:
         return None if self._end is None else max(0.0, self._end - time.monotonic())
+
+
+class AdmissionWait:
+    """The bookkeeping of a wait for Kueue's admission, shared by the sync and async runners: the wait
+    goes in chunks so the task log says "still queued" now and then, and a RayJob not admitted in time
+    is withdrawn (deleted): left queued, it would start later with no task following it."""
+
+    def __init__(self, runner: "RayJobRunner", request: RayJobRequest, timeout: float | None) -> None:
+        self.runner, self.request, self.timeout = runner, request, timeout
+        self.started, self.deadline = time.monotonic(), _Deadline(timeout)
+        self._last_line = ""
+
+    @property
+    def subject(self) -> str:
+        return f"RayJob {self.request.resolved_namespace}/{self.request.rayjob_name}"
+
+    @property
+    def queue(self) -> str:
+        return f"Kueue LocalQueue {self.request.kueue_queue!r}"
+
+    def waited(self) -> float:
+        return time.monotonic() - self.started
+
+    def next_chunk(self) -> float:
+        """How long the next watch may last; AdmissionTimeout (after withdrawing the RayJob) when time is up."""
+        remaining = self.deadline.remaining()
+        if remaining == 0.0:
+            self.runner.withdraw(self.request.resolved_namespace, self.request.rayjob_name,
+                                 f"not admitted by {self.queue} within {self.waited():.0f} s")
+            raise AdmissionTimeout(f"{self.subject} was not admitted by {self.queue} within {self.timeout} s; it was deleted "
+                                   "so it cannot start later with no task following it", None)
+        return QUEUE_REPORT_SECONDS if remaining is None else min(QUEUE_REPORT_SECONDS, remaining)
+
+    def report(self, state: RayJobState) -> None:
+        line = state.describe()
+        if line != self._last_line:
+            self.runner.status_line(line)
+            self._last_line = line
+
+    def still_queued(self) -> None:
+        if self.deadline.remaining() != 0.0:
+            self.runner.status_line(f"{self.subject} still queued for admission on {self.queue} ({self.waited():.0f} s)")
+
+    def admitted(self, state: RayJobState) -> RayJobState:
+        if not state.is_terminal:
+            self.runner.status_line(f"{self.subject} admitted by {self.queue} after {self.waited():.1f} s")
+        return state
 
 
 @dataclass
@@ -142,6 +197,25 @@ class RayJobRunner:
     def first_wait_target(self, request: RayJobRequest) -> WaitTarget:
         return WaitTarget.READY_FOR_SUBMISSION if request.submits_itself else WaitTarget.STARTED
 
+    def wait_for_admission(self, request: RayJobRequest, timeout: float | None) -> RayJobState:
+        """While Kueue holds the RayJob (suspended on its LocalQueue): say so, and how long it has waited,
+        until Kueue admits it. ``timeout``: ``admission_timeout`` and what the whole wait has left."""
+        admission = AdmissionWait(self, request, timeout)
+        while True:
+            chunk = admission.next_chunk()
+            try:
+                state = self.lifecycle.wait(request.resolved_namespace, request.rayjob_name, until=WaitTarget.ADMITTED.reached,
+                                            timeout=chunk, on_change=admission.report)
+            except RayJobTimeout:
+                admission.still_queued()
+                continue
+            return admission.admitted(state)
+
+    def withdraw(self, namespace: str, name: str, why: str) -> None:
+        """Delete a RayJob that must not run any more (it waited too long in its queue)."""
+        deleted = self.lifecycle.delete(namespace, name)
+        self.status_line(f"Deleted RayJob {namespace}/{name}: {why}" if deleted else f"RayJob {namespace}/{name} was already gone")
+
     # --- whole flows ----------------------------------------------------------------------------------
 
     def run(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
@@ -154,6 +228,8 @@ class RayJobRunner:
     def follow(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
         """After ``launch``: submit (SDK mode), stream the log while waiting by watch, conclude."""
         deadline = _Deadline(timeout)
+        if request.kueue_queue:
+            self.wait_for_admission(request, _shorter(request.admission_timeout, deadline.remaining()))
         state = self.wait(request, self.first_wait_target(request), deadline.remaining())
         if request.submits_itself and state.is_waiting_for_submission:
             self.submit_if_waiting(request, state)
@@ -168,13 +244,16 @@ class RayJobRunner:
         return self.conclude(state, follower)
 
     def run_on_cluster(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
-        """Straight to an existing RayCluster's head through the Jobs SDK: no RayJob is created."""
-        namespace, cluster = request.resolved_namespace, str(request.selected_cluster)
+        """Straight to an existing Ray head through the Jobs SDK, no RayJob created: a RayCluster's
+        (``cluster_selector``) or one no RayCluster describes (``head_service`` / ``volcano_job``)."""
+        namespace = request.resolved_namespace
         submission = request.submission()
-        self.lifecycle.validate(request.manifest())
-        jobs = self.lifecycle.cluster_jobs_client(namespace, cluster)
+        if not request.on_bare_head:
+            self.lifecycle.validate(request.manifest())
+        service, cluster, where = self.direct_target(request)
+        jobs = self.lifecycle.jobs_client(namespace, service, cluster)
         started = jobs.submit(**submission.submit_arguments())
-        self.status_line(f"{'Submitted' if started else 'Re-attached to'} Ray job {submission.submission_id} on RayCluster {namespace}/{cluster}")
+        self.status_line(f"{'Submitted' if started else 'Re-attached to'} Ray job {submission.submission_id} on {where}")
         follower = self._follow(jobs, submission.submission_id, required=True)
         try:
             if not follower.join(timeout):
@@ -182,16 +261,24 @@ class RayJobRunner:
         finally:
             follower.stop()
         info = jobs.info(submission.submission_id)
-        service = self.lifecycle.head_service_of_cluster(namespace, cluster)
         outcome = RayJobOutcome(
             namespace=namespace, rayjob_name="", job_id=info.job_id, cluster_name=cluster, deployment_status="",
             job_status=info.status.value, succeeded=info.status == JobStatus.SUCCEEDED, message=info.message,
             dashboard_url=self.lifecycle.dashboard_link(namespace, service, cluster, info.job_id),
         )
         if not outcome.succeeded:
-            summary = f"Ray job {info.job_id} on RayCluster {namespace}/{cluster} ended {info.status.value}: {info.message}"
+            summary = f"Ray job {info.job_id} on {where} ended {info.status.value}: {info.message}"
             raise RayJobFailed(summary, outcome, follower.tail(self.log_tail_lines))
         return outcome
+
+    def direct_target(self, request: RayJobRequest) -> tuple[str, str, str]:
+        """Where a job without a RayJob runs: (head Service, RayCluster name or "", a readable name)."""
+        namespace = request.resolved_namespace
+        if request.on_bare_head:
+            service = self.lifecycle.bare_head_service(namespace, request.head_service, request.volcano_job)
+            return service, "", f"Service {namespace}/{service}"
+        cluster = str(request.selected_cluster)
+        return self.lifecycle.head_service_of_cluster(namespace, cluster), cluster, f"RayCluster {namespace}/{cluster}"
 
     def _follow(self, jobs: RayJobsClient, job_id: str, *, required: bool = False) -> LogFollower:
         sink = self.log_line if (self.stream_logs or required) else (lambda line: None)

@@ -40,6 +40,10 @@ class RayJobTimeout(KubeRayProviderError):
         self.state = state
 
 
+class AdmissionTimeout(RayJobTimeout):
+    """Kueue did not admit the RayJob in time (it was still suspended on its queue)."""
+
+
 class ClusterNotFoundError(KubeRayProviderError):
     """The RayCluster a job should run on does not exist."""
 
@@ -193,6 +197,18 @@ class RayJobLifecycle:
         if cluster is None:
             raise ClusterNotFoundError(f"RayCluster {namespace}/{cluster_name} does not exist")
         return raycluster_head_service(cluster)
+
+    def bare_head_service(self, namespace: str, service: str | None = None, volcano_job: str | None = None) -> str:
+        """The Service of a Ray head no RayCluster describes: ``service`` as named, or the one Volcano's ray
+        plugin made for ``volcano_job`` (``<job>-head-svc``; newer Volcano names it after the job)."""
+        candidates = [service] if service else [f"{volcano_job}-head-svc", str(volcano_job)]
+        for name in candidates:
+            if self.kube.read_service(namespace, name) is not None:
+                return name
+        what = f"Service {namespace}/{service}" if service else (
+            f"a Ray head Service of Volcano Job {namespace}/{volcano_job} (looked for {' and '.join(candidates)}; "
+            "the Job needs Volcano's ray plugin)")
+        raise ClusterNotFoundError(f"{what} does not exist")
 
     def cluster_jobs_client(self, namespace: str, cluster_name: str) -> RayJobsClient:
         """The Jobs API of an existing RayCluster (existing-cluster paths)."""

@@ -17,6 +17,7 @@ from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.resources import RAYSERVICE
+from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.spec import RAYSERVICE_SPEC_FIELDS, build_manifest
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
@@ -40,18 +41,34 @@ RAYSERVICE_KEYWORDS = frozenset(RAYSERVICE_SPEC_FIELDS) | {"serve_config"}
 
 def rayservice_manifest(
     name: str | None, namespace: str | None, *, rayservice: Mapping[str, Any] | str | None = None,
-    labels: Mapping[str, str] | None = None, annotations: Mapping[str, str] | None = None, **spec_params: Any,
+    labels: Mapping[str, str] | None = None, annotations: Mapping[str, str] | None = None,
+    queue_name: str | None = None, volcano_queue: str | None = None, **spec_params: Any,
 ) -> dict[str, Any]:
     """A RayService from a base manifest (dict or YAML/JSON path) and/or spec fields as keywords
     (``serve_config`` as a dict, written as serveConfigV2 YAML; ``ray_cluster_config``...). A RayService
-    is long-lived, so its name is the user's (the manifest's or ``name``), never derived from a run."""
+    is long-lived, so its name is the user's (the manifest's or ``name``), never derived from a run.
+    ``queue_name`` / ``volcano_queue`` label it for Kueue / Volcano (``core.schedulers``)."""
     base = load_manifest(rayservice, kind="RayService") if rayservice is not None else None
     metadata = (base or {}).get("metadata") or {}
     name = name or metadata.get("name")
     if not name:
         raise ValueError("a RayService needs a name (name= or metadata.name in the manifest)")
     namespace = namespace or metadata.get("namespace") or "default"
-    return build_manifest(RAYSERVICE, name, namespace, labels=labels, annotations=annotations, base=base, **spec_params)
+    labels = {**dict(labels or {}), **scheduling_labels(queue_name, volcano_queue)}
+    return build_manifest(RAYSERVICE, name, namespace, labels=labels or None, annotations=annotations, base=base, **spec_params)
+
+
+def _keep_kueue_suspension(manifest: dict[str, Any], existing: Mapping[str, Any]) -> dict[str, Any]:
+    """An update must not decide admission: a RayService on Kueue keeps the suspend flag Kueue set."""
+    if not kueue_queue_of(existing) or not kueue_queue_of(manifest):
+        return manifest
+    current = ((existing.get("spec") or {}).get("rayClusterConfig") or {}).get("suspend")
+    config = manifest.setdefault("spec", {}).setdefault("rayClusterConfig", {})
+    if current is None:
+        config.pop("suspend", None)
+    else:
+        config["suspend"] = current
+    return manifest
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -70,6 +87,8 @@ class RayServiceState:
     active_cluster: str
     pending_cluster: str
     applications: dict[str, str]  # application -> status (RUNNING, DEPLOYING, DEPLOY_FAILED...)
+    queue_name: str = ""  # the Kueue LocalQueue it is queued on ("": none)
+    held_by_kueue: bool = False  # queued and still suspended (spec.rayClusterConfig.suspend)
 
     @classmethod
     def from_object(cls, service: Mapping[str, Any]) -> "RayServiceState":
@@ -87,6 +106,8 @@ class RayServiceState:
             active_cluster=str(active.get("rayClusterName") or ""),
             pending_cluster=str(pending.get("rayClusterName") or ""),
             applications={app: str(info.get("status", "")) for app, info in (active.get("applicationStatuses") or {}).items()},
+            queue_name=kueue_queue_of(service),
+            held_by_kueue=is_held_by_kueue(service),
         )
 
     @property
@@ -119,6 +140,8 @@ class RayServiceState:
         apps = ", ".join(f"{app}={status}" for app, status in sorted(self.applications.items())) or "none yet"
         text = (f"RayService {self.namespace}/{self.name}: ready={self.ready} upgrading={self.upgrading} "
                 f"active={self.active_cluster or '-'} pending={self.pending_cluster or '-'} applications: {apps}")
+        if self.held_by_kueue:
+            text += f" queued for admission on Kueue LocalQueue {self.queue_name!r}"
         return text if self.caught_up else f"{text} (spec generation {self.generation} not yet applied)"
 
 
@@ -138,10 +161,12 @@ class RayServiceLifecycle:
         namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
         existing = self.kube.find(RAYSERVICE, namespace, name)
         if existing is None:
+            manifest = suspend_for_kueue(manifest)  # Kueue admits it by unsuspending rayClusterConfig
             self.kube.create(manifest, dry_run=True)
             created = self.kube.create(manifest)
             log.info("Created RayService %s/%s", namespace, name)
             return created, "created"
+        manifest = _keep_kueue_suspension(manifest, existing)
         if existing.get("spec") == manifest.get("spec"):
             return existing, "unchanged"
         # The whole spec replaces the old one (a merge patch would keep fields the new spec dropped); the

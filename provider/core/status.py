@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
+from kuberay_provider.core.schedulers import KUEUE_QUEUE_LABEL
+
 
 class JobStatus(str, Enum):
     """The Ray job's own status (Ray's JobStatus), mirrored into ``status.jobStatus``."""
@@ -109,6 +111,8 @@ class RayJobState:
     failed: int = 0
     observed_generation: int = 0
     resource_version: str = ""
+    suspend: bool = False  # spec.suspend: Kueue (or a user) holds the RayJob back
+    queue_name: str = ""  # the Kueue LocalQueue it is queued on ("": none)
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> "RayJobState":
@@ -130,6 +134,8 @@ class RayJobState:
             failed=int(status.get("failed") or 0),
             observed_generation=int(status.get("observedGeneration") or 0),
             resource_version=str(meta.get("resourceVersion", "") or ""),
+            suspend=(obj.get("spec") or {}).get("suspend") is True,
+            queue_name=str((meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) or ""),
         )
 
     @property
@@ -158,11 +164,18 @@ class RayJobState:
     def is_suspended(self) -> bool:
         return self.deployment_status == JobDeploymentStatus.SUSPENDED
 
+    @property
+    def is_queued_for_admission(self) -> bool:
+        """Queued on Kueue and not admitted yet: Kueue unsuspends the RayJob when it admits it."""
+        return bool(self.queue_name) and self.suspend and not self.is_terminal
+
     def describe(self) -> str:
         """One line for a task log: statuses, then reason and message when there are any."""
         ds = getattr(self.deployment_status, "value", self.deployment_status) or "New"
         js = getattr(self.job_status, "value", self.job_status) or "-"
         text = f"RayJob {self.namespace}/{self.name}: deployment={ds} job={js}"
+        if self.is_queued_for_admission:
+            text += f" queued for admission on Kueue LocalQueue {self.queue_name!r}"
         if self.reason:
             text += f" reason={self.reason}"
         if self.message:
@@ -185,6 +198,11 @@ def is_started(state: RayJobState) -> bool:
     return state.is_terminal or (state.deployment_status == JobDeploymentStatus.RUNNING and bool(state.job_id))
 
 
+def is_admitted(state: RayJobState) -> bool:
+    """Kueue let the RayJob go (it is no longer suspended), or it ended while queued."""
+    return not state.is_queued_for_admission
+
+
 def is_ready_for_submission(state: RayJobState) -> bool:
     """InteractiveMode waits for our submission, or there is nothing left to submit."""
     return state.is_waiting_for_submission or is_started(state)
@@ -193,11 +211,14 @@ def is_ready_for_submission(state: RayJobState) -> bool:
 class WaitTarget(str, Enum):
     """What a waiter waits for, by name (a trigger's arguments must serialise)."""
 
+    ADMITTED = "admitted"
     STARTED = "started"
     READY_FOR_SUBMISSION = "ready_for_submission"
     TERMINAL = "terminal"
 
     def reached(self, state: RayJobState) -> bool:
+        if self is WaitTarget.ADMITTED:
+            return is_admitted(state)
         if self is WaitTarget.STARTED:
             return is_started(state)
         if self is WaitTarget.READY_FOR_SUBMISSION:

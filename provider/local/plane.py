@@ -56,6 +56,9 @@ class LocalControlPlane:
     ``controller``: start kuberay_provider.local.controller.run_controller if it exists.
     ``controller_settings``: the controller's ``ControllerSettings`` (timing knobs such as the RayJob
     requeue); default: the controller's own defaults. Tests use it to poll a fast fake backend sooner.
+    ``batch_schedulers``: with the controller, stand-ins for the batch schedulers in front of KubeRay:
+    Kueue's queue kinds admitting queued RayJobs / RayClusters (``local.kueue``), and Volcano Jobs whose
+    ray plugin exposes a head Service without any RayCluster (``local.volcano``).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class LocalControlPlane:
         state_path: Path | str | None = None,
         faults: FaultPlan | str | None = None,
         controller_settings: ControllerSettings | None = None,
+        batch_schedulers: bool = True,
     ) -> None:
         self._temporary_home = home is None
         self.home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="kuberay-local-"))
@@ -87,6 +91,7 @@ class LocalControlPlane:
         self._history_limit, self._bookmark_interval = history_limit, bookmark_interval
         self._controller_wanted, self._backend = controller, backend
         self._controller_settings = controller_settings
+        self._batch_schedulers = batch_schedulers
         # Fault injection (development and tests only): a plan, its text, or $KUBERAY_LOCAL_FAULTS.
         faults = faults if faults is not None else os.environ.get(FAULTS_ENV) or None
         self.faults = FaultPlan.parse(faults) if isinstance(faults, str) else faults
@@ -156,6 +161,11 @@ class LocalControlPlane:
         if self.crds_dir:
             installed = install_crds(self.server.cluster, load_crd_documents(self.crds_dir))
             log.info("installed CRDs: %s", ", ".join(installed) or "none")
+        if self._batch_schedulers and self._controller_wanted:
+            from .kueue import kueue_crds
+            from .volcano import volcano_crds
+
+            install_crds(self.server.cluster, kueue_crds() + volcano_crds())
         await self.server.start()
         controller_stop = asyncio.Event()
         controller_task = None
@@ -194,12 +204,27 @@ class LocalControlPlane:
         async with self.async_api_client() as api_client:
             api_client.user_agent = CONTROLLER_USER_AGENT  # the embedded KubeRay is spared injected faults
             try:
-                await run_controller(api_client, backend, controller_stop, settings=self._controller_settings)
+                if self._batch_schedulers:
+                    await asyncio.gather(
+                        run_controller(api_client, backend, controller_stop, settings=self._controller_settings),
+                        self._run_batch_schedulers(api_client, backend, controller_stop),
+                    )
+                else:
+                    await run_controller(api_client, backend, controller_stop, settings=self._controller_settings)
             except Exception:
                 log.exception("the local controller stopped with an error")
                 raise
             finally:
                 self.controller_running = False
+
+    @staticmethod
+    async def _run_batch_schedulers(api_client: Any, backend: Any, stop: asyncio.Event) -> None:
+        from .controller import HttpClusterAPI
+        from .kueue import run_kueue
+        from .volcano import run_volcano
+
+        api = HttpClusterAPI(api_client)
+        await asyncio.gather(run_kueue(api, stop), run_volcano(api, backend, stop))
 
     async def _stop_controller(self, task: asyncio.Task[Any], controller_stop: asyncio.Event) -> None:
         controller_stop.set()

@@ -99,6 +99,21 @@ class RayJob(Block):
         default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
     )
     timeout: float | None = Field(default=None, description="Seconds to wait for the job; None waits as long as it runs.")
+    queue_name: str | None = Field(
+        default=None, description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
+    )
+    volcano_queue: str | None = Field(
+        default=None, description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
+    )
+    admission_timeout: float | None = Field(
+        default=None, description="Seconds it may stay queued on Kueue before the task fails (the RayJob is then deleted).",
+    )
+    volcano_job: str | None = Field(
+        default=None, description="Run on the Ray head of this Volcano Job (its ray plugin's <job>-head-svc): no RayJob.",
+    )
+    head_service: str | None = Field(
+        default=None, description="Run on the Ray head behind this Service (no RayCluster describes it): no RayJob.",
+    )
     cleanup: str | None = Field(
         default=None,
         description="What KubeRay does with the cluster once the job ends: keep, delete_cluster, "
@@ -130,7 +145,7 @@ class RayJob(Block):
     @property
     def runs_without_rayjob(self) -> bool:
         """SDK submission straight to an existing cluster: nothing is created in Kubernetes."""
-        return self.submit_via == SubmitVia.SDK.value and bool(self.cluster_selector)
+        return bool(self.volcano_job or self.head_service) or (self.submit_via == SubmitVia.SDK.value and bool(self.cluster_selector))
 
     def all_spec_params(self) -> dict[str, Any]:
         named = {"entrypoint": self.entrypoint, "runtime_env": self.runtime_env, "ray_cluster_spec": self.ray_cluster_spec}
@@ -154,6 +169,11 @@ class RayJob(Block):
             annotations=self.annotations,
             try_number=try_number,
             cleanup=self.cleanup,
+            queue_name=self.queue_name or None,
+            admission_timeout=self.admission_timeout,
+            volcano_queue=self.volcano_queue or None,
+            volcano_job=self.volcano_job or None,
+            head_service=self.head_service or None,
         )
 
     @property

@@ -50,6 +50,15 @@ class RayCluster(Block):
         default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
     )
     ready_timeout: float | None = Field(default=600, description="Seconds to wait until the cluster is ready.")
+    queue_name: str | None = Field(
+        default=None, description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
+    )
+    volcano_queue: str | None = Field(
+        default=None, description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
+    )
+    admission_timeout: float | None = Field(
+        default=None, description="Seconds it may stay queued on Kueue before the task fails (it is then deleted).",
+    )
     validate_schema: bool = Field(default=True, description="Also check the RayCluster against the CRD schema on the cluster.")
 
     @field_validator("spec_params")
@@ -62,7 +71,8 @@ class RayCluster(Block):
             raise ValueError("a RayCluster block needs a manifest, a spec or spec_params")
         identity, _ = run_identity()
         return RayClusterRequest(identity, raycluster=self.manifest, spec=self.spec, spec_params=self.spec_params,
-                                 name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations)
+                                 name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
+                                 queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None)
 
     @property
     def default_namespace(self) -> str:
@@ -92,7 +102,8 @@ def create_raycluster(cluster: RayCluster, wait_until_ready: bool = True) -> dic
         state = clusters.state(namespace, name)
         if wait_until_ready:
             try:
-                state = clusters.wait_ready(namespace, name, timeout=cluster.ready_timeout, on_change=_log_state)
+                state = clusters.wait_ready(namespace, name, timeout=cluster.ready_timeout,
+                                            admission_timeout=cluster.admission_timeout, on_change=_log_state)
             except Exception:
                 get_run_logger().warning("RayCluster %s/%s did not become ready: deleting it", namespace, name)
                 clusters.delete(namespace, name, wait=False)

@@ -37,6 +37,12 @@ class RayService(Block):
         default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
     )
     ready_timeout: float | None = Field(default=900, description="Seconds to wait until the new spec is served.")
+    queue_name: str | None = Field(
+        default=None, description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
+    )
+    volcano_queue: str | None = Field(
+        default=None, description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
+    )
     validate_schema: bool = Field(default=True, description="Also check the RayService against the CRD schema on the cluster.")
 
     @field_validator("spec_params")
@@ -47,7 +53,8 @@ class RayService(Block):
     def to_manifest(self) -> dict[str, Any]:
         params = {**self.spec_params, "serve_config": self.serve_config, "ray_cluster_config": self.ray_cluster_config}
         return rayservice_manifest(self.name, self.namespace, rayservice=self.manifest, labels=self.labels or None,
-                                   annotations=self.annotations or None, **{k: v for k, v in params.items() if v is not None})
+                                   annotations=self.annotations or None, queue_name=self.queue_name or None,
+                                   volcano_queue=self.volcano_queue or None, **{k: v for k, v in params.items() if v is not None})
 
     @contextlib.contextmanager
     def lifecycle(self, *, validate_schema: bool = False) -> Iterator[RayServiceLifecycle]:

@@ -146,6 +146,17 @@ def airflow(least_privilege_kubeconfig: Path) -> Iterator[Path]:
 
 
 
+@pytest.fixture(scope="module")
+def triggerer(airflow: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real ``airflow triggerer`` process for one test module's deferred waits."""
+    from tests.support.airflow_runs import RealTriggerer
+
+    process = RealTriggerer(tmp_path_factory.mktemp("triggerer"))
+    process.start()
+    yield process
+    process.stop()
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """One temporary Prefect API for the session's flows (starting one costs about 11 s)."""

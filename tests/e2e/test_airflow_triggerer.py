@@ -12,7 +12,7 @@ configure_airflow_env()
 
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Iterator  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 import pytest  # noqa: E402
 from airflow.models.taskinstance import TaskInstance  # noqa: E402
@@ -36,14 +36,6 @@ from tests.support.ray_waits import ray_job_status_becomes  # noqa: E402
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # a hung triggerer fails the test, not CI
 
 INLINE = "running trigger in line"  # what dag.test() logs when it runs a trigger itself
-
-
-@pytest.fixture(scope="module")
-def triggerer(airflow: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealTriggerer]:
-    process = RealTriggerer(tmp_path_factory.mktemp("triggerer"))
-    process.start()
-    yield process
-    process.stop()
 
 
 class Meanwhile:

@@ -22,16 +22,10 @@ from airflow.sdk import BaseOperator, Context
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors, run_identity
-from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest
+from kuberay_provider.core.clusters import RayClusterRequest
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
-from kuberay_provider.core.validation import SchemaRegistry
 
 RAYCLUSTER_KEYWORDS = frozenset(RAYCLUSTER_SPEC_FIELDS)
-
-
-def _lifecycle(hook: KubeRayHook, validate_schema: bool) -> RayClusterLifecycle:
-    schemas = SchemaRegistry.from_cluster(hook.api_client) if validate_schema else None
-    return RayClusterLifecycle(hook.objects_client, schemas=schemas)
 
 
 class RayClusterCreateOperator(BaseOperator):
@@ -44,6 +38,13 @@ class RayClusterCreateOperator(BaseOperator):
     :param wait_until_ready: wait for ``status.state == ready`` and the head Pod ready.
     :param ready_timeout: seconds to wait for readiness (None: the task's own timeouts apply).
     :param delete_on_failure: delete the cluster if it does not become ready (timeout, deleted).
+    :param queue_name: a Kueue LocalQueue: the cluster is labelled ``kueue.x-k8s.io/queue-name`` and
+        created suspended; the task reports that it is queued until Kueue admits it. Kueue's limits
+        (no in-tree autoscaling, at most 7 worker groups) are checked before creation.
+    :param admission_timeout: seconds it may stay queued on Kueue before the task fails (and, with
+        ``delete_on_failure``, the cluster is deleted). None: only ``ready_timeout`` applies.
+    :param volcano_queue: a Volcano Queue: sets ``ray.io/scheduler-name: volcano`` and
+        ``volcano.sh/queue-name``.
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
     :param kwargs: any RayCluster spec field as a keyword, e.g. ``worker_group_specs=[...]``,
         ``ray_version="2.60.0"``, ``enable_in_tree_autoscaling=True``.
@@ -53,7 +54,7 @@ class RayClusterCreateOperator(BaseOperator):
     downstream tasks take ``create.output["name"]``.
     """
 
-    template_fields: Sequence[str] = ("raycluster", "spec", "spec_params", "name", "namespace", "labels")
+    template_fields: Sequence[str] = ("raycluster", "spec", "spec_params", "name", "namespace", "labels", "queue_name", "volcano_queue")
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
     template_fields_renderers = {"raycluster": "yaml", "spec": "json", "spec_params": "json"}
     ui_color = "#e8f5e9"
@@ -72,6 +73,9 @@ class RayClusterCreateOperator(BaseOperator):
         ready_timeout: float | None = 600,
         delete_on_failure: bool = True,
         validate_schema: bool = True,
+        queue_name: str | None = None,
+        admission_timeout: float | None = None,
+        volcano_queue: str | None = None,
         **kwargs: Any,
     ) -> None:
         spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYCLUSTER_KEYWORDS}
@@ -82,6 +86,7 @@ class RayClusterCreateOperator(BaseOperator):
         self.kuberay_conn_id = kuberay_conn_id
         self.wait_until_ready, self.ready_timeout = wait_until_ready, ready_timeout
         self.delete_on_failure, self.validate_schema = delete_on_failure, validate_schema
+        self.queue_name, self.admission_timeout, self.volcano_queue = queue_name, admission_timeout, volcano_queue
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
@@ -89,18 +94,19 @@ class RayClusterCreateOperator(BaseOperator):
             request = RayClusterRequest(
                 run_identity(context), raycluster=self.raycluster, spec=self.spec, spec_params=self.spec_params,
                 name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
+                queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None,
             )
             if not self.namespace and not request.manifest_namespace:
                 request = dataclasses.replace(request, namespace=hook.get_namespace() or "default")
             manifest = request.manifest()
             namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-            clusters = _lifecycle(hook, self.validate_schema)
+            clusters = hook.cluster_lifecycle(validate_schema=self.validate_schema)
             clusters.validate(manifest)
             _, created = clusters.create_or_attach(manifest)
             state = clusters.state(namespace, name)
             if self.wait_until_ready:
                 try:
-                    state = clusters.wait_ready(namespace, name, timeout=self.ready_timeout,
+                    state = clusters.wait_ready(namespace, name, timeout=self.ready_timeout, admission_timeout=self.admission_timeout,
                                                 on_change=lambda s: self.log.info("%s", s.describe()))
                 except Exception:
                     if self.delete_on_failure:
@@ -135,7 +141,7 @@ class RayClusterScaleOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
-        clusters = _lifecycle(hook, validate_schema=False)
+        clusters = hook.cluster_lifecycle(validate_schema=False)
         with _as_airflow_errors():
             clusters.scale(namespace, self.name, self.group, int(self.replicas))
             if not self.wait:
@@ -166,6 +172,6 @@ class RayClusterDeleteOperator(BaseOperator):
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
         with _as_airflow_errors():
-            deleted = _lifecycle(hook, validate_schema=False).delete(namespace, self.name, wait=self.wait, timeout=self.timeout)
+            deleted = hook.cluster_lifecycle(validate_schema=False).delete(namespace, self.name, wait=self.wait, timeout=self.timeout)
         self.log.info("RayCluster %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
         return deleted

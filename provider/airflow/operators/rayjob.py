@@ -61,6 +61,18 @@ class RayJobOperator(BaseOperator):
     :param namespace: default: the base manifest's, else the connection's, else ``default``.
     :param kuberay_conn_id: a ``kuberay`` connection.
     :param wait_timeout: seconds to wait for the job (None: the task's own timeouts apply).
+    :param queue_name: a Kueue LocalQueue: the RayJob is labelled ``kueue.x-k8s.io/queue-name`` and
+        created suspended; the task reports that it is queued for admission until Kueue admits it.
+        Kueue's limits are checked first: its own cluster (no cluster_selector), shutdown after the job,
+        no in-tree autoscaling, at most 7 worker groups.
+    :param admission_timeout: seconds it may stay queued on Kueue; after that the RayJob is deleted
+        (so it cannot start later with no task following it) and the try fails. None: only
+        ``wait_timeout`` bounds the queueing.
+    :param volcano_queue: a Volcano Queue: sets ``ray.io/scheduler-name: volcano`` and
+        ``volcano.sh/queue-name`` (KubeRay's operator must run with the Volcano batch scheduler).
+    :param volcano_job: run on the Ray head of a Volcano Job (Volcano's ``ray`` plugin exposes it as
+        ``<job>-head-svc``): submitted through the Ray Jobs SDK, no RayJob or RayCluster involved.
+    :param head_service: the same for any Ray head behind a Service no RayCluster describes.
     :param deferrable: wait in the triggerer (``RayJobTrigger``) instead of a worker slot.
     :param cleanup: what KubeRay does with the cluster once the job ends, in one word (``core.cleanup``):
         ``"keep"``, ``"delete_cluster"``, ``"delete_cluster_after:<s>"``,
@@ -80,7 +92,10 @@ class RayJobOperator(BaseOperator):
     deployment_status, job_status, succeeded, reason, message, dashboard_url.
     """
 
-    template_fields: Sequence[str] = ("rayjob", "spec_params", "namespace", "name", "cluster_selector", "labels")
+    template_fields: Sequence[str] = (
+        "rayjob", "spec_params", "namespace", "name", "cluster_selector", "labels", "queue_name", "volcano_queue",
+        "volcano_job", "head_service",
+    )
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
     template_fields_renderers = {"rayjob": "yaml", "spec_params": "json"}
     operator_extra_links = (RayDashboardLink(),)
@@ -98,6 +113,11 @@ class RayJobOperator(BaseOperator):
         annotations: Mapping[str, str] | None = None,
         kuberay_conn_id: str = DEFAULT_CONN_ID,
         wait_timeout: float | None = None,
+        queue_name: str | None = None,
+        admission_timeout: float | None = None,
+        volcano_queue: str | None = None,
+        volcano_job: str | None = None,
+        head_service: str | None = None,
         cleanup: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         delete_on_kill: bool = True,
@@ -120,6 +140,11 @@ class RayJobOperator(BaseOperator):
         self.annotations = dict(annotations or {})
         self.kuberay_conn_id = kuberay_conn_id
         self.wait_timeout = wait_timeout
+        self.queue_name = queue_name
+        self.admission_timeout = admission_timeout
+        self.volcano_queue = volcano_queue
+        self.volcano_job = volcano_job
+        self.head_service = head_service
         self.cleanup = cleanup
         self.deferrable = deferrable
         self.delete_on_kill = delete_on_kill
@@ -129,15 +154,16 @@ class RayJobOperator(BaseOperator):
         self.log_tail_lines = log_tail_lines
         self.validate_schema = validate_schema
         self._started: tuple[str, str] | None = None  # (namespace, RayJob name) once created or attached
-        self._direct_job: tuple[str, str, str] | None = None  # (namespace, cluster, Ray job id): direct SDK path
+        self._direct_job: RayJobRequest | None = None  # the direct SDK path (no RayJob): what on_kill stops
         self._check_arguments()
 
     def _check_arguments(self) -> None:
         """What can be judged before rendering: fail at DAG parse time, not in the middle of a run."""
         if self.rayjob is None and not self.spec_params:
             raise ValueError("RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint=")
-        if self.deferrable and self.submit_via == SubmitVia.SDK.value and self.cluster_selector:
-            raise ValueError("deferrable=True needs a RayJob to watch; submit_via='sdk' with cluster_selector creates none")
+        if self.deferrable and ((self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service):
+            raise ValueError("deferrable=True needs a RayJob to watch; submitting straight to a Ray head "
+                             "(submit_via='sdk' with cluster_selector, volcano_job, head_service) creates none")
         if self.cleanup is not None:
             cleanup_spec_fields(self.cleanup)
 
@@ -160,6 +186,11 @@ class RayJobOperator(BaseOperator):
             annotations=self.annotations,
             try_number=getattr(context["ti"], "try_number", None),
             cleanup=self.cleanup,
+            queue_name=self.queue_name or None,
+            admission_timeout=self.admission_timeout,
+            volcano_queue=self.volcano_queue or None,
+            volcano_job=self.volcano_job or None,
+            head_service=self.head_service or None,
         )
 
     def _request(self, context: Context) -> RayJobRequest:
@@ -217,27 +248,49 @@ class RayJobOperator(BaseOperator):
         runner = self._runner()
         with _as_airflow_errors():
             if request.runs_without_rayjob:
-                self._direct_job = (request.resolved_namespace, str(request.selected_cluster), request.submission_id)
+                self._direct_job = request
                 return self._finish(context, request, runner, runner.run_on_cluster(request, self.wait_timeout))
             runner.launch(request)
             self._started = (request.resolved_namespace, request.rayjob_name)
             self._remember(context, request)
             context["ti"].xcom_push(key=XCOM_RAYJOB, value={"namespace": request.resolved_namespace, "name": request.rayjob_name})
             self._push_dashboard_url(context, runner.dashboard_url_of(request))
+            if self.deferrable and request.kueue_queue:
+                self.log.info("RayJob %s/%s is queued for admission on Kueue LocalQueue %r; waiting in the triggerer%s",
+                              request.resolved_namespace, request.rayjob_name, request.kueue_queue,
+                              f" (at most {request.admission_timeout} s)" if request.admission_timeout else "")
+                self._defer(request, WaitTarget.ADMITTED, "execute_after_admission", timeout=request.admission_timeout)
             if self.deferrable:
                 self._defer(request, runner.first_wait_target(request), "execute_after_start")
             outcome = self._cleaning_up_on_failure(runner, request, lambda: runner.follow(request, self.wait_timeout))
         return self._finish(context, request, runner, outcome)
 
-    def _defer(self, request: RayJobRequest, target: WaitTarget, method_name: str) -> None:
+    def _defer(self, request: RayJobRequest, target: WaitTarget, method_name: str, timeout: float | None = None) -> None:
         self.defer(
             trigger=RayJobTrigger(
                 name=request.rayjob_name, namespace=request.resolved_namespace, kuberay_conn_id=self.kuberay_conn_id,
-                wait_for=target.value, timeout=self.wait_timeout, delete_on_kill=self.delete_on_kill,
+                wait_for=target.value, timeout=timeout or self.wait_timeout, delete_on_kill=self.delete_on_kill,
                 stream_logs=self.stream_logs and target is WaitTarget.TERMINAL, log_tail_lines=self.log_tail_lines,
             ),
             method_name=method_name,
         )
+
+    def execute_after_admission(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Deferred: Kueue admitted the RayJob (or the wait for it timed out: then it is withdrawn)."""
+        request = self._request(context)
+        runner = self._runner()
+        if (event or {}).get("status") == "timeout":
+            runner.withdraw(request.resolved_namespace, request.rayjob_name, "not admitted by Kueue in time")
+            raise AirflowException(
+                f"RayJob {request.resolved_namespace}/{request.rayjob_name} was not admitted by Kueue "
+                f"(LocalQueue {request.kueue_queue!r}) within {request.admission_timeout or self.wait_timeout} s; it was deleted"
+            )
+        state = state_from_event(event)
+        if not state.is_terminal:
+            self.log.info("RayJob %s/%s admitted by Kueue LocalQueue %r after %s s in the queue", state.namespace, state.name,
+                          request.kueue_queue, event.get("waited_seconds", "?"))
+        self._defer(request, runner.first_wait_target(request), "execute_after_start")
+        return {}  # unreachable: defer() raises TaskDeferred
 
     def execute_after_start(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the RayJob is ready for our submission (SDK mode), runs, or has already ended."""
@@ -301,9 +354,11 @@ class RayJobOperator(BaseOperator):
             self.log.info("Task killed: deleting RayJob %s/%s", namespace, name)
             self.hook.lifecycle(validate_schema=False).delete(namespace, name)
         elif self._direct_job is not None:
-            namespace, cluster, job_id = self._direct_job
-            self.log.info("Task killed: stopping Ray job %s", job_id)
-            self.hook.lifecycle(validate_schema=False).cluster_jobs_client(namespace, cluster).stop(job_id)
+            request = self._direct_job
+            self.log.info("Task killed: stopping Ray job %s", request.submission_id)
+            lifecycle = self.hook.lifecycle(validate_schema=False)
+            service, cluster, _ = RayJobRunner(lifecycle).direct_target(request)
+            lifecycle.jobs_client(request.resolved_namespace, service, cluster).stop(request.submission_id)
 
 
 class RayJobCleanupOperator(BaseOperator):

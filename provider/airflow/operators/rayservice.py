@@ -14,13 +14,7 @@ from airflow.sdk import BaseOperator, Context
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors
-from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, RayServiceLifecycle, rayservice_manifest
-from kuberay_provider.core.validation import SchemaRegistry
-
-
-def _lifecycle(hook: KubeRayHook, validate_schema: bool) -> RayServiceLifecycle:
-    schemas = SchemaRegistry.from_cluster(hook.api_client) if validate_schema else None
-    return RayServiceLifecycle(hook.objects_client, schemas=schemas)
+from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, rayservice_manifest
 
 
 class RayServiceOperator(BaseOperator):
@@ -32,6 +26,10 @@ class RayServiceOperator(BaseOperator):
     :param wait: wait until Ready with no upgrade in progress and the new generation applied.
     :param ready_timeout: seconds to wait (None: the task's own timeouts apply).
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
+    :param queue_name: a Kueue LocalQueue: labels the RayService ``kueue.x-k8s.io/queue-name``; it is
+        created with ``rayClusterConfig.suspend: true`` for Kueue to admit, and an update keeps the
+        suspend flag Kueue set. Kueue's limits are checked before anything is written.
+    :param volcano_queue: a Volcano Queue (``ray.io/scheduler-name: volcano`` and ``volcano.sh/queue-name``).
     :param kwargs: any RayService spec field as a keyword, e.g. ``serve_config={...}`` (the Serve config
         as a dict, written as ``serveConfigV2`` YAML), ``ray_cluster_config={...}``,
         ``upgrade_strategy={"type": "NewCluster"}``.
@@ -41,7 +39,7 @@ class RayServiceOperator(BaseOperator):
     serve_service, and ``change``: created, updated or unchanged.
     """
 
-    template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels")
+    template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels", "queue_name", "volcano_queue")
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
     template_fields_renderers = {"rayservice": "yaml", "spec_params": "json"}
     ui_color = "#fff3e0"
@@ -58,6 +56,8 @@ class RayServiceOperator(BaseOperator):
         wait: bool = True,
         ready_timeout: float | None = 900,
         validate_schema: bool = True,
+        queue_name: str | None = None,
+        volcano_queue: str | None = None,
         **kwargs: Any,
     ) -> None:
         spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYSERVICE_KEYWORDS}
@@ -65,6 +65,7 @@ class RayServiceOperator(BaseOperator):
         self.rayservice, self.name, self.namespace, self.spec_params = rayservice, name, namespace, spec_params
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
         self.kuberay_conn_id, self.wait, self.ready_timeout, self.validate_schema = kuberay_conn_id, wait, ready_timeout, validate_schema
+        self.queue_name, self.volcano_queue = queue_name, volcano_queue
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
@@ -72,10 +73,11 @@ class RayServiceOperator(BaseOperator):
             base_namespace = _manifest_namespace(self.rayservice) if self.rayservice is not None else None
             manifest = rayservice_manifest(
                 self.name, self.namespace or base_namespace or hook.get_namespace() or "default", rayservice=self.rayservice,
-                labels=self.labels or None, annotations=self.annotations or None, **self.spec_params,
+                labels=self.labels or None, annotations=self.annotations or None,
+                queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None, **self.spec_params,
             )
             namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-            services = _lifecycle(hook, self.validate_schema)
+            services = hook.service_lifecycle(validate_schema=self.validate_schema)
             services.validate(manifest)
             _, change = services.apply(manifest)
             self.log.info("RayService %s/%s %s", namespace, name, change)
@@ -108,6 +110,6 @@ class RayServiceDeleteOperator(BaseOperator):
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
         with _as_airflow_errors():
-            deleted = _lifecycle(hook, validate_schema=False).delete(namespace, self.name)
+            deleted = hook.service_lifecycle(validate_schema=False).delete(namespace, self.name)
         self.log.info("RayService %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
         return deleted

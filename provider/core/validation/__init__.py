@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import FieldError, ValidationError
 from ..resources import RAY_API_VERSION, RAY_KINDS
 from .rules import raycluster_rules, rayjob_rules, rayservice_rules
+from .schedulers import scheduler_rules
 from .schema import CrdSchema, SchemaRegistry
 
 __all__ = ["CrdSchema", "SchemaRegistry", "ensure_valid", "validate_manifest"]
@@ -44,7 +45,7 @@ def validate_manifest(manifest: Any, schemas: SchemaRegistry | None = None) -> l
     if errors := _identity_errors(manifest):
         return errors
     kind = manifest["kind"]
-    errors = _RULES_BY_KIND[kind](manifest) + _size_errors(manifest)
+    errors = _RULES_BY_KIND[kind](manifest) + scheduler_rules(manifest) + _size_errors(manifest)
     if schemas is not None:
         schema = schemas.for_kind(kind)
         if schema is None:

@@ -20,11 +20,11 @@ class EventRecorder:
         self._api = api
         self._clock = clock
 
-    async def record(self, regarding: Mapping[str, Any], event: EventSpec) -> None:
+    async def record(self, regarding: Mapping[str, Any], event: EventSpec, component: str | None = None) -> None:
         """Best effort, like client-go's recorder: a failed write is logged, never raised."""
         meta = regarding.get("metadata") or {}
         now = self._clock.now()
-        component = COMPONENT.get(regarding.get("kind", ""), "kuberay-operator")
+        component = component or COMPONENT.get(regarding.get("kind", ""), "kuberay-operator")
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
