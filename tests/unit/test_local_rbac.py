@@ -30,8 +30,16 @@ def plane() -> Iterator[LocalControlPlane]:
         with running.api_client() as admin:
             client.CoreV1Api(admin).create_namespace({"metadata": {"name": NS}})
             for document in yaml.safe_load_all((PROJECT_ROOT / "docker" / "kubernetes" / "rbac.yaml").read_text()):
-                _create(admin, document)
+                _create(admin, without_services_get(document))
         yield running
+
+
+def without_services_get(document: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as a user who never submits to a bare Ray head installs it: the rule it says to drop
+    (get services, for volcano_job / head_service) dropped, so a missing verb can be shown."""
+    if document.get("kind") == "Role":
+        document["rules"] = [rule for rule in document["rules"] if rule.get("resources") != ["services"]]
+    return document
 
 
 def _create(api: client.ApiClient, document: dict[str, Any]) -> None:
@@ -84,7 +92,7 @@ def test_the_manifest_s_verbs_are_allowed_to_its_service_account(plane: LocalCon
 
 
 def test_a_missing_verb_is_refused_with_kube_apiservers_words_and_the_provider_names_the_rule(plane: LocalControlPlane) -> None:
-    # The Role grants services/proxy only, never services themselves.
+    # Without its services rule, the Role grants services/proxy only, never services themselves.
     with api_with(plane, service_account_token(plane)) as api:
         with pytest.raises(ApiException) as raw:
             client.CoreV1Api(api).read_namespaced_service("x-head-svc", NS)
