@@ -1,6 +1,6 @@
 """A RayCluster per DAG run, with Airflow setup / teardown: a DAG to copy and adapt.
 
-``create_cluster`` (a setup task) creates a RayCluster for this run and waits until it is ready;
+``create_cluster`` (a setup task) creates a RayCluster for this run and waits, deferred, until it is ready;
 ``prepare`` and ``train`` run on it as RayJobs with KubeRay's ``clusterSelector``, ``train`` after
 ``add_workers`` has scaled the worker group from one worker to two; ``delete_cluster``
 (its teardown) deletes the cluster however they ended, so a failed job never leaves a cluster behind.
@@ -47,6 +47,7 @@ with DAG(
         task_id="create_cluster",
         spec=simple_cluster_spec(image="rayproject/ray:2.60.0", workers=1, max_workers=2),
         ready_timeout=600,
+        deferrable=True,  # the wait until ready holds no worker slot
     )
     cluster = create_cluster.output["name"]
     prepare = RayJobOperator(task_id="prepare", cluster_selector=cluster, entrypoint=PREPARE)

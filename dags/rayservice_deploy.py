@@ -47,6 +47,7 @@ with DAG(
         },
         ray_cluster_config=simple_cluster_spec(image="{{ params.image }}", ray_version="2.60.0"),
         ready_timeout=900,
+        deferrable=True,  # an upgrade can take minutes: wait in the triggerer
     )
     check = RayServiceSensor(task_id="check", rayservice_name="scorer", poke_interval=5, timeout=600)
     deploy >> check

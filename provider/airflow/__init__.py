@@ -2,7 +2,8 @@
 
 Public names: ``hooks.KubeRayHook``, ``operators.RayJobOperator``, ``operators.RayJobCleanupOperator``,
 ``operators.RayClusterCreateOperator`` / ``RayClusterScaleOperator`` / ``RayClusterDeleteOperator``,
-``operators.RayServiceOperator`` / ``RayServiceDeleteOperator``, ``sensors.RayJobSensor`` / ``RayServiceSensor``, ``triggers.RayJobTrigger``. Registered with Airflow through the ``apache_airflow_provider`` entry point.
+``operators.RayServiceOperator`` / ``RayServiceDeleteOperator``, ``sensors.RayJobSensor`` / ``RayServiceSensor``, ``triggers.RayJobTrigger``,
+``decorators.kuberay_task`` (``@task.kuberay``). Registered with Airflow through the ``apache_airflow_provider`` entry point.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": _modules("sensors"),
         "triggers": _modules("triggers"),
         "extra-links": [f"{_MODULE}.links.RayDashboardLink"],
+        "task-decorators": [{"name": "kuberay", "class-name": f"{_MODULE}.decorators.kuberay.kuberay_task"}],
         "connection-types": [
             {
                 "hook-class-name": f"{_MODULE}.hooks.KubeRayHook",

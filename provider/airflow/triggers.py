@@ -144,6 +144,7 @@ class RayJobTrigger(BaseTrigger):
         """The awaited state, and what was streamed of the Ray job's log (None: nothing was)."""
         from kuberay_provider.core.async_lifecycle import wait_for_rayjob
         from kuberay_provider.core.async_runner import wait_streaming_log
+        from kuberay_provider.core.functions import shown_line
         from kuberay_provider.core.log_follower import StreamedLog
 
         def status(state: RayJobState) -> None:
@@ -154,7 +155,7 @@ class RayJobTrigger(BaseTrigger):
             return await wait_for_rayjob(watches, self.namespace, self.name, target, timeout=self.timeout, on_change=status), None
         jobs_for = await asyncio.to_thread(_jobs_client_finder, self.kuberay_conn_id)
         state, stream = await wait_streaming_log(
-            watches, self.namespace, self.name, jobs_for=jobs_for, line_sink=lambda line: self.log.info("[ray] %s", line),
+            watches, self.namespace, self.name, jobs_for=jobs_for, line_sink=lambda line: self.log.info("[ray] %s", shown_line(line)),
             timeout=self.timeout, on_change=status, keep_lines=self.log_tail_lines,
         )
         if stream is None:
@@ -187,3 +188,93 @@ def state_from_event(event: dict[str, Any] | None, subject: str = "the RayJob") 
         message = (event or {}).get("message") or "the trigger ended without a result"
         raise AirflowException(f"waiting for {subject} failed: {message}")
     return state_from_payload(event["state"])
+
+
+class _RayObjectTrigger(BaseTrigger):
+    """A deferred wait on one RayCluster or RayService, through the connection's shared watch.
+
+    The event is ``{"status": "success" | "error" | "timeout", "state": {...} | None, "message": str}``;
+    ``state`` is the object's state as its ``to_dict()`` writes it.
+    """
+
+    kind_name = ""
+
+    def __init__(self, name: str, namespace: str, kuberay_conn_id: str = DEFAULT_CONN_ID, timeout: float | None = None) -> None:
+        super().__init__()
+        self.name, self.namespace, self.kuberay_conn_id, self.timeout = name, namespace, kuberay_conn_id, timeout
+
+    def _arguments(self) -> dict[str, Any]:
+        return {"name": self.name, "namespace": self.namespace, "kuberay_conn_id": self.kuberay_conn_id, "timeout": self.timeout}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", self._arguments()
+
+    def _tracker(self) -> Any:
+        raise NotImplementedError
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield TriggerEvent(await self._wait())
+
+    async def _wait(self) -> dict[str, Any]:
+        try:
+            await asyncio.to_thread(_load_object_waiting_modules)
+            from kuberay_provider.core.async_lifecycle import wait_tracked
+            from kuberay_provider.core.resources import RAY_KINDS
+
+            tracker = self._tracker()
+            state = await wait_tracked(_shared_watches(self.kuberay_conn_id), RAY_KINDS[self.kind_name], tracker)
+        except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
+            last = getattr(exc, "state", None)
+            status = "timeout" if type(exc).__name__.endswith("Timeout") else "error"
+            return {"status": status, "state": last.to_dict() if last is not None else None, "message": str(exc)}
+        return {"status": "success", "state": state.to_dict(), "message": state.describe()}
+
+
+def _load_object_waiting_modules() -> None:
+    """The core's RayCluster / RayService waiting code, imported off the event loop."""
+    _load_waiting_modules()
+    import kuberay_provider.core.clusters  # noqa: F401
+    import kuberay_provider.core.services  # noqa: F401
+
+
+class RayClusterTrigger(_RayObjectTrigger):
+    """Fires once the RayCluster ``namespace/name`` reaches ``wait_for``: ``"ready"`` (state ready and the
+    head Pod ready), ``"workers"`` (after a scale: ready workers == desired) or ``"admitted"`` (Kueue no
+    longer holds it suspended)."""
+
+    kind_name = "RayCluster"
+
+    def __init__(self, name: str, namespace: str, kuberay_conn_id: str = DEFAULT_CONN_ID, timeout: float | None = None,
+                 wait_for: str = "ready") -> None:
+        super().__init__(name, namespace, kuberay_conn_id, timeout)
+        self.wait_for = wait_for
+
+    def _arguments(self) -> dict[str, Any]:
+        return {**super()._arguments(), "wait_for": self.wait_for}
+
+    def _tracker(self) -> Any:
+        from kuberay_provider.core.clusters import ClusterTracker
+
+        return ClusterTracker(self.namespace, self.name, self.wait_for, self.timeout,
+                              on_change=lambda state: self.log.info("%s", state.describe()))
+
+
+class RayServiceTrigger(_RayObjectTrigger):
+    """Fires once the RayService ``namespace/name`` serves its latest spec (applied, Ready, no upgrade in
+    progress, every application running); an application that failed to deploy ends it with an error."""
+
+    kind_name = "RayService"
+
+    def _tracker(self) -> Any:
+        from kuberay_provider.core.services import ServiceTracker
+
+        return ServiceTracker(self.namespace, self.name, self.timeout, on_change=lambda state: self.log.info("%s", state.describe()))
+
+
+def object_state_from_event(event: dict[str, Any] | None, subject: str) -> dict[str, Any]:
+    """The state a RayClusterTrigger / RayServiceTrigger event carries; AirflowException otherwise."""
+    from airflow.sdk.exceptions import AirflowException
+
+    if not event or event.get("status") != "success" or not event.get("state"):
+        raise AirflowException(f"waiting for {subject} failed: {(event or {}).get('message') or 'the trigger ended without a result'}")
+    return dict(event["state"])

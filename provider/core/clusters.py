@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 from typing import Any, Callable, Mapping
 
 from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.errors import FieldError, KubeRayProviderError, ValidationError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
+from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_selector
@@ -138,6 +140,51 @@ class RayClusterState:
         return f"{text} ({self.reason})" if self.reason and not self.is_ready else text
 
 
+class ClusterTarget(str, Enum):
+    """What a wait on a RayCluster waits for, by name (a trigger's arguments must serialise)."""
+
+    ADMITTED = "admitted"  # Kueue no longer holds it suspended
+    READY = "ready"  # state ready and the head Pod ready
+    WORKERS = "workers"  # after a scale: the new spec applied, ready, ready workers == desired
+
+    @property
+    def awaited(self) -> str:
+        return {"admitted": "to be admitted by Kueue", "ready": "to be ready", "workers": "to reach its worker count"}[self.value]
+
+    def reached(self, state: RayClusterState, cluster: Mapping[str, Any]) -> bool:
+        if self is ClusterTarget.ADMITTED:
+            return not state.held_by_kueue
+        if self is ClusterTarget.READY:
+            return state.is_ready
+        generation = (cluster.get("metadata") or {}).get("generation")
+        observed = (cluster.get("status") or {}).get("observedGeneration")
+        caught_up = observed is None or generation is None or observed >= generation
+        return caught_up and state.is_ready and state.ready_workers == state.desired_workers
+
+
+class ClusterTracker:
+    """One RayCluster's events in, the state that reaches ``target`` out (None while waiting); shared by
+    the sync waits and the async ones (deferrable triggers)."""
+
+    def __init__(self, namespace: str, name: str, target: ClusterTarget | str, timeout: float | None = None,
+                 on_change: Callable[[RayClusterState], None] | None = None) -> None:
+        self.namespace, self.name, self.target = namespace, name, ClusterTarget(target)
+        self.timeout, self.on_change = timeout, on_change
+        self.last: RayClusterState | None = None
+
+    def observe(self, event: WatchEvent) -> RayClusterState | None:
+        if event.type == "DELETED":
+            raise RayClusterGone(f"RayCluster {self.namespace}/{self.name} was deleted while waiting for it {self.target.awaited}")
+        state = RayClusterState.from_object(event.object)
+        if state != self.last and self.on_change:
+            self.on_change(state)
+        self.last = state
+        return state if self.target.reached(state, event.object) else None
+
+    def timed_out(self) -> "RayClusterTimeout":
+        return RayClusterTimeout(f"RayCluster {self.namespace}/{self.name}: waited {self.timeout} s for it {self.target.awaited}", self.last)
+
+
 @dataclass
 class RayClusterLifecycle:
     kube: RayObjectsClient
@@ -176,26 +223,15 @@ class RayClusterLifecycle:
         started = time.monotonic()
         if admission_timeout is not None:
             limit = admission_timeout if timeout is None else min(admission_timeout, timeout)
-            self._wait(namespace, name, lambda state, _: not state.held_by_kueue, "to be admitted by Kueue", limit, on_change)
+            self._wait(ClusterTracker(namespace, name, ClusterTarget.ADMITTED, limit, on_change))
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return self._wait(namespace, name, lambda state, _: state.is_ready, "to be ready", left, on_change)
+        return self._wait(ClusterTracker(namespace, name, ClusterTarget.READY, left, on_change))
 
-    def _wait(
-        self, namespace: str, name: str, done: Callable[[RayClusterState, Mapping[str, Any]], bool], awaited: str,
-        timeout: float | None, on_change: Callable[[RayClusterState], None] | None,
-    ) -> RayClusterState:
-        """Watch the cluster until ``done(state, object)``; RayClusterGone if it is deleted meanwhile."""
-        last: RayClusterState | None = None
-        for event in self.kube.watch(RAYCLUSTER, namespace, name=name, timeout_seconds=timeout):
-            if event.type == "DELETED":
-                raise RayClusterGone(f"RayCluster {namespace}/{name} was deleted while waiting for it {awaited}")
-            state = RayClusterState.from_object(event.object)
-            if state != last and on_change:
-                on_change(state)
-            last = state
-            if done(state, event.object):
-                return state
-        raise RayClusterTimeout(f"RayCluster {namespace}/{name}: waited {timeout} s for it {awaited}", last)
+    def _wait(self, tracker: "ClusterTracker") -> RayClusterState:
+        for event in self.kube.watch(RAYCLUSTER, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout):
+            if (done := tracker.observe(event)) is not None:
+                return done
+        raise tracker.timed_out()
 
     def state(self, namespace: str, name: str) -> RayClusterState | None:
         found = self.kube.find(RAYCLUSTER, namespace, name)
@@ -226,13 +262,7 @@ class RayClusterLifecycle:
     def wait_workers(self, namespace: str, name: str, *, timeout: float | None = None,
                      on_change: Callable[[RayClusterState], None] | None = None) -> RayClusterState:
         """After a scale: until the ready workers equal the desired ones and the cluster is ready."""
-        def scaled(state: RayClusterState, cluster: Mapping[str, Any]) -> bool:
-            generation = (cluster.get("metadata") or {}).get("generation")
-            observed = (cluster.get("status") or {}).get("observedGeneration")
-            caught_up = observed is None or generation is None or observed >= generation
-            return caught_up and state.is_ready and state.ready_workers == state.desired_workers
-
-        return self._wait(namespace, name, scaled, "to reach its worker count", timeout, on_change)
+        return self._wait(ClusterTracker(namespace, name, ClusterTarget.WORKERS, timeout, on_change))
 
     def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = DELETION_TIMEOUT) -> bool:
         """Delete the cluster (foreground: its Pods and Services first); with ``wait``, return once it is

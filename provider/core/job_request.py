@@ -14,6 +14,7 @@ RayJob its first try created instead of creating a second one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -138,6 +139,9 @@ class RayJobRequest:
     volcano_queue: str | None = None  # a Volcano Queue (KubeRay's Volcano batch scheduler)
     head_service: str | None = None  # a Ray head's Service no RayCluster owns: SDK submission straight to it
     volcano_job: str | None = None  # a Volcano Job whose ray plugin exposes the head (``<job>-head-svc``)
+    # Local folders the SDK submission uploads as py_modules (a shipped function, core.functions); kept out
+    # of the RayJob itself, whose spec must not name paths on this machine.
+    ship_py_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
@@ -148,6 +152,8 @@ class RayJobRequest:
             cleanup_spec_fields(self.cleanup)  # an unknown choice fails here, not at launch
         if self.queue_name and self.spec_params.get("suspend") is False:
             raise ValueError("queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False")
+        if self.ship_py_modules and not self.submits_itself:
+            raise ValueError("shipping a function needs the Ray Jobs SDK to upload it: submit_via='sdk'")
         if self.head_service and self.volcano_job:
             raise ValueError("give head_service or volcano_job, not both: each names the Ray head to submit to")
         if (self.head_service or self.volcano_job) and (self.selector is not None or self.queue_name):
@@ -227,4 +233,9 @@ class RayJobRequest:
         return suspend_for_kueue(manifest)
 
     def submission(self) -> JobSubmission:
-        return JobSubmission.from_manifest(self.manifest(), self.submission_id)
+        submission = JobSubmission.from_manifest(self.manifest(), self.submission_id)
+        if not self.ship_py_modules:
+            return submission
+        runtime_env = dict(submission.runtime_env or {})
+        runtime_env["py_modules"] = [*list(runtime_env.get("py_modules") or []), *self.ship_py_modules]
+        return dataclasses.replace(submission, runtime_env=runtime_env)

@@ -197,6 +197,15 @@ class RayJobsClient:
             raise RayJobsError(f"submitting Ray job {submission_id} failed: {self._clean(exc, 'POST')}") from exc
         return True
 
+    def ray_version(self) -> str:
+        """The cluster's Ray version, from the dashboard's /api/version ("" when it does not say)."""
+        try:
+            response = self.client._do_request("GET", "/api/version")
+            return str(response.json().get("ray_version") or "") if response.status_code == 200 else ""
+        except Exception as exc:  # noqa: BLE001 - a version is advice; the submission will say what is wrong
+            log.info("could not read the Ray version at %s: %s", self.endpoint.url, self._clean(exc, "GET"))
+            return ""
+
     def find(self, job_id: str) -> RayJobInfo | None:
         try:
             return RayJobInfo.from_details(job_id, self.client.get_job_info(job_id))

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.resources import RAYSERVICE
 from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
@@ -145,6 +146,33 @@ class RayServiceState:
         return text if self.caught_up else f"{text} (spec generation {self.generation} not yet applied)"
 
 
+class ServiceTracker:
+    """One RayService's events in, its state once the latest spec is served out (None while waiting);
+    an application that failed to deploy raises. Shared by the sync wait and the deferrable trigger."""
+
+    def __init__(self, namespace: str, name: str, timeout: float | None = None,
+                 on_change: Callable[[RayServiceState], None] | None = None) -> None:
+        self.namespace, self.name, self.timeout, self.on_change = namespace, name, timeout, on_change
+        self.last: RayServiceState | None = None
+
+    def observe(self, event: WatchEvent) -> RayServiceState | None:
+        if event.type == "DELETED":
+            raise RayServiceGone(f"RayService {self.namespace}/{self.name} was deleted while waiting for it to be ready")
+        state = RayServiceState.from_object(event.object)
+        if state != self.last and self.on_change:
+            self.on_change(state)
+        self.last = state
+        if state.is_ready:
+            return state
+        if state.caught_up and state.failed_applications:
+            failed = ", ".join(f"{app} {status}" for app, status in state.failed_applications.items())
+            raise KubeRayProviderError(f"RayService {self.namespace}/{self.name}: applications failed: {failed}")
+        return None
+
+    def timed_out(self) -> RayServiceTimeout:
+        return RayServiceTimeout(f"RayService {self.namespace}/{self.name} was not ready within {self.timeout} s", self.last)
+
+
 @dataclass
 class RayServiceLifecycle:
     kube: RayObjectsClient
@@ -185,20 +213,11 @@ class RayServiceLifecycle:
     ) -> RayServiceState:
         """Until the latest spec is served: applied, Ready, no upgrade in progress. Raises when an
         application failed to deploy, or after ``timeout`` s."""
-        last: RayServiceState | None = None
+        tracker = ServiceTracker(namespace, name, timeout, on_change)
         for event in self.kube.watch(RAYSERVICE, namespace, name=name, timeout_seconds=timeout):
-            if event.type == "DELETED":
-                raise RayServiceGone(f"RayService {namespace}/{name} was deleted while waiting for it to be ready")
-            state = RayServiceState.from_object(event.object)
-            if state != last and on_change:
-                on_change(state)
-            last = state
-            if state.is_ready:
-                return state
-            if state.caught_up and state.failed_applications:
-                failed = ", ".join(f"{app} {status}" for app, status in state.failed_applications.items())
-                raise KubeRayProviderError(f"RayService {namespace}/{name}: applications failed: {failed}")
-        raise RayServiceTimeout(f"RayService {namespace}/{name} was not ready within {timeout} s", last)
+            if (done := tracker.observe(event)) is not None:
+                return done
+        raise tracker.timed_out()
 
     def state(self, namespace: str, name: str) -> RayServiceState | None:
         found = self.kube.find(RAYSERVICE, namespace, name)

@@ -1,6 +1,6 @@
 """Prefect integration: the ``RayJob`` block, async tasks for each step, and the ``run_rayjob`` flow;
 the ``RayCluster`` block and its create / scale / delete tasks; the ``RayService`` block and its deploy /
-wait / delete tasks.
+wait / delete tasks; ``run_function_as_rayjob`` for a plain Python callable.
 
 Register the block with ``prefect block register -m kuberay_provider.prefect``.
 """
@@ -15,6 +15,7 @@ from kuberay_provider.prefect.clusters import (
 )
 from kuberay_provider.prefect.services import RayService, delete_rayservice, deploy_rayservice, wait_for_rayservice
 from kuberay_provider.prefect.flows import delete_rayjobs_hook, run_rayjob
+from kuberay_provider.prefect.functions import run_function_as_rayjob
 from kuberay_provider.prefect.tasks import (
     create_rayjob,
     delete_flow_run_rayjobs,
@@ -28,5 +29,5 @@ __all__ = [
     "RayCluster", "create_raycluster", "delete_raycluster", "delete_rayclusters_hook", "scale_raycluster",
     "RayService", "delete_rayservice", "deploy_rayservice", "wait_for_rayservice",
     "RayJob", "create_rayjob", "delete_flow_run_rayjobs", "delete_rayjob", "delete_rayjobs_hook", "is_retriable",
-    "run_rayjob", "submit_rayjob", "wait_for_rayjob",
+    "run_function_as_rayjob", "run_rayjob", "submit_rayjob", "wait_for_rayjob",
 ]

@@ -171,3 +171,50 @@ def test_waits_other_than_the_end_never_stream(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(triggers, "_jobs_client_finder", lambda conn_id: pytest.fail("no log for a start wait"))
     payload = first_event(RayJobTrigger("j", "ns", wait_for="started", stream_logs=True))
     assert payload["status"] == "success" and "log" not in payload
+
+
+def cluster(state: str, head_ready: bool, suspend: bool = False) -> dict[str, Any]:
+    labels = {"kueue.x-k8s.io/queue-name": "q"} if suspend else {}
+    return {"metadata": {"name": "c", "namespace": "ns", "labels": labels}, "spec": {"suspend": suspend},
+            "status": {"state": state, "conditions": [{"type": "HeadPodReady", "status": "True" if head_ready else "False"}]}}
+
+
+def test_raycluster_trigger_fires_when_ready_and_round_trips(monkeypatch: pytest.MonkeyPatch):
+    trigger = triggers.RayClusterTrigger("c", "ns", kuberay_conn_id="c1", timeout=5.0, wait_for="ready")
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "kuberay_provider.airflow.triggers.RayClusterTrigger"
+    assert triggers.RayClusterTrigger(**kwargs).serialize() == (classpath, kwargs)
+    use_events(monkeypatch, [WatchEvent("ADDED", cluster("", False)), WatchEvent("MODIFIED", cluster("ready", True))])
+    payload = first_event(trigger)
+    assert payload["status"] == "success" and payload["state"]["state"] == "ready" and payload["state"]["head_pod_ready"]
+
+
+def test_raycluster_trigger_waits_for_kueue_admission(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", cluster("", False, suspend=True)), WatchEvent("MODIFIED", cluster("", False))])
+    payload = first_event(triggers.RayClusterTrigger("c", "ns", wait_for="admitted"))
+    assert payload["status"] == "success" and payload["state"]["state"] == ""
+
+
+def test_raycluster_trigger_times_out_with_the_last_state(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", cluster("", False))])
+    payload = first_event(triggers.RayClusterTrigger("c", "ns", timeout=0.3))
+    assert payload["status"] == "timeout" and payload["state"]["name"] == "c" and "to be ready" in payload["message"]
+
+
+def service(ready: bool, app_status: str, generation: int = 1, observed: int = 1) -> dict[str, Any]:
+    return {"metadata": {"name": "s", "namespace": "ns", "generation": generation},
+            "status": {"observedGeneration": observed, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                       "activeServiceStatus": {"rayClusterName": "s-1", "applicationStatuses": {"app": {"status": app_status}}}}}
+
+
+def test_rayservice_trigger_fires_once_the_latest_spec_is_served(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", service(True, "RUNNING", generation=2, observed=1)),
+                             WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2))])
+    payload = first_event(triggers.RayServiceTrigger("s", "ns"))
+    assert payload["status"] == "success" and payload["state"]["applications"] == {"app": "RUNNING"}
+
+
+def test_rayservice_trigger_reports_a_failed_application(monkeypatch: pytest.MonkeyPatch):
+    use_events(monkeypatch, [WatchEvent("ADDED", service(False, "DEPLOY_FAILED"))])
+    payload = first_event(triggers.RayServiceTrigger("s", "ns"))
+    assert payload["status"] == "error" and "app DEPLOY_FAILED" in payload["message"]

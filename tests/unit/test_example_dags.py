@@ -11,7 +11,7 @@ from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 from kuberay_provider.airflow.operators import RayJobOperator, RayServiceOperator  # noqa: E402
 
 EXAMPLE_DAGS = {"batch_inference", "batch_inference_backfill", "shared_cluster_jobs", "cluster_per_run", "rayservice_deploy",
-                "kueue_queued_jobs", "volcano_ray_head"}
+                "kueue_queued_jobs", "volcano_ray_head", "taskflow_functions"}
 
 
 def test_every_example_dag_imports_without_errors():

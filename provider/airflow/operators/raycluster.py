@@ -18,10 +18,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Mapping
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, Context, conf
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors, run_identity
+from kuberay_provider.airflow.triggers import RayClusterTrigger, object_state_from_event
 from kuberay_provider.core.clusters import RayClusterRequest
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
 
@@ -45,6 +46,7 @@ class RayClusterCreateOperator(BaseOperator):
         ``delete_on_failure``, the cluster is deleted). None: only ``ready_timeout`` applies.
     :param volcano_queue: a Volcano Queue: sets ``ray.io/scheduler-name: volcano`` and
         ``volcano.sh/queue-name``.
+    :param deferrable: wait in the triggerer (``RayClusterTrigger``) instead of a worker slot.
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
     :param kwargs: any RayCluster spec field as a keyword, e.g. ``worker_group_specs=[...]``,
         ``ray_version="2.60.0"``, ``enable_in_tree_autoscaling=True``.
@@ -76,6 +78,7 @@ class RayClusterCreateOperator(BaseOperator):
         queue_name: str | None = None,
         admission_timeout: float | None = None,
         volcano_queue: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYCLUSTER_KEYWORDS}
@@ -87,6 +90,7 @@ class RayClusterCreateOperator(BaseOperator):
         self.wait_until_ready, self.ready_timeout = wait_until_ready, ready_timeout
         self.delete_on_failure, self.validate_schema = delete_on_failure, validate_schema
         self.queue_name, self.admission_timeout, self.volcano_queue = queue_name, admission_timeout, volcano_queue
+        self.deferrable = deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
@@ -104,6 +108,9 @@ class RayClusterCreateOperator(BaseOperator):
             clusters.validate(manifest)
             _, created = clusters.create_or_attach(manifest)
             state = clusters.state(namespace, name)
+            if self.wait_until_ready and self.deferrable:
+                target = "admitted" if self.admission_timeout is not None else "ready"
+                self._defer_wait(namespace, name, target, created)
             if self.wait_until_ready:
                 try:
                     state = clusters.wait_ready(namespace, name, timeout=self.ready_timeout, admission_timeout=self.admission_timeout,
@@ -113,11 +120,31 @@ class RayClusterCreateOperator(BaseOperator):
                         self.log.info("RayCluster %s/%s did not become ready: deleting it", namespace, name)
                         clusters.delete(namespace, name, wait=False)
                     raise
+        return self._result(context, namespace, name, state.to_dict() if state else None, created)
+
+    def _defer_wait(self, namespace: str, name: str, target: str, created: bool) -> None:
+        timeout = self.admission_timeout if target == "admitted" else self.ready_timeout
+        self.defer(trigger=RayClusterTrigger(name, namespace, self.kuberay_conn_id, timeout=timeout, wait_for=target),
+                   method_name="execute_complete", kwargs={"created": created, "target": target, "namespace": namespace, "name": name})
+
+    def execute_complete(self, context: Context, event: dict[str, Any], created: bool = False, target: str = "ready",
+                         namespace: str = "default", name: str = "") -> dict[str, Any]:
+        """Deferred: Kueue admitted the cluster (then wait for ready), or it is ready, or the wait failed."""
+        if (event or {}).get("status") != "success" and self.delete_on_failure and name:
+            self.log.info("RayCluster %s/%s did not become ready: deleting it", namespace, name)
+            KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(namespace, name, wait=False)
+        state = object_state_from_event(event, "the RayCluster")
+        if target == "admitted":
+            self.log.info("RayCluster %s/%s admitted by Kueue; waiting until it is ready", state["namespace"], state["name"])
+            self._defer_wait(state["namespace"], state["name"], "ready", created)
+        return self._result(context, state["namespace"], state["name"], state, created)
+
+    @staticmethod
+    def _result(context: Context, namespace: str, name: str, state: dict[str, Any] | None, created: bool) -> dict[str, Any]:
         # Own XComs for the two values downstream tasks template from: ``create.output["name"]``.
         context["ti"].xcom_push(key="name", value=name)
         context["ti"].xcom_push(key="namespace", value=namespace)
-        result = state.to_dict() if state else {"namespace": namespace, "name": name}
-        return {**result, "created": created}
+        return {**(state or {"namespace": namespace, "name": name}), "created": created}
 
 
 class RayClusterScaleOperator(BaseOperator):

@@ -33,6 +33,7 @@ from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink
 from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
 from kuberay_provider.core.cleanup import cleanup_spec_fields
 from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, ValidationError
+from kuberay_provider.core.functions import VersionMismatch
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
 from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
@@ -42,7 +43,7 @@ from kuberay_provider.core.status import WaitTarget
 XCOM_RAYJOB = "rayjob"
 TASK_STATE_KEY = "kuberay_rayjob"  # in the task's durable state: {"namespace", "name"} of its RayJob
 # Errors a retry cannot fix: the task fails at once instead of burning its retries.
-PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, TypeError, ValueError)
+PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, VersionMismatch, TypeError, ValueError)
 
 
 def run_identity(context: Context) -> RunIdentity:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Mapping
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, Context, conf
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors
+from kuberay_provider.airflow.triggers import RayServiceTrigger, object_state_from_event
 from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, rayservice_manifest
 
 
@@ -30,6 +31,7 @@ class RayServiceOperator(BaseOperator):
         created with ``rayClusterConfig.suspend: true`` for Kueue to admit, and an update keeps the
         suspend flag Kueue set. Kueue's limits are checked before anything is written.
     :param volcano_queue: a Volcano Queue (``ray.io/scheduler-name: volcano`` and ``volcano.sh/queue-name``).
+    :param deferrable: wait in the triggerer (``RayServiceTrigger``) instead of a worker slot.
     :param kwargs: any RayService spec field as a keyword, e.g. ``serve_config={...}`` (the Serve config
         as a dict, written as ``serveConfigV2`` YAML), ``ray_cluster_config={...}``,
         ``upgrade_strategy={"type": "NewCluster"}``.
@@ -58,6 +60,7 @@ class RayServiceOperator(BaseOperator):
         validate_schema: bool = True,
         queue_name: str | None = None,
         volcano_queue: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYSERVICE_KEYWORDS}
@@ -66,6 +69,7 @@ class RayServiceOperator(BaseOperator):
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
         self.kuberay_conn_id, self.wait, self.ready_timeout, self.validate_schema = kuberay_conn_id, wait, ready_timeout, validate_schema
         self.queue_name, self.volcano_queue = queue_name, volcano_queue
+        self.deferrable = deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
@@ -82,12 +86,21 @@ class RayServiceOperator(BaseOperator):
             _, change = services.apply(manifest)
             self.log.info("RayService %s/%s %s", namespace, name, change)
             state = services.state(namespace, name)
+            if self.wait and self.deferrable:
+                self.defer(trigger=RayServiceTrigger(name, namespace, self.kuberay_conn_id, timeout=self.ready_timeout),
+                           method_name="execute_complete", kwargs={"change": change})
             if self.wait:
                 state = services.wait_ready(namespace, name, timeout=self.ready_timeout,
                                             on_change=lambda s: self.log.info("%s", s.describe()))
         assert state is not None
         context["ti"].xcom_push(key="serve_endpoint", value=state.serve_endpoint)
         return {**state.to_dict(), "change": change}
+
+    def execute_complete(self, context: Context, event: dict[str, Any], change: str = "") -> dict[str, Any]:
+        """Deferred: the RayService serves its latest spec (or the wait failed)."""
+        state = object_state_from_event(event, "the RayService")
+        context["ti"].xcom_push(key="serve_endpoint", value=state["serve_endpoint"])
+        return {**state, "change": change}
 
 
 def _manifest_namespace(rayservice: Mapping[str, Any] | str) -> str | None:

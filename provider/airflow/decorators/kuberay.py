@@ -1,0 +1,166 @@
+"""``@task.kuberay``: run a Python function as a Ray job on KubeRay, and get its return value as XCom.
+
+::
+
+    @task.kuberay(ray_cluster_spec=cluster, runtime_env={"pip": ["pandas"]})
+    def score(day: str) -> dict:
+        import ray
+        ...
+        return {"rows": 1000}
+
+    score("{{ ds }}") >> report()
+
+The function and its (rendered) arguments are pickled with Ray's cloudpickle and uploaded with the
+submission (``core.functions``); they run inside the Ray job, where ``ray`` is at hand. The return value
+comes back as the task's XCom (pickled, up to ``max_result_bytes``; ``result_path`` writes a larger one
+there and returns the path); an exception fails the task with the remote traceback.
+
+Every RayJobOperator choice applies: an own cluster (``ray_cluster_spec=``, a RayJob in InteractiveMode
+the task submits to), an existing one (``cluster_selector=``), a Volcano head (``volcano_job=``),
+``runtime_env``, entrypoint resources, cleanup, Kueue, ``deferrable``. Submission is always through the
+Ray Jobs SDK, which is what uploads the function. The Airflow context is not passed to the function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Callable, Iterator
+
+from airflow.sdk import Context
+from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
+from airflow.sdk.exceptions import AirflowException
+
+from kuberay_provider.airflow.operators.rayjob import RayJobOperator, _as_airflow_errors
+from kuberay_provider.core.functions import (
+    DEFAULT_MAX_RESULT_BYTES,
+    FunctionCall,
+    ShippedFunction,
+    is_marker_line,
+    shipped,
+    shown_line,
+)
+from kuberay_provider.core.function_runs import FunctionRun
+from kuberay_provider.core.job_request import RayJobRequest, SubmitVia
+from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
+from kuberay_provider.core.log_follower import StreamedLog
+
+PLACEHOLDER_ENTRYPOINT = "python -m kuberay_fn_pending"  # replaced by the shipped package's at run time
+
+
+class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
+    """The operator behind ``@task.kuberay``.
+
+    :param result_path: write the pickled result to this path (local to the cluster, or an fsspec URL
+        such as ``s3://bucket/key``; the cluster's image needs fsspec then) and return the path instead.
+    :param max_result_bytes: the largest pickled result returned inline as XCom (default 512 KiB).
+    :param check_versions: compare Python and Ray with the cluster's before submitting: a different
+        Python (read from the image tag) fails the task, a different Ray minor version is a warning.
+    """
+
+    custom_operator_name = "@task.kuberay"
+    template_fields: Sequence[str] = (*RayJobOperator.template_fields, "op_args", "op_kwargs", "result_path")
+    template_fields_renderers = {**RayJobOperator.template_fields_renderers, "op_args": "py", "op_kwargs": "py"}
+
+    def __init__(
+        self,
+        *,
+        result_path: str | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        check_versions: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("entrypoint"):
+            raise ValueError("@task.kuberay runs the decorated function: it takes no entrypoint")
+        if kwargs.setdefault("submit_via", SubmitVia.SDK.value) != SubmitVia.SDK.value:
+            raise ValueError("@task.kuberay submits through the Ray Jobs SDK (it uploads the function): submit_via must be 'sdk'")
+        super().__init__(entrypoint=PLACEHOLDER_ENTRYPOINT, **kwargs)
+        self.result_path = result_path
+        self.max_result_bytes = max_result_bytes
+        self.check_versions = check_versions
+        self._shipment: ShippedFunction | None = None
+        self._marker_lines: list[str] = []
+
+    # --- what RayJobOperator runs: the function's package as the entrypoint --------------------------
+
+    def build_request(self, context: Context) -> RayJobRequest:
+        return FunctionRun.request_for(super().build_request(context), self._shipment)
+
+    @contextlib.contextmanager
+    def _shipping(self) -> Iterator[None]:
+        call = FunctionCall(self.python_callable, tuple(self.op_args), dict(self.op_kwargs),
+                            result_path=self.result_path or None, max_result_bytes=self.max_result_bytes)
+        with shipped(call) as shipment:
+            self._shipment = shipment
+            self.log.info("Shipping %s (%d bytes pickled) as Ray job package %s", call.name, shipment.payload_bytes, shipment.package)
+            try:
+                yield
+            finally:
+                self._shipment = None
+
+    def _runner(self) -> RayJobRunner:
+        runner = super()._runner()
+        print_line = runner.log_line
+
+        def sink(line: str) -> None:
+            if is_marker_line(line):
+                self._marker_lines.append(line)
+            print_line(shown_line(line))
+
+        runner.log_line = sink
+        return runner
+
+    # --- running -----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        with self._shipping(), self._function_errors(context):
+            if self.check_versions:
+                with _as_airflow_errors():
+                    FunctionRun(self._runner()).check_versions(self._request(context), self.log.warning)
+            return super().execute(context)
+
+    def execute_after_start(self, context: Context, event: dict[str, Any]) -> Any:
+        with self._shipping(), self._function_errors(context):
+            return super().execute_after_start(context, event)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        streamed = StreamedLog.from_payload(event.get("log"))
+        if streamed is not None:  # the trigger streamed the log: its last lines hold the result's marker
+            self._marker_lines += [line for line in streamed.tail.splitlines() if is_marker_line(line)]
+        with self._function_errors(context):
+            return super().execute_complete(context, event)
+
+    def _finish(self, context: Context, request: RayJobRequest, runner: RayJobRunner, outcome: RayJobOutcome) -> Any:
+        """The function's return value, read before any cleanup can take the cluster (and its log) away."""
+        result = FunctionRun(runner).result(request, outcome, self._marker_lines)
+        context["ti"].xcom_push(key="rayjob_outcome", value=outcome.to_dict())
+        super()._finish(context, request, runner, outcome)
+        self.log.info("The function returned %s", "its result to XCom" if result.kind == "result" else f"its result at {result.value}")
+        return result.value
+
+    @contextlib.contextmanager
+    def _function_errors(self, context: Context) -> Iterator[None]:
+        """A failed Ray job whose function raised fails the task with the remote traceback."""
+        try:
+            yield
+        except (RayJobFailed, AirflowException) as raised:
+            failed = raised if isinstance(raised, RayJobFailed) else raised.__cause__
+            if not isinstance(failed, RayJobFailed):
+                raise
+            error = FunctionRun(self._runner()).failure(self._request(context), failed, self._marker_lines)
+            raise AirflowException(str(error)) from failed
+
+
+def kuberay_task(python_callable: Callable[..., Any] | None = None, multiple_outputs: bool | None = None, **kwargs: Any) -> TaskDecorator:
+    """``@task.kuberay``: wrap a function into a task that runs it as a Ray job on KubeRay.
+
+    Takes every RayJobOperator parameter (``ray_cluster_spec=``, ``cluster_selector=``, ``runtime_env=``,
+    ``cleanup=``, ``deferrable=``, ``queue_name=``...) plus ``result_path``, ``max_result_bytes`` and
+    ``check_versions``.
+    """
+    return task_decorator_factory(
+        python_callable=python_callable,
+        multiple_outputs=multiple_outputs,
+        decorated_operator_class=_KubeRayDecoratedOperator,
+        **kwargs,
+    )

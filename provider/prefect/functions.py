@@ -1,0 +1,74 @@
+"""``run_function_as_rayjob``: run a plain Python callable as a Ray job from a Prefect flow and get its
+return value, on the same core as ``@task.kuberay`` (``core.functions``, ``core.function_runs``).
+
+::
+
+    @flow
+    def nightly():
+        block = RayJob(ray_cluster_spec=cluster, runtime_env={"pip": ["pandas"]})
+        stats = run_function_as_rayjob(block, summarize, "2026-01-01", top=10)
+
+The callable and its arguments are pickled with Ray's cloudpickle and uploaded with the submission; the
+return value comes back as the task's result (up to ``max_result_bytes`` pickled; ``result_path``
+writes a larger one there and returns the path); an exception fails the task with the remote traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from kuberay_provider.core.function_runs import FunctionRun
+from kuberay_provider.core.functions import DEFAULT_MAX_RESULT_BYTES, FunctionCall, is_marker_line, shipped, shown_line
+from kuberay_provider.core.job_runner import RayJobFailed
+from kuberay_provider.prefect.blocks import RayJob
+from kuberay_provider.prefect.tasks import RunLog, delete_when_interrupted, is_retriable, run_identity
+
+PLACEHOLDER_ENTRYPOINT = "python -m kuberay_fn_pending"  # the block needs one; the shipped package's replaces it
+
+
+@task(name="run_function_as_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+def run_function_as_rayjob(
+    rayjob: RayJob,
+    function: Callable[..., Any],
+    *args: Any,
+    result_path: str | None = None,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    check_versions: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Run ``function(*args, **kwargs)`` inside a Ray job as the ``rayjob`` block says (own cluster,
+    ``cluster_selector``, ``volcano_job``; runtime_env, cleanup, Kueue) and return what it returned."""
+    run_log = RunLog()
+    markers: list[str] = []
+
+    def ray_line(line: str) -> None:
+        if is_marker_line(line):
+            markers.append(line)
+        run_log.ray(shown_line(line))
+
+    identity, try_number = run_identity()
+    block = rayjob if rayjob.entrypoint or rayjob.manifest else rayjob.model_copy(update={"entrypoint": PLACEHOLDER_ENTRYPOINT})
+    call = FunctionCall(function, args, kwargs, result_path=result_path, max_result_bytes=max_result_bytes)
+    with shipped(call) as shipment, block.runner(ray_line, run_log.status) as runner:
+        request = FunctionRun.request_for(block.request(identity, try_number=try_number), shipment)
+        run_log.status(f"Shipping {call.name} ({shipment.payload_bytes} bytes pickled) as Ray job package {shipment.package}")
+        functions = FunctionRun(runner)
+        if check_versions:
+            functions.check_versions(request, run_log.logger.warning)
+        try:
+            outcome = runner.run(request, block.timeout)
+        except RayJobFailed as failed:
+            raise functions.failure(request, failed, markers) from failed
+        except BaseException as exc:
+            if not request.runs_without_rayjob:
+                delete_when_interrupted(block, {"namespace": request.resolved_namespace, "name": request.rayjob_name}, exc, run_log.logger)
+            raise
+        result = functions.result(request, outcome, markers)
+        if not request.runs_without_rayjob:
+            runner.cleanup(request.resolved_namespace, request.rayjob_name, succeeded=True,
+                           delete_on_success=block.delete_on_success, delete_on_failure=block.delete_on_failure)
+    run_log.status(f"{call.name} returned {'its result' if result.kind == 'result' else f'its result at {result.value}'}")
+    return result.value
