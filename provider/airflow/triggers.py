@@ -193,8 +193,8 @@ def state_from_event(event: dict[str, Any] | None, subject: str = "the RayJob") 
 class _RayObjectTrigger(BaseTrigger):
     """A deferred wait on one RayCluster or RayService, through the connection's shared watch.
 
-    The event is ``{"status": "success" | "error" | "timeout", "state": {...} | None, "message": str}``;
-    ``state`` is the object's state as its ``to_dict()`` writes it.
+    The event is ``{"status": "success" | "error" | "timeout", "state": {...} | None, "message": str,
+    "namespace": str, "name": str}``; ``state`` is the object's state as its ``to_dict()`` writes it.
     """
 
     kind_name = ""
@@ -226,8 +226,9 @@ class _RayObjectTrigger(BaseTrigger):
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
             last = getattr(exc, "state", None)
             status = "timeout" if type(exc).__name__.endswith("Timeout") else "error"
-            return {"status": status, "state": last.to_dict() if last is not None else None, "message": str(exc)}
-        return {"status": "success", "state": state.to_dict(), "message": state.describe()}
+            return {"status": status, "state": last.to_dict() if last is not None else None, "message": str(exc),
+                    "namespace": self.namespace, "name": self.name}
+        return {"status": "success", "state": state.to_dict(), "message": state.describe(), "namespace": self.namespace, "name": self.name}
 
 
 def _load_object_waiting_modules() -> None:

@@ -38,7 +38,7 @@ def test_jobs_run_on_the_runs_own_cluster_which_the_teardown_deletes(
     out = capfd.readouterr().out
     assert run.state == "success", out[-3000:]
     cluster = created_cluster(run)
-    assert cluster["created"] and cluster["state"] == "ready" and cluster["head_pod_ready"]
+    assert cluster["created"] and cluster["state"] == "ready" and cluster["head_pod_ready"], cluster
     assert "[ray] prepared rows 1000 checksum 2997" in out and "[ray] trained epochs 3" in out
     scaled = task_instance(run, "add_workers").xcom_pull(task_ids="add_workers")
     assert (scaled["ready_workers"], scaled["desired_workers"]) == (2, 2)

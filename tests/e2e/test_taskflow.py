@@ -58,7 +58,7 @@ def test_prefect_runs_a_function_as_a_rayjob_and_gets_its_result(prefect_api: No
     def tally(words: list[str], *, weight: int) -> dict[str, int]:
         import ray
 
-        counted = ray.get([ray.remote(len).remote(word) for word in words])
+        counted = ray.get([ray.remote(lambda w: len(w)).remote(word) for word in words])
         return {word: count * weight for word, count in zip(words, counted)}
 
     def refuse(reason: str) -> None:

@@ -126,7 +126,7 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         streamed = StreamedLog.from_payload(event.get("log"))
         if streamed is not None:  # the trigger streamed the log: its last lines hold the result's marker
-            self._marker_lines += [line for line in streamed.tail.splitlines() if is_marker_line(line)]
+            self._marker_lines += [line for line in streamed.last_lines.splitlines() if is_marker_line(line)]
         with self._function_errors(context):
             return super().execute_complete(context, event)
 

@@ -109,8 +109,9 @@ class RayClusterCreateOperator(BaseOperator):
             _, created = clusters.create_or_attach(manifest)
             state = clusters.state(namespace, name)
             if self.wait_until_ready and self.deferrable:
-                target = "admitted" if self.admission_timeout is not None else "ready"
-                self._defer_wait(namespace, name, target, created)
+                # Kept across the deferral as XComs: dag.test() drops a deferral's method kwargs.
+                context["ti"].xcom_push(key="created", value=created)
+                self._defer_wait(namespace, name, "admitted" if self.admission_timeout is not None else "ready")
             if self.wait_until_ready:
                 try:
                     state = clusters.wait_ready(namespace, name, timeout=self.ready_timeout, admission_timeout=self.admission_timeout,
@@ -122,22 +123,30 @@ class RayClusterCreateOperator(BaseOperator):
                     raise
         return self._result(context, namespace, name, state.to_dict() if state else None, created)
 
-    def _defer_wait(self, namespace: str, name: str, target: str, created: bool) -> None:
+    def _defer_wait(self, namespace: str, name: str, target: str) -> None:
         timeout = self.admission_timeout if target == "admitted" else self.ready_timeout
         self.defer(trigger=RayClusterTrigger(name, namespace, self.kuberay_conn_id, timeout=timeout, wait_for=target),
-                   method_name="execute_complete", kwargs={"created": created, "target": target, "namespace": namespace, "name": name})
+                   method_name="execute_after_admission" if target == "admitted" else "execute_complete")
 
-    def execute_complete(self, context: Context, event: dict[str, Any], created: bool = False, target: str = "ready",
-                         namespace: str = "default", name: str = "") -> dict[str, Any]:
-        """Deferred: Kueue admitted the cluster (then wait for ready), or it is ready, or the wait failed."""
+    def execute_after_admission(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Deferred: Kueue admitted the cluster; now wait until it is ready."""
+        state = self._state_or_cleanup(event)
+        self.log.info("RayCluster %s/%s admitted by Kueue; waiting until it is ready", state["namespace"], state["name"])
+        self._defer_wait(state["namespace"], state["name"], "ready")
+        return {}  # unreachable: defer() raises TaskDeferred
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Deferred: the cluster is ready, or the wait failed (then, with delete_on_failure, it is deleted)."""
+        state = self._state_or_cleanup(event)
+        created = bool(context["ti"].xcom_pull(task_ids=self.task_id, key="created", map_indexes=getattr(context["ti"], "map_index", None)))
+        return self._result(context, state["namespace"], state["name"], state, created)
+
+    def _state_or_cleanup(self, event: dict[str, Any]) -> dict[str, Any]:
+        namespace, name = (event or {}).get("namespace") or "default", (event or {}).get("name") or ""
         if (event or {}).get("status") != "success" and self.delete_on_failure and name:
             self.log.info("RayCluster %s/%s did not become ready: deleting it", namespace, name)
             KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(namespace, name, wait=False)
-        state = object_state_from_event(event, "the RayCluster")
-        if target == "admitted":
-            self.log.info("RayCluster %s/%s admitted by Kueue; waiting until it is ready", state["namespace"], state["name"])
-            self._defer_wait(state["namespace"], state["name"], "ready", created)
-        return self._result(context, state["namespace"], state["name"], state, created)
+        return object_state_from_event(event, "the RayCluster")
 
     @staticmethod
     def _result(context: Context, namespace: str, name: str, state: dict[str, Any] | None, created: bool) -> dict[str, Any]:

@@ -87,8 +87,9 @@ class RayServiceOperator(BaseOperator):
             self.log.info("RayService %s/%s %s", namespace, name, change)
             state = services.state(namespace, name)
             if self.wait and self.deferrable:
+                context["ti"].xcom_push(key="change", value=change)  # across the deferral (dag.test() drops kwargs)
                 self.defer(trigger=RayServiceTrigger(name, namespace, self.kuberay_conn_id, timeout=self.ready_timeout),
-                           method_name="execute_complete", kwargs={"change": change})
+                           method_name="execute_complete")
             if self.wait:
                 state = services.wait_ready(namespace, name, timeout=self.ready_timeout,
                                             on_change=lambda s: self.log.info("%s", s.describe()))
@@ -96,9 +97,10 @@ class RayServiceOperator(BaseOperator):
         context["ti"].xcom_push(key="serve_endpoint", value=state.serve_endpoint)
         return {**state.to_dict(), "change": change}
 
-    def execute_complete(self, context: Context, event: dict[str, Any], change: str = "") -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the RayService serves its latest spec (or the wait failed)."""
         state = object_state_from_event(event, "the RayService")
+        change = context["ti"].xcom_pull(task_ids=self.task_id, key="change", map_indexes=getattr(context["ti"], "map_index", None)) or ""
         context["ti"].xcom_push(key="serve_endpoint", value=state["serve_endpoint"])
         return {**state, "change": change}
 
