@@ -22,6 +22,7 @@ import logging
 import re
 import shutil
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,8 @@ class FunctionCall:
 def _is_installed(module: Any) -> bool:
     """A module from site-packages or the standard library: the cluster imports it by name, not by value."""
     path = str(getattr(module, "__file__", "") or "")
-    return not path or "site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix)
+    stdlib = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")}
+    return not path or "site-packages" in path or "dist-packages" in path or any(path.startswith(lib + "/") for lib in stdlib)
 
 
 @contextlib.contextmanager
