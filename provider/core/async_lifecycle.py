@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable, Generic, Protocol, TypeVar
+from typing import AsyncIterator, Callable, Protocol
 
-from kuberay_provider.core.kube.watch import WatchEvent
+from kuberay_provider.core.kube.watch import S, Tracker, WatchEvent
 from kuberay_provider.core.lifecycle import StateTracker
 from kuberay_provider.core.resources import RAYJOB, RayKind
 from kuberay_provider.core.status import RayJobState, WaitTarget
@@ -29,31 +29,12 @@ async def wait_for_rayjob(
     on_change: Callable[[RayJobState], None] | None = None,
 ) -> RayJobState:
     """Await ``target`` by watching the RayJob (no polling); raises RayJobTimeout after ``timeout`` s."""
-    tracker = StateTracker(namespace, name, target.reached, timeout, on_change)
-    async for event in kube.watch(RAYJOB, namespace, name=name, timeout_seconds=timeout):
-        if (done := tracker.observe(event)) is not None:
-            return done
-    raise tracker.timed_out()
+    return await wait_tracked(kube, RAYJOB, StateTracker(namespace, name, target.reached, timeout, on_change))
 
-
-S = TypeVar("S", covariant=True)
-
-
-class Tracker(Protocol, Generic[S]):
-    """What the sync and async waits share for one object: ``core.clusters.ClusterTracker``,
-    ``core.services.ServiceTracker``."""
-
-    namespace: str
-    name: str
-    timeout: float | None
-
-    def observe(self, event: WatchEvent) -> S | None: ...
-
-    def timed_out(self) -> Exception: ...
 
 
 async def wait_tracked(kube: ObjectWatcher, kind: RayKind, tracker: Tracker[S]) -> S:
-    """Await what ``tracker`` waits for by watching its object; raises its timeout after ``tracker.timeout`` s."""
+    """Await what ``tracker`` waits for by watching its object; its timeout error after ``tracker.timeout`` s."""
     async for event in kube.watch(kind, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout):
         if (done := tracker.observe(event)) is not None:
             return done

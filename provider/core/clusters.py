@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.errors import FieldError, KubeRayProviderError, ValidationError
-from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
+from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.manifests import load_manifest
@@ -223,15 +223,9 @@ class RayClusterLifecycle:
         started = time.monotonic()
         if admission_timeout is not None:
             limit = admission_timeout if timeout is None else min(admission_timeout, timeout)
-            self._wait(ClusterTracker(namespace, name, ClusterTarget.ADMITTED, limit, on_change))
+            wait_tracked(self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.ADMITTED, limit, on_change))
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return self._wait(ClusterTracker(namespace, name, ClusterTarget.READY, left, on_change))
-
-    def _wait(self, tracker: "ClusterTracker") -> RayClusterState:
-        for event in self.kube.watch(RAYCLUSTER, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout):
-            if (done := tracker.observe(event)) is not None:
-                return done
-        raise tracker.timed_out()
+        return wait_tracked(self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.READY, left, on_change))
 
     def state(self, namespace: str, name: str) -> RayClusterState | None:
         found = self.kube.find(RAYCLUSTER, namespace, name)
@@ -262,7 +256,7 @@ class RayClusterLifecycle:
     def wait_workers(self, namespace: str, name: str, *, timeout: float | None = None,
                      on_change: Callable[[RayClusterState], None] | None = None) -> RayClusterState:
         """After a scale: until the ready workers equal the desired ones and the cluster is ready."""
-        return self._wait(ClusterTracker(namespace, name, ClusterTarget.WORKERS, timeout, on_change))
+        return wait_tracked(self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.WORKERS, timeout, on_change))
 
     def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = DELETION_TIMEOUT) -> bool:
         """Delete the cluster (foreground: its Pods and Services first); with ``wait``, return once it is

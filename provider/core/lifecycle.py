@@ -19,7 +19,7 @@ from kuberay_provider.core.dashboard import (
 )
 from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
 from kuberay_provider.core.job_request import JobSubmission
-from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
+from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.log_follower import tail_lines
 from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY, LABEL_TASK, label_value, run_selector
@@ -166,11 +166,7 @@ class RayJobLifecycle:
         on_change: Callable[[RayJobState], None] | None = None,
     ) -> RayJobState:
         """Block until ``until(state)`` holds, following the RayJob by watch (no polling loop)."""
-        tracker = StateTracker(namespace, name, until, timeout, on_change)
-        for event in self.kube.watch(RAYJOB, namespace, name=name, timeout_seconds=timeout):
-            if (done := tracker.observe(event)) is not None:
-                return done
-        raise tracker.timed_out()
+        return wait_tracked(self.kube, RAYJOB, StateTracker(namespace, name, until, timeout, on_change))
 
     def head_service(self, state: RayJobState) -> str:
         """The service in front of the head of the cluster the RayJob runs on.
@@ -209,10 +205,6 @@ class RayJobLifecycle:
             f"a Ray head Service of Volcano Job {namespace}/{volcano_job} (looked for {' and '.join(candidates)}; "
             "the Job needs Volcano's ray plugin)")
         raise ClusterNotFoundError(f"{what} does not exist")
-
-    def cluster_jobs_client(self, namespace: str, cluster_name: str) -> RayJobsClient:
-        """The Jobs API of an existing RayCluster (existing-cluster paths)."""
-        return self.jobs_client(namespace, self.head_service_of_cluster(namespace, cluster_name), cluster_name)
 
     def rayjob_jobs_client(self, state: RayJobState) -> RayJobsClient:
         return self.jobs_client(state.namespace, self.head_service(state), state.cluster_name)

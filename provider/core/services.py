@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from kuberay_provider.core.errors import KubeRayProviderError
-from kuberay_provider.core.kube.sync_client import RayObjectsClient
+from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.resources import RAYSERVICE
@@ -213,11 +213,7 @@ class RayServiceLifecycle:
     ) -> RayServiceState:
         """Until the latest spec is served: applied, Ready, no upgrade in progress. Raises when an
         application failed to deploy, or after ``timeout`` s."""
-        tracker = ServiceTracker(namespace, name, timeout, on_change)
-        for event in self.kube.watch(RAYSERVICE, namespace, name=name, timeout_seconds=timeout):
-            if (done := tracker.observe(event)) is not None:
-                return done
-        raise tracker.timed_out()
+        return wait_tracked(self.kube, RAYSERVICE, ServiceTracker(namespace, name, timeout, on_change))
 
     def state(self, namespace: str, name: str) -> RayServiceState | None:
         found = self.kube.find(RAYSERVICE, namespace, name)

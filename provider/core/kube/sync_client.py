@@ -20,7 +20,7 @@ from kuberay_provider.core.kube.client_base import ObjectList, RayObjectsClientB
 from kuberay_provider.core.kube.errors import AlreadyExistsError
 from kuberay_provider.core.kube.proxy import ProxyConnection, build_proxy_connection
 from kuberay_provider.core.kube.retry import CallGuard, HttpStack, RetryPolicy
-from kuberay_provider.core.kube.watch import LineSplitter, WatchEvent, WatchQuery
+from kuberay_provider.core.kube.watch import S, LineSplitter, Tracker, WatchEvent, WatchQuery
 from kuberay_provider.core.resources import RayKind
 
 SYNC_STACK = HttpStack(
@@ -172,3 +172,12 @@ def wait_until_gone(kube: RayObjectsClient, kind: RayKind, namespace: str, name:
         if event.type == "DELETED":
             return None
     return current
+
+
+def wait_tracked(kube: RayObjectsClient, kind: RayKind, tracker: Tracker[S]) -> S:
+    """Block until ``tracker`` has what it waits for, by watching its object; its timeout error after
+    ``tracker.timeout`` s."""
+    for event in kube.watch(kind, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout):
+        if (done := tracker.observe(event)) is not None:
+            return done
+    raise tracker.timed_out()

@@ -19,7 +19,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Generic, Protocol, TypeVar
 
 from kuberay_provider.core.kube.api_requests import KubeObject, KubeRequest, Target, list_request, watch_request
 from kuberay_provider.core.kube.errors import (
@@ -202,3 +202,21 @@ class WatchSession:
             ) from exc
         self._pause = backoff_seconds(self._retry, self._failures)
 
+
+
+S = TypeVar("S", covariant=True)
+
+
+class Tracker(Protocol, Generic[S]):
+    """One object's watch events in, what a wait awaits out (None while still waiting); its timeout
+    error when the watch ends first. ``core.lifecycle.StateTracker`` (RayJob),
+    ``core.clusters.ClusterTracker`` and ``core.services.ServiceTracker``; the sync and async waits
+    (``sync_client.wait_tracked``, ``async_lifecycle.wait_tracked``) feed them the same way."""
+
+    namespace: str
+    name: str
+    timeout: float | None
+
+    def observe(self, event: WatchEvent) -> S | None: ...
+
+    def timed_out(self) -> Exception: ...
