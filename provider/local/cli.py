@@ -102,6 +102,8 @@ def _plane_arguments(args: argparse.Namespace) -> list[str]:
     forwarded += ["--runtime-env-packages", args.runtime_env_packages]
     if args.faults:
         forwarded += ["--faults", args.faults]
+    if args.submitter_start_delay is not None:
+        forwarded += ["--submitter-start-delay", str(args.submitter_start_delay)]
     return forwarded
 
 
@@ -152,6 +154,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         tls=args.tls,
         controller=not args.no_controller,
         faults=args.faults,
+        submitter_start_delay=args.submitter_start_delay,
         backend=backend,
         state_path=default_state_path(),
     )
@@ -223,6 +226,9 @@ def add_local_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa:
                     help="what to do with a runtime env's pip/uv/conda lists: skip-satisfied (default) drops the "
                          "requirements this environment already satisfies and lets Ray install the rest; install "
                          "hands them to Ray unchanged; ignore drops them (offline). Each change is an Event on the RayJob")
+    up.add_argument("--submitter-start-delay", metavar="SECONDS", type=float, default=None,
+                    help="seconds from a K8sJobMode RayJob going Running to its submitter submitting the Ray job "
+                         "(default 3, like a real submitter Pod; the Jobs API answers 404 for the job id until then)")
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the local control plane started with up")

@@ -12,6 +12,7 @@ runs everything on a background thread with its own event loop. ``async with`` w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -56,6 +57,9 @@ class LocalControlPlane:
     ``controller``: start kuberay_provider.local.controller.run_controller if it exists.
     ``controller_settings``: the controller's ``ControllerSettings`` (timing knobs such as the RayJob
     requeue); default: the controller's own defaults. Tests use it to poll a fast fake backend sooner.
+    ``submitter_start_delay``: seconds between a K8sJobMode / SidecarMode RayJob going Running and its
+    submitter submitting the Ray job (default 3 s, as a real submitter Pod takes a few seconds; until
+    then the Jobs API answers 404 for the job id, as Ray does). Overrides ``controller_settings``.
     ``batch_schedulers``: with the controller, stand-ins for the batch schedulers in front of KubeRay:
     Kueue's queue kinds admitting queued RayJobs / RayClusters (``local.kueue``), and Volcano Jobs whose
     ray plugin exposes a head Service without any RayCluster (``local.volcano``).
@@ -78,6 +82,7 @@ class LocalControlPlane:
         state_path: Path | str | None = None,
         faults: FaultPlan | str | None = None,
         controller_settings: ControllerSettings | None = None,
+        submitter_start_delay: float | None = None,
         batch_schedulers: bool = True,
     ) -> None:
         self._temporary_home = home is None
@@ -90,6 +95,12 @@ class LocalControlPlane:
         self._host, self._port, self._tls = host, port, tls
         self._history_limit, self._bookmark_interval = history_limit, bookmark_interval
         self._controller_wanted, self._backend = controller, backend
+        if submitter_start_delay is not None:
+            from .controller.reconciler import ControllerSettings
+
+            controller_settings = dataclasses.replace(
+                controller_settings or ControllerSettings(), submitter_start_delay_seconds=submitter_start_delay
+            )
         self._controller_settings = controller_settings
         self._batch_schedulers = batch_schedulers
         # Fault injection (development and tests only): a plan, its text, or $KUBERAY_LOCAL_FAULTS.

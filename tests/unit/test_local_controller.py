@@ -75,8 +75,13 @@ class RecordingAPI(InMemoryClusterAPI):
         return await super().replace_status(resource, body)
 
 
+# The state-machine tests below move a fake clock by hand; they start with a submitter that submits and
+# exits at once. The realistic submitter timing (the default) has tests of its own.
+INSTANT_SUBMITTER = ControllerSettings(submitter_start_delay_seconds=0, submitter_exit_delay_seconds=0)
+
+
 class Harness:
-    def __init__(self, *, settings: ControllerSettings | None = None) -> None:
+    def __init__(self, *, settings: ControllerSettings | None = INSTANT_SUBMITTER) -> None:
         self.clock = FakeClock()
         self.api = RecordingAPI()
         self.api.register(RAYJOBS, RAYCLUSTERS, RAYSERVICES, PODS, SERVICES, CONFIGMAPS, EVENTS)
@@ -398,7 +403,7 @@ async def test_job_status_check_timeout(h: Harness) -> None:
 
 
 async def test_transition_grace_period_when_the_submitter_lingers() -> None:
-    h = Harness(settings=ControllerSettings(submitter_exit_delay_seconds=10_000))
+    h = Harness(settings=ControllerSettings(submitter_start_delay_seconds=0, submitter_exit_delay_seconds=10_000))
     await h.create(RAYJOBS, rayjob())
     await h.settle()
     await h.advance(2)
@@ -529,10 +534,10 @@ async def test_run_controller_loop_end_to_end() -> None:
     api = InMemoryClusterAPI()
     backend = FakeRayBackend(default_script=JobScript(running_seconds=0.2))
     stop = asyncio.Event()
-    settings = ControllerSettings(rayjob=RayJobSettings(requeue_seconds=0.05))
+    settings = ControllerSettings(rayjob=RayJobSettings(requeue_seconds=0.05), submitter_start_delay_seconds=0.5)
     task = asyncio.create_task(run_cluster_api_controller(api, backend, stop, settings=settings, resync_seconds=1))
     await api.create(RAYJOBS, NS, rayjob(shutdownAfterJobFinishes=True))
-    for _ in range(200):
+    for _ in range(400):
         job = await api.get(RAYJOBS, NS, "sample")
         if job and (job.get("status") or {}).get("jobDeploymentStatus") == "Complete" and not await api.list(RAYCLUSTERS):
             break
@@ -541,6 +546,24 @@ async def test_run_controller_loop_end_to_end() -> None:
     await asyncio.wait_for(task, 5)
     assert (job["status"]["jobDeploymentStatus"], job["status"]["jobStatus"]) == ("Complete", "SUCCEEDED")  # type: ignore[index]
     assert not await api.list(RAYCLUSTERS)
+
+
+async def test_k8s_job_mode_is_running_before_the_submitter_has_submitted() -> None:
+    """KubeRay writes Running in the pass that creates the submitter Job; the Ray job exists only once the
+    submitter Pod has started and submitted it (BEHAVIOUR.md 2.1). Until then Ray answers 404."""
+    h = Harness(settings=ControllerSettings())
+    delay = ControllerSettings().submitter_start_delay_seconds
+    assert delay >= 1  # realistic by default, never zero
+    await h.create(RAYJOBS, rayjob())
+    await h.settle()
+    status = await h.status()
+    assert status["jobDeploymentStatus"] == "Running" and "jobStatus" not in status
+    assert status["jobId"] not in h.backend.jobs  # the Jobs API would answer 404
+    await h.advance(delay - 0.5)
+    assert status["jobId"] not in h.backend.jobs
+    await h.advance(0.5)
+    assert status["jobId"] in h.backend.jobs
+    assert (await h.status())["jobStatus"] in ("PENDING", "RUNNING", "SUCCEEDED")
 
 
 def test_pure_reconcile_of_a_new_rayjob() -> None:

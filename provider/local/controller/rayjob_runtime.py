@@ -52,12 +52,20 @@ CONFLICT_RETRY_SECONDS = 0.05
 
 @dataclass
 class SubmitterRecord:
-    """The submitter K8s Job / sidecar container of one RayJob, which here lives in controller memory."""
+    """The submitter K8s Job / sidecar container of one RayJob, which here lives in controller memory.
+
+    ``pending`` holds the submission a started submitter has not made yet: a real submitter Pod is
+    scheduled, pulls the head image and waits for the GCS before it submits, so the RayJob is Running
+    for a few seconds while Ray does not know the job id (BEHAVIOUR.md 2.1). It submits at ``submit_at``.
+    """
 
     failed: bool = False
     failure_reason: str = ""
     failure_message: str = ""
     finished_at: datetime | None = None
+    pending: StartSubmitter | None = None
+    submit_at: datetime | None = None
+    cluster_name: str = ""  # a SidecarMode submitter lives in that cluster's head Pod and dies with it
 
     def view(self) -> SubmitterState:
         return SubmitterState(self.failed, self.failure_reason, self.failure_message, self.finished_at)
@@ -76,6 +84,7 @@ class RayJobRuntime:
         recorder: EventRecorder,
         settings: RayJobSettings,
         *,
+        submitter_start_delay_seconds: float = 0.0,
         submitter_exit_delay_seconds: float = 0.0,
     ) -> None:
         self.api = api
@@ -83,6 +92,7 @@ class RayJobRuntime:
         self.clock = clock
         self.recorder = recorder
         self.settings = settings
+        self.submitter_start_delay = timedelta(seconds=submitter_start_delay_seconds)
         self.submitter_exit_delay = timedelta(seconds=submitter_exit_delay_seconds)
         self.submitters: dict[tuple[str, str], SubmitterRecord] = {}
         # (namespace, rayjob) -> (cluster, Ray job id): to stop the Ray job if the RayJob vanishes without
@@ -111,6 +121,9 @@ class RayJobRuntime:
             head_pod_present = bool(await self.api.list(PODS, namespace, {k.RAY_CLUSTER_LABEL: cluster_name, k.RAY_NODE_TYPE_LABEL: "head"}))
         owner_service = await self.api.get(SERVICES, namespace, k.owner_head_service_name(meta["name"])) if running else None
         record = self.submitters.get((namespace, meta["name"]))
+        if record is not None and submission_mode(spec) == "SidecarMode" and record.cluster_name != cluster_name:
+            record = self.submitters.pop((namespace, meta["name"]))  # its head Pod went with the old cluster
+            record = None
         now = self.clock.now()
         if record is not None and isinstance(job_info, JobInfo) and job_info.is_terminal and record.finished_at is None:
             # `ray job logs --follow` returns when the Ray job ends: the submitter finishes then.
@@ -134,6 +147,7 @@ class RayJobRuntime:
         rayjob = await self.api.get(RAYJOBS, namespace, name)
         if rayjob is None:
             return None
+        await self._submit_when_due(rayjob)
         outcome = reconcile_rayjob(await self.observe(rayjob), self.settings)
         self._remember_job(rayjob, outcome)
         status_to_write = outcome.status
@@ -155,7 +169,23 @@ class RayJobRuntime:
                 return CONFLICT_RETRY_SECONDS
             except NotFoundError:
                 return None
-        return outcome.requeue_after
+        return self._sooner_for_submitter(namespace, name, outcome.requeue_after)
+
+    async def _submit_when_due(self, rayjob: Mapping[str, Any]) -> None:
+        """The submitter Pod acts on its own schedule: once its start delay has passed, it submits."""
+        key = (rayjob["metadata"].get("namespace", ""), rayjob["metadata"]["name"])
+        record = self.submitters.get(key)
+        if record is None or record.pending is None or record.submit_at is None or self.clock.now() < record.submit_at:
+            return
+        self.submitters[key] = await self._run_submitter(rayjob, record.pending)
+
+    def _sooner_for_submitter(self, namespace: str, name: str, requeue: float | None) -> float | None:
+        """Look again when a pending submitter is due to submit, if that is sooner than the requeue."""
+        record = self.submitters.get((namespace, name))
+        if record is None or record.submit_at is None or record.pending is None:
+            return requeue
+        due = max((record.submit_at - self.clock.now()).total_seconds(), 0.0) + 0.01
+        return due if requeue is None else min(requeue, due)
 
     def _remember_job(self, rayjob: Mapping[str, Any], outcome: Outcome) -> None:
         status = outcome.status or rayjob.get("status") or {}
@@ -195,7 +225,12 @@ class RayJobRuntime:
         elif isinstance(action, EnsureOwnerHeadService):
             await self._ensure_owner_service(rayjob, action)
         elif isinstance(action, StartSubmitter):
-            self.submitters[(namespace, name)] = await self._run_submitter(rayjob, action)
+            if self.submitter_start_delay:
+                self.submitters[(namespace, name)] = SubmitterRecord(
+                    pending=action, submit_at=self.clock.now() + self.submitter_start_delay, cluster_name=action.cluster_name
+                )
+            else:
+                self.submitters[(namespace, name)] = await self._run_submitter(rayjob, action)
         elif isinstance(action, DeleteSubmitter):
             self.submitters.pop((namespace, name), None)
         elif isinstance(action, SubmitJob):
@@ -282,12 +317,13 @@ class RayJobRuntime:
         for _attempt in range(action.backoff_limit + 1):
             try:
                 await self._submit(rayjob, action.cluster_name, action.request)
-                return SubmitterRecord()
+                return SubmitterRecord(cluster_name=action.cluster_name)
             except JobAlreadyExistsError:
-                return SubmitterRecord()
+                return SubmitterRecord(cluster_name=action.cluster_name)
             except BackendError as exc:
                 error = str(exc)
         return SubmitterRecord(
+            cluster_name=action.cluster_name,
             failed=True,
             failure_reason="BackoffLimitExceeded",
             failure_message=f"Job has reached the specified backoff limit: {error}",

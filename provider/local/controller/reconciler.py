@@ -16,11 +16,20 @@ from .rayjob_runtime import RayJobRuntime
 from .rayservice_runtime import RayServiceRuntime
 
 
+DEFAULT_SUBMITTER_START_DELAY_SECONDS = 3.0
+DEFAULT_SUBMITTER_EXIT_DELAY_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class ControllerSettings:
     rayjob: RayJobSettings = field(default_factory=RayJobSettings)
-    # How long after the Ray job ends the submitter is seen to finish (`ray job logs --follow` exiting).
-    submitter_exit_delay_seconds: float = 0.0
+    # K8sJobMode / SidecarMode: how long after Running the submitter submits the Ray job. A real
+    # submitter Pod is scheduled, starts the head image and waits for the GCS first, so Ray answers 404
+    # for the job id for a while; never zero by default, so clients meet that race here too.
+    submitter_start_delay_seconds: float = DEFAULT_SUBMITTER_START_DELAY_SECONDS
+    # How long after the Ray job ends the submitter is seen to finish (`ray job logs --follow` exiting,
+    # the Pod terminating, the Job controller writing its condition).
+    submitter_exit_delay_seconds: float = DEFAULT_SUBMITTER_EXIT_DELAY_SECONDS
 
 
 class Controller:
@@ -41,6 +50,7 @@ class Controller:
         self.recorder = EventRecorder(api, self.clock)
         self.rayjobs = RayJobRuntime(
             api, backend, self.clock, self.recorder, self.settings.rayjob,
+            submitter_start_delay_seconds=self.settings.submitter_start_delay_seconds,
             submitter_exit_delay_seconds=self.settings.submitter_exit_delay_seconds,
         )
         self.rayclusters = RayClusterRuntime(api, backend, self.clock, self.recorder)
