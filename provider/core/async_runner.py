@@ -18,43 +18,30 @@ from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.core.job_runner import LOG_DRAIN_SECONDS, AdmissionWait, RayJobOutcome, RayJobRunner, _Deadline, _shorter
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 from kuberay_provider.core.lifecycle import Launch, RayJobTimeout
-from kuberay_provider.core.log_follower import LineBuffer
-from kuberay_provider.core.ray_jobs import RayJobsClient
+from kuberay_provider.core.log_follower import FollowedRayJob, JobLog, JobsFor
 from kuberay_provider.core.status import RayJobState, WaitTarget
 
 log = logging.getLogger(__name__)
 
 
 class AsyncLogStream:
-    """A Ray job's log, line by line into ``line_sink``, as a task on the running loop. Like
-    ``LogFollower`` it keeps the last lines (``tail()``) and counts what arrived (``received``), so
-    ``RayJobRunner.conclude`` can report the tail of a job whose cluster is already gone."""
+    """``JobLog.stream`` as a task on the running loop: the async twin of ``LogFollower`` (same
+    ``tail()`` and ``received``, so ``RayJobRunner.conclude`` can report the tail of a job whose cluster
+    is already gone)."""
 
-    def __init__(self, jobs: RayJobsClient, job_id: str, line_sink: Callable[[str], None], keep_lines: int = 200) -> None:
-        self.jobs = jobs
-        self.job_id = job_id
-        self.line_sink = line_sink
-        self.lines = LineBuffer(keep_lines)
-        self.received = 0
+    def __init__(self, jobs_for: JobsFor, followed: FollowedRayJob, line_sink: Callable[[str], None], keep_lines: int = 200) -> None:
+        self.jobs_for = jobs_for
+        self.followed = followed
+        self.log = JobLog(line_sink, keep_lines)
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def received(self) -> int:
+        return self.log.received
+
     def start(self) -> "AsyncLogStream":
-        self._task = asyncio.create_task(self._follow(), name=f"ray-log-{self.job_id}")
+        self._task = asyncio.create_task(self.log.stream(self.followed, self.jobs_for), name=f"ray-log-{self.followed.job_id}")
         return self
-
-    async def _follow(self) -> None:
-        try:
-            async for chunk in self.jobs.tail(self.job_id):
-                self.received += len(chunk)
-                self._deliver(self.lines.feed(chunk))
-        except Exception as exc:  # noqa: BLE001 - a lost log stream must never fail the task itself
-            log.warning("stopped following the log of Ray job %s: %s", self.job_id, exc)
-        finally:
-            self._deliver(self.lines.flush())
-
-    def _deliver(self, lines: list[str]) -> None:
-        for line in lines:
-            self.line_sink(line)
 
     async def finish(self, drain_seconds: float = LOG_DRAIN_SECONDS) -> None:
         """Give the stream ``drain_seconds`` to deliver the job's last lines, then stop it."""
@@ -68,7 +55,7 @@ class AsyncLogStream:
                 await self._task
 
     def tail(self, lines: int = 50) -> str:
-        return self.lines.tail(lines)
+        return self.log.tail(lines)
 
 
 async def wait_streaming_log(
@@ -76,7 +63,7 @@ async def wait_streaming_log(
     namespace: str,
     name: str,
     *,
-    jobs_for: Callable[[RayJobState], RayJobsClient] | None,
+    jobs_for: JobsFor | None,
     line_sink: Callable[[str], None],
     timeout: float | None = None,
     on_change: Callable[[RayJobState], None] | None = None,
@@ -87,12 +74,19 @@ async def wait_streaming_log(
     terminal state and the stream, whose ``tail()`` and ``received`` tell what arrived."""
     deadline = _Deadline(timeout)
     state = await wait_for_rayjob(kube, namespace, name, WaitTarget.STARTED, timeout=deadline.remaining(), on_change=on_change)
+    followed = FollowedRayJob(state)
     stream = None
     if jobs_for is not None and not state.is_terminal:
-        jobs = await asyncio.to_thread(jobs_for, state)
-        stream = AsyncLogStream(jobs, state.job_id, line_sink, max(keep_lines, 1)).start()
+        stream = AsyncLogStream(jobs_for, followed, line_sink, max(keep_lines, 1)).start()
+
+    def changed(new_state: RayJobState) -> None:
+        followed.update(new_state)  # a backoffLimit retry brings a new job id on a new cluster
+        if on_change is not None:
+            on_change(new_state)
+
     try:
-        state = await wait_for_rayjob(kube, namespace, name, WaitTarget.TERMINAL, timeout=deadline.remaining(), on_change=on_change)
+        state = await wait_for_rayjob(kube, namespace, name, WaitTarget.TERMINAL, timeout=deadline.remaining(), on_change=changed)
+        followed.update(state)
     finally:
         if stream is not None:
             await stream.finish()

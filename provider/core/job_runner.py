@@ -23,7 +23,7 @@ from kuberay_provider.core.lifecycle import (
     RayJobLifecycle,
     RayJobTimeout,
 )
-from kuberay_provider.core.log_follower import LogFollower, ReceivedLog
+from kuberay_provider.core.log_follower import FollowedRayJob, JobsFor, LogFollower, ReceivedLog, tail_lines
 from kuberay_provider.core.ray_jobs import RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.status import JobStatus, RayJobState, WaitTarget
@@ -234,14 +234,27 @@ class RayJobRunner:
         if request.submits_itself and state.is_waiting_for_submission:
             self.submit_if_waiting(request, state)
             state = self.wait(request, WaitTarget.STARTED, deadline.remaining())
-        follower = self._follow(self.lifecycle.rayjob_jobs_client(state), state.job_id) if not state.is_terminal else None
+        followed = FollowedRayJob(state)
+        follower = self._follow(self._rayjob_jobs_for, followed) if not state.is_terminal else None
+
+        def on_change(changed: RayJobState) -> None:
+            followed.update(changed)  # a backoffLimit retry brings a new job id on a new cluster
+            self.status_line(changed.describe())
+
         try:
-            state = self.wait(request, WaitTarget.TERMINAL, deadline.remaining())
+            state = self.lifecycle.wait(request.resolved_namespace, request.rayjob_name, until=WaitTarget.TERMINAL.reached,
+                                        timeout=deadline.remaining(), on_change=on_change)
+            followed.update(state)
         finally:
             if follower is not None:
                 follower.join(LOG_DRAIN_SECONDS)
                 follower.stop()
         return self.conclude(state, follower)
+
+    def _rayjob_jobs_for(self, state: RayJobState | None) -> RayJobsClient:
+        if state is None:
+            raise ValueError("a RayJob's log needs the RayJob's state")
+        return self.lifecycle.rayjob_jobs_client(state)
 
     def run_on_cluster(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
         """Straight to an existing Ray head through the Jobs SDK, no RayJob created: a RayCluster's
@@ -254,7 +267,7 @@ class RayJobRunner:
         jobs = self.lifecycle.jobs_client(namespace, service, cluster)
         started = jobs.submit(**submission.submit_arguments())
         self.status_line(f"{'Submitted' if started else 'Re-attached to'} Ray job {submission.submission_id} on {where}")
-        follower = self._follow(jobs, submission.submission_id, required=True)
+        follower = self._follow(lambda _state: jobs, FollowedRayJob.fixed(submission.submission_id), required=True)
         try:
             if not follower.join(timeout):
                 raise RayJobTimeout(f"Ray job {submission.submission_id} did not finish within {timeout} s", None)
@@ -280,9 +293,9 @@ class RayJobRunner:
         cluster = str(request.selected_cluster)
         return self.lifecycle.head_service_of_cluster(namespace, cluster), cluster, f"RayCluster {namespace}/{cluster}"
 
-    def _follow(self, jobs: RayJobsClient, job_id: str, *, required: bool = False) -> LogFollower:
+    def _follow(self, jobs_for: JobsFor, followed: FollowedRayJob, *, required: bool = False) -> LogFollower:
         sink = self.log_line if (self.stream_logs or required) else (lambda line: None)
-        return LogFollower(jobs, job_id, line_sink=sink, keep_lines=max(self.log_tail_lines, 1)).start()
+        return LogFollower(jobs_for, followed, line_sink=sink, keep_lines=max(self.log_tail_lines, 1)).start()
 
     # --- the end --------------------------------------------------------------------------------------
 
@@ -320,13 +333,36 @@ class RayJobRunner:
         outcome = RayJobOutcome.from_state(state, self.dashboard_url(state))
         if outcome.succeeded:
             return outcome
+        self.release_stopped_cluster(state)
         tail = follower.tail(self.log_tail_lines) if follower is not None and follower.received else ""
         if not tail and state.job_id:
-            try:
-                tail = self.lifecycle.log_tail(self.lifecycle.rayjob_jobs_client(state), state.job_id, self.log_tail_lines)
-            except Exception as exc:  # noqa: BLE001 - the job's own failure matters more than its log
-                log.info("no log tail for %s: %s", state.name, exc)
+            tail = self._tail_after_the_fact(state)
         raise RayJobFailed(state.failure_summary(), outcome, tail)
+
+    def _tail_after_the_fact(self, state: RayJobState) -> str:
+        """The log's end read once the job is over, or a line saying why it cannot be read: with
+        shutdownAfterJobFinishes and no TTL, KubeRay deletes the cluster (and its log) right away."""
+        try:
+            text = self.lifecycle.rayjob_jobs_client(state).logs(state.job_id)
+        except Exception as exc:  # noqa: BLE001 - the job's own failure matters more than its log
+            log.info("no log tail for %s: %s", state.name, exc)
+            if state.cluster_name and self.lifecycle.kube.find(RAYCLUSTER, state.namespace, state.cluster_name) is None:
+                return (f"(the log is gone: KubeRay deleted RayCluster {state.namespace}/{state.cluster_name} when the job "
+                        "ended; to read logs after the fact keep the cluster a while, e.g. cleanup='delete_cluster_after:300')")
+            return f"(the log could not be read: {exc})"
+        return tail_lines(text, self.log_tail_lines) or "(the Ray job's log is empty)"
+
+    def release_stopped_cluster(self, state: RayJobState) -> bool:
+        """KubeRay's deletion rules match only SUCCEEDED / FAILED jobs and Failed RayJobs, so a Ray job that
+        was stopped (Complete, STOPPED) would keep its cluster until the RayJob is deleted. When the rules
+        ask for the cluster to go (``cleanup="delete_workers_then_cluster:..."``), delete it now."""
+        if state.job_status != JobStatus.STOPPED or not state.deletes_cluster_by_rule or not state.cluster_name:
+            return False
+        deleted = self.lifecycle.kube.delete(RAYCLUSTER, state.namespace, state.cluster_name)
+        if deleted:
+            self.status_line(f"Deleted RayCluster {state.namespace}/{state.cluster_name}: the Ray job was stopped, "
+                             "and KubeRay's deletion rules match no STOPPED job")
+        return bool(deleted)
 
     def cleanup(self, namespace: str, name: str, *, succeeded: bool, delete_on_success: bool, delete_on_failure: bool) -> bool:
         """Delete the RayJob (and so its cluster) when the task's cleanup options ask for it."""

@@ -1,7 +1,15 @@
-"""Following a Ray job's log from synchronous code (an Airflow worker, a script) while it waits.
+"""Following a RayJob's Ray job log while the RayJob is watched: one implementation, two ways to run it.
 
-The Ray Jobs SDK tails logs asynchronously; a follower runs that tail on its own thread and event loop
-and hands each chunk to a sink (the task logger), so the caller can keep blocking on the RayJob's watch.
+``JobLog.stream`` is the one coroutine. It follows the Ray job that the RayJob's latest watched state
+names (``FollowedRayJob``), and copes with what the real KubeRay does:
+
+- K8sJobMode / SidecarMode go Running *before* the submitter has submitted the job: Ray answers 404 for
+  the id for seconds. The stream waits for the job to appear (backing off, not giving up on a 404).
+- A ``backoffLimit`` retry deletes the cluster and starts a new one with a new job id: the stream moves
+  on to the new id (and the new cluster's dashboard) and says so in the log.
+
+``LogFollower`` runs it on a thread of its own for synchronous callers (an Airflow worker blocking on the
+RayJob's watch); ``core.async_runner.AsyncLogStream`` runs it as a task on the caller's event loop.
 """
 
 from __future__ import annotations
@@ -14,8 +22,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from kuberay_provider.core.ray_jobs import RayJobsClient
+from kuberay_provider.core.status import RayJobState
 
 log = logging.getLogger(__name__)
+# Ray has no watch for jobs: while the submitter has not submitted yet, ask again after these delays.
+APPEAR_POLL_FIRST_SECONDS = 0.5
+APPEAR_POLL_MAX_SECONDS = 4.0
+# Between a Ray job's end and the RayJob's next state (a retry's new id, or the end) the stream checks
+# the watched state, which the watch updates in memory, this often.
+STATE_CHECK_SECONDS = 0.2
 
 
 class LineBuffer:
@@ -77,31 +92,122 @@ class StreamedLog:
         return cls(int(payload.get("received") or 0), str(payload.get("last_lines") or ""))
 
 
-class LogFollower:
-    """Streams ``job_id``'s log into ``sink`` until the job ends or ``stop()`` is called.
+class FollowedRayJob:
+    """The RayJob whose Ray job a log stream follows, as its watch reports it (``update`` on each change).
 
-    ``line_sink``, when given, receives the log line by line instead (a task logger wants whole lines);
-    either way the last ``keep_lines`` lines stay available as ``tail()``.
+    Written by the watching side and read by the stream, possibly on another thread: each attribute is
+    replaced whole, never mutated, so a reader sees an old or a new value, never a torn one.
     """
+
+    def __init__(self, state: RayJobState | None = None, *, job_id: str = "", finished: bool = False) -> None:
+        self.state = state
+        self.job_id = job_id or (state.job_id if state is not None else "")
+        self.finished = finished or (state is not None and state.is_terminal)
+
+    @classmethod
+    def fixed(cls, job_id: str) -> "FollowedRayJob":
+        """A Ray job submitted straight to a head (no RayJob, so no retry): follow it until it ends."""
+        return cls(job_id=job_id, finished=True)
+
+    def update(self, state: RayJobState) -> None:
+        if state.job_id:  # a retry clears the id before KubeRay sets the next one
+            self.state, self.job_id = state, state.job_id
+        self.finished = state.is_terminal
+
+
+JobsFor = Callable[["RayJobState | None"], RayJobsClient]  # the Jobs API of the cluster a state names
+
+
+class JobLog:
+    """What arrived of a Ray job's log: line by line into ``line_sink``, the last ``keep_lines`` lines
+    kept (the tail a failed task reports even after the cluster, and with it the log, is gone)."""
+
+    def __init__(self, line_sink: Callable[[str], None] | None = None, keep_lines: int = 200) -> None:
+        self.line_sink = line_sink
+        self.lines = LineBuffer(keep_lines)
+        self.received = 0
+        self.followed_ids: list[str] = []
+
+    def tail(self, lines: int = 50) -> str:
+        return self.lines.tail(lines)
+
+    def _deliver(self, lines: list[str]) -> None:
+        if self.line_sink is not None:
+            for line in lines:
+                self.line_sink(line)
+
+    def _feed(self, chunk: str) -> None:
+        self.received += len(chunk)
+        self._deliver(self.lines.feed(chunk))
+
+    async def stream(self, followed: FollowedRayJob, jobs_for: JobsFor) -> None:
+        """Follow the Ray job ``followed`` names, and the next one after a retry, until the RayJob ends."""
+        try:
+            while True:
+                job_id, state = followed.job_id, followed.state
+                if job_id and job_id not in self.followed_ids:
+                    if self.followed_ids:
+                        self._deliver(self.lines.flush())
+                        self._deliver([f"--- KubeRay retried the RayJob: following its new Ray job {job_id} ---"])
+                    self.followed_ids.append(job_id)
+                    await self._follow_one(jobs_for, state, job_id, followed)
+                    continue
+                if followed.finished:
+                    return
+                await asyncio.sleep(STATE_CHECK_SECONDS)
+        finally:
+            self._deliver(self.lines.flush())
+
+    async def _follow_one(self, jobs_for: JobsFor, state: RayJobState | None, job_id: str, followed: FollowedRayJob) -> None:
+        try:
+            jobs = await asyncio.to_thread(jobs_for, state)
+            if not await self._until_submitted(jobs, job_id, followed):
+                return
+            async for chunk in jobs.tail(job_id):
+                self._feed(chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a lost log stream must never fail the task itself
+            log.warning("stopped following the log of Ray job %s: %s", job_id, exc)
+
+    @staticmethod
+    async def _until_submitted(jobs: RayJobsClient, job_id: str, followed: FollowedRayJob) -> bool:
+        """Wait until Ray knows ``job_id``; False if the RayJob moved on (a retry, its end) first."""
+        delay = APPEAR_POLL_FIRST_SECONDS
+        while True:
+            try:
+                if await asyncio.to_thread(jobs.find, job_id) is not None:
+                    return True
+            except Exception as exc:  # noqa: BLE001 - the head may still be starting: keep waiting
+                log.debug("Ray job %s not readable yet: %s", job_id, exc)
+            if followed.job_id != job_id or followed.finished:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, APPEAR_POLL_MAX_SECONDS)
+
+
+class LogFollower:
+    """``JobLog.stream`` on a thread and event loop of its own, for synchronous callers: the caller keeps
+    blocking on the RayJob's watch and passes each state to ``followed.update``."""
 
     def __init__(
         self,
-        jobs: RayJobsClient,
-        job_id: str,
-        sink: Callable[[str], None] | None = None,
+        jobs_for: JobsFor,
+        followed: FollowedRayJob,
         *,
         line_sink: Callable[[str], None] | None = None,
         keep_lines: int = 200,
     ) -> None:
-        self.jobs = jobs
-        self.job_id = job_id
-        self.sink = sink
-        self.line_sink = line_sink
-        self.lines = LineBuffer(keep_lines)
-        self.received = 0
-        self._thread = threading.Thread(target=self._run, name=f"ray-log-{job_id}", daemon=True)
+        self.jobs_for = jobs_for
+        self.followed = followed
+        self.log = JobLog(line_sink, keep_lines)
+        self._thread = threading.Thread(target=self._run, name=f"ray-log-{followed.job_id}", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def received(self) -> int:
+        return self.log.received
 
     def start(self) -> "LogFollower":
         self._thread.start()
@@ -110,33 +216,18 @@ class LogFollower:
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
         try:
-            self._task = self._loop.create_task(self._follow())
+            self._task = self._loop.create_task(self.log.stream(self.followed, self.jobs_for))
             self._loop.run_until_complete(self._task)
         except asyncio.CancelledError:
             pass
-        except Exception as exc:  # noqa: BLE001 - a lost log stream must never fail the task itself
-            log.warning("stopped following the log of Ray job %s: %s", self.job_id, exc)
         finally:
             self._loop.close()
 
-    async def _follow(self) -> None:
-        async for chunk in self.jobs.tail(self.job_id):
-            self.received += len(chunk)
-            self._deliver(chunk, self.lines.feed(chunk))
-        self._deliver("", self.lines.flush())
-
-    def _deliver(self, chunk: str, lines: list[str]) -> None:
-        if self.sink is not None and chunk:
-            self.sink(chunk)
-        if self.line_sink is not None:
-            for line in lines:
-                self.line_sink(line)
-
     def tail(self, lines: int = 50) -> str:
-        return self.lines.tail(lines)
+        return self.log.tail(lines)
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the stream to end by itself (the job finished); True if it did."""
+        """Wait for the stream to end by itself (the RayJob finished); True if it did."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

@@ -92,6 +92,11 @@ def _enum_or_raw(enum: type[Enum], value: Any) -> Any:
         return value
 
 
+def _deletes_cluster_by_rule(spec: Mapping[str, Any]) -> bool:
+    rules = (spec.get("deletionStrategy") or {}).get("deletionRules") or []
+    return not spec.get("clusterSelector") and any(rule.get("policy") == "DeleteCluster" for rule in rules)
+
+
 @dataclass(frozen=True)
 class RayJobState:
     """A read-only view of a RayJob's ``status`` with the questions the adapters ask of it."""
@@ -113,6 +118,7 @@ class RayJobState:
     resource_version: str = ""
     suspend: bool = False  # spec.suspend: Kueue (or a user) holds the RayJob back
     queue_name: str = ""  # the Kueue LocalQueue it is queued on ("": none)
+    deletes_cluster_by_rule: bool = False  # spec.deletionStrategy.deletionRules has a DeleteCluster rule
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> "RayJobState":
@@ -136,6 +142,7 @@ class RayJobState:
             resource_version=str(meta.get("resourceVersion", "") or ""),
             suspend=(obj.get("spec") or {}).get("suspend") is True,
             queue_name=str((meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) or ""),
+            deletes_cluster_by_rule=_deletes_cluster_by_rule(obj.get("spec") or {}),
         )
 
     @property

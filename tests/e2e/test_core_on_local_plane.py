@@ -20,7 +20,7 @@ from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import JobStatus
 from kuberay_provider.core.validation import SchemaRegistry
-from kuberay_provider.core.log_follower import LogFollower
+from kuberay_provider.core.log_follower import FollowedRayJob, LogFollower
 from kuberay_provider.core.naming import identity_labels, rayjob_name, run_key
 from kuberay_provider.core.spec import rayjob, simple_cluster_spec
 from kuberay_provider.core.status import JobDeploymentStatus, RayJobState
@@ -61,10 +61,16 @@ def run_batch_inference(lifecycle: RayJobLifecycle, date: str, data_root: Path, 
     )
     follower = None
     if not running.is_terminal:
-        jobs = lifecycle.jobs_client(namespace, lifecycle.head_service(running))
-        follower = LogFollower(jobs, running.job_id, lambda chunk: sys.stdout.write(indent(chunk))).start()
-    final = lifecycle.wait(namespace, name, timeout=timeout, on_change=report)
+        followed = FollowedRayJob(running)
+        follower = LogFollower(lifecycle.rayjob_jobs_client, followed, line_sink=lambda line: sys.stdout.write(indent(line + "\n"))).start()
+
+        def report_and_follow(state: RayJobState) -> None:
+            followed.update(state)
+            report(state)
+
+    final = lifecycle.wait(namespace, name, timeout=timeout, on_change=report_and_follow if follower else report)
     if follower is not None:
+        followed.update(final)
         follower.join(timeout=30)
         follower.stop()
     return final

@@ -146,6 +146,12 @@ def test_the_trigger_module_does_not_import_the_kubernetes_clients_or_ray():
 class FakeJobs:
     """The Ray Jobs API of the RayJob's cluster: a log in two chunks."""
 
+    def find(self, job_id: str):
+        from kuberay_provider.core.ray_jobs import RayJobInfo
+        from kuberay_provider.core.status import JobStatus
+
+        return RayJobInfo(job_id, JobStatus.RUNNING)
+
     async def tail(self, job_id: str):
         yield "first line\nsecond "
         yield "line\n"
