@@ -152,6 +152,17 @@ class RayJobRequest:
             cleanup_spec_fields(self.cleanup)  # an unknown choice fails here, not at launch
         if self.queue_name and self.spec_params.get("suspend") is False:
             raise ValueError("queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False")
+        if self.queue_name and self.submit_via is SubmitVia.SDK and not self.runs_without_rayjob:
+            # KubeRay v1.7 on resume after a preemption: the status's job id is reset and a new cluster is
+            # made, but spec.jobId still names the job we submitted to the old one, so the RayJob goes
+            # Running on a job that does not exist there and waits forever (404s are silent in Interactive).
+            raise ValueError(
+                "queue_name with submit_via='sdk' (InteractiveMode) is refused: when Kueue preempts the RayJob, "
+                "KubeRay resumes it on a new cluster still tracking the Ray job id submitted to the old one, "
+                "which never finishes there. "
+                + ("A Python function is shipped through the SDK, so run it without queue_name (or run a script "
+                   "entrypoint with queue_name)" if self.ship_py_modules else "Let KubeRay submit (submit_via='kuberay', the default)")
+            )
         if self.ship_py_modules and not self.submits_itself:
             raise ValueError("shipping a function needs the Ray Jobs SDK to upload it: submit_via='sdk'")
         if self.head_service and self.volcano_job:

@@ -63,3 +63,14 @@ def test_state_payload_is_json_and_round_trips():
     payload = json.loads(json.dumps(state_to_payload(state)))
     assert state_from_payload(payload) == state
     assert WaitTarget.READY_FOR_SUBMISSION.reached(state) and not WaitTarget.STARTED.reached(state)
+
+
+def test_kueue_with_interactive_mode_submission_is_refused_up_front():
+    """KubeRay resumes a preempted InteractiveMode RayJob on a new cluster still tracking spec.jobId, a
+    job submitted to the old cluster: the task would wait forever. Refused before anything is created."""
+    with pytest.raises(ValueError, match="preempts the RayJob.*submit_via='kuberay'"):
+        RayJobRequest(IDENTITY, spec_params={"entrypoint": "python x.py"}, queue_name="team-a", submit_via="sdk")
+    with pytest.raises(ValueError, match="function is shipped through the SDK"):
+        RayJobRequest(IDENTITY, spec_params={"entrypoint": "python -m fn"}, queue_name="team-a", submit_via="sdk",
+                      ship_py_modules=("/tmp/fn",))
+    RayJobRequest(IDENTITY, spec_params={"entrypoint": "python x.py"}, queue_name="team-a")  # KubeRay submits: fine
