@@ -6,8 +6,9 @@ the custom resources they define (ray.io), with watch, the /status subresource, 
 garbage collection through ownerReferences, and the service proxy.
 
 Modules: store (objects, resourceVersion, watch history), selectors, patching, schema (pruning,
-defaulting, validation), objectmeta, resources (the semantics), discovery, tables, watch, proxy, auth,
-handlers (HTTP) and server (the aiohttp app and its runner).
+defaulting, validation), objectmeta, resources (the semantics), discovery, tables, watch, proxy, auth and
+rbac (tokens, RBAC), impersonation (``kubectl --as``), access_review (``kubectl auth can-i``), handlers
+(HTTP) and server (the aiohttp app and its runner).
 """
 
 from .resources import Cluster, DeleteOptions, WriteOptions

@@ -33,6 +33,23 @@ WRITE_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force", "prett
 PATCH_CONTENT_TYPES = ("application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json")
 
 
+AUTHORIZATION_GROUP = "authorization.k8s.io"
+# Served by code, never stored (access_review.py): create only, as on a real cluster.
+REVIEW_TYPES: tuple[ResourceType, ...] = (
+    ResourceType(AUTHORIZATION_GROUP, "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+    ResourceType(AUTHORIZATION_GROUP, "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+)
+
+
+def review_type(group: str, version: str, plural: str) -> ResourceType | None:
+    return next((t for t in REVIEW_TYPES if (t.group, t.version, t.plural) == (group, version, plural)), None)
+
+
+def _served_groups(registry: ResourceRegistry) -> dict[str, list[str]]:
+    groups = {**registry.groups(), AUTHORIZATION_GROUP: ["v1"]}
+    return dict(sorted(groups.items()))
+
+
 def api_versions(server_address: str) -> dict[str, Any]:
     return {
         "kind": "APIVersions",
@@ -47,12 +64,12 @@ def _group_entry(group: str, versions: list[str]) -> dict[str, Any]:
 
 
 def api_group_list(registry: ResourceRegistry) -> dict[str, Any]:
-    groups = [_group_entry(group, versions) for group, versions in registry.groups().items()]
+    groups = [_group_entry(group, versions) for group, versions in _served_groups(registry).items()]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
 def api_group(registry: ResourceRegistry, group: str) -> dict[str, Any] | None:
-    versions = registry.groups().get(group)
+    versions = _served_groups(registry).get(group)
     if not versions:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group_entry(group, versions)}
@@ -81,15 +98,21 @@ def _resource_entries(rtype: ResourceType) -> list[dict[str, Any]]:
     return entries
 
 
+def _review_entry(rtype: ResourceType) -> dict[str, Any]:
+    return {"name": rtype.plural, "singularName": rtype.singular, "namespaced": False, "kind": rtype.kind,
+            "verbs": ["create"]}
+
+
 def api_resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[str, Any] | None:
-    served = registry.in_group_version(group, version)
-    if not served:
+    entries = [entry for rtype in registry.in_group_version(group, version) for entry in _resource_entries(rtype)]
+    entries += [_review_entry(t) for t in REVIEW_TYPES if (t.group, t.version) == (group, version)]
+    if not entries:
         return None
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": f"{group}/{version}" if group else version,
-        "resources": [entry for rtype in served for entry in _resource_entries(rtype)],
+        "resources": entries,
     }
 
 

@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote, unquote
 
 import aiohttp
@@ -61,7 +61,7 @@ def parse_route(cluster: Cluster, raw_path: str) -> Route | None:
         candidate = cluster.registry.lookup(group, version, rest[2])
         if candidate is not None and candidate.namespaced:
             namespace, rest, offset = rest[1], rest[2:], offset + 2
-    rtype = cluster.registry.lookup(group, version, rest[0])
+    rtype = cluster.registry.lookup(group, version, rest[0]) or discovery.review_type(group, version, rest[0])
     if rtype is None:
         raise resource_not_found()
     return Route(rtype, namespace, rest[1] if len(rest) > 1 else "", rest[2] if len(rest) > 2 else "",
@@ -96,7 +96,7 @@ def _write_options(request: web.Request) -> WriteOptions:
                         field_manager=request.query.get("fieldManager", ""))
 
 
-async def _read_object(request: web.Request) -> Any:
+async def read_object(request: web.Request) -> Any:
     content_type = request.content_type
     raw = await request.read()
     if not raw:
@@ -122,10 +122,16 @@ def _page(items: list[dict[str, Any]], request: web.Request) -> tuple[list[dict[
     return items[start:start + limit], following, len(items) - start - limit
 
 
+# Answers a POST of a review kind (access_review.py, which needs the authorizer and the request's user).
+ReviewHandler = Callable[[web.Request, ResourceType], Awaitable[web.StreamResponse]]
+
+
 class ApiHandlers:
-    def __init__(self, cluster: Cluster, stopping: asyncio.Event, bookmark_interval: float, tokens: Tokens) -> None:
+    def __init__(self, cluster: Cluster, stopping: asyncio.Event, bookmark_interval: float, tokens: Tokens,
+                 reviews: ReviewHandler | None = None) -> None:
         self.cluster = cluster
         self.tokens = tokens
+        self.reviews = reviews
         self.stopping = stopping
         self.bookmark_interval = bookmark_interval
         self.openapi = discovery.OpenApiV3(cluster.registry)
@@ -190,6 +196,10 @@ class ApiHandlers:
             return await self._proxy(request, route)
         if route.subresource == "token" and route.rtype.kind == "ServiceAccount" and route.namespace:
             return await self._token_request(request, route)
+        if route.rtype in discovery.REVIEW_TYPES:
+            if route.name or self.reviews is None:
+                raise resource_not_found()
+            return await self.reviews(request, route.rtype)
         if route.subresource and not (route.subresource == "status" and route.rtype.has_status):
             raise resource_not_found()
         if route.rtype.namespaced and not route.namespace and (route.name or request.method != "GET"):
@@ -210,7 +220,7 @@ class ApiHandlers:
     async def _collection(self, request: web.Request, route: Route) -> web.StreamResponse:
         rtype, namespace = route.rtype, route.namespace
         if request.method == "POST":
-            result = self.cluster.create(rtype, namespace, await _read_object(request), _write_options(request))
+            result = self.cluster.create(rtype, namespace, await read_object(request), _write_options(request))
             return self._written(request, rtype, result)
         matches = make_matcher(request.query.get("labelSelector"), request.query.get("fieldSelector"))
         if request.method == "DELETE":
@@ -257,7 +267,7 @@ class ApiHandlers:
         if request.method == "GET":
             return _json_response(self._render(request, rtype, self.cluster.get(rtype, namespace, name)))
         if request.method == "PUT":
-            result = self.cluster.update(rtype, namespace, name, await _read_object(request), _write_options(request),
+            result = self.cluster.update(rtype, namespace, name, await read_object(request), _write_options(request),
                                          route.subresource)
             return self._written(request, rtype, result)
         if request.method == "PATCH":
@@ -296,7 +306,7 @@ class ApiHandlers:
         if request.method != "POST":
             raise method_not_allowed(request.method)
         account = self.cluster.get(route.rtype, route.namespace, route.name)
-        body = await _read_object(request)
+        body = await read_object(request)
         spec = dict(body.get("spec") or {}) if isinstance(body, dict) else {}
         seconds = int(spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
         if seconds < 600:

@@ -1,6 +1,6 @@
 """Request bodies in Kubernetes' protobuf encoding, for the core types kubectl's generators send that way.
 
-client-go's typed clients (``kubectl create namespace|configmap|secret``) post
+client-go's typed clients (``kubectl create namespace|configmap|secret|token``, ``kubectl auth can-i``) post
 ``application/vnd.kubernetes.protobuf`` and do not retry as JSON on 415, so the server must read it. The
 envelope is the magic ``k8s\\0`` then a ``runtime.Unknown`` (typeMeta=1, raw=2); ``raw`` is the object's
 message. Only the fields a client may set are decoded (server-owned metadata is discarded anyway); the
@@ -47,8 +47,19 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "TokenRequestSpec": {1: ("audiences", "[]string"), 3: ("boundObjectRef", "BoundObjectReference"),
                          4: ("expirationSeconds", "int")},
     "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"), 4: ("uid", "string")},
+    # authorization.k8s.io/v1: what ``kubectl auth can-i`` sends (field and label selectors are not read).
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes")},
+    "ResourceAttributes": {1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
+                           4: ("version", "string"), 5: ("resource", "string"), 6: ("subresource", "string"),
+                           7: ("name", "string")},
+    "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
 }
-TOP_LEVEL_KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "TokenRequest"})
+TOP_LEVEL_KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "TokenRequest", "SelfSubjectAccessReview",
+                             "SelfSubjectRulesReview"})
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:

@@ -4,19 +4,22 @@ Two kinds of token are accepted. The plane's own token (in its kubeconfig) is a 
 local cluster's first user is. ServiceAccount tokens come from the TokenRequest API
 (``kubectl create token <sa>``); their requests are allowed only by the Roles, ClusterRoles and bindings
 stored here, so a least-privilege manifest can be tried for real. Discovery and OpenAPI paths are open to
-every authenticated user, as the ``system:discovery`` binding makes them in a real cluster.
+every authenticated user, as the ``system:discovery`` binding makes them in a real cluster, and so are
+access reviews (``kubectl auth can-i``, access_review.py), which ask ``Authorizer.decide`` as requests do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
+from .discovery import AUTHORIZATION_GROUP, REVIEW_TYPES
 from .errors import ApiError, qualified
 from .registry import RBAC_GROUP
 from .resources import Cluster
@@ -160,8 +163,78 @@ def rule_allows(rule: Mapping[str, Any], attributes: Attributes) -> bool:
     return not names or attributes.name in names
 
 
+@dataclass(frozen=True)
+class Decision:
+    """An RBAC answer with kube-apiserver's reason: who allowed it, or why bindings could not be read."""
+
+    allowed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The rules one binding gives a user, named as kube-apiserver names it in a reason; ``error`` when its
+    role cannot be read (a dangling roleRef)."""
+
+    source: str
+    rules: tuple[Mapping[str, Any], ...] = ()
+    error: str = ""
+
+
+AUTHENTICATED = {"kind": "Group", "name": "system:authenticated"}
+# What every authenticated user may do without a binding of theirs, as a real cluster's default
+# system:basic-user and system:discovery bindings allow. Built in, not stored; discovery is wider than a real
+# cluster's: every non-resource GET (discovery, OpenAPI, version, health) is open.
+DEFAULT_ROLES: dict[str, tuple[Mapping[str, Any], ...]] = {
+    "system:basic-user": ({"verbs": ["create"], "apiGroups": [AUTHORIZATION_GROUP],
+                           "resources": [t.plural for t in REVIEW_TYPES]},),
+    "system:discovery": ({"verbs": ["get"], "nonResourceURLs": ["*"]},),
+}
+# What system:masters may do (the admin token), as kube-apiserver lists it in a SelfSubjectRulesReview.
+ADMIN_RULES: tuple[Mapping[str, Any], ...] = (
+    {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+    {"verbs": ["*"], "nonResourceURLs": ["*"]},
+)
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # Go's %q, for the names RBAC allows
+
+
+def describe_subject(subject: Mapping[str, Any], binding_namespace: str) -> str:
+    kind, name = str(subject.get("kind", "")), str(subject.get("name", ""))
+    if kind == "ServiceAccount":
+        return f"{kind} {_quoted(name + '/' + (subject.get('namespace') or binding_namespace))}"
+    return f"{kind} {_quoted(name)}"
+
+
+def describe_binding(binding: Mapping[str, Any], subject: Mapping[str, Any]) -> str:
+    """``RoleBinding "b/ns" of Role "r" to ServiceAccount "sa/ns"``, as in kube-apiserver's reasons."""
+    meta, ref = binding.get("metadata") or {}, binding.get("roleRef") or {}
+    namespace = str(meta.get("namespace", ""))
+    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    name = f"{meta.get('name', '')}/{namespace}" if namespace else str(meta.get("name", ""))
+    return (f"{kind} {_quoted(name)} of {ref.get('kind', '')} {_quoted(str(ref.get('name', '')))} "
+            f"to {describe_subject(subject, namespace)}")
+
+
+DEFAULT_GRANTS = tuple(
+    Grant(describe_binding({"metadata": {"name": name}, "roleRef": {"kind": "ClusterRole", "name": name}},
+                           AUTHENTICATED), rules)
+    for name, rules in DEFAULT_ROLES.items())
+
+
+def aggregate(errors: Iterable[str]) -> str:
+    """Go's utilerrors.NewAggregate(...).Error(): one message as is, several deduplicated in brackets."""
+    unique = list(dict.fromkeys(errors))
+    return unique[0] if len(unique) == 1 else f"[{', '.join(unique)}]"
+
+
 class Authorizer:
-    """RBAC over the stored Roles and bindings; counts what each restricted user was allowed and refused."""
+    """RBAC over the stored Roles and bindings; counts what each restricted user was allowed and refused.
+
+    ``decide`` is the one evaluation: requests (through ``allows``) and SelfSubjectAccessReviews both use it.
+    """
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -169,36 +242,56 @@ class Authorizer:
         self.denied: Counter[tuple[str, Attributes]] = Counter()
 
     def allows(self, user: User, attributes: Attributes) -> bool:
+        """The decision for a request actually made, counted (an access review is not counted)."""
         if user.admin:
             return True
-        if not attributes.resource_request and attributes.verb == "get":
-            decided = True  # discovery, OpenAPI, version, health: open to authenticated users
-        else:
-            decided = any(rule_allows(rule, attributes) for rule in self._rules_for(user, attributes.namespace))
+        decided = self.decide(user, attributes).allowed
         key = (user.name, _without_name(attributes))
         (self.allowed if decided else self.denied)[key] += 1
         return decided
 
-    def _rules_for(self, user: User, namespace: str) -> Iterable[Mapping[str, Any]]:
-        for binding in _stored(self.cluster, "clusterrolebindings", None):
-            if any(_subject_matches(s, user, "") for s in binding.get("subjects") or []):
-                yield from self._role_rules(binding.get("roleRef") or {}, "")
-        if namespace:
-            for binding in _stored(self.cluster, "rolebindings", namespace):
-                if any(_subject_matches(s, user, namespace) for s in binding.get("subjects") or []):
-                    yield from self._role_rules(binding.get("roleRef") or {}, namespace)
+    def decide(self, user: User, attributes: Attributes) -> Decision:
+        if user.admin:
+            return Decision(True)  # system:masters: kube-apiserver gives no reason either
+        errors: list[str] = []
+        for grant in self.grants(user, attributes.namespace):
+            if grant.error:
+                errors.append(grant.error)
+            elif any(rule_allows(rule, attributes) for rule in grant.rules):
+                return Decision(True, f"RBAC: allowed by {grant.source}")
+        # RBAC never denies outright: no rule is "no opinion", with a reason only if bindings were broken.
+        return Decision(False, f"RBAC: {aggregate(errors)}" if errors else "")
 
-    def _role_rules(self, ref: Mapping[str, Any], namespace: str) -> list[Mapping[str, Any]]:
+    def grants(self, user: User, namespace: str) -> Iterator[Grant]:
+        """Every binding that applies to ``user`` in ``namespace`` (cluster-wide ones only for ""), in
+        kube-apiserver's order: ClusterRoleBindings, then the namespace's RoleBindings."""
+        if AUTHENTICATED["name"] in user.groups:
+            yield from DEFAULT_GRANTS
+        bindings = _stored(self.cluster, "clusterrolebindings", None)
+        if namespace:
+            bindings += _stored(self.cluster, "rolebindings", namespace)
+        for binding in bindings:
+            binding_namespace = str(binding["metadata"].get("namespace", ""))
+            subjects = binding.get("subjects") or []
+            subject = next((s for s in subjects if _subject_matches(s, user, binding_namespace)), None)
+            if subject is not None:
+                rules, error = self._role_rules(binding.get("roleRef") or {}, binding_namespace)
+                yield Grant(describe_binding(binding, subject), rules, error)
+
+    def _role_rules(self, ref: Mapping[str, Any], namespace: str) -> tuple[tuple[Mapping[str, Any], ...], str]:
+        """The role's rules, or kube-apiserver's error for a role that cannot be read."""
         kind, name = ref.get("kind"), str(ref.get("name", ""))
         if kind == "ClusterRole":
             roles, role_namespace = "clusterroles", ""
-        elif kind == "Role" and namespace:
+        elif kind == "Role":
             roles, role_namespace = "roles", namespace
         else:
-            return []
+            return (), f"unsupported role reference kind: {_quoted(str(kind))}"
         rtype = self.cluster.registry.lookup(RBAC_GROUP, "v1", roles)
         role = self.cluster.store.get(rtype.storage_key, role_namespace, name) if rtype else None
-        return list((role or {}).get("rules") or [])
+        if role is None:
+            return (), f"{qualified(roles[:-1], RBAC_GROUP)} {_quoted(name)} not found"
+        return tuple(role.get("rules") or ()), ""
 
 
 def _without_name(attributes: Attributes) -> Attributes:

@@ -15,9 +15,11 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from .access_review import AccessReviews
 from .auth import authentication_middleware, authorization_middleware, status_errors
 from .faults import FaultPlan, fault_middleware
 from .handlers import ApiHandlers
+from .impersonation import impersonation_middleware
 from .rbac import Authorizer, Tokens
 from .registry import CRD_TYPE
 from .resources import Cluster, WriteOptions
@@ -57,10 +59,10 @@ def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> we
     cluster = cluster or Cluster(settings.history_limit)
     stopping = asyncio.Event()
     tokens, authorizer = Tokens(settings.token), Authorizer(cluster)
-    handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval, tokens)
+    handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval, tokens, AccessReviews(authorizer).serve)
     counts: Counter = Counter()
     middlewares = [request_counter(counts), status_errors, authentication_middleware(tokens, cluster),
-                   authorization_middleware(authorizer)]
+                   impersonation_middleware(authorizer), authorization_middleware(authorizer)]
     if settings.faults is not None:
         middlewares.insert(1, fault_middleware(settings.faults))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
