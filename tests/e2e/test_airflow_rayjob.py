@@ -53,6 +53,22 @@ def test_application_failure_fails_with_reason_and_log_tail(airflow: Path, capfd
     assert "last lines of the Ray job's log" in out and "E2E-MARKER about to fail" in out
 
 
+def test_a_backoff_limit_retry_is_followed_to_its_new_job_in_the_task_log(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    """KubeRay retries on a new cluster with a new job id, and (K8sJobMode) each attempt is Running seconds
+    before its Ray job exists: the task log has both attempts' lines, live."""
+    run = run_dag("kuberay_e2e_backoff_retry")
+    out = capfd.readouterr().out
+    assert run.state == "success", out[-3000:]
+    first = out.index("[ray] E2E-RETRY-MARKER first attempt fails")
+    switch = out.index("KubeRay retried the RayJob: following its new Ray job")
+    second = out.index("[ray] E2E-RETRY-MARKER second attempt succeeds")
+    assert first < switch < second
+    [rayjob] = rayjobs_of(kube, "kuberay_e2e_backoff_retry", "flaky", run)
+    assert (rayjob["status"]["failed"], rayjob["status"]["succeeded"]) == (1, 1)
+    outcome = task_instance(run, "flaky").xcom_pull(task_ids="flaky")
+    assert outcome["job_id"] == rayjob["status"]["jobId"] and outcome["job_id"] in out[switch:second]
+
+
 def test_sdk_submission_in_interactive_mode(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     run = run_dag("kuberay_e2e_sdk")
     out = capfd.readouterr().out

@@ -33,3 +33,21 @@ with DAG("kuberay_e2e_app_failure", schedule=None, start_date=dt.datetime(2026, 
         ttl_seconds_after_finished=30,
         delete_on_failure=False,
     )
+
+# backoffLimit 1: KubeRay's first attempt fails, its retry runs on a new cluster under a new job id. The
+# attempts share a flag file (the local plane's clusters share this machine's disk), unique per DAG run.
+RETRY_CODE = (
+    "import os, sys; p = os.environ['ATTEMPT_FLAG']; first = not os.path.exists(p); open(p, 'a').close(); "
+    "print('E2E-RETRY-MARKER', 'first attempt fails' if first else 'second attempt succeeds', flush=True); "
+    "sys.exit(3 if first else 0)"
+)
+
+with DAG("kuberay_e2e_backoff_retry", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS):
+    RayJobOperator(
+        task_id="flaky",
+        entrypoint=f'python -c "{RETRY_CODE}"',
+        runtime_env={"env_vars": {"ATTEMPT_FLAG": "/tmp/kuberay-e2e-attempt-{{ run_id | replace(':', '_') | replace('+', '_') }}"}},
+        ray_cluster_spec=CLUSTER,
+        backoff_limit=1,
+        shutdown_after_job_finishes=True,
+    )
