@@ -25,12 +25,17 @@ from .raycluster import (
     referenced_config_maps,
     worker_pods_to_delete,
 )
+from .rayjob import managed_by_other_controller
 from .services import build_cluster_head_service, endpoints_annotation, with_endpoints_annotation
+from .validation_cluster import autoscaler_v1_restart_policy_warning, check_raycluster
 
 log = logging.getLogger(__name__)
 
 NOT_READY_REQUEUE_SECONDS = 0.5  # KubeRay waits on pod events; here readiness is the backend's answer
 READY_RESYNC_SECONDS = 300.0  # RAYCLUSTER_DEFAULT_REQUEUE_SECONDS
+# An invalid status is the one validation failure returned as an error, so it is retried
+# (DefaultRequeueDuration; controller-runtime's error backoff stands in for it in KubeRay).
+INVALID_STATUS_REQUEUE_SECONDS = 2.0
 
 
 class RayClusterRuntime:
@@ -43,9 +48,22 @@ class RayClusterRuntime:
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         cluster = await self.api.get(RAYCLUSTERS, namespace, name)
-        if cluster is None or cluster["metadata"].get("deletionTimestamp"):
+        if cluster is None:
             return None
         spec = cluster.get("spec") or {}
+        if managed_by_other_controller(spec):
+            return None  # ManagedByExternalController: another controller (e.g. MultiKueue) owns it
+        # rayClusterReconcile validates before anything else: a failure is a Warning event and the end of
+        # the pass, with no status change; only a spec edit (or another event) brings the next pass.
+        failure = check_raycluster(cluster)
+        if failure is None or failure.spec_validated:
+            if warning := autoscaler_v1_restart_policy_warning(spec):
+                await self._warn_once(cluster, "InvalidRayClusterSpec", f"RayCluster spec warning {namespace}/{name}: {warning}")
+        if failure is not None:
+            await self._record_once(cluster, EventSpec("Warning", failure.event_reason, "Validate", failure.event_message))
+            return INVALID_STATUS_REQUEUE_SECONDS if failure.requeue else None
+        if cluster["metadata"].get("deletionTimestamp"):
+            return None
         try:
             if spec.get("suspend") is True:
                 await self._suspend(cluster)
