@@ -170,31 +170,45 @@ def label_value_errors(value: str) -> list[str]:
 
 # --- value parsers matching the Go functions KubeRay calls -----------------------------------------
 
-_GENERIC_VERSION = re.compile(r"\s*v?(\d+(?:\.\d+)+)")
-_GO_DURATION = re.compile(r"(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
-_GO_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_GO_DURATION_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+# Go's version.ParseGeneric pattern, anchored: "." never matches a newline, so "2.52.0\n" is refused.
+_GENERIC_VERSION = re.compile(r"[\t\n\f\r ]*v?([0-9]+(?:\.[0-9]+)+)(.*)\Z")
+_GO_DURATION = re.compile(r"(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_GO_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
+_GO_DURATION_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_MAX_DURATION_NS = (1 << 63) - 1
 
 
 def _ray_version(text: str) -> tuple[int, ...] | None:
-    """k8s.io/apimachinery version.ParseGeneric: at least "major.minor", optional leading "v"."""
+    """k8s.io/apimachinery version.ParseGeneric: at least "major.minor", optional leading "v", no
+    zero-prefixed major ("02.52.0" is refused, as in Go)."""
     match = _GENERIC_VERSION.match(text)
     if not match:
         return None
-    parts = tuple(int(p) for p in match.group(1).split("."))
+    components = match.group(1).split(".")
+    if components[0].startswith("0") and components[0] != "0":
+        return None
+    parts = tuple(int(p) for p in components)
     return parts + (0,) * (3 - len(parts))  # "2.52" compares equal to "2.52.0", as in Go
 
 
 def _go_duration_seconds(text: str) -> float | None:
-    """time.ParseDuration, returning seconds, or None when Go would refuse the text."""
-    sign = -1.0 if text[:1] == "-" else 1.0
+    """time.ParseDuration, returning seconds, or None when Go would refuse the text. Counted in whole
+    nanoseconds as Go does, so "0.5ns" is 0 and a duration past int64 nanoseconds is refused."""
+    sign = -1 if text[:1] == "-" else 1
     body = text[1:] if text[:1] in "+-" else text
     if body == "0":
         return 0.0
     if not _GO_DURATION.fullmatch(body):
         return None
-    total = sum(float(n) * _GO_DURATION_UNIT_SECONDS[u] for n, u in _GO_DURATION_PART.findall(body))
-    return sign * total
+    total = 0
+    for whole, fraction, unit in _GO_DURATION_PART.findall(body):
+        scale = _GO_DURATION_UNIT_NS[unit]
+        total += int(whole or 0) * scale
+        if fraction:
+            total += int(int(fraction) * scale / 10 ** len(fraction))
+        if total > _MAX_DURATION_NS + (sign < 0):
+            return None
+    return sign * total / 1e9
 
 
 # --- metadata -----------------------------------------------------------------------------------
@@ -218,7 +232,7 @@ def _initializing_timeout_rules(annotations: dict) -> Errors:
     if not isinstance(value, str) or not value:
         return
     path, key = "metadata.annotations", INITIALIZING_TIMEOUT_ANNOTATION
-    if (seconds := _go_duration_seconds(value)) is None and re.fullmatch(r"[+-]?\d+", value):
+    if (seconds := _go_duration_seconds(value)) is None and re.fullmatch(r"[+-]?[0-9]+", value):
         seconds = float(int(value))
     if seconds is None:
         yield _error(
@@ -503,8 +517,7 @@ def _gcs_fault_tolerance_option_rules(
         yield _error(
             "metadata.annotations",
             "external-storage-namespace-with-gcs-ft",
-            "cannot set `ray.io/external-storage-namespace` annotation when GcsFaultToleranceOptions "
-            + use_instead.format("ExternalStorageNamespace"),
+            use_instead("`ray.io/external-storage-namespace` annotation", "ExternalStorageNamespace"),
         )
     backend = _str(options.get("backend")) or "redis"
     # The embedded backend's own checks only run once its (default off) gate is on, so they are unreachable.
