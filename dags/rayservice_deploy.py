@@ -1,11 +1,13 @@
 """Deploy (or update) a model service as a KubeRay RayService: a DAG to copy and adapt.
 
-``deploy`` creates the RayService ``scorer`` or updates it, and ends once KubeRay serves the new spec:
-a changed Serve config (here the ``weight`` param, passed to the app as ``user_config``) is redeployed in
-place; a changed cluster config (here the ``image`` param) is a zero-downtime upgrade, and the task
-waits until traffic has moved to the new cluster and the old one is gone. ``check`` waits the same way
-with a sensor, as a downstream DAG that only consumes the service would. The endpoint
-(``http://scorer-serve-svc.<namespace>.svc.cluster.local:8000/score``) is in the task's XCom.
+``deploy`` creates the RayService ``scorer`` or updates it, and ends once KubeRay serves the new spec
+(its applications running, as read after the change): a changed Serve config (here the ``weight`` param,
+passed to the app as ``user_config``) is redeployed in place; a changed cluster config (here the ``image``
+param) is a zero-downtime upgrade, and the task waits until traffic has moved to the new cluster (KubeRay
+deletes the old one ``rayClusterDeletionDelaySeconds``, 60 s by default, later). A failed application or a
+spec KubeRay refuses fails the task at once. ``check`` waits the same way with a sensor, as a downstream
+DAG that only consumes the service would. The endpoint (``http://scorer-serve-svc.<namespace>.svc.cluster.local:8000/score``,
+from the head's ``serve`` port, which ``simple_cluster_spec`` declares) is in the task's XCom.
 
 On a real cluster the application's code ships in the image; here ``PYTHONPATH`` points Serve at
 ``dags/ray_jobs/serve_app.py`` on the local Ray.

@@ -1,10 +1,11 @@
-"""RayService steps shared by the adapters: create or update, wait until Ready (and until an upgrade has
-finished), report the serve endpoint, delete.
+"""RayService steps shared by the adapters: create or update, wait until the new spec is served, report the
+serve endpoint, delete.
 
 KubeRay v1.7.0 (rayservice_controller.go) reports readiness with the ``Ready`` condition (True once the
-serving cluster has serve endpoints) and upgrades with ``UpgradeInProgress`` (True while an active and
-a pending cluster both exist). A change is applied once ``status.observedGeneration`` reaches the
-object's generation; an update therefore waits for that, then for Ready without an upgrade in progress.
+serve Service has endpoints) and upgrades with ``UpgradeInProgress`` (True while an active and a pending
+cluster both exist). A wait ends once KubeRay has applied the latest generation *and* its applications
+run: ``observedGeneration`` alone is not enough, as the write that bumps it still carries the statuses
+read before a new serveConfigV2 was PUT (``core.rayservice_state`` explains how the wait tells them apart).
 """
 
 from __future__ import annotations
@@ -13,30 +14,34 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from kuberay_provider.core.errors import KubeRayProviderError
-from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked
-from kuberay_provider.core.kube.watch import WatchEvent
+from kuberay_provider.core.errors import FieldError, ValidationError
+from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
 from kuberay_provider.core.manifests import load_manifest
+from kuberay_provider.core.rayservice_state import (
+    SERVE_PORT,
+    RayServiceFailed,
+    RayServiceGone,
+    RayServiceState,
+    RayServiceTimeout,
+    ServiceTracker,
+    await_service,
+    serve_port_problem,
+    serve_service_of,
+    wait_service,
+)
 from kuberay_provider.core.resources import RAYSERVICE
-from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
+from kuberay_provider.core.schedulers import kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.spec import RAYSERVICE_SPEC_FIELDS, build_manifest
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
+__all__ = [
+    "RAYSERVICE_KEYWORDS", "SERVE_PORT", "RayServiceFailed", "RayServiceGone", "RayServiceLifecycle", "RayServiceState",
+    "RayServiceTimeout", "ServiceTracker", "await_service", "rayservice_manifest", "serve_service_of", "wait_service",
+]
+
 log = logging.getLogger(__name__)
 
-SERVE_PORT = 8000
-
-
-class RayServiceTimeout(KubeRayProviderError):
-    def __init__(self, message: str, state: "RayServiceState | None") -> None:
-        super().__init__(message)
-        self.state = state
-
-
-class RayServiceGone(KubeRayProviderError):
-    """The RayService was deleted while it was being waited on."""
-
-
+DELETION_TIMEOUT = 300.0
 RAYSERVICE_KEYWORDS = frozenset(RAYSERVICE_SPEC_FIELDS) | {"serve_config"}
 
 
@@ -72,115 +77,20 @@ def _keep_kueue_suspension(manifest: dict[str, Any], existing: Mapping[str, Any]
     return manifest
 
 
-def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
-
-
-@dataclass(frozen=True)
-class RayServiceState:
-    namespace: str
-    name: str
-    generation: int
-    observed_generation: int
-    ready: bool
-    ready_reason: str
-    upgrading: bool
-    active_cluster: str
-    pending_cluster: str
-    applications: dict[str, str]  # application -> status (RUNNING, DEPLOYING, DEPLOY_FAILED...)
-    queue_name: str = ""  # the Kueue LocalQueue it is queued on ("": none)
-    held_by_kueue: bool = False  # queued and still suspended (spec.rayClusterConfig.suspend)
-
-    @classmethod
-    def from_object(cls, service: Mapping[str, Any]) -> "RayServiceState":
-        metadata, status = service.get("metadata") or {}, service.get("status") or {}
-        ready, upgrade = _condition(status, "Ready"), _condition(status, "UpgradeInProgress")
-        active, pending = status.get("activeServiceStatus") or {}, status.get("pendingServiceStatus") or {}
-        return cls(
-            namespace=str(metadata.get("namespace", "")),
-            name=str(metadata.get("name", "")),
-            generation=int(metadata.get("generation") or 0),
-            observed_generation=int(status.get("observedGeneration") or 0),
-            ready=ready.get("status") == "True",
-            ready_reason=str(ready.get("reason") or ""),
-            upgrading=upgrade.get("status") == "True",
-            active_cluster=str(active.get("rayClusterName") or ""),
-            pending_cluster=str(pending.get("rayClusterName") or ""),
-            applications={app: str(info.get("status", "")) for app, info in (active.get("applicationStatuses") or {}).items()},
-            queue_name=kueue_queue_of(service),
-            held_by_kueue=is_held_by_kueue(service),
-        )
-
-    @property
-    def caught_up(self) -> bool:
-        """KubeRay has reconciled the latest spec."""
-        return self.observed_generation >= self.generation
-
-    @property
-    def is_ready(self) -> bool:
-        """Serving the latest spec: applied, Ready, no upgrade in progress, every application running."""
-        running = all(status == "RUNNING" for status in self.applications.values())
-        return self.caught_up and self.ready and not self.upgrading and running
-
-    @property
-    def failed_applications(self) -> dict[str, str]:
-        return {app: status for app, status in self.applications.items() if status in ("DEPLOY_FAILED", "UNHEALTHY")}
-
-    @property
-    def serve_endpoint(self) -> str:
-        """The in-cluster URL of the Serve HTTP proxy (KubeRay's ``<name>-serve-svc`` on port 8000)."""
-        return f"http://{self.name}-serve-svc.{self.namespace}.svc.cluster.local:{SERVE_PORT}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "name": self.name, "ready": self.ready, "upgrading": self.upgrading,
-                "active_cluster": self.active_cluster, "pending_cluster": self.pending_cluster,
-                "applications": dict(self.applications), "serve_endpoint": self.serve_endpoint,
-                "serve_service": f"{self.name}-serve-svc"}
-
-    def describe(self) -> str:
-        apps = ", ".join(f"{app}={status}" for app, status in sorted(self.applications.items())) or "none yet"
-        text = (f"RayService {self.namespace}/{self.name}: ready={self.ready} upgrading={self.upgrading} "
-                f"active={self.active_cluster or '-'} pending={self.pending_cluster or '-'} applications: {apps}")
-        if self.held_by_kueue:
-            text += f" queued for admission on Kueue LocalQueue {self.queue_name!r}"
-        return text if self.caught_up else f"{text} (spec generation {self.generation} not yet applied)"
-
-
-class ServiceTracker:
-    """One RayService's events in, its state once the latest spec is served out (None while waiting);
-    an application that failed to deploy raises. Shared by the sync wait and the deferrable trigger."""
-
-    def __init__(self, namespace: str, name: str, timeout: float | None = None,
-                 on_change: Callable[[RayServiceState], None] | None = None) -> None:
-        self.namespace, self.name, self.timeout, self.on_change = namespace, name, timeout, on_change
-        self.last: RayServiceState | None = None
-
-    def observe(self, event: WatchEvent) -> RayServiceState | None:
-        if event.type == "DELETED":
-            raise RayServiceGone(f"RayService {self.namespace}/{self.name} was deleted while waiting for it to be ready")
-        state = RayServiceState.from_object(event.object)
-        if state != self.last and self.on_change:
-            self.on_change(state)
-        self.last = state
-        if state.is_ready:
-            return state
-        if state.caught_up and state.failed_applications:
-            failed = ", ".join(f"{app} {status}" for app, status in state.failed_applications.items())
-            raise KubeRayProviderError(f"RayService {self.namespace}/{self.name}: applications failed: {failed}")
-        return None
-
-    def timed_out(self) -> RayServiceTimeout:
-        return RayServiceTimeout(f"RayService {self.namespace}/{self.name} was not ready within {self.timeout} s", self.last)
-
-
 @dataclass
 class RayServiceLifecycle:
     kube: RayObjectsClient
     schemas: SchemaRegistry | None = None
 
     def validate(self, manifest: dict[str, Any]) -> None:
-        """KubeRay's rules and the CRD schema; all problems at once, before any write."""
+        """KubeRay's rules and the CRD schema, and a serve port KubeRay can build the serve Service on; all
+        problems at once, before any write."""
         ensure_valid(manifest, self.schemas)
+        if problem := serve_port_problem(manifest):
+            path = "spec.rayClusterConfig.headGroupSpec.template.spec.containers[0].ports"
+            metadata = manifest.get("metadata") or {}
+            raise ValidationError([FieldError(path, "kuberay:serve-port", problem)],
+                                  object_name=f"RayService {metadata.get('namespace', '')}/{metadata.get('name', '')}")
 
     def apply(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Create the RayService, or replace the existing one's spec (its labels and annotations are left as
@@ -211,14 +121,25 @@ class RayServiceLifecycle:
         self, namespace: str, name: str, *, timeout: float | None = None,
         on_change: Callable[[RayServiceState], None] | None = None,
     ) -> RayServiceState:
-        """Until the latest spec is served: applied, Ready, no upgrade in progress. Raises when an
-        application failed to deploy, or after ``timeout`` s."""
-        return wait_tracked(self.kube, RAYSERVICE, ServiceTracker(namespace, name, timeout, on_change))
+        """Until the latest spec is served: applied, its applications running (read after the change),
+        Ready, no upgrade in progress. Raises RayServiceFailed when KubeRay reports a failed application,
+        a refused spec or an initializing timeout; RayServiceTimeout after ``timeout`` s."""
+        return wait_service(self.kube, ServiceTracker(namespace, name, timeout, on_change))
 
     def state(self, namespace: str, name: str) -> RayServiceState | None:
         found = self.kube.find(RAYSERVICE, namespace, name)
         return None if found is None else RayServiceState.from_object(found)
 
-    def delete(self, namespace: str, name: str) -> bool:
-        """Delete the RayService; its clusters and Services go with it (owner references)."""
-        return self.kube.delete(RAYSERVICE, namespace, name, propagation_policy="Foreground")
+    def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = DELETION_TIMEOUT) -> bool:
+        """Delete the RayService; its clusters and Services go with it. KubeRay holds it with the
+        ``ray.io/rayservice-finalizer`` until its RayClusters are gone: with ``wait``, return once it is
+        gone. False if there was nothing to delete."""
+        if not self.kube.delete(RAYSERVICE, namespace, name, propagation_policy="Foreground"):
+            return False
+        if wait and (left := wait_until_gone(self.kube, RAYSERVICE, namespace, name, timeout)) is not None:
+            raise RayServiceTimeout(
+                f"RayService {namespace}/{name} was not gone within {timeout} s: KubeRay removes its finalizer "
+                "ray.io/rayservice-finalizer once the RayService's RayClusters are deleted; check that the KubeRay "
+                f"operator runs and what holds them (kubectl get rayclusters -n {namespace} "
+                f"-l ray.io/originated-from-cr-name={name})", RayServiceState.from_object(left))
+        return True

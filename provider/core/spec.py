@@ -229,5 +229,7 @@ def _pod_template(container: str, image: str, cpu: str, memory: str, *, head: bo
             {"containerPort": 6379, "name": "gcs-server"},
             {"containerPort": 8265, "name": "dashboard"},
             {"containerPort": 10001, "name": "client"},
+            # A RayService's serve Service takes the head's "serve" port (KubeRay BuildServeService).
+            {"containerPort": 8000, "name": "serve"},
         ]
     return {"spec": {"containers": [body]}}

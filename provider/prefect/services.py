@@ -68,10 +68,12 @@ def _log_state(state: RayServiceState) -> None:
 
 @task(name="deploy_rayservice", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
 def deploy_rayservice(service: RayService, wait: bool = True) -> dict[str, Any]:
-    """Create the RayService or update its spec, and wait until KubeRay serves it (a Serve config change
-    is redeployed in place; a cluster config change is an upgrade, waited for until traffic moved).
-    Returns namespace, name, ready, upgrading, active/pending cluster, applications, serve_endpoint,
-    serve_service and ``change`` (created, updated, unchanged)."""
+    """Create the RayService or update its spec, and wait until KubeRay serves it: the new generation's
+    applications running as read after the change (a Serve config change is redeployed in place; a cluster
+    config change is an upgrade, waited for until traffic moved). A failed application, a spec KubeRay
+    refused or an initializing timeout raises RayServiceFailed at once, saying what to do.
+    Returns namespace, name, ready, upgrading, active/pending cluster, applications, pending_applications,
+    serve_endpoint, serve_service and ``change`` (created, updated, unchanged)."""
     manifest = service.to_manifest()
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     with service.lifecycle(validate_schema=service.validate_schema) as services:
@@ -86,7 +88,8 @@ def deploy_rayservice(service: RayService, wait: bool = True) -> dict[str, Any]:
 
 @task(name="wait_for_rayservice", cache_policy=NO_CACHE)
 def wait_for_rayservice(service: RayService) -> dict[str, Any]:
-    """Wait until the RayService serves its latest spec (Ready, no upgrade in progress)."""
+    """Wait until the RayService serves its latest spec (its applications running, Ready, no upgrade in
+    progress); fails as ``deploy_rayservice`` does."""
     manifest = service.to_manifest()
     with service.lifecycle() as services:
         state = services.wait_ready(manifest["metadata"]["namespace"], manifest["metadata"]["name"],
@@ -96,7 +99,8 @@ def wait_for_rayservice(service: RayService) -> dict[str, Any]:
 
 @task(name="delete_rayservice", cache_policy=NO_CACHE)
 def delete_rayservice(service: RayService) -> bool:
-    """Delete the RayService (its clusters and Services go with it); False if it was already gone."""
+    """Delete the RayService (its clusters and Services go with it) and wait until it is gone (KubeRay's
+    finalizer holds it until its clusters are deleted); False if it was already gone."""
     manifest = service.to_manifest()
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     with service.lifecycle() as services:

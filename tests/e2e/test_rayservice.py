@@ -1,7 +1,9 @@
 """dags/rayservice_deploy.py end to end on the local control plane with the real local Ray Serve: the
 first run creates the RayService and ends when it is Ready; a run with a new Serve config updates it in
-place; a run with a new cluster config waits for KubeRay's upgrade (a new cluster, traffic moved, the old
-one gone). Each time the application answers through the API server's service proxy."""
+place and ends once the new config answers (not at the write that first shows the new generation, which
+KubeRay makes with the statuses read before the change); a run with a new cluster config waits for
+KubeRay's upgrade (a new cluster, traffic moved); the old cluster goes rayClusterDeletionDelaySeconds
+(60 s) later. Each time the application answers through the API server's service proxy."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ configure_airflow_env()
 
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Iterator  # noqa: E402
 
@@ -65,9 +68,13 @@ def test_deploy_update_in_place_then_upgrade(airflow: Path, kube: Any, scorer: A
 
     upgraded = deploy(3, {"weight": 3.0, "image": "rayproject/ray:2.60.0-py311"})  # the cluster config: an upgrade
     assert upgraded["change"] == "updated" and not upgraded["upgrading"] and not upgraded["pending_cluster"]
-    assert upgraded["active_cluster"] != created["active_cluster"]
-    assert kube.find(RAYCLUSTER, "default", created["active_cluster"]) is None  # the old cluster is gone
+    assert upgraded["active_cluster"] != created["active_cluster"] and upgraded["applications"] == {"scorer": "RUNNING"}
     assert score(scorer, 3) == {"score": 9.0, "weight": 3.0}
+    # KubeRay deletes the old cluster rayClusterDeletionDelaySeconds (60 s by default) after the switch.
+    deadline = time.monotonic() + 120
+    while kube.find(RAYCLUSTER, "default", created["active_cluster"]) is not None and time.monotonic() < deadline:
+        time.sleep(2)
+    assert kube.find(RAYCLUSTER, "default", created["active_cluster"]) is None
 
     from kuberay_provider.airflow.operators import RayServiceDeleteOperator
     from kuberay_provider.core.resources import RAYSERVICE

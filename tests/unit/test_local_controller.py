@@ -474,9 +474,16 @@ async def test_ray_version_mismatch_is_a_warning_event(h: Harness) -> None:
     assert (await h.api.get(RAYCLUSTERS, NS, "old"))["status"]["state"] == "ready"  # type: ignore[index]
 
 
+def serve_cluster_spec() -> dict[str, Any]:
+    """A RayService's cluster: its head declares ports, so one must be Serve's (BuildServeService)."""
+    spec = cluster_spec()
+    spec["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"].append({"containerPort": 8000, "name": "serve"})
+    return spec
+
+
 async def test_rayservice_deploys_serve_config_and_becomes_ready(h: Harness) -> None:
     serve = "applications:\n- name: app1\n  import_path: m:app\n  deployments:\n  - name: D\n"
-    body = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS}, "spec": {"serveConfigV2": serve, "rayClusterConfig": cluster_spec()}}
+    body = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS}, "spec": {"serveConfigV2": serve, "rayClusterConfig": serve_cluster_spec()}}
     await h.create(RAYSERVICES, body)
     await h.settle()
     status = (await h.api.get(RAYSERVICES, NS, "svc"))["status"]  # type: ignore[index]
@@ -491,7 +498,8 @@ async def test_rayservice_deploys_serve_config_and_becomes_ready(h: Harness) -> 
 
 async def test_rayservice_upgrades_to_a_new_cluster_when_the_cluster_config_changes(h: Harness) -> None:
     serve = "applications:\n- name: app1\n  import_path: m:app\n  deployments:\n  - name: D\n"
-    body = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS}, "spec": {"serveConfigV2": serve, "rayClusterConfig": cluster_spec()}}
+    body = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS},
+            "spec": {"serveConfigV2": serve, "rayClusterConfig": serve_cluster_spec(), "rayClusterDeletionDelaySeconds": 0}}
     await h.create(RAYSERVICES, body)
     await h.settle()
 
@@ -508,20 +516,26 @@ async def test_rayservice_upgrades_to_a_new_cluster_when_the_cluster_config_chan
     await h.api.replace(RAYSERVICES, obj)
     await h.settle()
     assert (await service())["status"]["activeServiceStatus"]["rayClusterName"] == first
-    # A changed cluster config is: a pending cluster first, both exist while it comes up...
+    # A changed cluster config is: a pending cluster named first (no active applications meanwhile)...
     obj = await service()
     obj["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"] = {"num-cpus": "1"}
     await h.api.replace(RAYSERVICES, obj)
     await h.controller.reconcile("RayService", NS, "svc")
     during = await service()
     assert condition(during, "UpgradeInProgress") == "True" and condition(during, "Ready") == "True"
+    assert "applicationStatuses" not in during["status"]["activeServiceStatus"]
     pending = during["status"]["pendingServiceStatus"]["rayClusterName"]
-    assert pending != first and {c["metadata"]["name"] for c in await h.clusters()} == {first, pending}
-    # ...then it serves, the Services point at it, and the old cluster is gone.
+    assert pending != first and [c["metadata"]["name"] for c in await h.clusters()] == [first]
+    # ...created by the next pass; both exist while it comes up...
+    await h.controller.reconcile("RayService", NS, "svc")
+    assert {c["metadata"]["name"] for c in await h.clusters()} == {first, pending}
+    # ...then it serves and the Services point at it; the old cluster goes after the deletion delay.
     await h.settle()
     done = await service()
-    assert done["status"]["activeServiceStatus"]["rayClusterName"] == pending and not done["status"]["pendingServiceStatus"]
+    assert done["status"]["activeServiceStatus"]["rayClusterName"] == pending
+    assert "rayClusterName" not in done["status"]["pendingServiceStatus"]
     assert condition(done, "UpgradeInProgress") == "False" and condition(done, "Ready") == "True"
+    await h.advance(1)
     assert [c["metadata"]["name"] for c in await h.clusters()] == [pending]
     for service_name in ("svc-serve-svc", "svc-head-svc"):
         assert (await h.api.get(SERVICES, NS, service_name))["spec"]["selector"]["ray.io/cluster"] == pending  # type: ignore[index]

@@ -2,7 +2,9 @@
 
 An update of ``serveConfigV2`` is redeployed in place by KubeRay; an update of ``rayClusterConfig``
 is an upgrade (a new cluster comes up, then traffic moves): the task waits for it to finish, i.e. until
-``Ready`` is True, ``UpgradeInProgress`` is False and KubeRay has applied the new generation.
+KubeRay has applied the new generation and its applications run (as read after the change:
+``core.rayservice_state``), ``Ready`` is True and ``UpgradeInProgress`` False. A failed application, a
+spec KubeRay refused or an initializing timeout fails the task at once, saying what to do.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class RayServiceOperator(BaseOperator):
     :param rayservice: a base RayService: a dict, or a YAML/JSON file path rendered as a Jinja template.
     :param name: the RayService's name (default: the manifest's).
     :param namespace: default: the manifest's, else the connection's, else ``default``.
-    :param wait: wait until Ready with no upgrade in progress and the new generation applied.
+    :param wait: wait until the new generation's applications run, Ready with no upgrade in progress.
     :param ready_timeout: seconds to wait (None: the task's own timeouts apply).
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
     :param queue_name: a Kueue LocalQueue: labels the RayService ``kueue.x-k8s.io/queue-name``; it is
@@ -37,8 +39,9 @@ class RayServiceOperator(BaseOperator):
         ``upgrade_strategy={"type": "NewCluster"}``.
 
     Returns (XCom ``return_value``) namespace, name, ready, upgrading, active_cluster, pending_cluster,
-    applications (name -> status), serve_endpoint (the in-cluster URL of ``<name>-serve-svc:8000``),
-    serve_service, and ``change``: created, updated or unchanged.
+    applications and pending_applications (name -> status), serve_service (``spec.serveService``'s name,
+    else ``<name>-serve-svc``), serve_endpoint (its in-cluster URL on the head's ``serve`` port), and
+    ``change``: created, updated or unchanged.
     """
 
     template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels", "queue_name", "volcano_queue")
@@ -112,7 +115,8 @@ def _manifest_namespace(rayservice: Mapping[str, Any] | str) -> str | None:
 
 
 class RayServiceDeleteOperator(BaseOperator):
-    """Delete a RayService (its clusters and Services go with it). Gone already is not an error."""
+    """Delete a RayService (its clusters and Services go with it) and wait until it is gone (KubeRay's
+    finalizer holds it until its clusters are deleted). Gone already is not an error."""
 
     template_fields: Sequence[str] = ("name", "namespace")
     ui_color = "#ffebee"

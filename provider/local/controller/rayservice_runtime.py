@@ -1,223 +1,380 @@
-"""RayService: serveConfigV2 deployed through the dashboard's Serve REST API, status (pending -> active
-cluster, applicationStatuses, Ready and UpgradeInProgress conditions, serviceStatus) as KubeRay writes it.
+"""RayService: the reconcile pass of KubeRay v1.7.0's rayservice_controller.go (Reconcile), step by step.
 
-Upgrades as KubeRay's default ``upgradeStrategy`` (NewCluster) does them: a changed serveConfigV2 is
-redeployed in place on the active cluster; a changed rayClusterConfig (other than worker replicas)
-brings up a pending cluster, deploys the applications there, and once they run switches the Services
-to it and deletes the old cluster (KubeRay waits ``RayClusterDeletionDelaySeconds``, 60 s by default;
-here it goes at once). ``upgradeStrategy.type: None`` never upgrades.
+Each pass: clean up dangling clusters (after rayClusterDeletionDelaySeconds) -> the finalizer (added, or
+removed once every cluster is gone) -> validateRayService -> handleSuspend -> stop when InitializingTimeout
+-> reconcileRayCluster -> updateHeadPodServeLabel -> reconcileServe (pending cluster, else active) -> the
+Services pointed at a ready cluster -> calculateStatus -> a status write only when
+InconsistentRayServiceStatuses says so. A failing step ends the pass without a status write, as KubeRay's
+returned error does. The decisions are in rayservice_status.py, the Serve side in rayservice_serve.py.
 
-Not done: incremental upgrades, suspend, the Serve-endpoint labels on the head Pod, initializing timeouts.
+Not done: NewClusterWithIncrementalUpgrade (Gateway, HTTPRoute, target capacities, rollback) runs as
+NewCluster. Unlike KubeRay, whose predicate ignores its own status writes, this controller's loop sees them:
+a validation failure is therefore written once per generation and message.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-import yaml
-
-from kuberay_provider.local.ray_backend.base import BackendError, RayBackend
+from kuberay_provider.local.ray_backend.base import RayBackend
 
 from . import kuberay as k
 from .actions import EventSpec
 from .api import RAYCLUSTERS, RAYSERVICES, SERVICES, ApiError, ClusterAPI, ConflictError, NotFoundError
 from .clock import Clock, format_time
-from .conditions import set_condition
 from .events import EventRecorder
 from .raycluster import owned_cluster_body
-from .services import build_owner_head_service, with_endpoints_annotation
+from .rayservice_serve import PassError, ServeReconciler
+from .rayservice_status import (
+    DEFAULT_DELETION_DELAY_SECONDS,
+    FINALIZER,
+    KUBERAY_CONTROLLER,
+    READY,
+    VALIDATION_FAILED,
+    calculate_conditions,
+    cluster_annotations,
+    condition_true,
+    inconsistent_statuses,
+    initializing_timeout,
+    is_initializing_timeout,
+    normalized,
+    promote,
+    resume,
+    set_service_condition,
+    should_prepare_new_cluster,
+    should_update_cluster,
+    stage_suspending,
+    suspend_complete,
+    suspend_is_operative,
+    suspend_waiting,
+)
+from .services import ServeServiceError, build_owner_head_service, build_serve_service, serve_service_name, with_endpoints_annotation
+from .validation import validate_rayservice
 
 log = logging.getLogger(__name__)
 
 REQUEUE_SECONDS = 2.0  # ServiceDefaultRequeueDuration
-HASH_ANNOTATION = "ray.io/hash-without-replicas-and-workers-to-delete"
+CONFLICT_REQUEUE_SECONDS = 0.05
 
 
-def cluster_config_hash(cluster_config: Mapping[str, Any]) -> str:
-    """What makes a rayClusterConfig change an upgrade: everything but the worker replicas and
-    workersToDelete (scaling is done in place), as KubeRay's generateHashWithoutReplicasAndWorkersToDelete."""
-    spec = copy.deepcopy(dict(cluster_config))
-    for group in spec.get("workerGroupSpecs") or []:
-        group.pop("replicas", None)
-        (group.get("scaleStrategy") or {}).pop("workersToDelete", None)
-    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+def association_labels(rayservice: Mapping[str, Any]) -> dict[str, str]:
+    """RayServiceRayClustersAssociationOptions: what marks a RayService's clusters and Services."""
+    return {k.RAY_ORIGINATED_FROM_CR_NAME: rayservice["metadata"]["name"], k.RAY_ORIGINATED_FROM_CRD: k.CRD_RAYSERVICE}
 
 
-def serve_service(rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> dict[str, Any]:
-    """BuildServeService: ``<rayservice>-serve-svc`` on the serve port of the serving head."""
-    name = rayservice["metadata"]["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": f"{name}-serve-svc",
-            "namespace": rayservice["metadata"].get("namespace"),
-            "labels": {
-                k.RAY_ORIGINATED_FROM_CR_NAME: name,
-                k.RAY_ORIGINATED_FROM_CRD: k.CRD_RAYSERVICE,
-                k.RAY_SERVE_LABEL: f"{name}-serve",
-            },
-            "ownerReferences": [k.owner_reference(rayservice)],
-        },
-        "spec": {
-            "selector": {k.RAY_CLUSTER_LABEL: cluster["metadata"]["name"], k.RAY_SERVE_LABEL: "true"},
-            "ports": [{"name": "serve", "port": 8000, "appProtocol": "tcp"}],
-        },
-    }
-
-
-def application_statuses(serve: Mapping[str, Any]) -> dict[str, Any]:
-    """Serve's /api/serve/applications/ answer as applicationStatuses."""
-    return {
-        app: {
-            "status": info.get("status", ""),
-            **({"message": info["message"]} if info.get("message") else {}),
-            "serveDeploymentStatuses": {
-                dep: {"status": d.get("status", ""), **({"message": d["message"]} if d.get("message") else {})}
-                for dep, d in (info.get("deployments") or {}).items()
-            },
-        }
-        for app, info in serve.items()
-    }
+def _ref(obj: Mapping[str, Any]) -> str:
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
 
 
 class RayServiceRuntime:
     def __init__(self, api: ClusterAPI, backend: RayBackend, clock: Clock, recorder: EventRecorder) -> None:
         self.api = api
-        self.backend = backend
         self.clock = clock
         self.recorder = recorder
-        self._deployed: dict[tuple[str, str], str] = {}  # (namespace, cluster) -> hash of the config deployed
+        self.serve = ServeReconciler(api, backend, recorder)
+        self._deletion_times: dict[str, datetime] = {}  # RayClusterDeletionTimestamps, by cluster name
+        self._validation_failures: dict[tuple[str, str], tuple[int, str]] = {}  # (ns, name) -> (generation, message)
 
     async def on_deleted(self, rayservice: Mapping[str, Any]) -> None:
-        """Its RayCluster goes by ownerReference; the backend forgets it when that deletion is seen."""
+        """Its clusters went before the finalizer was dropped; only the caches are left to forget."""
+        self.serve.forget(rayservice)
+        self._validation_failures.pop((rayservice["metadata"].get("namespace", ""), rayservice["metadata"]["name"]), None)
+
+    async def _event(self, rayservice: Mapping[str, Any], type_: str, reason: str, action: str, message: str) -> None:
+        await self.recorder.record(rayservice, EventSpec(type_, reason, action, message))
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         rayservice = await self.api.get(RAYSERVICES, namespace, name)
-        if rayservice is None or rayservice["metadata"].get("deletionTimestamp"):
+        if rayservice is None:
             return None
-        status = copy.deepcopy(rayservice.get("status") or {})
-        now_text = format_time(self.clock.now())
-        conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
-        active = dict(status.get("activeServiceStatus") or {})
-        pending = dict(status.get("pendingServiceStatus") or {})
-        wanted_hash = cluster_config_hash(rayservice["spec"].get("rayClusterConfig") or {})
-        active_cluster = await self.api.get(RAYCLUSTERS, namespace, active["rayClusterName"]) if active.get("rayClusterName") else None
-        if active.get("rayClusterName") and active_cluster is None:
-            active = {}  # deleted under us: start over with a pending cluster
-        upgrades = ((rayservice["spec"].get("upgradeStrategy") or {}).get("type") or "NewCluster") != "None"
-        needs_cluster = not active or (
-            upgrades and active_cluster is not None
-            and (active_cluster["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) != wanted_hash
-        )
-        if needs_cluster and not pending.get("rayClusterName"):
-            pending = {"rayClusterName": k.generate_ray_cluster_name(name)}
-        if active_cluster is not None:
-            active["rayClusterStatus"] = copy.deepcopy(active_cluster.get("status") or {})
-            if (active_cluster.get("status") or {}).get("state") == "ready":
-                active["applicationStatuses"] = await self._deploy_and_read(rayservice, active_cluster)
-        if pending.get("rayClusterName"):
-            pending_cluster = await self._get_or_create_cluster(rayservice, pending["rayClusterName"], wanted_hash)
-            pending["rayClusterStatus"] = copy.deepcopy((pending_cluster or {}).get("status") or {})
-            if pending_cluster is not None and (pending_cluster.get("status") or {}).get("state") == "ready":
-                apps = await self._deploy_and_read(rayservice, pending_cluster)
-                pending["applicationStatuses"] = apps
-                if apps and all(a.get("status") == "RUNNING" for a in apps.values()):
-                    await self._ensure_services(rayservice, pending_cluster)
-                    if active_cluster is not None:
-                        await self._retire_cluster(rayservice, active_cluster)
-                    active, pending = pending, {}
-        serving = bool(active.get("rayClusterName"))
-        status.update(
-            activeServiceStatus=active,
-            pendingServiceStatus=pending,
-            serviceStatus="Running" if serving else "",
-            numServeEndpoints=1 if serving else 0,
-            observedGeneration=rayservice["metadata"].get("generation", 1),
-        )
-        set_condition(
-            conditions, "Ready", "True" if serving else "False",
-            "NonZeroServeEndpoints" if serving else "Initializing", "Number of serve endpoints is greater than 0" if serving else "", now_text,
-        )
-        if serving and pending:
-            set_condition(conditions, "UpgradeInProgress", "True", "BothActivePendingClustersExist",
-                          "Both active and pending Ray clusters exist", now_text)
-        else:
-            set_condition(conditions, "UpgradeInProgress", "False", "NoActiveCluster" if pending else "NoPendingCluster", "", now_text)
-        if status != (rayservice.get("status") or {}):
-            status["lastUpdateTime"] = now_text
-            try:
-                await self.api.replace_status(RAYSERVICES, {**rayservice, "status": status})
-            except ConflictError:
-                return 0.05
-            except NotFoundError:
-                return None
+        if (rayservice.get("spec") or {}).get("managedBy") not in (None, KUBERAY_CONTROLLER):
+            return None  # ManagedByExternalController
+        self.serve.clean_up_cache(rayservice)
+        try:
+            return await self._reconcile(rayservice)
+        except ConflictError:
+            return CONFLICT_REQUEUE_SECONDS
+        except NotFoundError:
+            return None
+        except (PassError, ApiError) as exc:
+            log.info("RayService %s/%s: %s", namespace, name, exc)
+            return REQUEUE_SECONDS
+
+    async def _reconcile(self, rayservice: dict[str, Any]) -> float | None:
+        now = self.clock.now()
+        has_clusters_to_clean = await self._clean_up_clusters(rayservice, now)
+        finalizers = rayservice["metadata"].get("finalizers") or []
+        if rayservice["metadata"].get("deletionTimestamp"):
+            if has_clusters_to_clean:
+                return REQUEUE_SECONDS
+            body = copy.deepcopy(rayservice)
+            body["metadata"]["finalizers"] = [f for f in finalizers if f != FINALIZER]
+            await self.api.replace(RAYSERVICES, body)
+            return None
+        if FINALIZER not in finalizers:
+            body = copy.deepcopy(rayservice)
+            body["metadata"]["finalizers"] = [*finalizers, FINALIZER]
+            await self.api.replace(RAYSERVICES, body)
+            return REQUEUE_SECONDS
+        if (error := validate_rayservice(rayservice)) is not None:
+            return await self._fail_validation(rayservice, error, now)
+        original = normalized(rayservice.get("status") or {})
+        status = copy.deepcopy(original)
+        result = await self._handle_suspend(rayservice, status, now)
+        if inconsistent_statuses(original, status):
+            rayservice = await self._write_status(rayservice, status, now)
+        if suspend_is_operative(status):
+            return result
+        if is_initializing_timeout(status):
+            # Terminal: only the clean-up above goes on. Delete and re-create the RayService to recover.
+            return REQUEUE_SECONDS if has_clusters_to_clean else None
+        return await self._reconcile_serving(rayservice, original, status, now)
+
+    async def _reconcile_serving(
+        self, rayservice: dict[str, Any], original: Mapping[str, Any], status: dict[str, Any], now: datetime
+    ) -> float | None:
+        view = {**rayservice, "status": status}  # KubeRay's in-memory instance
+        active, pending = await self._reconcile_clusters(view, status)
+        await self.serve.update_head_pod_serve_label(view, active)
+        await self.serve.update_head_pod_serve_label(view, pending)
+        active_ready = pending_ready = False
+        active_apps = pending_apps = None
+        if pending is not None:
+            pending_ready, pending_apps = await self.serve.reconcile_serve(view, pending)
+        if active is not None and pending is None and not should_prepare_new_cluster(view, status, active, None, False):
+            # During an upgrade the active cluster is neither updated nor asked for its applications.
+            active_ready, active_apps = await self.serve.reconcile_serve(view, active)
+        serving_cluster = None
+        if pending_ready or active_ready:
+            target = pending if pending_ready else active
+            assert target is not None
+            serving_cluster = await self._reconcile_services(view, target)
+        await self._calculate_status(view, status, active, pending, active_apps, pending_apps, serving_cluster, now)
+        if inconsistent_statuses(original, status):
+            await self._write_status(rayservice, status, now)
         return REQUEUE_SECONDS
 
-    async def _retire_cluster(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> None:
-        """The upgrade is done: the old cluster goes (KubeRay after RayClusterDeletionDelaySeconds)."""
-        namespace, cluster_name = cluster["metadata"].get("namespace", ""), cluster["metadata"]["name"]
-        await self.api.delete(RAYCLUSTERS, namespace, cluster_name)
-        self._deployed.pop((namespace, cluster_name), None)
-        await self.recorder.record(rayservice, EventSpec("Normal", "DeletedRayCluster", "Delete", f"Deleted RayCluster {namespace}/{cluster_name}"))
+    async def _write_status(self, rayservice: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        body = normalized(status)
+        body["lastUpdateTime"] = format_time(now)
+        return await self.api.replace_status(RAYSERVICES, {**rayservice, "status": body})
 
-    async def _get_or_create_cluster(self, rayservice: Mapping[str, Any], cluster_name: str, config_hash: str) -> Mapping[str, Any] | None:
-        namespace = rayservice["metadata"].get("namespace", "")
-        cluster = await self.api.get(RAYCLUSTERS, namespace, cluster_name)
-        if cluster is not None:
-            return cluster
-        body = owned_cluster_body(rayservice, k.CRD_RAYSERVICE, cluster_name, rayservice["spec"].get("rayClusterConfig") or {},
-                                  extra_annotations={HASH_ANNOTATION: config_hash})
-        ref = f"{namespace}/{cluster_name}"
-        try:
-            created = await self.api.create(RAYCLUSTERS, namespace, body)
-        except ApiError as exc:
-            await self.recorder.record(rayservice, EventSpec("Warning", "FailedToCreateRayCluster", "Create", f"Failed to create RayCluster {ref}: {exc.message}"))
+    # -- validation and suspend -----------------------------------------------------------------
+    async def _fail_validation(self, rayservice: dict[str, Any], message: str, now: datetime) -> None:
+        """validateRayService failed: Ready False/ValidationFailed, everything else kept, no requeue."""
+        key = (rayservice["metadata"].get("namespace", ""), rayservice["metadata"]["name"])
+        generation = int(rayservice["metadata"].get("generation") or 0)
+        if self._validation_failures.get(key) == (generation, message):
+            return None  # KubeRay's predicate would not have run this pass (a status write of its own)
+        reason = "InvalidRayServiceMetadata" if message.startswith("The RayService metadata is invalid") else "InvalidRayServiceSpec"
+        await self._event(rayservice, "Warning", reason, "Validate", f"{_ref(rayservice)}: {message}")
+        status = normalized(rayservice.get("status") or {})
+        set_service_condition(status, READY, "False", VALIDATION_FAILED, message, now)
+        await self._write_status(rayservice, status, now)
+        self._validation_failures[key] = (generation, message)
+        return None
+
+    async def _handle_suspend(self, rayservice: Mapping[str, Any], status: dict[str, Any], now: datetime) -> float | None:
+        """handleSuspend: Suspending is the commit point; once written, the deletion runs to the end."""
+        wanted = bool((rayservice.get("spec") or {}).get("suspend"))
+        generation = int(rayservice["metadata"].get("generation") or 0)
+        if condition_true(status, "Suspended"):
+            if not wanted:
+                resume(status, generation, now)
             return None
-        await self.recorder.record(rayservice, EventSpec("Normal", "CreatedRayCluster", "Create", f"Created RayCluster {ref}"))
+        if not condition_true(status, "Suspending"):
+            if wanted:
+                stage_suspending(status, generation, now)
+                return REQUEUE_SECONDS
+            return None
+        if await self._delete_owned_resources(rayservice):
+            suspend_complete(status, now)
+        else:
+            suspend_waiting(status, now)
+        return REQUEUE_SECONDS
+
+    async def _delete_owned_resources(self, rayservice: Mapping[str, Any]) -> bool:
+        """deleteRayServiceOwnedResources: True once no RayCluster or Service of the RayService is listed."""
+        namespace, all_deleted = rayservice["metadata"].get("namespace", ""), True
+        for resource, kind, reason in ((RAYCLUSTERS, "RayCluster", "DeletedRayCluster"), (SERVICES, "Service", "DeletedService")):
+            for obj in await self.api.list(resource, namespace, association_labels(rayservice)):
+                all_deleted = False
+                if obj["metadata"].get("deletionTimestamp"):
+                    continue
+                try:
+                    await self.api.delete(resource, namespace, obj["metadata"]["name"])
+                except ApiError as exc:
+                    await self._event(rayservice, "Warning", f"FailedToDelete{kind}", "Delete",
+                                      f"Failed to delete the {kind} {_ref(obj)} during suspend: {exc.message or exc}")
+                    raise
+                if resource is SERVICES:
+                    self.serve.forget_service(namespace, obj["metadata"]["name"])
+                await self._event(rayservice, "Normal", reason, "Delete", f"Deleted the {kind} {_ref(obj)} during suspend")
+        return all_deleted
+
+    # -- clusters -------------------------------------------------------------------------------
+    async def _clean_up_clusters(self, rayservice: Mapping[str, Any], now: datetime) -> bool:
+        """cleanUpRayClusterInstance: clusters neither active nor pending go rayClusterDeletionDelaySeconds
+        after they were first seen so (all at once when the RayService is deleted). Returns whether any
+        such cluster is still listed."""
+        namespace = rayservice["metadata"].get("namespace", "")
+        deleting = bool(rayservice["metadata"].get("deletionTimestamp"))
+        spec, status = rayservice.get("spec") or {}, rayservice.get("status") or {}
+        configured = spec.get("rayClusterDeletionDelaySeconds")
+        delay = timedelta(seconds=0 if deleting else DEFAULT_DELETION_DELAY_SECONDS if configured is None else configured)
+        keep = {(status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")}
+        found = False
+        for cluster in await self.api.list(RAYCLUSTERS, namespace, association_labels(rayservice)):
+            cluster_name = cluster["metadata"]["name"]
+            if not deleting and cluster_name in keep:
+                continue
+            found = True
+            due = self._deletion_times.get(cluster_name)
+            if due is None and not deleting:
+                self._deletion_times[cluster_name] = now + delay
+                continue
+            if deleting or now > due:  # type: ignore[operator]
+                try:
+                    await self.api.delete(RAYCLUSTERS, namespace, cluster_name)
+                except ApiError as exc:
+                    await self._event(rayservice, "Warning", "FailedToDeleteRayCluster", "Delete",
+                                      f"Failed to delete the RayCluster {_ref(cluster)}: {exc.message or exc}")
+                    raise
+                await self._event(rayservice, "Normal", "DeletedRayCluster", "Delete", f"Deleted the RayCluster {_ref(cluster)}")
+        return found
+
+    async def _reconcile_clusters(
+        self, rayservice: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """reconcileRayCluster: create the pending cluster once named; update a cluster in place only for
+        appended worker groups (shouldUpdateCluster)."""
+        namespace = rayservice["metadata"].get("namespace", "")
+        names = [(status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")]
+        active, pending = [await self.api.get(RAYCLUSTERS, namespace, n) if n else None for n in names]
+        if names[1] and pending is None:
+            return active, await self._create_cluster(rayservice, names[1])
+        for cluster, role in ((active, "active"), (pending, "pending")):
+            if should_update_cluster(rayservice, cluster, role == "active"):
+                assert cluster is not None
+                await self._update_cluster(rayservice, cluster, role)
+        return active, pending
+
+    def _cluster_body(self, rayservice: Mapping[str, Any], cluster_name: str) -> dict[str, Any]:
+        """constructRayClusterForRayService."""
+        spec = (rayservice.get("spec") or {}).get("rayClusterConfig") or {}
+        return owned_cluster_body(rayservice, k.CRD_RAYSERVICE, cluster_name, spec, extra_annotations=cluster_annotations(rayservice))
+
+    async def _create_cluster(self, rayservice: Mapping[str, Any], cluster_name: str) -> dict[str, Any]:
+        body = self._cluster_body(rayservice, cluster_name)
+        try:
+            created = await self.api.create(RAYCLUSTERS, body["metadata"]["namespace"], body)
+        except ApiError as exc:
+            await self._event(rayservice, "Warning", "FailedToCreateRayCluster", "Create",
+                              f"Failed to create the RayCluster {_ref(body)}: {exc.message or exc}")
+            raise
+        await self._event(rayservice, "Normal", "CreatedRayCluster", "Create", f"Created the RayCluster {_ref(body)}")
         return created
 
-    async def _deploy_and_read(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> dict[str, Any]:
-        namespace, cluster_name = rayservice["metadata"].get("namespace", ""), cluster["metadata"]["name"]
-        config_text = rayservice["spec"].get("serveConfigV2") or ""
-        digest = hashlib.sha256(config_text.encode()).hexdigest()
+    async def _update_cluster(self, rayservice: Mapping[str, Any], cluster: dict[str, Any], role: str) -> None:
+        """modifyRayCluster: the goal spec, labels and annotations; suspend stays the cluster's (Kueue's)."""
+        goal = self._cluster_body(rayservice, cluster["metadata"]["name"])
+        body = copy.deepcopy(cluster)
+        suspend = (body.get("spec") or {}).get("suspend")
+        body["spec"] = goal["spec"]
+        body["spec"].pop("suspend", None)
+        if suspend is not None:
+            body["spec"]["suspend"] = suspend
+        body["metadata"]["labels"], body["metadata"]["annotations"] = goal["metadata"]["labels"], goal["metadata"]["annotations"]
         try:
-            if self._deployed.get((namespace, cluster_name)) != digest:
-                notices = await self.backend.deploy_serve(namespace, cluster_name, yaml.safe_load(config_text) or {})
-                self._deployed[(namespace, cluster_name)] = digest
-                await self.recorder.record(rayservice, EventSpec("Normal", "UpdatedServeApplications", "Update", f"Updated serve applications to the RayCluster {namespace}/{cluster_name}"))
-                for notice in notices or ():
-                    await self.recorder.record(rayservice, EventSpec(notice.type, notice.reason, "Update", notice.message))
-            return application_statuses(await self.backend.serve_status(namespace, cluster_name))
-        except (BackendError, yaml.YAMLError) as exc:
-            await self.recorder.record(rayservice, EventSpec("Warning", "FailedToUpdateServeApplications", "Update", f"Failed to update serve applications to the RayCluster {namespace}/{cluster_name}: {exc}"))
-            return {}
+            await self.api.replace(RAYCLUSTERS, body)
+        except ApiError as exc:
+            await self._event(rayservice, "Warning", "FailedToUpdateRayCluster", "Update",
+                              f"Failed to update the {role} RayCluster {_ref(cluster)}: {exc.message or exc}")
+            raise
+        await self._event(rayservice, "Normal", "UpdatedRayCluster", "Update", f"Updated the {role} RayCluster {_ref(cluster)}")
 
-    async def _ensure_services(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> None:
-        """``<rayservice>-head-svc`` and ``<rayservice>-serve-svc``, pointing at the serving cluster (after an
-        upgrade, switched to the new one)."""
+    # -- Services and status --------------------------------------------------------------------
+    async def _reconcile_services(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> str:
+        """reconcileServicesToReadyCluster: ``<rayservice>-head-svc`` then the serve Service, re-pointed only
+        when the cluster changes. Returns the cluster both point at."""
         namespace = rayservice["metadata"].get("namespace", "")
         cluster_service = await self.api.get(SERVICES, namespace, k.cluster_head_service_name(cluster))
-        cluster_annotations = (cluster_service or {}).get("metadata", {}).get("annotations") or {}
-        annotation = cluster_annotations.get(k.ENDPOINTS_ANNOTATION, "{}")
-        backend_urls = json.loads(cluster_annotations.get(k.BACKEND_URLS_ANNOTATION) or "{}") or _urls_from_annotation(annotation)
-        for body in (build_owner_head_service(rayservice, k.CRD_RAYSERVICE, cluster), serve_service(rayservice, cluster)):
-            body["metadata"].setdefault("annotations", {})[k.ENDPOINTS_ANNOTATION] = annotation
-            if body["metadata"]["name"].endswith("-serve-svc"):
-                with_endpoints_annotation(body, backend_urls)
-            existing = await self.api.get(SERVICES, namespace, body["metadata"]["name"])
-            if existing is None:
+        local = (cluster_service or {}).get("metadata", {}).get("annotations") or {}
+        endpoints = local.get(k.ENDPOINTS_ANNOTATION, "{}")
+        backend_urls = json.loads(local.get(k.BACKEND_URLS_ANNOTATION) or "{}") or _urls_from_annotation(endpoints)
+        head = build_owner_head_service(rayservice, k.CRD_RAYSERVICE, cluster)
+        head["metadata"].setdefault("annotations", {})[k.ENDPOINTS_ANNOTATION] = endpoints
+        serving = [await self._reconcile_service(rayservice, head)]
+        try:
+            serve = build_serve_service(rayservice, cluster)
+        except ServeServiceError as exc:
+            raise PassError(str(exc)) from exc
+        serving.append(await self._reconcile_service(rayservice, with_endpoints_annotation(serve, backend_urls)))
+        if serving[0] != serving[1]:
+            raise RuntimeError("headSvc and serveSvc are not pointing to the same cluster")
+        return serving[0]
+
+    async def _reconcile_service(self, rayservice: Mapping[str, Any], body: dict[str, Any]) -> str:
+        """reconcileServices for one Service; the local endpoints annotation is kept current as well."""
+        namespace, ref = body["metadata"]["namespace"], _ref(body)
+        existing = await self.api.get(SERVICES, namespace, body["metadata"]["name"])
+        if existing is None:
+            try:
                 await self.api.create(SERVICES, namespace, body)
-            elif (existing.get("spec") or {}).get("selector") != body["spec"]["selector"] or \
-                    (existing["metadata"].get("annotations") or {}).get(k.ENDPOINTS_ANNOTATION) != body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]:
-                existing = copy.deepcopy(existing)
-                existing["spec"]["selector"] = body["spec"]["selector"]
-                existing["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])
-                await self.api.replace(SERVICES, existing)
+            except ApiError as exc:
+                await self._event(rayservice, "Warning", "FailedToCreateService", "Create", f"Failed to create the service {ref}, {exc.message or exc}")
+                raise
+            await self._event(rayservice, "Normal", "CreatedService", "Create", f"Created the service {ref}")
+            return body["spec"]["selector"][k.RAY_CLUSTER_LABEL]
+        wanted_cluster = body["spec"]["selector"][k.RAY_CLUSTER_LABEL]
+        current = copy.deepcopy(existing)
+        switch = ((current.get("spec") or {}).get("selector") or {}).get(k.RAY_CLUSTER_LABEL) != wanted_cluster
+        annotations = current["metadata"].setdefault("annotations", {})
+        local_changed = annotations.get(k.ENDPOINTS_ANNOTATION) != body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]
+        if not switch and not local_changed:
+            return wanted_cluster
+        annotations[k.ENDPOINTS_ANNOTATION] = body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]
+        if switch:
+            cluster_ip = (current.get("spec") or {}).get("clusterIP")
+            current["spec"] = copy.deepcopy(body["spec"])
+            if cluster_ip:
+                current["spec"]["clusterIP"] = cluster_ip  # immutable
+        try:
+            await self.api.replace(SERVICES, current)
+        except ApiError as exc:
+            if switch:
+                await self._event(rayservice, "Warning", "FailedToUpdateService", "Update", f"Failed to update the service {ref}, {exc.message or exc}")
+            raise
+        if switch:
+            await self._event(rayservice, "Normal", "UpdatedService", "Update", f"Updated the service {ref}")
+        return wanted_cluster
+
+    async def _calculate_status(
+        self, rayservice: Mapping[str, Any], status: dict[str, Any], active: Mapping[str, Any] | None,
+        pending: Mapping[str, Any] | None, active_apps: dict[str, Any] | None, pending_apps: dict[str, Any] | None,
+        serving_cluster: str | None, now: datetime,
+    ) -> None:
+        """calculateStatus (NewCluster): observedGeneration is bumped here, after reconcileServe, so the
+        write that first shows a new generation carries the applications read before its PUT."""
+        status["observedGeneration"] = int(rayservice["metadata"].get("generation") or 0)
+        for key, cluster, apps in (("activeServiceStatus", active, active_apps), ("pendingServiceStatus", pending, pending_apps)):
+            part = status.setdefault(key, {})
+            part["rayClusterStatus"] = copy.deepcopy((cluster or {}).get("status") or {})
+            part["applicationStatuses"] = apps
+        pending_serving = promote(status, serving_cluster) if serving_cluster else False
+        if should_prepare_new_cluster(rayservice, status, active, pending, pending_serving):
+            status["pendingServiceStatus"] = {"rayClusterName": k.generate_ray_cluster_name(rayservice["metadata"]["name"])}
+        namespace, service_name = rayservice["metadata"].get("namespace", ""), serve_service_name(rayservice)
+        status["numServeEndpoints"] = await self.serve.count_serve_endpoints(namespace, service_name)
+        await self.serve.refresh_endpoint_slices(namespace, service_name)
+        event = calculate_conditions(status, initializing_timeout(rayservice), now)
+        if event:
+            await self._event(rayservice, "Warning", "RayServiceInitializingTimeout", "Reconcile", event)
+        status["serviceStatus"] = "Running" if condition_true(status, READY) else ""
 
 
 def _urls_from_annotation(annotation: str) -> dict[str, str]:

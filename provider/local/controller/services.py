@@ -88,6 +88,72 @@ def build_owner_head_service(owner: Mapping[str, Any], crd: str, cluster: Mappin
     return service
 
 
+SERVE_PORT_NAME = "serve"  # utils.ServingPortName
+
+
+class ServeServiceError(Exception):
+    """BuildServeService refused: the head container declares ports, none of them a serving one."""
+
+
+SERVE_PORT_MISSING = (
+    "Please specify a port named 'serve' (or with the prefix 'serve-', e.g. 'serve-grpc') in the Ray head "
+    "container; otherwise, the Kubernetes service for Ray Serve will not be created."
+)
+
+
+def is_serving_port(name: str) -> bool:
+    """isServingPort: ``serve`` or ``serve-*`` (e.g. serve-grpc)."""
+    return name == SERVE_PORT_NAME or name.startswith(SERVE_PORT_NAME + "-")
+
+
+def serve_service_name(rayservice: Mapping[str, Any]) -> str:
+    """RayServiceServeServiceNamespacedName: spec.serveService.metadata.name, else ``<rayservice>-serve-svc``."""
+    custom = ((rayservice.get("spec") or {}).get("serveService") or {}).get("metadata") or {}
+    return custom.get("name") or f"{rayservice['metadata']['name']}-serve-svc"
+
+
+def build_serve_service(rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> dict[str, Any]:
+    """BuildServeService for a RayService (not incremental): the cluster's serving head ports, or the
+    user's spec.serveService with those ports merged in; ServeServiceError when there is no port at all."""
+    name = rayservice["metadata"]["name"]
+    namespace = rayservice["metadata"].get("namespace")
+    labels = {
+        k.RAY_ORIGINATED_FROM_CR_NAME: name,
+        k.RAY_ORIGINATED_FROM_CRD: k.CRD_RAYSERVICE,
+        k.RAY_SERVE_LABEL: f"{name}-serve",
+    }
+    selector = {k.RAY_CLUSTER_LABEL: cluster["metadata"]["name"], k.RAY_SERVE_LABEL: "true"}
+    ports = [{"name": port_name, "port": port} for port_name, port in service_ports(cluster.get("spec") or {}).items()
+             if is_serving_port(port_name)]
+    spec = rayservice.get("spec") or {}
+    service_type = ((spec.get("rayClusterConfig") or {}).get("headGroupSpec") or {}).get("serviceType") or ""
+    custom = spec.get("serveService")
+    if not ports and custom is None:
+        raise ServeServiceError(SERVE_PORT_MISSING)
+    if custom is not None:
+        service = copy.deepcopy(dict(custom))
+        svc_spec = service.setdefault("spec", {})
+        svc_spec["selector"] = selector
+        if ports:
+            # A user port of the same name wins (it may carry an appProtocol such as kubernetes.io/h2c).
+            by_name = {p.get("name"): p for p in svc_spec.get("ports") or []}
+            svc_spec["ports"] = [by_name.get(p["name"], p) for p in ports]
+        service_meta = service.setdefault("metadata", {})
+        service_meta.setdefault("annotations", {})
+        service_meta["labels"] = {**(service_meta.get("labels") or {}), **labels}
+        service_meta["name"] = service_meta.get("name") or serve_service_name(rayservice)
+        service_meta["namespace"] = namespace
+        svc_spec["type"] = svc_spec.get("type") or service_type or "ClusterIP"
+    else:
+        service = {
+            "metadata": {"name": serve_service_name(rayservice), "namespace": namespace, "labels": labels},
+            "spec": {"selector": selector, "ports": ports, **({"type": service_type} if service_type else {})},
+        }
+    service["apiVersion"], service["kind"] = "v1", "Service"
+    service["metadata"]["ownerReferences"] = [k.owner_reference(rayservice)]
+    return service
+
+
 def endpoints_annotation(service: Mapping[str, Any], backend_urls: Mapping[str, str]) -> str:
     """The local proxy map: each Service port, by name and by number, to the backend's URL for it.
 

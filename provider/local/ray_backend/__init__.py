@@ -16,7 +16,7 @@ from .base import (
     RayBackend,
     RayResources,
 )
-from .fake import FakeRayBackend, JobScript
+from .fake import FakeRayBackend, JobScript, ServeScript
 
 __all__ = [
     "BackendError",
@@ -33,6 +33,7 @@ __all__ = [
     "LocalRayBackend",
     "RayBackend",
     "RayResources",
+    "ServeScript",
 ]
 
 

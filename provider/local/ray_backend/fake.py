@@ -39,6 +39,26 @@ class JobScript:
     logs: str = ""
 
 
+@dataclass(frozen=True)
+class ServeScript:
+    """How a fake Serve application behaves once a config deploying it (or changing it) is PUT: DEPLOYING
+    for ``deploying_seconds``, then ``final_status`` (RUNNING, DEPLOY_FAILED or UNHEALTHY)."""
+
+    final_status: str = "RUNNING"
+    deploying_seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class FakeServeApp:
+    config: Mapping[str, Any]  # the application's entry in the Serve config
+    deployed_at: float  # when this config of the application was PUT
+
+
+# A Serve deployment's status for its application's (DEPLOYING excepted).
+_DEPLOYMENT_STATUS = {"RUNNING": "HEALTHY", "DEPLOYING": "UPDATING"}
+
+
 @dataclass
 class FakeJob:
     cluster: str
@@ -61,6 +81,10 @@ class FakeRayBackend:
     clusters: dict[str, ClusterRequest] = field(default_factory=dict)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     serve_configs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    serve_apps: dict[str, dict[str, FakeServeApp]] = field(default_factory=dict)  # cluster key -> app name -> app
+    default_serve_script: ServeScript = field(default_factory=ServeScript)
+    serve_scripts: dict[str, ServeScript] = field(default_factory=dict)  # by application name
+    serve_deploy_error: str | None = None  # make deploy_serve raise BackendError (the PUT refused)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     closed: bool = False
     # PackagePolicy.INSTALL keeps runtime_envs as submitted; the local backend's default skips satisfied ones.
@@ -95,6 +119,8 @@ class FakeRayBackend:
         key = cluster_key(namespace, name)
         self.calls.append(("delete_cluster", key))
         self.clusters.pop(key, None)
+        self.serve_configs.pop(key, None)
+        self.serve_apps.pop(key, None)  # Serve goes with its cluster
         for job_id, job in self.jobs.items():
             if job.cluster == key:
                 await self.stop_job(namespace, name, job_id)
@@ -152,25 +178,35 @@ class FakeRayBackend:
         return job.script.logs if job else ""
 
     async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> tuple[BackendNotice, ...]:
+        """Like Serve's PUT: an application whose config changed starts DEPLOYING again; one left out goes."""
         key = cluster_key(namespace, cluster)
         self.calls.append(("deploy_serve", key))
+        if self.serve_deploy_error is not None:
+            raise BackendError(self.serve_deploy_error)
         self.serve_configs[key] = config
+        before = self.serve_apps.get(key, {})
+        apps: dict[str, FakeServeApp] = {}
+        for app in config.get("applications") or []:
+            name = app.get("name", "default")
+            kept = before.get(name)
+            apps[name] = kept if kept is not None and kept.config == app else FakeServeApp(app, self.now())
+        self.serve_apps[key] = apps
         return ()
 
     async def serve_status(self, namespace: str, cluster: str) -> Mapping[str, Any]:
-        config = self.serve_configs.get(cluster_key(namespace, cluster))
-        if config is None:
-            return {}
-        return {
-            app.get("name", "default"): {
-                "status": "RUNNING",
-                "message": "",
-                "deployments": {
-                    d["name"]: {"status": "HEALTHY", "message": ""} for d in app.get("deployments", []) if "name" in d
-                },
+        """GET /api/serve/applications/: each application where its script has it at the fake time."""
+        statuses: dict[str, Any] = {}
+        for name, app in self.serve_apps.get(cluster_key(namespace, cluster), {}).items():
+            script = self.serve_scripts.get(name, self.default_serve_script)
+            deploying = self.now() - app.deployed_at < script.deploying_seconds
+            status = "DEPLOYING" if deploying else script.final_status
+            deployment = _DEPLOYMENT_STATUS.get(status, "UNHEALTHY")
+            statuses[name] = {
+                "status": status,
+                "message": "" if deploying else script.message,
+                "deployments": {d["name"]: {"status": deployment, "message": ""} for d in app.config.get("deployments", []) if "name" in d},
             }
-            for app in config.get("applications", [])
-        }
+        return statuses
 
     async def close(self) -> None:
         self.closed = True
