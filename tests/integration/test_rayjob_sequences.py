@@ -546,10 +546,6 @@ def test_backoff_limit_keeps_spec_job_id_across_attempts(scenarios: Scenarios) -
     assert [first(events, RUNNING_UNSUBMITTED).status["jobId"] for events in (one, two)] == ["seq-retry-fixed-id"] * 2
 
 
-@pytest.mark.xfail(strict=True, reason="the Ray backends answer for a job id whichever cluster asks (FakeRayBackend.jobs "
-                   "is keyed by job id alone; LocalRayBackend's shared head is one Ray): the second attempt's new cluster "
-                   "reports the first attempt's FAILED job under spec.jobId at once, so Running+FAILED follows Running "
-                   "without PENDING/RUNNING and the job is never run again")
 def test_backoff_limit_with_spec_job_id_runs_the_job_again_on_the_new_cluster(scenarios: Scenarios) -> None:
     assert scenarios.result("retry_fixed_job_id").states() == RETRIED_ONCE
 

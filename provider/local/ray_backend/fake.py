@@ -127,7 +127,7 @@ class FakeRayBackend:
 
     async def submit_job(self, namespace: str, cluster: str, request: JobRequest) -> tuple[BackendNotice, ...]:
         self.calls.append(("submit_job", cluster_key(namespace, cluster), request.job_id))
-        if request.job_id in self.jobs:
+        if self._job_on(namespace, cluster, request.job_id) is not None:
             raise JobAlreadyExistsError(f"Job with submission_id {request.job_id} already exists. Please use a different submission_id.")
         script = self._script_for(request)
         if script.reject_submission is not None:
@@ -152,11 +152,17 @@ class FakeRayBackend:
             return "RUNNING", start_ms, 0
         return script.final_status, start_ms, int(finished * 1000)
 
+    def _job_on(self, namespace: str, cluster: str, job_id: str) -> FakeJob | None:
+        """Each RayCluster has a Ray of its own: a job id submitted to another cluster (an earlier attempt's,
+        which a retry with spec.jobId reuses) is unknown here. ``jobs`` keeps the latest job of each id."""
+        job = self.jobs.get(job_id)
+        return job if job is not None and job.cluster == cluster_key(namespace, cluster) else None
+
     async def job_info(self, namespace: str, cluster: str, job_id: str) -> JobInfo | None:
         self.calls.append(("job_info", cluster_key(namespace, cluster), job_id))
         if self.job_info_error is not None:
             raise BackendError(self.job_info_error)
-        job = self.jobs.get(job_id)
+        job = self._job_on(namespace, cluster, job_id)
         if job is None:
             return None
         status, start_ms, end_ms = self._status_of(job)
@@ -165,7 +171,7 @@ class FakeRayBackend:
 
     async def stop_job(self, namespace: str, cluster: str, job_id: str) -> bool:
         self.calls.append(("stop_job", cluster_key(namespace, cluster), job_id))
-        job = self.jobs.get(job_id)
+        job = self._job_on(namespace, cluster, job_id)
         if job is None or job.stopped_at is not None:
             return False
         if self._status_of(job)[0] in ("SUCCEEDED", "FAILED"):
@@ -174,7 +180,7 @@ class FakeRayBackend:
         return True
 
     async def job_logs(self, namespace: str, cluster: str, job_id: str) -> str:
-        job = self.jobs.get(job_id)
+        job = self._job_on(namespace, cluster, job_id)
         return job.script.logs if job else ""
 
     async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> tuple[BackendNotice, ...]:

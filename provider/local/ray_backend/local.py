@@ -12,6 +12,7 @@ their processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -280,6 +281,10 @@ class LocalRayBackend:
         self._clients: dict[str, Any] = {}  # dashboard URL -> JobSubmissionClient
         self._path_maps: dict[str, PathMap] = {}
         self._jobs_by_cluster: dict[str, set[str]] = {}
+        # Which cluster each job id the controller submitted belongs to. On a real cluster each RayCluster
+        # has a Ray of its own, so a retry's new cluster does not know the last attempt's job id (spec.jobId
+        # is reused); the shared head here must answer as if it did not either.
+        self._job_owner: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -417,9 +422,33 @@ class LocalRayBackend:
             "entrypoint_num_gpus": request.num_gpus,
             "entrypoint_resources": dict(request.resources) if request.resources else None,
         }
+        owner = self._job_owner.get(request.job_id)
+        if owner is not None and owner != cluster_key(namespace, cluster):
+            await self._forget_job(client, request.job_id)
         await self._submit_when_agent_ready(client, submission)
         self._jobs_by_cluster.setdefault(cluster_key(namespace, cluster), set()).add(request.job_id)
+        self._job_owner[request.job_id] = cluster_key(namespace, cluster)
         return adapted.notices
+
+    def _elsewhere(self, namespace: str, cluster: str, job_id: str) -> bool:
+        """The job id was submitted to another cluster: this cluster's Ray would not know it."""
+        owner = self._job_owner.get(job_id)
+        return owner is not None and owner != cluster_key(namespace, cluster)
+
+    @staticmethod
+    async def _forget_job(client: Any, job_id: str) -> None:
+        """Free a job id an earlier cluster used (stopped, then deleted from the shared Ray), so a retry on a
+        new cluster can submit it again, as on a real new cluster."""
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(client.stop_job, job_id)
+        for _ in range(20):
+            try:
+                await asyncio.to_thread(client.delete_job, job_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - not terminal yet: wait for the stop to land
+                if "404" in str(exc) or "does not exist" in str(exc):
+                    return
+            await asyncio.sleep(0.5)
 
     async def _submit_when_agent_ready(self, client: Any, submission: Mapping[str, Any]) -> None:
         deadline = time.monotonic() + AGENT_WAIT_SECONDS
@@ -436,6 +465,8 @@ class LocalRayBackend:
             await asyncio.sleep(1.0)
 
     async def job_info(self, namespace: str, cluster: str, job_id: str) -> JobInfo | None:
+        if self._elsewhere(namespace, cluster, job_id):
+            return None
         client = self._client_of(namespace, cluster)
         try:
             details = await asyncio.to_thread(client.get_job_info, job_id)
@@ -454,6 +485,8 @@ class LocalRayBackend:
         )
 
     async def stop_job(self, namespace: str, cluster: str, job_id: str) -> bool:
+        if self._elsewhere(namespace, cluster, job_id):
+            return False
         client = self._client_of(namespace, cluster)
         try:
             return bool(await asyncio.to_thread(client.stop_job, job_id))
