@@ -2,12 +2,15 @@
 ships (``core.functions``). Standard library and Ray only: this runs on the Ray cluster, not where the
 provider is installed.
 
-It checks the Python version first (cloudpickle carries bytecode, which only the same Python minor
-version reads), unpickles the function and its arguments, calls it, and prints one marker line: the
-pickled result, the path it was written to, or the error with its traceback.
+It reads the try's key (the package's ``key`` file), checks the Python version (cloudpickle carries
+bytecode, which only the same Python minor version reads), unpickles the function and its arguments,
+calls it, and prints one marker line authenticated with the key: the result (pickled, or JSON), the path
+it was written to, or the error with its traceback as text. The task believes no other marker line.
 """
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import pickle
@@ -15,17 +18,32 @@ import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DIGEST = os.path.basename(HERE).rsplit("_", 1)[-1]  # the package is kuberay_fn_<digest>
+MAC_CONTEXT = b"kuberay-function-marker/v1"  # as core.function_keys.TryKey.mac
 
 
-def emit(meta, kind, data):
-    # One line, flushed: the task reads it back from the job's log.
-    sys.stdout.write("%s%s:%s\n" % (meta["marker"], kind, base64.b64encode(data).decode("ascii")))
+def read_key():
+    try:
+        with open(os.path.join(HERE, "key")) as stream:
+            return bytes.fromhex(stream.read().strip())
+    except (OSError, ValueError) as error:
+        # Without the key no marker can be believed: say why in the job's log and fail the job.
+        sys.stderr.write("the function package has no usable key (%s): re-run the task\n" % type(error).__name__)
+        sys.exit(1)
+
+
+def emit(meta, key, kind, data):
+    # One line, flushed: the task reads it back from the job's log and checks its authenticator first.
+    encoded = base64.b64encode(data).decode("ascii")
+    message = b"\n".join((MAC_CONTEXT, DIGEST.encode(), kind.encode(), encoded.encode("ascii")))
+    mac = hmac.new(key, message, hashlib.sha256).hexdigest()
+    sys.stdout.write("%s%s:%s:%s\n" % (meta["marker"], kind, mac, encoded))
     sys.stdout.flush()
 
 
-def fail(meta, kind, message, trace=""):
+def fail(meta, key, kind, message, trace=""):
     error = {"type": kind, "module": "", "message": message, "traceback": trace}
-    emit(meta, "error", json.dumps(error).encode("utf-8"))
+    emit(meta, key, "error", json.dumps(error).encode("utf-8"))
     sys.exit(1)
 
 
@@ -41,12 +59,27 @@ def write_result(path, data):
         stream.write(data)
 
 
+def encode(meta, key, result):
+    """(marker kind, bytes) of the result in the format the task asked for."""
+    if meta.get("result_format") == "json":
+        try:
+            return "json", json.dumps(result).encode("utf-8")
+        except (TypeError, ValueError) as error:
+            fail(meta, key, "ResultNotJSON",
+                 "result_format='json' but the function's result is not JSON (%s): return dicts, lists, strings, numbers, "
+                 "booleans and None, or use result_format='pickle'" % error)
+    import ray.cloudpickle
+
+    return "result", ray.cloudpickle.dumps(result)
+
+
 def main():
+    key = read_key()
     with open(os.path.join(HERE, "meta.json")) as stream:
         meta = json.load(stream)
     wanted, running = tuple(meta["python"]), tuple(sys.version_info[:2])
     if wanted != running:
-        fail(meta, "PythonVersionMismatch",
+        fail(meta, key, "PythonVersionMismatch",
              "the function was pickled on Python %d.%d but the Ray cluster runs Python %d.%d: use an image with "
              "Python %d.%d (or run the task where Python matches the cluster)" % (wanted + running + wanted))
     try:
@@ -56,20 +89,18 @@ def main():
     except BaseException as error:  # noqa: BLE001 - every failure goes back to the task with its traceback
         details = {"type": type(error).__qualname__, "module": type(error).__module__, "message": str(error),
                    "traceback": traceback.format_exc()}
-        emit(meta, "error", json.dumps(details).encode("utf-8"))
+        emit(meta, key, "error", json.dumps(details).encode("utf-8"))
         sys.exit(1)
-    import ray.cloudpickle
-
-    data = ray.cloudpickle.dumps(result)
+    kind, data = encode(meta, key, result)
     if meta.get("result_path"):
         write_result(meta["result_path"], data)
-        emit(meta, "path", meta["result_path"].encode("utf-8"))
+        emit(meta, key, "path", meta["result_path"].encode("utf-8"))
     elif len(data) > meta["max_result_bytes"]:
-        fail(meta, "ResultTooLarge",
-             "the function's result is %d bytes pickled, more than max_result_bytes=%d: give result_path= to have "
+        fail(meta, key, "ResultTooLarge",
+             "the function's result is %d bytes encoded, more than max_result_bytes=%d: give result_path= to have "
              "it written there instead" % (len(data), meta["max_result_bytes"]))
     else:
-        emit(meta, "result", data)
+        emit(meta, key, kind, data)
 
 
 if __name__ == "__main__":

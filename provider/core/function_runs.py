@@ -1,6 +1,11 @@
 """The steps of a function run that sit around an ordinary RayJob run: the request, the version check,
 and reading the function's result (or its exception) back. Shared by ``@task.kuberay`` and Prefect's
-``run_function_as_rayjob``; ``core.functions`` has the package and the markers."""
+``run_function_as_rayjob``; ``core.functions`` has the package and the markers, ``core.function_keys``
+the key that authenticates them.
+
+Before anything of a job's log is believed, the job's metadata must show this run's key and the package
+the job runs (``verify_job``): a job someone else submitted under the task's submission id, or one this
+run's secret did not make, is refused without its log being read for a result."""
 
 from __future__ import annotations
 
@@ -10,20 +15,22 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from kuberay_provider.core.cleanup import CLEANUP_FIELDS
+from kuberay_provider.core.function_keys import ForeignRayJob, VerifiedJob, verify_job
 from kuberay_provider.core.functions import (
     FunctionOutcome,
     FunctionResultMissing,
-    RemoteFunctionError,
     ShippedFunction,
     check_versions,
     head_image,
+    ignored_note,
     is_marker_line,
     python_of_image,
+    read_error,
     read_outcome,
 )
 from kuberay_provider.core.job_request import RayJobRequest, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
-from kuberay_provider.core.ray_jobs import RayJobsClient
+from kuberay_provider.core.ray_jobs import RayJobsClient, RayJobsError
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.spec import RAYJOB_SPEC_FIELDS
 from kuberay_provider.core.status import RayJobState
@@ -38,15 +45,19 @@ _CLEANUP_KEYWORDS = {keyword for keyword, name in RAYJOB_SPEC_FIELDS.items() if 
 @dataclass
 class FunctionRun:
     runner: RayJobRunner
+    result_format: str = "pickle"
+    warn: Callable[[str], None] | None = None  # None: the runner's status lines
 
     @staticmethod
     def request_for(request: RayJobRequest, shipment: ShippedFunction | None) -> RayJobRequest:
         """The task's request with the function's package as entrypoint, uploaded by the SDK submission,
-        and (own cluster, no cleanup chosen) ``DEFAULT_FUNCTION_CLEANUP``."""
+        the package's key id and digest in the job's metadata (next to the user's), and (own cluster, no
+        cleanup chosen) ``DEFAULT_FUNCTION_CLEANUP``."""
         params = dict(request.spec_params)
+        base_spec = (request.base_manifest or {}).get("spec") or {}
         if shipment is not None:
             params["entrypoint"] = shipment.entrypoint
-        base_spec = (request.base_manifest or {}).get("spec") or {}
+            params["metadata"] = {**dict(params.get("metadata") or base_spec.get("metadata") or {}), **shipment.metadata}
         chose_cleanup = request.cleanup is not None or bool(_CLEANUP_KEYWORDS & set(params)) or any(f in base_spec for f in CLEANUP_FIELDS)
         own_cluster = request.selector is None and not request.on_bare_head
         return dataclasses.replace(
@@ -78,32 +89,97 @@ class FunctionRun:
         rayjob = lifecycle.kube.get(RAYJOB, outcome_namespace, rayjob_name)
         return lifecycle.rayjob_jobs_client(RayJobState.from_object(rayjob))
 
-    def _outcome(self, request: RayJobRequest, job_id: str, namespace: str, rayjob_name: str, seen: Iterable[str]) -> FunctionOutcome:
-        lines = list(seen)
-        if lines:
-            return read_outcome("\n".join(lines))
+    def verified_job(self, request: RayJobRequest, outcome: RayJobOutcome) -> tuple[VerifiedJob, RayJobsClient]:
+        """The job as this run's (its metadata and entrypoint checked), and its Jobs API; ForeignRayJob when
+        it is not this run's, FunctionResultMissing when it cannot be read any more."""
+        job_id = outcome.job_id
+        if not job_id:
+            raise FunctionResultMissing("the RayJob names no Ray job: the function never ran")
         try:
-            text = self._jobs_client(request, namespace, rayjob_name).logs(job_id)
+            jobs = self._jobs_client(request, outcome.namespace or request.resolved_namespace, outcome.rayjob_name)
+            jobs.info(job_id)  # a readable error (credentials stripped) when the job cannot be read
+            try:
+                details = jobs.client.get_job_info(job_id)
+            except Exception as exc:  # noqa: BLE001 - the type only: raw Ray errors may quote request headers
+                raise RayJobsError(f"reading the metadata of Ray job {job_id} failed ({type(exc).__name__})") from None
+        except Exception as exc:  # noqa: BLE001 - said below, with what to do
+            raise FunctionResultMissing(
+                f"Ray job {job_id} could not be read to check it is this run's before reading its result ({exc}); keep the "
+                "cluster a little after the job (cleanup='delete_cluster_after:60')"
+            ) from exc
+        verified = verify_job(job_id, getattr(details, "metadata", None), str(getattr(details, "entrypoint", "") or ""),
+                              request.identity, request.try_number)
+        return verified, jobs
+
+    @staticmethod
+    def _job_of_this_try(request: RayJobRequest, outcome: RayJobOutcome) -> VerifiedJob | None:
+        """The job as this try submitted it, from the try's own request (not from Ray): its markers must
+        still carry this try's key, so a job someone else put under the submission id cannot pass."""
+        params = request.spec_params
+        try:
+            return verify_job(outcome.job_id, params.get("metadata"), str(params.get("entrypoint") or ""),
+                              request.identity, request.try_number)
+        except ForeignRayJob:
+            return None
+
+    def _full_log(self, jobs: RayJobsClient, job_id: str) -> str:
+        try:
+            return jobs.logs(job_id)
         except Exception as exc:  # noqa: BLE001 - said below, with what to do
             raise FunctionResultMissing(
                 f"the log of Ray job {job_id} could not be read back for the function's result ({exc}); "
                 "keep the cluster a little after the job (cleanup='delete_cluster_after:60')"
             ) from exc
-        return read_outcome(text)
+
+    def _report(self, ignored: int) -> None:
+        if ignored:
+            (self.warn or self.runner.status_line)(ignored_note(ignored))
 
     def result(self, request: RayJobRequest, outcome: RayJobOutcome, seen_markers: Iterable[str]) -> FunctionOutcome:
-        """The function's return value (or the path it was written to) of a succeeded job."""
-        return self._outcome(request, outcome.job_id, outcome.namespace or request.resolved_namespace, outcome.rayjob_name, seen_markers)
+        """The function's return value (or the path it was written to) of a succeeded job: from the
+        markers the log stream delivered, else from the job's whole log; only after ``verified_job``."""
+        lines = "\n".join(seen_markers)
+        try:
+            job, jobs = self.verified_job(request, outcome)
+        except FunctionResultMissing:
+            # The job cannot be read any more (cleanup="delete_cluster" took the cluster right after the job),
+            # but this try streamed its log: markers that carry this try's key (HMAC) are this run's result.
+            own = self._job_of_this_try(request, outcome) if lines else None
+            if own is None:
+                raise
+            found = read_outcome(lines, own, self.result_format)
+            self._report(found.ignored)
+            return found
+        if lines:
+            try:
+                found = read_outcome(lines, job, self.result_format)
+            except FunctionResultMissing:
+                pass  # nothing authentic streamed (a stream that missed the end): read the whole log
+            else:
+                self._report(found.ignored)
+                return found
+        found = read_outcome(self._full_log(jobs, job.job_id), job, self.result_format)
+        self._report(found.ignored)
+        return found
 
     def failure(self, request: RayJobRequest, failed: RayJobFailed, seen_markers: Iterable[str]) -> Exception:
-        """What a failed job means: the function's own exception with its remote traceback, or (no
-        marker: the job failed around the function, e.g. its runtime_env) the RayJob failure itself."""
-        markers = list(seen_markers) or [line for line in failed.log_tail.splitlines() if is_marker_line(line)]
-        outcome = failed.outcome
+        """What a failed job means: the function's own exception with its remote traceback (an
+        authenticated error marker), a refusal of a job that is not this run's, or (no error marker: the
+        job failed around the function, e.g. its runtime_env) the RayJob failure itself. Never unpickles."""
         try:
-            self._outcome(request, outcome.job_id, outcome.namespace or request.resolved_namespace, outcome.rayjob_name, markers)
-        except RemoteFunctionError as error:
-            return error
-        except Exception as exc:  # noqa: BLE001 - nothing better to say than the job's own failure
-            log.info("no function error in the log of %s: %s", outcome.job_id, exc)
-        return failed
+            job, jobs = self.verified_job(request, failed.outcome)
+        except ForeignRayJob as foreign:
+            return foreign
+        except FunctionResultMissing as exc:
+            log.info("the failed Ray job %s could not be checked: %s", failed.outcome.job_id, exc)
+            return failed
+        # The streamed markers, else the tail's: the same lines, which must not be counted twice.
+        markers = list(seen_markers) or [line for line in failed.log_tail.splitlines() if is_marker_line(line)]
+        error, ignored = read_error("\n".join(markers), job)
+        if error is None:
+            try:
+                error, ignored = read_error(self._full_log(jobs, job.job_id), job)
+            except FunctionResultMissing as exc:
+                log.info("no function error in the log of %s: %s", job.job_id, exc)
+        self._report(ignored)
+        return error if error is not None else failed

@@ -2,14 +2,16 @@
 
 The function and its arguments are pickled with Ray's own cloudpickle (``ray.cloudpickle``, so the
 cluster unpickles them with the Ray it already has) into a small package: ``payload.pkl``,
-``meta.json`` and ``__main__.py`` (``core.function_entry``). The package travels with the submission as
-a ``py_modules`` entry, which the Ray Jobs SDK uploads to the cluster; the entrypoint is
-``python -m <package>``. The function's own module (a DAG file, a flow file) is pickled by value, so
-the cluster needs none of the caller's code.
+``meta.json``, ``key`` (the try's key, ``core.function_keys``) and ``__main__.py``
+(``core.function_entry``). The package travels with the submission as a ``py_modules`` entry, which the
+Ray Jobs SDK uploads to the cluster; the entrypoint is ``python -m kuberay_fn_<digest>``. The function's
+own module (a DAG file, a flow file) is pickled by value, so the cluster needs none of the caller's code.
 
-The job prints one marker line at its end (``KUBERAY-FUNCTION:<kind>:<base64>``): the pickled result, the
-path a large result was written to, or the error and its traceback. ``read_outcome`` finds it in the
-job's log; ``is_marker_line`` lets log sinks keep it out of task logs.
+The job prints one marker line at its end (``KUBERAY-FUNCTION:<kind>:<mac>:<base64>``): the result
+(pickled, or JSON), the path a large result was written to, or the error and its traceback as text.
+``read_outcome`` believes only lines whose ``<mac>`` this try's key authenticates, and checks that before
+it decodes anything; other marker lines are counted and reported, never decoded. ``is_marker_line``
+lets log sinks keep markers out of task logs.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.function_keys import PACKAGE_PREFIX, TryKey, VerifiedJob, job_metadata, package_entrypoint
 
 log = logging.getLogger(__name__)
 
 MARKER = "KUBERAY-FUNCTION:"
-DEFAULT_MAX_RESULT_BYTES = 512 * 1024  # pickled; larger results need result_path
-_MARKER_LINE = re.compile(rf"^{re.escape(MARKER)}(result|path|error):([A-Za-z0-9+/=]*)\s*$")
+DEFAULT_MAX_RESULT_BYTES = 512 * 1024  # encoded; larger results need result_path
+RESULT_FORMATS = ("pickle", "json")
+_KINDS = ("result", "json", "path", "error")  # "result" is pickled, "json" is JSON text
+_MARKER_LINE = re.compile(rf"^{re.escape(MARKER)}(result|json|path|error):([0-9a-f]{{64}}):([A-Za-z0-9+/=]*)\s*$")
 _IMAGE_PYTHON = re.compile(r"-py3(\d{1,2})(?:\b|-)")
 
 
@@ -50,7 +55,7 @@ class RemoteFunctionError(KubeRayProviderError):
 
 
 class FunctionResultMissing(KubeRayProviderError):
-    """The job ended without reporting a result (killed, or its log is gone)."""
+    """The job ended without an authenticated result (killed, its log is gone, or only forged markers)."""
 
 
 class VersionMismatch(KubeRayProviderError):
@@ -62,11 +67,11 @@ def is_marker_line(line: str) -> bool:
 
 
 def shown_line(line: str) -> str:
-    """What a task log shows for a log line: a result marker shrinks to its size."""
+    """What a task log shows for a log line: a marker shrinks to its size (unread: it may be forged)."""
     if not is_marker_line(line):
         return line
     kind = line[len(MARKER):].split(":", 1)[0]
-    return f"<the function's {kind}: {len(line)} characters, read back by the task>"
+    return f"<the function's {kind if kind in _KINDS else 'marker'}: {len(line)} characters, read back by the task>"
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,12 @@ class FunctionCall:
     function: Callable[..., Any]
     args: Sequence[Any] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
-    result_path: str | None = None  # write the (pickled) result there instead of returning it inline
+    result_path: str | None = None  # write the (encoded) result there instead of returning it inline
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    result_format: str = "pickle"  # "json": no pickle crosses from the cluster to the worker
+
+    def __post_init__(self) -> None:
+        check_result_format(self.result_format)
 
     @property
     def name(self) -> str:
@@ -100,7 +109,14 @@ class FunctionCall:
         import ray
 
         return {"marker": MARKER, "python": list(sys.version_info[:2]), "ray": ray.__version__, "function": self.name,
-                "result_path": self.result_path or "", "max_result_bytes": self.max_result_bytes}
+                "result_path": self.result_path or "", "max_result_bytes": self.max_result_bytes,
+                "result_format": self.result_format}
+
+
+def check_result_format(result_format: str) -> str:
+    if result_format not in RESULT_FORMATS:
+        raise ValueError(f"result_format must be one of {', '.join(map(repr, RESULT_FORMATS))}, got {result_format!r}")
+    return result_format
 
 
 def _is_installed(module: Any) -> bool:
@@ -111,20 +127,24 @@ def _is_installed(module: Any) -> bool:
 
 
 @contextlib.contextmanager
-def shipped(call: FunctionCall) -> Iterator["ShippedFunction"]:
-    """The package on local disk for as long as the submission needs it (the SDK uploads it)."""
+def shipped(call: FunctionCall, key: TryKey) -> Iterator["ShippedFunction"]:
+    """The package on local disk for as long as the submission needs it (the SDK uploads it). Its digest
+    covers what runs (payload, meta, entry), not the key, which only the ``key`` file holds."""
     payload, meta = call.payload(), call.meta()
-    digest = hashlib.sha256(payload + json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    package = f"kuberay_fn_{digest}"
-    root = Path(tempfile.mkdtemp(prefix="kuberay-fn-"))
+    entry = Path(__file__).with_name("function_entry.py").read_bytes()
+    digest = hashlib.sha256(b"\0".join((payload, json.dumps(meta, sort_keys=True).encode(), entry))).hexdigest()[:32]
+    package = f"{PACKAGE_PREFIX}{digest}"
+    root = Path(tempfile.mkdtemp(prefix="kuberay-fn-"))  # 0700: only this user reads the key before upload
     try:
         folder = root / package
         folder.mkdir()
         (folder / "__init__.py").write_text("")
         (folder / "payload.pkl").write_bytes(payload)
         (folder / "meta.json").write_text(json.dumps(meta))
-        shutil.copyfile(Path(__file__).with_name("function_entry.py"), folder / "__main__.py")
-        yield ShippedFunction(package=package, folder=str(folder), meta=meta, payload_bytes=len(payload))
+        (folder / "key").write_text(key.key.hex())
+        (folder / "__main__.py").write_bytes(entry)
+        yield ShippedFunction(package=package, folder=str(folder), meta=meta, payload_bytes=len(payload), digest=digest,
+                              metadata=job_metadata(key, digest))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -135,10 +155,12 @@ class ShippedFunction:
     folder: str
     meta: Mapping[str, Any]
     payload_bytes: int
+    digest: str
+    metadata: Mapping[str, str]  # for the Ray job's metadata: the key's id, the try, the digest (never the key)
 
     @property
     def entrypoint(self) -> str:
-        return f"python -m {self.package}"
+        return package_entrypoint(self.digest)
 
     def runtime_env(self, base: Mapping[str, Any] | None) -> dict[str, Any]:
         """The user's runtime_env with the package added to ``py_modules``."""
@@ -151,28 +173,85 @@ class ShippedFunction:
 class FunctionOutcome:
     kind: str  # "result" | "path"
     value: Any
+    ignored: int = 0  # marker lines that failed authentication (reported, never decoded)
 
 
-def read_outcome(log_text: str) -> FunctionOutcome:
-    """The function's result (or the path it was written to) from the job's log; RemoteFunctionError for
-    an exception it raised; FunctionResultMissing when the job reported nothing."""
-    found = None
-    for line in log_text.splitlines():
-        match = _MARKER_LINE.match(line.strip())
-        if match:
-            found = match
+@dataclass(frozen=True)
+class MarkerScan:
+    """A log's marker lines that ``job``'s key authenticates, as (kind, still-encoded payload) in order,
+    and how many other marker lines there were. Nothing is decoded here."""
+
+    authentic: tuple[tuple[str, str], ...]
+    ignored: int
+
+    @classmethod
+    def of(cls, log_text: str, job: VerifiedJob) -> "MarkerScan":
+        authentic: list[tuple[str, str]] = []
+        ignored = 0
+        for raw in log_text.splitlines():
+            line = raw.strip()
+            if not is_marker_line(line):
+                continue
+            match = _MARKER_LINE.match(line)
+            if match and job.key.authenticates(job.digest, match.group(1), match.group(3), match.group(2)):
+                authentic.append((match.group(1), match.group(3)))
+            else:
+                ignored += 1
+        return cls(tuple(authentic), ignored)
+
+    def last(self, *kinds: str) -> tuple[str, str] | None:
+        found = [marker for marker in self.authentic if not kinds or marker[0] in kinds]
+        return found[-1] if found else None
+
+
+def ignored_note(ignored: int) -> str:
+    """What to say of marker lines that failed authentication (their content is never repeated)."""
+    if not ignored:
+        return ""
+    return (f"{ignored} line(s) in the Ray job's log looked like a function marker but did not authenticate with this "
+            "try's key, so they were ignored and never decoded: they were not printed by this run's function package "
+            "(e.g. the function printed untrusted data imitating a result)")
+
+
+def read_outcome(log_text: str, job: VerifiedJob, result_format: str = "pickle") -> FunctionOutcome:
+    """The function's result (or the path it was written to) from the job's log, authenticated first;
+    RemoteFunctionError for an exception it raised; FunctionResultMissing when nothing authentic is there."""
+    scan = MarkerScan.of(log_text, job)
+    found = scan.last()
     if found is None:
-        raise FunctionResultMissing("the Ray job's log holds no result of the function (was the job stopped?)")
-    kind, data = found.group(1), base64.b64decode(found.group(2))
+        note = ignored_note(scan.ignored)
+        raise FunctionResultMissing("the Ray job's log holds no authenticated result of the function (was the job "
+                                    "stopped?)" + (f"; {note}" if note else ""))
+    kind, encoded = found
+    data = base64.b64decode(encoded)
     if kind == "error":
-        error = json.loads(data)
-        qualified = ".".join(part for part in (error.get("module"), error.get("type")) if part and part != "builtins")
-        raise RemoteFunctionError(qualified or "an exception", error.get("message", ""), error.get("traceback", ""))
+        raise remote_error(data)
     if kind == "path":
-        return FunctionOutcome("path", data.decode())
+        return FunctionOutcome("path", data.decode(), scan.ignored)
+    if kind == "json":
+        return FunctionOutcome("result", json.loads(data), scan.ignored)
+    if check_result_format(result_format) != "pickle":
+        raise FunctionResultMissing("the Ray job returned a pickled result but this task asks for result_format='json', "
+                                    "so it was not unpickled; clear the task to run the function again")
     import pickle
 
-    return FunctionOutcome("result", pickle.loads(data))  # noqa: S301 - the user's own job on the user's own cluster
+    return FunctionOutcome("result", pickle.loads(data), scan.ignored)  # noqa: S301 - authenticated: this try's own package
+
+
+def read_error(log_text: str, job: VerifiedJob) -> tuple[RemoteFunctionError | None, int]:
+    """The exception the function raised, if an authenticated error marker says so, and how many marker
+    lines were ignored. Only error markers (JSON text) are decoded: a failure never unpickles."""
+    scan = MarkerScan.of(log_text, job)
+    found = scan.last("error")
+    return (remote_error(base64.b64decode(found[1])) if found else None), scan.ignored
+
+
+def remote_error(data: bytes) -> RemoteFunctionError:
+    error = json.loads(data)
+    if not isinstance(error, dict):
+        return RemoteFunctionError("an exception", str(error), "")
+    qualified = ".".join(str(part) for part in (error.get("module"), error.get("type")) if part and part != "builtins")
+    return RemoteFunctionError(qualified or "an exception", str(error.get("message", "")), str(error.get("traceback", "")))
 
 
 # --- versions ------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ return value, on the same core as ``@task.kuberay`` (``core.functions``, ``core.
         stats = run_function_as_rayjob(block, summarize, "2026-01-01", top=10)
 
 The callable and its arguments are pickled with Ray's cloudpickle and uploaded with the submission; the
-return value comes back as the task's result (up to ``max_result_bytes`` pickled; ``result_path``
-writes a larger one there and returns the path); an exception fails the task with the remote traceback.
+return value comes back as the task's result (pickled, or JSON with ``result_format="json"``, up to
+``max_result_bytes``; ``result_path`` writes a larger one there and returns the path); an exception fails
+the task with the remote traceback. The result is believed only from this run's job and authenticated
+with this try's key (``core.function_keys``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Callable
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kuberay_provider.core.function_keys import TryKey
 from kuberay_provider.core.function_runs import FunctionRun
 from kuberay_provider.core.functions import DEFAULT_MAX_RESULT_BYTES, FunctionCall, is_marker_line, shipped, shown_line
 from kuberay_provider.core.job_runner import RayJobFailed
@@ -36,6 +39,7 @@ def run_function_as_rayjob(
     *args: Any,
     result_path: str | None = None,
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    result_format: str = "pickle",
     check_versions: bool = True,
     **kwargs: Any,
 ) -> Any:
@@ -51,11 +55,11 @@ def run_function_as_rayjob(
 
     identity, try_number = run_identity()
     block = rayjob if rayjob.entrypoint or rayjob.manifest else rayjob.model_copy(update={"entrypoint": PLACEHOLDER_ENTRYPOINT})
-    call = FunctionCall(function, args, kwargs, result_path=result_path, max_result_bytes=max_result_bytes)
-    with shipped(call) as shipment, block.runner(ray_line, run_log.status) as runner:
+    call = FunctionCall(function, args, kwargs, result_path=result_path, max_result_bytes=max_result_bytes, result_format=result_format)
+    with shipped(call, TryKey.derive(identity, try_number)) as shipment, block.runner(ray_line, run_log.status) as runner:
         request = FunctionRun.request_for(block.request(identity, try_number=try_number), shipment)
         run_log.status(f"Shipping {call.name} ({shipment.payload_bytes} bytes pickled) as Ray job package {shipment.package}")
-        functions = FunctionRun(runner)
+        functions = FunctionRun(runner, result_format, warn=run_log.logger.warning)
         if check_versions:
             functions.check_versions(request, run_log.logger.warning)
         try:

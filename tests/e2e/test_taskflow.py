@@ -1,6 +1,7 @@
 """``@task.kuberay`` and ``run_function_as_rayjob`` end to end on the local control plane and the session's
 real Ray: a function's dict feeds a downstream task, ``ray.remote`` inside, arguments rendered and from an
-upstream XCom, mapped over three inputs, and an exception failing the task with its remote traceback."""
+upstream XCom, mapped over three inputs, an exception failing the task with its remote traceback, a JSON
+result, and a forged result marker that the worker refuses without decoding it."""
 
 from __future__ import annotations
 
@@ -43,6 +44,21 @@ def test_an_exception_fails_the_task_with_the_remote_traceback(airflow: Path, ca
     assert run.state == "failed"
     assert "the function raised ValueError in the Ray job: E2E-REMOTE-ERROR rows must not be negative, got -3" in out, out[-4000:]
     assert "--- remote traceback ---" in out and "in check_rows" in out
+
+
+def test_a_json_result_comes_back_and_a_forged_marker_is_never_decoded(
+    airflow: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    planted = tmp_path / "planted-by-the-job"
+    run = load_dag("kuberay_e2e_taskflow_trust").test(logical_date=dt.datetime(2026, 3, 14, tzinfo=dt.timezone.utc),
+                                                      run_conf={"planted": str(planted)})
+    out = capfd.readouterr().out
+    as_json, forge = task_instance(run, "as_json"), task_instance(run, "forge")
+    assert as_json.state == "success", out[-4000:]
+    assert as_json.xcom_pull(task_ids="as_json") == {"day": "2026-03-14", "rows": [1, 2, 3], "ok": True}
+    assert forge.state == "failed"
+    assert "2 line(s) in the Ray job's log looked like a function marker but did not authenticate" in out, out[-4000:]
+    assert not planted.exists() and "KUBERAY-FUNCTION:" not in out
 
 
 def test_prefect_runs_a_function_as_a_rayjob_and_gets_its_result(prefect_api: None, least_privilege_kubeconfig: Path) -> None:

@@ -12,8 +12,10 @@
 
 The function and its (rendered) arguments are pickled with Ray's cloudpickle and uploaded with the
 submission (``core.functions``); they run inside the Ray job, where ``ray`` is at hand. The return value
-comes back as the task's XCom (pickled, up to ``max_result_bytes``; ``result_path`` writes a larger one
-there and returns the path); an exception fails the task with the remote traceback.
+comes back as the task's XCom (pickled, or JSON with ``result_format="json"``, up to ``max_result_bytes``;
+``result_path`` writes a larger one there and returns the path); an exception fails the task with the
+remote traceback. The result is believed only from this run's job and authenticated with this try's key
+(``core.function_keys``); a deferred task reads it from the job's log, not from the trigger's event.
 
 Every RayJobOperator choice applies: an own cluster (``ray_cluster_spec=``, a RayJob in InteractiveMode
 the task submits to), an existing one (``cluster_selector=``), a Volcano head (``volcano_job=``),
@@ -31,19 +33,20 @@ from airflow.sdk import Context
 from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
 from airflow.sdk.exceptions import AirflowException
 
-from kuberay_provider.airflow.operators.rayjob import RayJobOperator, _as_airflow_errors
+from kuberay_provider.airflow.operators.rayjob import RayJobOperator, _as_airflow_errors, run_identity
+from kuberay_provider.core.function_keys import TryKey
+from kuberay_provider.core.function_runs import FunctionRun
 from kuberay_provider.core.functions import (
     DEFAULT_MAX_RESULT_BYTES,
     FunctionCall,
     ShippedFunction,
+    check_result_format,
     is_marker_line,
     shipped,
     shown_line,
 )
-from kuberay_provider.core.function_runs import FunctionRun
 from kuberay_provider.core.job_request import RayJobRequest, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
-from kuberay_provider.core.log_follower import StreamedLog
 
 PLACEHOLDER_ENTRYPOINT = "python -m kuberay_fn_pending"  # replaced by the shipped package's at run time
 
@@ -51,9 +54,11 @@ PLACEHOLDER_ENTRYPOINT = "python -m kuberay_fn_pending"  # replaced by the shipp
 class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
     """The operator behind ``@task.kuberay``.
 
-    :param result_path: write the pickled result to this path (local to the cluster, or an fsspec URL
+    :param result_path: write the encoded result (pickle, or JSON text) to this path (local to the cluster, or an fsspec URL
         such as ``s3://bucket/key``; the cluster's image needs fsspec then) and return the path instead.
-    :param max_result_bytes: the largest pickled result returned inline as XCom (default 512 KiB).
+    :param max_result_bytes: the largest encoded result returned inline as XCom (default 512 KiB).
+    :param result_format: ``"pickle"`` (default: any picklable value) or ``"json"`` (no pickle crosses from
+        the cluster to the worker; the function must return JSON values).
     :param check_versions: compare Python and Ray with the cluster's before submitting: a different
         Python (read from the image tag) fails the task, a different Ray minor version is a warning.
     """
@@ -67,9 +72,11 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         *,
         result_path: str | None = None,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        result_format: str = "pickle",
         check_versions: bool = True,
         **kwargs: Any,
     ) -> None:
+        check_result_format(result_format)
         if kwargs.get("entrypoint"):
             raise ValueError("@task.kuberay runs the decorated function: it takes no entrypoint")
         if kwargs.setdefault("submit_via", SubmitVia.SDK.value) != SubmitVia.SDK.value:
@@ -77,6 +84,7 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         super().__init__(entrypoint=PLACEHOLDER_ENTRYPOINT, **kwargs)
         self.result_path = result_path
         self.max_result_bytes = max_result_bytes
+        self.result_format = result_format
         self.check_versions = check_versions
         self._shipment: ShippedFunction | None = None
         self._marker_lines: list[str] = []
@@ -87,10 +95,12 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         return FunctionRun.request_for(super().build_request(context), self._shipment)
 
     @contextlib.contextmanager
-    def _shipping(self) -> Iterator[None]:
-        call = FunctionCall(self.python_callable, tuple(self.op_args), dict(self.op_kwargs),
-                            result_path=self.result_path or None, max_result_bytes=self.max_result_bytes)
-        with shipped(call) as shipment:
+    def _shipping(self, context: Context) -> Iterator[None]:
+        call = FunctionCall(self.python_callable, tuple(self.op_args), dict(self.op_kwargs), result_path=self.result_path or None,
+                            max_result_bytes=self.max_result_bytes, result_format=self.result_format)
+        # Derived again in every process of the try (a deferred task resumes in a new one): same run, same key.
+        key = TryKey.derive(run_identity(context), getattr(context["ti"], "try_number", None))
+        with shipped(call, key) as shipment:
             self._shipment = shipment
             self.log.info("Shipping %s (%d bytes pickled) as Ray job package %s", call.name, shipment.payload_bytes, shipment.package)
             try:
@@ -113,26 +123,28 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
     # --- running -----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        with self._shipping(), self._function_errors(context):
+        with self._shipping(context), self._function_errors(context):
             if self.check_versions:
                 with _as_airflow_errors():
                     FunctionRun(self._runner()).check_versions(self._request(context), self.log.warning)
             return super().execute(context)
 
     def execute_after_start(self, context: Context, event: dict[str, Any]) -> Any:
-        with self._shipping(), self._function_errors(context):
+        with self._shipping(context), self._function_errors(context):
             return super().execute_after_start(context, event)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        streamed = StreamedLog.from_payload(event.get("log"))
-        if streamed is not None:  # the trigger streamed the log: its last lines hold the result's marker
-            self._marker_lines += [line for line in streamed.last_lines.splitlines() if is_marker_line(line)]
+        # The event's log lines are left alone: it carries a capped tail with markers shrunk, and the
+        # result is read (and authenticated) from the job's own log, never through the metadata database.
         with self._function_errors(context):
             return super().execute_complete(context, event)
 
+    def _functions(self, runner: RayJobRunner) -> FunctionRun:
+        return FunctionRun(runner, self.result_format, warn=self.log.warning)
+
     def _finish(self, context: Context, request: RayJobRequest, runner: RayJobRunner, outcome: RayJobOutcome) -> Any:
         """The function's return value, read before any cleanup can take the cluster (and its log) away."""
-        result = FunctionRun(runner).result(request, outcome, self._marker_lines)
+        result = self._functions(runner).result(request, outcome, self._marker_lines)
         context["ti"].xcom_push(key="rayjob_outcome", value=outcome.to_dict())
         super()._finish(context, request, runner, outcome)
         self.log.info("The function returned %s", "its result to XCom" if result.kind == "result" else f"its result at {result.value}")
@@ -147,7 +159,7 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
             failed = raised if isinstance(raised, RayJobFailed) else raised.__cause__
             if not isinstance(failed, RayJobFailed):
                 raise
-            error = FunctionRun(self._runner()).failure(self._request(context), failed, self._marker_lines)
+            error = self._functions(self._runner()).failure(self._request(context), failed, self._marker_lines)
             raise AirflowException(str(error)) from failed
 
 
@@ -155,8 +167,8 @@ def kuberay_task(python_callable: Callable[..., Any] | None = None, multiple_out
     """``@task.kuberay``: wrap a function into a task that runs it as a Ray job on KubeRay.
 
     Takes every RayJobOperator parameter (``ray_cluster_spec=``, ``cluster_selector=``, ``runtime_env=``,
-    ``cleanup=``, ``deferrable=``, ``queue_name=``...) plus ``result_path``, ``max_result_bytes`` and
-    ``check_versions``.
+    ``cleanup=``, ``deferrable=``, ``queue_name=``...) plus ``result_path``, ``max_result_bytes``,
+    ``result_format`` and ``check_versions``.
     """
     return task_decorator_factory(
         python_callable=python_callable,
