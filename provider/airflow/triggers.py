@@ -71,7 +71,9 @@ class RayJobTrigger(BaseTrigger):
         user actions).
     :param stream_logs: with ``wait_for="terminal"``: stream the Ray job's log into the trigger's log
         (which Airflow shows in the task's log) while waiting; the event then carries how much arrived
-        and its last ``log_tail_lines`` lines (``"log"``), so the resumed task need not read it again.
+        and its last ``log_tail_lines`` lines (``"log"``), at most ``EVENT_LOG_TAIL_BYTES`` of them and
+        function markers shrunk to their size: events are stored in Airflow's metadata database, so a
+        function's result is read from the job's log by the resumed task, never carried here.
 
     The event is ``{"status": "success" | "error" | "timeout", "state": {...}, "message": str}``; ``state``
     is the RayJob's status as ``core.status.state_to_payload`` writes it; a success also says how long
@@ -160,7 +162,7 @@ class RayJobTrigger(BaseTrigger):
         )
         if stream is None:
             return state, None
-        return state, StreamedLog(stream.received, stream.tail(self.log_tail_lines)).to_payload()
+        return state, StreamedLog(stream.received, event_log_tail(stream.tail(self.log_tail_lines), shown_line)).to_payload()
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: delete the RayJob, as ``RayJobOperator.on_kill`` does for a
@@ -174,6 +176,27 @@ class RayJobTrigger(BaseTrigger):
         async with hook.objects_client() as kube:
             deleted = await kube.delete(RAYJOB, self.namespace, self.name)
         self.log.info("RayJob %s/%s %s", self.namespace, self.name, "deleted" if deleted else "was already gone")
+
+
+EVENT_LOG_TAIL_BYTES = 4096  # of the log's last lines in a RayJobTrigger event (UTF-8)
+
+
+def event_log_tail(text: str, shown: Callable[[str], str], limit: int = EVENT_LOG_TAIL_BYTES) -> str:
+    """The log's last lines as an event carries them: each as the task log shows it (a function's
+    marker shrinks to its size), the newest kept whole while they fit in ``limit`` bytes; a newest line
+    longer than that is cut."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(text.splitlines()):
+        line = shown(line)
+        encoded = line.encode("utf-8")
+        if size + len(encoded) + 1 > limit:
+            if not kept:
+                kept.append(encoded[: max(limit - 4, 0)].decode("utf-8", errors="ignore") + " ...")
+            break
+        kept.append(line)
+        size += len(encoded) + 1
+    return "\n".join(reversed(kept))
 
 
 def _error_event(exc: Exception) -> dict[str, Any]:
@@ -215,14 +238,19 @@ class _RayObjectTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self._wait())
 
+    async def _await_tracked(self, watches: Any, kind: Any, tracker: Any) -> Any:
+        """Feed ``tracker`` the object's events until it has its state."""
+        from kuberay_provider.core.async_lifecycle import wait_tracked
+
+        return await wait_tracked(watches, kind, tracker)
+
     async def _wait(self) -> dict[str, Any]:
         try:
             await asyncio.to_thread(_load_object_waiting_modules)
-            from kuberay_provider.core.async_lifecycle import wait_tracked
             from kuberay_provider.core.resources import RAY_KINDS
 
             tracker = self._tracker()
-            state = await wait_tracked(_shared_watches(self.kuberay_conn_id), RAY_KINDS[self.kind_name], tracker)
+            state = await self._await_tracked(_shared_watches(self.kuberay_conn_id), RAY_KINDS[self.kind_name], tracker)
         except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
             last = getattr(exc, "state", None)
             status = "timeout" if type(exc).__name__.endswith("Timeout") else "error"
@@ -261,8 +289,9 @@ class RayClusterTrigger(_RayObjectTrigger):
 
 
 class RayServiceTrigger(_RayObjectTrigger):
-    """Fires once the RayService ``namespace/name`` serves its latest spec (applied, Ready, no upgrade in
-    progress, every application running); an application that failed to deploy ends it with an error."""
+    """Fires once the RayService ``namespace/name`` serves its latest spec (applied, its applications running
+    as read after the change, Ready, no upgrade in progress); a failed application, a spec KubeRay refused
+    or an initializing timeout ends it with an error saying what to do."""
 
     kind_name = "RayService"
 
@@ -270,6 +299,12 @@ class RayServiceTrigger(_RayObjectTrigger):
         from kuberay_provider.core.services import ServiceTracker
 
         return ServiceTracker(self.namespace, self.name, self.timeout, on_change=lambda state: self.log.info("%s", state.describe()))
+
+    async def _await_tracked(self, watches: Any, kind: Any, tracker: Any) -> Any:
+        """A RayService wait also wakes up without an event, to trust a state KubeRay did not rewrite."""
+        from kuberay_provider.core.services import await_service
+
+        return await await_service(watches, tracker)
 
 
 def object_state_from_event(event: dict[str, Any] | None, subject: str) -> dict[str, Any]:

@@ -207,20 +207,26 @@ def test_raycluster_trigger_times_out_with_the_last_state(monkeypatch: pytest.Mo
     assert payload["status"] == "timeout" and payload["state"]["name"] == "c" and "to be ready" in payload["message"]
 
 
-def service(ready: bool, app_status: str, generation: int = 1, observed: int = 1) -> dict[str, Any]:
-    return {"metadata": {"name": "s", "namespace": "ns", "generation": generation},
+def service(ready: bool, app_status: str, generation: int = 1, observed: int = 1, rv: int = 1, where: str = "active") -> dict[str, Any]:
+    apps = {"rayClusterName": "s-1", "applicationStatuses": {"app": {"status": app_status}}}
+    return {"metadata": {"name": "s", "namespace": "ns", "generation": generation, "resourceVersion": str(rv)},
             "status": {"observedGeneration": observed, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                       "activeServiceStatus": {"rayClusterName": "s-1", "applicationStatuses": {"app": {"status": app_status}}}}}
+                       f"{where}ServiceStatus": apps}}
 
 
 def test_rayservice_trigger_fires_once_the_latest_spec_is_served(monkeypatch: pytest.MonkeyPatch):
-    use_events(monkeypatch, [WatchEvent("ADDED", service(True, "RUNNING", generation=2, observed=1)),
-                             WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2))])
+    # The write that first shows generation 2 carries the applications read before the new config's PUT:
+    # only a later write (or a quiet settling time) is taken as served.
+    use_events(monkeypatch, [WatchEvent("ADDED", service(True, "RUNNING", generation=2, observed=1, rv=1)),
+                             WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2, rv=2)),
+                             WatchEvent("MODIFIED", service(True, "DEPLOYING", generation=2, observed=2, rv=3)),
+                             WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2, rv=4))])
     payload = first_event(triggers.RayServiceTrigger("s", "ns"))
     assert payload["status"] == "success" and payload["state"]["applications"] == {"app": "RUNNING"}
 
 
 def test_rayservice_trigger_reports_a_failed_application(monkeypatch: pytest.MonkeyPatch):
-    use_events(monkeypatch, [WatchEvent("ADDED", service(False, "DEPLOY_FAILED"))])
+    use_events(monkeypatch, [WatchEvent("ADDED", service(False, "DEPLOYING", rv=1, where="pending")),
+                             WatchEvent("MODIFIED", service(False, "DEPLOY_FAILED", rv=2, where="pending"))])
     payload = first_event(triggers.RayServiceTrigger("s", "ns"))
-    assert payload["status"] == "error" and "app DEPLOY_FAILED" in payload["message"]
+    assert payload["status"] == "error" and "app DEPLOY_FAILED" in payload["message"] and "serve config" in payload["message"]
