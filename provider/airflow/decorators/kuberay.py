@@ -33,7 +33,8 @@ from airflow.sdk import Context
 from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
 from airflow.sdk.exceptions import AirflowException
 
-from kuberay_provider.airflow.operators.rayjob import RayJobOperator, _as_airflow_errors, run_identity
+from kuberay_provider.airflow.operators.common import as_airflow_errors, run_identity
+from kuberay_provider.airflow.operators.rayjob import RayJobOperator
 from kuberay_provider.core.function_keys import TryKey
 from kuberay_provider.core.function_runs import FunctionRun
 from kuberay_provider.core.functions import (
@@ -125,7 +126,7 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
     def execute(self, context: Context) -> Any:
         with self._shipping(context), self._function_errors(context):
             if self.check_versions:
-                with _as_airflow_errors():
+                with as_airflow_errors():
                     FunctionRun(self._runner()).check_versions(self._request(context), self.log.warning)
             return super().execute(context)
 

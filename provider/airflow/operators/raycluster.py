@@ -21,7 +21,12 @@ from typing import Any, Mapping
 from airflow.sdk import BaseOperator, Context, conf
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
-from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors, run_identity
+from kuberay_provider.airflow.operators.common import (
+    ManifestTemplatedOperator,
+    as_airflow_errors,
+    given_spec_keywords,
+    run_identity,
+)
 from kuberay_provider.airflow.triggers import RayClusterTrigger, object_state_from_event
 from kuberay_provider.core.clusters import RayClusterRequest
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
@@ -29,10 +34,17 @@ from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
 RAYCLUSTER_KEYWORDS = frozenset(RAYCLUSTER_SPEC_FIELDS)
 
 
-class RayClusterCreateOperator(BaseOperator):
+class RayClusterCreateOperator(ManifestTemplatedOperator):
     """Create a RayCluster (or re-attach to the one a previous try made) and wait until it is ready.
 
-    :param raycluster: a base RayCluster: a dict, or a YAML/JSON file path rendered as a Jinja template.
+    Every RayCluster spec field is a keyword in snake_case (``RAYCLUSTER_KEYWORDS``), overriding ``spec``
+    and the base manifest field by field: ``head_group_spec``, ``worker_group_specs``, ``ray_version``,
+    ``enable_in_tree_autoscaling``, ``autoscaler_options`` and the rest. All are templated, and
+    ``partial()`` / ``expand()`` / ``expand_kwargs()`` take them like any parameter (give each map index
+    its own ``name``, or let it derive one per index).
+
+    :param raycluster: a base RayCluster: a dict, or a YAML/JSON file path rendered as a Jinja template
+        (the only string read as a file).
     :param spec: a whole RayCluster spec as a dict, e.g. ``core.spec.simple_cluster_spec(image=...)``.
     :param name: the cluster's name; default derived from the run (what makes retries re-attach).
     :param namespace: default: the base manifest's, else the connection's, else ``default``.
@@ -48,8 +60,6 @@ class RayClusterCreateOperator(BaseOperator):
         ``volcano.sh/queue-name``.
     :param deferrable: wait in the triggerer (``RayClusterTrigger``) instead of a worker slot.
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
-    :param kwargs: any RayCluster spec field as a keyword, e.g. ``worker_group_specs=[...]``,
-        ``ray_version="2.60.0"``, ``enable_in_tree_autoscaling=True``.
 
     Returns (XCom ``return_value``) namespace, name, state, head_pod_ready, ready_workers,
     desired_workers, head_service, created; ``name`` and ``namespace`` are also XComs of their own, so
@@ -57,7 +67,7 @@ class RayClusterCreateOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("raycluster", "spec", "spec_params", "name", "namespace", "labels", "queue_name", "volcano_queue")
-    template_ext: Sequence[str] = (".yaml", ".yml", ".json")
+    manifest_field = "raycluster"
     template_fields_renderers = {"raycluster": "yaml", "spec": "json", "spec_params": "json"}
     ui_color = "#e8f5e9"
 
@@ -79,9 +89,24 @@ class RayClusterCreateOperator(BaseOperator):
         admission_timeout: float | None = None,
         volcano_queue: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        # RayCluster spec fields (RAYCLUSTER_KEYWORDS): declared one by one, since Airflow maps only declared names.
+        auth_options: Mapping[str, Any] | None = None,
+        autoscaler_options: Mapping[str, Any] | None = None,
+        enable_in_tree_autoscaling: bool | None = None,
+        gcs_fault_tolerance_options: Mapping[str, Any] | None = None,
+        head_group_spec: Mapping[str, Any] | None = None,
+        head_service_annotations: Mapping[str, str] | None = None,
+        history_server_options: Mapping[str, Any] | None = None,
+        managed_by: str | None = None,
+        network_policy: Mapping[str, Any] | None = None,
+        ray_version: str | None = None,
+        suspend: bool | None = None,
+        tls_options: Mapping[str, Any] | None = None,
+        upgrade_strategy: Mapping[str, Any] | None = None,
+        worker_group_specs: Sequence[Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
-        spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYCLUSTER_KEYWORDS}
+        spec_params = given_spec_keywords(RAYCLUSTER_KEYWORDS, locals())
         super().__init__(**kwargs)
         self.raycluster, self.spec, self.spec_params = raycluster, spec, spec_params
         self.name, self.namespace = name, namespace
@@ -94,7 +119,7 @@ class RayClusterCreateOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
-        with _as_airflow_errors():
+        with as_airflow_errors():
             request = RayClusterRequest(
                 run_identity(context), raycluster=self.raycluster, spec=self.spec, spec_params=self.spec_params,
                 name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
@@ -178,7 +203,7 @@ class RayClusterScaleOperator(BaseOperator):
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
         clusters = hook.cluster_lifecycle(validate_schema=False)
-        with _as_airflow_errors():
+        with as_airflow_errors():
             clusters.scale(namespace, self.name, self.group, int(self.replicas))
             if not self.wait:
                 state = clusters.state(namespace, self.name)
@@ -207,7 +232,7 @@ class RayClusterDeleteOperator(BaseOperator):
     def execute(self, context: Context) -> bool:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
-        with _as_airflow_errors():
+        with as_airflow_errors():
             deleted = hook.cluster_lifecycle(validate_schema=False).delete(namespace, self.name, wait=self.wait, timeout=self.timeout)
         self.log.info("RayCluster %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
         return deleted

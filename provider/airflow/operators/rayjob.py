@@ -26,35 +26,45 @@ from functools import cached_property
 from typing import Any, Callable, Mapping
 
 from airflow.sdk import BaseOperator, Context, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink
+from kuberay_provider.airflow.operators.common import (  # PERMANENT_ERRORS, TASK_STATE_KEY, run_identity: re-exported
+    PERMANENT_ERRORS,
+    TASK_STATE_KEY,
+    ManifestTemplatedOperator,
+    as_airflow_errors,
+    follow_recorded_rayjob,
+    given_spec_keywords,
+    record_rayjob,
+    run_identity,
+)
 from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
 from kuberay_provider.core.cleanup import cleanup_spec_fields
-from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, ValidationError
-from kuberay_provider.core.functions import VersionMismatch
-from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
+from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
-from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
 from kuberay_provider.core.log_follower import StreamedLog
 from kuberay_provider.core.status import WaitTarget
 
 XCOM_RAYJOB = "rayjob"
-TASK_STATE_KEY = "kuberay_rayjob"  # in the task's durable state: {"namespace", "name"} of its RayJob
-# Errors a retry cannot fix: the task fails at once instead of burning its retries.
-PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, VersionMismatch, TypeError, ValueError)
+# The spec keywords the operator takes as such; cluster_selector is a parameter of its own (a name or a
+# selector, and a way to run), written into the spec by the request.
+SPEC_KEYWORDS = RAYJOB_KEYWORDS - {"cluster_selector"}
 
 
-def run_identity(context: Context) -> RunIdentity:
-    ti = context["ti"]
-    return RunIdentity(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
-
-
-class RayJobOperator(BaseOperator):
+class RayJobOperator(ManifestTemplatedOperator):
     """Run a Ray job as a KubeRay RayJob (or on an existing RayCluster) and wait for it.
 
-    :param rayjob: a base RayJob: a dict, or a YAML/JSON file path rendered as a Jinja template.
+    Every RayJob spec field is a keyword in snake_case (``core.job_request.RAYJOB_KEYWORDS``), overriding
+    the base manifest's field: ``entrypoint``, ``runtime_env`` (a dict, written as ``runtimeEnvYAML``),
+    ``ray_cluster_spec``, ``shutdown_after_job_finishes``, ``ttl_seconds_after_finished``,
+    ``active_deadline_seconds``, ``backoff_limit``, ``entrypoint_resources`` (a dict) and the rest. All
+    are templated, and ``partial()`` / ``expand()`` / ``expand_kwargs()`` take them like any parameter:
+    each map index runs its own RayJob.
+
+    :param rayjob: a base RayJob: a dict, or a YAML/JSON file path rendered as a Jinja template (the only
+        string read as a file: an entrypoint mentioning ``conf/train.yaml`` stays a string).
     :param cluster_selector: run on an existing RayCluster: its name, or ``{"ray.io/cluster": name}``.
     :param submit_via: ``"kuberay"`` (KubeRay submits) or ``"sdk"`` (the operator submits through the Ray
         Jobs SDK: InteractiveMode, or straight to the selected cluster's head).
@@ -86,8 +96,6 @@ class RayJobOperator(BaseOperator):
     :param stream_logs: stream the Ray job's log into the task log while it runs.
     :param log_tail_lines: lines of the Ray job's log in the failure message.
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
-    :param kwargs: any other RayJob spec field as a keyword, e.g. ``entrypoint="python job.py"``,
-        ``runtime_env={"pip": [...]}``, ``ray_cluster_spec={...}``, ``shutdown_after_job_finishes=True``.
 
     Returns (XCom ``return_value``) the outcome: namespace, rayjob_name, job_id, cluster_name,
     deployment_status, job_status, succeeded, reason, message, dashboard_url.
@@ -97,7 +105,7 @@ class RayJobOperator(BaseOperator):
         "rayjob", "spec_params", "namespace", "name", "cluster_selector", "labels", "queue_name", "volcano_queue",
         "volcano_job", "head_service",
     )
-    template_ext: Sequence[str] = (".yaml", ".yml", ".json")
+    manifest_field = "rayjob"
     template_fields_renderers = {"rayjob": "yaml", "spec_params": "json"}
     operator_extra_links = (RayDashboardLink(),)
     ui_color = "#e3f2fd"
@@ -127,33 +135,41 @@ class RayJobOperator(BaseOperator):
         stream_logs: bool = True,
         log_tail_lines: int = 50,
         validate_schema: bool = True,
+        # RayJob spec fields (SPEC_KEYWORDS): declared one by one, since Airflow maps only declared names.
+        active_deadline_seconds: int | None = None,
+        backoff_limit: int | None = None,
+        deletion_strategy: Mapping[str, Any] | None = None,
+        entrypoint: str | None = None,
+        entrypoint_num_cpus: float | None = None,
+        entrypoint_num_gpus: float | None = None,
+        entrypoint_resources: Mapping[str, float] | str | None = None,
+        job_id: str | None = None,
+        managed_by: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        pre_running_deadline_seconds: int | None = None,
+        ray_cluster_spec: Mapping[str, Any] | None = None,
+        runtime_env: Mapping[str, Any] | str | None = None,
+        runtime_env_yaml: str | None = None,
+        shutdown_after_job_finishes: bool | None = None,
+        submission_mode: str | None = None,
+        submitter_config: Mapping[str, Any] | None = None,
+        submitter_pod_template: Mapping[str, Any] | None = None,
+        suspend: bool | None = None,
+        ttl_seconds_after_finished: int | None = None,
         **kwargs: Any,
     ) -> None:
-        spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYJOB_KEYWORDS}
+        spec_params = given_spec_keywords(SPEC_KEYWORDS, locals())
         super().__init__(**kwargs)
-        self.rayjob = rayjob
-        self.spec_params = spec_params
-        self.cluster_selector = cluster_selector
+        self.rayjob, self.spec_params, self.cluster_selector = rayjob, spec_params, cluster_selector
         self.submit_via = SubmitVia(submit_via).value
-        self.name = name
-        self.namespace = namespace
-        self.labels = dict(labels or {})
-        self.annotations = dict(annotations or {})
-        self.kuberay_conn_id = kuberay_conn_id
-        self.wait_timeout = wait_timeout
-        self.queue_name = queue_name
-        self.admission_timeout = admission_timeout
-        self.volcano_queue = volcano_queue
-        self.volcano_job = volcano_job
-        self.head_service = head_service
-        self.cleanup = cleanup
-        self.deferrable = deferrable
-        self.delete_on_kill = delete_on_kill
-        self.delete_on_success = delete_on_success
-        self.delete_on_failure = delete_on_failure
-        self.stream_logs = stream_logs
-        self.log_tail_lines = log_tail_lines
-        self.validate_schema = validate_schema
+        self.name, self.namespace = name, namespace
+        self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
+        self.kuberay_conn_id, self.wait_timeout = kuberay_conn_id, wait_timeout
+        self.queue_name, self.admission_timeout = queue_name, admission_timeout
+        self.volcano_queue, self.volcano_job, self.head_service = volcano_queue, volcano_job, head_service
+        self.cleanup, self.deferrable = cleanup, deferrable
+        self.delete_on_kill, self.delete_on_success, self.delete_on_failure = delete_on_kill, delete_on_success, delete_on_failure
+        self.stream_logs, self.log_tail_lines, self.validate_schema = stream_logs, log_tail_lines, validate_schema
         self._started: tuple[str, str] | None = None  # (namespace, RayJob name) once created or attached
         self._direct_job: RayJobRequest | None = None  # the direct SDK path (no RayJob): what on_kill stops
         self._check_arguments()
@@ -203,35 +219,10 @@ class RayJobOperator(BaseOperator):
         return self._as_remembered(context, request)
 
     def _as_remembered(self, context: Context, request: RayJobRequest) -> RayJobRequest:
-        """Airflow >= 3.3 keeps a task's own state across its tries (``task_state_store``). When an
-        earlier try recorded its RayJob under another name than this try renders (a ``name=`` templated
-        per try, a naming scheme changed by an upgrade), this try follows that RayJob: re-attaching to it,
-        or replacing it if it failed, exactly as under the derived name."""
-        store = context.get("task_state_store")
-        if store is None or request.runs_without_rayjob:
-            return request
-        try:
-            remembered = store.get(TASK_STATE_KEY)
-        except Exception as exc:  # noqa: BLE001 - as on Airflow < 3.3: the derived name leads to the RayJob
-            self.log.warning("Could not read this task's recorded RayJob: %s", exc)
-            return request
-        if not isinstance(remembered, dict) or not remembered.get("name"):
-            return request
-        namespace, name = str(remembered.get("namespace") or request.resolved_namespace), str(remembered["name"])
-        if (namespace, name) == (request.resolved_namespace, request.rayjob_name):
-            return request
-        self.log.info("An earlier try of this task recorded RayJob %s/%s; following it instead of %s", namespace, name, request.rayjob_name)
-        return dataclasses.replace(request, namespace=namespace, name=name)
+        return follow_recorded_rayjob(context, request, self.log)
 
     def _remember(self, context: Context, request: RayJobRequest) -> None:
-        """Record the RayJob in the task's durable state (Airflow >= 3.3), for the tries after this one."""
-        store = context.get("task_state_store")
-        if store is None:
-            return
-        try:
-            store.set(TASK_STATE_KEY, {"namespace": request.resolved_namespace, "name": request.rayjob_name})
-        except Exception as exc:  # noqa: BLE001 - the derived name still leads a retry back to the RayJob
-            self.log.warning("Could not record RayJob %s in the task state: %s", request.rayjob_name, exc)
+        record_rayjob(context, request, self.log)
 
     def _runner(self) -> RayJobRunner:
         return RayJobRunner(
@@ -247,7 +238,7 @@ class RayJobOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         request = self._request(context)
         runner = self._runner()
-        with _as_airflow_errors():
+        with as_airflow_errors():
             if request.runs_without_rayjob:
                 self._direct_job = request
                 return self._finish(context, request, runner, runner.run_on_cluster(request, self.wait_timeout))
@@ -298,7 +289,7 @@ class RayJobOperator(BaseOperator):
         request = self._request(context)
         state = state_from_event(event)
         runner = self._runner()
-        with _as_airflow_errors():
+        with as_airflow_errors():
             runner.submit_if_waiting(request, state)
         self._push_dashboard_url(context, runner.dashboard_url(state))
         self._defer(request, WaitTarget.TERMINAL, "execute_complete")
@@ -314,7 +305,7 @@ class RayJobOperator(BaseOperator):
             self.log.info("The Ray job's log was streamed by the triggerer (%d characters): see its section of this log", streamed.received)
         elif self.stream_logs:
             runner.replay_log(state)  # the trigger streamed nothing (the job had already ended): show it now
-        with _as_airflow_errors():
+        with as_airflow_errors():
             outcome = self._cleaning_up_on_failure(runner, request, lambda: runner.conclude(state, streamed))
         return self._finish(context, request, runner, outcome)
 
@@ -399,19 +390,3 @@ class RayJobCleanupOperator(BaseOperator):
         self.log.info("Deleted %d RayJob(s) of run %s in %s: %s", len(deleted), ti.run_id, namespace, ", ".join(deleted) or "-")
         return deleted
 
-
-class _as_airflow_errors:
-    """Provider errors become Airflow's: permanent ones (invalid manifest, name taken, no such cluster)
-    fail without retries; a failed Ray job fails the try (retries apply)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> bool:
-        if error is None or isinstance(error, AirflowException) or not isinstance(error, Exception):
-            return False
-        if isinstance(error, PERMANENT_ERRORS):
-            raise AirflowFailException(str(error)) from error
-        if isinstance(error, KubeRayProviderError):
-            raise AirflowException(str(error)) from error
-        return False

@@ -15,15 +15,22 @@ from typing import Any, Mapping
 from airflow.sdk import BaseOperator, Context, conf
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
-from kuberay_provider.airflow.operators.rayjob import _as_airflow_errors
+from kuberay_provider.airflow.operators.common import ManifestTemplatedOperator, as_airflow_errors, given_spec_keywords
 from kuberay_provider.airflow.triggers import RayServiceTrigger, object_state_from_event
 from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, rayservice_manifest
 
 
-class RayServiceOperator(BaseOperator):
+class RayServiceOperator(ManifestTemplatedOperator):
     """Create or update a RayService and wait until it serves the new spec.
 
-    :param rayservice: a base RayService: a dict, or a YAML/JSON file path rendered as a Jinja template.
+    Every RayService spec field is a keyword in snake_case (``core.services.RAYSERVICE_KEYWORDS``),
+    overriding the base manifest's field: ``serve_config`` (the Serve config as a dict, written as
+    ``serveConfigV2`` YAML), ``ray_cluster_config``, ``upgrade_strategy={"type": "NewCluster"}`` and the
+    rest. All are templated, and ``partial()`` / ``expand()`` / ``expand_kwargs()`` take them like any
+    parameter.
+
+    :param rayservice: a base RayService: a dict, or a YAML/JSON file path rendered as a Jinja template
+        (the only string read as a file).
     :param name: the RayService's name (default: the manifest's).
     :param namespace: default: the manifest's, else the connection's, else ``default``.
     :param wait: wait until the new generation's applications run, Ready with no upgrade in progress.
@@ -34,9 +41,6 @@ class RayServiceOperator(BaseOperator):
         suspend flag Kueue set. Kueue's limits are checked before anything is written.
     :param volcano_queue: a Volcano Queue (``ray.io/scheduler-name: volcano`` and ``volcano.sh/queue-name``).
     :param deferrable: wait in the triggerer (``RayServiceTrigger``) instead of a worker slot.
-    :param kwargs: any RayService spec field as a keyword, e.g. ``serve_config={...}`` (the Serve config
-        as a dict, written as ``serveConfigV2`` YAML), ``ray_cluster_config={...}``,
-        ``upgrade_strategy={"type": "NewCluster"}``.
 
     Returns (XCom ``return_value``) namespace, name, ready, upgrading, active_cluster, pending_cluster,
     applications and pending_applications (name -> status), serve_service (``spec.serveService``'s name,
@@ -45,7 +49,7 @@ class RayServiceOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels", "queue_name", "volcano_queue")
-    template_ext: Sequence[str] = (".yaml", ".yml", ".json")
+    manifest_field = "rayservice"
     template_fields_renderers = {"rayservice": "yaml", "spec_params": "json"}
     ui_color = "#fff3e0"
 
@@ -64,9 +68,21 @@ class RayServiceOperator(BaseOperator):
         queue_name: str | None = None,
         volcano_queue: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        # RayService spec fields (RAYSERVICE_KEYWORDS): declared one by one, since Airflow maps only declared names.
+        deployment_unhealthy_second_threshold: int | None = None,
+        exclude_head_pod_from_serve_svc: bool | None = None,
+        managed_by: str | None = None,
+        ray_cluster_config: Mapping[str, Any] | None = None,
+        ray_cluster_deletion_delay_seconds: int | None = None,
+        serve_config: Mapping[str, Any] | None = None,
+        serve_config_v2: str | None = None,
+        serve_service: Mapping[str, Any] | None = None,
+        service_unhealthy_second_threshold: int | None = None,
+        suspend: bool | None = None,
+        upgrade_strategy: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        spec_params = {key: kwargs.pop(key) for key in list(kwargs) if key in RAYSERVICE_KEYWORDS}
+        spec_params = given_spec_keywords(RAYSERVICE_KEYWORDS, locals())
         super().__init__(**kwargs)
         self.rayservice, self.name, self.namespace, self.spec_params = rayservice, name, namespace, spec_params
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
@@ -76,7 +92,7 @@ class RayServiceOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
-        with _as_airflow_errors():
+        with as_airflow_errors():
             base_namespace = _manifest_namespace(self.rayservice) if self.rayservice is not None else None
             manifest = rayservice_manifest(
                 self.name, self.namespace or base_namespace or hook.get_namespace() or "default", rayservice=self.rayservice,
@@ -128,7 +144,7 @@ class RayServiceDeleteOperator(BaseOperator):
     def execute(self, context: Context) -> bool:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
-        with _as_airflow_errors():
+        with as_airflow_errors():
             deleted = hook.service_lifecycle(validate_schema=False).delete(namespace, self.name)
         self.log.info("RayService %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
         return deleted

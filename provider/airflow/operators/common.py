@@ -1,0 +1,157 @@
+"""What the RayJob, RayCluster and RayService operators share.
+
+* **Spec keywords.** Every KubeRay spec field is a parameter of the operator's own ``__init__``: Airflow's
+  ``partial()``, ``expand()`` and ``expand_kwargs()`` accept only names found in an ``__init__``
+  signature, so a keyword swallowed by ``**kwargs`` cannot be mapped. ``given_spec_keywords`` gathers
+  the ones a task was given; the keyword tables of ``core`` stay the one list of names (a unit test
+  fails when an operator's signature and its table disagree).
+* **Only the manifest is a template file.** Airflow's ``template_ext`` turns *every* templated string
+  ending in ``.yaml``/``.yml``/``.json`` into a file to load, however deeply nested: an
+  ``entrypoint="python train.py --config conf/train.yaml"``, a ``runtime_env={"conda": "env.yml"}`` or a
+  ``subPath: app.yaml`` would fail with TemplateNotFound. ``ManifestTemplatedOperator`` leaves
+  ``template_ext`` empty, so every string renders as itself, and reads the one manifest field
+  (``rayjob``, ``raycluster``, ``rayservice``) from its file when it names one.
+* **Errors.** ``as_airflow_errors`` makes the provider's errors Airflow's.
+* **Task state.** The RayJob a task made, recorded for its later tries (Airflow >= 3.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+import jinja2
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, ValidationError
+from kuberay_provider.core.function_keys import ForeignRayJob
+from kuberay_provider.core.functions import VersionMismatch
+from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
+from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
+
+MANIFEST_EXTENSIONS = (".yaml", ".yml", ".json")
+TASK_STATE_KEY = "kuberay_rayjob"  # in the task's durable state: {"namespace", "name"} of its RayJob
+# Errors a retry cannot fix: the task fails at once instead of burning its retries.
+# ForeignRayJob: a retry would re-attach to the same job under the task's submission id and refuse it again.
+PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, VersionMismatch, ForeignRayJob,
+                    TypeError, ValueError)
+
+
+def given_spec_keywords(keywords: Collection[str], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec keywords among an operator's ``__init__`` arguments (its ``locals()``) that were given,
+    in signature order. None means not given: it never overrides a base manifest's field."""
+    return {name: value for name, value in arguments.items() if name in keywords and value is not None}
+
+
+def names_a_manifest_file(value: Any) -> bool:
+    """A one-line string ending in a manifest extension: a path, as Airflow's template_ext would read it."""
+    return isinstance(value, str) and "\n" not in value and value.endswith(MANIFEST_EXTENSIONS)
+
+
+def read_manifest_template(jinja_env: jinja2.Environment, path: str, field: str) -> str:
+    """The text of a manifest template file, found as Airflow finds template files (the DAG's folder,
+    then ``template_searchpath``); rendered afterwards like any other templated string."""
+    loader = jinja_env.loader
+    try:
+        if loader is None:
+            raise jinja2.TemplateNotFound(path)
+        return loader.get_source(jinja_env, path)[0]
+    except jinja2.TemplateNotFound:
+        searched = ", ".join(str(p) for p in getattr(loader, "searchpath", ())) or "no folder: the task has no DAG"
+        raise jinja2.TemplateNotFound(
+            path,
+            f"{field}={path!r} names a template file that is not in the template search path ({searched}): give the "
+            f"path relative to the DAG's folder or to a folder of the DAG's template_searchpath, or pass the "
+            f"manifest itself (a dict or YAML text)",
+        ) from None
+
+
+class ManifestTemplatedOperator(BaseOperator):
+    """An operator whose manifest field (``manifest_field``) may name a YAML/JSON file, read and rendered
+    as a Jinja template; its other templated fields render every string as a string."""
+
+    template_ext: Sequence[str] = ()  # see the module's docstring: no nested string is a file
+    manifest_field: str = ""
+
+    def resolve_template_files(self) -> None:
+        """At DAG parse, as Airflow does for template_ext: the manifest file's text replaces its path."""
+        path = getattr(self, self.manifest_field, None)
+        if names_a_manifest_file(path):
+            try:
+                setattr(self, self.manifest_field, read_manifest_template(self.get_template_env(), path, self.manifest_field))
+            except jinja2.TemplateNotFound as missing:  # parsing goes on; rendering the task fails with this
+                self.log.warning("%s", missing.message)
+        super().resolve_template_files()
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        # Hooked here, as KubernetesPodOperator does: a mapped task's operator is rendered through this
+        # method alone (MappedOperator.render_template_fields), never through render_template_fields.
+        # A path that came from an XCom (its id in seen_oids) is left alone, as Airflow leaves XComs.
+        path = getattr(self, self.manifest_field, None) if parent is self else None
+        if names_a_manifest_file(path) and id(path) not in seen_oids:
+            setattr(self, self.manifest_field, read_manifest_template(jinja_env, path, self.manifest_field))
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+
+
+class as_airflow_errors:
+    """Provider errors become Airflow's: permanent ones (invalid manifest, name taken, no such cluster)
+    fail without retries; a failed Ray job fails the try (retries apply)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> bool:
+        if error is None or isinstance(error, AirflowException) or not isinstance(error, Exception):
+            return False
+        if isinstance(error, PERMANENT_ERRORS):
+            raise AirflowFailException(str(error)) from error
+        if isinstance(error, KubeRayProviderError):
+            raise AirflowException(str(error)) from error
+        return False
+
+
+def run_identity(context: Context) -> RunIdentity:
+    ti = context["ti"]
+    return RunIdentity(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+
+
+def follow_recorded_rayjob(context: Context, request: RayJobRequest, log: Any) -> RayJobRequest:
+    """Airflow >= 3.3 keeps a task's own state across its tries (``task_state_store``). When an earlier
+    try recorded its RayJob under another name than this try renders (a ``name=`` templated per try, a
+    naming scheme changed by an upgrade), this try follows that RayJob: re-attaching to it, or replacing
+    it if it failed, exactly as under the derived name."""
+    store = context.get("task_state_store")
+    if store is None or request.runs_without_rayjob:
+        return request
+    try:
+        remembered = store.get(TASK_STATE_KEY)
+    except Exception as exc:  # noqa: BLE001 - as on Airflow < 3.3: the derived name leads to the RayJob
+        log.warning("Could not read this task's recorded RayJob: %s", exc)
+        return request
+    if not isinstance(remembered, dict) or not remembered.get("name"):
+        return request
+    namespace, name = str(remembered.get("namespace") or request.resolved_namespace), str(remembered["name"])
+    if (namespace, name) == (request.resolved_namespace, request.rayjob_name):
+        return request
+    log.info("An earlier try of this task recorded RayJob %s/%s; following it instead of %s", namespace, name, request.rayjob_name)
+    return dataclasses.replace(request, namespace=namespace, name=name)
+
+
+def record_rayjob(context: Context, request: RayJobRequest, log: Any) -> None:
+    """Record the RayJob in the task's durable state (Airflow >= 3.3), for the tries after this one."""
+    store = context.get("task_state_store")
+    if store is None:
+        return
+    try:
+        store.set(TASK_STATE_KEY, {"namespace": request.resolved_namespace, "name": request.rayjob_name})
+    except Exception as exc:  # noqa: BLE001 - the derived name still leads a retry back to the RayJob
+        log.warning("Could not record RayJob %s in the task state: %s", request.rayjob_name, exc)
