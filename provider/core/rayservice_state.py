@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Protocol
 
 from kuberay_provider.core.errors import KubeRayProviderError
@@ -253,6 +253,26 @@ class ServiceTracker:
             self.on_change(state)
         self.last, self._write = state, write
         return self._judge(now)
+
+    def memory(self) -> dict[str, Any]:
+        """What later judgements need of the writes seen so far, as JSON, for a poller that cannot keep this
+        tracker between polls (``recall`` takes it up). Its times are this tracker's clock: memory that
+        outlives the process needs a wall clock (``clock=time.time``)."""
+        return {key: None if sighting is None else asdict(sighting)
+                for key, sighting in (("first_seen", self._first_seen), ("first_applied", self._first_applied))}
+
+    def recall(self, memory: Mapping[str, Any]) -> None:
+        """Take up the ``memory()`` of an earlier tracker of the same object, before observing; what is
+        not understood is dropped (forgetting only delays trust, it never grants it)."""
+        def sighting(value: Any) -> _Sighting | None:
+            try:
+                return _Sighting(int(value["generation"]), str(value["write"]), float(value["at"]))
+            except (KeyError, TypeError, ValueError):
+                return None
+
+        self._first_seen, self._first_applied = sighting(memory.get("first_seen")), sighting(memory.get("first_applied"))
+        if self._first_seen is None or (self._first_applied and self._first_applied.generation != self._first_seen.generation):
+            self._first_seen = self._first_applied = None
 
     def recheck(self) -> RayServiceState | None:
         """A round of watching ended without an event: judge the last state again; time up raises."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kuberay_provider.local.controller.api import RAYCLUSTERS, RAYSERVICES, SERVICES
+from kuberay_provider.local.controller.api import EVENTS, PODS, RAYCLUSTERS, RAYSERVICES, SERVICES
 from tests.unit.test_local_controller import NS, Harness, cluster_spec, serve_cluster_spec
 
 SERVE = "applications:\n- name: app1\n  import_path: m:app\n  deployments:\n  - name: D\n"
@@ -97,3 +97,38 @@ async def test_a_rayservice_created_suspended_never_creates_anything(h: Harness)
     assert condition(suspended, "Suspended") == "True/SuspendComplete" and condition(suspended, "Ready") == "False/SuspendComplete"
     assert not await h.clusters() and not await h.api.list(SERVICES, NS)
     assert "pendingServiceStatus" not in suspended or "rayClusterName" not in suspended["pendingServiceStatus"]
+
+
+def raycluster(name: str, spec: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": name, "namespace": NS, "labels": labels or {}}, "spec": spec}
+
+
+async def test_buildpod_sets_the_serve_label_on_the_pods_of_a_rayservice_cluster(h: Harness) -> None:
+    labelled = serve_cluster_spec()
+    for template in (labelled["headGroupSpec"]["template"], labelled["workerGroupSpecs"][0]["template"]):
+        template["metadata"] = {"labels": {"ray.io/serve": "maybe", "team": "ml"}}
+    # Only the RayCluster reconciler runs here: the labels are BuildPod's, on the Pods as they are created.
+    await h.create(RAYCLUSTERS, raycluster("served", labelled, {"ray.io/originated-from-crd": "RayService"}))
+    await h.create(RAYCLUSTERS, raycluster("plain", copy.deepcopy(labelled)))
+    await h.create(RAYCLUSTERS, raycluster("batch", serve_cluster_spec(), {"ray.io/originated-from-crd": "RayJob"}))
+    await h.settle(2)
+
+    async def serve_labels(cluster: str) -> dict[str, str | None]:
+        pods = await h.api.list(PODS, NS, {"ray.io/cluster": cluster})
+        return {p["metadata"]["labels"]["ray.io/node-type"]: p["metadata"]["labels"].get("ray.io/serve") for p in pods}
+
+    # Decided by the cluster's ray.io/originated-from-crd label, over the template's; the head starts out.
+    assert await serve_labels("served") == {"head": "false", "worker": "true"}
+    assert await serve_labels("plain") == {"head": "maybe", "worker": "maybe"}  # labelPod keeps a template's label
+    assert await serve_labels("batch") == {"head": None, "worker": None}
+
+
+async def test_the_rayservice_controller_moves_only_the_head_serve_label(h: Harness) -> None:
+    await h.create(RAYSERVICES, body(serve_cluster_spec()))
+    await h.settle()
+    cluster = (await status(h))["activeServiceStatus"]["rayClusterName"]
+    pods = {p["metadata"]["labels"]["ray.io/node-type"]: p for p in await h.api.list(PODS, NS, {"ray.io/cluster": cluster})}
+    assert {node: pod["metadata"]["labels"]["ray.io/serve"] for node, pod in pods.items()} == {"head": "true", "worker": "true"}
+    # One move, false -> true, announced as KubeRay does; the workers kept BuildPod's label.
+    moved = [e["message"] for e in await h.api.list(EVENTS, NS) if e["reason"] == "UpdatedHeadPodServeLabel"]
+    assert moved == [f'Updated the serve label to "true" for the Head Pod {NS}/{pods["head"]["metadata"]["name"]}']

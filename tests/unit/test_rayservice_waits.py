@@ -5,6 +5,7 @@ observedGeneration and InitializingTimeout is terminal."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Iterator
 
@@ -91,6 +92,19 @@ def test_a_state_nobody_rewrites_is_trusted_once_kuberay_had_time_to_read_it_aga
     done = waits.recheck()
     assert done is not None and done.is_ready
     assert waits.observe(modified(service(2))) is not None  # the same write, seen again on a new round
+
+
+def test_a_tracker_taking_up_another_ones_memory_judges_as_it_would_have() -> None:
+    """What a poller that cannot keep its tracker (a rescheduled Airflow sensor) carries between polls."""
+    clock = Clock()
+    first = ServiceTracker("ns", "svc", clock=clock)
+    assert first.observe(modified(service(2))) is None
+    later = ServiceTracker("ns", "svc", clock=clock)
+    later.recall(json.loads(json.dumps(first.memory())))
+    assert later.observe(modified(service(3))) is not None  # written after the first write of generation 2
+    garbled = ServiceTracker("ns", "svc", clock=clock)
+    garbled.recall({"first_seen": {"generation": "two"}, "first_applied": 7})
+    assert garbled.observe(modified(service(3))) is None  # nothing understood, nothing trusted: a first sighting
 
 
 def test_the_first_deploy_fails_fast_on_a_pending_application_that_failed() -> None:

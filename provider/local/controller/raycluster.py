@@ -182,13 +182,18 @@ def _build_pod(
 ) -> dict[str, Any]:
     meta = cluster["metadata"]
     template_meta = template.get("metadata") or {}
+    labels = k.pod_labels(node_type, meta["name"], group, template_meta.get("labels"))
+    if (meta.get("labels") or {}).get(k.RAY_ORIGINATED_FROM_CRD) == k.CRD_RAYSERVICE:
+        # BuildPod, over any template label: workers serve once their readiness probe passes, the head
+        # only once the RayService controller finds its Serve proxy healthy (updateHeadPodServeLabel).
+        labels[k.RAY_SERVE_LABEL] = "false" if node_type == "head" else "true"
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
             "namespace": meta.get("namespace"),
-            "labels": k.pod_labels(node_type, meta["name"], group, template_meta.get("labels")),
+            "labels": labels,
             "annotations": dict(template_meta.get("annotations") or {}),
             "ownerReferences": [k.owner_reference(cluster)],
         },
@@ -266,16 +271,11 @@ def _is_running_and_ready(pod: Mapping[str, Any]) -> bool:
 
 
 def _all_pods_running(pods: list[Mapping[str, Any]]) -> bool:
-    """CheckAllPodsRunning."""
-    if not pods:
-        return False
-    for pod in pods:
-        status = pod.get("status") or {}
-        if status.get("phase") != "Running":
-            return False
-        if any(c.get("type") == "Ready" and c.get("status") != "True" for c in status.get("conditions") or []):
-            return False
-    return True
+    """CheckAllPodsRunning: some Pods, all Running, none with a Ready condition other than True."""
+    statuses = [pod.get("status") or {} for pod in pods]
+    return bool(statuses) and all(
+        s.get("phase") == "Running" and not any(c.get("type") == "Ready" and c.get("status") != "True" for c in s.get("conditions") or [])
+        for s in statuses)
 
 
 def _head_pod_ready_condition(head: Mapping[str, Any] | None) -> tuple[str, str, str]:
@@ -361,16 +361,10 @@ def compute_cluster_status(
     status["endpoints"] = _endpoints(head_service)
     service_ip = ((head_service or {}).get("spec") or {}).get("clusterIP", "")
     head_ip = ((head or {}).get("status") or {}).get("podIP", "")
-    status["head"] = {
-        key: value
-        for key, value in {
-            "podIP": head_ip,
-            "podName": (head or {}).get("metadata", {}).get("name", ""),
-            "serviceIP": head_ip if service_ip == "None" else service_ip,
-            "serviceName": (head_service or {}).get("metadata", {}).get("name", ""),
-        }.items()
-        if value
-    }
+    head_fields = {"podIP": head_ip, "podName": (head or {}).get("metadata", {}).get("name", ""),
+                   "serviceIP": head_ip if service_ip == "None" else service_ip,
+                   "serviceName": (head_service or {}).get("metadata", {}).get("name", "")}
+    status["head"] = {key: value for key, value in head_fields.items() if value}
     status["lastUpdateTime"] = now_text
     if old.get("state") != status.get("state") and status.get("state"):
         status.setdefault("stateTransitionTimes", {})[status["state"]] = now_text

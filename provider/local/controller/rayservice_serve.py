@@ -82,30 +82,17 @@ class ServeReconciler:
         heads = await self.api.list(PODS, namespace, {k.RAY_CLUSTER_LABEL: cluster_name, k.RAY_NODE_TYPE_LABEL: "head"})
         if not heads:
             raise PassError(f"found 0 head. cluster name {cluster_name}, namespace {namespace}")
-        await self._label_workers(namespace, cluster_name)
         head = copy.deepcopy(heads[0])
         exclude = bool((rayservice.get("spec") or {}).get("excludeHeadPodFromServeSvc"))
         new_label = "false" if exclude else str(await self._proxy_healthy(namespace, cluster_name, head)).lower()
         labels = head["metadata"].setdefault("labels", {})
-        # BuildPod starts a RayService head at "false"; the local RayCluster runtime leaves the label out.
-        old_label = labels.get(k.RAY_SERVE_LABEL)
-        if old_label == new_label:
+        # BuildPod created it "false" (workers "true", for good: their readiness probe gates their traffic).
+        if labels.get(k.RAY_SERVE_LABEL) == new_label:
             return
         labels[k.RAY_SERVE_LABEL] = new_label
         await self.api.replace(PODS, head)
-        if (old_label or "false") != new_label:
-            await self._event(rayservice, "Normal", "UpdatedHeadPodServeLabel", "Update",
-                              f'Updated the serve label to "{new_label}" for the Head Pod {namespace}/{head["metadata"]["name"]}')
-
-    async def _label_workers(self, namespace: str, cluster_name: str) -> None:
-        """BuildPod labels a RayService's worker Pods ``ray.io/serve=true`` (their readiness probe gates the
-        traffic); the local RayCluster runtime does not, so it is done here."""
-        workers = await self.api.list(PODS, namespace, {k.RAY_CLUSTER_LABEL: cluster_name, k.RAY_NODE_TYPE_LABEL: "worker"})
-        for worker in workers:
-            if (worker["metadata"].get("labels") or {}).get(k.RAY_SERVE_LABEL) is None:
-                worker = copy.deepcopy(worker)
-                worker["metadata"].setdefault("labels", {})[k.RAY_SERVE_LABEL] = "true"
-                await self.api.replace(PODS, worker)
+        await self._event(rayservice, "Normal", "UpdatedHeadPodServeLabel", "Update",
+                          f'Updated the serve label to "{new_label}" for the Head Pod {namespace}/{head["metadata"]["name"]}')
 
     # -- reconcileServe -------------------------------------------------------------------------
     async def reconcile_serve(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
