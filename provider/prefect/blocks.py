@@ -9,7 +9,7 @@ official (sync) ``kubernetes`` ApiClient, loaded from the same kubeconfig the sa
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator, Callable, Iterator, Literal
+from typing import Any, AsyncIterator, Callable, ClassVar, Iterator, Literal
 
 from prefect.blocks.core import Block
 from prefect_kubernetes.credentials import KubernetesCredentials
@@ -23,6 +23,7 @@ from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.validation import SchemaRegistry
+from kuberay_provider.prefect.identity import block_fingerprint
 
 
 def refuse_unknown_spec_fields(value: dict[str, Any], known: Any, kind: str) -> dict[str, Any]:
@@ -70,13 +71,18 @@ class RayJob(Block):
     ``ray_cluster_spec``, and any other RayJob spec field in snake_case in ``spec_params``), the
     parameters overriding the manifest field by field. ``cluster_selector`` runs on an existing RayCluster;
     ``submit_via="sdk"`` submits the entrypoint through the Ray Jobs SDK (InteractiveMode, or straight to
-    the selected cluster's head). The RayJob's name derives from the flow run and task run, so a retried
-    task re-attaches to the RayJob its first try created.
+    the selected cluster's head). The RayJob's name derives from the flow run, the task and the job
+    (``prefect.identity``), so a retried task or flow run re-attaches to the RayJob its first try created.
     """
 
     _block_type_name = "Ray Job"
     _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
     _description = "A Ray job on Kubernetes through KubeRay's RayJob (create, SDK submission, or an existing RayCluster)."
+    # How to reach, wait and log, not which job: left out of the job's fingerprint, so a retry may change them.
+    RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset({
+        "credentials", "timeout", "admission_timeout", "delete_on_success", "delete_on_failure", "delete_on_cancel",
+        "stream_logs", "log_tail_lines", "validate_schema", "dashboard_url_template",
+    })
 
     manifest: dict[str, Any] | None = Field(default=None, description="A base RayJob manifest (ray.io/v1).")
     entrypoint: str | None = Field(default=None, description="The command that runs the Ray job.")
@@ -95,8 +101,8 @@ class RayJob(Block):
     namespace: str | None = Field(default=None, description="Default: the manifest's, else 'default'.")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    credentials: KubernetesCredentials = Field(
-        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
+    credentials: KubernetesCredentials = Field(  # repr=False: a block in a message or log never shows the kubeconfig
+        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes).", repr=False
     )
     timeout: float | None = Field(default=None, description="Seconds to wait for the job; None waits as long as it runs.")
     queue_name: str | None = Field(
@@ -146,6 +152,10 @@ class RayJob(Block):
     def runs_without_rayjob(self) -> bool:
         """SDK submission straight to an existing cluster: nothing is created in Kubernetes."""
         return bool(self.volcano_job or self.head_service) or (self.submit_via == SubmitVia.SDK.value and bool(self.cluster_selector))
+
+    def job_fingerprint(self) -> str:
+        """A digest of the job this block runs (not its ``RUN_SETTINGS``): part of a call's identity."""
+        return block_fingerprint(self, self.RUN_SETTINGS)
 
     def all_spec_params(self) -> dict[str, Any]:
         named = {"entrypoint": self.entrypoint, "runtime_env": self.runtime_env, "ray_cluster_spec": self.ray_cluster_spec}

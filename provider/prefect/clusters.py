@@ -10,13 +10,14 @@ cancelled or crashes, in ``delete_rayclusters_hook``)::
         finally:
             delete_raycluster(block, cluster["name"])
 
-The cluster's name derives from the flow run and the task run, so a retried create re-attaches to it.
+The cluster's name derives from the call (``prefect.identity``), so a retried create, or a retried flow
+run, re-attaches to it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from prefect import get_run_logger, task
 from prefect.blocks.core import Block
@@ -28,7 +29,8 @@ from pydantic import Field, field_validator
 from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, RayClusterState
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
 from kuberay_provider.prefect.blocks import kube_objects, refuse_unknown_spec_fields
-from kuberay_provider.prefect.tasks import is_retriable, run_identity
+from kuberay_provider.prefect.identity import block_fingerprint, current_call
+from kuberay_provider.prefect.tasks import is_retriable
 
 
 class RayCluster(Block):
@@ -38,6 +40,8 @@ class RayCluster(Block):
     _block_type_name = "Ray Cluster"
     _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
     _description = "A Ray cluster on Kubernetes through KubeRay's RayCluster, e.g. one per flow run."
+    # How to reach and wait, not which cluster: left out of the call's identity, so a retry may change them.
+    RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset({"credentials", "ready_timeout", "admission_timeout", "validate_schema"})
 
     manifest: dict[str, Any] | None = Field(default=None, description="A base RayCluster manifest (ray.io/v1).")
     spec: dict[str, Any] | None = Field(default=None, description="The whole RayCluster spec.")
@@ -46,8 +50,8 @@ class RayCluster(Block):
     namespace: str | None = Field(default=None, description="Default: the manifest's, else 'default'.")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    credentials: KubernetesCredentials = Field(
-        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
+    credentials: KubernetesCredentials = Field(  # repr=False: a block in a message or log never shows the kubeconfig
+        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes).", repr=False
     )
     ready_timeout: float | None = Field(default=600, description="Seconds to wait until the cluster is ready.")
     queue_name: str | None = Field(
@@ -69,7 +73,7 @@ class RayCluster(Block):
     def request(self) -> RayClusterRequest:
         if self.manifest is None and self.spec is None and not self.spec_params:
             raise ValueError("a RayCluster block needs a manifest, a spec or spec_params")
-        identity, _ = run_identity()
+        identity = current_call(block_fingerprint(self, self.RUN_SETTINGS)).identity
         return RayClusterRequest(identity, raycluster=self.manifest, spec=self.spec, spec_params=self.spec_params,
                                  name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
                                  queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None)

@@ -27,7 +27,8 @@ from kuberay_provider.core.function_runs import FunctionRun
 from kuberay_provider.core.functions import DEFAULT_MAX_RESULT_BYTES, FunctionCall, is_marker_line, shipped, shown_line
 from kuberay_provider.core.job_runner import RayJobFailed
 from kuberay_provider.prefect.blocks import RayJob
-from kuberay_provider.prefect.tasks import RunLog, delete_when_interrupted, is_retriable, run_identity
+from kuberay_provider.prefect.identity import current_call, fingerprint
+from kuberay_provider.prefect.tasks import RunLog, delete_when_interrupted, is_retriable
 
 PLACEHOLDER_ENTRYPOINT = "python -m kuberay_fn_pending"  # the block needs one; the shipped package's replaces it
 
@@ -53,9 +54,11 @@ def run_function_as_rayjob(
             markers.append(line)
         run_log.ray(shown_line(line))
 
-    identity, try_number = run_identity()
     block = rayjob if rayjob.entrypoint or rayjob.manifest else rayjob.model_copy(update={"entrypoint": PLACEHOLDER_ENTRYPOINT})
     call = FunctionCall(function, args, kwargs, result_path=result_path, max_result_bytes=max_result_bytes, result_format=result_format)
+    # The pickled call is part of the job: two calls with other arguments never trade RayJobs in a retry.
+    task_call = current_call(fingerprint(block.job_fingerprint(), call.payload(), [result_path, max_result_bytes, result_format]))
+    identity, try_number = task_call.identity, task_call.try_number
     with shipped(call, TryKey.derive(identity, try_number)) as shipment, block.runner(ray_line, run_log.status) as runner:
         request = FunctionRun.request_for(block.request(identity, try_number=try_number), shipment)
         run_log.status(f"Shipping {call.name} ({shipment.payload_bytes} bytes pickled) as Ray job package {shipment.package}")

@@ -33,8 +33,8 @@ class RayService(Block):
     spec_params: dict[str, Any] = Field(default_factory=dict, description="Other RayService spec fields in snake_case.")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    credentials: KubernetesCredentials = Field(
-        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes)."
+    credentials: KubernetesCredentials = Field(  # repr=False: a block in a message or log never shows the kubeconfig
+        default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes).", repr=False
     )
     ready_timeout: float | None = Field(default=900, description="Seconds to wait until the new spec is served.")
     queue_name: str | None = Field(

@@ -1,8 +1,9 @@
 """Async Prefect tasks, one per step of a RayJob: create, submit (SDK mode), wait, delete.
 
-Each task names the RayJob after its flow run and task run (core ``RunIdentity``): a retried task keeps
-its task run id, so it re-attaches to the RayJob its first try created; a retry after a failed job
-(``run_count`` > the try recorded on the RayJob) replaces it. The Ray job's log goes to the run logger.
+Each task names the RayJob after its call (``prefect.identity``: the flow run, the task, the job and
+the call's number), so a retried task or a retried flow run re-attaches to the RayJob its first try
+created, still running or succeeded; a later try replaces one that failed. The Ray job's log goes to the
+run logger.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Any, Mapping
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext, TaskRunContext
+from prefect.context import FlowRunContext
 
 from kuberay_provider.core.errors import ManifestError, ValidationError
-from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
+from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome
 from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
 from kuberay_provider.prefect.blocks import RayJob
+from kuberay_provider.prefect.identity import current_call, fingerprint
 
 # Errors a retry cannot fix; ``retry_condition_fn=is_retriable`` spares a task's retries for them.
 PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, TypeError, ValueError)
@@ -37,22 +39,16 @@ def is_retriable(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
-def run_identity() -> tuple[RunIdentity, int | None]:
-    """(flow, task run, flow run) of the running task, and its try number."""
-    task_context = TaskRunContext.get()
-    if task_context is None:
-        raise RuntimeError("kuberay_provider.prefect tasks must run as Prefect tasks")
-    task_run = task_context.task_run
-    flow_context = FlowRunContext.get()
-    owner = flow_context.flow.name if flow_context is not None and flow_context.flow is not None else "prefect"
-    run_id = str(task_run.flow_run_id or task_run.id)
-    return RunIdentity(owner, str(task_run.id), run_id), task_run.run_count or None
+def call_request(rayjob: RayJob) -> RayJobRequest:
+    """The request of the running call: its RayJob named after the call, its try number."""
+    call = current_call(rayjob.job_fingerprint())
+    return rayjob.request(call.identity, try_number=call.try_number)
 
 
 def created_request(rayjob: RayJob, created: Mapping[str, str]) -> RayJobRequest:
     """The request of a RayJob another task created (its name and namespace pinned)."""
-    identity, try_number = run_identity()
-    return rayjob.request(identity, try_number=try_number, name=created["name"], namespace=created["namespace"])
+    call = current_call(fingerprint(rayjob.job_fingerprint(), created["namespace"], created["name"]))
+    return rayjob.request(call.identity, try_number=call.try_number, name=created["name"], namespace=created["namespace"])
 
 
 def delete_when_interrupted(
@@ -109,8 +105,7 @@ async def create_rayjob(rayjob: RayJob) -> dict[str, str]:
 
     Returns ``{"namespace", "name", "dashboard_url"}``: what the other tasks take as ``created``.
     """
-    identity, try_number = run_identity()
-    request = rayjob.request(identity, try_number=try_number)
+    request = call_request(rayjob)
     if request.runs_without_rayjob:
         raise ValueError("submit_via='sdk' with cluster_selector creates no RayJob: use wait_for_rayjob (or run_rayjob)")
     run_log = RunLog()
@@ -147,8 +142,7 @@ async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = No
     that cluster's head (idempotently) and follows the job there: no RayJob at all.
     """
     if created is None:
-        identity, try_number = run_identity()
-        request = rayjob.request(identity, try_number=try_number)
+        request = call_request(rayjob)
         if not request.runs_without_rayjob:
             raise ValueError("wait_for_rayjob needs created= (what create_rayjob returned)")
     else:
