@@ -2,8 +2,10 @@
 delete. A long-lived cluster many jobs use through ``clusterSelector``, or one per DAG/flow run.
 
 "Ready" is what KubeRay v1.7.0 reports (raycluster_controller.go calculateStatus): ``status.state ==
-"ready"`` once every Pod runs and is ready, and the ``HeadPodReady`` condition True. A retried create
-task re-attaches to the cluster its run created (same name, same run label), never makes a second one.
+"ready"`` once every Pod runs and is ready, and the ``HeadPodReady`` condition True. A retried (or
+cleared) create task re-attaches to the cluster its run created (same name, same run label), never makes a
+second one: a cluster is infrastructure, not an outcome to run again. Only when the spec the task renders
+now differs from the one the cluster was created with is the cluster replaced.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracke
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.manifests import load_manifest
-from kuberay_provider.core.naming import LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_selector
+from kuberay_provider.core.naming import ANNOTATION_SPEC_DIGEST, LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_selector, spec_digest
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
@@ -196,8 +198,11 @@ class RayClusterLifecycle:
 
     def create_or_attach(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The cluster and whether this call created it. An existing cluster of the same name is re-attached
-        to when it carries the same run label (a retried create), refused when it belongs to another run."""
-        metadata = manifest.get("metadata") or {}
+        to when it carries the same run label (a retried or cleared create) and was created with the same
+        spec; one of another spec is deleted (waiting until it is gone) and created anew; one of another
+        run is refused."""
+        manifest = with_cluster_digest(manifest)
+        metadata = manifest["metadata"]
         namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
         existing = self.kube.find(RAYCLUSTER, namespace, name)
         if existing is not None:
@@ -207,8 +212,13 @@ class RayClusterLifecycle:
                 raise KubeRayProviderError(
                     f"RayCluster {namespace}/{name} exists but was not created by this run "
                     f"(label {LABEL_RUN_KEY}={found!r}, expected {wanted!r}); choose another name")
-            log.info("RayCluster %s/%s already exists; re-attaching to it", namespace, name)
-            return existing, False
+            recorded = ((existing.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_DIGEST)
+            if not recorded or recorded == metadata["annotations"][ANNOTATION_SPEC_DIGEST]:
+                log.info("RayCluster %s/%s already exists; re-attaching to it", namespace, name)
+                return existing, False
+            # Its jobs go with it; they belong to the same run, whose create task the user ran again with a new spec.
+            log.info("RayCluster %s/%s was created with another spec; deleting it to create it with this one", namespace, name)
+            self.delete(namespace, name)
         self.kube.create(manifest, dry_run=True)
         created = self.kube.create(manifest)
         log.info("Created RayCluster %s/%s", namespace, name)
@@ -277,3 +287,12 @@ class RayClusterLifecycle:
             if self.delete(namespace, name, wait=False):
                 deleted.append(name)
         return deleted
+
+
+def with_cluster_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the RayCluster to create, annotated with the digest of its spec (``suspend`` left out:
+    Kueue changes it)."""
+    metadata = dict(manifest.get("metadata") or {})
+    digest = spec_digest(manifest.get("spec") or {}, ("suspend",))
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), ANNOTATION_SPEC_DIGEST: digest}
+    return {**manifest, "metadata": metadata}

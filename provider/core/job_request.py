@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from kuberay_provider.core.cleanup import apply_cleanup, cleanup_spec_fields
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.naming import (
+    ANNOTATION_FIRST_TRY,
     ANNOTATION_TRY_NUMBER,
     identity_labels,
     rayjob_name,
@@ -133,6 +134,9 @@ class RayJobRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     try_number: int | None = None  # the orchestrator's try: a later try replaces a failed RayJob
+    # The first try of the task's current series (Airflow: since the last clear); None: not known. An outcome
+    # reported before it is the earlier run's, so this try runs the job again (core.lifecycle).
+    first_try_number: int | None = None
     cleanup: str | None = None  # a core.cleanup choice, written into the spec's cleanup fields
     queue_name: str | None = None  # a Kueue LocalQueue: the RayJob is created suspended, Kueue admits it
     admission_timeout: float | None = None  # seconds it may wait for Kueue's admission (None: no own limit)
@@ -235,6 +239,8 @@ class RayJobRequest:
         annotations = dict(self.annotations)
         if self.try_number is not None:
             annotations[ANNOTATION_TRY_NUMBER] = str(self.try_number)
+        if self.first_try_number is not None:
+            annotations[ANNOTATION_FIRST_TRY] = str(self.first_try_number)
         manifest = build_manifest(
             RAYJOB, self.rayjob_name, self.resolved_namespace, labels=labels,
             annotations=annotations or None, base=self.base_manifest, **params,

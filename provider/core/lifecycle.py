@@ -18,11 +18,23 @@ from kuberay_provider.core.dashboard import (
     rayjob_head_service,
 )
 from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
+from kuberay_provider.core.function_keys import META_KEY_ID, META_TRY
 from kuberay_provider.core.job_request import JobSubmission
+from kuberay_provider.core.kube.errors import NotFoundError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.log_follower import tail_lines
-from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY, LABEL_TASK, label_value, run_selector
+from kuberay_provider.core.naming import (
+    ANNOTATION_CONSUMED_BY_TRY,
+    ANNOTATION_FIRST_TRY,
+    ANNOTATION_SPEC_DIGEST,
+    ANNOTATION_TRY_NUMBER,
+    LABEL_RUN_KEY,
+    LABEL_TASK,
+    label_value,
+    run_selector,
+    spec_digest,
+)
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import RayJobState
@@ -30,6 +42,10 @@ from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
 log = logging.getLogger(__name__)
 DELETION_TIMEOUT = 120.0  # seconds a replaced RayJob (and, foreground, its cluster) may take to go
+# Left out of the spec digest: Kueue (un)suspends a RayJob and the SDK path sets jobId after the create;
+# a function run's job metadata names the try's key, which differs per try while the function does not.
+VOLATILE_SPEC_FIELDS = ("suspend", "jobId")
+PER_TRY_METADATA = (META_KEY_ID, META_TRY)
 
 
 class RayJobTimeout(KubeRayProviderError):
@@ -59,6 +75,7 @@ class Launch:
     manifest: dict[str, Any]
     created: bool
     replaced: bool = False  # a failed RayJob of an earlier try was deleted first
+    superseded: str = ""  # another RayJob of this task was deleted first, and why (its outcome was reported, its spec differs)
 
     @property
     def state(self) -> RayJobState:
@@ -124,26 +141,43 @@ class RayJobLifecycle:
     def create_or_attach(self, manifest: dict[str, Any]) -> Launch:
         """Re-attach to the RayJob a previous try of this run created, or create it.
 
-        A later try does not re-attach to a RayJob that ended in failure: that one is deleted (and waited
-        for, so there is never more than one RayJob per task) and created anew. A succeeded RayJob, or
-        one still running (the previous try's worker died), is re-attached to.
+        A later try re-attaches to a RayJob that is live or succeeded, has the same spec, and whose outcome
+        no try reported before the task's current series of tries (``reuse_of``): a retry after a crash
+        follows the job to its end instead of running it twice. Any other RayJob of the task (it failed,
+        its spec changed, or the task was cleared after its outcome was reported) is deleted and waited
+        for, so there is never more than one RayJob per task, and created anew.
 
         Before the real create, layer (c): a server-side dry run, so admission webhooks and the
         installed CRD judge the object exactly as they will a moment later.
         """
+        manifest = with_spec_digest(manifest)
         namespace, name = namespace_and_name(manifest)
         existing = self.kube.find(RAYJOB, namespace, name)
+        reuse = None
         if existing is not None:
             self._check_same_run(manifest, existing)
-            if not is_failure_of_an_earlier_try(existing, manifest):
-                log.info("RayJob %s/%s already exists; re-attaching to it", namespace, name)
+            reuse = reuse_of(existing, manifest)
+            if reuse.reattach:
+                log.info("RayJob %s/%s already exists; re-attaching to it%s", namespace, name, f" ({reuse.why})" if reuse.why else "")
                 return Launch(existing, created=False)
-            log.info("RayJob %s/%s failed in try %s; deleting it to start anew", namespace, name, try_number_of(existing))
+            log.info("RayJob %s/%s: %s; deleting it to run the job anew", namespace, name, reuse.why)
             self.delete_and_wait(namespace, name)
         self.kube.create(manifest, dry_run=True)
         created = self.kube.create(manifest)
         log.info("Created RayJob %s/%s", namespace, name)
-        return Launch(created, created=True, replaced=existing is not None)
+        if reuse is None:
+            return Launch(created, created=True)
+        return Launch(created, created=True, replaced=reuse.failed, superseded="" if reuse.failed else reuse.why)
+
+    def mark_consumed(self, namespace: str, name: str, try_number: int) -> bool:
+        """Record on the RayJob that ``try_number`` reported its outcome (cncf.kubernetes' ``already_checked``
+        label): a try of a later series (the task cleared, its run reprocessed) runs the job anew, while a
+        retry of the same series still re-attaches. False when the RayJob is gone."""
+        try:
+            self.kube.patch(RAYJOB, namespace, name, {"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: str(try_number)}}})
+        except NotFoundError:
+            return False
+        return True
 
     @staticmethod
     def _check_same_run(wanted: Mapping[str, Any], existing: Mapping[str, Any]) -> None:
@@ -265,13 +299,68 @@ class RayJobLifecycle:
             raise RayJobTimeout(f"RayJob {namespace}/{name} was not gone within {timeout} s", RayJobState.from_object(left))
 
 
-def try_number_of(manifest: Mapping[str, Any]) -> int | None:
-    """The try that created the RayJob, from its annotation (None: not recorded)."""
-    value = ((manifest.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_TRY_NUMBER)
+def _annotation_number(manifest: Mapping[str, Any], key: str) -> int | None:
+    value = ((manifest.get("metadata") or {}).get("annotations") or {}).get(key)
     try:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def try_number_of(manifest: Mapping[str, Any]) -> int | None:
+    """The try that created the RayJob, from its annotation (None: not recorded)."""
+    return _annotation_number(manifest, ANNOTATION_TRY_NUMBER)
+
+
+def consumed_by(manifest: Mapping[str, Any]) -> int | None:
+    """The try that reported the RayJob's outcome (None: no try has)."""
+    return _annotation_number(manifest, ANNOTATION_CONSUMED_BY_TRY)
+
+
+def rayjob_spec_digest(manifest: Mapping[str, Any]) -> str:
+    return spec_digest(manifest.get("spec") or {}, VOLATILE_SPEC_FIELDS, PER_TRY_METADATA)
+
+
+def with_spec_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the RayJob to create, annotated with the digest of its spec."""
+    metadata = dict(manifest.get("metadata") or {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), ANNOTATION_SPEC_DIGEST: rayjob_spec_digest(manifest)}
+    return {**manifest, "metadata": metadata}
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """What a try does with the RayJob of its name that an earlier try left, and why."""
+
+    reattach: bool
+    why: str = ""
+    failed: bool = False  # replaced because it failed
+
+
+def reuse_of(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> Reuse:
+    """Re-attach, or replace (delete and create anew), the RayJob ``existing`` for the try asking ``wanted``.
+
+    Replaced: a failure of an earlier try (said as such, whatever else changed); a spec that differs; an
+    outcome a try reported (``consumed_by``) before the task's current series of tries began (the task was
+    cleared) or at or after this try's number (the run was recreated and counts tries from 1 again).
+    Re-attached otherwise: a live or succeeded RayJob, also one whose outcome a try of this series marked
+    but died before the orchestrator recorded it (a retry reports the same outcome instead of running the
+    job twice). A RayJob of an older provider version, without these annotations, counts as the same spec
+    and unconsumed.
+    """
+    if is_failure_of_an_earlier_try(existing, wanted):
+        return Reuse(False, f"it failed in try {try_number_of(existing)}", failed=True)
+    recorded = ((existing.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_DIGEST)
+    if recorded and recorded != rayjob_spec_digest(wanted):
+        return Reuse(False, "its spec differs from this try's (the DAG or a templated value changed)")
+    consumer, this_try, first_try = consumed_by(existing), try_number_of(wanted), _annotation_number(wanted, ANNOTATION_FIRST_TRY)
+    if consumer is not None and (this_try is None or consumer >= this_try):
+        return Reuse(False, f"try {consumer} already reported its outcome and this try ({this_try}) starts the task over")
+    if consumer is not None and first_try is not None and consumer < first_try:
+        return Reuse(False, f"try {consumer} reported its outcome before the task was cleared (this series began with try {first_try})")
+    if consumer is not None:
+        return Reuse(True, f"try {consumer} marked its outcome but ended before the orchestrator recorded it")
+    return Reuse(True)
 
 
 def is_failure_of_an_earlier_try(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

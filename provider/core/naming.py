@@ -9,7 +9,9 @@ DNS-1035 label of at most 47 characters (utils.MaxRayJobNameLength in KubeRay v1
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from typing import Any, Collection, Mapping
 
 MAX_RAYJOB_NAME = 47
 MAX_RAYCLUSTER_NAME = 53
@@ -31,6 +33,14 @@ LABEL_MAP_INDEX = "kuberay-provider.io/map-index"
 UNMAPPED = "none"
 # The orchestrator's try number that created the RayJob: a later try replaces a failed RayJob.
 ANNOTATION_TRY_NUMBER = "kuberay-provider.io/try-number"
+# The first try of the task's current series of tries: Airflow starts a new series when a task is cleared
+# (or a backfill reprocesses its run). A try of the same series is a retry; an outcome reported before the
+# series began belongs to the run the user asked to repeat.
+ANNOTATION_FIRST_TRY = "kuberay-provider.io/first-try-number"
+# The try that reported the RayJob's outcome to the orchestrator (cncf.kubernetes' ``already_checked``).
+ANNOTATION_CONSUMED_BY_TRY = "kuberay-provider.io/consumed-by-try"
+# A digest of the spec as the provider rendered it: a later try re-attaches only to the same spec.
+ANNOTATION_SPEC_DIGEST = "kuberay-provider.io/spec-digest"
 
 
 def is_dns1035_label(name: str, max_length: int = 63) -> bool:
@@ -112,3 +122,14 @@ def run_selector(owner: str, run_id: str) -> str:
 def task_labels(owner: str, task: str, run_id: str, map_index: int | None) -> dict[str, str]:
     index = UNMAPPED if map_index is None or map_index < 0 else str(map_index)
     return {**run_labels(owner, run_id), LABEL_TASK: label_value(task), LABEL_MAP_INDEX: index}
+
+
+def spec_digest(spec: Mapping[str, Any], ignored: Collection[str] = (), ignored_metadata: Collection[str] = ()) -> str:
+    """A short digest of a rendered spec (key order does not matter), without the top-level fields in
+    ``ignored`` and the ``spec.metadata`` entries in ``ignored_metadata``: what others change after the
+    create (Kueue's ``suspend``, the provider's ``jobId``) or what differs per try by design."""
+    kept = {key: value for key, value in spec.items() if key not in ignored}
+    if isinstance(kept.get("metadata"), Mapping) and ignored_metadata:
+        kept["metadata"] = {key: value for key, value in kept["metadata"].items() if key not in ignored_metadata}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

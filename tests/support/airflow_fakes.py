@@ -13,6 +13,9 @@ class FakeTaskInstance:
     run_id: str = "scheduled__2026-01-01"
     map_index: int = -1
     try_number: int = 1
+    # Airflow's max_tries: the task's retries, plus the tries before the last clear. None: not given (then the
+    # operator knows neither the first try of the series nor whether this try is the last).
+    max_tries: int | None = None
     pushed: dict[str, Any] = field(default_factory=dict)
 
     def xcom_push(self, key: str, value: Any) -> None:

@@ -58,6 +58,39 @@ def rayjobs_of(kube: Any, dag_id: str, task_id: str, run_id: str, namespace: str
     return kube.list(RAYJOB, namespace, label_selector=f"{LABEL_RUN_KEY}={key}")
 
 
+def run_existing(dag: Any, run_id: str) -> Any:
+    """Run the tasks of an existing DAG run whose task instances Airflow cleared (``airflow tasks clear``, a
+    backfill reprocessing the run), as a scheduler would: ``dag.test()``'s own loop and task runner, minus
+    its first step (deleting any run of the same logical date and starting over at try 1). The try numbers
+    and ``max_tries`` are the ones Airflow's clear left. Returns the run once it has finished."""
+    import airflow.sdk.definitions.dag as dag_module
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.state import DagRunState
+
+    session = settings.Session()
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
+    assert run is not None, f"no run {run_id} of {dag.dag_id}"
+    run.dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    run.state = DagRunState.RUNNING  # what the scheduler does with a queued run it starts
+    session.commit()
+    while run.state == DagRunState.RUNNING:
+        session.expire_all()
+        schedulable, _ = run.update_state(session=session)
+        for ti in schedulable:
+            if ti.state != TaskInstanceState.UP_FOR_RESCHEDULE:
+                ti.try_number += 1
+            ti.state = TaskInstanceState.SCHEDULED
+        session.commit()
+        scheduled = [ti for ti in run.get_task_instances(session=session) if ti.state == TaskInstanceState.SCHEDULED]
+        for ti in scheduled:
+            dag_module._run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+        if not scheduled:
+            time.sleep(0.5)  # e.g. a retry not due yet
+    return run
+
+
 def dag_test_with_real_triggerer(dag: Any, **kwargs: Any) -> Any:
     """``dag.test()`` with deferred tasks left to a separate triggerer (see the module docstring)."""
     import airflow.sdk.definitions.dag as dag_module

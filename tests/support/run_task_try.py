@@ -23,8 +23,10 @@ from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
 def execute_try(dag: Any, task_id: str, run_id: str, try_number: int) -> None:
     """The try's ``execute()``, logging to stdout; its outcome as an ``OUTCOME {...}`` line."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s", force=True)
-    ti = FakeTaskInstance(dag_id=dag.dag_id, task_id=task_id, run_id=run_id, try_number=try_number)
-    outcome = dag.get_task(task_id).execute({"ti": ti})
+    task = dag.get_task(task_id)
+    # A run never cleared: Airflow's max_tries is the task's retries, so every try is of the first series.
+    ti = FakeTaskInstance(dag_id=dag.dag_id, task_id=task_id, run_id=run_id, try_number=try_number, max_tries=task.retries)
+    outcome = task.execute({"ti": ti})
     print("OUTCOME", json.dumps(outcome), flush=True)
 
 

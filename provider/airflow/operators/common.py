@@ -13,12 +13,15 @@
   (``rayjob``, ``raycluster``, ``rayservice``) from its file when it names one.
 * **Errors.** ``as_airflow_errors`` makes the provider's errors Airflow's.
 * **Task state.** The RayJob a task made, recorded for its later tries (Airflow >= 3.3).
+* **Tries.** Where a try stands in the task's series of tries: the first of the series (a cleared task
+  starts a new one) and whether it is the last; what a RayJob task leaves behind when its try ends: the
+  RayJob marked consumed once its outcome is reported, its work removed when a timeout ends the last try.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import jinja2
@@ -29,7 +32,8 @@ from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, Va
 from kuberay_provider.core.function_keys import ForeignRayJob
 from kuberay_provider.core.functions import VersionMismatch
 from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
-from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
+from kuberay_provider.core.job_runner import RayJobRunner
+from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError, RayJobLifecycle
 
 MANIFEST_EXTENSIONS = (".yaml", ".yml", ".json")
 TASK_STATE_KEY = "kuberay_rayjob"  # in the task's durable state: {"namespace", "name"} of its RayJob
@@ -119,6 +123,30 @@ class as_airflow_errors:
         return False
 
 
+def first_try_number(context: Context, retries: int | None) -> int | None:
+    """The first try of the task's current series of tries; None when the task instance does not say.
+
+    Airflow gives a task ``max_tries = retries`` and, each time it is cleared (or its run reprocessed by a
+    backfill), ``max_tries = try_number + retries``; a retry leaves it alone. So the series began at
+    ``max_tries - retries + 1``, the sum the Task SDK itself uses for the first reschedule date.
+    """
+    ti = context["ti"]
+    max_tries, try_number = getattr(ti, "max_tries", None), getattr(ti, "try_number", None)
+    if not isinstance(max_tries, int) or not isinstance(try_number, int):
+        return None
+    return max(1, min(try_number, max_tries - (retries or 0) + 1))
+
+
+def is_final_try(context: Context, retries: int | None) -> bool:
+    """No retry follows this try if it fails (Airflow's own rule: ``retries and try_number <= max_tries``).
+    False when the task instance does not say: then nothing is treated as the last try."""
+    ti = context["ti"]
+    max_tries, try_number = getattr(ti, "max_tries", None), getattr(ti, "try_number", None)
+    if not isinstance(max_tries, int) or not isinstance(try_number, int):
+        return False
+    return not (retries and try_number <= max_tries)
+
+
 def run_identity(context: Context) -> RunIdentity:
     ti = context["ti"]
     return RunIdentity(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
@@ -155,3 +183,47 @@ def record_rayjob(context: Context, request: RayJobRequest, log: Any) -> None:
         store.set(TASK_STATE_KEY, {"namespace": request.resolved_namespace, "name": request.rayjob_name})
     except Exception as exc:  # noqa: BLE001 - the derived name still leads a retry back to the RayJob
         log.warning("Could not record RayJob %s in the task state: %s", request.rayjob_name, exc)
+
+
+def mark_consumed(lifecycle: RayJobLifecycle, context: Context, request: RayJobRequest, log: Any) -> None:
+    """Mark the RayJob consumed by this try: the last step before the outcome goes to Airflow. A try killed
+    after it is retried in the same series and still re-attaches; a later series (the task cleared) runs
+    the job anew (``core.lifecycle.reuse_of``)."""
+    try_number, where = getattr(context["ti"], "try_number", None), f"{request.resolved_namespace}/{request.rayjob_name}"
+    if not isinstance(try_number, int):
+        return
+    try:
+        if lifecycle.mark_consumed(request.resolved_namespace, request.rayjob_name, try_number):
+            log.info("Marked RayJob %s as consumed by try %d: clearing the task runs the job anew", where, try_number)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome stands; only a later clear is affected
+        log.warning("Could not mark RayJob %s as consumed (%s): clearing this task would re-attach to it instead of "
+                    "running the job anew; delete the RayJob before clearing the task", where, exc)
+
+
+def withdraw_work(lifecycle: RayJobLifecycle, request: RayJobRequest) -> None:
+    """Delete the RayJob (KubeRay stops its job and cluster), or stop the Ray job submitted straight to a head."""
+    if not request.runs_without_rayjob:
+        lifecycle.delete(request.resolved_namespace, request.rayjob_name)
+        return
+    service, cluster, _ = RayJobRunner(lifecycle).direct_target(request)
+    lifecycle.jobs_client(request.resolved_namespace, service, cluster).stop(request.submission_id)
+
+
+def after_timeout(context: Context, request: RayJobRequest, which: str, *, retries: int | None, delete_on_final_timeout: bool,
+                  lifecycle: Callable[[], RayJobLifecycle], log: Any) -> None:
+    """``which`` timeout (wait_timeout, execution_timeout) ended the try's wait. A timeout is not a kill:
+    before the last try the work keeps running for the retry to re-attach to; on the last try it is
+    removed, unless ``delete_on_final_timeout`` is off, so nothing runs on with no task following it."""
+    what = f"Ray job {request.submission_id}" if request.runs_without_rayjob else f"RayJob {request.resolved_namespace}/{request.rayjob_name}"
+    if not is_final_try(context, retries):
+        log.info("%s ended this try's wait; %s keeps running and the next try re-attaches to it", which, what)
+    elif not delete_on_final_timeout:
+        log.info("%s ended the last try's wait; %s is kept (delete_on_final_timeout=False) though no task follows it any "
+                 "more: delete it yourself, or clear the task to wait for it again", which, what)
+    else:
+        log.info("%s ended the last try's wait and no retry follows: %s %s (keep it with delete_on_final_timeout=False)",
+                 which, "stopping" if request.runs_without_rayjob else "deleting", what)
+        try:
+            withdraw_work(lifecycle(), request)
+        except Exception as exc:  # noqa: BLE001 - the timeout is what the task reports
+            log.warning("Could not remove %s after the timeout: %s", what, exc)

@@ -9,7 +9,9 @@ the work between fails::
     create >> job >> delete.as_teardown(setups=create)
 
 The cluster's name derives from (dag_id, task_id, run_id) of the create task unless given, so a retried
-create re-attaches to the cluster its first try made.
+create re-attaches to the cluster its first try made. So does a cleared one (a cluster is infrastructure,
+not an outcome to run again), unless the spec it renders now differs from the cluster's: then the cluster
+is replaced (``core.clusters.RayClusterLifecycle.create_or_attach``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ RAYCLUSTER_KEYWORDS = frozenset(RAYCLUSTER_SPEC_FIELDS)
 
 
 class RayClusterCreateOperator(ManifestTemplatedOperator):
-    """Create a RayCluster (or re-attach to the one a previous try made) and wait until it is ready.
+    """Create a RayCluster (or re-attach to the one a previous try made, if its spec is the same) and wait
+    until it is ready.
 
     Every RayCluster spec field is a keyword in snake_case (``RAYCLUSTER_KEYWORDS``), overriding ``spec``
     and the base manifest field by field: ``head_group_spec``, ``worker_group_specs``, ``ray_version``,

@@ -13,37 +13,45 @@ One operator, three ways to run, chosen by the arguments (see ``core.job_request
 
 Validation (KubeRay's rules, the CRD schema read from the cluster, a server dry run) happens before
 anything is created. The RayJob's name derives from (dag_id, task_id, run_id, map_index), so a retried
-try re-attaches to the RayJob of its first try (a worker died, the wait timed out); only when that RayJob
-ended in failure does a later try delete it and start a new one. Waiting is by watch; ``deferrable=True`` hands the wait to
-``RayJobTrigger``.
+try re-attaches to the RayJob of its first try (a worker died, the wait timed out). A try that reports the
+outcome marks the RayJob consumed: a cleared task (or a reprocessed run) runs the job anew, as does a try
+whose spec differs or that follows a failure (``core.lifecycle.reuse_of``). Waiting is by watch;
+``deferrable=True`` hands the wait to ``RayJobTrigger``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from airflow.sdk import BaseOperator, Context, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk import Context, conf
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink
+from kuberay_provider.airflow.operators.cleanup import RayJobCleanupOperator  # re-exported: it was defined here
 from kuberay_provider.airflow.operators.common import (  # PERMANENT_ERRORS, TASK_STATE_KEY, run_identity: re-exported
     PERMANENT_ERRORS,
     TASK_STATE_KEY,
     ManifestTemplatedOperator,
+    after_timeout,
     as_airflow_errors,
+    first_try_number,
     follow_recorded_rayjob,
     given_spec_keywords,
+    mark_consumed,
     record_rayjob,
     run_identity,
+    withdraw_work,
 )
 from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
 from kuberay_provider.core.cleanup import cleanup_spec_fields
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
+from kuberay_provider.core.lifecycle import AdmissionTimeout, RayJobTimeout
 from kuberay_provider.core.log_follower import StreamedLog
 from kuberay_provider.core.status import WaitTarget
 
@@ -90,6 +98,9 @@ class RayJobOperator(ManifestTemplatedOperator):
         ``"delete_workers_then_cluster:<s>:<s>"``; refused beside a disagreeing explicit
         shutdownAfterJobFinishes / ttlSecondsAfterFinished / deletionStrategy.
     :param delete_on_kill: delete the RayJob when the task is killed (KubeRay stops the job).
+    :param delete_on_final_timeout: when ``wait_timeout`` or ``execution_timeout`` ends the last try (no
+        retry follows), delete the RayJob (on an existing cluster: stop the Ray job), so nothing runs on
+        with no task following it. Before the last try a timeout keeps it for the retry to re-attach to.
     :param delete_on_success: delete the RayJob once the job succeeded (besides KubeRay's own
         shutdownAfterJobFinishes / ttlSecondsAfterFinished / deletionStrategy, passed through).
     :param delete_on_failure: delete the RayJob once the job failed.
@@ -130,6 +141,7 @@ class RayJobOperator(ManifestTemplatedOperator):
         cleanup: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         delete_on_kill: bool = True,
+        delete_on_final_timeout: bool = True,
         delete_on_success: bool = False,
         delete_on_failure: bool = False,
         stream_logs: bool = True,
@@ -169,9 +181,10 @@ class RayJobOperator(ManifestTemplatedOperator):
         self.volcano_queue, self.volcano_job, self.head_service = volcano_queue, volcano_job, head_service
         self.cleanup, self.deferrable = cleanup, deferrable
         self.delete_on_kill, self.delete_on_success, self.delete_on_failure = delete_on_kill, delete_on_success, delete_on_failure
+        self.delete_on_final_timeout = delete_on_final_timeout
         self.stream_logs, self.log_tail_lines, self.validate_schema = stream_logs, log_tail_lines, validate_schema
-        self._started: tuple[str, str] | None = None  # (namespace, RayJob name) once created or attached
-        self._direct_job: RayJobRequest | None = None  # the direct SDK path (no RayJob): what on_kill stops
+        self._work: RayJobRequest | None = None  # once its RayJob exists or its direct Ray job is submitted: what on_kill removes
+        self._timed_out = False  # execution_timeout fired: the timeout rule, not on_kill, decides
         self._check_arguments()
 
     def _check_arguments(self) -> None:
@@ -202,6 +215,7 @@ class RayJobOperator(ManifestTemplatedOperator):
             labels=self.labels,
             annotations=self.annotations,
             try_number=getattr(context["ti"], "try_number", None),
+            first_try_number=first_try_number(context, self.retries),
             cleanup=self.cleanup,
             queue_name=self.queue_name or None,
             admission_timeout=self.admission_timeout,
@@ -238,12 +252,14 @@ class RayJobOperator(ManifestTemplatedOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         request = self._request(context)
         runner = self._runner()
-        with as_airflow_errors():
+        with as_airflow_errors(), self._timeout_rule(context, request):
             if request.runs_without_rayjob:
-                self._direct_job = request
+                self._work = request
                 return self._finish(context, request, runner, runner.run_on_cluster(request, self.wait_timeout))
-            runner.launch(request)
-            self._started = (request.resolved_namespace, request.rayjob_name)
+            launch = runner.launch(request)
+            if launch.superseded:
+                self.log.info("Running the job anew: the task's earlier RayJob was replaced because %s", launch.superseded)
+            self._work = request
             self._remember(context, request)
             context["ti"].xcom_push(key=XCOM_RAYJOB, value={"namespace": request.resolved_namespace, "name": request.rayjob_name})
             self._push_dashboard_url(context, runner.dashboard_url_of(request))
@@ -254,7 +270,7 @@ class RayJobOperator(ManifestTemplatedOperator):
                 self._defer(request, WaitTarget.ADMITTED, "execute_after_admission", timeout=request.admission_timeout)
             if self.deferrable:
                 self._defer(request, runner.first_wait_target(request), "execute_after_start")
-            outcome = self._cleaning_up_on_failure(runner, request, lambda: runner.follow(request, self.wait_timeout))
+            outcome = self._cleaning_up_on_failure(context, runner, request, lambda: runner.follow(request, self.wait_timeout))
         return self._finish(context, request, runner, outcome)
 
     def _defer(self, request: RayJobRequest, target: WaitTarget, method_name: str, timeout: float | None = None) -> None:
@@ -287,9 +303,10 @@ class RayJobOperator(ManifestTemplatedOperator):
     def execute_after_start(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the RayJob is ready for our submission (SDK mode), runs, or has already ended."""
         request = self._request(context)
+        self._timeout_event(context, request, event)
         state = state_from_event(event)
         runner = self._runner()
-        with as_airflow_errors():
+        with as_airflow_errors(), self._timeout_rule(context, request):
             runner.submit_if_waiting(request, state)
         self._push_dashboard_url(context, runner.dashboard_url(state))
         self._defer(request, WaitTarget.TERMINAL, "execute_complete")
@@ -298,6 +315,7 @@ class RayJobOperator(ManifestTemplatedOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the RayJob reached a terminal state."""
         request = self._request(context)
+        self._timeout_event(context, request, event)
         state = state_from_event(event)
         runner = self._runner()
         streamed = StreamedLog.from_payload(event.get("log"))
@@ -305,17 +323,18 @@ class RayJobOperator(ManifestTemplatedOperator):
             self.log.info("The Ray job's log was streamed by the triggerer (%d characters): see its section of this log", streamed.received)
         elif self.stream_logs:
             runner.replay_log(state)  # the trigger streamed nothing (the job had already ended): show it now
-        with as_airflow_errors():
-            outcome = self._cleaning_up_on_failure(runner, request, lambda: runner.conclude(state, streamed))
+        with as_airflow_errors(), self._timeout_rule(context, request):
+            outcome = self._cleaning_up_on_failure(context, runner, request, lambda: runner.conclude(state, streamed))
         return self._finish(context, request, runner, outcome)
 
     def _cleaning_up_on_failure(
-        self, runner: RayJobRunner, request: RayJobRequest, outcome_of: Callable[[], RayJobOutcome]
+        self, context: Context, runner: RayJobRunner, request: RayJobRequest, outcome_of: Callable[[], RayJobOutcome]
     ) -> RayJobOutcome:
         try:
             return outcome_of()
         except RayJobFailed:
             self._cleanup(runner, request, succeeded=False)
+            mark_consumed(runner.lifecycle, context, request, self.log)
             raise
 
     def _finish(self, context: Context, request: RayJobRequest, runner: RayJobRunner, outcome: RayJobOutcome) -> dict[str, Any]:
@@ -323,7 +342,32 @@ class RayJobOperator(ManifestTemplatedOperator):
         self.log.info("Ray job %s succeeded (RayJob %s/%s)", outcome.job_id, outcome.namespace, outcome.rayjob_name or "-")
         if not request.runs_without_rayjob:
             self._cleanup(runner, request, succeeded=True)
+            mark_consumed(runner.lifecycle, context, request, self.log)
         return outcome.to_dict()
+
+    @contextlib.contextmanager
+    def _timeout_rule(self, context: Context, request: RayJobRequest) -> Iterator[None]:
+        """A timeout is not a kill: before the last try the work stays for the retry to re-attach to; the
+        last try removes it (``_after_timeout``). Kueue's admission timeout withdraws the RayJob itself."""
+        try:
+            yield
+        except AirflowTaskTimeout:
+            self._timed_out = True
+            self._after_timeout(context, request, "execution_timeout")
+            raise
+        except RayJobTimeout as timeout:
+            if not isinstance(timeout, AdmissionTimeout):
+                self._after_timeout(context, request, "wait_timeout")
+            raise
+
+    def _timeout_event(self, context: Context, request: RayJobRequest, event: dict[str, Any] | None) -> None:
+        """The trigger's wait (``wait_timeout``) timed out: the same rule as for a wait in the worker."""
+        if (event or {}).get("status") == "timeout":
+            self._after_timeout(context, request, "wait_timeout")
+
+    def _after_timeout(self, context: Context, request: RayJobRequest, which: str) -> None:
+        after_timeout(context, request, which, retries=self.retries, delete_on_final_timeout=self.delete_on_final_timeout,
+                      lifecycle=lambda: self.hook.lifecycle(validate_schema=False), log=self.log)
 
     def _cleanup(self, runner: RayJobRunner, request: RayJobRequest, *, succeeded: bool) -> None:
         runner.cleanup(
@@ -338,55 +382,10 @@ class RayJobOperator(ManifestTemplatedOperator):
 
     def on_kill(self) -> None:
         """The task was killed: delete the RayJob (KubeRay stops the job and removes its cluster), or stop
-        the Ray job submitted straight to an existing cluster."""
-        if not self.delete_on_kill:
+        the Ray job submitted straight to an existing cluster. After ``execution_timeout`` the timeout rule
+        has decided already (``_after_timeout``)."""
+        if not self.delete_on_kill or self._timed_out or (work := self._work) is None:
             return
-        if self._started is not None:
-            namespace, name = self._started
-            self.log.info("Task killed: deleting RayJob %s/%s", namespace, name)
-            self.hook.lifecycle(validate_schema=False).delete(namespace, name)
-        elif self._direct_job is not None:
-            request = self._direct_job
-            self.log.info("Task killed: stopping Ray job %s", request.submission_id)
-            lifecycle = self.hook.lifecycle(validate_schema=False)
-            service, cluster, _ = RayJobRunner(lifecycle).direct_target(request)
-            lifecycle.jobs_client(request.resolved_namespace, service, cluster).stop(request.submission_id)
-
-
-class RayJobCleanupOperator(BaseOperator):
-    """Delete every RayJob this DAG run's RayJobOperators created (found by their dag_id and run_id
-    labels), and so their clusters; only those of ``task_ids`` when given.
-
-    Meant as the run's last task, with ``trigger_rule="all_done"``, or as a teardown
-    (``cleanup.as_teardown(setups=...)``), so failed runs are cleaned up too. Returns (XCom) the names of
-    the RayJobs deleted.
-
-    :param task_ids: only the RayJobs of these tasks (all their map indexes); default: every task's.
-    :param namespace: default: the connection's, else ``default``.
-    :param kuberay_conn_id: a ``kuberay`` connection.
-    """
-
-    template_fields: Sequence[str] = ("task_ids", "namespace")
-    ui_color = "#e3f2fd"
-
-    def __init__(
-        self,
-        *,
-        task_ids: Sequence[str] | None = None,
-        namespace: str | None = None,
-        kuberay_conn_id: str = DEFAULT_CONN_ID,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.task_ids = list(task_ids) if task_ids is not None else None
-        self.namespace = namespace
-        self.kuberay_conn_id = kuberay_conn_id
-
-    def execute(self, context: Context) -> list[str]:
-        ti = context["ti"]
-        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
-        namespace = self.namespace or hook.get_namespace() or "default"
-        deleted = hook.lifecycle(validate_schema=False).delete_run(namespace, ti.dag_id, ti.run_id, self.task_ids)
-        self.log.info("Deleted %d RayJob(s) of run %s in %s: %s", len(deleted), ti.run_id, namespace, ", ".join(deleted) or "-")
-        return deleted
-
+        self.log.info("Task killed: %s", f"stopping Ray job {work.submission_id}" if work.runs_without_rayjob
+                      else f"deleting RayJob {work.resolved_namespace}/{work.rayjob_name}")
+        withdraw_work(self.hook.lifecycle(validate_schema=False), work)
