@@ -258,22 +258,31 @@ class RayJobRunner:
 
     def run_on_cluster(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
         """Straight to an existing Ray head through the Jobs SDK, no RayJob created: a RayCluster's
-        (``cluster_selector``) or one no RayCluster describes (``head_service`` / ``volcano_job``)."""
+        (``cluster_selector``) or one no RayCluster describes (``head_service`` / ``volcano_job``).
+
+        The job's status decides the outcome (polled: there is no RayJob to watch); the log tail only
+        shows the log, and is resumed when it ends early."""
         namespace = request.resolved_namespace
         submission = request.submission()
         if not request.on_bare_head:
             self.lifecycle.validate(request.manifest())
         service, cluster, where = self.direct_target(request)
         jobs = self.lifecycle.jobs_client(namespace, service, cluster)
+        job_id = submission.submission_id
         started = jobs.submit(**submission.submit_arguments())
-        self.status_line(f"{'Submitted' if started else 'Re-attached to'} Ray job {submission.submission_id} on {where}")
-        follower = self._follow(lambda _state: jobs, FollowedRayJob.fixed(submission.submission_id), required=True)
+        self.status_line(f"{'Submitted' if started else 'Re-attached to'} Ray job {job_id} on {where}")
+        followed = FollowedRayJob.fixed(job_id)
+        follower = self._follow(lambda _state: jobs, followed, required=True)
         try:
-            if not follower.join(timeout):
-                raise RayJobTimeout(f"Ray job {submission.submission_id} did not finish within {timeout} s", None)
+            info = jobs.wait_until_ended(job_id, timeout=timeout, wake=followed.tail_ended,
+                                         on_status=lambda now: self.status_line(f"Ray job {job_id} is {now.status.value}"))
+            if info is None:
+                raise RayJobTimeout(f"Ray job {job_id} on {where} did not finish within {timeout} s (a longer wait "
+                                    "timeout lets it; a re-run re-attaches to the same job)", None)
+            followed.finish()
+            follower.join(LOG_DRAIN_SECONDS)
         finally:
             follower.stop()
-        info = jobs.info(submission.submission_id)
         outcome = RayJobOutcome(
             namespace=namespace, rayjob_name="", job_id=info.job_id, cluster_name=cluster, deployment_status="",
             job_status=info.status.value, succeeded=info.status == JobStatus.SUCCEEDED, message=info.message,

@@ -7,6 +7,10 @@ names (``FollowedRayJob``), and copes with what the real KubeRay does:
   the id for seconds. The stream waits for the job to appear (backing off, not giving up on a 404).
 - A ``backoffLimit`` retry deletes the cluster and starts a new one with a new job id: the stream moves
   on to the new id (and the new cluster's dashboard) and says so in the log.
+- A tail that ends while the job still runs (a dropped websocket, a dashboard error) is resumed where it
+  stopped, without repeating a line: the stream's end never decides the job's end, the status does.
+- A job that writes progress bars (``\r``, no ``\n``) or one endless line: ``\r`` breaks a line too, and
+  a line longer than ``MAX_LINE_CHARS`` is handed on in pieces, so memory stays bounded.
 
 ``LogFollower`` runs it on a thread of its own for synchronous callers (an Airflow worker blocking on the
 RayJob's watch); ``core.async_runner.AsyncLogStream`` runs it as a task on the caller's event loop.
@@ -15,7 +19,9 @@ RayJob's watch); ``core.async_runner.AsyncLogStream`` runs it as a task on the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -31,18 +37,43 @@ APPEAR_POLL_MAX_SECONDS = 4.0
 # Between a Ray job's end and the RayJob's next state (a retry's new id, or the end) the stream checks
 # the watched state, which the watch updates in memory, this often.
 STATE_CHECK_SECONDS = 0.2
+# A tail that ended while the job runs is resumed after this, doubling up to the max while resumes bring nothing.
+RESUME_FIRST_SECONDS = 0.5
+RESUME_MAX_SECONDS = 8.0
+# A line is handed on once this long even without its end, marked as continued.
+MAX_LINE_CHARS = 64 * 1024
+CONTINUED = " [line continues]"
+FEED_PIECE_CHARS = 1024 * 1024
+_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class LineBuffer:
     """Turns a stream of chunks into whole lines and keeps the last ``keep`` of them (the log tail a
-    failed task reports, available even after the cluster, and with it the log, is gone)."""
+    failed task reports, available even after the cluster, and with it the log, is gone).
 
-    def __init__(self, keep: int = 200) -> None:
+    ``\n``, ``\r\n`` and a lone ``\r`` (a progress bar redrawing itself) each end a line; a ``\r`` that
+    ends nothing (at a line's start) is dropped. A partial line is cut at ``max_line`` characters."""
+
+    def __init__(self, keep: int = 200, max_line: int = MAX_LINE_CHARS) -> None:
         self._partial = ""
+        self._after_cr = False  # the last chunk ended in "\r": a "\n" starting the next one belongs to it
+        self.max_line = max_line
         self.last_lines: deque[str] = deque(maxlen=max(keep, 1))
 
     def feed(self, chunk: str) -> list[str]:
-        *lines, self._partial = (self._partial + chunk).split("\n")
+        if self._after_cr and chunk.startswith("\n"):
+            chunk, self._after_cr = chunk[1:], False
+        if chunk:
+            self._after_cr = chunk.endswith("\r")
+        text, lines, start = self._partial + chunk, [], 0
+        for found in _BREAK.finditer(text):
+            if found.start() > start or found.group() != "\r":
+                lines.append(text[start:found.start()])
+            start = found.end()
+        while len(text) - start > self.max_line:
+            lines.append(text[start:start + self.max_line] + CONTINUED)
+            start += self.max_line
+        self._partial = text[start:]
         self.last_lines.extend(lines)
         return lines
 
@@ -93,26 +124,34 @@ class StreamedLog:
 
 
 class FollowedRayJob:
-    """The RayJob whose Ray job a log stream follows, as its watch reports it (``update`` on each change).
+    """The Ray job a log stream follows: a RayJob's, as its watch reports it (``update`` on each change),
+    or one submitted straight to a head (``fixed``), whose status poller calls ``finish`` at its end.
 
     Written by the watching side and read by the stream, possibly on another thread: each attribute is
     replaced whole, never mutated, so a reader sees an old or a new value, never a torn one.
+    ``tail_ended`` is set by the stream whenever a tail of the log ends: a hint for a status poller that
+    the job may have ended, so it looks at once instead of after its backoff.
     """
 
     def __init__(self, state: RayJobState | None = None, *, job_id: str = "", finished: bool = False) -> None:
         self.state = state
         self.job_id = job_id or (state.job_id if state is not None else "")
         self.finished = finished or (state is not None and state.is_terminal)
+        self.tail_ended = threading.Event()
 
     @classmethod
     def fixed(cls, job_id: str) -> "FollowedRayJob":
-        """A Ray job submitted straight to a head (no RayJob, so no retry): follow it until it ends."""
-        return cls(job_id=job_id, finished=True)
+        """A Ray job submitted straight to a head (no RayJob, so no retry): followed until ``finish``."""
+        return cls(job_id=job_id)
 
     def update(self, state: RayJobState) -> None:
         if state.job_id:  # a retry clears the id before KubeRay sets the next one
             self.state, self.job_id = state, state.job_id
         self.finished = state.is_terminal
+
+    def finish(self) -> None:
+        """The job ended (its status says so): the stream delivers the rest of the log and stops."""
+        self.finished = True
 
 
 JobsFor = Callable[["RayJobState | None"], RayJobsClient]  # the Jobs API of the cluster a state names
@@ -138,7 +177,10 @@ class JobLog:
 
     def _feed(self, chunk: str) -> None:
         self.received += len(chunk)
-        self._deliver(self.lines.feed(chunk))
+        # Ray may send one huge message (a long line without a newline): split in pieces, the lines of
+        # one piece at a time are all that is held beside it.
+        for at in range(0, len(chunk), FEED_PIECE_CHARS):
+            self._deliver(self.lines.feed(chunk[at:at + FEED_PIECE_CHARS]))
 
     async def stream(self, followed: FollowedRayJob, jobs_for: JobsFor) -> None:
         """Follow the Ray job ``followed`` names, and the next one after a retry, until the RayJob ends."""
@@ -163,12 +205,50 @@ class JobLog:
             jobs = await asyncio.to_thread(jobs_for, state)
             if not await self._until_submitted(jobs, job_id, followed):
                 return
-            async for chunk in jobs.tail(job_id):
-                self._feed(chunk)
+            await self._tail_until_ended(jobs, job_id, followed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a lost log stream must never fail the task itself
             log.warning("stopped following the log of Ray job %s: %s", job_id, exc)
+
+    async def _tail_until_ended(self, jobs: RayJobsClient, job_id: str, followed: FollowedRayJob) -> None:
+        """Tail the log until Ray says the job ended and a tail ran to its end. A tail that ends otherwise
+        is resumed where it stopped; once the job is over (by Ray or by ``followed``), one last try."""
+        received, delay, last_try = 0, RESUME_FIRST_SECONDS, False
+        while True:
+            before, broken = received, None
+            try:
+                # A first tail passes no start: the Jobs API stand-ins of older tests take none.
+                tail = jobs.tail(job_id, start=received) if received else jobs.tail(job_id)
+                async with contextlib.aclosing(tail) as chunks:
+                    async for chunk in chunks:
+                        received += len(chunk)
+                        self._feed(chunk)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - resumed below
+                broken = exc
+            followed.tail_ended.set()
+            if followed.job_id != job_id:
+                return  # a retry moved on to a new job
+            ended = await self._ended(jobs, job_id)
+            if last_try or (ended and broken is None):
+                return
+            last_try = bool(ended) or followed.finished
+            log.info("the log of Ray job %s ended early (%s); resuming at character %d",
+                     job_id, broken or "the stream closed", received)
+            delay = RESUME_FIRST_SECONDS if received > before else delay
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESUME_MAX_SECONDS)
+
+    @staticmethod
+    async def _ended(jobs: RayJobsClient, job_id: str) -> bool | None:
+        """Whether Ray says the job ended (None: it cannot say, e.g. the cluster is gone)."""
+        try:
+            info = await asyncio.to_thread(jobs.find, job_id)
+        except Exception:  # noqa: BLE001 - unknown; the caller decides with what the watch says
+            return None
+        return None if info is None else info.status.is_terminal
 
     @staticmethod
     async def _until_submitted(jobs: RayJobsClient, job_id: str, followed: FollowedRayJob) -> bool:

@@ -3,6 +3,10 @@
 The dashboard is reached either directly (a URL) or through the Kubernetes API server's service proxy
 (``/api/v1/namespaces/{ns}/services/{head-svc}:dashboard/proxy``) with the API client's own credentials
 and TLS settings, so no port-forward or ingress is needed.
+
+Every network read is bounded: the REST calls carry a connect and a read timeout (Ray's client sets
+none), and the log tail is our own websocket with a heartbeat (Ray's ``tail_job_logs`` has no timeout at
+all, so a half-open connection would block it forever).
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import functools
 import logging
 import re
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+
+import tenacity
 
 from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.kube.api_requests import Target
@@ -32,6 +40,27 @@ _SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"
 # Ray words an HTTP refusal "Request failed with status code 403: ..." (requests: "403 Client Error: ...").
 _REFUSAL = re.compile(r"status code (401|403)\b|\b(401|403) Client Error")
 _PROXY_NAMESPACE = re.compile(r"/api/v1/namespaces/([^/]+)/services/[^/]+/proxy")
+
+# (connect, read) seconds of every REST call; the read timeout is per socket read, not for a whole
+# (possibly large) log download.
+REQUEST_TIMEOUT = (10.0, 60.0)
+# The log tail's websocket: a ping this often, and the connection is dead when no pong comes back within
+# half of it. Ray's server answers pings itself (aiohttp's autoping), so a quiet job is not a dead socket.
+TAIL_HEARTBEAT_SECONDS = 30.0
+TAIL_CONNECT_SECONDS = 30.0
+# Where no websocket gets through, the log is polled: Ray's Jobs API has no range request for logs, so
+# every poll downloads the whole log. Poll again after POLL_FIRST_SECONDS, doubling up to POLL_MAX_SECONDS
+# while nothing new arrives, and hand what is new on in pieces of POLL_PIECE_CHARS, so the only copy of
+# the log held is the one download, for the length of one poll.
+POLL_FIRST_SECONDS = 1.0
+POLL_MAX_SECONDS = 10.0
+POLL_PIECE_CHARS = 64 * 1024
+# Waiting for a job's end by its status: the first look after STATUS_POLL_FIRST_SECONDS, then doubling up
+# to STATUS_POLL_MAX_SECONDS while the status stays the same; reads that fail are retried for
+# STATUS_OUTAGE_SECONDS before the wait gives up.
+STATUS_POLL_FIRST_SECONDS = 0.5
+STATUS_POLL_MAX_SECONDS = 5.0
+STATUS_OUTAGE_SECONDS = 120.0
 
 
 class RayJobsError(KubeRayProviderError):
@@ -74,6 +103,7 @@ def _client_cert_client_class() -> type["JobSubmissionClient"]:
         def _do_request(self, method: str, endpoint: str, **kwargs: Any):  # type: ignore[no-untyped-def]
             if self._client_cert:
                 kwargs.setdefault("cert", self._client_cert)
+            kwargs.setdefault("timeout", REQUEST_TIMEOUT)  # Ray passes none: a silent server would block forever
             return super()._do_request(method, endpoint, **kwargs)
 
     return ClientCertJobSubmissionClient
@@ -209,8 +239,8 @@ class RayJobsClient:
     def find(self, job_id: str) -> RayJobInfo | None:
         try:
             return RayJobInfo.from_details(job_id, self.client.get_job_info(job_id))
-        except RuntimeError as exc:
-            if _is_not_found(exc):
+        except (RuntimeError, OSError) as exc:  # OSError: requests' connection errors and timeouts
+            if isinstance(exc, RuntimeError) and _is_not_found(exc):
                 return None
             raise RayJobsError(f"reading Ray job {job_id} failed: {self._clean(exc, 'GET')}") from exc
 
@@ -226,8 +256,8 @@ class RayJobsClient:
     def logs(self, job_id: str) -> str:
         try:
             return self.client.get_job_logs(job_id)
-        except RuntimeError as exc:
-            if _is_not_found(exc):
+        except (RuntimeError, OSError) as exc:
+            if isinstance(exc, RuntimeError) and _is_not_found(exc):
                 raise RayJobNotFound(f"Ray job {job_id} does not exist on {self.endpoint.url}") from exc
             raise RayJobsError(f"reading logs of Ray job {job_id} failed: {self._clean(exc, 'GET')}") from exc
 
@@ -240,34 +270,122 @@ class RayJobsClient:
                 return False
             raise RayJobsError(f"stopping Ray job {job_id} failed: {self._clean(exc, 'POST')}") from exc
 
-    async def tail(self, job_id: str, *, poll_interval: float = 1.0) -> AsyncIterator[str]:
-        """Follow the job's log until it ends.
+    def wait_until_ended(
+        self, job_id: str, *, timeout: float | None = None, on_status: Callable[[RayJobInfo], None] | None = None,
+        wake: threading.Event | None = None,
+    ) -> RayJobInfo | None:
+        """Follow the job's status until it ends: its final info, or None when ``timeout`` passed first.
 
-        Ray streams logs over a WebSocket; where a proxy between us and the dashboard cannot carry one,
-        fall back to polling the whole log and yielding what is new, so the task log still fills.
+        Polls, backing off while the status stays the same; ``wake`` (set when the log tail ends, a hint
+        the job did) makes it look at once. A read that fails is retried for ``STATUS_OUTAGE_SECONDS``.
         """
-        sent = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, last = STATUS_POLL_FIRST_SECONDS, None
+        while True:
+            info = self._read_status(job_id)
+            if info.status != last:
+                last, delay = info.status, STATUS_POLL_FIRST_SECONDS
+                if on_status is not None:
+                    on_status(info)
+            if info.status.is_terminal:
+                return info
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            pause = delay if remaining is None else min(delay, remaining)
+            if wake is not None:
+                wake.wait(pause)
+                wake.clear()
+            else:
+                time.sleep(pause)
+            delay = min(delay * 2, STATUS_POLL_MAX_SECONDS)
+
+    def _read_status(self, job_id: str) -> RayJobInfo:
+        """``info``, retried for ``STATUS_OUTAGE_SECONDS`` (a restarting dashboard, a dropped connection);
+        a refusal (401 / 403) is not retried: waiting does not fix credentials."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(STATUS_OUTAGE_SECONDS),
+            wait=tenacity.wait_exponential_jitter(multiplier=STATUS_POLL_FIRST_SECONDS, max=STATUS_POLL_MAX_SECONDS * 2),
+            retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, RayJobsError) and not _REFUSAL.search(str(exc))),
+            before_sleep=lambda attempt: log.info("reading Ray job %s failed (%s); retrying", job_id, attempt.outcome.exception()),
+        )
         try:
-            # Connecting is a blocking version check: keep it off the caller's event loop (a triggerer's).
-            client = await asyncio.to_thread(lambda: self.client)
-            async for chunk in client.tail_job_logs(job_id):
-                sent += len(chunk)
-                yield chunk
-            return
-        except Exception as exc:  # noqa: BLE001 - any stream failure falls back to polling
-            log.debug("log stream for %s unavailable (%s); polling instead", job_id, type(exc).__name__)
+            return retrying(self.info, job_id)
+        except tenacity.RetryError as gave_up:
+            last = gave_up.last_attempt.exception()
+            if isinstance(last, RayJobNotFound):
+                raise RayJobsError(
+                    f"Ray job {job_id} vanished from {self.endpoint.url} while it ran and did not come back within "
+                    f"{STATUS_OUTAGE_SECONDS:.0f} s: the Ray head was probably restarted and lost its jobs. Re-run the "
+                    "task to submit the job again") from last
+            raise RayJobsError(
+                f"lost the Ray dashboard at {self.endpoint.url} for over {STATUS_OUTAGE_SECONDS:.0f} s while following "
+                f"Ray job {job_id}: {last}. The job may still be running: check it with `ray job status {job_id}`; "
+                "re-running the task re-attaches to it (same submission id)") from last
+
+    async def tail(self, job_id: str, *, start: int = 0) -> AsyncIterator[str]:
+        """Follow the job's log from character ``start`` (what an earlier tail already delivered) until
+        the job ends; raises ``RayJobsError`` when the stream breaks first (the caller resumes it).
+
+        Ray streams logs over a websocket, always from the log's beginning (so a resumed tail skips what it
+        had); where a proxy between us and the dashboard cannot carry one, poll instead.
+        """
+        import aiohttp  # here, not at the top: most users of this module never tail
+
+        timeout = aiohttp.ClientTimeout(total=None, connect=TAIL_CONNECT_SECONDS, sock_read=TAIL_CONNECT_SECONDS)
+        async with aiohttp.ClientSession(headers=dict(self.endpoint.headers), timeout=timeout) as session:
+            try:
+                # No size limit: Ray's agent sends what one readline() returned as one message, so a long line
+                # without a newline arrives whole, and a limit would fail it the same way on every resume.
+                ws = await session.ws_connect(f"{self.endpoint.url}/api/jobs/{job_id}/logs/tail", ssl=_ssl_setting(self.endpoint),
+                                              heartbeat=TAIL_HEARTBEAT_SECONDS, max_msg_size=0)
+            except Exception as exc:  # noqa: BLE001 - no websocket gets through: poll
+                log.debug("log stream for %s unavailable (%s); polling instead", job_id, _strip_secrets(str(exc), self.endpoint))
+                ws = None
+            if ws is None:
+                async for chunk in self._poll_log(job_id, start):
+                    yield chunk
+                return
+            async with ws:
+                skip = start
+                async for message in ws:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        chunk, skip = message.data[skip:], max(0, skip - len(message.data))
+                        if chunk:
+                            yield chunk
+                    elif message.type == aiohttp.WSMsgType.ERROR:
+                        raise RayJobsError(f"the log stream of Ray job {job_id} broke: {ws.exception()}")
+                if ws.close_code != aiohttp.WSCloseCode.OK:  # e.g. 1006: the connection dropped, or no pong came
+                    raise RayJobsError(f"the log stream of Ray job {job_id} closed early (code {ws.close_code}: {ws.exception()})")
+
+    async def _poll_log(self, job_id: str, sent: int) -> AsyncIterator[str]:
+        delay = POLL_FIRST_SECONDS
         while True:
             info = await asyncio.to_thread(self.info, job_id)
             text = await asyncio.to_thread(self.logs, job_id)
-            if len(text) > sent:
-                yield text[sent:]
-                sent = len(text)
+            grew = len(text) > sent
+            for piece in range(sent, len(text), POLL_PIECE_CHARS):
+                yield text[piece:piece + POLL_PIECE_CHARS]
+            sent = max(sent, len(text))
+            del text
             if info.status.is_terminal:
                 return
-            await asyncio.sleep(poll_interval)
+            delay = POLL_FIRST_SECONDS if grew else min(delay * 2, POLL_MAX_SECONDS)
+            await asyncio.sleep(delay)
 
     def _clean(self, exc: BaseException, method: str) -> str:
         return _strip_secrets(str(exc), self.endpoint) + _refusal_hint(str(exc), self.endpoint, method)
+
+
+def _ssl_setting(endpoint: DashboardEndpoint) -> ssl.SSLContext | bool:
+    """``endpoint``'s TLS settings as aiohttp takes them (False: no verification)."""
+    if endpoint.verify is False:
+        return False
+    context = ssl.create_default_context(cafile=endpoint.verify if isinstance(endpoint.verify, str) else None)
+    if endpoint.cert:
+        certfile, keyfile = endpoint.cert if isinstance(endpoint.cert, tuple) else (endpoint.cert, None)
+        context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def _is_not_found(exc: BaseException) -> bool:

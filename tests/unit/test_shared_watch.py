@@ -9,14 +9,17 @@ from typing import Any, AsyncIterator
 import pytest
 
 from kuberay_provider.core.async_lifecycle import wait_for_rayjob
-from kuberay_provider.core.kube.shared_watch import SharedWatches, open_groups
+from kuberay_provider.core.kube import shared_watch
+from kuberay_provider.core.kube.shared_watch import PROVIDER_SELECTOR, SharedWatches, held_objects, open_groups
 from kuberay_provider.core.kube.watch import WatchEvent
-from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
+from kuberay_provider.core.naming import identity_labels
+from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB, RAYSERVICE
 from kuberay_provider.core.status import WaitTarget
 
 
-def job(name: str, deployment: str = "Running", version: str = "1") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version},
+def job(name: str, deployment: str = "Running", version: str = "1", ours: bool = True) -> dict[str, Any]:
+    labels = identity_labels("0123456789") if ours else {"team": "other"}
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version, "labels": labels},
             "status": {"jobDeploymentStatus": deployment, "jobStatus": "SUCCEEDED" if deployment == "Complete" else "RUNNING"}}
 
 
@@ -37,7 +40,7 @@ class NamespaceWatch:
         finally:
             self.closed += 1
 
-    async def watch(self, kind: Any, namespace: str) -> AsyncIterator[WatchEvent]:
+    async def watch(self, kind: Any, namespace: str, **_: Any) -> AsyncIterator[WatchEvent]:
         self.watched.append((kind.plural, namespace))
         while True:
             item = await self.feed.get()
@@ -166,5 +169,121 @@ def test_a_wait_needs_an_object_name():
         with pytest.raises(ValueError, match="name="):
             async for _ in SharedWatches("src", NamespaceWatch().open).watch(RAYJOB, "ns"):
                 pass
+
+    asyncio.run(scenario())
+
+
+# --- selecting the provider's own objects -----------------------------------------------------------------
+
+
+def matches(obj: dict[str, Any], name: str | None, selector: str | None) -> bool:
+    metadata = obj["metadata"]
+    if name is not None and metadata["name"] != name:
+        return False
+    if selector:
+        key, value = selector.split("=")
+        return (metadata.get("labels") or {}).get(key) == value
+    return True
+
+
+class ApiServer:
+    """The API server's side of list + watch: it applies a watch's name and label selector as the real one
+    does. Counts the GETs and the watches of single objects."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.objects = {obj["metadata"]["name"]: obj for obj in objects}
+        self.selectors: list[tuple[str, str | None]] = []  # (kind, label selector) of namespace watches
+        self.alone: list[str] = []  # objects watched one by one
+        self.gets = 0
+        self._watchers: list[tuple[asyncio.Queue[WatchEvent], str | None, str | None]] = []
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator["ApiServer"]:
+        yield self
+
+    async def watch(self, kind: Any, namespace: str, *, name: str | None = None, label_selector: str | None = None,
+                    timeout_seconds: float | None = None) -> AsyncIterator[WatchEvent]:
+        if name is None:
+            self.selectors.append((kind.plural, label_selector))
+        else:
+            self.alone.append(name)
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self._watchers.append((queue, name, label_selector))
+        for obj in list(self.objects.values()):
+            if matches(obj, name, label_selector):
+                yield WatchEvent("ADDED", obj)
+        while True:
+            yield await queue.get()
+
+    async def find(self, kind: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets += 1
+        return self.objects.get(name)
+
+    def change(self, obj: dict[str, Any], kind: str = "MODIFIED") -> None:
+        self.objects[obj["metadata"]["name"]] = obj
+        for queue, name, selector in self._watchers:
+            if matches(obj, name, selector):
+                queue.put_nowait(WatchEvent(kind, obj))
+
+
+@pytest.fixture
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_watch, "FIRST_LIST_GRACE_SECONDS", 0.2)
+
+
+def test_a_namespace_full_of_other_rayjobs_costs_the_shared_watch_nothing() -> None:
+    async def scenario() -> None:
+        server = ApiServer([job(f"theirs-{n}", ours=False) for n in range(2000)] + [job("a"), job("b")])
+        watches = SharedWatches("src", server.open)
+        waiter = asyncio.create_task(collect(watches, "a", 2))
+        await settle()
+        assert server.selectors == [("rayjobs", PROVIDER_SELECTOR)]
+        assert held_objects() == 2  # before: all 2,002 RayJobs of the namespace
+        server.change(job("a", "Complete", "2"))
+        assert [e.object["metadata"]["resourceVersion"] for e in await waiter] == ["1", "2"]
+        assert server.gets == 0 and server.alone == []
+
+    asyncio.run(scenario())
+
+
+def test_a_wait_on_a_rayjob_another_system_made_gets_a_watch_of_its_own(short_grace: None) -> None:
+    async def scenario() -> None:
+        server = ApiServer([job(f"theirs-{n}", ours=False) for n in range(100)] + [job("a")])
+        watches = SharedWatches("src", server.open)
+        ours = asyncio.create_task(collect(watches, "a", 1))
+        theirs = asyncio.create_task(collect(watches, "theirs-7", 2))
+        await asyncio.sleep(0.4)
+        server.change(job("theirs-7", "Complete", "2", ours=False))
+        assert len(await ours) == 1
+        assert [e.object["metadata"]["resourceVersion"] for e in await theirs] == ["1", "2"]
+        assert server.alone == ["theirs-7"] and server.gets == 1 and held_objects() == 1
+        late = await collect(watches, "theirs-7", 1)  # the group is old now: a GET at once, no grace
+        assert late[0].object["metadata"]["resourceVersion"] == "2" and server.gets == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_providers_rayjob_created_after_the_watch_opened_comes_through_the_group(short_grace: None) -> None:
+    async def scenario() -> None:
+        server = ApiServer([job("a")])
+        watches = SharedWatches("src", server.open)
+        first = asyncio.create_task(collect(watches, "a", 1))
+        await asyncio.sleep(0.4)  # the group is past its grace
+        server.change(job("b"), "ADDED")  # its event still on the way when the wait for it starts:
+        assert len(await first) == 1 and len(await collect(watches, "b", 1)) == 1
+        assert server.alone == [] and server.gets == 1  # one GET says it is ours; the group delivers it
+        server.change(job("c"), "ADDED")
+        await settle()  # delivered before its wait starts: no request at all
+        assert len(await collect(watches, "c", 1)) == 1 and server.gets == 1
+
+    asyncio.run(scenario())
+
+
+def test_rayservices_carry_no_provider_label_and_are_watched_whole() -> None:
+    async def scenario() -> None:
+        server = ApiServer([job("svc", ours=False)])
+        watches = SharedWatches("src", server.open)
+        assert len(await collect(watches, "svc", 1, kind=RAYSERVICE)) == 1
+        assert server.selectors == [("rayservices", None)] and server.gets == 0
 
     asyncio.run(scenario())
