@@ -218,8 +218,7 @@ class JobLog:
         while True:
             before, broken = received, None
             try:
-                # A first tail passes no start: the Jobs API stand-ins of older tests take none.
-                tail = jobs.tail(job_id, start=received) if received else jobs.tail(job_id)
+                tail = jobs.tail(job_id, start=received)
                 async with contextlib.aclosing(tail) as chunks:
                     async for chunk in chunks:
                         received += len(chunk)

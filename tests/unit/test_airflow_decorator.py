@@ -147,10 +147,11 @@ def test_the_trigger_event_carries_a_few_kb_of_the_log_and_no_result(monkeypatch
 
             return RayJobInfo(job_id, JobStatus.RUNNING)
 
-        async def tail(self, job_id: str) -> Any:
-            for index in range(40):
-                yield f"progress {index} " + "x" * 200 + "\n"
-            yield marker + "\n"
+        async def tail(self, job_id: str, start: int = 0) -> Any:
+            # Like RayJobsClient.tail: a resumed stream skips the ``start`` characters already delivered.
+            text = "".join(f"progress {index} " + "x" * 200 + "\n" for index in range(40)) + marker + "\n"
+            if text[start:]:
+                yield text[start:]
 
     use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")), WatchEvent("MODIFIED", rayjob("Complete", "SUCCEEDED", "j-1"))])
     monkeypatch.setattr(triggers, "_jobs_client_finder", lambda conn_id: lambda state: LongLog())

@@ -152,9 +152,11 @@ class FakeJobs:
 
         return RayJobInfo(job_id, JobStatus.RUNNING)
 
-    async def tail(self, job_id: str):
-        yield "first line\nsecond "
-        yield "line\n"
+    async def tail(self, job_id: str, start: int = 0):
+        # Like RayJobsClient.tail: a resumed stream skips the ``start`` characters already delivered.
+        for chunk in ("first line\nsecond "[start:], "line\n"[max(start - 18, 0):]):
+            if chunk:
+                yield chunk
 
 
 def test_terminal_wait_streams_the_ray_log_and_reports_it_in_the_event(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]):
