@@ -17,8 +17,8 @@ import yaml
 from kuberay_provider.core.errors import FieldError, ValidationError
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid, validate_manifest
 from kuberay_provider.core.validation.rules import (
-    _go_duration_seconds,
-    _ray_version,
+    go_duration_seconds,
+    parse_ray_version,
     raycluster_rules,
     rayjob_rules,
     rayservice_rules,
@@ -316,7 +316,7 @@ def test_ensure_valid_names_the_object_and_lists_every_error(registry):
     [("5m", 300), ("1h30m", 5400), ("1.5s", 1.5), ("-2s", -2), ("0", 0), ("300", None), ("5 m", None), ("", None)],
 )
 def test_go_duration(text, seconds):
-    assert _go_duration_seconds(text) == seconds
+    assert go_duration_seconds(text) == seconds
 
 
 @pytest.mark.parametrize(
@@ -324,4 +324,4 @@ def test_go_duration(text, seconds):
     [("2.52.0", (2, 52, 0)), ("v2.52", (2, 52, 0)), ("2.56.0rc1", (2, 56, 0)), ("2", None), ("latest", None)],
 )
 def test_ray_version(text, version):
-    assert _ray_version(text) == version
+    assert parse_ray_version(text) == version

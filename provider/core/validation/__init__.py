@@ -10,14 +10,11 @@ from typing import Any
 
 from ..errors import FieldError, ValidationError
 from ..resources import RAY_API_VERSION, RAY_KINDS
-from .rules import raycluster_rules, rayjob_rules, rayservice_rules
+from .rules import RULES_BY_KIND
 from .schedulers import scheduler_rules
 from .schema import CrdSchema, SchemaRegistry
 
 __all__ = ["CrdSchema", "SchemaRegistry", "ensure_valid", "validate_manifest"]
-
-_RULES_BY_KIND = {"RayJob": rayjob_rules, "RayCluster": raycluster_rules, "RayService": rayservice_rules}
-
 
 def _identity_errors(manifest: Any) -> list[FieldError]:
     """Problems that make the manifest something other than a ray.io/v1 object we manage."""
@@ -45,7 +42,7 @@ def validate_manifest(manifest: Any, schemas: SchemaRegistry | None = None) -> l
     if errors := _identity_errors(manifest):
         return errors
     kind = manifest["kind"]
-    errors = _RULES_BY_KIND[kind](manifest) + scheduler_rules(manifest) + _size_errors(manifest)
+    errors = RULES_BY_KIND[kind](manifest) + scheduler_rules(manifest) + _size_errors(manifest)
     if schemas is not None:
         schema = schemas.for_kind(kind)
         if schema is None:
