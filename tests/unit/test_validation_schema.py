@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from kuberay_provider.core.validation import CrdSchema, SchemaRegistry, validate_manifest
-from kuberay_provider.core.validation.schema import CEL_RULES, format_path
+from kuberay_provider.core.validation.schema import format_path
+from kuberay_provider.core.validation.structural import CEL_RULES
 from tests.conftest import CRDS_DIR, SAMPLES_DIR
 from tests.unit.test_validation_rules import JOB, load_sample, mutate
 
@@ -216,7 +217,7 @@ def test_toy_invalid(toy, spec, path, rule):
 
 
 def test_unknown_and_transition_cel_rules_are_skipped_with_a_debug_log(caplog):
-    with caplog.at_level(logging.DEBUG, logger="kuberay_provider.core.validation.schema"):
+    with caplog.at_level(logging.DEBUG, logger="kuberay_provider.core.validation"):
         schema = CrdSchema.from_crd(TOY_CRD)
         assert schema.validate({**TOY_VALID, "spec": {"size": 1, "owner": "kueue.x-k8s.io/multikueue"}}) == []
     assert "self.startsWith('team-')" in caplog.text and "oldSelf" in caplog.text
