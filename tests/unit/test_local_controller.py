@@ -543,7 +543,7 @@ async def test_rayservice_upgrades_to_a_new_cluster_when_the_cluster_config_chan
 
 async def test_run_controller_loop_end_to_end() -> None:
     from kuberay_provider.local.controller import run_cluster_api_controller
-    from kuberay_provider.local.controller.rayjob import RayJobSettings
+    from kuberay_provider.local.controller.rayjob_model import RayJobSettings
 
     api = InMemoryClusterAPI()
     backend = FakeRayBackend(default_script=JobScript(running_seconds=0.2))

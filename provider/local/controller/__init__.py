@@ -19,7 +19,8 @@ from .clock import Clock, FakeClock, SystemClock
 from .http_api import HttpClusterAPI
 from .loop import run_loop
 from .memory_api import InMemoryClusterAPI
-from .rayjob import RayJobObservation, RayJobSettings, reconcile_rayjob
+from .rayjob import reconcile_rayjob
+from .rayjob_model import RayJobObservation, RayJobSettings
 from .reconciler import Controller, ControllerSettings
 
 __all__ = [

@@ -14,7 +14,7 @@ from .actions import Action, DeleteRayCluster, DeleteSelf, SuspendWorkerGroups
 from .clock import parse_time
 
 if TYPE_CHECKING:
-    from .rayjob import RayJobSettings
+    from .rayjob_model import RayJobSettings
 
 # selectMostImpactfulRule
 POLICY_IMPACT = {"DeleteSelf": 4, "DeleteCluster": 3, "DeleteWorkers": 2, "DeleteNone": 1}

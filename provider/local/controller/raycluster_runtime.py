@@ -25,7 +25,7 @@ from .raycluster import (
     referenced_config_maps,
     worker_pods_to_delete,
 )
-from .rayjob import managed_by_other_controller
+from .rayjob_model import managed_by_other_controller
 from .services import build_cluster_head_service, endpoints_annotation, with_endpoints_annotation
 from .validation_cluster import autoscaler_v1_restart_policy_warning, check_raycluster
 

@@ -8,15 +8,10 @@ Outcome: actions, the status to write and when to look again. Function names in 
 from __future__ import annotations
 
 import copy
-import json
-import os
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Mapping
 
-import yaml
-
-from kuberay_provider.local.ray_backend.base import TERMINAL_JOB_STATUSES, JobInfo, JobRequest
+from kuberay_provider.local.ray_backend.base import JobInfo
 
 from . import kuberay as k
 from .actions import (
@@ -25,202 +20,33 @@ from .actions import (
     DeleteRayCluster,
     DeleteSubmitter,
     EnsureOwnerHeadService,
-    EventSpec,
     Outcome,
     RemoveFinalizer,
     StartSubmitter,
     StopRayJob,
     SubmitJob,
 )
-from .clock import format_time, from_millis, parse_time
-from .conditions import inconsistent_cluster_status
+from .clock import format_time, from_millis
 from .deletion import handle_finished_rayjob
-from .raycluster import owned_cluster_body
+from .rayjob_model import (
+    JobInfoError,
+    RayJobObservation,
+    RayJobSettings,
+    SubmitterState,
+    build_cluster_for_rayjob,
+    has_submitter,
+    is_job_terminal,
+    job_request,
+    managed_by_other_controller,
+    submission_mode,
+)
+from .rayjob_pass import RayJobPass
 from .services import build_owner_head_service, port_of
 from .validation import validate_rayjob
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        value = int(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-@dataclass(frozen=True)
-class RayJobSettings:
-    """Timing knobs. KubeRay's defaults, except the requeue, which is shorter because the local backend
-    answers at once (KubeRay: RayJobDefaultRequeueDuration = 3 s)."""
-
-    requeue_seconds: float = 1.0
-    # While waiting for a deletion the API server finishes immediately (KubeRay waits for pods).
-    deletion_poll_seconds: float = 0.1
-    transition_grace_period_seconds: int = field(
-        default_factory=lambda: _env_int("RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS", 300)
-    )
-    status_check_timeout_seconds: int = field(
-        default_factory=lambda: _env_int("RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS", 300)
-    )
-    submitter_finished_timeout_seconds: int = 30  # DefaultSubmitterFinishedTimeout
-    delete_rayjob_after_job_finishes: bool = field(
-        default_factory=lambda: os.environ.get("DELETE_RAYJOB_CR_AFTER_JOB_FINISHES", "").lower() == "true"
-    )
-    deletion_policy_feature_gate: bool = True  # RayJobDeletionPolicy is Beta, on by default in v1.7.0
-
-
-@dataclass(frozen=True)
-class SubmitterState:
-    """The submitter K8s Job (K8sJobMode) or sidecar container (SidecarMode), kept by the controller."""
-
-    failed: bool = False
-    failure_reason: str = ""
-    failure_message: str = ""
-    finished_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class JobInfoError:
-    """GetJobInfo failed for another reason than "not found" (dashboard unreachable...)."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class RayJobObservation:
-    rayjob: Mapping[str, Any]
-    now: datetime
-    cluster: Mapping[str, Any] | None = None  # the RayCluster named status.rayClusterName
-    cluster_head_service: Mapping[str, Any] | None = None  # that cluster's head Service
-    head_pod_present: bool = False
-    job_info: JobInfo | JobInfoError | None = None  # None: Ray does not know the job id
-    submitter: SubmitterState | None = None  # None: no submitter exists
-    owner_head_service: Mapping[str, Any] | None = None  # <rayjob>-head-svc
-
-
-def submission_mode(spec: Mapping[str, Any]) -> str:
-    return spec.get("submissionMode") or "K8sJobMode"  # the CRD's default
-
-
-def has_submitter(spec: Mapping[str, Any]) -> bool:
-    """utils.HasSubmitter."""
-    return submission_mode(spec) in ("K8sJobMode", "SidecarMode")
-
-
-def is_job_terminal(job_status: str | None) -> bool:
-    return (job_status or "") in TERMINAL_JOB_STATUSES
-
-
-def managed_by_other_controller(spec: Mapping[str, Any]) -> bool:
-    """utils.ManagedByExternalController."""
-    managed_by = spec.get("managedBy")
-    return managed_by is not None and managed_by != "ray.io/kuberay-operator"
-
-
-def job_request(rayjob: Mapping[str, Any], job_id: str) -> JobRequest:
-    """dashboardclient.ConvertRayJobToReq."""
-    spec = rayjob.get("spec") or {}
-    runtime_env = yaml.safe_load(spec["runtimeEnvYAML"]) if spec.get("runtimeEnvYAML") else None
-    resources = json.loads(spec["entrypointResources"]) if spec.get("entrypointResources") else None
-    return JobRequest(
-        job_id=job_id,
-        entrypoint=spec.get("entrypoint", ""),
-        runtime_env=runtime_env or None,
-        num_cpus=spec.get("entrypointNumCpus") or None,
-        num_gpus=spec.get("entrypointNumGpus") or None,
-        resources=resources,
-        metadata=spec.get("metadata") or None,
-    )
-
-
-def build_cluster_for_rayjob(rayjob: Mapping[str, Any], cluster_name: str) -> dict[str, Any]:
-    """constructRayClusterForRayJob: SidecarMode adds the submitter container to the head Pod."""
-    spec = rayjob["spec"]
-    mode = submission_mode(spec)
-    sidecar = mode == "SidecarMode"
-    body = owned_cluster_body(
-        rayjob,
-        k.CRD_RAYJOB,
-        cluster_name,
-        spec["rayClusterSpec"],
-        extra_labels={k.RAY_JOB_SUBMISSION_MODE_LABEL: mode},
-        extra_annotations={k.DISABLE_PROVISIONED_HEAD_RESTART_ANNOTATION: "true"} if sidecar else None,
-    )
-    if sidecar:
-        pod_spec = body["spec"]["headGroupSpec"]["template"]["spec"]
-        pod_spec["containers"].append(_submitter_container(rayjob, pod_spec["containers"][0]))
-        pod_spec["restartPolicy"] = "Never"
-    return body
-
-
-def _submitter_container(rayjob: Mapping[str, Any], head: Mapping[str, Any]) -> dict[str, Any]:
-    """getSubmitterContainer (SidecarMode), shortened: the same image running ``ray job submit``."""
-    status = rayjob.get("status") or {}
-    spec = rayjob["spec"]
-    address = "http://127.0.0.1:8265"
-    command = f"ray job submit --address {address} --submission-id {status.get('jobId', '')} -- {spec.get('entrypoint', '').strip()}"
-    return {
-        "name": k.SUBMITTER_CONTAINER_NAME,
-        "image": head.get("image", ""),
-        "command": ["/bin/bash", "-ce", "--"],
-        "args": [command],
-        "env": [
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            {"name": "RAY_DASHBOARD_ADDRESS", "value": status.get("dashboardURL", "")},
-            {"name": "RAY_JOB_SUBMISSION_ID", "value": status.get("jobId", "")},
-        ],
-    }
-
-
-class _Reconcile:
-    """One pass of RayJobReconciler.Reconcile over an observation. ``status`` is mutated in place."""
-
-    def __init__(self, obs: RayJobObservation, settings: RayJobSettings) -> None:
-        self.obs = obs
-        self.settings = settings
-        self.rayjob = obs.rayjob
-        self.meta = obs.rayjob["metadata"]
-        self.spec: Mapping[str, Any] = obs.rayjob.get("spec") or {}
-        self.old_status: dict[str, Any] = copy.deepcopy(obs.rayjob.get("status") or {})
-        self.status: dict[str, Any] = copy.deepcopy(self.old_status)
-        self.outcome = Outcome(requeue_after=settings.requeue_seconds)
-        self.now = obs.now
-
-    # -- helpers -------------------------------------------------------------------------------
-    def _set(self, **fields: Any) -> None:
-        """Write status fields; empty values are dropped, as Go's omitempty does on the wire."""
-        for key, value in fields.items():
-            if value in (None, "", {}):
-                self.status.pop(key, None)
-            else:
-                self.status[key] = value
-
-    def _fail(self, reason: str, message: str, job_status: str | None = None) -> None:
-        self._set(jobDeploymentStatus="Failed", reason=reason, message=message)
-        if job_status is not None:
-            self._set(jobStatus=job_status)
-
-    def _event(self, type_: str, reason: str, action: str, message: str) -> None:
-        self.outcome.events.append(EventSpec(type_, reason, action, message))
-
-    def _requeue_only(self) -> Outcome:
-        """``return ctrl.Result{RequeueAfter: ...}`` before the status update."""
-        return Outcome(actions=self.outcome.actions, events=self.outcome.events, requeue_after=self.settings.requeue_seconds)
-
-    def _done(self) -> Outcome:
-        """``return ctrl.Result{}, nil`` before the status update."""
-        return Outcome(actions=self.outcome.actions, events=self.outcome.events, requeue_after=None)
-
-    def _start_time(self) -> datetime:
-        return parse_time(self.status.get("startTime")) or self.now
-
-    @property
-    def cluster_selector_mode(self) -> bool:
-        return bool(self.spec.get("clusterSelector"))
-
-    @property
-    def cluster_name(self) -> str:
-        return self.status.get("rayClusterName", "")
+class _Reconcile(RayJobPass):
+    """One pass of RayJobReconciler.Reconcile over an observation."""
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -484,110 +310,6 @@ class _Reconcile:
             return False
         self._set(jobDeploymentStatus="Suspending")
         return True
-
-    def _deadline_exceeded(self, field_name: str, reason: str) -> bool:
-        """Fail when ``spec.<field_name>`` seconds have passed since status.startTime."""
-        seconds = self.spec.get(field_name)
-        if seconds is None or self.now < self._start_time() + timedelta(seconds=seconds):
-            return False
-        label = field_name[0].upper() + field_name[1:]
-        self._fail(
-            reason,
-            f"The RayJob has passed the {field_name}. StartTime: {self.status.get('startTime')}. {label}: {seconds}",
-        )
-        return True
-
-    def _active_deadline_exceeded(self) -> bool:
-        """checkActiveDeadlineAndUpdateStatusIfNeeded."""
-        return self._deadline_exceeded("activeDeadlineSeconds", "DeadlineExceeded")
-
-    def _pre_running_deadline_exceeded(self) -> bool:
-        """checkPreRunningDeadlineAndUpdateStatusIfNeeded."""
-        return self._deadline_exceeded("preRunningDeadlineSeconds", "PreRunningDeadlineExceeded")
-
-    def _transition_grace_period_exceeded(self) -> bool:
-        """checkTransitionGracePeriodAndUpdateStatusIfNeeded."""
-        job_status = self.status.get("jobStatus")
-        if not is_job_terminal(job_status):
-            return False
-        end = parse_time((self.status.get("rayJobInfo") or {}).get("endTime"))
-        if end is None or self.now < end + timedelta(seconds=self.settings.transition_grace_period_seconds):
-            return False
-        self._set(
-            jobDeploymentStatus="Failed" if job_status == "FAILED" else "Complete",
-            reason="JobDeploymentStatusTransitionGracePeriodExceeded",
-            message="JobDeploymentStatus does not transition to Complete or Failed within the grace period after JobStatus reaches a terminal state.",
-        )
-        return True
-
-    def _status_check_timeout_exceeded(self) -> bool:
-        """checkJobStatusCheckTimeoutAndUpdateStatusIfNeeded."""
-        started = parse_time(self.status.get("jobStatusCheckFailureStartTime"))
-        timeout = self.settings.status_check_timeout_seconds
-        if started is None or self.now < started + timedelta(seconds=timeout):
-            return False
-        self._fail(
-            "JobStatusCheckTimeoutExceeded",
-            f"Job status checks have been failing since {started.strftime('%Y-%m-%d %H:%M:%S')}; exceeded timeout of {timeout}s",
-        )
-        return True
-
-    def _submitter_finished_timeout_exceeded(self, finished_at: datetime | None) -> bool:
-        """checkSubmitterFinishedTimeoutAndUpdateStatusIfNeeded."""
-        timeout = self.settings.submitter_finished_timeout_seconds
-        if finished_at is None or self.now < finished_at + timedelta(seconds=timeout):
-            return False
-        self._fail(
-            "JobDeploymentStatusTransitionGracePeriodExceeded",
-            f"The RayJob submitter finished at {finished_at.strftime('%Y-%m-%d %H:%M:%S')} but the ray job did not reach terminal state within {timeout}s",
-            job_status="FAILED",
-        )
-        return True
-
-    def _record_status_check_failure(self) -> bool:
-        """recordJobStatusCheckFailure: start the timer once."""
-        if "jobStatusCheckFailureStartTime" in self.status:
-            return False
-        self.status["jobStatusCheckFailureStartTime"] = format_time(self.now)
-        return True
-
-    # -- the tail of Reconcile -------------------------------------------------------------------
-    def _apply_backoff_limit(self) -> None:
-        """checkBackoffLimitAndUpdateStatusIfNeeded: count the attempt; retry a Failed one if allowed."""
-        status = self.status
-        failed = int(status.get("failed") or 0) + (status.get("jobDeploymentStatus") == "Failed")
-        succeeded = int(status.get("succeeded") or 0) + (
-            status.get("jobStatus") == "SUCCEEDED" and status.get("jobDeploymentStatus") == "Complete"
-        )
-        status["failed"], status["succeeded"] = failed, succeeded
-        limit = self.spec.get("backoffLimit")
-        if status.get("jobDeploymentStatus") != "Failed" or limit is None or failed >= limit + 1:
-            return
-        if status.get("reason") in ("DeadlineExceeded", "JobStatusCheckTimeoutExceeded"):
-            return
-        status["jobDeploymentStatus"] = "Retrying"
-
-    def _finalized(self, status: dict[str, Any]) -> dict[str, Any] | None:
-        """updateRayJobStatus: write only when a field the state machine keys on changed; stamp endTime
-        when the deployment status becomes terminal."""
-        old = self.old_status
-        changed = (
-            old.get("jobStatus", "") != status.get("jobStatus", "")
-            or old.get("jobDeploymentStatus", "") != status.get("jobDeploymentStatus", "")
-            or inconsistent_cluster_status(old.get("rayClusterStatus"), status.get("rayClusterStatus"))
-            or old.get("jobStatusCheckFailureStartTime") != status.get("jobStatusCheckFailureStartTime")
-        )
-        if not changed:
-            return None
-        if status.get("jobDeploymentStatus") in ("Complete", "Failed"):
-            status["endTime"] = format_time(self.now)
-        return status
-
-    def _finish(self, *, apply_backoff: bool) -> Outcome:
-        if apply_backoff:
-            self._apply_backoff_limit()
-        self.outcome.status = self._finalized(self.status)
-        return self.outcome
 
 
 def reconcile_rayjob(observation: RayJobObservation, settings: RayJobSettings | None = None) -> Outcome:

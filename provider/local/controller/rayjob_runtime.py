@@ -36,14 +36,8 @@ from .actions import (
 from .api import PODS, RAYCLUSTERS, RAYJOBS, SERVICES, ApiError, ClusterAPI, ConflictError, NotFoundError
 from .clock import Clock
 from .events import EventRecorder
-from .rayjob import (
-    JobInfoError,
-    RayJobObservation,
-    RayJobSettings,
-    SubmitterState,
-    reconcile_rayjob,
-    submission_mode,
-)
+from .rayjob import reconcile_rayjob
+from .rayjob_model import JobInfoError, RayJobObservation, RayJobSettings, SubmitterState, submission_mode
 
 log = logging.getLogger(__name__)
 

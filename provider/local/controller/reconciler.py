@@ -11,7 +11,7 @@ from .api import RAYCLUSTERS, RAYJOBS, RAYSERVICES, ClusterAPI
 from .clock import Clock, SystemClock
 from .events import EventRecorder
 from .raycluster_runtime import RayClusterRuntime
-from .rayjob import RayJobSettings
+from .rayjob_model import RayJobSettings
 from .rayjob_runtime import RayJobRuntime
 from .rayservice_runtime import RayServiceRuntime
 
