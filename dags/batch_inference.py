@@ -6,7 +6,8 @@ ends (``shutdown_after_job_finishes``). A retried try re-attaches to the day's R
 the job twice, and the task log shows the Ray job's own log as it runs.
 
 Set up once: an Airflow connection ``kuberay_default`` of type ``kuberay`` (a kubeconfig path or content,
-or in-cluster), and optionally the Variable ``kuberay_example_data_root`` (or the environment variable
+or in-cluster; with an ``instance_id`` such as ``prod`` when other Airflow deployments, a staging one say,
+run this DAG in the same namespace: docs/airflow.md "Several deployments in one namespace"), and optionally the Variable ``kuberay_example_data_root`` (or the environment variable
 ``KUBERAY_EXAMPLE_DATA_ROOT``) for where the input and output partitions live; the default is
 ``~/.kuberay-provider/example-data``. On a real cluster the job script ships in the image (or a remote
 ``working_dir``) and the data root is shared storage the Ray pods mount.

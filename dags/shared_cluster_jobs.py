@@ -10,7 +10,10 @@ RayCluster manifest) run short jobs on it instead of paying for a cluster per jo
   cluster's head through the Ray Jobs SDK (reached through the API server's service proxy) under a
   submission id derived from the run, so a retried try re-attaches to the same Ray job.
 
-Killing either task stops its Ray job; the shared cluster is never deleted by these tasks.
+Killing either task stops its Ray job; the shared cluster is never deleted by these tasks. When a staging
+and a prod Airflow both run this DAG on the same cluster, give each one's ``kuberay_default`` connection
+its own ``instance_id`` (``{"in_cluster": true, "namespace": "ml", "instance_id": "prod"}``): it enters
+the RayJob names and submission ids, so neither re-attaches to the other's job.
 """
 
 from __future__ import annotations

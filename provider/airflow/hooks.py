@@ -20,15 +20,20 @@ from airflow.sdk.log import mask_secret
 from kuberay_provider.airflow import CONN_TYPE, DEFAULT_CONN_ID
 from kuberay_provider.core.clusters import RayClusterLifecycle
 from kuberay_provider.core.dashboard import DashboardAccess
+from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.job_runner import RayJobRunner
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lifecycle import RayJobLifecycle
+from kuberay_provider.core.naming import check_instance_id
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.services import RayServiceLifecycle
 from kuberay_provider.core.validation import SchemaRegistry
 
 DASHBOARD_URL_FIELD = "dashboard_url_template"
+DASHBOARD_TOKEN_FIELD = "dashboard_token"  # Ray's token authentication; masked like the kubeconfig
+# Several Airflow deployments sharing a namespace: what sets this deployment's RayJobs apart (core.naming).
+INSTANCE_ID_FIELD = "instance_id"
 
 
 def mask_credentials(configuration: Any) -> None:
@@ -51,14 +56,25 @@ class KubeRayConnection:
     @staticmethod
     def dashboard_access(extras: dict[str, Any], verify: bool) -> DashboardAccess:
         template = str(extras.get(DASHBOARD_URL_FIELD) or "").strip() or None
-        return DashboardAccess(url_template=template, verify=verify)
+        token = str(extras.get(DASHBOARD_TOKEN_FIELD) or "").strip() or None  # masked by mask_extras
+        return DashboardAccess(url_template=template, verify=verify, token=token)
+
+    def instance_of(self, extras: dict[str, Any]) -> str:
+        """The connection's ``instance_id`` ("" when not set); ConfigurationError naming the field if invalid."""
+        try:
+            return check_instance_id(extras.get(INSTANCE_ID_FIELD), INSTANCE_ID_FIELD)
+        except ConfigurationError as invalid:
+            raise ConfigurationError(f"connection {self.kuberay_conn_id!r}: {invalid}") from None
 
     @staticmethod
     def mask_extras(extras: dict[str, Any]) -> None:
-        # A kubeconfig pasted into the connection holds tokens or keys: never let it reach a log.
+        # A kubeconfig pasted into the connection holds tokens or keys, and so does the dashboard token:
+        # never let them reach a log.
         kube_config = extras.get("kube_config") or extras.get("extra__kubernetes__kube_config")
         if kube_config:
             mask_secret(kube_config if isinstance(kube_config, str) else str(kube_config))
+        if token := str(extras.get(DASHBOARD_TOKEN_FIELD) or "").strip():
+            mask_secret(token)
 
 
 class KubeRayHook(KubeRayConnection, KubernetesHook):
@@ -66,7 +82,8 @@ class KubeRayHook(KubeRayConnection, KubernetesHook):
 
     :param kuberay_conn_id: a connection of type ``kuberay`` (default ``kuberay_default``). Its fields are
         those of the ``kubernetes`` connection (``kube_config_path``, ``kube_config``, ``cluster_context``,
-        ``in_cluster``, ``namespace``, ``disable_verify_ssl``) plus ``dashboard_url_template``.
+        ``in_cluster``, ``namespace``, ``disable_verify_ssl``) plus ``dashboard_url_template``,
+        ``dashboard_token`` and ``instance_id``.
     """
 
     def __init__(self, kuberay_conn_id: str | None = DEFAULT_CONN_ID, **kwargs: Any) -> None:
@@ -87,6 +104,11 @@ class KubeRayHook(KubeRayConnection, KubernetesHook):
     @cached_property
     def objects_client(self) -> RayObjectsClient:
         return RayObjectsClient(self.api_client)
+
+    @cached_property
+    def instance_id(self) -> str:
+        """This deployment's instance id: it enters the names and run labels of what the tasks create."""
+        return self.instance_of(self.conn_extras)
 
     @cached_property
     def dashboard(self) -> DashboardAccess:
@@ -138,4 +160,12 @@ class AsyncKubeRayHook(KubeRayConnection, AsyncKubernetesHook):
         self.mask_extras(await self.get_conn_extras())
         async with self.get_conn() as api_client:
             mask_credentials(api_client.configuration)
-            yield AsyncRayObjectsClient(api_client)
+            yield AsyncRayObjectsClient(api_client, reauthenticate=self.reload_credentials)
+
+    async def reload_credentials(self) -> None:
+        """Load the connection's credentials into the client's Configuration again (after a 401).
+        cncf.kubernetes reloads a kubeconfig with an exec plugin every time, so the plugin hands out a
+        fresh token; any other it keeps as first loaded. Its ``_load_config`` is the one way in."""
+        await self._load_config()
+        if self.client_configuration is not None:
+            mask_credentials(self.client_configuration)

@@ -1,5 +1,5 @@
 """RayJobSensor: wait for a RayJob (created by another task or another system) to finish or start.
-RayServiceSensor: wait until a RayService serves its latest spec."""
+RayServiceSensor: wait until a RayService serves its latest spec. Both poke, or defer to a trigger."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
-from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
+from kuberay_provider.airflow.params import push_extra
+from kuberay_provider.airflow.triggers import RayJobTrigger, RayServiceTrigger, object_state_from_event, state_from_event
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.rayservice_state import (
     SETTLE_SECONDS,
@@ -34,11 +35,12 @@ class RayJobSensor(BaseSensorOperator):
 
     :param rayjob_name: the RayJob's name (templated; e.g. from a RayJobOperator's XCom).
     :param namespace: default: the connection's, else ``default``.
+    :param kuberay_conn_id: a ``kuberay`` connection (templated).
     :param wait_for: ``"terminal"`` (default: the job ended and must have succeeded) or ``"started"``.
     :param deferrable: wait in the triggerer with ``RayJobTrigger`` (a watch) instead of poking.
     """
 
-    template_fields: Sequence[str] = ("rayjob_name", "namespace")
+    template_fields: Sequence[str] = ("rayjob_name", "namespace", "kuberay_conn_id")
 
     def __init__(
         self,
@@ -119,11 +121,16 @@ class RayServiceSensor(BaseSensorOperator):
     lost (a retry without a store, a store error) only delays success by a poke, never lets stale
     statuses through.
 
+    With ``deferrable=True`` the wait is ``RayServiceTrigger``'s in the triggerer (a watch, the same rule),
+    bounded by the sensor's ``timeout``; a RayService that does not exist yet is waited for.
+
     :param rayservice_name: the RayService's name (templated).
     :param namespace: default: the connection's, else ``default``.
+    :param kuberay_conn_id: a ``kuberay`` connection (templated).
+    :param deferrable: wait in the triggerer instead of poking.
     """
 
-    template_fields: Sequence[str] = ("rayservice_name", "namespace")
+    template_fields: Sequence[str] = ("rayservice_name", "namespace", "kuberay_conn_id")
     STATE_KEY = "rayservice_sensor"  # this sensor's key in the task state store
     settle_seconds: float = SETTLE_SECONDS
 
@@ -133,14 +140,34 @@ class RayServiceSensor(BaseSensorOperator):
         return time.time()
 
     def __init__(self, *, rayservice_name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID,
-                 **kwargs: Any) -> None:
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rayservice_name, self.namespace, self.kuberay_conn_id = rayservice_name, namespace, kuberay_conn_id
+        self.deferrable = deferrable
         self._kept: tuple[dict[str, str], dict[str, Any]] | None = None  # (object, tracker memory) of the last poke
 
     @cached_property
     def hook(self) -> KubeRayHook:
         return KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        namespace = self.namespace or self.hook.get_namespace() or "default"
+        self.defer(
+            trigger=RayServiceTrigger(self.rayservice_name, namespace, self.kuberay_conn_id,
+                                      timeout=float(self.timeout) if self.timeout else None),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=float(self.timeout)) if self.timeout else None,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        """Deferred: the RayService serves its latest spec; a timeout is the sensor's (``soft_fail`` applies)."""
+        if (event or {}).get("status") == "timeout":
+            raise AirflowSensorTimeout(f"RayService {self.rayservice_name}: {event.get('message')}")
+        state = object_state_from_event(event, f"RayService {self.rayservice_name}")
+        self.log.info("RayService %s/%s serves its latest spec at %s", state.get("namespace"), state.get("name"), state.get("serve_endpoint"))
+        push_extra(self, context, "serve_endpoint", state["serve_endpoint"])
 
     def poke(self, context: Context) -> bool:
         namespace = self.namespace or self.hook.get_namespace() or "default"
@@ -177,7 +204,7 @@ class RayServiceSensor(BaseSensorOperator):
                               state.generation, self.settle_seconds)
         if served is None:
             return False
-        context["ti"].xcom_push(key="serve_endpoint", value=served.serve_endpoint)
+        push_extra(self, context, "serve_endpoint", served.serve_endpoint)
         return True
 
     def _recall(self, store: Any, identity: Mapping[str, str]) -> dict[str, Any] | None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable, Protocol
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Protocol
 
 from kuberay_provider.core.kube.watch import S, Tracker, WatchEvent
 from kuberay_provider.core.lifecycle import StateTracker
 from kuberay_provider.core.resources import RAYJOB, RayKind
 from kuberay_provider.core.status import RayJobState, WaitTarget
+
+if TYPE_CHECKING:
+    from kuberay_provider.core.kube.api_requests import KubeObject
+    from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 
 
 class ObjectWatcher(Protocol):
@@ -39,3 +43,17 @@ async def wait_tracked(kube: ObjectWatcher, kind: RayKind, tracker: Tracker[S]) 
         if (done := tracker.observe(event)) is not None:
             return done
     raise tracker.timed_out()
+
+
+async def wait_until_gone(kube: AsyncRayObjectsClient, kind: RayKind, namespace: str, name: str,
+                          timeout: float | None) -> KubeObject | None:
+    """After a delete: watch the object from its current version until it is gone (``sync_client.wait_until_gone``
+    for asyncio). None once gone (or already), else the object as it still was when ``timeout`` s had passed."""
+    current = await kube.find(kind, namespace, name)
+    if current is None:
+        return None
+    version = (current.get("metadata") or {}).get("resourceVersion")
+    async for event in kube.watch(kind, namespace, name=name, resource_version=version, timeout_seconds=timeout):
+        if event.type == "DELETED":
+            return None
+    return current

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from kuberay_provider.core.errors import ConfigurationError
+
 CLEANUP_FIELDS = ("shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "deletionStrategy")
 CLEANUP_CHOICES = ("keep", "delete_cluster", "delete_cluster_after:<seconds>", "delete_workers_then_cluster:<seconds>:<seconds>")
 # The end states a deletion rule can match: the Ray job's own end, and a RayJob that failed before the
@@ -50,22 +52,41 @@ def cleanup_spec_fields(choice: str) -> dict[str, Any]:
         return {**fields, "shutdownAfterJobFinishes": True}
     match = _WITH_SECONDS.match(text)
     if match is None:
-        raise ValueError(f"unknown cleanup choice {choice!r}; choose one of: {', '.join(CLEANUP_CHOICES)}")
+        raise ConfigurationError(f"unknown cleanup choice {choice!r}; choose one of: {', '.join(CLEANUP_CHOICES)}")
     if match.group(1):
         return {**fields, "shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": int(match.group(2))}
     workers_after, cluster_after = int(match.group(4)), int(match.group(5))
     if cluster_after < workers_after:
-        raise ValueError(f"cleanup {choice!r}: the cluster cannot go ({cluster_after} s) before its workers ({workers_after} s)")
+        raise ConfigurationError(f"cleanup {choice!r}: the cluster cannot go ({cluster_after} s) before its workers ({workers_after} s)")
     # shutdownAfterJobFinishes stays unset: KubeRay refuses it beside deletionRules.
     return {**fields, "deletionStrategy": _deletion_rules(workers_after, cluster_after)}
 
 
+def held_cleanup(choice: str, hold_seconds: int) -> str:
+    """``choice`` with the cluster kept at least ``hold_seconds`` after the job ends. A shipped function's
+    result lives in the job's log, on the cluster: the RayJob is created with this, and the task applies
+    ``choice`` itself once it has read the result (``core.function_runs``); the hold only matters when no
+    try does (a worker died), long enough for a retry. Workers may go as chosen: the log is the head's."""
+    cleanup_spec_fields(choice)  # an unknown choice fails here
+    if hold_seconds < 0:
+        raise ConfigurationError(f"result_hold_seconds must be 0 or more seconds, got {hold_seconds!r}")
+    text = str(choice).strip()
+    match = _WITH_SECONDS.match(text)
+    if text == "keep":
+        return text
+    if match is None:  # "delete_cluster"
+        return f"delete_cluster_after:{hold_seconds}"
+    if match.group(1):
+        return f"delete_cluster_after:{max(int(match.group(2)), hold_seconds)}"
+    return f"delete_workers_then_cluster:{match.group(4)}:{max(int(match.group(5)), hold_seconds)}"
+
+
 def apply_cleanup(spec: Mapping[str, Any], choice: str) -> dict[str, Any]:
-    """``spec`` with the choice's fields written in; ValueError when ``spec`` already sets one differently."""
+    """``spec`` with the choice's fields written in; ConfigurationError when ``spec`` already sets one differently."""
     wanted = cleanup_spec_fields(choice)
     conflicts = [f"{name}={spec[name]!r}" for name in CLEANUP_FIELDS if spec.get(name) is not None and spec[name] != wanted[name]]
     if conflicts:
-        raise ValueError(
+        raise ConfigurationError(
             f"cleanup={choice!r} decides {', '.join(CLEANUP_FIELDS)} itself; remove the conflicting "
             f"explicit field(s): {', '.join(conflicts)}"
         )

@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any, Callable, Mapping
 
 from kuberay_provider.core.dashboard import raycluster_head_service
-from kuberay_provider.core.errors import FieldError, KubeRayProviderError, ValidationError
+from kuberay_provider.core.errors import FieldError, KubeRayProviderError, NameTakenError, ValidationError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.job_request import RunIdentity
@@ -70,7 +70,7 @@ class RayClusterRequest:
     @property
     def cluster_name(self) -> str:
         return self.name or rayjob_name(self.identity.owner, self.identity.task, self.identity.run_id,
-                                        self.identity.map_index, max_length=MAX_RAYCLUSTER_NAME)
+                                        self.identity.map_index, instance=self.identity.instance, max_length=MAX_RAYCLUSTER_NAME)
 
     @cached_property
     def base_manifest(self) -> dict[str, Any] | None:
@@ -208,8 +208,8 @@ class RayClusterLifecycle:
         if existing is not None:
             wanted = (metadata.get("labels") or {}).get(LABEL_RUN_KEY)
             found = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_RUN_KEY)
-            if wanted and found != wanted:
-                raise KubeRayProviderError(
+            if wanted and found != wanted:  # as for a RayJob: a retry would find the same cluster again
+                raise NameTakenError(
                     f"RayCluster {namespace}/{name} exists but was not created by this run "
                     f"(label {LABEL_RUN_KEY}={found!r}, expected {wanted!r}); choose another name")
             recorded = ((existing.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_DIGEST)
@@ -277,10 +277,10 @@ class RayClusterLifecycle:
             raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(left))
         return True
 
-    def delete_run(self, namespace: str, owner: str, run_id: str) -> list[str]:
-        """Delete every RayCluster one run (DAG or flow run) created, found by its identity labels, without
-        waiting: what a crash or cancellation hook calls. Returns the names deleted."""
-        selector = run_selector(owner, run_id)
+    def delete_run(self, namespace: str, owner: str, run_id: str, *, instance: str = "") -> list[str]:
+        """Delete every RayCluster one run (DAG or flow run) of this ``instance`` created, found by its
+        identity labels, without waiting: what a crash or cancellation hook calls. Returns the names deleted."""
+        selector = run_selector(owner, run_id, instance)
         deleted = []
         for cluster in self.kube.list(RAYCLUSTER, namespace, label_selector=selector):
             name = str((cluster.get("metadata") or {}).get("name"))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.errors import KubeRayProviderError, PermanentError
 from kuberay_provider.core.job_request import RunIdentity
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class FunctionSecretError(KubeRayProviderError):
     """The workers' secret for function results cannot be had."""
 
 
-class ForeignRayJob(KubeRayProviderError):
+class ForeignRayJob(PermanentError):
     """The Ray job under this task's submission id is not this run's function job: its result is not read."""
 
 
@@ -115,6 +115,8 @@ def _machine_secret(path: Path) -> bytes:
 
 
 def _identity_text(identity: RunIdentity) -> bytes:
+    # The instance id stays out: it already sets the job's name (so its submission id) apart, and the
+    # Airflow decorator derives the key before the connection that holds the instance id is read.
     index = "" if identity.map_index is None or identity.map_index < 0 else str(identity.map_index)
     return "\x1f".join((identity.owner, identity.task, identity.run_id, index)).encode("utf-8")
 

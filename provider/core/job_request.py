@@ -22,14 +22,16 @@ from enum import Enum
 from typing import Any, Mapping
 
 from kuberay_provider.core.cleanup import apply_cleanup, cleanup_spec_fields
+from kuberay_provider.core.errors import ArgumentError, ConfigurationError
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.naming import (
     ANNOTATION_FIRST_TRY,
     ANNOTATION_TRY_NUMBER,
+    check_instance_id,
     identity_labels,
     rayjob_name,
-    run_key,
     submission_id,
+    task_key,
     task_labels,
 )
 from kuberay_provider.core.resources import RAYJOB
@@ -48,26 +50,30 @@ class SubmitVia(str, Enum):
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """Who runs the job: (dag or flow, task, run, map index). Names and labels derive from it."""
+    """Who runs the job: (dag or flow, task, run, map index), and the deployment's ``instance`` id when
+    several share a namespace ("": none, the names of before). Names and labels derive from it."""
 
     owner: str
     task: str
     run_id: str
     map_index: int | None = None
+    instance: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "instance", check_instance_id(self.instance, "instance"))
 
     @property
     def key(self) -> str:
-        index = None if self.map_index is None or self.map_index < 0 else self.map_index
-        return run_key(self.owner, self.task, self.run_id, index)
+        return task_key(self.owner, self.task, self.run_id, self.map_index, self.instance)
 
     @property
     def rayjob_name(self) -> str:
-        return rayjob_name(self.owner, self.task, self.run_id, self.map_index)
+        return rayjob_name(self.owner, self.task, self.run_id, self.map_index, instance=self.instance)
 
     @property
     def labels(self) -> dict[str, str]:
         """The run-key label (what re-attach checks) and the readable identity (what selectors use)."""
-        return {**identity_labels(self.key), **task_labels(self.owner, self.task, self.run_id, self.map_index)}
+        return {**identity_labels(self.key), **task_labels(self.owner, self.task, self.run_id, self.map_index, self.instance)}
 
 
 def normalize_cluster_selector(selector: str | Mapping[str, str] | None) -> dict[str, str] | None:
@@ -95,7 +101,7 @@ class JobSubmission:
     def from_manifest(cls, manifest: Mapping[str, Any], job_id: str) -> "JobSubmission":
         spec = manifest.get("spec") or {}
         if not str(spec.get("entrypoint") or "").strip():
-            raise ValueError("submitting through the Ray Jobs SDK needs an entrypoint")
+            raise ConfigurationError("submitting through the Ray Jobs SDK needs an entrypoint")
         resources = spec.get("entrypointResources")
         return cls(
             submission_id=job_id,
@@ -146,21 +152,29 @@ class RayJobRequest:
     # Local folders the SDK submission uploads as py_modules (a shipped function, core.functions); kept out
     # of the RayJob itself, whose spec must not name paths on this machine.
     ship_py_modules: tuple[str, ...] = ()
+    # A cleanup choice the task applies itself once it has read the job's result (a shipped function's,
+    # in the job's log); ``cleanup`` then only holds the cluster until that read (core.function_runs).
+    cleanup_after_read: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
         if unknown:
-            raise TypeError(f"unknown RayJob spec parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(RAYJOB_KEYWORDS))}")
-        object.__setattr__(self, "submit_via", SubmitVia(self.submit_via))
-        if self.cleanup is not None:
-            cleanup_spec_fields(self.cleanup)  # an unknown choice fails here, not at launch
+            raise ArgumentError(f"unknown RayJob spec parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(RAYJOB_KEYWORDS))}")
+        try:
+            object.__setattr__(self, "submit_via", SubmitVia(self.submit_via))
+        except ValueError:
+            raise ConfigurationError(f"submit_via must be one of {', '.join(repr(v.value) for v in SubmitVia)}, "
+                                     f"got {self.submit_via!r}") from None
+        for choice in (self.cleanup, self.cleanup_after_read):
+            if choice is not None:
+                cleanup_spec_fields(choice)  # an unknown choice fails here, not at launch
         if self.queue_name and self.spec_params.get("suspend") is False:
-            raise ValueError("queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False")
+            raise ConfigurationError("queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False")
         if self.queue_name and self.submit_via is SubmitVia.SDK and not self.runs_without_rayjob:
             # KubeRay v1.7 on resume after a preemption: the status's job id is reset and a new cluster is
             # made, but spec.jobId still names the job we submitted to the old one, so the RayJob goes
             # Running on a job that does not exist there and waits forever (404s are silent in Interactive).
-            raise ValueError(
+            raise ConfigurationError(
                 "queue_name with submit_via='sdk' (InteractiveMode) is refused: when Kueue preempts the RayJob, "
                 "KubeRay resumes it on a new cluster still tracking the Ray job id submitted to the old one, "
                 "which never finishes there. "
@@ -168,13 +182,13 @@ class RayJobRequest:
                    "entrypoint with queue_name)" if self.ship_py_modules else "Let KubeRay submit (submit_via='kuberay', the default)")
             )
         if self.ship_py_modules and not self.submits_itself:
-            raise ValueError("shipping a function needs the Ray Jobs SDK to upload it: submit_via='sdk'")
+            raise ConfigurationError("shipping a function needs the Ray Jobs SDK to upload it: submit_via='sdk'")
         if self.head_service and self.volcano_job:
-            raise ValueError("give head_service or volcano_job, not both: each names the Ray head to submit to")
+            raise ConfigurationError("give head_service or volcano_job, not both: each names the Ray head to submit to")
         if (self.head_service or self.volcano_job) and (self.selector is not None or self.queue_name):
-            raise ValueError("head_service / volcano_job submit straight to a Ray head: no cluster_selector or queue_name with them")
+            raise ConfigurationError("head_service / volcano_job submit straight to a Ray head: no cluster_selector or queue_name with them")
         if self.admission_timeout is not None and self.admission_timeout <= 0:
-            raise ValueError(f"admission_timeout must be positive seconds, got {self.admission_timeout!r}")
+            raise ConfigurationError(f"admission_timeout must be positive seconds, got {self.admission_timeout!r}")
 
     @property
     def rayjob_name(self) -> str:
@@ -214,6 +228,12 @@ class RayJobRequest:
     def submits_itself(self) -> bool:
         """The provider (not KubeRay) submits the Ray job."""
         return self.submit_via is SubmitVia.SDK or self.on_bare_head
+
+    @property
+    def result_in_log(self) -> bool:
+        """The job's result lives only in its log, on its cluster (a shipped function): a succeeded RayJob
+        whose cluster is gone has nothing left to re-attach to."""
+        return bool(self.ship_py_modules)
 
     @property
     def submission_id(self) -> str:

@@ -161,6 +161,7 @@ class RayJobRunner:
     lifecycle: RayJobLifecycle
     log_line: Callable[[str], None] = field(default=log.info)
     status_line: Callable[[str], None] = field(default=log.info)
+    on_started: Callable[[RayJobState], None] = field(default=lambda state: None)  # e.g. to publish the job's link
     stream_logs: bool = True
     log_tail_lines: int = 50
 
@@ -172,8 +173,9 @@ class RayJobRunner:
         manifest = request.manifest()
         self.lifecycle.validate(manifest)
         self._require_selected_cluster(request)
-        launch = self.lifecycle.create_or_attach(manifest)
-        self.status_line(f"{_launch_verb(launch)} RayJob {request.resolved_namespace}/{request.rayjob_name}")
+        launch = self.lifecycle.create_or_attach(manifest, result_in_log=request.result_in_log)
+        anew = f". Running the job anew: the task's earlier RayJob was replaced because {launch.superseded}" if launch.superseded else ""
+        self.status_line(f"{_launch_verb(launch)} RayJob {request.resolved_namespace}/{request.rayjob_name}{anew}")
         return launch
 
     def _require_selected_cluster(self, request: RayJobRequest) -> None:
@@ -225,8 +227,9 @@ class RayJobRunner:
         self.launch(request)
         return self.follow(request, timeout)
 
-    def follow(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
-        """After ``launch``: submit (SDK mode), stream the log while waiting by watch, conclude."""
+    def start(self, request: RayJobRequest, timeout: float | None = None) -> RayJobState:
+        """After ``launch``: wait for Kueue's admission, then until the job started (SDK mode: submitting it
+        once KubeRay waits for the submission); the state then."""
         deadline = _Deadline(timeout)
         if request.kueue_queue:
             self.wait_for_admission(request, _shorter(request.admission_timeout, deadline.remaining()))
@@ -234,6 +237,13 @@ class RayJobRunner:
         if request.submits_itself and state.is_waiting_for_submission:
             self.submit_if_waiting(request, state)
             state = self.wait(request, WaitTarget.STARTED, deadline.remaining())
+        return state
+
+    def follow(self, request: RayJobRequest, timeout: float | None = None) -> RayJobOutcome:
+        """After ``launch``: ``start``, stream the log while waiting by watch, conclude."""
+        deadline = _Deadline(timeout)
+        state = self.start(request, deadline.remaining())
+        self.on_started(state)
         followed = FollowedRayJob(state)
         follower = self._follow(self._rayjob_jobs_for, followed) if not state.is_terminal else None
 

@@ -17,12 +17,14 @@ from kuberay_provider.core.dashboard import (
     raycluster_head_service,
     rayjob_head_service,
 )
-from kuberay_provider.core.errors import KubeRayProviderError, ValidationError
+# ClusterNotFoundError, NameTakenError: defined with the other permanent errors, still importable from here.
+from kuberay_provider.core.errors import ClusterNotFoundError, KubeRayProviderError, NameTakenError, ValidationError
 from kuberay_provider.core.function_keys import META_KEY_ID, META_TRY
 from kuberay_provider.core.job_request import JobSubmission
 from kuberay_provider.core.kube.errors import NotFoundError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
+from kuberay_provider.core.lineage import without_per_try_env
 from kuberay_provider.core.log_follower import tail_lines
 from kuberay_provider.core.naming import (
     ANNOTATION_CONSUMED_BY_TRY,
@@ -43,7 +45,8 @@ from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 log = logging.getLogger(__name__)
 DELETION_TIMEOUT = 120.0  # seconds a replaced RayJob (and, foreground, its cluster) may take to go
 # Left out of the spec digest: Kueue (un)suspends a RayJob and the SDK path sets jobId after the create;
-# a function run's job metadata names the try's key, which differs per try while the function does not.
+# a function run's job metadata names the try's key, and the runtime env the try's OpenLineage parent run
+# (core.lineage), which differ per try while the job does not.
 VOLATILE_SPEC_FIELDS = ("suspend", "jobId")
 PER_TRY_METADATA = (META_KEY_ID, META_TRY)
 
@@ -58,14 +61,6 @@ class RayJobTimeout(KubeRayProviderError):
 
 class AdmissionTimeout(RayJobTimeout):
     """Kueue did not admit the RayJob in time (it was still suspended on its queue)."""
-
-
-class ClusterNotFoundError(KubeRayProviderError):
-    """The RayCluster a job should run on does not exist."""
-
-
-class NameTakenError(KubeRayProviderError):
-    """A RayJob of the wanted name exists but belongs to another run (its run-key label differs)."""
 
 
 @dataclass
@@ -138,14 +133,16 @@ class RayJobLifecycle:
             namespace, name = manifest_label(manifest)
             raise ValidationError(errors, object_name=f"{manifest.get('kind', 'object')} {namespace}/{name}")
 
-    def create_or_attach(self, manifest: dict[str, Any]) -> Launch:
+    def create_or_attach(self, manifest: dict[str, Any], *, result_in_log: bool = False) -> Launch:
         """Re-attach to the RayJob a previous try of this run created, or create it.
 
         A later try re-attaches to a RayJob that is live or succeeded, has the same spec, and whose outcome
         no try reported before the task's current series of tries (``reuse_of``): a retry after a crash
         follows the job to its end instead of running it twice. Any other RayJob of the task (it failed,
         its spec changed, or the task was cleared after its outcome was reported) is deleted and waited
-        for, so there is never more than one RayJob per task, and created anew.
+        for, so there is never more than one RayJob per task, and created anew. With ``result_in_log`` (a
+        shipped function, whose result only the job's log holds) so is a succeeded RayJob whose cluster, and
+        the log with it, is gone: it can be run again, never read again.
 
         Before the real create, layer (c): a server-side dry run, so admission webhooks and the
         installed CRD judge the object exactly as they will a moment later.
@@ -157,6 +154,8 @@ class RayJobLifecycle:
         if existing is not None:
             self._check_same_run(manifest, existing)
             reuse = reuse_of(existing, manifest)
+            if reuse.reattach and result_in_log and (gone := self.result_gone(existing)):
+                reuse = Reuse(False, gone)
             if reuse.reattach:
                 log.info("RayJob %s/%s already exists; re-attaching to it%s", namespace, name, f" ({reuse.why})" if reuse.why else "")
                 return Launch(existing, created=False)
@@ -168,6 +167,17 @@ class RayJobLifecycle:
         if reuse is None:
             return Launch(created, created=True)
         return Launch(created, created=True, replaced=reuse.failed, superseded="" if reuse.failed else reuse.why)
+
+    def result_gone(self, rayjob: Mapping[str, Any]) -> str:
+        """Why a succeeded RayJob's log can no longer be read ("" while it can): its RayCluster is gone."""
+        state = RayJobState.from_object(rayjob)
+        if not state.succeeded_job or not state.cluster_name or (rayjob.get("spec") or {}).get("clusterSelector"):
+            return ""
+        cluster = self.kube.find(RAYCLUSTER, state.namespace, state.cluster_name)
+        if cluster is not None and not (cluster.get("metadata") or {}).get("deletionTimestamp"):
+            return ""
+        return (f"it succeeded, but its RayCluster {state.namespace}/{state.cluster_name} is gone, and with it the Ray "
+                "job's log that held the result")
 
     def mark_consumed(self, namespace: str, name: str, try_number: int) -> bool:
         """Record on the RayJob that ``try_number`` reported its outcome (cncf.kubernetes' ``already_checked``
@@ -217,7 +227,8 @@ class RayJobLifecycle:
 
     def jobs_client(self, namespace: str, service: str, cluster: str = "") -> RayJobsClient:
         if self.dashboard.uses_service_proxy:
-            endpoint = DashboardEndpoint.through(self.kube.proxy_connection(namespace, service, DASHBOARD_PORT_NAME))
+            connection = self.kube.proxy_connection(namespace, service, DASHBOARD_PORT_NAME)
+            endpoint = DashboardEndpoint.through(connection, headers=self.dashboard.auth_headers())
         else:
             endpoint = self.dashboard.direct_endpoint(namespace=namespace, service=service, cluster=cluster)
         return RayJobsClient(endpoint)
@@ -278,10 +289,11 @@ class RayJobLifecycle:
         """Delete the RayJob; KubeRay (and the owner references) take its cluster with it."""
         return self.kube.delete(RAYJOB, namespace, name, propagation_policy="Foreground")
 
-    def delete_run(self, namespace: str, owner: str, run_id: str, tasks: Collection[str] | None = None) -> list[str]:
-        """Delete every RayJob one run (dag or flow run) created, found by its identity labels; only those
-        of ``tasks`` when given. Returns the names of the RayJobs deleted."""
-        selector = run_selector(owner, run_id)
+    def delete_run(self, namespace: str, owner: str, run_id: str, tasks: Collection[str] | None = None, *,
+                   instance: str = "") -> list[str]:
+        """Delete every RayJob one run (dag or flow run) of this ``instance`` created, found by its identity
+        labels; only those of ``tasks`` when given. Returns the names of the RayJobs deleted."""
+        selector = run_selector(owner, run_id, instance)
         wanted = None if tasks is None else {label_value(task) for task in tasks}
         deleted = []
         for rayjob in self.kube.list(RAYJOB, namespace, label_selector=selector):
@@ -318,7 +330,7 @@ def consumed_by(manifest: Mapping[str, Any]) -> int | None:
 
 
 def rayjob_spec_digest(manifest: Mapping[str, Any]) -> str:
-    return spec_digest(manifest.get("spec") or {}, VOLATILE_SPEC_FIELDS, PER_TRY_METADATA)
+    return spec_digest(without_per_try_env(manifest.get("spec") or {}), VOLATILE_SPEC_FIELDS, PER_TRY_METADATA)
 
 
 def with_spec_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Deterministic, valid names for the objects a task creates.
 
 A retried task try must find the RayJob its first try created, and a new run must never reuse it, so the
-name is a pure function of the run's identity (dag or flow, task, run, map index). KubeRay appends
+name is a pure function of the run's identity (dag or flow, task, run, map index, and the deployment's
+instance id when one is set: several Airflow deployments may share a namespace). KubeRay appends
 ``-<5 chars>`` to a RayJob's name for its RayCluster and caps RayCluster names at 53, so a RayJob name is a
 DNS-1035 label of at most 47 characters (utils.MaxRayJobNameLength in KubeRay v1.7.0).
 """
@@ -13,12 +14,15 @@ import json
 import re
 from typing import Any, Collection, Mapping
 
+from kuberay_provider.core.errors import ConfigurationError
+
 MAX_RAYJOB_NAME = 47
 MAX_RAYCLUSTER_NAME = 53
 MAX_LABEL_VALUE = 63
 _HASH_CHARS = 10  # 40 bits: a collision needs ~10^6 distinct runs of one task to become likely
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
+_DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 # Labels the provider puts on what it creates, so a retry can also find objects by identity.
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -30,6 +34,9 @@ LABEL_OWNER = "kuberay-provider.io/owner"
 LABEL_TASK = "kuberay-provider.io/task"
 LABEL_RUN_ID = "kuberay-provider.io/run-id"
 LABEL_MAP_INDEX = "kuberay-provider.io/map-index"
+# The deployment (e.g. "prod", "staging") that made the object, when several share a namespace; absent
+# when it has no instance id, so the objects of a deployment without one look exactly as before.
+LABEL_INSTANCE = "kuberay-provider.io/instance"
 UNMAPPED = "none"
 # The orchestrator's try number that created the RayJob: a later try replaces a failed RayJob.
 ANNOTATION_TRY_NUMBER = "kuberay-provider.io/try-number"
@@ -58,22 +65,40 @@ def run_key(*identity: object) -> str:
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:_HASH_CHARS]
 
 
+def check_instance_id(value: object, field: str = "instance_id") -> str:
+    """``value`` as an instance id: "" (none) or a DNS-1123 label, as it becomes a label value and part of
+    names. ConfigurationError naming ``field`` otherwise."""
+    text = "" if value is None else str(value).strip()
+    if text and not (len(text) <= MAX_LABEL_VALUE and _DNS_1123.match(text)):
+        raise ConfigurationError(
+            f"{field}={text!r} is not a valid instance id: use at most {MAX_LABEL_VALUE} lower-case letters, digits "
+            "and '-', starting and ending with a letter or digit (e.g. 'prod', 'staging-eu'), or leave it empty"
+        )
+    return text
+
+
+def task_key(owner: str, task: str, run_id: str, map_index: int | None = None, instance: str = "") -> str:
+    """The run key of one task of one run (the digest in its RayJob's name). ``map_index`` < 0 (Airflow's
+    "not mapped") counts as no index; no instance id leaves the key as it was before instance ids existed."""
+    index = None if map_index is None or map_index < 0 else map_index
+    return run_key(owner, task, run_id, index, instance) if instance else run_key(owner, task, run_id, index)
+
+
 def rayjob_name(
     owner: str,
     task: str,
     run_id: str,
     map_index: int | None = None,
     *,
+    instance: str = "",
     max_length: int = MAX_RAYJOB_NAME,
 ) -> str:
     """``<owner>-<task>-<digest>``, shortened to fit, e.g. ``nightly-scoring-score-3f9a0c12de``.
 
     The readable part helps a person running ``kubectl get rayjobs``; the digest of the full identity
-    keeps names distinct however the readable part was shortened. ``map_index`` < 0 (Airflow's "not
-    mapped") counts as no index.
+    (``task_key``) keeps names distinct however the readable part was shortened.
     """
-    index = None if map_index is None or map_index < 0 else map_index
-    digest = run_key(owner, task, run_id, index)
+    digest = task_key(owner, task, run_id, map_index, instance)
     room = max_length - len(digest) - 1
     readable = sanitize(f"{owner}-{task}")[:room].strip("-")
     # A DNS-1035 label must start with a letter; the digest may start with a digit.
@@ -109,19 +134,22 @@ def label_value(text: str) -> str:
     return f"{readable}-{digest}" if readable else digest
 
 
-def run_labels(owner: str, run_id: str) -> dict[str, str]:
+def run_labels(owner: str, run_id: str, instance: str = "") -> dict[str, str]:
     """The labels every object of one run carries: a selector for "everything this run created"."""
-    return {LABEL_OWNER: label_value(owner), LABEL_RUN_ID: label_value(run_id)}
+    labels = {LABEL_OWNER: label_value(owner), LABEL_RUN_ID: label_value(run_id)}
+    return {**labels, LABEL_INSTANCE: instance} if instance else labels
 
 
-def run_selector(owner: str, run_id: str) -> str:
-    """``run_labels`` as a label selector."""
-    return ",".join(f"{key}={value}" for key, value in run_labels(owner, run_id).items())
+def run_selector(owner: str, run_id: str, instance: str = "") -> str:
+    """``run_labels`` as a label selector, for this instance's objects only: without an instance id, the
+    objects WITHOUT the instance label (``!key``), so a deployment that has none never selects another's."""
+    terms = [f"{key}={value}" for key, value in run_labels(owner, run_id, instance).items()]
+    return ",".join(terms if instance else [*terms, f"!{LABEL_INSTANCE}"])
 
 
-def task_labels(owner: str, task: str, run_id: str, map_index: int | None) -> dict[str, str]:
+def task_labels(owner: str, task: str, run_id: str, map_index: int | None, instance: str = "") -> dict[str, str]:
     index = UNMAPPED if map_index is None or map_index < 0 else str(map_index)
-    return {**run_labels(owner, run_id), LABEL_TASK: label_value(task), LABEL_MAP_INDEX: index}
+    return {**run_labels(owner, run_id, instance), LABEL_TASK: label_value(task), LABEL_MAP_INDEX: index}
 
 
 def spec_digest(spec: Mapping[str, Any], ignored: Collection[str] = (), ignored_metadata: Collection[str] = ()) -> str:

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 import tenacity
 
 from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.jobs_api_errors import JobsApiError, KeepsStatusCode, is_not_found
 from kuberay_provider.core.kube.api_requests import Target
 from kuberay_provider.core.kube.errors import missing_permission
-from kuberay_provider.core.kube.proxy import ProxyConnection
+from kuberay_provider.core.kube.proxy import HeaderSource, ProxyConnection
 from kuberay_provider.core.status import JobStatus
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}  # stripped from error text
+_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization", "x-ray-authorization"}  # stripped from error text
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")  # any request's token in error text: the API server's changes
 # Ray words an HTTP refusal "Request failed with status code 403: ..." (requests: "403 Client Error: ...").
 _REFUSAL = re.compile(r"status code (401|403)\b|\b(401|403) Client Error")
 _PROXY_NAMESPACE = re.compile(r"/api/v1/namespaces/([^/]+)/services/[^/]+/proxy")
@@ -79,20 +81,23 @@ class DashboardEndpoint(ProxyConnection):
         return cls(url=url.rstrip("/"), headers=dict(headers or {}), verify=verify)
 
     @classmethod
-    def through(cls, connection: ProxyConnection) -> "DashboardEndpoint":
-        """The dashboard behind the Kubernetes API server's service proxy, with the API client's
-        credentials (see ``RayObjectsClient.proxy_connection``)."""
-        return cls(url=connection.url.rstrip("/"), headers=dict(connection.headers), verify=connection.verify, cert=connection.cert)
+    def through(cls, connection: ProxyConnection, *, headers: Mapping[str, str] | None = None) -> "DashboardEndpoint":
+        """The dashboard behind the Kubernetes API server's service proxy, with the API client's credentials
+        (read per request: ``RayObjectsClient.proxy_connection``) and the dashboard's own ``headers`` (Ray's token)."""
+        return cls(url=connection.url.rstrip("/"), headers={**connection.headers, **(headers or {})},
+                   verify=connection.verify, cert=connection.cert, credentials=connection.credentials)
 
 
 @functools.cache
 def _client_cert_client_class() -> type["JobSubmissionClient"]:
     """JobSubmissionClient that also presents a client certificate (kubeconfigs with mutual TLS)."""
+    import ray.exceptions
     from ray.job_submission import JobSubmissionClient
 
-    class ClientCertJobSubmissionClient(JobSubmissionClient):
-        def __init__(self, *args: Any, client_cert: str | tuple[str, str] | None = None, **kwargs: Any) -> None:
-            self._client_cert = client_cert
+    class ClientCertJobSubmissionClient(KeepsStatusCode, JobSubmissionClient):  # KeepsStatusCode: 404 read from the status
+        def __init__(self, *args: Any, client_cert: str | tuple[str, str] | None = None,
+                     credentials: HeaderSource | None = None, **kwargs: Any) -> None:
+            self._client_cert, self._credentials = client_cert, credentials
             super().__init__(*args, **kwargs)
             if client_cert and self._ssl_context is not False:
                 context = self._ssl_context or ssl.create_default_context()
@@ -104,7 +109,14 @@ def _client_cert_client_class() -> type["JobSubmissionClient"]:
             if self._client_cert:
                 kwargs.setdefault("cert", self._client_cert)
             kwargs.setdefault("timeout", REQUEST_TIMEOUT)  # Ray passes none: a silent server would block forever
-            return super()._do_request(method, endpoint, **kwargs)
+            if self._credentials is not None:  # Ray sends the headers it was built with, whose API server token
+                self._headers.update(self._credentials())  # expires while a job runs: the current one, every time
+            try:
+                return super()._do_request(method, endpoint, **kwargs)
+            except getattr(ray.exceptions, "AuthenticationError", ()) as refused:  # Ray >= 2.52, for any 401 / 403:
+                text = str(refused)  # "Authentication required: <body>" + advice on Ray's token auth; as any other answer
+                raise JobsApiError(401 if text.startswith("Authentication required") else 403,
+                                   text.split(": ", 1)[-1].split("\n\n", 1)[0]) from None
 
     return ClientCertJobSubmissionClient
 
@@ -115,7 +127,8 @@ ClientFactory = Callable[[DashboardEndpoint], "JobSubmissionClient"]
 def _default_client(endpoint: DashboardEndpoint) -> "JobSubmissionClient":
     try:
         return _client_cert_client_class()(
-            endpoint.url, headers=dict(endpoint.headers), verify=endpoint.verify, client_cert=endpoint.cert
+            endpoint.url, headers=endpoint.request_headers(), verify=endpoint.verify, client_cert=endpoint.cert,
+            credentials=endpoint.credentials,
         )
     except (OSError, RuntimeError) as exc:  # OSError: requests' HTTPError from the version check, refused connections
         reason = _strip_secrets(str(exc), endpoint) + _refusal_hint(str(exc), endpoint, "GET")
@@ -146,7 +159,7 @@ def _strip_secrets(text: str, endpoint: DashboardEndpoint) -> str:
             text = text.replace(value, "<redacted>")
             # A bearer header's token alone may also appear.
             text = text.replace(value.split(" ", 1)[-1], "<redacted>")
-    return text
+    return _BEARER.sub(r"\1<redacted>", text)
 
 
 @dataclass(frozen=True)
@@ -240,7 +253,7 @@ class RayJobsClient:
         try:
             return RayJobInfo.from_details(job_id, self.client.get_job_info(job_id))
         except (RuntimeError, OSError) as exc:  # OSError: requests' connection errors and timeouts
-            if isinstance(exc, RuntimeError) and _is_not_found(exc):
+            if is_not_found(exc):
                 return None
             raise RayJobsError(f"reading Ray job {job_id} failed: {self._clean(exc, 'GET')}") from exc
 
@@ -257,7 +270,7 @@ class RayJobsClient:
         try:
             return self.client.get_job_logs(job_id)
         except (RuntimeError, OSError) as exc:
-            if isinstance(exc, RuntimeError) and _is_not_found(exc):
+            if is_not_found(exc):
                 raise RayJobNotFound(f"Ray job {job_id} does not exist on {self.endpoint.url}") from exc
             raise RayJobsError(f"reading logs of Ray job {job_id} failed: {self._clean(exc, 'GET')}") from exc
 
@@ -266,7 +279,7 @@ class RayJobsClient:
         try:
             return bool(self.client.stop_job(job_id))
         except RuntimeError as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 return False
             raise RayJobsError(f"stopping Ray job {job_id} failed: {self._clean(exc, 'POST')}") from exc
 
@@ -333,11 +346,12 @@ class RayJobsClient:
         import aiohttp  # here, not at the top: most users of this module never tail
 
         timeout = aiohttp.ClientTimeout(total=None, connect=TAIL_CONNECT_SECONDS, sock_read=TAIL_CONNECT_SECONDS)
-        async with aiohttp.ClientSession(headers=dict(self.endpoint.headers), timeout=timeout) as session:
+        headers = await asyncio.to_thread(self.endpoint.request_headers)  # current credentials (maybe an exec plugin run)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             try:
                 # No size limit: Ray's agent sends what one readline() returned as one message, so a long line
                 # without a newline arrives whole, and a limit would fail it the same way on every resume.
-                ws = await session.ws_connect(f"{self.endpoint.url}/api/jobs/{job_id}/logs/tail", ssl=_ssl_setting(self.endpoint),
+                ws = await session.ws_connect(f"{self.endpoint.url}/api/jobs/{job_id}/logs/tail", ssl=self.endpoint.aiohttp_ssl(),
                                               heartbeat=TAIL_HEARTBEAT_SECONDS, max_msg_size=0)
             except Exception as exc:  # noqa: BLE001 - no websocket gets through: poll
                 log.debug("log stream for %s unavailable (%s); polling instead", job_id, _strip_secrets(str(exc), self.endpoint))
@@ -375,19 +389,3 @@ class RayJobsClient:
 
     def _clean(self, exc: BaseException, method: str) -> str:
         return _strip_secrets(str(exc), self.endpoint) + _refusal_hint(str(exc), self.endpoint, method)
-
-
-def _ssl_setting(endpoint: DashboardEndpoint) -> ssl.SSLContext | bool:
-    """``endpoint``'s TLS settings as aiohttp takes them (False: no verification)."""
-    if endpoint.verify is False:
-        return False
-    context = ssl.create_default_context(cafile=endpoint.verify if isinstance(endpoint.verify, str) else None)
-    if endpoint.cert:
-        certfile, keyfile = endpoint.cert if isinstance(endpoint.cert, tuple) else (endpoint.cert, None)
-        context.load_cert_chain(certfile, keyfile)
-    return context
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    text = str(exc)
-    return "404" in text or "does not exist" in text or "not found" in text.lower()

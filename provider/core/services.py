@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from kuberay_provider.core.errors import FieldError, ValidationError
+from kuberay_provider.core.errors import ConfigurationError, FieldError, ValidationError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.rayservice_state import (
@@ -58,7 +58,7 @@ def rayservice_manifest(
     metadata = (base or {}).get("metadata") or {}
     name = name or metadata.get("name")
     if not name:
-        raise ValueError("a RayService needs a name (name= or metadata.name in the manifest)")
+        raise ConfigurationError("a RayService needs a name (name= or metadata.name in the manifest)")
     namespace = namespace or metadata.get("namespace") or "default"
     labels = {**dict(labels or {}), **scheduling_labels(queue_name, volcano_queue)}
     return build_manifest(RAYSERVICE, name, namespace, labels=labels or None, annotations=annotations, base=base, **spec_params)

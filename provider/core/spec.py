@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from kuberay_provider.core.errors import ArgumentError, ConfigurationError
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB, RAYSERVICE, RayKind
 
 # snake_case keyword -> KubeRay's field name, in the order of KubeRay's RayJobSpec.
@@ -96,7 +97,7 @@ def build_manifest(
     fields = SPEC_FIELDS[kind.kind]
     unknown = sorted(set(spec_params) - set(fields) - _CONVENIENCES.get(kind.kind, set()))
     if unknown:
-        raise TypeError(
+        raise ArgumentError(
             f"unknown {kind.kind} spec parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
         )
     manifest: dict[str, Any] = copy.deepcopy(dict(base)) if base else {}
@@ -129,7 +130,7 @@ def _apply_conveniences(kind: RayKind, params: dict[str, Any]) -> dict[str, Any]
         runtime_env = params.pop("runtime_env", None)
         if runtime_env is not None:
             if params.get("runtime_env_yaml") is not None:
-                raise TypeError("give runtime_env or runtime_env_yaml, not both")
+                raise ArgumentError("give runtime_env or runtime_env_yaml, not both")
             params["runtime_env_yaml"] = runtime_env_to_yaml(runtime_env)
         resources = params.get("entrypoint_resources")
         if isinstance(resources, Mapping):
@@ -138,7 +139,7 @@ def _apply_conveniences(kind: RayKind, params: dict[str, Any]) -> dict[str, Any]
         serve_config = params.pop("serve_config", None)
         if serve_config is not None:
             if params.get("serve_config_v2") is not None:
-                raise TypeError("give serve_config or serve_config_v2, not both")
+                raise ArgumentError("give serve_config or serve_config_v2, not both")
             params["serve_config_v2"] = yaml.safe_dump(serve_config, sort_keys=False)
     return params
 
@@ -147,13 +148,19 @@ def runtime_env_to_yaml(runtime_env: Mapping[str, Any] | str) -> str:
     """KubeRay takes the runtime environment as a YAML string (``runtimeEnvYAML``)."""
     if isinstance(runtime_env, str):
         return runtime_env
+    if not isinstance(runtime_env, Mapping):
+        raise ConfigurationError(f"runtime_env must be a mapping such as {{'pip': ['numpy']}} or its YAML text, "
+                                 f"not a {type(runtime_env).__name__}")
     return yaml.safe_dump(dict(runtime_env), sort_keys=False)
 
 
 def runtime_env_from_yaml(runtime_env_yaml: str | None) -> dict[str, Any]:
-    parsed = yaml.safe_load(runtime_env_yaml or "") or {}
+    try:
+        parsed = yaml.safe_load(runtime_env_yaml or "") or {}
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"runtimeEnvYAML is not valid YAML: {exc}") from exc
     if not isinstance(parsed, dict):
-        raise ValueError("runtimeEnvYAML must hold a mapping")
+        raise ConfigurationError("runtimeEnvYAML must hold a mapping such as \"pip: [numpy]\"")
     return parsed
 
 

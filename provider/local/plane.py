@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .apiserver import ApiServer, ApiServerSettings, Cluster, install_crds, load_crd_documents
 from .apiserver.faults import CONTROLLER_USER_AGENT, FaultPlan
+from .apiserver.rbac import MIN_TOKEN_SECONDS
 from .kubeconfig import PlaneState, new_token, write_kubeconfig, write_private_file
 from .tls import TlsFiles, generate_tls_files
 
@@ -63,6 +64,8 @@ class LocalControlPlane:
     ``batch_schedulers``: with the controller, stand-ins for the batch schedulers in front of KubeRay:
     Kueue's queue kinds admitting queued RayJobs / RayClusters (``local.kueue``), and Volcano Jobs whose
     ray plugin exposes a head Service without any RayCluster (``local.volcano``).
+    ``min_token_seconds``: the shortest ServiceAccount token TokenRequest issues (default 600, as
+    kube-apiserver); lower it to test credentials that expire mid-wait (``kubeconfig.write_exec_kubeconfig``).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class LocalControlPlane:
         controller_settings: ControllerSettings | None = None,
         submitter_start_delay: float | None = None,
         batch_schedulers: bool = True,
+        min_token_seconds: int = MIN_TOKEN_SECONDS,
     ) -> None:
         self._temporary_home = home is None
         self.home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="kuberay-local-"))
@@ -103,6 +107,7 @@ class LocalControlPlane:
             )
         self._controller_settings = controller_settings
         self._batch_schedulers = batch_schedulers
+        self._min_token_seconds = min_token_seconds
         # Fault injection (development and tests only): a plan, its text, or $KUBERAY_LOCAL_FAULTS.
         faults = faults if faults is not None else os.environ.get(FAULTS_ENV) or None
         self.faults = FaultPlan.parse(faults) if isinstance(faults, str) else faults
@@ -167,6 +172,7 @@ class LocalControlPlane:
             token=self.token, host=self._host, port=self._port, history_limit=self._history_limit,
             bookmark_interval=self._bookmark_interval,
             ssl_context=self.tls_files.server_context() if self.tls_files else None, faults=self.faults,
+            min_token_seconds=self._min_token_seconds,
         )
         self.server = ApiServer(settings)
         if self.crds_dir:

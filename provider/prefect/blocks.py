@@ -13,10 +13,11 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Iterator, Literal
 
 from prefect.blocks.core import Block
 from prefect_kubernetes.credentials import KubernetesCredentials
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from kuberay_provider.core.async_runner import AsyncRayJobRunner
 from kuberay_provider.core.dashboard import DashboardAccess
+from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
 from kuberay_provider.core.job_runner import RayJobRunner
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
@@ -64,6 +65,34 @@ def sync_api_client(credentials: KubernetesCredentials) -> Any:
     return client.ApiClient(configuration)
 
 
+async def load_async_credentials(credentials: KubernetesCredentials, configuration: Any) -> None:
+    """Load ``credentials`` into a kubernetes_asyncio Configuration as prefect-kubernetes' ``get_client`` does.
+    Run again after a 401: kubernetes_asyncio keeps the token it loaded, and an exec plugin (EKS, GKE) then
+    hands out a fresh one."""
+    from kubernetes_asyncio import config
+
+    if credentials.cluster_config is not None:
+        await config.load_kube_config_from_dict(
+            config_dict=credentials.cluster_config.config, context=credentials.cluster_config.context_name,
+            client_configuration=configuration,
+        )
+        return
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        await config.load_kube_config(client_configuration=configuration)
+
+
+@contextlib.asynccontextmanager
+async def async_objects_client(credentials: KubernetesCredentials) -> AsyncIterator[AsyncRayObjectsClient]:
+    """The core's async client on prefect-kubernetes' own kubernetes_asyncio client, reloading the
+    credentials when a request gets 401 (a long wait outlives an exec plugin's token)."""
+    async with credentials.get_client("custom_objects") as custom_objects:
+        configuration = custom_objects.api_client.configuration
+        yield AsyncRayObjectsClient(custom_objects.api_client,
+                                    reauthenticate=lambda: load_async_credentials(credentials, configuration))
+
+
 class RayJob(Block):
     """A Ray job run as a KubeRay RayJob (``ray.io/v1``), or on an existing RayCluster.
 
@@ -81,7 +110,7 @@ class RayJob(Block):
     # How to reach, wait and log, not which job: left out of the job's fingerprint, so a retry may change them.
     RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset({
         "credentials", "timeout", "admission_timeout", "delete_on_success", "delete_on_failure", "delete_on_cancel",
-        "stream_logs", "log_tail_lines", "validate_schema", "dashboard_url_template",
+        "stream_logs", "log_tail_lines", "validate_schema", "dashboard_url_template", "dashboard_token",
     })
 
     manifest: dict[str, Any] | None = Field(default=None, description="A base RayJob manifest (ray.io/v1).")
@@ -140,6 +169,11 @@ class RayJob(Block):
         description="Reach the Ray dashboard directly, e.g. http://{service}.{namespace}.svc:8265; "
         "default: through the Kubernetes API server's service proxy.",
     )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        description="The cluster's Ray auth token when Ray's token authentication is on; sent as "
+        "X-Ray-Authorization: Bearer <token> with every Ray Jobs API request.",
+    )
 
     @field_validator("spec_params")
     @classmethod
@@ -166,7 +200,7 @@ class RayJob(Block):
     ) -> RayJobRequest:
         """The core's request for one run; ``name`` / ``namespace`` pin an already created RayJob."""
         if self.manifest is None and not self.all_spec_params():
-            raise ValueError("a RayJob block needs a manifest and/or spec parameters such as entrypoint")
+            raise ConfigurationError("a RayJob block needs a manifest and/or spec parameters such as entrypoint")
         return RayJobRequest(
             identity=identity,
             namespace=namespace or self.namespace or None,
@@ -219,7 +253,8 @@ class RayJob(Block):
         try:
             schemas = SchemaRegistry.from_cluster(api_client) if self.validate_schema else None
             dashboard = DashboardAccess(
-                url_template=self.dashboard_url_template or None, verify=bool(api_client.configuration.verify_ssl)
+                url_template=self.dashboard_url_template or None, verify=bool(api_client.configuration.verify_ssl),
+                token=self.dashboard_token.get_secret_value() if self.dashboard_token else None,
             )
             lifecycle = RayJobLifecycle(RayObjectsClient(api_client), schemas=schemas, dashboard=dashboard)
             yield RayJobRunner(
@@ -234,6 +269,6 @@ class RayJob(Block):
         self, log_line: Callable[[str], None], status_line: Callable[[str], None]
     ) -> AsyncIterator[AsyncRayJobRunner]:
         """``runner`` plus an async watch on prefect-kubernetes' own kubernetes_asyncio client."""
-        async with self.credentials.get_client("custom_objects") as custom_objects:
+        async with async_objects_client(self.credentials) as kube:
             with self.runner(log_line, status_line) as runner:
-                yield AsyncRayJobRunner(runner, AsyncRayObjectsClient(custom_objects.api_client))
+                yield AsyncRayJobRunner(runner, kube)

@@ -27,6 +27,7 @@ from prefect_kubernetes.credentials import KubernetesCredentials
 from pydantic import Field, field_validator
 
 from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, RayClusterState
+from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
 from kuberay_provider.prefect.blocks import kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.identity import block_fingerprint, current_call
@@ -72,7 +73,7 @@ class RayCluster(Block):
 
     def request(self) -> RayClusterRequest:
         if self.manifest is None and self.spec is None and not self.spec_params:
-            raise ValueError("a RayCluster block needs a manifest, a spec or spec_params")
+            raise ConfigurationError("a RayCluster block needs a manifest, a spec or spec_params")
         identity = current_call(block_fingerprint(self, self.RUN_SETTINGS)).identity
         return RayClusterRequest(identity, raycluster=self.manifest, spec=self.spec, spec_params=self.spec_params,
                                  name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,

@@ -17,25 +17,22 @@ from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
-from kuberay_provider.core.errors import ManifestError, ValidationError
+# PERMANENT_ERRORS: core's one list, the same Airflow's operators use; re-exported here.
+from kuberay_provider.core.errors import PERMANENT_ERRORS as PERMANENT_ERRORS
+from kuberay_provider.core.errors import ConfigurationError, is_permanent
 from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome
-from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError
 from kuberay_provider.prefect.blocks import RayJob
 from kuberay_provider.prefect.identity import current_call, fingerprint
 
-# Errors a retry cannot fix; ``retry_condition_fn=is_retriable`` spares a task's retries for them.
-PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, TypeError, ValueError)
-
 
 def is_retriable(task: Any, task_run: Any, state: Any) -> bool:
-    """A ``retry_condition_fn``: retry a failed Ray job or a lost connection, never an invalid RayJob."""
+    """A ``retry_condition_fn``: retry a failed Ray job, a lost connection or an error of user code, never
+    what ``core.errors.is_permanent`` says no retry can fix (an invalid RayJob, a name another run holds)."""
     try:
         state.result()
-    except PERMANENT_ERRORS:
-        return False
-    except Exception:  # noqa: BLE001 - anything else is worth another try
-        return True
+    except Exception as error:  # noqa: BLE001 - classified, not handled
+        return not is_permanent(error)
     return True
 
 
@@ -107,7 +104,7 @@ async def create_rayjob(rayjob: RayJob) -> dict[str, str]:
     """
     request = call_request(rayjob)
     if request.runs_without_rayjob:
-        raise ValueError("submit_via='sdk' with cluster_selector creates no RayJob: use wait_for_rayjob (or run_rayjob)")
+        raise ConfigurationError("submit_via='sdk' with cluster_selector creates no RayJob: use wait_for_rayjob (or run_rayjob)")
     run_log = RunLog()
     async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
         await runner.launch(request)
@@ -122,7 +119,7 @@ async def submit_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> str:
     through the Ray Jobs SDK under its deterministic submission id. Returns the Ray job id."""
     request = created_request(rayjob, created)
     if not request.submits_itself:
-        raise ValueError("submit_rayjob needs a RayJob block with submit_via='sdk'")
+        raise ConfigurationError("submit_rayjob needs a RayJob block with submit_via='sdk'")
     run_log = RunLog()
     try:
         async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
@@ -144,7 +141,7 @@ async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = No
     if created is None:
         request = call_request(rayjob)
         if not request.runs_without_rayjob:
-            raise ValueError("wait_for_rayjob needs created= (what create_rayjob returned)")
+            raise ConfigurationError("wait_for_rayjob needs created= (what create_rayjob returned)")
     else:
         request = created_request(rayjob, created)
     run_log = RunLog()
@@ -185,7 +182,7 @@ async def delete_flow_run_rayjobs(
     flow_context = FlowRunContext.get()
     if flow_run_id is None or flow_name is None:
         if flow_context is None or flow_context.flow_run is None or flow_context.flow is None:
-            raise ValueError("delete_flow_run_rayjobs needs flow_run_id= and flow_name= outside a flow run")
+            raise ConfigurationError("delete_flow_run_rayjobs needs flow_run_id= and flow_name= outside a flow run")
         flow_run_id = flow_run_id or str(flow_context.flow_run.id)
         flow_name = flow_name or flow_context.flow.name
     deleted = await asyncio.to_thread(rayjob.delete_run_now, flow_name, str(flow_run_id), namespace)

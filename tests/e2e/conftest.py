@@ -73,7 +73,8 @@ def local_plane(crds_dir: Path, ray_dashboard_url: str) -> Iterator[LocalControl
 
     backend = LocalRayBackend(dashboard_url=ray_dashboard_url)
     try:
-        with LocalControlPlane(crds_dir=crds_dir, tls=True, controller=True, backend=backend) as plane:
+        # Tokens as short as 1 s: test_expiring_credentials.py needs some that expire mid-wait.
+        with LocalControlPlane(crds_dir=crds_dir, tls=True, controller=True, backend=backend, min_token_seconds=1) as plane:
             yield plane
     finally:
         # Handed in, so not the plane's to close: its work files and any dedicated Ray head it started.

@@ -2,7 +2,10 @@
 RayJobTrigger on its own event loop against the local control plane (streaming the Ray job's log into
 the trigger's log while it runs), and the task resumes from the event. Also: a triggerer SIGKILLed
 mid-wait is replaced and the wait goes on in the same try; a user killing the deferred task deletes the
-RayJob. (tests/support/airflow_runs.py says how dag.test() is kept from running triggers inline.)"""
+RayJob. The operators' surface (#19 item 6) in one DAG: a RayJobOperator that does not wait, with a
+deferred sensor after it; templated connection, annotations and timeouts; ``do_xcom_push=False``; a
+RayCluster's deferred create, scale and delete, and a deferred RayServiceSensor.
+(tests/support/airflow_runs.py says how dag.test() is kept from running triggers inline.)"""
 
 from __future__ import annotations
 
@@ -166,3 +169,42 @@ def test_killing_the_deferred_task_deletes_its_rayjob(
     log = trigger_log(airflow, dag_id, run_id, task_id)
     assert "Trigger cancelled by user action" in log and f"Deferred task killed: deleting RayJob default/{name}" in log, log[-3000:]
     capfd.readouterr()
+
+
+def xcom_keys(dag_id: str, run_id: str, task_id: str) -> set[str]:
+    from airflow.models.xcom import XComModel
+
+    with create_session() as session:
+        return set(session.scalars(select(XComModel.key).where(
+            XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.task_id == task_id)))
+
+
+def test_the_operator_surface_through_a_real_triggerer(
+    airflow: Path, triggerer: RealTriggerer, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from kuberay_provider.airflow.links import RayDashboardLink
+    from kuberay_provider.core.resources import RAYCLUSTER, RAYSERVICE
+
+    dag_id, cluster, service = "kuberay_e2e_surface", "e2e-surface", "e2e-surface-svc"  # tests/e2e/airflow_dags/operator_surface.py
+    run = dag_test_with_real_triggerer(load_dag(dag_id))
+    out = capfd.readouterr().out
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", f"{states}\n{out[-4000:]}\n{triggerer.output()[-2000:]}"
+    assert INLINE not in out
+    # wait_for_completion=False: the task returned while the job ran; the deferred sensor saw it succeed.
+    launched = task_instance(run, "launch").xcom_pull(task_ids="launch")
+    assert not launched["succeeded"] and launched["job_status"] in ("", "PENDING", "RUNNING"), launched
+    [rayjob] = rayjobs_of(kube, dag_id, "launch", run.run_id)
+    assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and rayjob["metadata"]["annotations"]["team"] == "ml"  # templated
+    # Every wait of the sensors and of the RayCluster / RayService tasks ran in the triggerer.
+    for task_id in ("sensed", "create_cluster", "scale_cluster", "delete_cluster", "service_served", "delete_service"):
+        assert "Trigger fired event" in trigger_log(airflow, dag_id, run.run_id, task_id), task_id
+    assert task_instance(run, "scale_cluster").xcom_pull(task_ids="scale_cluster")["ready_workers"] == 2
+    assert task_instance(run, "service_served").xcom_pull(task_ids="service_served", key="serve_endpoint") == \
+        f"http://{service}-serve-svc.default.svc.cluster.local:8000"
+    assert kube.find(RAYCLUSTER, "default", cluster) is None and kube.find(RAYSERVICE, "default", service) is None
+    # do_xcom_push=False: no XCom at all but the UI's extra link, which Airflow itself pushes regardless.
+    for task_id in ("quiet", "create_cluster"):
+        assert xcom_keys(dag_id, run.run_id, task_id) <= {RayDashboardLink().xcom_key}, task_id
+    assert "[ray] E2E-SURFACE-QUIET" in out
+

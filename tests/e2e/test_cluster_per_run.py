@@ -1,6 +1,6 @@
 """dags/cluster_per_run.py end to end on the local control plane with the real local Ray: a setup task
 creates a RayCluster, two RayJobs run on it by clusterSelector, the teardown deletes it, also when a
-job fails."""
+job fails. And a create that ``execution_timeout`` kills mid-wait deletes the cluster it created."""
 
 from __future__ import annotations
 
@@ -60,3 +60,19 @@ def test_the_cluster_is_deleted_when_a_job_fails(airflow: Path, kube: Any, capfd
                       "delete_cluster": "success"}
     assert "train_epochs must be positive, got 0" in out
     assert kube.find(RAYCLUSTER, "default", created_cluster(run)["name"]) is None
+
+
+def test_a_create_killed_by_execution_timeout_deletes_the_cluster_it_created(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from kuberay_provider.core.resources import RAYCLUSTER
+
+    killed = "e2e-killed"  # tests/e2e/airflow_dags/raycluster_killed.py
+    run = load_dag("kuberay_e2e_cluster_killed").test()
+    out = capfd.readouterr().out
+    assert run.state == "failed", out[-3000:]
+    # Airflow calls on_kill after execution_timeout; the try had created the cluster, so it goes.
+    assert f"Task killed: deleting RayCluster default/{killed}, which this try created" in out, out[-3000:]
+    left = kube.find(RAYCLUSTER, "default", killed)
+    assert left is None or left["metadata"].get("deletionTimestamp"), left
+

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kuberay_provider.core.cleanup import apply_cleanup, cleanup_spec_fields
+from kuberay_provider.core.cleanup import apply_cleanup, cleanup_spec_fields, held_cleanup
 from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
 from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
@@ -80,3 +80,22 @@ def test_the_base_manifest_counts_as_explicit_and_agreeing_values_pass():
 def test_apply_cleanup_leaves_other_fields_alone():
     assert apply_cleanup({"entrypoint": "x", "suspend": False}, "delete_cluster") == {
         "entrypoint": "x", "suspend": False, "shutdownAfterJobFinishes": True}
+
+
+@pytest.mark.parametrize(("choice", "held"), [
+    ("keep", "keep"),  # nothing to hold: the cluster stays anyway
+    ("delete_cluster", "delete_cluster_after:3600"),
+    ("delete_cluster_after:60", "delete_cluster_after:3600"),
+    ("delete_cluster_after:7200", "delete_cluster_after:7200"),  # already longer than the hold
+    ("delete_workers_then_cluster:30:600", "delete_workers_then_cluster:30:3600"),  # workers go as chosen: the log is the head's
+])
+def test_a_held_cleanup_keeps_the_cluster_at_least_the_hold_after_the_job(choice: str, held: str, crds_dir):
+    assert held_cleanup(choice, 3600) == held
+    assert validate_manifest(request(held).manifest(), SchemaRegistry.from_directory(crds_dir)) == []
+
+
+def test_a_negative_hold_or_an_unknown_choice_is_refused():
+    with pytest.raises(ValueError, match="result_hold_seconds"):
+        held_cleanup("delete_cluster", -1)
+    with pytest.raises(ValueError, match="unknown cleanup choice"):
+        held_cleanup("delete", 60)

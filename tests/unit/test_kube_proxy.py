@@ -1,5 +1,5 @@
-"""ProxyConnection: URL, bearer token (incl. the refresh hook), TLS settings from the api client's
-Configuration; secrets never in repr; and the connection actually works against the service proxy."""
+"""ProxyConnection: URL, bearer token (read per request, through the refresh hook), TLS settings from the
+api client's Configuration; secrets never in repr; and the connection actually works against the service proxy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import kubernetes_asyncio.client
 import urllib3
 
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
-from kuberay_provider.core.kube.proxy import ProxyConnection, build_proxy_connection, service_proxy_path
+from kuberay_provider.core.kube.proxy import ProxyConnection, service_proxy_path
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from tests.support.fake_apiserver import FakeApiServer
 from tests.support.kube_fixtures import *  # noqa: F403 - fixtures
@@ -23,9 +23,9 @@ async def test_proxy_connection_reaches_the_service_with_the_clients_credentials
     connection = await kube.proxy_connection("team", "job-a-head-svc")
 
     assert connection.url == f"{apiserver.url}/api/v1/namespaces/team/services/job-a-head-svc:dashboard/proxy/"
-    assert connection.headers == {"Authorization": f"Bearer {apiserver.token}"}
+    assert connection.request_headers() == {"Authorization": f"Bearer {apiserver.token}"}
     assert connection.verify is True and connection.cert is None
-    response = urllib3.PoolManager().request("GET", connection.url + "api/jobs/", headers=dict(connection.headers))
+    response = urllib3.PoolManager().request("GET", connection.url + "api/jobs/", headers=connection.request_headers())
     assert response.status == 200
     echoed = json.loads(response.data)
     assert echoed == {"namespace": "team", "service": "job-a-head-svc:dashboard", "path": "api/jobs/"}
@@ -52,7 +52,9 @@ def test_sync_configuration_refresh_hook_and_tls_settings() -> None:
     connection = RayObjectsClient(kubernetes.client.ApiClient(configuration)).proxy_connection("ns", "svc")
 
     assert connection.url == "https://k8s.example:6443/api/v1/namespaces/ns/services/svc:dashboard/proxy/"
-    assert connection.headers == {"Authorization": "Bearer fresh"}
+    assert connection.request_headers() == {"Authorization": "Bearer fresh"}
+    configuration.refresh_api_key_hook = lambda c: c.api_key.update(BearerToken="fresher")
+    assert connection.request_headers() == {"Authorization": "Bearer fresher"}  # asked anew, never copied
     assert connection.verify == "/etc/ca.pem"
     assert connection.cert == ("/etc/client.crt", "/etc/client.key")
 
@@ -73,7 +75,9 @@ async def test_async_configuration_with_an_async_refresh_hook_and_no_verificatio
         configuration.cert_file = "/etc/client.pem"  # certificate and key in one file
         connection = await AsyncRayObjectsClient(api).proxy_connection("ns", "svc")
 
-    assert connection.headers == {"Authorization": "Bearer fresh-async"}
+    assert connection.request_headers() == {"Authorization": "Bearer fresh-async"}
+    configuration.api_key["BearerToken"] = "reloaded"  # e.g. after a 401: the async client reloads credentials
+    assert connection.request_headers() == {"Authorization": "Bearer reloaded"}
     assert connection.verify is False
     assert connection.cert == "/etc/client.pem"
 
@@ -82,9 +86,10 @@ def test_no_token_means_no_authorization_header() -> None:
     configuration = kubernetes.client.Configuration()
     configuration.host = "http://localhost:8001"  # e.g. kubectl proxy
 
-    connection = build_proxy_connection(configuration, configuration.auth_settings(), "ns", "svc", "dashboard")
+    connection = RayObjectsClient(kubernetes.client.ApiClient(configuration)).proxy_connection("ns", "svc")
 
     assert connection == ProxyConnection(url=f"http://localhost:8001{service_proxy_path('ns', 'svc')}", headers={})
+    assert connection.request_headers() == {}
 
 
 def test_path_segments_are_quoted() -> None:

@@ -17,6 +17,7 @@ from kuberay_provider.core.kube.errors import NotFoundError
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.lifecycle import RayJobLifecycle, rayjob_spec_digest, with_spec_digest
 from kuberay_provider.core.naming import ANNOTATION_CONSUMED_BY_TRY, ANNOTATION_FIRST_TRY, ANNOTATION_SPEC_DIGEST
+from kuberay_provider.core.resources import RAYCLUSTER
 
 FAILED = {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed"}
 COMPLETE_BUT_STOPPED = {"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"}
@@ -157,3 +158,37 @@ def test_mark_consumed_annotates_the_rayjob_with_the_try_and_tolerates_it_gone()
     assert kube.patches == [{"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: "3"}}}]
     kube.existing = None
     assert not lifecycle.mark_consumed("default", "x", 3)
+
+
+class WithClusters(OneRayJobKube):
+    """Also RayClusters, by name."""
+
+    def __init__(self, existing: dict[str, Any] | None, clusters: dict[str, dict[str, Any]]) -> None:
+        super().__init__(existing)
+        self.clusters = clusters
+
+    def find(self, kind: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.clusters.get(name) if kind is RAYCLUSTER else self.existing
+
+
+HELD = {"metadata": {"name": "c-1"}}
+GOING = {"metadata": {"name": "c-1", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+
+
+@pytest.mark.parametrize(("status", "clusters", "result_in_log", "expected"), [
+    pytest.param(SUCCEEDED, {}, True, "replace", id="function, succeeded, cluster gone: run it again"),
+    pytest.param(SUCCEEDED, {"c-1": GOING}, True, "replace", id="function, succeeded, cluster being deleted: run it again"),
+    pytest.param(SUCCEEDED, {"c-1": HELD}, True, "reattach", id="function, succeeded, cluster held: read the result"),
+    pytest.param(RUNNING, {}, True, "reattach", id="function, live: follow it"),
+    pytest.param(SUCCEEDED, {}, False, "reattach", id="script, succeeded, cluster gone: report it (the outcome is the status)"),
+])
+def test_a_succeeded_rayjob_whose_result_went_with_its_cluster_is_run_anew(
+    status: dict[str, str], clusters: dict[str, Any], result_in_log: bool, expected: str
+) -> None:
+    kube = WithClusters(created_by(1, {**status, "rayClusterName": "c-1"}), clusters)
+    launch = RayJobLifecycle(kube).create_or_attach(manifest_of_try(2), result_in_log=result_in_log)  # type: ignore[arg-type]
+    if expected == "reattach":
+        assert not launch.created and kube.calls == []
+    else:
+        assert launch.created and kube.calls == REPLACED and not launch.replaced
+        assert "its RayCluster default/c-1 is gone, and with it the Ray job's log" in launch.superseded

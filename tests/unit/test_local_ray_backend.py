@@ -67,6 +67,48 @@ async def test_fake_backend_delete_cluster_stops_its_jobs() -> None:
     assert (await fake.job_info("ns", "c", "j")).status == "STOPPED"  # type: ignore[union-attr]
 
 
+
+def zipped_module(name: str, main: str) -> bytes:
+    """A package as the Ray Jobs SDK uploads a py_modules folder: the folder itself at the zip's top."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as package:
+        package.writestr(f"{name}/__init__.py", "")
+        package.writestr(f"{name}/__main__.py", main)
+    return buffer.getvalue()
+
+
+async def test_the_fakes_jobs_api_runs_a_module_of_an_uploaded_package_and_keeps_packages_per_cluster() -> None:
+    import aiohttp
+
+    fake = FakeRayBackend(default_script=JobScript(running_seconds=0.1), jobs_api=True)
+    url = (await fake.ensure_cluster(ClusterRequest("ns", "c"))).dashboard_url
+    other = (await fake.ensure_cluster(ClusterRequest("ns", "d"))).dashboard_url
+    try:
+        async with aiohttp.ClientSession() as session:
+            package = f"{url}/api/packages/gcs/_ray_pkg_1.zip"
+            assert (await session.get(package)).status == 404
+            assert (await session.put(package, data=zipped_module("shipped", "import sys; print('out', 6 * 7); sys.exit(3)"))).status == 200
+            assert (await session.get(package)).status == 200 and (await session.get(f"{other}/api/packages/gcs/_ray_pkg_1.zip")).status == 404
+            body = {"entrypoint": "python -m shipped", "submission_id": "j", "runtime_env": {"py_modules": ["gcs://_ray_pkg_1.zip"]},
+                    "metadata": {"k": "v"}}
+            assert (await (await session.post(f"{url}/api/jobs/", json=body)).json())["submission_id"] == "j"
+            assert (await session.post(f"{url}/api/jobs/", json=body)).status == 400  # the id is taken
+            for _ in range(200):
+                info = await (await session.get(f"{url}/api/jobs/j")).json()
+                if info["status"] in ("SUCCEEDED", "FAILED"):
+                    break
+                await asyncio.sleep(0.05)
+            # The process decides: its exit code fails the job, its output is the log.
+            assert (info["status"], info["driver_exit_code"], info["metadata"]) == ("FAILED", 3, {"k": "v"})
+            assert (await (await session.get(f"{url}/api/jobs/j/logs")).json())["logs"] == "out 42\n"
+            assert (await session.get(f"{other}/api/jobs/j")).status == 404
+    finally:
+        await fake.close()
+
+
 @pytest.fixture
 def local_ray(ray_backend):
     """The session's shared real Ray head (tests/conftest.py): starting a second one costs 10-25 s."""

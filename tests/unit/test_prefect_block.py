@@ -70,7 +70,9 @@ def test_unknown_spec_fields_and_an_empty_job_are_rejected() -> None:
         block(spec_params={"entry_point": "python job.py"})
     with pytest.raises(ValidationError):
         block(entrypoint="python job.py", submit_via="ray-client")
-    with pytest.raises(ValueError, match="needs a manifest"):
+    from kuberay_provider.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="needs a manifest"):  # permanent: no retry is spent on it
         block().request(IDENTITY)
 
 
@@ -101,11 +103,12 @@ def test_the_block_round_trips_through_json_and_its_schema_references_the_creden
 def test_permanent_errors_spend_no_retries() -> None:
     from prefect.states import Failed
 
-    from kuberay_provider.core.errors import ValidationError
+    from kuberay_provider.core.errors import ConfigurationError, ValidationError
     from kuberay_provider.core.lifecycle import RayJobTimeout
     from kuberay_provider.prefect import is_retriable
 
-    assert not is_retriable(None, None, Failed(data=ValueError("bad spec")))
+    assert not is_retriable(None, None, Failed(data=ConfigurationError("bad spec")))
+    assert is_retriable(None, None, Failed(data=ValueError("raised by the user's own code")))
     assert not is_retriable(None, None, Failed(data=ValidationError(["spec.suspend: not a boolean"], object_name="RayJob x")))
     assert is_retriable(None, None, Failed(data=RayJobTimeout("too slow", None)))
 

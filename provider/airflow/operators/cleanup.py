@@ -9,11 +9,13 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
+from kuberay_provider.airflow.operators.common import connection_instance
 
 
 class RayJobCleanupOperator(BaseOperator):
     """Delete every RayJob this DAG run's RayJobOperators created (found by their dag_id and run_id
-    labels), and so their clusters; only those of ``task_ids`` when given.
+    labels, and the connection's ``instance_id``: never another deployment's), and so their clusters; only
+    those of ``task_ids`` when given.
 
     Meant as the run's last task, with ``trigger_rule="all_done"``, or as a teardown
     (``cleanup.as_teardown(setups=...)``), so failed runs are cleaned up too. Returns (XCom) the names of
@@ -44,7 +46,9 @@ class RayJobCleanupOperator(BaseOperator):
         ti = context["ti"]
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
-        deleted = hook.lifecycle(validate_schema=False).delete_run(namespace, ti.dag_id, ti.run_id, self.task_ids)
+        # Only this deployment's RayJobs: those carrying the connection's instance id (none: those without one).
+        deleted = hook.lifecycle(validate_schema=False).delete_run(namespace, ti.dag_id, ti.run_id, self.task_ids,
+                                                                   instance=connection_instance(hook))
         self.log.info("Deleted %d RayJob(s) of run %s in %s: %s", len(deleted), ti.run_id, namespace, ", ".join(deleted) or "-")
         return deleted
 

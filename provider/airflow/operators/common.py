@@ -28,19 +28,15 @@ import jinja2
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from kuberay_provider.core.errors import KubeRayProviderError, ManifestError, ValidationError
-from kuberay_provider.core.function_keys import ForeignRayJob
-from kuberay_provider.core.functions import VersionMismatch
+# PERMANENT_ERRORS: core's one list, re-exported (kuberay_provider.airflow.operators.PERMANENT_ERRORS).
+from kuberay_provider.core.errors import PERMANENT_ERRORS as PERMANENT_ERRORS
+from kuberay_provider.core.errors import ConfigurationError, KubeRayProviderError, is_permanent
 from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
 from kuberay_provider.core.job_runner import RayJobRunner
-from kuberay_provider.core.lifecycle import ClusterNotFoundError, NameTakenError, RayJobLifecycle
+from kuberay_provider.core.lifecycle import RayJobLifecycle
 
 MANIFEST_EXTENSIONS = (".yaml", ".yml", ".json")
-TASK_STATE_KEY = "kuberay_rayjob"  # in the task's durable state: {"namespace", "name"} of its RayJob
-# Errors a retry cannot fix: the task fails at once instead of burning its retries.
-# ForeignRayJob: a retry would re-attach to the same job under the task's submission id and refuse it again.
-PERMANENT_ERRORS = (ValidationError, ManifestError, NameTakenError, ClusterNotFoundError, VersionMismatch, ForeignRayJob,
-                    TypeError, ValueError)
+TASK_STATE_KEY = "kuberay_rayjob"  # in the task's durable state: {"namespace", "name"[, "instance"]} of its RayJob
 
 
 def given_spec_keywords(keywords: Collection[str], arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,8 +103,9 @@ class ManifestTemplatedOperator(BaseOperator):
 
 
 class as_airflow_errors:
-    """Provider errors become Airflow's: permanent ones (invalid manifest, name taken, no such cluster)
-    fail without retries; a failed Ray job fails the try (retries apply)."""
+    """Provider errors become Airflow's: permanent ones (``core.errors.is_permanent``: an invalid manifest or
+    argument, a name taken, no such cluster) fail without retries; a failed Ray job fails the try (retries
+    apply), as does any other exception."""
 
     def __enter__(self) -> None:
         return None
@@ -116,7 +113,7 @@ class as_airflow_errors:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> bool:
         if error is None or isinstance(error, AirflowException) or not isinstance(error, Exception):
             return False
-        if isinstance(error, PERMANENT_ERRORS):
+        if is_permanent(error):
             raise AirflowFailException(str(error)) from error
         if isinstance(error, KubeRayProviderError):
             raise AirflowException(str(error)) from error
@@ -147,9 +144,26 @@ def is_final_try(context: Context, retries: int | None) -> bool:
     return not (retries and try_number <= max_tries)
 
 
-def run_identity(context: Context) -> RunIdentity:
+def run_identity(context: Context, instance: str = "") -> RunIdentity:
+    """The task's run identity; ``instance``: the connection's instance id (``connection_instance``)."""
     ti = context["ti"]
-    return RunIdentity(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+    return RunIdentity(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), instance)
+
+
+def connection_instance(hook: Any) -> str:
+    """The ``instance_id`` of the hook's connection ("" when not set); an invalid one fails the task at once.
+    A stand-in for KubeRayHook without the property (a test's fake) counts as having none."""
+    try:
+        return str(getattr(hook, "instance_id", "") or "")
+    except ConfigurationError as invalid:  # a retry reads the same connection
+        raise AirflowFailException(str(invalid)) from invalid
+
+
+def with_instance(request: RayJobRequest, instance: str) -> RayJobRequest:
+    """The request as this deployment's: its RayJob name and run labels carry the instance id."""
+    if not instance or request.identity.instance == instance:
+        return request
+    return dataclasses.replace(request, identity=dataclasses.replace(request.identity, instance=instance))
 
 
 def follow_recorded_rayjob(context: Context, request: RayJobRequest, log: Any) -> RayJobRequest:
@@ -171,7 +185,9 @@ def follow_recorded_rayjob(context: Context, request: RayJobRequest, log: Any) -
     if (namespace, name) == (request.resolved_namespace, request.rayjob_name):
         return request
     log.info("An earlier try of this task recorded RayJob %s/%s; following it instead of %s", namespace, name, request.rayjob_name)
-    return dataclasses.replace(request, namespace=namespace, name=name)
+    # With the instance id it was made under (none when recorded without one), or its run key would not match.
+    identity = dataclasses.replace(request.identity, instance=str(remembered.get("instance") or ""))
+    return dataclasses.replace(request, namespace=namespace, name=name, identity=identity)
 
 
 def record_rayjob(context: Context, request: RayJobRequest, log: Any) -> None:
@@ -180,7 +196,8 @@ def record_rayjob(context: Context, request: RayJobRequest, log: Any) -> None:
     if store is None:
         return
     try:
-        store.set(TASK_STATE_KEY, {"namespace": request.resolved_namespace, "name": request.rayjob_name})
+        instance = {"instance": request.identity.instance} if request.identity.instance else {}
+        store.set(TASK_STATE_KEY, {"namespace": request.resolved_namespace, "name": request.rayjob_name, **instance})
     except Exception as exc:  # noqa: BLE001 - the derived name still leads a retry back to the RayJob
         log.warning("Could not record RayJob %s in the task state: %s", request.rayjob_name, exc)
 

@@ -23,20 +23,23 @@ from typing import Any, Mapping
 from airflow.sdk import BaseOperator, Context, conf
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
+from kuberay_provider.airflow.links import RayDashboardLink, push_dashboard_link
 from kuberay_provider.airflow.operators.common import (
     ManifestTemplatedOperator,
     as_airflow_errors,
     given_spec_keywords,
     run_identity,
 )
-from kuberay_provider.airflow.triggers import RayClusterTrigger, object_state_from_event
+from kuberay_provider.airflow.params import SecondsFields, check_seconds, push_extra
+from kuberay_provider.airflow.triggers import RayClusterTrigger, RayObjectDeletedTrigger, deleted_from_event, object_state_from_event
 from kuberay_provider.core.clusters import RayClusterRequest
+from kuberay_provider.core.dashboard_links import DashboardTarget
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
 
 RAYCLUSTER_KEYWORDS = frozenset(RAYCLUSTER_SPEC_FIELDS)
 
 
-class RayClusterCreateOperator(ManifestTemplatedOperator):
+class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
     """Create a RayCluster (or re-attach to the one a previous try made, if its spec is the same) and wait
     until it is ready.
 
@@ -51,9 +54,14 @@ class RayClusterCreateOperator(ManifestTemplatedOperator):
     :param spec: a whole RayCluster spec as a dict, e.g. ``core.spec.simple_cluster_spec(image=...)``.
     :param name: the cluster's name; default derived from the run (what makes retries re-attach).
     :param namespace: default: the base manifest's, else the connection's, else ``default``.
-    :param wait_until_ready: wait for ``status.state == ready`` and the head Pod ready.
-    :param ready_timeout: seconds to wait for readiness (None: the task's own timeouts apply).
+    :param kuberay_conn_id: a ``kuberay`` connection (templated).
+    :param wait_until_ready: wait for ``status.state == ready`` and the head Pod ready (False: return once
+        the cluster exists).
+    :param ready_timeout: seconds to wait for readiness (None: the task's own timeouts apply); templated.
     :param delete_on_failure: delete the cluster if it does not become ready (timeout, deleted).
+    :param delete_on_kill: delete the cluster when the task is killed (a user's action, ``execution_timeout``;
+        deferred: on Airflow >= 3.3), if this try created it. One an earlier try made and this one
+        re-attached to is kept: jobs of the run may be on it, and its teardown deletes it.
     :param queue_name: a Kueue LocalQueue: the cluster is labelled ``kueue.x-k8s.io/queue-name`` and
         created suspended; the task reports that it is queued until Kueue admits it. Kueue's limits
         (no in-tree autoscaling, at most 7 worker groups) are checked before creation.
@@ -66,12 +74,16 @@ class RayClusterCreateOperator(ManifestTemplatedOperator):
 
     Returns (XCom ``return_value``) namespace, name, state, head_pod_ready, ready_workers,
     desired_workers, head_service, created; ``name`` and ``namespace`` are also XComs of their own, so
-    downstream tasks take ``create.output["name"]``.
+    downstream tasks take ``create.output["name"]`` (none of them with ``do_xcom_push=False``: then give
+    ``name=`` and use it downstream).
     """
 
-    template_fields: Sequence[str] = ("raycluster", "spec", "spec_params", "name", "namespace", "labels", "queue_name", "volcano_queue")
+    template_fields: Sequence[str] = ("raycluster", "spec", "spec_params", "name", "namespace", "labels", "annotations",
+                                      "queue_name", "volcano_queue", "kuberay_conn_id", "ready_timeout")
+    seconds_fields = ("ready_timeout",)
     manifest_field = "raycluster"
     template_fields_renderers = {"raycluster": "yaml", "spec": "json", "spec_params": "json"}
+    operator_extra_links = (RayDashboardLink(),)
     ui_color = "#e8f5e9"
 
     def __init__(
@@ -85,8 +97,9 @@ class RayClusterCreateOperator(ManifestTemplatedOperator):
         annotations: Mapping[str, str] | None = None,
         kuberay_conn_id: str = DEFAULT_CONN_ID,
         wait_until_ready: bool = True,
-        ready_timeout: float | None = 600,
+        ready_timeout: float | str | None = 600,
         delete_on_failure: bool = True,
+        delete_on_kill: bool = True,
         validate_schema: bool = True,
         queue_name: str | None = None,
         admission_timeout: float | None = None,
@@ -116,15 +129,17 @@ class RayClusterCreateOperator(ManifestTemplatedOperator):
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
         self.kuberay_conn_id = kuberay_conn_id
         self.wait_until_ready, self.ready_timeout = wait_until_ready, ready_timeout
-        self.delete_on_failure, self.validate_schema = delete_on_failure, validate_schema
+        self.delete_on_failure, self.delete_on_kill, self.validate_schema = delete_on_failure, delete_on_kill, validate_schema
         self.queue_name, self.admission_timeout, self.volcano_queue = queue_name, admission_timeout, volcano_queue
         self.deferrable = deferrable
+        self._created: tuple[str, str] | None = None  # (namespace, name) of the cluster this try created: what on_kill deletes
+        check_seconds({"ready_timeout": ready_timeout})
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         with as_airflow_errors():
             request = RayClusterRequest(
-                run_identity(context), raycluster=self.raycluster, spec=self.spec, spec_params=self.spec_params,
+                run_identity(context, hook.instance_id), raycluster=self.raycluster, spec=self.spec, spec_params=self.spec_params,
                 name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
                 queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None,
             )
@@ -135,11 +150,11 @@ class RayClusterCreateOperator(ManifestTemplatedOperator):
             clusters = hook.cluster_lifecycle(validate_schema=self.validate_schema)
             clusters.validate(manifest)
             _, created = clusters.create_or_attach(manifest)
+            push_dashboard_link(context, hook, DashboardTarget(namespace, cluster=name))
+            self._created = (namespace, name) if created else None
             state = clusters.state(namespace, name)
             if self.wait_until_ready and self.deferrable:
-                # Kept across the deferral as XComs: dag.test() drops a deferral's method kwargs.
-                context["ti"].xcom_push(key="created", value=created)
-                self._defer_wait(namespace, name, "admitted" if self.admission_timeout is not None else "ready")
+                self._defer_wait(namespace, name, "admitted" if self.admission_timeout is not None else "ready", created)
             if self.wait_until_ready:
                 try:
                     state = clusters.wait_ready(namespace, name, timeout=self.ready_timeout, admission_timeout=self.admission_timeout,
@@ -151,23 +166,24 @@ class RayClusterCreateOperator(ManifestTemplatedOperator):
                     raise
         return self._result(context, namespace, name, state.to_dict() if state else None, created)
 
-    def _defer_wait(self, namespace: str, name: str, target: str) -> None:
+    def _defer_wait(self, namespace: str, name: str, target: str, created: bool) -> None:
         timeout = self.admission_timeout if target == "admitted" else self.ready_timeout
-        self.defer(trigger=RayClusterTrigger(name, namespace, self.kuberay_conn_id, timeout=timeout, wait_for=target),
+        # Whether this try created the cluster travels with the trigger: its on_kill, and the return value.
+        self.defer(trigger=RayClusterTrigger(name, namespace, self.kuberay_conn_id, timeout=timeout, wait_for=target,
+                                             carry={"created": created}, delete_on_kill=self.delete_on_kill and created),
                    method_name="execute_after_admission" if target == "admitted" else "execute_complete")
 
     def execute_after_admission(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: Kueue admitted the cluster; now wait until it is ready."""
         state = self._state_or_cleanup(event)
         self.log.info("RayCluster %s/%s admitted by Kueue; waiting until it is ready", state["namespace"], state["name"])
-        self._defer_wait(state["namespace"], state["name"], "ready")
+        self._defer_wait(state["namespace"], state["name"], "ready", _created_by_this_try(event))
         return {}  # unreachable: defer() raises TaskDeferred
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the cluster is ready, or the wait failed (then, with delete_on_failure, it is deleted)."""
         state = self._state_or_cleanup(event)
-        created = bool(context["ti"].xcom_pull(task_ids=self.task_id, key="created", map_indexes=getattr(context["ti"], "map_index", None)))
-        return self._result(context, state["namespace"], state["name"], state, created)
+        return self._result(context, state["namespace"], state["name"], state, _created_by_this_try(event))
 
     def _state_or_cleanup(self, event: dict[str, Any]) -> dict[str, Any]:
         namespace, name = (event or {}).get("namespace") or "default", (event or {}).get("name") or ""
@@ -176,31 +192,48 @@ class RayClusterCreateOperator(ManifestTemplatedOperator):
             KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(namespace, name, wait=False)
         return object_state_from_event(event, "the RayCluster")
 
-    @staticmethod
-    def _result(context: Context, namespace: str, name: str, state: dict[str, Any] | None, created: bool) -> dict[str, Any]:
+    def _result(self, context: Context, namespace: str, name: str, state: dict[str, Any] | None, created: bool) -> dict[str, Any]:
         # Own XComs for the two values downstream tasks template from: ``create.output["name"]``.
-        context["ti"].xcom_push(key="name", value=name)
-        context["ti"].xcom_push(key="namespace", value=namespace)
+        push_extra(self, context, "name", name)
+        push_extra(self, context, "namespace", namespace)
         return {**(state or {"namespace": namespace, "name": name}), "created": created}
 
+    def on_kill(self) -> None:
+        """The task was killed (by a user, or ``execution_timeout``) while creating or waiting: delete the
+        cluster if this try created it; a re-attached one is left to the run's teardown."""
+        if not self.delete_on_kill or self._created is None:
+            return
+        namespace, name = self._created
+        self.log.info("Task killed: deleting RayCluster %s/%s, which this try created", namespace, name)
+        KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(namespace, name, wait=False)
 
-class RayClusterScaleOperator(BaseOperator):
+
+def _created_by_this_try(event: dict[str, Any] | None) -> bool:
+    return bool(((event or {}).get("carry") or {}).get("created"))
+
+
+class RayClusterScaleOperator(SecondsFields, BaseOperator):
     """Set a worker group's ``replicas`` and (by default) wait until the workers are ready.
 
     :param name: the RayCluster (templated; e.g. ``create.output["name"]``).
     :param group: the worker group's ``groupName``.
     :param replicas: the new count; refused outside the group's minReplicas..maxReplicas.
     :param wait: wait until ready workers == desired workers.
+    :param timeout: seconds to wait (templated).
+    :param deferrable: wait in the triggerer (``RayClusterTrigger``, ``wait_for="workers"``).
     """
 
-    template_fields: Sequence[str] = ("name", "namespace", "group", "replicas")
+    template_fields: Sequence[str] = ("name", "namespace", "group", "replicas", "kuberay_conn_id", "timeout")
+    seconds_fields = ("timeout",)
     ui_color = "#e8f5e9"
 
     def __init__(self, *, name: str, group: str, replicas: int | str, namespace: str | None = None,
-                 kuberay_conn_id: str = DEFAULT_CONN_ID, wait: bool = True, timeout: float | None = 600, **kwargs: Any) -> None:
+                 kuberay_conn_id: str = DEFAULT_CONN_ID, wait: bool = True, timeout: float | str | None = 600,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name, self.group, self.replicas, self.namespace = name, group, replicas, namespace
-        self.kuberay_conn_id, self.wait, self.timeout = kuberay_conn_id, wait, timeout
+        self.kuberay_conn_id, self.wait, self.timeout, self.deferrable = kuberay_conn_id, wait, timeout, deferrable
+        check_seconds({"timeout": timeout})
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
@@ -211,31 +244,54 @@ class RayClusterScaleOperator(BaseOperator):
             if not self.wait:
                 state = clusters.state(namespace, self.name)
                 return state.to_dict() if state else {}
+            if self.deferrable:
+                self.defer(trigger=RayClusterTrigger(self.name, namespace, self.kuberay_conn_id, timeout=self.timeout, wait_for="workers"),
+                           method_name="execute_complete")
             state = clusters.wait_workers(namespace, self.name, timeout=self.timeout,
                                           on_change=lambda s: self.log.info("%s", s.describe()))
         return state.to_dict()
 
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Deferred: the workers are ready, or the wait failed."""
+        return object_state_from_event(event, f"RayCluster {self.name} to reach {self.replicas} worker(s) in group {self.group}")
 
-class RayClusterDeleteOperator(BaseOperator):
+
+class RayClusterDeleteOperator(SecondsFields, BaseOperator):
     """Delete a RayCluster and wait until it is gone. Use it as a teardown (``.as_teardown(setups=...)``)
     so it runs however the work in between ended. A cluster already gone is not an error.
 
     :param name: the RayCluster (templated; e.g. ``create.output["name"]``).
     :param wait: wait until the cluster (and, foreground, its Pods) is gone.
+    :param timeout: seconds to wait (templated).
+    :param deferrable: wait in the triggerer (``RayObjectDeletedTrigger``).
     """
 
-    template_fields: Sequence[str] = ("name", "namespace")
+    template_fields: Sequence[str] = ("name", "namespace", "kuberay_conn_id", "timeout")
+    seconds_fields = ("timeout",)
     ui_color = "#ffebee"
 
     def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID,
-                 wait: bool = True, timeout: float | None = 300, **kwargs: Any) -> None:
+                 wait: bool = True, timeout: float | str | None = 300,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name, self.namespace, self.kuberay_conn_id, self.wait, self.timeout = name, namespace, kuberay_conn_id, wait, timeout
+        self.deferrable = deferrable
+        check_seconds({"timeout": timeout})
 
     def execute(self, context: Context) -> bool:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
+        defer = self.wait and self.deferrable
         with as_airflow_errors():
-            deleted = hook.cluster_lifecycle(validate_schema=False).delete(namespace, self.name, wait=self.wait, timeout=self.timeout)
+            deleted = hook.cluster_lifecycle(validate_schema=False).delete(namespace, self.name, wait=self.wait and not defer,
+                                                                           timeout=self.timeout)
+        if deleted and defer:
+            self.log.info("RayCluster %s/%s is being deleted; waiting in the triggerer until it is gone", namespace, self.name)
+            self.defer(trigger=RayObjectDeletedTrigger("RayCluster", self.name, namespace, self.kuberay_conn_id, self.timeout),
+                       method_name="execute_complete")
         self.log.info("RayCluster %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
         return deleted
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> bool:
+        """Deferred: the cluster is gone (True), or the wait failed."""
+        return deleted_from_event(event, "RayCluster")

@@ -16,44 +16,48 @@ anything is created. The RayJob's name derives from (dag_id, task_id, run_id, ma
 try re-attaches to the RayJob of its first try (a worker died, the wait timed out). A try that reports the
 outcome marks the RayJob consumed: a cleared task (or a reprocessed run) runs the job anew, as does a try
 whose spec differs or that follows a failure (``core.lifecycle.reuse_of``). Waiting is by watch;
-``deferrable=True`` hands the wait to ``RayJobTrigger``.
+``deferrable=True`` hands the wait to ``RayJobTrigger``; ``wait_for_completion=False`` leaves it to a
+``RayJobSensor`` downstream.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from airflow.sdk import Context, conf
-from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
+from airflow.sdk.exceptions import AirflowException
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
-from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink
+from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink, push_dashboard_link
+from kuberay_provider.airflow.lineage import with_lineage_parent
 from kuberay_provider.airflow.operators.cleanup import RayJobCleanupOperator  # re-exported: it was defined here
 from kuberay_provider.airflow.operators.common import (  # PERMANENT_ERRORS, TASK_STATE_KEY, run_identity: re-exported
     PERMANENT_ERRORS,
     TASK_STATE_KEY,
     ManifestTemplatedOperator,
-    after_timeout,
     as_airflow_errors,
+    connection_instance,
     first_try_number,
     follow_recorded_rayjob,
     given_spec_keywords,
     mark_consumed,
     record_rayjob,
     run_identity,
+    with_instance,
     withdraw_work,
 )
+from kuberay_provider.airflow.operators.rayjob_rules import RayJobRules
+from kuberay_provider.airflow.params import SecondsFields, push_extra
 from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
-from kuberay_provider.core.cleanup import cleanup_spec_fields
+from kuberay_provider.core.dashboard_links import DashboardTarget
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
-from kuberay_provider.core.lifecycle import AdmissionTimeout, RayJobTimeout
 from kuberay_provider.core.log_follower import StreamedLog
-from kuberay_provider.core.status import WaitTarget
+from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.core.status import RayJobState, WaitTarget
 
 XCOM_RAYJOB = "rayjob"
 # The spec keywords the operator takes as such; cluster_selector is a parameter of its own (a name or a
@@ -61,7 +65,7 @@ XCOM_RAYJOB = "rayjob"
 SPEC_KEYWORDS = RAYJOB_KEYWORDS - {"cluster_selector"}
 
 
-class RayJobOperator(ManifestTemplatedOperator):
+class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
     """Run a Ray job as a KubeRay RayJob (or on an existing RayCluster) and wait for it.
 
     Every RayJob spec field is a keyword in snake_case (``core.job_request.RAYJOB_KEYWORDS``), overriding
@@ -78,8 +82,14 @@ class RayJobOperator(ManifestTemplatedOperator):
         Jobs SDK: InteractiveMode, or straight to the selected cluster's head).
     :param name: the RayJob's name; default derived from the run (what makes retries re-attach).
     :param namespace: default: the base manifest's, else the connection's, else ``default``.
-    :param kuberay_conn_id: a ``kuberay`` connection.
-    :param wait_timeout: seconds to wait for the job (None: the task's own timeouts apply).
+    :param kuberay_conn_id: a ``kuberay`` connection (templated).
+    :param wait_timeout: seconds to wait for the job (None: the task's own timeouts apply); templated, the
+        rendered string read as a number.
+    :param wait_for_completion: False: create the RayJob (or re-attach to it), return its state so far and
+        leave the wait to a ``RayJobSensor`` (XCom ``rayjob`` names it). In SDK mode the task still waits
+        until it has submitted the job. Refused beside what needs the task to see the end:
+        ``delete_on_success`` / ``delete_on_failure``, ``admission_timeout`` (KubeRay submits), a job
+        submitted straight to a Ray head.
     :param queue_name: a Kueue LocalQueue: the RayJob is labelled ``kueue.x-k8s.io/queue-name`` and
         created suspended; the task reports that it is queued for admission until Kueue admits it.
         Kueue's limits are checked first: its own cluster (no cluster_selector), shutdown after the job,
@@ -109,13 +119,16 @@ class RayJobOperator(ManifestTemplatedOperator):
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
 
     Returns (XCom ``return_value``) the outcome: namespace, rayjob_name, job_id, cluster_name,
-    deployment_status, job_status, succeeded, reason, message, dashboard_url.
+    deployment_status, job_status, succeeded, reason, message, dashboard_url (with
+    ``wait_for_completion=False``: as they stand when the task returns). ``do_xcom_push=False`` also
+    keeps the XComs ``rayjob`` and ``ray_dashboard_url`` from being pushed.
     """
 
     template_fields: Sequence[str] = (
-        "rayjob", "spec_params", "namespace", "name", "cluster_selector", "labels", "queue_name", "volcano_queue",
-        "volcano_job", "head_service",
+        "rayjob", "spec_params", "namespace", "name", "cluster_selector", "labels", "annotations", "queue_name",
+        "volcano_queue", "volcano_job", "head_service", "kuberay_conn_id", "wait_timeout",
     )
+    seconds_fields = ("wait_timeout",)
     manifest_field = "rayjob"
     template_fields_renderers = {"rayjob": "yaml", "spec_params": "json"}
     operator_extra_links = (RayDashboardLink(),)
@@ -132,7 +145,8 @@ class RayJobOperator(ManifestTemplatedOperator):
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         kuberay_conn_id: str = DEFAULT_CONN_ID,
-        wait_timeout: float | None = None,
+        wait_timeout: float | str | None = None,
+        wait_for_completion: bool = True,
         queue_name: str | None = None,
         admission_timeout: float | None = None,
         volcano_queue: str | None = None,
@@ -176,7 +190,7 @@ class RayJobOperator(ManifestTemplatedOperator):
         self.submit_via = SubmitVia(submit_via).value
         self.name, self.namespace = name, namespace
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
-        self.kuberay_conn_id, self.wait_timeout = kuberay_conn_id, wait_timeout
+        self.kuberay_conn_id, self.wait_timeout, self.wait_for_completion = kuberay_conn_id, wait_timeout, wait_for_completion
         self.queue_name, self.admission_timeout = queue_name, admission_timeout
         self.volcano_queue, self.volcano_job, self.head_service = volcano_queue, volcano_job, head_service
         self.cleanup, self.deferrable = cleanup, deferrable
@@ -187,16 +201,6 @@ class RayJobOperator(ManifestTemplatedOperator):
         self._timed_out = False  # execution_timeout fired: the timeout rule, not on_kill, decides
         self._check_arguments()
 
-    def _check_arguments(self) -> None:
-        """What can be judged before rendering: fail at DAG parse time, not in the middle of a run."""
-        if self.rayjob is None and not self.spec_params:
-            raise ValueError("RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint=")
-        if self.deferrable and ((self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service):
-            raise ValueError("deferrable=True needs a RayJob to watch; submitting straight to a Ray head "
-                             "(submit_via='sdk' with cluster_selector, volcano_job, head_service) creates none")
-        if self.cleanup is not None:
-            cleanup_spec_fields(self.cleanup)
-
     # --- building ---------------------------------------------------------------------------------------
 
     @cached_property
@@ -204,7 +208,7 @@ class RayJobOperator(ManifestTemplatedOperator):
         return KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
 
     def build_request(self, context: Context) -> RayJobRequest:
-        return RayJobRequest(
+        return with_lineage_parent(RayJobRequest(
             identity=run_identity(context),
             namespace=self.namespace or None,
             name=self.name or None,
@@ -222,15 +226,15 @@ class RayJobOperator(ManifestTemplatedOperator):
             volcano_queue=self.volcano_queue or None,
             volcano_job=self.volcano_job or None,
             head_service=self.head_service or None,
-        )
+        ), context)  # the OpenLineage parent run, when enabled (airflow.lineage)
 
     def _request(self, context: Context) -> RayJobRequest:
         """The request, its namespace completed from the connection when neither the operator nor the
-        base manifest names one."""
+        base manifest names one, and its identity given the connection's instance id."""
         request = self.build_request(context)
         if request.namespace is None and not request.manifest_namespace:
             request = dataclasses.replace(request, namespace=self.hook.get_namespace() or None)
-        return self._as_remembered(context, request)
+        return self._as_remembered(context, with_instance(request, connection_instance(self.hook)))
 
     def _as_remembered(self, context: Context, request: RayJobRequest) -> RayJobRequest:
         return follow_recorded_rayjob(context, request, self.log)
@@ -255,14 +259,16 @@ class RayJobOperator(ManifestTemplatedOperator):
         with as_airflow_errors(), self._timeout_rule(context, request):
             if request.runs_without_rayjob:
                 self._work = request
+                self._push_dashboard_url(context, "", DashboardTarget.of_request(request))
                 return self._finish(context, request, runner, runner.run_on_cluster(request, self.wait_timeout))
-            launch = runner.launch(request)
-            if launch.superseded:
-                self.log.info("Running the job anew: the task's earlier RayJob was replaced because %s", launch.superseded)
+            launch = runner.launch(request)  # its status line says when and why the job runs anew
             self._work = request
             self._remember(context, request)
-            context["ti"].xcom_push(key=XCOM_RAYJOB, value={"namespace": request.resolved_namespace, "name": request.rayjob_name})
-            self._push_dashboard_url(context, runner.dashboard_url_of(request))
+            push_extra(self, context, XCOM_RAYJOB, {"namespace": request.resolved_namespace, "name": request.rayjob_name})
+            self._push_dashboard_url(context, runner.dashboard_url_of(request), DashboardTarget.of_request(request))
+            runner.on_started = lambda s: self._push_dashboard_url(context, runner.dashboard_url(s), DashboardTarget.of_rayjob(s))
+            if not self.wait_for_completion and not request.submits_itself:
+                return self._leave_to_sensor(context, request, runner, launch.state)
             if self.deferrable and request.kueue_queue:
                 self.log.info("RayJob %s/%s is queued for admission on Kueue LocalQueue %r; waiting in the triggerer%s",
                               request.resolved_namespace, request.rayjob_name, request.kueue_queue,
@@ -270,6 +276,8 @@ class RayJobOperator(ManifestTemplatedOperator):
                 self._defer(request, WaitTarget.ADMITTED, "execute_after_admission", timeout=request.admission_timeout)
             if self.deferrable:
                 self._defer(request, runner.first_wait_target(request), "execute_after_start")
+            if not self.wait_for_completion:  # SDK mode: the task itself submits the job, so it waits until then
+                return self._leave_to_sensor(context, request, runner, runner.start(request, self.wait_timeout))
             outcome = self._cleaning_up_on_failure(context, runner, request, lambda: runner.follow(request, self.wait_timeout))
         return self._finish(context, request, runner, outcome)
 
@@ -308,7 +316,9 @@ class RayJobOperator(ManifestTemplatedOperator):
         runner = self._runner()
         with as_airflow_errors(), self._timeout_rule(context, request):
             runner.submit_if_waiting(request, state)
-        self._push_dashboard_url(context, runner.dashboard_url(state))
+            if not self.wait_for_completion:
+                return self._leave_to_sensor(context, request, runner, None)
+        self._push_dashboard_url(context, runner.dashboard_url(state), DashboardTarget.of_rayjob(state))
         self._defer(request, WaitTarget.TERMINAL, "execute_complete")
         return {}  # unreachable: defer() raises TaskDeferred
 
@@ -332,42 +342,31 @@ class RayJobOperator(ManifestTemplatedOperator):
     ) -> RayJobOutcome:
         try:
             return outcome_of()
-        except RayJobFailed:
+        except RayJobFailed as failed:  # the link to the failed job's page is what a person opens first
+            self._push_dashboard_url(context, failed.outcome.dashboard_url, DashboardTarget.of_outcome(failed.outcome))
             self._cleanup(runner, request, succeeded=False)
             mark_consumed(runner.lifecycle, context, request, self.log)
             raise
 
+    def _leave_to_sensor(self, context: Context, request: RayJobRequest, runner: RayJobRunner, state: RayJobState | None) -> dict[str, Any]:
+        """wait_for_completion=False: the RayJob runs on without the task, which returns its state so far and
+        marks it reported, so that clearing the task runs the job anew (``core.lifecycle.reuse_of``)."""
+        namespace, name = request.resolved_namespace, request.rayjob_name
+        if state is None:  # just submitted (deferred SDK mode): read what the RayJob says now
+            state = RayJobState.from_object(runner.lifecycle.kube.get(RAYJOB, namespace, name))
+        self.log.info("Not waiting for RayJob %s/%s (wait_for_completion=False): %s. A RayJobSensor on XCom %r waits for "
+                      "its end; KubeRay's own cleanup fields still apply", namespace, name, state.describe(), XCOM_RAYJOB)
+        mark_consumed(runner.lifecycle, context, request, self.log)
+        dashboard_url = runner.dashboard_url(state) if state.cluster_name else runner.dashboard_url_of(request)
+        return RayJobOutcome.from_state(state, dashboard_url).to_dict()
+
     def _finish(self, context: Context, request: RayJobRequest, runner: RayJobRunner, outcome: RayJobOutcome) -> dict[str, Any]:
-        self._push_dashboard_url(context, outcome.dashboard_url)
+        self._push_dashboard_url(context, outcome.dashboard_url, DashboardTarget.of_outcome(outcome))
         self.log.info("Ray job %s succeeded (RayJob %s/%s)", outcome.job_id, outcome.namespace, outcome.rayjob_name or "-")
         if not request.runs_without_rayjob:
             self._cleanup(runner, request, succeeded=True)
             mark_consumed(runner.lifecycle, context, request, self.log)
         return outcome.to_dict()
-
-    @contextlib.contextmanager
-    def _timeout_rule(self, context: Context, request: RayJobRequest) -> Iterator[None]:
-        """A timeout is not a kill: before the last try the work stays for the retry to re-attach to; the
-        last try removes it (``_after_timeout``). Kueue's admission timeout withdraws the RayJob itself."""
-        try:
-            yield
-        except AirflowTaskTimeout:
-            self._timed_out = True
-            self._after_timeout(context, request, "execution_timeout")
-            raise
-        except RayJobTimeout as timeout:
-            if not isinstance(timeout, AdmissionTimeout):
-                self._after_timeout(context, request, "wait_timeout")
-            raise
-
-    def _timeout_event(self, context: Context, request: RayJobRequest, event: dict[str, Any] | None) -> None:
-        """The trigger's wait (``wait_timeout``) timed out: the same rule as for a wait in the worker."""
-        if (event or {}).get("status") == "timeout":
-            self._after_timeout(context, request, "wait_timeout")
-
-    def _after_timeout(self, context: Context, request: RayJobRequest, which: str) -> None:
-        after_timeout(context, request, which, retries=self.retries, delete_on_final_timeout=self.delete_on_final_timeout,
-                      lifecycle=lambda: self.hook.lifecycle(validate_schema=False), log=self.log)
 
     def _cleanup(self, runner: RayJobRunner, request: RayJobRequest, *, succeeded: bool) -> None:
         runner.cleanup(
@@ -375,10 +374,10 @@ class RayJobOperator(ManifestTemplatedOperator):
             delete_on_success=self.delete_on_success, delete_on_failure=self.delete_on_failure,
         )
 
-    @staticmethod
-    def _push_dashboard_url(context: Context, url: str) -> None:
+    def _push_dashboard_url(self, context: Context, url: str, target: DashboardTarget) -> None:
         if url:
-            context["ti"].xcom_push(key=XCOM_DASHBOARD_URL, value=url)
+            push_extra(self, context, XCOM_DASHBOARD_URL, url)
+        push_dashboard_link(context, self.hook, target)  # the UI's link, for a browser (pushed whatever do_xcom_push says, as Airflow does)
 
     def on_kill(self) -> None:
         """The task was killed: delete the RayJob (KubeRay stops the job and removes its cluster), or stop

@@ -15,12 +15,15 @@ from typing import Any, Mapping
 from airflow.sdk import BaseOperator, Context, conf
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
+from kuberay_provider.airflow.links import RayDashboardLink, push_dashboard_link
 from kuberay_provider.airflow.operators.common import ManifestTemplatedOperator, as_airflow_errors, given_spec_keywords
-from kuberay_provider.airflow.triggers import RayServiceTrigger, object_state_from_event
+from kuberay_provider.airflow.params import SecondsFields, check_seconds, push_extra
+from kuberay_provider.airflow.triggers import RayObjectDeletedTrigger, RayServiceTrigger, deleted_from_event, object_state_from_event
+from kuberay_provider.core.dashboard_links import DashboardTarget
 from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, rayservice_manifest
 
 
-class RayServiceOperator(ManifestTemplatedOperator):
+class RayServiceOperator(SecondsFields, ManifestTemplatedOperator):
     """Create or update a RayService and wait until it serves the new spec.
 
     Every RayService spec field is a keyword in snake_case (``core.services.RAYSERVICE_KEYWORDS``),
@@ -33,8 +36,10 @@ class RayServiceOperator(ManifestTemplatedOperator):
         (the only string read as a file).
     :param name: the RayService's name (default: the manifest's).
     :param namespace: default: the manifest's, else the connection's, else ``default``.
-    :param wait: wait until the new generation's applications run, Ready with no upgrade in progress.
-    :param ready_timeout: seconds to wait (None: the task's own timeouts apply).
+    :param kuberay_conn_id: a ``kuberay`` connection (templated).
+    :param wait: wait until the new generation's applications run, Ready with no upgrade in progress
+        (False: return once the spec is written; a ``RayServiceSensor`` can wait later).
+    :param ready_timeout: seconds to wait (None: the task's own timeouts apply); templated.
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
     :param queue_name: a Kueue LocalQueue: labels the RayService ``kueue.x-k8s.io/queue-name``; it is
         created with ``rayClusterConfig.suspend: true`` for Kueue to admit, and an update keeps the
@@ -45,12 +50,16 @@ class RayServiceOperator(ManifestTemplatedOperator):
     Returns (XCom ``return_value``) namespace, name, ready, upgrading, active_cluster, pending_cluster,
     applications and pending_applications (name -> status), serve_service (``spec.serveService``'s name,
     else ``<name>-serve-svc``), serve_endpoint (its in-cluster URL on the head's ``serve`` port), and
-    ``change``: created, updated or unchanged.
+    ``change``: created, updated or unchanged. ``serve_endpoint`` is also an XCom of its own (not with
+    ``do_xcom_push=False``).
     """
 
-    template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels", "queue_name", "volcano_queue")
+    template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels", "annotations", "queue_name",
+                                      "volcano_queue", "kuberay_conn_id", "ready_timeout")
+    seconds_fields = ("ready_timeout",)
     manifest_field = "rayservice"
     template_fields_renderers = {"rayservice": "yaml", "spec_params": "json"}
+    operator_extra_links = (RayDashboardLink(),)
     ui_color = "#fff3e0"
 
     def __init__(
@@ -63,7 +72,7 @@ class RayServiceOperator(ManifestTemplatedOperator):
         annotations: Mapping[str, str] | None = None,
         kuberay_conn_id: str = DEFAULT_CONN_ID,
         wait: bool = True,
-        ready_timeout: float | None = 900,
+        ready_timeout: float | str | None = 900,
         validate_schema: bool = True,
         queue_name: str | None = None,
         volcano_queue: str | None = None,
@@ -89,6 +98,7 @@ class RayServiceOperator(ManifestTemplatedOperator):
         self.kuberay_conn_id, self.wait, self.ready_timeout, self.validate_schema = kuberay_conn_id, wait, ready_timeout, validate_schema
         self.queue_name, self.volcano_queue = queue_name, volcano_queue
         self.deferrable = deferrable
+        check_seconds({"ready_timeout": ready_timeout})
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
@@ -105,23 +115,31 @@ class RayServiceOperator(ManifestTemplatedOperator):
             _, change = services.apply(manifest)
             self.log.info("RayService %s/%s %s", namespace, name, change)
             state = services.state(namespace, name)
+            _push_link(context, hook, namespace, state.to_dict() if state else {})
             if self.wait and self.deferrable:
-                context["ti"].xcom_push(key="change", value=change)  # across the deferral (dag.test() drops kwargs)
-                self.defer(trigger=RayServiceTrigger(name, namespace, self.kuberay_conn_id, timeout=self.ready_timeout),
+                self.defer(trigger=RayServiceTrigger(name, namespace, self.kuberay_conn_id, timeout=self.ready_timeout,
+                                                     carry={"change": change}),
                            method_name="execute_complete")
             if self.wait:
                 state = services.wait_ready(namespace, name, timeout=self.ready_timeout,
                                             on_change=lambda s: self.log.info("%s", s.describe()))
         assert state is not None
-        context["ti"].xcom_push(key="serve_endpoint", value=state.serve_endpoint)
+        _push_link(context, hook, namespace, state.to_dict())
+        push_extra(self, context, "serve_endpoint", state.serve_endpoint)
         return {**state.to_dict(), "change": change}
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the RayService serves its latest spec (or the wait failed)."""
         state = object_state_from_event(event, "the RayService")
-        change = context["ti"].xcom_pull(task_ids=self.task_id, key="change", map_indexes=getattr(context["ti"], "map_index", None)) or ""
-        context["ti"].xcom_push(key="serve_endpoint", value=state["serve_endpoint"])
-        return {**state, "change": change}
+        _push_link(context, KubeRayHook(kuberay_conn_id=self.kuberay_conn_id), state["namespace"], state)
+        push_extra(self, context, "serve_endpoint", state["serve_endpoint"])
+        return {**state, "change": str(((event or {}).get("carry") or {}).get("change") or "")}
+
+
+def _push_link(context: Context, hook: KubeRayHook, namespace: str, state: Mapping[str, Any]) -> None:
+    """The link to the Serve page of the cluster serving the RayService (the new one while it upgrades)."""
+    cluster = state.get("pending_cluster") or state.get("active_cluster") or ""
+    push_dashboard_link(context, hook, DashboardTarget(namespace, cluster=cluster, page="serve"))
 
 
 def _manifest_namespace(rayservice: Mapping[str, Any] | str) -> str | None:
@@ -130,21 +148,40 @@ def _manifest_namespace(rayservice: Mapping[str, Any] | str) -> str | None:
     return (load_manifest(rayservice, kind="RayService").get("metadata") or {}).get("namespace") or None
 
 
-class RayServiceDeleteOperator(BaseOperator):
+class RayServiceDeleteOperator(SecondsFields, BaseOperator):
     """Delete a RayService (its clusters and Services go with it) and wait until it is gone (KubeRay's
-    finalizer holds it until its clusters are deleted). Gone already is not an error."""
+    finalizer holds it until its clusters are deleted). Gone already is not an error.
 
-    template_fields: Sequence[str] = ("name", "namespace")
+    :param wait: wait until it is gone; ``timeout``: for how many seconds (templated).
+    :param deferrable: wait in the triggerer (``RayObjectDeletedTrigger``).
+    """
+
+    template_fields: Sequence[str] = ("name", "namespace", "kuberay_conn_id", "timeout")
+    seconds_fields = ("timeout",)
     ui_color = "#ffebee"
 
-    def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID, wait: bool = True,
+                 timeout: float | str | None = 300,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name, self.namespace, self.kuberay_conn_id = name, namespace, kuberay_conn_id
+        self.wait, self.timeout, self.deferrable = wait, timeout, deferrable
+        check_seconds({"timeout": timeout})
 
     def execute(self, context: Context) -> bool:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
+        defer = self.wait and self.deferrable
         with as_airflow_errors():
-            deleted = hook.service_lifecycle(validate_schema=False).delete(namespace, self.name)
+            deleted = hook.service_lifecycle(validate_schema=False).delete(namespace, self.name, wait=self.wait and not defer,
+                                                                           timeout=self.timeout)
+        if deleted and defer:
+            self.log.info("RayService %s/%s is being deleted; waiting in the triggerer until it is gone", namespace, self.name)
+            self.defer(trigger=RayObjectDeletedTrigger("RayService", self.name, namespace, self.kuberay_conn_id, self.timeout),
+                       method_name="execute_complete")
         self.log.info("RayService %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
         return deleted
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> bool:
+        """Deferred: the RayService is gone (True), or the wait failed."""
+        return deleted_from_event(event, "RayService")

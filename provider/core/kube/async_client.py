@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import tenacity
@@ -19,8 +19,8 @@ from kuberay_provider.core.kube import api_requests as req
 from kuberay_provider.core.kube.api_requests import JsonPatch, KubeObject, PatchType
 from kuberay_provider.core.kube.client_base import ObjectList, RayObjectsClientBase
 from kuberay_provider.core.kube.errors import AlreadyExistsError
-from kuberay_provider.core.kube.proxy import ProxyConnection, build_proxy_connection
-from kuberay_provider.core.kube.retry import CallGuard, HttpStack
+from kuberay_provider.core.kube.proxy import ProxyConnection, build_proxy_connection, held_bearer_headers
+from kuberay_provider.core.kube.retry import CallGuard, HttpStack, RetryPolicy
 from kuberay_provider.core.kube.watch import LineSplitter, WatchEvent, WatchQuery
 from kuberay_provider.core.resources import RayKind
 
@@ -32,10 +32,25 @@ ASYNC_STACK = HttpStack(
 )
 
 
+# Loads the credentials into the api client's Configuration again (e.g. re-runs the kubeconfig's exec plugin).
+Reauthenticate = Callable[[], Awaitable[None]]
+
+
 class AsyncRayObjectsClient(RayObjectsClientBase):
-    """Async twin of ``RayObjectsClient``: same methods, awaitable; ``watch`` is an async iterator."""
+    """Async twin of ``RayObjectsClient``: same methods, awaitable; ``watch`` is an async iterator.
+
+    ``reauthenticate``: called once when a request gets 401, then the request is sent again. Unlike the
+    sync client, kubernetes_asyncio never refreshes an exec plugin's token (EKS, GKE: 15-60 min), so a
+    long wait outlives the token it loaded; the adapter, which knows where the credentials come from,
+    reloads them.
+    """
 
     _stack = ASYNC_STACK
+
+    def __init__(self, api_client: Any, retry: RetryPolicy | None = None, *,
+                 reauthenticate: Reauthenticate | None = None) -> None:
+        super().__init__(api_client, retry)
+        self.reauthenticate = reauthenticate
 
     async def _call(self, request: req.KubeRequest, guard: CallGuard | None = None, *, stream: bool = False) -> Any:
         guard = guard or self._guard(request)
@@ -45,6 +60,15 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
             return guard.fail(exc)
 
     async def _send(self, request: req.KubeRequest, stream: bool) -> Any:
+        try:
+            return await self._send_once(request, stream)
+        except ApiException as exc:
+            if exc.status != 401 or self.reauthenticate is None:
+                raise
+        await self.reauthenticate()  # once: a second 401 means the fresh credentials are refused too
+        return await self._send_once(request, stream)
+
+    async def _send_once(self, request: req.KubeRequest, stream: bool) -> Any:
         response = await self.api_client.call_api(**request.call_api_arguments(stream=stream))
         if stream and response.status >= 300:
             # Unlike the sync client, kubernetes_asyncio leaves unread error responses to the caller.
@@ -123,4 +147,5 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
 
     async def proxy_connection(self, namespace: str, service: str, port: str = "dashboard") -> ProxyConnection:
         configuration = self.api_client.configuration
-        return build_proxy_connection(configuration, await configuration.auth_settings(), namespace, service, port)
+        await configuration.auth_settings()  # runs the refresh hook now; requests read the token held then
+        return build_proxy_connection(configuration, namespace, service, port, lambda: held_bearer_headers(configuration))

@@ -18,7 +18,7 @@ from kuberay_provider.core.kube import api_requests as req
 from kuberay_provider.core.kube.api_requests import JsonPatch, KubeObject, PatchType
 from kuberay_provider.core.kube.client_base import ObjectList, RayObjectsClientBase
 from kuberay_provider.core.kube.errors import AlreadyExistsError
-from kuberay_provider.core.kube.proxy import ProxyConnection, build_proxy_connection
+from kuberay_provider.core.kube.proxy import ProxyConnection, bearer_headers, build_proxy_connection
 from kuberay_provider.core.kube.retry import CallGuard, HttpStack, RetryPolicy
 from kuberay_provider.core.kube.watch import S, LineSplitter, Tracker, WatchEvent, WatchQuery
 from kuberay_provider.core.resources import RayKind
@@ -156,9 +156,12 @@ class RayObjectsClient(RayObjectsClientBase):
         return self._call(req.crd_request(name))
 
     def proxy_connection(self, namespace: str, service: str, port: str = "dashboard") -> ProxyConnection:
-        """URL, auth headers and TLS settings to call ``service`` through the API server's proxy."""
+        """URL, TLS settings and auth headers to call ``service`` through the API server's proxy. The
+        headers are read per request, through the Configuration's refresh hook (which runs an exec
+        plugin again once its token is about to expire)."""
         configuration = self.api_client.configuration
-        return build_proxy_connection(configuration, configuration.auth_settings(), namespace, service, port)
+        return build_proxy_connection(configuration, namespace, service, port,
+                                      lambda: bearer_headers(configuration.auth_settings()))
 
 
 def wait_until_gone(kube: RayObjectsClient, kind: RayKind, namespace: str, name: str, timeout: float | None) -> KubeObject | None:

@@ -309,8 +309,9 @@ class ApiHandlers:
         body = await read_object(request)
         spec = dict(body.get("spec") or {}) if isinstance(body, dict) else {}
         seconds = int(spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
-        if seconds < 600:
-            raise bad_request("spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes")
+        if seconds < self.tokens.min_seconds:
+            shortest = "10 minutes" if self.tokens.min_seconds == 600 else f"{self.tokens.min_seconds} seconds"
+            raise bad_request(f"spec.expirationSeconds: Invalid value: may not specify a duration less than {shortest}")
         token, expires_at = self.tokens.issue(account, seconds)
         expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at))
         return _json_response({

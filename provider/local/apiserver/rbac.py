@@ -27,6 +27,7 @@ from .resources import Cluster
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 ADMIN_USER = "kuberay-local-admin"
 DEFAULT_TOKEN_SECONDS = 3600
+MIN_TOKEN_SECONDS = 600  # kube-apiserver's floor for a TokenRequest's expirationSeconds
 _READ_METHODS = {"GET": "get", "HEAD": "get"}
 _WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -82,10 +83,15 @@ class _IssuedToken:
 
 
 class Tokens:
-    """The admin token plus ServiceAccount tokens issued through TokenRequest (kept only as digests)."""
+    """The admin token plus ServiceAccount tokens issued through TokenRequest (kept only as digests).
 
-    def __init__(self, admin_token: str) -> None:
+    ``min_seconds``: the shortest lifetime a TokenRequest may ask for; tests lower it to get tokens that
+    expire (and are then answered 401) within a wait, as exec-plugin tokens do on EKS and GKE.
+    """
+
+    def __init__(self, admin_token: str, min_seconds: int = MIN_TOKEN_SECONDS) -> None:
         self._admin = f"Bearer {admin_token}".encode()
+        self.min_seconds = min_seconds
         self._issued: dict[bytes, _IssuedToken] = {}
 
     def issue(self, service_account: Mapping[str, Any], seconds: int = DEFAULT_TOKEN_SECONDS) -> tuple[str, float]:

@@ -20,7 +20,7 @@ from .auth import authentication_middleware, authorization_middleware, status_er
 from .faults import FaultPlan, fault_middleware
 from .handlers import ApiHandlers
 from .impersonation import impersonation_middleware
-from .rbac import Authorizer, Tokens
+from .rbac import MIN_TOKEN_SECONDS, Authorizer, Tokens
 from .registry import CRD_TYPE
 from .resources import Cluster, WriteOptions
 
@@ -53,12 +53,13 @@ class ApiServerSettings:
     bookmark_interval: float = 10.0
     ssl_context: ssl.SSLContext | None = None
     faults: FaultPlan | None = None  # fault injection, off unless given
+    min_token_seconds: int = MIN_TOKEN_SECONDS  # the shortest TokenRequest; tests lower it
 
 
 def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> web.Application:
     cluster = cluster or Cluster(settings.history_limit)
     stopping = asyncio.Event()
-    tokens, authorizer = Tokens(settings.token), Authorizer(cluster)
+    tokens, authorizer = Tokens(settings.token, settings.min_token_seconds), Authorizer(cluster)
     handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval, tokens, AccessReviews(authorizer).serve)
     counts: Counter = Counter()
     middlewares = [request_counter(counts), status_errors, authentication_middleware(tokens, cluster),

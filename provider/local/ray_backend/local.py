@@ -29,6 +29,8 @@ from typing import Any, Mapping
 
 import aiohttp
 
+from kuberay_provider.core.jobs_api_errors import is_not_found, status_keeping_client_class
+
 from .base import (
     BackendError,
     BackendNotice,
@@ -318,9 +320,8 @@ class LocalRayBackend:
 
     async def _connect(self, url: str) -> Any:
         await wait_for_dashboard(url, self.start_timeout)
-        from ray.job_submission import JobSubmissionClient
-
-        self._clients[url] = await asyncio.to_thread(JobSubmissionClient, url)
+        # Its errors keep the HTTP status: a missing job is a 404, whatever the answer's text says.
+        self._clients[url] = await asyncio.to_thread(status_keeping_client_class(), url)
         return self._clients[url]
 
     async def close(self) -> None:
@@ -446,7 +447,7 @@ class LocalRayBackend:
                 await asyncio.to_thread(client.delete_job, job_id)
                 return
             except Exception as exc:  # noqa: BLE001 - not terminal yet: wait for the stop to land
-                if "404" in str(exc) or "does not exist" in str(exc):
+                if is_not_found(exc):
                     return
             await asyncio.sleep(0.5)
 
@@ -471,7 +472,7 @@ class LocalRayBackend:
         try:
             details = await asyncio.to_thread(client.get_job_info, job_id)
         except Exception as exc:
-            if "404" in str(exc) or "does not exist" in str(exc):
+            if is_not_found(exc):
                 return None
             raise BackendError(str(exc)) from exc
         return JobInfo(
@@ -491,7 +492,7 @@ class LocalRayBackend:
         try:
             return bool(await asyncio.to_thread(client.stop_job, job_id))
         except Exception as exc:
-            if "404" in str(exc) or "does not exist" in str(exc):
+            if is_not_found(exc):
                 return False
             raise BackendError(str(exc)) from exc
 
