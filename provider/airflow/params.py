@@ -19,6 +19,8 @@ import jinja2
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from kuberay_provider.core.errors import ConfigurationError
+
 NO_SECONDS = ("", "none", "null")  # what a template that rendered None (or nothing) leaves
 
 
@@ -39,7 +41,7 @@ def seconds(value: Any, parameter: str) -> float | None:
         except (TypeError, ValueError):
             number = None
     if number is None or math.isnan(number) or number < 0:
-        raise ValueError(f"{parameter} must be a number of seconds (or None for no limit), got {value!r}: give e.g. "
+        raise ConfigurationError(f"{parameter} must be a number of seconds (or None for no limit), got {value!r}: give e.g. "
                          f"{parameter}=600, or a template that renders a number such as \"{{{{ params.{parameter} }}}}\"")
     return number
 

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowTaskTimeout
 from kuberay_provider.airflow.operators.common import after_timeout
 from kuberay_provider.airflow.params import check_seconds
 from kuberay_provider.core.cleanup import cleanup_spec_fields
+from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.job_request import RayJobRequest, SubmitVia
 from kuberay_provider.core.lifecycle import AdmissionTimeout, RayJobTimeout
 
@@ -45,9 +46,9 @@ class RayJobRules:
     def _check_arguments(self) -> None:
         """What can be judged before rendering: fail at DAG parse time, not in the middle of a run."""
         if self.rayjob is None and not self.spec_params:
-            raise ValueError("RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint=")
+            raise ConfigurationError("RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint=")
         if self.deferrable and ((self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service):
-            raise ValueError("deferrable=True needs a RayJob to watch; submitting straight to a Ray head "
+            raise ConfigurationError("deferrable=True needs a RayJob to watch; submitting straight to a Ray head "
                              "(submit_via='sdk' with cluster_selector, volcano_job, head_service) creates none")
         if self.cleanup is not None:
             cleanup_spec_fields(self.cleanup)
@@ -58,15 +59,15 @@ class RayJobRules:
     def _check_not_waiting(self) -> None:
         """wait_for_completion=False: what needs the task to see the job end is refused at parse time."""
         if (self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service:
-            raise ValueError("wait_for_completion=False leaves the wait to a RayJobSensor, which needs a RayJob to watch; "
+            raise ConfigurationError("wait_for_completion=False leaves the wait to a RayJobSensor, which needs a RayJob to watch; "
                              "submitting straight to a Ray head (submit_via='sdk' with cluster_selector, volcano_job, "
                              "head_service) creates none: use submit_via='kuberay', or let the task wait")
         if self.delete_on_success or self.delete_on_failure:
-            raise ValueError("delete_on_success / delete_on_failure act when the task sees the job end, which it does not "
+            raise ConfigurationError("delete_on_success / delete_on_failure act when the task sees the job end, which it does not "
                              "with wait_for_completion=False: let KubeRay delete the cluster (cleanup='delete_cluster_after:300', "
                              "shutdown_after_job_finishes=True) or delete the RayJob later with RayJobCleanupOperator")
         if self.admission_timeout is not None and self.submit_via == SubmitVia.KUBERAY.value:
-            raise ValueError("admission_timeout needs the task to wait for Kueue's admission, which it does not with "
+            raise ConfigurationError("admission_timeout needs the task to wait for Kueue's admission, which it does not with "
                              "wait_for_completion=False: bound the queueing with the RayJobSensor's timeout instead")
 
     @contextlib.contextmanager
