@@ -5,7 +5,13 @@ the key that authenticates them.
 
 Before anything of a job's log is believed, the job's metadata must show this run's key and the package
 the job runs (``verify_job``): a job someone else submitted under the task's submission id, or one this
-run's secret did not make, is refused without its log being read for a result."""
+run's secret did not make, is refused without its log being read for a result.
+
+The result lives only in the job's log, on the cluster, so the task owns the cluster's deletion: its own
+cluster is created held (``core.cleanup.held_cleanup``: KubeRay keeps it ``hold_seconds`` after the job),
+and once a try has read the result (or the function's exception) it applies the cleanup the task chose
+(``release``). A try killed before that leaves the result for its retry; a retry that comes after the
+hold, when the cluster and its log are gone, runs the function again (``RayJobLifecycle.result_gone``)."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from kuberay_provider.core.cleanup import CLEANUP_FIELDS
+from kuberay_provider.core.cleanup import CLEANUP_FIELDS, cleanup_spec_fields, held_cleanup
 from kuberay_provider.core.function_keys import ForeignRayJob, VerifiedJob, verify_job
 from kuberay_provider.core.functions import (
     FunctionOutcome,
@@ -30,15 +36,22 @@ from kuberay_provider.core.functions import (
 )
 from kuberay_provider.core.job_request import RayJobRequest, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
+from kuberay_provider.core.kube.errors import NotFoundError
 from kuberay_provider.core.ray_jobs import RayJobsClient, RayJobsError
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.spec import RAYJOB_SPEC_FIELDS
 from kuberay_provider.core.status import RayJobState
 
 log = logging.getLogger(__name__)
-# A function's own cluster goes a minute after the job, unless the task chose: long enough for the task
-# to read the result from the job's log, short enough that nothing lingers.
-DEFAULT_FUNCTION_CLEANUP = "delete_cluster_after:60"
+# A function's own cluster goes as soon as a try has read the result, unless the task chose otherwise.
+DEFAULT_FUNCTION_CLEANUP = "delete_cluster"
+# Until then KubeRay keeps it this long after the job: a retry of a try killed after the job (Airflow
+# notices a dead worker within minutes, then waits retry_delay) still finds the result.
+DEFAULT_RESULT_HOLD_SECONDS = 3600
+RESULT_GONE_HINT = ("the job's log (where the result is) goes with its RayCluster: the task's next try (or clearing the "
+                    "task) runs the function again. A retry later than result_hold_seconds after the job, a RayCluster "
+                    "deleted by hand, or cleanup given as raw shutdownAfterJobFinishes / ttlSecondsAfterFinished / "
+                    "deletionStrategy fields (which the task does not hold) lose it")
 _CLEANUP_KEYWORDS = {keyword for keyword, name in RAYJOB_SPEC_FIELDS.items() if name in CLEANUP_FIELDS}
 
 
@@ -49,22 +62,46 @@ class FunctionRun:
     warn: Callable[[str], None] | None = None  # None: the runner's status lines
 
     @staticmethod
-    def request_for(request: RayJobRequest, shipment: ShippedFunction | None) -> RayJobRequest:
+    def request_for(request: RayJobRequest, shipment: ShippedFunction | None,
+                    hold_seconds: int = DEFAULT_RESULT_HOLD_SECONDS) -> RayJobRequest:
         """The task's request with the function's package as entrypoint, uploaded by the SDK submission,
-        the package's key id and digest in the job's metadata (next to the user's), and (own cluster, no
-        cleanup chosen) ``DEFAULT_FUNCTION_CLEANUP``."""
+        the package's key id and digest in the job's metadata (next to the user's), and, on its own
+        cluster, the cluster held for the result: created with ``held_cleanup`` of the task's cleanup choice
+        (``DEFAULT_FUNCTION_CLEANUP`` when none), which ``release`` applies once the result was read.
+        Cleanup given as raw spec fields is the user's to manage: passed through, not held."""
         params = dict(request.spec_params)
         base_spec = (request.base_manifest or {}).get("spec") or {}
         if shipment is not None:
             params["entrypoint"] = shipment.entrypoint
             params["metadata"] = {**dict(params.get("metadata") or base_spec.get("metadata") or {}), **shipment.metadata}
-        chose_cleanup = request.cleanup is not None or bool(_CLEANUP_KEYWORDS & set(params)) or any(f in base_spec for f in CLEANUP_FIELDS)
+        raw_fields = bool(_CLEANUP_KEYWORDS & set(params)) or any(f in base_spec for f in CLEANUP_FIELDS)
         own_cluster = request.selector is None and not request.on_bare_head
+        chosen = request.cleanup if request.cleanup is not None or raw_fields or not own_cluster else DEFAULT_FUNCTION_CLEANUP
+        held = chosen if own_cluster and not raw_fields and chosen is not None and chosen.strip() != "keep" else None
         return dataclasses.replace(
             request, spec_params=params, submit_via=SubmitVia.SDK,
             ship_py_modules=(shipment.folder,) if shipment is not None else (),
-            cleanup=request.cleanup if chose_cleanup or not own_cluster else DEFAULT_FUNCTION_CLEANUP,
+            cleanup=held_cleanup(held, hold_seconds) if held is not None else chosen, cleanup_after_read=held,
         )
+
+    def release(self, request: RayJobRequest) -> bool:
+        """Once a try has read the result (or the function's exception): the task's cleanup choice replaces
+        the hold on the RayJob (KubeRay deletes the cluster as it says, counted from the job's end). A
+        failure leaves the hold, and KubeRay's deletion at its end, in place: it is said, not raised."""
+        choice, namespace, name = request.cleanup_after_read, request.resolved_namespace, request.rayjob_name
+        if choice is None or request.runs_without_rayjob:
+            return False
+        try:
+            self.runner.lifecycle.kube.patch(RAYJOB, namespace, name, {"spec": cleanup_spec_fields(choice)})
+        except NotFoundError:
+            return False
+        except Exception as exc:  # noqa: BLE001 - the result is read; only the cluster's lifetime is at stake
+            (self.warn or self.runner.status_line)(
+                f"Could not apply cleanup={choice!r} to RayJob {namespace}/{name} after reading the result ({exc}): "
+                f"its cluster stays until the hold ends ({request.cleanup}); delete the RayJob to free it sooner")
+            return False
+        self.runner.status_line(f"The function's outcome is read: cleanup={choice!r} now applies to the cluster of RayJob {namespace}/{name}")
+        return True
 
     def check_versions(self, request: RayJobRequest, warn: Callable[[str], None]) -> None:
         """Before anything is submitted: the cluster's Python (from its head image's tag) and Ray (its
@@ -104,8 +141,8 @@ class FunctionRun:
                 raise RayJobsError(f"reading the metadata of Ray job {job_id} failed ({type(exc).__name__})") from None
         except Exception as exc:  # noqa: BLE001 - said below, with what to do
             raise FunctionResultMissing(
-                f"Ray job {job_id} could not be read to check it is this run's before reading its result ({exc}); keep the "
-                "cluster a little after the job (cleanup='delete_cluster_after:60')"
+                f"Ray job {job_id} could not be read to check it is this run's before reading its result ({exc}); "
+                + RESULT_GONE_HINT
             ) from exc
         verified = verify_job(job_id, getattr(details, "metadata", None), str(getattr(details, "entrypoint", "") or ""),
                               request.identity, request.try_number)
@@ -127,8 +164,7 @@ class FunctionRun:
             return jobs.logs(job_id)
         except Exception as exc:  # noqa: BLE001 - said below, with what to do
             raise FunctionResultMissing(
-                f"the log of Ray job {job_id} could not be read back for the function's result ({exc}); "
-                "keep the cluster a little after the job (cleanup='delete_cluster_after:60')"
+                f"the log of Ray job {job_id} could not be read back for the function's result ({exc}); " + RESULT_GONE_HINT
             ) from exc
 
     def _report(self, ignored: int) -> None:

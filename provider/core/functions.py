@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from kuberay_provider.core.errors import KubeRayProviderError
+from kuberay_provider.core.errors import ConfigurationError, KubeRayProviderError, PermanentError
 from kuberay_provider.core.function_keys import PACKAGE_PREFIX, TryKey, VerifiedJob, job_metadata, package_entrypoint
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class FunctionResultMissing(KubeRayProviderError):
     """The job ended without an authenticated result (killed, its log is gone, or only forged markers)."""
 
 
-class VersionMismatch(KubeRayProviderError):
+class VersionMismatch(PermanentError):
     """The Ray cluster runs a Python the pickled function cannot run on."""
 
 
@@ -115,7 +115,7 @@ class FunctionCall:
 
 def check_result_format(result_format: str) -> str:
     if result_format not in RESULT_FORMATS:
-        raise ValueError(f"result_format must be one of {', '.join(map(repr, RESULT_FORMATS))}, got {result_format!r}")
+        raise ConfigurationError(f"result_format must be one of {', '.join(map(repr, RESULT_FORMATS))}, got {result_format!r}")
     return result_format
 
 

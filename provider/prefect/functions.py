@@ -12,7 +12,9 @@ The callable and its arguments are pickled with Ray's cloudpickle and uploaded w
 return value comes back as the task's result (pickled, or JSON with ``result_format="json"``, up to
 ``max_result_bytes``; ``result_path`` writes a larger one there and returns the path); an exception fails
 the task with the remote traceback. The result is believed only from this run's job and authenticated
-with this try's key (``core.function_keys``).
+with this try's key (``core.function_keys``). KubeRay keeps the function's own cluster (and the job's log,
+which holds the result) until a try has read the result, at most ``result_hold_seconds`` after the job;
+then the block's ``cleanup`` applies. A retry after the hold runs the function again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kuberay_provider.core.function_keys import TryKey
-from kuberay_provider.core.function_runs import FunctionRun
+from kuberay_provider.core.function_runs import DEFAULT_RESULT_HOLD_SECONDS, FunctionRun
 from kuberay_provider.core.functions import DEFAULT_MAX_RESULT_BYTES, FunctionCall, is_marker_line, shipped, shown_line
 from kuberay_provider.core.job_runner import RayJobFailed
 from kuberay_provider.prefect.blocks import RayJob
@@ -42,6 +44,7 @@ def run_function_as_rayjob(
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     result_format: str = "pickle",
     check_versions: bool = True,
+    result_hold_seconds: int = DEFAULT_RESULT_HOLD_SECONDS,
     **kwargs: Any,
 ) -> Any:
     """Run ``function(*args, **kwargs)`` inside a Ray job as the ``rayjob`` block says (own cluster,
@@ -60,7 +63,7 @@ def run_function_as_rayjob(
     task_call = current_call(fingerprint(block.job_fingerprint(), call.payload(), [result_path, max_result_bytes, result_format]))
     identity, try_number = task_call.identity, task_call.try_number
     with shipped(call, TryKey.derive(identity, try_number)) as shipment, block.runner(ray_line, run_log.status) as runner:
-        request = FunctionRun.request_for(block.request(identity, try_number=try_number), shipment)
+        request = FunctionRun.request_for(block.request(identity, try_number=try_number), shipment, result_hold_seconds)
         run_log.status(f"Shipping {call.name} ({shipment.payload_bytes} bytes pickled) as Ray job package {shipment.package}")
         functions = FunctionRun(runner, result_format, warn=run_log.logger.warning)
         if check_versions:
@@ -68,7 +71,9 @@ def run_function_as_rayjob(
         try:
             outcome = runner.run(request, block.timeout)
         except RayJobFailed as failed:
-            raise functions.failure(request, failed, markers) from failed
+            error = functions.failure(request, failed, markers)
+            functions.release(request)
+            raise error from failed
         except BaseException as exc:
             if not request.runs_without_rayjob:
                 delete_when_interrupted(block, {"namespace": request.resolved_namespace, "name": request.rayjob_name}, exc, run_log.logger)
@@ -77,5 +82,6 @@ def run_function_as_rayjob(
         if not request.runs_without_rayjob:
             runner.cleanup(request.resolved_namespace, request.rayjob_name, succeeded=True,
                            delete_on_success=block.delete_on_success, delete_on_failure=block.delete_on_failure)
+        functions.release(request)  # last: a task killed before this leaves the result for its retry
     run_log.status(f"{call.name} returned {'its result' if result.kind == 'result' else f'its result at {result.value}'}")
     return result.value

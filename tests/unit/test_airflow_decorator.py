@@ -57,7 +57,8 @@ def test_a_decorated_function_becomes_a_rayjob_task_that_ships_it() -> None:
         submission = request.submission()
     assert submission.entrypoint == shipment.entrypoint and submission.runtime_env["py_modules"] == [shipment.folder]
     assert submission.runtime_env["env_vars"] == {"A": "1"}
-    assert request.cleanup == DEFAULT_FUNCTION_CLEANUP
+    # The cluster is held for the result (a retry of a dead worker reads it), then cleaned up as by default.
+    assert request.cleanup == "delete_cluster_after:3600" and request.cleanup_after_read == DEFAULT_FUNCTION_CLEANUP
     assert request.manifest()["spec"]["submissionMode"] == "InteractiveMode"
 
 
@@ -65,6 +66,7 @@ def test_a_decorated_function_becomes_a_rayjob_task_that_ships_it() -> None:
     ({"entrypoint": "python x.py"}, "takes no entrypoint"),
     ({"submit_via": "kuberay"}, "submit_via must be 'sdk'"),
     ({"result_format": "yaml"}, "result_format must be one of 'pickle', 'json'"),
+    ({"result_hold_seconds": -1}, "result_hold_seconds must be whole seconds"),
 ])
 def test_what_cannot_ship_a_function_is_refused_at_parse_time(kwargs: dict, message: str) -> None:
     with DAG("deco_bad", schedule=None, start_date=dt.datetime(2026, 1, 1)), pytest.raises(ValueError, match=message):

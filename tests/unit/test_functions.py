@@ -20,7 +20,7 @@ from kuberay_provider.core.function_keys import (
     TryKey,
     VerifiedJob,
 )
-from kuberay_provider.core.function_runs import DEFAULT_FUNCTION_CLEANUP, FunctionRun
+from kuberay_provider.core.function_runs import DEFAULT_FUNCTION_CLEANUP, DEFAULT_RESULT_HOLD_SECONDS, FunctionRun
 from kuberay_provider.core.functions import (
     FunctionCall,
     FunctionResultMissing,
@@ -121,7 +121,9 @@ def test_the_request_ships_the_package_and_cleans_up_an_own_cluster_by_default()
                                            "metadata": {"team": "ml"}})
     with shipped(FunctionCall(_helper, (1,)), KEY) as shipment:
         request = FunctionRun.request_for(base, shipment)
-        assert request.cleanup == DEFAULT_FUNCTION_CLEANUP and request.submits_itself
+        # Held for the result, then the default cleanup once a try has read it.
+        assert request.cleanup == f"delete_cluster_after:{DEFAULT_RESULT_HOLD_SECONDS}" and request.submits_itself
+        assert request.cleanup_after_read == DEFAULT_FUNCTION_CLEANUP == "delete_cluster" and request.result_in_log
         assert request.manifest()["spec"]["entrypoint"] == shipment.entrypoint
         submission = request.submission()
         assert submission.runtime_env == {"py_modules": [shipment.folder]}
@@ -131,10 +133,44 @@ def test_the_request_ships_the_package_and_cleans_up_an_own_cluster_by_default()
         assert (Path(shipment.folder) / "key").read_text() == KEY.key.hex()
         public = json.dumps([request.manifest(), submission.submit_arguments(), repr(KEY), repr(shipment)])
         assert KEY.key.hex() not in public and SECRET.decode() not in public
-    chosen = FunctionRun.request_for(RayJobRequest(RunIdentity("d", "t", "r"), spec_params={**base.spec_params, "shutdown_after_job_finishes": False}), None)
-    assert chosen.cleanup is None
+    raw = FunctionRun.request_for(RayJobRequest(RunIdentity("d", "t", "r"), spec_params={**base.spec_params, "shutdown_after_job_finishes": False}), None)
+    assert raw.cleanup is None and raw.cleanup_after_read is None  # raw KubeRay fields: the user's, not held
     on_cluster = FunctionRun.request_for(RayJobRequest(RunIdentity("d", "t", "r"), spec_params={"entrypoint": "x"}, cluster_selector="c"), None)
-    assert on_cluster.cleanup is None and on_cluster.runs_without_rayjob
+    assert on_cluster.cleanup is None and on_cluster.cleanup_after_read is None and on_cluster.runs_without_rayjob
+
+
+@pytest.mark.parametrize(("choice", "hold", "created_with", "released_to"), [
+    ("delete_cluster_after:30", 600, {"shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": 600},
+     {"shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": 30, "deletionStrategy": None}),
+    ("delete_cluster", 5, {"shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": 5},
+     {"shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": None, "deletionStrategy": None}),
+    ("keep", 600, {"shutdownAfterJobFinishes": False}, None),
+])
+def test_a_chosen_cleanup_is_held_at_create_and_applied_once_the_result_is_read(
+    choice: str, hold: int, created_with: dict[str, Any], released_to: dict[str, Any] | None
+) -> None:
+    from kuberay_provider.core.job_runner import RayJobRunner
+    from kuberay_provider.core.lifecycle import RayJobLifecycle
+    from kuberay_provider.core.spec import simple_cluster_spec
+
+    class Patches:
+        def __init__(self) -> None:
+            self.bodies: list[dict[str, Any]] = []
+
+        def patch(self, kind: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+            self.bodies.append(body)
+            return {}
+
+    base = RayJobRequest(RUN, cleanup=choice, spec_params={"entrypoint": "x", "ray_cluster_spec": simple_cluster_spec(image="i")})
+    request = FunctionRun.request_for(base, None, hold)
+    spec = request.manifest()["spec"]
+    assert {name: spec[name] for name in created_with} == created_with and ("ttlSecondsAfterFinished" in spec) == ("ttlSecondsAfterFinished" in created_with)
+    kube, said = Patches(), []
+    released = FunctionRun(RayJobRunner(RayJobLifecycle(kube), status_line=said.append)).release(request)  # type: ignore[arg-type]
+    assert released == (released_to is not None)
+    assert kube.bodies == ([{"spec": released_to}] if released_to is not None else [])
+    if released_to is not None:
+        assert f"cleanup={choice!r} now applies" in said[-1]
 
 
 # --- the result format, and what authenticates a marker ------------------------------------------

@@ -17,6 +17,11 @@ comes back as the task's XCom (pickled, or JSON with ``result_format="json"``, u
 remote traceback. The result is believed only from this run's job and authenticated with this try's key
 (``core.function_keys``); a deferred task reads it from the job's log, not from the trigger's event.
 
+The result lives in the job's log, on the cluster, so the task owns the cluster's deletion: KubeRay keeps
+the function's own cluster until a try has read the result (at most ``result_hold_seconds`` after the
+job), then ``cleanup`` applies (default: the cluster goes at once). A retry of a try killed after the job
+reads the result then; one that comes after the hold runs the function again (``core.function_runs``).
+
 Every RayJobOperator choice applies: an own cluster (``ray_cluster_spec=``, a RayJob in InteractiveMode
 the task submits to), an existing one (``cluster_selector=``), a Volcano head (``volcano_job=``),
 ``runtime_env``, entrypoint resources, cleanup, Kueue, ``deferrable``. Submission is always through the
@@ -35,8 +40,10 @@ from airflow.sdk.exceptions import AirflowException
 
 from kuberay_provider.airflow.operators.common import as_airflow_errors, run_identity
 from kuberay_provider.airflow.operators.rayjob import RayJobOperator
+from kuberay_provider.airflow.params import push_extra
 from kuberay_provider.core.function_keys import TryKey
-from kuberay_provider.core.function_runs import FunctionRun
+from kuberay_provider.core.errors import ConfigurationError
+from kuberay_provider.core.function_runs import DEFAULT_RESULT_HOLD_SECONDS, FunctionRun
 from kuberay_provider.core.functions import (
     DEFAULT_MAX_RESULT_BYTES,
     FunctionCall,
@@ -62,6 +69,9 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         the cluster to the worker; the function must return JSON values).
     :param check_versions: compare Python and Ray with the cluster's before submitting: a different
         Python (read from the image tag) fails the task, a different Ray minor version is a warning.
+    :param result_hold_seconds: how long after the job KubeRay keeps the function's own cluster (and the
+        job's log, which holds the result) while no try has read the result, e.g. because the worker died:
+        a retry within it reads the result, a later one runs the function again. Default one hour.
     """
 
     custom_operator_name = "@task.kuberay"
@@ -75,25 +85,32 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         result_format: str = "pickle",
         check_versions: bool = True,
+        result_hold_seconds: int = DEFAULT_RESULT_HOLD_SECONDS,
         **kwargs: Any,
     ) -> None:
         check_result_format(result_format)
+        if isinstance(result_hold_seconds, bool) or not isinstance(result_hold_seconds, int) or result_hold_seconds < 0:
+            raise ConfigurationError(f"result_hold_seconds must be whole seconds, 0 or more, got {result_hold_seconds!r}")
         if kwargs.get("entrypoint"):
             raise ValueError("@task.kuberay runs the decorated function: it takes no entrypoint")
         if kwargs.setdefault("submit_via", SubmitVia.SDK.value) != SubmitVia.SDK.value:
             raise ValueError("@task.kuberay submits through the Ray Jobs SDK (it uploads the function): submit_via must be 'sdk'")
+        if not kwargs.get("wait_for_completion", True):
+            raise ValueError("@task.kuberay returns the function's result, so it waits for the job: wait_for_completion=False "
+                             "is not available; use RayJobOperator(wait_for_completion=False) with a RayJobSensor")
         super().__init__(entrypoint=PLACEHOLDER_ENTRYPOINT, **kwargs)
         self.result_path = result_path
         self.max_result_bytes = max_result_bytes
         self.result_format = result_format
         self.check_versions = check_versions
+        self.result_hold_seconds = result_hold_seconds
         self._shipment: ShippedFunction | None = None
         self._marker_lines: list[str] = []
 
     # --- what RayJobOperator runs: the function's package as the entrypoint --------------------------
 
     def build_request(self, context: Context) -> RayJobRequest:
-        return FunctionRun.request_for(super().build_request(context), self._shipment)
+        return FunctionRun.request_for(super().build_request(context), self._shipment, self.result_hold_seconds)
 
     @contextlib.contextmanager
     def _shipping(self, context: Context) -> Iterator[None]:
@@ -144,10 +161,13 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         return FunctionRun(runner, self.result_format, warn=self.log.warning)
 
     def _finish(self, context: Context, request: RayJobRequest, runner: RayJobRunner, outcome: RayJobOutcome) -> Any:
-        """The function's return value, read before any cleanup can take the cluster (and its log) away."""
-        result = self._functions(runner).result(request, outcome, self._marker_lines)
-        context["ti"].xcom_push(key="rayjob_outcome", value=outcome.to_dict())
+        """The function's return value, read before any cleanup can take the cluster (and its log) away;
+        the cluster is released last, so a try killed before that leaves the result to its retry."""
+        functions = self._functions(runner)
+        result = functions.result(request, outcome, self._marker_lines)
+        push_extra(self, context, "rayjob_outcome", outcome.to_dict())
         super()._finish(context, request, runner, outcome)
+        functions.release(request)
         self.log.info("The function returned %s", "its result to XCom" if result.kind == "result" else f"its result at {result.value}")
         return result.value
 
@@ -160,7 +180,9 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
             failed = raised if isinstance(raised, RayJobFailed) else raised.__cause__
             if not isinstance(failed, RayJobFailed):
                 raise
-            error = self._functions(self._runner()).failure(self._request(context), failed, self._marker_lines)
+            functions, request = self._functions(self._runner()), self._request(context)
+            error = functions.failure(request, failed, self._marker_lines)
+            functions.release(request)  # the exception is read: the cluster need not wait for a retry
             raise AirflowException(str(error)) from failed
 
 
@@ -169,7 +191,7 @@ def kuberay_task(python_callable: Callable[..., Any] | None = None, multiple_out
 
     Takes every RayJobOperator parameter (``ray_cluster_spec=``, ``cluster_selector=``, ``runtime_env=``,
     ``cleanup=``, ``deferrable=``, ``queue_name=``...) plus ``result_path``, ``max_result_bytes``,
-    ``result_format`` and ``check_versions``.
+    ``result_format``, ``check_versions`` and ``result_hold_seconds``.
     """
     return task_decorator_factory(
         python_callable=python_callable,

@@ -3,13 +3,18 @@
 For state-machine tests: no process, no sleep. A job's life is PENDING for ``pending_seconds``, RUNNING
 for ``running_seconds``, then ``final_status`` (or RUNNING forever when that is None), measured on the
 clock given at construction, so a test moves a job along by advancing its fake clock.
+
+``jobs_api=True`` also serves Ray's Jobs REST API per cluster (``fake_dashboard.FakeDashboard``): the Ray
+Jobs SDK can submit, and a ``python -m <module>`` job of an uploaded package really runs (a shipped
+function); such a job ends when both its script's time and its process are over, as the process did.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .base import (
     BackendError,
@@ -23,6 +28,9 @@ from .base import (
     cluster_key,
 )
 from .runtime_env import PackagePolicy, adapt_runtime_env
+
+if TYPE_CHECKING:
+    from .fake_dashboard import FakeDashboard
 
 FAKE_PORTS = {"dashboard": 18265, "client": 20001, "gcs-server": 16379, "metrics": 18080, "serve": 18000}
 
@@ -60,12 +68,29 @@ _DEPLOYMENT_STATUS = {"RUNNING": "HEALTHY", "DEPLOYING": "UPDATING"}
 
 
 @dataclass
+class FakeRun:
+    """The process behind a job the fake dashboard really runs (``python -m`` of an uploaded package)."""
+
+    output: str = ""
+    exit_code: int | None = None  # None: still running
+    ended_at: float | None = None
+    process: asyncio.subprocess.Process | None = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+        if self.exit_code is None:
+            self.exit_code = -9
+
+
+@dataclass
 class FakeJob:
     cluster: str
     request: JobRequest
     script: JobScript
     submitted_at: float
     stopped_at: float | None = None
+    run: FakeRun | None = None
 
 
 @dataclass
@@ -89,6 +114,8 @@ class FakeRayBackend:
     closed: bool = False
     # PackagePolicy.INSTALL keeps runtime_envs as submitted; the local backend's default skips satisfied ones.
     package_policy: PackagePolicy = PackagePolicy.INSTALL
+    jobs_api: bool = False  # serve the Jobs REST API per cluster (FakeDashboard): SDK submissions work
+    dashboard: "FakeDashboard | None" = None
 
     @property
     def ray_version(self) -> str:
@@ -113,6 +140,13 @@ class FakeRayBackend:
         if request.ray_version and request.ray_version != self.version:
             warnings = (f"rayVersion {request.ray_version} differs from the local Ray {self.version}",)
         urls = {name: f"http://127.0.0.1:{port}" for name, port in FAKE_PORTS.items()}
+        if self.jobs_api:
+            if self.dashboard is None:
+                from .fake_dashboard import FakeDashboard
+
+                self.dashboard = FakeDashboard(self)
+            await self.dashboard.start()
+            urls["dashboard"] = self.dashboard.url(request.namespace, request.name)
         return ClusterEndpoints(urls=urls, warnings=warnings)
 
     async def delete_cluster(self, namespace: str, name: str) -> None:
@@ -121,6 +155,8 @@ class FakeRayBackend:
         self.clusters.pop(key, None)
         self.serve_configs.pop(key, None)
         self.serve_apps.pop(key, None)  # Serve goes with its cluster
+        if self.dashboard is not None:
+            self.dashboard.forget(namespace, name)
         for job_id, job in self.jobs.items():
             if job.cluster == key:
                 await self.stop_job(namespace, name, job_id)
@@ -142,15 +178,27 @@ class FakeRayBackend:
         script, t0 = job.script, job.submitted_at
         started = t0 + script.pending_seconds
         finished = started + script.running_seconds
+        final_status = script.final_status
+        if job.run is not None:  # a real process: it decides the end, not before the script's time is up
+            final_status = None if job.run.exit_code is None else ("SUCCEEDED" if job.run.exit_code == 0 else "FAILED")
+            finished = max(finished, job.run.ended_at or finished)
         now = self.now()
         start_ms = int(started * 1000) if now >= started else 0
-        if job.stopped_at is not None and (script.final_status is None or job.stopped_at < finished):
+        if job.stopped_at is not None and (final_status is None or job.stopped_at < finished):
             return "STOPPED", start_ms, int(job.stopped_at * 1000)
         if now < started:
             return "PENDING", 0, 0
-        if script.final_status is None or now < finished:
+        if final_status is None or now < finished:
             return "RUNNING", start_ms, 0
-        return script.final_status, start_ms, int(finished * 1000)
+        return final_status, start_ms, int(finished * 1000)
+
+    @staticmethod
+    def _message_of(job: FakeJob, status: str) -> str:
+        if status == "STOPPED":
+            return "Job was intentionally stopped."
+        if job.run is not None and status == "FAILED":
+            return f"Job entrypoint command failed with exit code {job.run.exit_code}"
+        return job.script.message
 
     def _job_on(self, namespace: str, cluster: str, job_id: str) -> FakeJob | None:
         """Each RayCluster has a Ray of its own: a job id submitted to another cluster (an earlier attempt's,
@@ -166,7 +214,7 @@ class FakeRayBackend:
         if job is None:
             return None
         status, start_ms, end_ms = self._status_of(job)
-        message = job.script.message if status != "STOPPED" else "Job was intentionally stopped."
+        message = self._message_of(job, status)
         return JobInfo(job_id, status, message, start_ms, end_ms, job.request.entrypoint, dict(job.request.metadata or {}))
 
     async def stop_job(self, namespace: str, cluster: str, job_id: str) -> bool:
@@ -177,11 +225,15 @@ class FakeRayBackend:
         if self._status_of(job)[0] in ("SUCCEEDED", "FAILED"):
             return False
         job.stopped_at = self.now()
+        if job.run is not None:
+            job.run.kill()
         return True
 
     async def job_logs(self, namespace: str, cluster: str, job_id: str) -> str:
         job = self._job_on(namespace, cluster, job_id)
-        return job.script.logs if job else ""
+        if job is None:
+            return ""
+        return job.script.logs + (job.run.output if job.run is not None else "")
 
     async def deploy_serve(self, namespace: str, cluster: str, config: Mapping[str, Any]) -> tuple[BackendNotice, ...]:
         """Like Serve's PUT: an application whose config changed starts DEPLOYING again; one left out goes."""
@@ -215,4 +267,9 @@ class FakeRayBackend:
         return statuses
 
     async def close(self) -> None:
+        for job in self.jobs.values():
+            if job.run is not None:
+                job.run.kill()
+        if self.dashboard is not None:
+            await self.dashboard.close()
         self.closed = True
