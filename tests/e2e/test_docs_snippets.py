@@ -78,7 +78,7 @@ def test_the_prefect_snippets_run_a_flow_save_the_block_and_run_the_custom_flow(
         and "Ray Job" in registered.stdout and "Ray Cluster" in registered.stdout, \
         registered.stdout + registered.stderr
 
-    run_snippet_block, custom_flow = page_snippets("prefect.md")[:2]
+    run_snippet_block, custom_flow = prefect_snippet("outcome = run_rayjob(job)"), prefect_snippet("async def score(job: RayJob)")
     ran = run_snippet(run_snippet_block.replace("~/.kube/config", str(least_privilege_kubeconfig)), {},
                       "docs/prefect.md snippet 1")
     assert ran["outcome"]["job_status"] == "SUCCEEDED", ran["outcome"]
@@ -87,3 +87,24 @@ def test_the_prefect_snippets_run_a_flow_save_the_block_and_run_the_custom_flow(
     flows = run_snippet(custom_flow, {}, "docs/prefect.md snippet 2")
     outcome = asyncio.run(flows["score"](saved))
     assert outcome["job_status"] == "SUCCEEDED", outcome
+
+
+def prefect_snippet(containing: str) -> str:
+    [snippet] = [body for body in page_snippets("prefect.md") if containing in body]
+    return snippet
+
+
+def test_the_prefect_first_run_works_as_printed_on_a_fresh_machine(least_privilege_kubeconfig: Path, tmp_path: Path) -> None:
+    """docs/prefect.md's first run, the file as printed, run as its text says (``python first_run.py``) by a
+    new user: a fresh home whose ~/.kube/config reaches the local plane, no Prefect settings at all, so
+    Prefect starts its temporary server on a new database (this 2-core machine once timed out there)."""
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    shutil.copy(least_privilege_kubeconfig, home / ".kube" / "config")
+    (tmp_path / "first_run.py").write_text(prefect_snippet("outcome = run_rayjob(job)"))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_") and key != "KUBECONFIG"}
+    ran = subprocess.run([sys.executable, "first_run.py"], cwd=tmp_path, env={**env, "HOME": str(home)},
+                         capture_output=True, text=True, timeout=900, check=False)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, output[-6000:]
+    assert "Starting temporary server" in output and "Finished in state Completed" in output, output[-6000:]
