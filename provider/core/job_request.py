@@ -237,7 +237,11 @@ class RayJobRequest:
 
     @property
     def submission_id(self) -> str:
-        return submission_id(self.rayjob_name)
+        # Straight to a Ray head no RayJob carries the consumed mark, so a cleared task (Airflow begins a new
+        # series of tries) submits under an id of its own and runs the job anew; a retry keeps the series'
+        # id and re-attaches. Through a RayJob the mark decides, and the id stays as it was.
+        series = self.first_try_number if self.runs_without_rayjob else None
+        return submission_id(self.rayjob_name, series=series)
 
     @property
     def kueue_queue(self) -> str:

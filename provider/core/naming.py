@@ -109,13 +109,14 @@ def rayjob_name(
     return name
 
 
-def submission_id(rayjob: str) -> str:
+def submission_id(rayjob: str, *, series: int | None = None) -> str:
     """The Ray job id the provider submits under for a RayJob (InteractiveMode / SDK paths).
 
-    Fixed per RayJob, so a retried submission meets Ray's "already exists" instead of starting the
-    job twice.
+    Fixed per RayJob and series of tries, so a retried submission meets Ray's "already exists" instead of
+    starting the job twice. ``series`` is the first try of a series after the first (a cleared task's);
+    the first series keeps the plain id.
     """
-    return f"{rayjob}-sdk"
+    return f"{rayjob}-sdk" if series is None or series <= 1 else f"{rayjob}-sdk-s{series}"
 
 
 def identity_labels(key: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.support.airflow_runs import load_dag, task_instance  # noqa: E402
+from tests.support.airflow_runs import airflow_cli, load_dag, run_existing, task_instance  # noqa: E402
 from tests.support.airflow_runs import rayjobs_of as rayjobs_of_run  # noqa: E402
 from tests.support.clusters import ready_raycluster  # noqa: E402
 from tests.support.ray_waits import ray_job_status_becomes  # noqa: E402
@@ -97,6 +97,28 @@ def test_existing_cluster_through_cluster_selector_and_straight_through_the_sdk(
     assert rayjobs_of(kube, "kuberay_e2e_existing_cluster", "via_sdk", run) == []
     direct = task_instance(run, "via_sdk").xcom_pull(task_ids="via_sdk")
     assert direct["cluster_name"] == existing_cluster and direct["job_status"] == "SUCCEEDED"
+
+
+def test_clearing_a_task_that_submitted_straight_to_a_head_runs_its_ray_job_again(
+    airflow: Path, kube: Any, existing_cluster: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No RayJob holds a consumed mark on this path: the cleared task's new series submits under its own id."""
+    dag = load_dag("kuberay_e2e_existing_cluster")
+    run = dag.test()
+    first = capfd.readouterr().out
+    assert run.state == "success", first[-3000:]
+    before = task_instance(run, "via_sdk").xcom_pull(task_ids="via_sdk")
+
+    day = run.logical_date.isoformat()
+    airflow_cli("tasks", "clear", dag.dag_id, "-s", day, "-e", day, "-y")
+    again = run_existing(dag, run.run_id)
+    second = capfd.readouterr().out
+    assert again.state == "success", second[-3000:]
+    ti = task_instance(again, "via_sdk")
+    after = ti.xcom_pull(task_ids="via_sdk")
+    assert ti.try_number == 2 and after["job_status"] == "SUCCEEDED"
+    assert after["job_id"] != before["job_id"], (before, after)  # before the fix: the same job, re-attached
+    assert f"Submitted Ray job {after['job_id']}" in second and "Re-attached to Ray job" not in second
 
 
 def test_a_retried_try_reattaches_instead_of_creating_a_second_rayjob(

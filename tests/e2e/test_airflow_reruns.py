@@ -9,27 +9,15 @@ from tests.airflow_env import configure_airflow_env
 configure_airflow_env()
 
 import datetime as dt  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.support.airflow_runs import load_dag, rayjobs_of, run_existing, task_instance  # noqa: E402
+from tests.support.airflow_runs import airflow_cli, load_dag, rayjobs_of, run_existing, task_instance  # noqa: E402
 
 pytestmark = pytest.mark.ray
-AIRFLOW_CLI = str(Path(sys.executable).parent / "airflow")
-
-
-def airflow_cli(*args: str) -> str:
-    done = subprocess.run([AIRFLOW_CLI, *args], capture_output=True, text=True, timeout=300, env=os.environ.copy())
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def tokens(out: str, day: str) -> list[str]:
     """The tokens the Ray jobs of one logical date printed: one per job that ran."""
     return re.findall(rf"\[ray\] E2E-RERUN-MARKER {day} ([0-9a-f]{{32}})", out)
@@ -91,7 +79,6 @@ def test_a_backfill_reprocessing_two_dates_runs_each_once_more(airflow: Path, ku
 
 def test_a_timeout_on_the_last_try_deletes_the_rayjob_unless_kept(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
     from kuberay_provider.core.lifecycle import RayJobLifecycle
-    from kuberay_provider.core.resources import RAYJOB
 
     dag = load_dag("kuberay_e2e_final_timeout")
     run = dag.test()

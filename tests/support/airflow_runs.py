@@ -38,6 +38,16 @@ TRIGGERER_SETTINGS = {
 }
 
 
+AIRFLOW_CLI = str(Path(sys.executable).parent / "airflow")
+
+
+def airflow_cli(*args: str) -> str:
+    """The ``airflow`` command of this venv, as a user runs it; its output, or the test fails with it."""
+    done = subprocess.run([AIRFLOW_CLI, *args], capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def load_dag(dag_id: str, folder: Path = TEST_DAGS_FOLDER) -> Any:
     dag = DagBag(dag_folder=str(folder)).get_dag(dag_id)
     assert dag is not None, dag_id

@@ -74,3 +74,16 @@ def test_kueue_with_interactive_mode_submission_is_refused_up_front():
         RayJobRequest(IDENTITY, spec_params={"entrypoint": "python -m fn"}, queue_name="team-a", submit_via="sdk",
                       ship_py_modules=("/tmp/fn",))
     RayJobRequest(IDENTITY, spec_params={"entrypoint": "python x.py"}, queue_name="team-a")  # KubeRay submits: fine
+
+
+def test_a_cleared_task_submits_straight_to_a_head_under_a_new_id_and_a_retry_keeps_its_series_id():
+    def direct(first_try: int | None) -> RayJobRequest:
+        return RayJobRequest(IDENTITY, submit_via="sdk", cluster_selector="shared", first_try_number=first_try,
+                             spec_params={"entrypoint": "python x.py"})
+
+    first_series, unknown = direct(1).submission_id, direct(None).submission_id
+    assert first_series == unknown == f"{direct(1).rayjob_name}-sdk"  # unchanged for every run never cleared
+    cleared = direct(3).submission_id  # Airflow's clear began a new series at try 3: no RayJob holds a consumed mark
+    assert cleared != first_series and cleared == direct(3).submission_id  # its retries re-attach to it
+    through_rayjob = RayJobRequest(IDENTITY, submit_via="sdk", first_try_number=3, spec_params={"entrypoint": "python x.py"})
+    assert through_rayjob.submission_id == f"{through_rayjob.rayjob_name}-sdk"  # a new RayJob gives a new cluster
