@@ -27,6 +27,7 @@ from kuberay_provider.airflow.operators import (  # noqa: E402
     RayJobOperator,
     RayServiceDeleteOperator,
     RayServiceOperator,
+    deletion,
     raycluster,
     rayservice,
 )
@@ -276,8 +277,8 @@ def cluster_hook(monkeypatch: pytest.MonkeyPatch, clusters: FakeClusters) -> Non
         def get_namespace(self) -> str:
             return "ns"
 
-    monkeypatch.setattr(raycluster, "KubeRayHook", Hook)
-    monkeypatch.setattr(rayservice, "KubeRayHook", Hook)
+    for module in (raycluster, rayservice, deletion):
+        monkeypatch.setattr(module, "KubeRayHook", Hook)
 
 
 @pytest.mark.parametrize(("created", "deleted"), [(True, [("ns", "c", False)]), (False, [])])

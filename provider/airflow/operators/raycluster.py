@@ -30,8 +30,9 @@ from kuberay_provider.airflow.operators.common import (
     given_spec_keywords,
     run_identity,
 )
+from kuberay_provider.airflow.operators.deletion import RayObjectDeleteOperator
 from kuberay_provider.airflow.params import SecondsFields, check_seconds, push_extra
-from kuberay_provider.airflow.triggers import RayClusterTrigger, RayObjectDeletedTrigger, deleted_from_event, object_state_from_event
+from kuberay_provider.airflow.triggers import RayClusterTrigger, object_state_from_event
 from kuberay_provider.core.clusters import RayClusterRequest
 from kuberay_provider.core.dashboard_links import DashboardTarget
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
@@ -256,7 +257,7 @@ class RayClusterScaleOperator(SecondsFields, BaseOperator):
         return object_state_from_event(event, f"RayCluster {self.name} to reach {self.replicas} worker(s) in group {self.group}")
 
 
-class RayClusterDeleteOperator(SecondsFields, BaseOperator):
+class RayClusterDeleteOperator(RayObjectDeleteOperator):
     """Delete a RayCluster and wait until it is gone. Use it as a teardown (``.as_teardown(setups=...)``)
     so it runs however the work in between ended. A cluster already gone is not an error.
 
@@ -266,32 +267,7 @@ class RayClusterDeleteOperator(SecondsFields, BaseOperator):
     :param deferrable: wait in the triggerer (``RayObjectDeletedTrigger``).
     """
 
-    template_fields: Sequence[str] = ("name", "namespace", "kuberay_conn_id", "timeout")
-    seconds_fields = ("timeout",)
-    ui_color = "#ffebee"
+    kind = "RayCluster"
 
-    def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID,
-                 wait: bool = True, timeout: float | str | None = 300,
-                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.name, self.namespace, self.kuberay_conn_id, self.wait, self.timeout = name, namespace, kuberay_conn_id, wait, timeout
-        self.deferrable = deferrable
-        check_seconds({"timeout": timeout})
-
-    def execute(self, context: Context) -> bool:
-        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
-        namespace = self.namespace or hook.get_namespace() or "default"
-        defer = self.wait and self.deferrable
-        with as_airflow_errors():
-            deleted = hook.cluster_lifecycle(validate_schema=False).delete(namespace, self.name, wait=self.wait and not defer,
-                                                                           timeout=self.timeout)
-        if deleted and defer:
-            self.log.info("RayCluster %s/%s is being deleted; waiting in the triggerer until it is gone", namespace, self.name)
-            self.defer(trigger=RayObjectDeletedTrigger("RayCluster", self.name, namespace, self.kuberay_conn_id, self.timeout),
-                       method_name="execute_complete")
-        self.log.info("RayCluster %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
-        return deleted
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> bool:
-        """Deferred: the cluster is gone (True), or the wait failed."""
-        return deleted_from_event(event, "RayCluster")
+    def lifecycle(self, hook: KubeRayHook) -> Any:
+        return hook.cluster_lifecycle(validate_schema=False)

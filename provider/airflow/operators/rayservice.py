@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Mapping
 
-from airflow.sdk import BaseOperator, Context, conf
+from airflow.sdk import Context, conf
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.links import RayDashboardLink, push_dashboard_link
 from kuberay_provider.airflow.operators.common import ManifestTemplatedOperator, as_airflow_errors, given_spec_keywords
+from kuberay_provider.airflow.operators.deletion import RayObjectDeleteOperator
 from kuberay_provider.airflow.params import SecondsFields, check_seconds, push_extra
-from kuberay_provider.airflow.triggers import RayObjectDeletedTrigger, RayServiceTrigger, deleted_from_event, object_state_from_event
+from kuberay_provider.airflow.triggers import RayServiceTrigger, object_state_from_event
 from kuberay_provider.core.dashboard_links import DashboardTarget
 from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, rayservice_manifest
 
@@ -148,7 +149,7 @@ def _manifest_namespace(rayservice: Mapping[str, Any] | str) -> str | None:
     return (load_manifest(rayservice, kind="RayService").get("metadata") or {}).get("namespace") or None
 
 
-class RayServiceDeleteOperator(SecondsFields, BaseOperator):
+class RayServiceDeleteOperator(RayObjectDeleteOperator):
     """Delete a RayService (its clusters and Services go with it) and wait until it is gone (KubeRay's
     finalizer holds it until its clusters are deleted). Gone already is not an error.
 
@@ -156,32 +157,7 @@ class RayServiceDeleteOperator(SecondsFields, BaseOperator):
     :param deferrable: wait in the triggerer (``RayObjectDeletedTrigger``).
     """
 
-    template_fields: Sequence[str] = ("name", "namespace", "kuberay_conn_id", "timeout")
-    seconds_fields = ("timeout",)
-    ui_color = "#ffebee"
+    kind = "RayService"
 
-    def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID, wait: bool = True,
-                 timeout: float | str | None = 300,
-                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.name, self.namespace, self.kuberay_conn_id = name, namespace, kuberay_conn_id
-        self.wait, self.timeout, self.deferrable = wait, timeout, deferrable
-        check_seconds({"timeout": timeout})
-
-    def execute(self, context: Context) -> bool:
-        hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
-        namespace = self.namespace or hook.get_namespace() or "default"
-        defer = self.wait and self.deferrable
-        with as_airflow_errors():
-            deleted = hook.service_lifecycle(validate_schema=False).delete(namespace, self.name, wait=self.wait and not defer,
-                                                                           timeout=self.timeout)
-        if deleted and defer:
-            self.log.info("RayService %s/%s is being deleted; waiting in the triggerer until it is gone", namespace, self.name)
-            self.defer(trigger=RayObjectDeletedTrigger("RayService", self.name, namespace, self.kuberay_conn_id, self.timeout),
-                       method_name="execute_complete")
-        self.log.info("RayService %s/%s %s", namespace, self.name, "deleted" if deleted else "was already gone")
-        return deleted
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> bool:
-        """Deferred: the RayService is gone (True), or the wait failed."""
-        return deleted_from_event(event, "RayService")
+    def lifecycle(self, hook: KubeRayHook) -> Any:
+        return hook.service_lifecycle(validate_schema=False)
