@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,29 +194,37 @@ def test_the_states_that_mean_the_flow_reported_or_is_cancelled() -> None:
 
 
 def test_a_first_run_waits_longer_for_the_temporary_server_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    import prefect.context
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
     from kuberay_provider.prefect.ephemeral import TIMEOUT_VARIABLE, allow_slow_ephemeral_startup
 
     monkeypatch.delenv(TIMEOUT_VARIABLE, raising=False)
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
-            assert allow_slow_ephemeral_startup() is False  # a server: nothing to start
-        with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 45},
-                                restore_defaults={PREFECT_API_URL}):
-            assert allow_slow_ephemeral_startup() is False  # the user's own value
-        prefect.context.refresh_global_settings_context()  # as at import, with neither configured
-        if prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.api.url:
-            pytest.skip("this machine's Prefect profile names an API URL")
-        assert allow_slow_ephemeral_startup() is True
-        assert os.environ[TIMEOUT_VARIABLE] == "120"
-        assert prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.server.ephemeral.startup_timeout_seconds == 120
-        assert allow_slow_ephemeral_startup() is False  # once is enough
-    finally:
-        monkeypatch.undo()
-        prefect.context.refresh_global_settings_context()
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        assert allow_slow_ephemeral_startup() is False  # a server: nothing to start
+    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 45},
+                            restore_defaults={PREFECT_API_URL}):
+        assert allow_slow_ephemeral_startup() is False  # the user's own value
+
+
+FIRST_IMPORT = """
+import os, prefect.context
+import kuberay_provider.prefect  # noqa: F401  (the import is what sets the timeout)
+from kuberay_provider.prefect.ephemeral import allow_slow_ephemeral_startup
+print(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"),
+      prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.server.ephemeral.startup_timeout_seconds,
+      allow_slow_ephemeral_startup())
+"""
+
+
+def test_importing_the_prefect_adapter_raises_the_first_run_timeout(tmp_path: Path) -> None:
+    """As a new user's process imports it: no Prefect settings but a fresh home (a process of its own,
+    because a test session may hold a Prefect server context of its own)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    ran = subprocess.run([sys.executable, "-c", FIRST_IMPORT], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.split("\n")[-2] == "120 120 False"  # raised at import, and once is enough
 
 
 def test_kill_infrastructure_deletes_the_rayjob_the_pid_names(monkeypatch: pytest.MonkeyPatch) -> None:
