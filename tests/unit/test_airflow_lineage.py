@@ -1,4 +1,4 @@
-"""OpenLineage parent run in the RayJob's runtime env (provider/airflow/lineage.py): nothing when the
+"""OpenLineage parent run in the RayJob's runtime env (kuberay_provider/airflow/lineage.py): nothing when the
 OpenLineage provider is absent or disabled, the user's own variables win, and a retry still re-attaches.
 The values themselves are checked against the provider's macros end to end (tests/e2e/test_airflow_lineage.py)."""
 
