@@ -28,9 +28,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lifecycle import RayJobLifecycle
@@ -64,7 +65,10 @@ def crds_dir() -> Path:
 
 def manifest(name: str, namespace: str) -> dict:
     return rayjob(
-        name, namespace, labels=identity_labels(run_key("bench", name)), entrypoint="python -c 'print(1)'",
+        name,
+        namespace,
+        labels=identity_labels(run_key("bench", name)),
+        entrypoint="python -c 'print(1)'",
         ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
     )
 
@@ -95,7 +99,9 @@ def api_load(plane: LocalControlPlane, jobs: int, window: float) -> list[Result]
             while not stop.wait(POLL_INTERVAL_SECONDS):
                 kube.get(RAYJOB, "default", name)
 
-    threads = [threading.Thread(target=f, args=(f"load-{i}",), daemon=True) for f in (watcher, poller) for i in range(jobs)]
+    threads = [
+        threading.Thread(target=f, args=(f"load-{i}",), daemon=True) for f in (watcher, poller) for i in range(jobs)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(3)  # warm-up: the initial list and watch of every waiter are not steady state
@@ -104,8 +110,18 @@ def api_load(plane: LocalControlPlane, jobs: int, window: float) -> list[Result]
     after = dict(counts)
     stop.set()
     minutes = window / 60
-    rate = {agent: (after.get(agent, 0) - before.get(agent, 0)) / jobs / minutes for agent in ("bench-watch", "bench-poll")}
-    return [Result("API requests per job per minute while waiting (watch vs 5 s polling)", rate["bench-watch"], rate["bench-poll"], "<= 0.2 (baseline >= 12)", rate["bench-watch"] <= 0.2)]
+    rate = {
+        agent: (after.get(agent, 0) - before.get(agent, 0)) / jobs / minutes for agent in ("bench-watch", "bench-poll")
+    }
+    return [
+        Result(
+            "API requests per job per minute while waiting (watch vs 5 s polling)",
+            rate["bench-watch"],
+            rate["bench-poll"],
+            "<= 0.2 (baseline >= 12)",
+            rate["bench-watch"] <= 0.2,
+        )
+    ]
 
 
 def detection_latency(plane: LocalControlPlane, jobs: int) -> list[Result]:
@@ -130,7 +146,9 @@ def detection_latency(plane: LocalControlPlane, jobs: int) -> list[Result]:
             for name in names:
                 kube.create(manifest(name, "default"))
 
-        def wait_one(name: str) -> None:
+        def wait_one(
+            name: str, label: str = label, waiter: Callable[..., Any] = waiter, returned: dict[str, float] = returned
+        ) -> None:
             with client_for(plane, f"bench-{label}") as api_client:
                 waiter(RayObjectsClient(api_client), name)
             returned[name] = time.perf_counter()
@@ -179,7 +197,13 @@ def backfill(plane: LocalControlPlane, count: int) -> list[Result]:
             provider_path(index)
         duplicates = len(kube.list(RAYJOB, "bench-backfill")) - count
     return [
-        Result(f"backfill: RayJobs created per second ({count}, validated, dry run first)", ours, baseline, ">= 50/s", ours >= 50),
+        Result(
+            f"backfill: RayJobs created per second ({count}, validated, dry run first)",
+            ours,
+            baseline,
+            ">= 50/s",
+            ours >= 50,
+        ),
         Result("backfill: duplicate RayJobs after retrying every creation", duplicates, 0, "0", duplicates == 0),
     ]
 
@@ -220,8 +244,15 @@ def overhead(runs: int) -> list[Result]:
     finally:
         asyncio.run(backend.close())
     ratio = _pct(ours, 50) / _pct(baseline, 50)
-    return [Result(f"overhead: a 2 s job on an existing cluster, median s of {runs} (operator vs ray CLI)",
-                   _pct(ours, 50), _pct(baseline, 50), "<= 1.15x", ratio <= 1.15)]
+    return [
+        Result(
+            f"overhead: a 2 s job on an existing cluster, median s of {runs} (operator vs ray CLI)",
+            _pct(ours, 50),
+            _pct(baseline, 50),
+            "<= 1.15x",
+            ratio <= 1.15,
+        )
+    ]
 
 
 def _overhead_runs(backend: object, runs: int) -> tuple[list[float], list[float]]:
@@ -238,20 +269,37 @@ def _overhead_runs(backend: object, runs: int) -> tuple[list[float], list[float]
         kuberay_connection_env(Path(plane.kubeconfig_path))
         with plane.api_client() as api_client:
             kube = RayObjectsClient(api_client)
-            kube.create(raycluster("bench-shared", "default", base={"spec": simple_cluster_spec(image="rayproject/ray:2.60.0")}))
+            kube.create(
+                raycluster("bench-shared", "default", base={"spec": simple_cluster_spec(image="rayproject/ray:2.60.0")})
+            )
             for event in kube.watch(RAYCLUSTER, "default", name="bench-shared", timeout_seconds=120):
                 if (event.object.get("status") or {}).get("state") == "ready":
                     break
         ours, baseline = [], []
         for index in range(runs + 1):  # the first pair warms both paths up and is not counted
-            operator = RayJobOperator(task_id="job", cluster_selector="bench-shared", submit_via="sdk", entrypoint=shlex.join(TWO_SECOND_JOB))
+            operator = RayJobOperator(
+                task_id="job", cluster_selector="bench-shared", submit_via="sdk", entrypoint=shlex.join(TWO_SECOND_JOB)
+            )
             start = time.perf_counter()
             operator.execute({"ti": _TaskInstance(run_id=f"overhead-{time.time_ns()}")})  # type: ignore[arg-type]
             elapsed_ours = time.perf_counter() - start
             start = time.perf_counter()
-            subprocess.run([ray_cli, "job", "submit", "--address", backend.dashboard_url,  # type: ignore[attr-defined]
-                            "--submission-id", f"plain-{time.time_ns()}", "--", *TWO_SECOND_JOB],
-                           check=True, capture_output=True, timeout=300)
+            subprocess.run(
+                [
+                    ray_cli,
+                    "job",
+                    "submit",
+                    "--address",
+                    backend.dashboard_url,  # type: ignore[attr-defined]
+                    "--submission-id",
+                    f"plain-{time.time_ns()}",
+                    "--",
+                    *TWO_SECOND_JOB,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
             elapsed_baseline = time.perf_counter() - start
             if index:
                 ours.append(elapsed_ours)
@@ -268,19 +316,38 @@ def _rate(create: Callable[[int], None], count: int) -> float:
 
 def _in_own_process(module: str, *args: str, timeout: float = 900) -> dict:
     """Run ``python -m bench.<module> ARGS`` and read the JSON its last line carries."""
-    done = subprocess.run([sys.executable, "-m", f"bench.{module}", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"bench.{module} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"bench.{module} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 def _latency_results(label: str, jobs: int, ours: list[float], baseline: list[float]) -> list[Result]:
     complete = len(ours) == jobs and len(baseline) == jobs
     return [
-        Result(f"detection latency p50, s ({jobs} jobs, {label})", _pct(ours, 50), _pct(baseline, 50), "<= 0.5", complete and _pct(ours, 50) <= 0.5),
-        Result(f"detection latency p99, s ({jobs} jobs, {label})", _pct(ours, 99), _pct(baseline, 99), "<= 2", complete and _pct(ours, 99) <= 2),
+        Result(
+            f"detection latency p50, s ({jobs} jobs, {label})",
+            _pct(ours, 50),
+            _pct(baseline, 50),
+            "<= 0.5",
+            complete and _pct(ours, 50) <= 0.5,
+        ),
+        Result(
+            f"detection latency p99, s ({jobs} jobs, {label})",
+            _pct(ours, 99),
+            _pct(baseline, 99),
+            "<= 2",
+            complete and _pct(ours, 99) <= 2,
+        ),
     ]
 
 
@@ -293,14 +360,29 @@ def deferred_latency(jobs: int) -> list[Result]:
     finally:
         del os.environ["KUBERAY_BENCH_TRIGGER_LOG_LEVEL"]
     fired, polled = got["fired_latencies"], got["polling_fired_latencies"]
-    until_fired = [Result(r.metric.replace("detection latency", "status change to trigger event"), r.ours, r.baseline, r.target, r.passed)
-                   for r in _latency_results("deferred, read from the triggerer's log", jobs, fired, polled)]
-    return _latency_results("deferred: RayJobTrigger vs a 5 s polling trigger", jobs, got["latencies"], got["polling_latencies"]) + until_fired
+    until_fired = [
+        Result(
+            r.metric.replace("detection latency", "status change to trigger event"),
+            r.ours,
+            r.baseline,
+            r.target,
+            r.passed,
+        )
+        for r in _latency_results("deferred, read from the triggerer's log", jobs, fired, polled)
+    ]
+    return (
+        _latency_results(
+            "deferred: RayJobTrigger vs a 5 s polling trigger", jobs, got["latencies"], got["polling_latencies"]
+        )
+        + until_fired
+    )
 
 
 def prefect_latency(jobs: int) -> list[Result]:
     got = _in_own_process("prefect_latency", "--jobs", str(jobs))
-    return _latency_results("Prefect wait_for_rayjob vs a 5 s polling task", jobs, got["latencies"], got["polling_latencies"])
+    return _latency_results(
+        "Prefect wait_for_rayjob vs a 5 s polling task", jobs, got["latencies"], got["polling_latencies"]
+    )
 
 
 def triggerer_scale(waits: int, window: float) -> list[Result]:
@@ -309,20 +391,37 @@ def triggerer_scale(waits: int, window: float) -> list[Result]:
     rate = holding["requests"] / waits / (holding["seconds"] / 60)
     added_mb = got["peak_rss_mb"] - idle["rss_mb"]
     return [
-        Result(f"triggerer RSS, MB, holding {waits} waits vs idle (whole triggerer: supervisor + runner)",
-               got["peak_rss_mb"], idle["rss_mb"], "<= 300 added", added_mb <= 300),
-        Result(f"triggerer CPU, share of one core, holding {waits} waits vs idle", holding["cpu_share"], idle["cpu_share"],
-               "<= 0.10", holding["cpu_share"] <= 0.10),
+        Result(
+            f"triggerer RSS, MB, holding {waits} waits vs idle (whole triggerer: supervisor + runner)",
+            got["peak_rss_mb"],
+            idle["rss_mb"],
+            "<= 300 added",
+            added_mb <= 300,
+        ),
+        Result(
+            f"triggerer CPU, share of one core, holding {waits} waits vs idle",
+            holding["cpu_share"],
+            idle["cpu_share"],
+            "<= 0.10",
+            holding["cpu_share"] <= 0.10,
+        ),
         Result(f"triggerer API requests per wait per minute, holding {waits} waits", rate, 0, "<= 0.2", rate <= 0.2),
-        Result(f"triggerer detection latency p99, s ({waits} waits)", _pct(latencies, 99), 0, "<= 2",
-               len(latencies) == waits and _pct(latencies, 99) <= 2),
+        Result(
+            f"triggerer detection latency p99, s ({waits} waits)",
+            _pct(latencies, 99),
+            0,
+            "<= 2",
+            len(latencies) == waits and _pct(latencies, 99) <= 2,
+        ),
     ]
 
 
 def print_table(results: list[Result]) -> None:
     print(f"{'metric':<96} {'ours':>9} {'baseline':>9} {'ratio':>7}  {'target':<24} result")
     for r in results:
-        print(f"{r.metric:<96} {r.ours:>9.3f} {r.baseline:>9.3f} {r.ratio:>7}  {r.target:<24} {'pass' if r.passed else 'FAIL'}")
+        print(
+            f"{r.metric:<96} {r.ours:>9.3f} {r.baseline:>9.3f} {r.ratio:>7}  {r.target:<24} {'pass' if r.passed else 'FAIL'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

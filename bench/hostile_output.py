@@ -33,9 +33,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kuberay_provider.core.naming import identity_labels, run_key
 from kuberay_provider.core.resources import RAYJOB
@@ -59,16 +60,23 @@ def hostile_entrypoint(mib: int, per_second: float | None = None) -> str:
     """A job printing ``mib`` MiB of "x" without a newline: as fast as it can, or ``per_second`` MiB a second
     (256 KiB at a time) after ``PACED_QUIET_SECONDS`` of silence."""
     if per_second:
-        program = (f"import sys, time; time.sleep({PACED_QUIET_SECONDS}); b = 'x' * (1 << 18); w = sys.stdout.write; "
-                   f"f = sys.stdout.flush; [(w(b), f(), time.sleep({0.25 / per_second})) for _ in range({4 * mib})]")
+        program = (
+            f"import sys, time; time.sleep({PACED_QUIET_SECONDS}); b = 'x' * (1 << 18); w = sys.stdout.write; "
+            f"f = sys.stdout.flush; [(w(b), f(), time.sleep({0.25 / per_second})) for _ in range({4 * mib})]"
+        )
     else:
-        program = "import sys; b = 'x' * (1 << 20); w = sys.stdout.write; f = sys.stdout.flush; " f"[(w(b), f()) for _ in range({mib})]"
+        program = (
+            "import sys; b = 'x' * (1 << 20); w = sys.stdout.write; f = sys.stdout.flush; "
+            f"[(w(b), f()) for _ in range({mib})]"
+        )
     return shlex.join(["python", "-c", program])
 
 
 def scenarios(mib: int, paced_mib: int) -> list[tuple[str, str]]:
-    return [(f"tight {mib} MiB", hostile_entrypoint(mib)),
-            (f"paced {paced_mib} MiB", hostile_entrypoint(paced_mib, PACED_MIB_PER_SECOND))]
+    return [
+        (f"tight {mib} MiB", hostile_entrypoint(mib)),
+        (f"paced {paced_mib} MiB", hostile_entrypoint(paced_mib, PACED_MIB_PER_SECOND)),
+    ]
 
 
 QUIET_ENTRYPOINT = shlex.join(["python", "-c", "print('warm')"])
@@ -113,7 +121,12 @@ class RssSampler:
         with self._lock:
             now = self.rss()
             started = self.current.pop("started")
-            self.current.update(peak_mb=mb(max(self.peak, now)), after_mb=mb(now), seconds=round(time.monotonic() - started, 1), **values)
+            self.current.update(
+                peak_mb=mb(max(self.peak, now)),
+                after_mb=mb(now),
+                seconds=round(time.monotonic() - started, 1),
+                **values,
+            )
             self._write()
 
 
@@ -177,18 +190,31 @@ def follow_in_triggerer(kubeconfig: str, mib: int, paced_mib: int, out: Path) ->
     kube = KubeRayHook().objects_client
     run_id = _dag_run()
     with (home / "triggerer.log").open("wb") as log:
-        triggerer = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "triggerer", "--skip-serve-logs"],
-                                     env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+        triggerer = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "triggerer", "--skip-serve-logs"],
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             tree = ProcessTree(triggerer.pid)
 
             def follow(index: int, entrypoint: str) -> str:
                 """The Ray job's status once the trigger fired."""
                 name = f"hostile-{time.time_ns()}"
-                kube.create(rayjob(name, NAMESPACE, labels=identity_labels(run_key("bench", name)), entrypoint=entrypoint,
-                                   cluster_selector={"ray.io/cluster": CLUSTER}))
+                kube.create(
+                    rayjob(
+                        name,
+                        NAMESPACE,
+                        labels=identity_labels(run_key("bench", name)),
+                        entrypoint=entrypoint,
+                        cluster_selector={"ray.io/cluster": CLUSTER},
+                    )
+                )
                 _defer(run_id, task_id(index), name)
-                wait_for(lambda: task_id(index) in resumed_tasks(run_id), CHILD_TIMEOUT_SECONDS, f"RayJob {name}'s trigger")
+                wait_for(
+                    lambda: task_id(index) in resumed_tasks(run_id), CHILD_TIMEOUT_SECONDS, f"RayJob {name}'s trigger"
+                )
                 return str(((kube.find(RAYJOB, NAMESPACE, name) or {}).get("status") or {}).get("jobStatus"))
 
             follow(0, QUIET_ENTRYPOINT)
@@ -196,7 +222,9 @@ def follow_in_triggerer(kubeconfig: str, mib: int, paced_mib: int, out: Path) ->
             for index, (scenario, entrypoint) in enumerate(scenarios(mib, paced_mib), start=1):
                 sampler.begin(scenario)
                 status = follow(index, entrypoint)
-                shown = sum(path.stat().st_size for path in home.glob(f"logs/**/task_id={task_id(index)}/*.trigger.*.log"))
+                shown = sum(
+                    path.stat().st_size for path in home.glob(f"logs/**/task_id={task_id(index)}/*.trigger.*.log")
+                )
                 sampler.end(job_status=status, log_mib=mb(shown))
         finally:
             triggerer.terminate()
@@ -227,8 +255,18 @@ def _dag_run() -> str:
     now = timezone.utcnow()
     run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=None, run_after=now)
     with create_session() as session:
-        get_or_create_dagrun(dag=dag, run_id=run_id, logical_date=None, data_interval=None, run_after=now, conf=None,
-                             triggered_by=DagRunTriggeredByType.TEST, triggering_user_name="bench", start_date=now, session=session)
+        get_or_create_dagrun(
+            dag=dag,
+            run_id=run_id,
+            logical_date=None,
+            data_interval=None,
+            run_after=now,
+            conf=None,
+            triggered_by=DagRunTriggeredByType.TEST,
+            triggering_user_name="bench",
+            start_date=now,
+            session=session,
+        )
     return run_id
 
 
@@ -248,8 +286,11 @@ def _defer(run_id: str, task: str, rayjob_name: str) -> None:
         row = Trigger.from_object(RayJobTrigger(rayjob_name, NAMESPACE, wait_for="terminal", stream_logs=True))
         session.add(row)
         session.flush()
-        ti = session.scalar(select(TaskInstanceRow).where(TaskInstanceRow.dag_id == DAG_ID, TaskInstanceRow.run_id == run_id,
-                                                          TaskInstanceRow.task_id == task))
+        ti = session.scalar(
+            select(TaskInstanceRow).where(
+                TaskInstanceRow.dag_id == DAG_ID, TaskInstanceRow.run_id == run_id, TaskInstanceRow.task_id == task
+            )
+        )
         ti.try_number, ti.state, ti.trigger_id = 1, TaskInstanceState.DEFERRED, row.id
         ti.next_method, ti.next_kwargs, ti.start_date = "execute_complete", {}, timezone.utcnow()
         session.commit()
@@ -277,8 +318,21 @@ class OutputCounter:
 def run_child(role: str, kubeconfig: Path, mib: int, paced_mib: int, workdir: Path) -> dict[str, Any]:
     """One follower in a process of its own; its stdout (its log, with the job's lines) is counted."""
     out, errors = workdir / f"{role}.json", workdir / f"{role}.stderr"
-    command = [sys.executable, "-m", "bench.hostile_output", "--role", role, "--kubeconfig", str(kubeconfig),
-               "--mib", str(mib), "--paced-mib", str(paced_mib), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.hostile_output",
+        "--role",
+        role,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--mib",
+        str(mib),
+        "--paced-mib",
+        str(paced_mib),
+        "--out",
+        str(out),
+    ]
     with errors.open("wb") as stderr:
         child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=stderr)
         counter = OutputCounter(child.stdout)
@@ -289,8 +343,11 @@ def run_child(role: str, kubeconfig: Path, mib: int, paced_mib: int, workdir: Pa
             child.wait()
             code = None
         counter.thread.join(10)
-    result: dict[str, Any] = {"scenarios": json.loads(out.read_text()) if out.exists() else {},
-                              "log_mib": round(counter.bytes / 2**20, 1), "ray_log_records": counter.ray_lines}
+    result: dict[str, Any] = {
+        "scenarios": json.loads(out.read_text()) if out.exists() else {},
+        "log_mib": round(counter.bytes / 2**20, 1),
+        "ray_log_records": counter.ray_lines,
+    }
     if code is None:
         result["unfinished"] = f"killed after {CHILD_TIMEOUT_SECONDS:.0f} s"
     elif code != 0:
@@ -300,13 +357,12 @@ def run_child(role: str, kubeconfig: Path, mib: int, paced_mib: int, workdir: Pa
 
 
 def measure(mib: int, paced_mib: int) -> dict[str, Any]:
+    from bench.benchmarks import crds_dir
     from kuberay_provider.core.kube.sync_client import RayObjectsClient
     from kuberay_provider.core.resources import RAYCLUSTER
     from kuberay_provider.core.spec import raycluster, simple_cluster_spec
     from kuberay_provider.local.plane import LocalControlPlane
     from kuberay_provider.local.ray_backend import LocalRayBackend
-
-    from bench.benchmarks import crds_dir
 
     backend = LocalRayBackend()
     asyncio.run(backend.start())
@@ -314,12 +370,16 @@ def measure(mib: int, paced_mib: int) -> dict[str, Any]:
         with LocalControlPlane(crds_dir=crds_dir(), backend=backend) as plane, tempfile.TemporaryDirectory() as workdir:
             with plane.api_client() as api_client:
                 kube = RayObjectsClient(api_client)
-                kube.create(raycluster(CLUSTER, NAMESPACE, base={"spec": simple_cluster_spec(image="rayproject/ray:2.60.0")}))
+                kube.create(
+                    raycluster(CLUSTER, NAMESPACE, base={"spec": simple_cluster_spec(image="rayproject/ray:2.60.0")})
+                )
                 for event in kube.watch(RAYCLUSTER, NAMESPACE, name=CLUSTER, timeout_seconds=120):
                     if (event.object.get("status") or {}).get("state") == "ready":
                         break
             kubeconfig = Path(plane.kubeconfig_path)
-            return {role: run_child(role, kubeconfig, mib, paced_mib, Path(workdir)) for role in ("worker", "triggerer")}
+            return {
+                role: run_child(role, kubeconfig, mib, paced_mib, Path(workdir)) for role in ("worker", "triggerer")
+            }
     finally:
         asyncio.run(backend.close())
 
@@ -331,7 +391,12 @@ def _shown(numbers: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=1024, help="what the tight job prints, MiB (default 1024)")
-    parser.add_argument("--paced-mib", type=int, default=30, help=f"what the paced job prints at {PACED_MIB_PER_SECOND} MiB/s (default 30)")
+    parser.add_argument(
+        "--paced-mib",
+        type=int,
+        default=30,
+        help=f"what the paced job prints at {PACED_MIB_PER_SECOND} MiB/s (default 30)",
+    )
     parser.add_argument("--role", choices=["worker", "triggerer"], help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -344,8 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     for role, got in result.items():
         print(f"{role}{': ' + got['unfinished'] if 'unfinished' in got else ''}")
         for scenario, numbers in got["scenarios"].items():
-            print(f"  {scenario:<16} RSS MB before {numbers.get('before_mb')}, peak {numbers.get('peak_mb')}, after "
-                  f"{numbers.get('after_mb')} ({numbers.get('seconds', '-')} s, {numbers.get('job_status', 'unfinished')}{_shown(numbers)})")
+            print(
+                f"  {scenario:<16} RSS MB before {numbers.get('before_mb')}, peak {numbers.get('peak_mb')}, after "
+                f"{numbers.get('after_mb')} ({numbers.get('seconds', '-')} s, {numbers.get('job_status', 'unfinished')}{_shown(numbers)})"
+            )
         if got["ray_log_records"]:
             print(f"  its log (stdout): {got['log_mib']} MiB, {got['ray_log_records']} [ray] records")
     print(json.dumps(result))

@@ -4,20 +4,34 @@ triggers do (``asyncio.sleep(poll_interval)`` between GETs). Benchmarks only; ne
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 class PollingRayJobTrigger(BaseTrigger):
-    def __init__(self, name: str, namespace: str, kuberay_conn_id: str = "kuberay_default", poll_interval: float = 5.0) -> None:
+    def __init__(
+        self, name: str, namespace: str, kuberay_conn_id: str = "kuberay_default", poll_interval: float = 5.0
+    ) -> None:
         super().__init__()
-        self.name, self.namespace, self.kuberay_conn_id, self.poll_interval = name, namespace, kuberay_conn_id, poll_interval
+        self.name, self.namespace, self.kuberay_conn_id, self.poll_interval = (
+            name,
+            namespace,
+            kuberay_conn_id,
+            poll_interval,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"name": self.name, "namespace": self.namespace, "kuberay_conn_id": self.kuberay_conn_id,
-                 "poll_interval": self.poll_interval})
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "name": self.name,
+                "namespace": self.namespace,
+                "kuberay_conn_id": self.kuberay_conn_id,
+                "poll_interval": self.poll_interval,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from kuberay_provider.airflow.hooks import AsyncKubeRayHook

@@ -36,11 +36,18 @@ def run(jobs: int) -> dict[str, Any]:
     from kuberay_provider.core.status import RayJobState
     from kuberay_provider.prefect import RayJob, wait_for_rayjob
 
-    crds = Path(os.environ.get("KUBERAY_SHARED_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "kuberay")) / "crds"
+    crds = (
+        Path(os.environ.get("KUBERAY_SHARED_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "kuberay"))
+        / "crds"
+    )
     with LocalControlPlane(crds_dir=crds, controller=False) as plane:
         create_rayjobs(plane, 2 * jobs)
-        block = RayJob(entrypoint="python -c 'print(1)'", stream_logs=False, validate_schema=False,
-                       credentials=KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(plane.kubeconfig_path)))
+        block = RayJob(
+            entrypoint="python -c 'print(1)'",
+            stream_logs=False,
+            validate_schema=False,
+            credentials=KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(plane.kubeconfig_path)),
+        )
 
         @task(name="poll_rayjob_every_5s")
         def poll_wait(name: str) -> str:
@@ -57,8 +64,13 @@ def run(jobs: int) -> dict[str, Any]:
                 custom = client.CustomObjectsApi(api_client)
                 for index in range(2 * jobs):
                     custom.patch_namespaced_custom_object_status(
-                        "ray.io", "v1", NAMESPACE, "rayjobs", rayjob_name(index),
-                        {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}})
+                        "ray.io",
+                        "v1",
+                        NAMESPACE,
+                        "rayjobs",
+                        rayjob_name(index),
+                        {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}},
+                    )
                     patched[rayjob_name(index)] = time.monotonic()
                     time.sleep(1 / PATCHES_PER_SECOND)
 
@@ -67,8 +79,11 @@ def run(jobs: int) -> dict[str, Any]:
             futures = {}
             for index in range(2 * jobs):
                 name = rayjob_name(index)
-                future = (poll_wait.submit(name) if index % 2 else
-                          wait_for_rayjob.submit(block, {"name": name, "namespace": NAMESPACE}))
+                future = (
+                    poll_wait.submit(name)
+                    if index % 2
+                    else wait_for_rayjob.submit(block, {"name": name, "namespace": NAMESPACE})
+                )
                 futures[future] = name
             time.sleep(15)  # every task run has started waiting
             driver = threading.Thread(target=drive, daemon=True)
@@ -83,9 +98,11 @@ def run(jobs: int) -> dict[str, Any]:
         resolved = latency_flow()
     names = [rayjob_name(index) for index in range(2 * jobs)]
     latency = {name: resolved[name] - patched[name] for name in names if name in resolved and name in patched}
-    return {"jobs": jobs,
-            "latencies": sorted(latency[n] for i, n in enumerate(names) if i % 2 == 0 and n in latency),
-            "polling_latencies": sorted(latency[n] for i, n in enumerate(names) if i % 2 == 1 and n in latency)}
+    return {
+        "jobs": jobs,
+        "latencies": sorted(latency[n] for i, n in enumerate(names) if i % 2 == 0 and n in latency),
+        "polling_latencies": sorted(latency[n] for i, n in enumerate(names) if i % 2 == 1 and n in latency),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,14 +16,16 @@ RayJob's status itself, so Ray is not what is measured):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -57,10 +59,8 @@ class ProcessTree:
     def rss_mb(self) -> float:
         total = 0
         for process in self._all():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += process.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total / 2**20
 
     def cpu_seconds(self) -> float:
@@ -82,8 +82,12 @@ def steady_state(tree: ProcessTree, window: float, requests: Callable[[], int]) 
         time.sleep(1)
         peak = max(peak, tree.rss_mb())
     elapsed = time.monotonic() - start
-    return {"cpu_share": (tree.cpu_seconds() - cpu_before) / elapsed, "rss_mb": peak,
-            "requests": requests() - requests_before, "seconds": elapsed}
+    return {
+        "cpu_share": (tree.cpu_seconds() - cpu_before) / elapsed,
+        "rss_mb": peak,
+        "requests": requests() - requests_before,
+        "seconds": elapsed,
+    }
 
 
 def create_rayjobs(plane: LocalControlPlane, count: int) -> None:
@@ -97,10 +101,23 @@ def create_rayjobs(plane: LocalControlPlane, count: int) -> None:
         custom = client.CustomObjectsApi(api_client)
         for index in range(count):
             name = rayjob_name(index)
-            kube.create(rayjob(name, NAMESPACE, labels=identity_labels(run_key("bench", name)), entrypoint="python -c 'print(1)'",
-                               ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0")))
-            custom.patch_namespaced_custom_object_status("ray.io", "v1", NAMESPACE, "rayjobs", name,
-                                                         {"status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}})
+            kube.create(
+                rayjob(
+                    name,
+                    NAMESPACE,
+                    labels=identity_labels(run_key("bench", name)),
+                    entrypoint="python -c 'print(1)'",
+                    ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+                )
+            )
+            custom.patch_namespaced_custom_object_status(
+                "ray.io",
+                "v1",
+                NAMESPACE,
+                "rayjobs",
+                name,
+                {"status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}},
+            )
 
 
 def make_trigger(index: int, polling: bool) -> Any:
@@ -136,9 +153,18 @@ def defer_all(count: int, polling: set[int]) -> str:
     now = timezone.utcnow()
     run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=None, run_after=now)
     with create_session() as session:
-        run = get_or_create_dagrun(dag=dag, run_id=run_id, logical_date=None, data_interval=None, run_after=now, conf=None,
-                                   triggered_by=DagRunTriggeredByType.TEST, triggering_user_name="bench", start_date=now,
-                                   session=session)
+        run = get_or_create_dagrun(
+            dag=dag,
+            run_id=run_id,
+            logical_date=None,
+            data_interval=None,
+            run_after=now,
+            conf=None,
+            triggered_by=DagRunTriggeredByType.TEST,
+            triggering_user_name="bench",
+            start_date=now,
+            session=session,
+        )
         by_task = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
         for index in range(count):
             row = Trigger.from_object(make_trigger(index, index in polling))
@@ -172,8 +198,11 @@ def resumed_tasks(run_id: str) -> set[str]:
     from sqlalchemy import select
 
     with create_session() as session:
-        query = select(TaskInstance.task_id).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id,
-                                                   TaskInstance.state == TaskInstanceState.SCHEDULED)
+        query = select(TaskInstance.task_id).where(
+            TaskInstance.dag_id == DAG_ID,
+            TaskInstance.run_id == run_id,
+            TaskInstance.state == TaskInstanceState.SCHEDULED,
+        )
         return set(session.scalars(query))
 
 
@@ -185,7 +214,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def finish_all(plane: LocalControlPlane, run_id: str, count: int, timeout: float) -> tuple[dict[str, float], dict[str, float]]:
+def finish_all(
+    plane: LocalControlPlane, run_id: str, count: int, timeout: float
+) -> tuple[dict[str, float], dict[str, float]]:
     """Turn every RayJob Complete at PATCHES_PER_SECOND. By task id: the seconds until it left DEFERRED,
     and the wall-clock time of its patch (to compare with the triggerer's log)."""
     import threading
@@ -201,8 +232,13 @@ def finish_all(plane: LocalControlPlane, run_id: str, count: int, timeout: float
             custom = client.CustomObjectsApi(api_client)
             for index in range(count):
                 custom.patch_namespaced_custom_object_status(
-                    "ray.io", "v1", NAMESPACE, "rayjobs", rayjob_name(index),
-                    {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}})
+                    "ray.io",
+                    "v1",
+                    NAMESPACE,
+                    "rayjobs",
+                    rayjob_name(index),
+                    {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}},
+                )
                 patched[task_id(index)], patched_at[task_id(index)] = time.monotonic(), time.time()
                 time.sleep(1 / PATCHES_PER_SECOND)
 
@@ -250,8 +286,12 @@ def run(waits: int, window: float, polling: int = 0) -> dict[str, Any]:
         counts = plane.server.request_counts  # type: ignore[union-attr]
         requests = lambda: sum(counts.values())  # noqa: E731 - nothing but the triggerer calls during a window
         log = (home / "triggerer.log").open("wb")
-        triggerer = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "triggerer", "--skip-serve-logs"],
-                                     env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+        triggerer = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "triggerer", "--skip-serve-logs"],
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             tree = ProcessTree(triggerer.pid)
             time.sleep(10)  # started: imports done, first heartbeats sent
@@ -271,12 +311,18 @@ def run(waits: int, window: float, polling: int = 0) -> dict[str, Any]:
             log.close()
     polled = {task_id(index) for index in polling_indexes}
     fired = fired_at(home)
-    return {"fired_latencies": sorted(fired[t] - patched_at[t] for t in fired if t in patched_at and t not in polled),
-            "polling_fired_latencies": sorted(fired[t] - patched_at[t] for t in fired if t in patched_at and t in polled),
-            "waits": waits, "polling": polling, "idle": idle, "holding": holding, "peak_rss_mb": peak_rss,
-            "latencies": sorted(v for k, v in latencies.items() if k not in polled),
-            "polling_latencies": sorted(v for k, v in latencies.items() if k in polled),
-            "log": str(home / "triggerer.log")}
+    return {
+        "fired_latencies": sorted(fired[t] - patched_at[t] for t in fired if t in patched_at and t not in polled),
+        "polling_fired_latencies": sorted(fired[t] - patched_at[t] for t in fired if t in patched_at and t in polled),
+        "waits": waits,
+        "polling": polling,
+        "idle": idle,
+        "holding": holding,
+        "peak_rss_mb": peak_rss,
+        "latencies": sorted(v for k, v in latencies.items() if k not in polled),
+        "polling_latencies": sorted(v for k, v in latencies.items() if k in polled),
+        "log": str(home / "triggerer.log"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

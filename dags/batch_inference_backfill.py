@@ -47,7 +47,9 @@ with DAG(
     RayJobOperator(
         task_id="score",
         entrypoint=f"python {JOB_SCRIPT} --date {{{{ ds }}}} --data-root {DATA_ROOT}",
-        ray_cluster_spec=simple_cluster_spec(image=f"rayproject/ray:{RAY_VERSION}", ray_version=RAY_VERSION, head_memory="2Gi"),
+        ray_cluster_spec=simple_cluster_spec(
+            image=f"rayproject/ray:{RAY_VERSION}", ray_version=RAY_VERSION, head_memory="2Gi"
+        ),
         cleanup="delete_cluster",
         delete_on_success=True,
         active_deadline_seconds=1800,

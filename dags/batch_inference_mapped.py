@@ -50,7 +50,9 @@ with DAG(
 ):
     score = RayJobOperator.partial(
         task_id="score",
-        ray_cluster_spec=simple_cluster_spec(image=f"rayproject/ray:{RAY_VERSION}", ray_version=RAY_VERSION, head_memory="2Gi"),
+        ray_cluster_spec=simple_cluster_spec(
+            image=f"rayproject/ray:{RAY_VERSION}", ray_version=RAY_VERSION, head_memory="2Gi"
+        ),
         cleanup="delete_cluster",
         active_deadline_seconds=1800,
         wait_timeout=3600,
@@ -58,7 +60,8 @@ with DAG(
     ).expand(
         # A literal list is templated per index, {{ ds }} included.
         entrypoint=[
-            f"python {JOB_SCRIPT} --date {{{{ ds }}}} --data-root {partition_root(DATA_ROOT, region)}" for region in REGIONS
+            f"python {JOB_SCRIPT} --date {{{{ ds }}}} --data-root {partition_root(DATA_ROOT, region)}"
+            for region in REGIONS
         ],
     )
 
@@ -67,11 +70,14 @@ with DAG(
         """The day over all partitions: rows scored per region, and the RayJob that scored each."""
         data_root = Variable.get("kuberay_example_data_root", default=DEFAULT_DATA_ROOT)
         partitions: dict[str, Any] = {}
-        for region, outcome in zip(REGIONS, outcomes):  # mapped XComs come in map-index order
+        for region, outcome in zip(REGIONS, outcomes, strict=False):  # mapped XComs come in map-index order
             output = Path(partition_root(data_root, region)) / "output" / f"date={ds}"
             summary = json.loads((output / "_SUMMARY.json").read_text())
-            partitions[region] = {"rows": summary["rows"], "mean_churn_probability": summary["mean_churn_probability"],
-                                  "rayjob": outcome["rayjob_name"]}
+            partitions[region] = {
+                "rows": summary["rows"],
+                "mean_churn_probability": summary["mean_churn_probability"],
+                "rayjob": outcome["rayjob_name"],
+            }
         total = sum(part["rows"] for part in partitions.values())
         print(f"scored {total} rows for {ds} in {len(partitions)} partitions")
         return {"date": ds, "rows": total, "partitions": partitions}

@@ -25,7 +25,7 @@ from kuberay_provider.airflow.operators import (
 from kuberay_provider.core.spec import simple_cluster_spec
 
 PREPARE = (
-    "python -c \"import ray; ray.init(); "
+    'python -c "import ray; ray.init(); '
     "rows = ray.get([ray.remote(lambda i: i % 7).remote(i) for i in range(1000)]); "
     "print('prepared rows', len(rows), 'checksum', sum(rows))\""
 )

@@ -45,7 +45,7 @@ with DAG(
             shutdown_after_job_finishes=True,  # Kueue requires it: the quota is freed with the cluster
             ttl_seconds_after_finished=30,
             entrypoint=(
-                "python -c \"import ray, time; ray.init(); time.sleep({{ params.seconds }}); "
+                'python -c "import ray, time; ray.init(); time.sleep({{ params.seconds }}); '
                 f"print('scored shard {shard}:', sum(ray.get([ray.remote(lambda i: i * i).remote(i) for i in range(50)])))\""
             ),
         )

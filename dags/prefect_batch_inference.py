@@ -42,7 +42,11 @@ def scoring_job(date: str, data_root: str, kubernetes: KubernetesCredentials) ->
         ray_cluster_spec=simple_cluster_spec(
             image=f"rayproject/ray:{RAY_VERSION}", ray_version=RAY_VERSION, head_cpu="2", head_memory="4Gi"
         ),
-        spec_params={"shutdown_after_job_finishes": True, "ttl_seconds_after_finished": 60, "active_deadline_seconds": 1800},
+        spec_params={
+            "shutdown_after_job_finishes": True,
+            "ttl_seconds_after_finished": 60,
+            "active_deadline_seconds": 1800,
+        },
         credentials=kubernetes,
         timeout=3600,
     )
@@ -53,7 +57,7 @@ def batch_inference(
     date: str | None = None, data_root: str | None = None, kubernetes: KubernetesCredentials | None = None
 ) -> dict[str, Any]:
     """Score ``date``'s partition (default: yesterday, UTC) and return the Ray job's outcome."""
-    day = date or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    day = date or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     root = data_root or os.environ.get("KUBERAY_EXAMPLE_DATA_ROOT", DEFAULT_DATA_ROOT)
     job = scoring_job(day, root, kubernetes or credentials())
     # A subflow: the RayJob appears as its own run, with its log, dashboard link and summary.

@@ -38,14 +38,22 @@ with DAG(
         task_id="deploy",
         name="scorer",
         serve_config={
-            "applications": [{
-                "name": "scorer",
-                "route_prefix": "/score",
-                "import_path": "serve_app:app",
-                "runtime_env": {"env_vars": {"PYTHONPATH": APP_DIR}},
-                "deployments": [{"name": "Scorer", "num_replicas": 1, "user_config": {"weight": "{{ params.weight }}"},
-                                 "ray_actor_options": {"num_cpus": 0.1}}],
-            }],
+            "applications": [
+                {
+                    "name": "scorer",
+                    "route_prefix": "/score",
+                    "import_path": "serve_app:app",
+                    "runtime_env": {"env_vars": {"PYTHONPATH": APP_DIR}},
+                    "deployments": [
+                        {
+                            "name": "Scorer",
+                            "num_replicas": 1,
+                            "user_config": {"weight": "{{ params.weight }}"},
+                            "ray_actor_options": {"num_cpus": 0.1},
+                        }
+                    ],
+                }
+            ],
         },
         ray_cluster_config=simple_cluster_spec(image="{{ params.image }}", ray_version="2.60.0"),
         ready_timeout=900,

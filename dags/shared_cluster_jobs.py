@@ -38,7 +38,7 @@ with DAG(
         cluster_selector=SHARED_CLUSTER,
         submit_via="sdk",
         entrypoint=(
-            "python -c \"import ray; ray.init(); "
+            'python -c "import ray; ray.init(); '
             "print('feature rows', sum(ray.get([ray.remote(lambda i: i * i).remote(i) for i in range(100)])))\""
         ),
         runtime_env={"env_vars": {"RUN_HOUR": "{{ logical_date.hour }}"}},

@@ -19,7 +19,9 @@ from kuberay_provider.core.spec import simple_cluster_spec
 CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
 
 
-@dag(schedule="@daily", start_date=dt.datetime(2026, 1, 1), catchup=False, tags=["ray", "kuberay", "taskflow", "example"])
+@dag(
+    schedule="@daily", start_date=dt.datetime(2026, 1, 1), catchup=False, tags=["ray", "kuberay", "taskflow", "example"]
+)
 def taskflow_functions() -> None:
     @task
     def shard_sizes() -> list[int]:

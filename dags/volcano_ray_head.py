@@ -37,7 +37,7 @@ with DAG(
         task_id="preprocess",
         volcano_job="{{ params.volcano_job }}",
         entrypoint=(
-            "python -c \"import ray; ray.init(); "
+            'python -c "import ray; ray.init(); '
             "print('preprocessed rows:', sum(ray.get([ray.remote(lambda i: i + 1).remote(i) for i in range(100)])))\""
         ),
         runtime_env={"env_vars": {"RUN_DATE": "{{ ds }}"}},

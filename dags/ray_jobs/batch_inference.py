@@ -40,7 +40,9 @@ def make_input_partition(path: Path, date: str, rows: int = 2_000) -> None:
 def train_churn_model(seed: int = 7) -> dict[str, list[float] | float]:
     """Logistic regression by gradient descent on labelled synthetic history: small, real, offline."""
     rng = np.random.default_rng(seed)
-    x = np.column_stack([rng.integers(1, 72, 5_000), rng.gamma(2.0, 30.0, 5_000), rng.poisson(1.5, 5_000)]).astype(float)
+    x = np.column_stack([rng.integers(1, 72, 5_000), rng.gamma(2.0, 30.0, 5_000), rng.poisson(1.5, 5_000)]).astype(
+        float
+    )
     true_logit = -0.04 * x[:, 0] + 0.01 * x[:, 1] + 0.6 * x[:, 2] - 1.0
     y = (rng.random(5_000) < 1 / (1 + np.exp(-true_logit))).astype(float)
     mean, std = x.mean(axis=0), x.std(axis=0)
@@ -86,7 +88,7 @@ def score_partition(data_root: Path, date: str) -> dict:
     frame = pd.read_parquet(output_dir)
     summary = {
         "date": date,
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "mean_churn_probability": round(float(frame["churn_probability"].mean()), 4),
         "output": str(output_dir),
     }

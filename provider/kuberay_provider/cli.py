@@ -1,16 +1,17 @@
 """The ``kuberay-provider`` command.
 
-  kuberay-provider validate [--crds DIR | --kubeconfig F [--context C]] FILE...
-  kuberay-provider example [...]            the README's main job
-  kuberay-provider local up|down|status     the local control plane (development only)
+kuberay-provider validate [--crds DIR | --kubeconfig F [--context C]] FILE...
+kuberay-provider example [...]            the README's main job
+kuberay-provider local up|down|status     the local control plane (development only)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from kuberay_provider import __version__
 from kuberay_provider.core.errors import KubeRayProviderError, ManifestError
@@ -27,7 +28,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     schemas = _load_schemas(args)
     if schemas is None:
-        print("note: no --crds or --kubeconfig given: checking KubeRay's rules only, not the CRD schema", file=sys.stderr)
+        print(
+            "note: no --crds or --kubeconfig given: checking KubeRay's rules only, not the CRD schema", file=sys.stderr
+        )
     failed = checked = 0
     for file in args.files:
         try:
@@ -49,7 +52,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _load_schemas(args: argparse.Namespace) -> "SchemaRegistry | None":
+def _load_schemas(args: argparse.Namespace) -> SchemaRegistry | None:
     """The CRD schemas to check against: from files, from the cluster a kubeconfig names, or none."""
     from kuberay_provider.core.validation import SchemaRegistry
 
@@ -70,7 +73,9 @@ def _cmd_example(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kuberay-provider", description="Ray on Kubernetes (KubeRay) for Airflow and Prefect")
+    parser = argparse.ArgumentParser(
+        prog="kuberay-provider", description="Ray on Kubernetes (KubeRay) for Airflow and Prefect"
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

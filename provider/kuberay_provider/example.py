@@ -28,11 +28,21 @@ def default_crds_dir() -> Path:
 def add_example_arguments(parser: argparse.ArgumentParser) -> None:
     yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
     parser.add_argument("--date", default=yesterday, help="logical date to score, YYYY-MM-DD (default: yesterday)")
-    parser.add_argument("--data-root", type=Path, default=Path.home() / ".kuberay-provider" / "example-data",
-                        help="where the input and output partitions live")
-    parser.add_argument("--crds", type=Path, default=None, help="KubeRay CRDs to install (default: ../shared/kuberay/crds)")
-    parser.add_argument("--airflow-home", type=Path, default=Path.home() / ".kuberay-provider" / "example-airflow",
-                        help="the throwaway Airflow home (SQLite) the example uses")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path.home() / ".kuberay-provider" / "example-data",
+        help="where the input and output partitions live",
+    )
+    parser.add_argument(
+        "--crds", type=Path, default=None, help="KubeRay CRDs to install (default: ../shared/kuberay/crds)"
+    )
+    parser.add_argument(
+        "--airflow-home",
+        type=Path,
+        default=Path.home() / ".kuberay-provider" / "example-airflow",
+        help="the throwaway Airflow home (SQLite) the example uses",
+    )
 
 
 def run_example(args: argparse.Namespace) -> int:
@@ -40,7 +50,7 @@ def run_example(args: argparse.Namespace) -> int:
     if not crds.is_dir():
         print(f"error: KubeRay CRDs not found at {crds}; pass --crds DIR or set KUBERAY_SHARED_DIR", file=sys.stderr)
         return 2
-    logical_date = dt.datetime.fromisoformat(args.date).replace(tzinfo=dt.timezone.utc)
+    logical_date = dt.datetime.fromisoformat(args.date).replace(tzinfo=dt.UTC)
     data_root = args.data_root.expanduser().resolve()
     # Airflow reads its configuration at first import: configure before anything imports it.
     from kuberay_provider.airflow.devenv import configure_airflow_home, kuberay_connection_env, migrate_database

@@ -17,16 +17,20 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from kuberay_provider.local.plane import LocalControlPlane
 
-KUBECTL = str(Path(sys.executable).parent / "kubectl") if (Path(sys.executable).parent / "kubectl").exists() \
+KUBECTL = (
+    str(Path(sys.executable).parent / "kubectl")
+    if (Path(sys.executable).parent / "kubectl").exists()
     else (shutil.which("kubectl") or "kubectl")
+)
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,16 @@ class Kubectl:
         return cls({**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home)})
 
     def run(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([KUBECTL, *args], env=self.env, input=stdin, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            [KUBECTL, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def ok(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
         """Run, insist on success, return stdout."""
         result = self.run(*args, stdin=stdin, timeout=timeout)
-        assert result.returncode == 0, f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, (
+            f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
         return result.stdout
 
     def json(self, *args: str) -> Any:
@@ -54,12 +61,16 @@ class Kubectl:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """A long-running kubectl (``get -w``); its stdout is a text pipe. Terminate it when done."""
-        return subprocess.Popen([KUBECTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [KUBECTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def wait(self, condition: str, *target: str, namespace: str, timeout: float) -> None:
         """``kubectl wait --for=<condition> <target...>``; a condition such as ``jsonpath={.status.state}=ready``
         or ``delete``, a target such as ``rayjob/x`` or ``pod -l ray.io/cluster=c``."""
-        self.ok("wait", "-n", namespace, f"--for={condition}", *target, f"--timeout={int(timeout)}s", timeout=timeout + 30)
+        self.ok(
+            "wait", "-n", namespace, f"--for={condition}", *target, f"--timeout={int(timeout)}s", timeout=timeout + 30
+        )
 
     def create_namespace(self, name: str) -> str:
         self.ok("create", "namespace", name)
@@ -74,7 +85,9 @@ def local_plane(crds_dir: Path, ray_dashboard_url: str) -> Iterator[LocalControl
     backend = LocalRayBackend(dashboard_url=ray_dashboard_url)
     try:
         # Tokens as short as 1 s: test_expiring_credentials.py needs some that expire mid-wait.
-        with LocalControlPlane(crds_dir=crds_dir, tls=True, controller=True, backend=backend, min_token_seconds=1) as plane:
+        with LocalControlPlane(
+            crds_dir=crds_dir, tls=True, controller=True, backend=backend, min_token_seconds=1
+        ) as plane:
             yield plane
     finally:
         # Handed in, so not the plane's to close: its work files and any dedicated Ray head it started.
@@ -112,8 +125,9 @@ LEAST_PRIVILEGE_NAMESPACE = "default"
 
 
 @pytest.fixture(scope="session")
-def least_privilege_kubeconfig(local_plane: LocalControlPlane, kubectl: Kubectl,
-                               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def least_privilege_kubeconfig(
+    local_plane: LocalControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """A kubeconfig whose token belongs to the ServiceAccount of docker/kubernetes/rbac.yaml, installed as a
     user would (its namespace set to the one the jobs run in) and obtained with ``kubectl create token``.
     The Airflow and Prefect end-to-end runs use it, and the plane enforces RBAC for it, so the suite proves
@@ -125,10 +139,13 @@ def least_privilege_kubeconfig(local_plane: LocalControlPlane, kubectl: Kubectl,
     kubectl.ok("apply", "-f", "-", stdin=manifest)
     token = kubectl.ok("create", "token", "kuberay-provider", "-n", LEAST_PRIVILEGE_NAMESPACE, "--duration=24h").strip()
     ca = local_plane.ca_path.read_bytes() if local_plane.ca_path else None
-    path = write_kubeconfig(tmp_path_factory.mktemp("least-privilege") / "kubeconfig", local_plane.url, token, ca,
-                            LEAST_PRIVILEGE_NAMESPACE)
+    path = write_kubeconfig(
+        tmp_path_factory.mktemp("least-privilege") / "kubeconfig", local_plane.url, token, ca, LEAST_PRIVILEGE_NAMESPACE
+    )
     yield path
-    record_usage(manifest, local_plane.server.authorizer, f"system:serviceaccount:{LEAST_PRIVILEGE_NAMESPACE}:kuberay-provider")
+    record_usage(
+        manifest, local_plane.server.authorizer, f"system:serviceaccount:{LEAST_PRIVILEGE_NAMESPACE}:kuberay-provider"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +161,6 @@ def airflow(least_privilege_kubeconfig: Path) -> Iterator[Path]:
     migrate_database(home)
     yield home
     os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)
-
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,21 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import datetime as dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.support.airflow_runs import load_dag, task_instance  # noqa: E402
+from tests.support.airflow_runs import load_dag, task_instance
 
 pytestmark = pytest.mark.ray
 CONN_ENV = "AIRFLOW_CONN_KUBERAY_DEFAULT"
 DAG_ID = "kuberay_e2e_instances"
-DAY = dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc)
+DAY = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 SAME_RUN = {"logical_date": DAY, "run_after": DAY}  # dag.test() names the run after run_after: one run_id for both
 INSTANCE_LABEL = "kuberay-provider.io/instance"
 
@@ -43,15 +43,19 @@ def rayjobs(kube: Any) -> dict[str, dict[str, Any]]:
     from kuberay_provider.core.naming import LABEL_OWNER
     from kuberay_provider.core.resources import RAYJOB
 
-    return {rayjob["metadata"]["name"]: rayjob for rayjob in kube.list(RAYJOB, "default", label_selector=f"{LABEL_OWNER}={DAG_ID}")}
+    return {
+        rayjob["metadata"]["name"]: rayjob
+        for rayjob in kube.list(RAYJOB, "default", label_selector=f"{LABEL_OWNER}={DAG_ID}")
+    }
 
 
 def is_gone(rayjobs_now: dict[str, dict[str, Any]], name: str) -> bool:
     return name not in rayjobs_now or bool(rayjobs_now[name]["metadata"].get("deletionTimestamp"))
 
 
-def test_two_deployments_in_one_namespace_keep_to_their_own_rayjobs(airflow: Path, kube: Any, monkeypatch: pytest.MonkeyPatch,
-                                                                      capfd: pytest.CaptureFixture[str]) -> None:
+def test_two_deployments_in_one_namespace_keep_to_their_own_rayjobs(
+    airflow: Path, kube: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     connection = json.loads(os.environ[CONN_ENV])
     dag = load_dag(DAG_ID)
 
@@ -72,7 +76,9 @@ def test_two_deployments_in_one_namespace_keep_to_their_own_rayjobs(airflow: Pat
     staging_outcome = task_instance(staging, "score").xcom_pull(task_ids="score")
     assert staging_outcome["rayjob_name"] != prod_outcome["rayjob_name"], "staging took prod's RayJob"
     assert staging_outcome["job_id"] != prod_outcome["job_id"] and staging_outcome["succeeded"]
-    assert len(tokens(out)) == 1 and "re-attaching" not in out and "deleting it to run the job anew" not in out, out[-3000:]
+    assert len(tokens(out)) == 1 and "re-attaching" not in out and "deleting it to run the job anew" not in out, out[
+        -3000:
+    ]
     assert task_instance(staging, "cleanup").xcom_pull(task_ids="cleanup") == [staging_outcome["rayjob_name"]]
     now = rayjobs(kube)
     assert is_gone(now, staging_outcome["rayjob_name"])

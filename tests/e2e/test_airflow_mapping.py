@@ -8,18 +8,19 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import datetime as dt
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.airflow_env import PROJECT_DAGS_FOLDER  # noqa: E402
-from tests.e2e.conftest import Kubectl  # noqa: E402
-from tests.support.airflow_runs import load_dag, task_instance  # noqa: E402
+from tests.airflow_env import PROJECT_DAGS_FOLDER
+from tests.e2e.conftest import Kubectl
+from tests.support.airflow_runs import load_dag, task_instance
 
 pytestmark = pytest.mark.ray
 
@@ -36,7 +37,7 @@ print(f"MAPPED-E2E shard {args.shard} read {pathlib.Path(args.config).name}: {co
 
 
 def day(month: int, date: int) -> dt.datetime:
-    return dt.datetime(2026, month, date, tzinfo=dt.timezone.utc)
+    return dt.datetime(2026, month, date, tzinfo=dt.UTC)
 
 
 def of_index(kube: Any, kind: Any, dag_id: str, task_id: str, run_id: str, map_index: int) -> list[dict[str, Any]]:
@@ -55,8 +56,12 @@ def outcome(run: Any, task_id: str, map_index: int) -> Any:
 @pytest.fixture
 def train_files(kubectl: Kubectl) -> Iterator[None]:
     """The ConfigMap the mapped RayJobs mount: the script whole, its config by subPath."""
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CONFIG_MAP, "namespace": "default"},
-                  "data": {"train.py": TRAIN_PY, "train.yaml": "epochs: 3\n"}}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CONFIG_MAP, "namespace": "default"},
+        "data": {"train.py": TRAIN_PY, "train.yaml": "epochs: 3\n"},
+    }
     kubectl.ok("apply", "-f", "-", stdin=json.dumps(config_map))
     yield
     kubectl.run("delete", "configmap", CONFIG_MAP, "-n", "default")
@@ -90,7 +95,9 @@ def test_mapped_rayjobs_and_rayclusters_get_one_object_per_index_and_keep_file_l
     assert rayjobs[0]["metadata"]["name"] != rayjobs[1]["metadata"]["name"]
     # expand_kwargs: keywords given to one index only.
     assert "activeDeadlineSeconds" not in rayjobs[0]["spec"] and "metadata" not in rayjobs[0]["spec"]
-    assert rayjobs[1]["spec"]["activeDeadlineSeconds"] == 600 and rayjobs[1]["spec"]["metadata"] == {"config": "shard-1.json"}
+    assert rayjobs[1]["spec"]["activeDeadlineSeconds"] == 600 and rayjobs[1]["spec"]["metadata"] == {
+        "config": "shard-1.json"
+    }
 
     try:
         for index in (0, 1):
@@ -119,7 +126,10 @@ def test_strings_ending_in_yaml_yml_json_are_not_read_as_files_and_the_manifest_
     spec, metadata = rayjob["spec"], rayjob["metadata"]
     assert spec["entrypoint"].endswith("--day 2026-03-16 --config conf/train.yaml")
     assert "EXTRA_CONFIG: conf/extra.yml" in spec["runtimeEnvYAML"] and metadata["labels"]["config"] == "train.json"
-    assert spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["subPath"] == "app.yaml"
+    assert (
+        spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["subPath"]
+        == "app.yaml"
+    )
     assert metadata["annotations"]["kuberay-e2e/day"] == "2026-03-16"  # from the rayjob= file, rendered
     assert metadata["annotations"]["kuberay-e2e/config"] == "conf/2026-03-16.yaml"
 
@@ -128,14 +138,19 @@ def test_strings_ending_in_yaml_yml_json_are_not_read_as_files_and_the_manifest_
 def small_partitions(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int]]]:
     """The example's data root (through the Variable it reads) holding the day's three partitions, small
     and of different sizes, so each map index is seen scoring its own."""
-    spec = importlib.util.spec_from_file_location("example_job", PROJECT_DAGS_FOLDER / "ray_jobs" / "batch_inference.py")
+    spec = importlib.util.spec_from_file_location(
+        "example_job", PROJECT_DAGS_FOLDER / "ray_jobs" / "batch_inference.py"
+    )
     assert spec is not None and spec.loader is not None
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
     rows = {"emea": 40, "amer": 50, "apac": 60}
     for region, count in rows.items():
-        job.make_input_partition(tmp_path / "batch_inference_mapped" / f"region={region}" / "input" / "date=2026-03-15",
-                                 "2026-03-15", rows=count)
+        job.make_input_partition(
+            tmp_path / "batch_inference_mapped" / f"region={region}" / "input" / "date=2026-03-15",
+            "2026-03-15",
+            rows=count,
+        )
     os.environ["AIRFLOW_VAR_KUBERAY_EXAMPLE_DATA_ROOT"] = str(tmp_path)
     yield tmp_path, rows
     os.environ.pop("AIRFLOW_VAR_KUBERAY_EXAMPLE_DATA_ROOT", None)
@@ -161,6 +176,11 @@ def test_the_mapped_batch_inference_example_scores_each_partition_then_summarize
         assert f"[ray] scored {count} rows for 2026-03-15" in out
         [rayjob] = of_index(kube, RAYJOB, dag_id, "score", run.run_id, index)
         assert summary["partitions"][region]["rayjob"] == rayjob["metadata"]["name"]
-        assert f"--date 2026-03-15 --data-root {data_root}/batch_inference_mapped/region={region}" in rayjob["spec"]["entrypoint"]
-        assert (data_root / "batch_inference_mapped" / f"region={region}" / "output" / "date=2026-03-15" / "_SUMMARY.json").exists()
+        assert (
+            f"--date 2026-03-15 --data-root {data_root}/batch_inference_mapped/region={region}"
+            in rayjob["spec"]["entrypoint"]
+        )
+        assert (
+            data_root / "batch_inference_mapped" / f"region={region}" / "output" / "date=2026-03-15" / "_SUMMARY.json"
+        ).exists()
     assert "scored 150 rows for 2026-03-15 in 3 partitions" in out

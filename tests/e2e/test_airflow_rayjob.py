@@ -7,19 +7,19 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.support.airflow_runs import airflow_cli, load_dag, run_existing, task_instance  # noqa: E402
-from tests.support.airflow_runs import rayjobs_of as rayjobs_of_run  # noqa: E402
-from tests.support.clusters import ready_raycluster  # noqa: E402
-from tests.support.ray_waits import ray_job_status_becomes  # noqa: E402
+from tests.support.airflow_runs import airflow_cli, load_dag, run_existing, task_instance
+from tests.support.airflow_runs import rayjobs_of as rayjobs_of_run
+from tests.support.clusters import ready_raycluster
+from tests.support.ray_waits import ray_job_status_becomes
 
 pytestmark = pytest.mark.ray
 
@@ -32,7 +32,9 @@ def rayjobs_of(kube: Any, dag_id: str, task_id: str, run: Any) -> list[dict[str,
     return rayjobs_of_run(kube, dag_id, task_id, run.run_id)
 
 
-def test_success_streams_the_ray_log_and_returns_the_outcome(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_success_streams_the_ray_log_and_returns_the_outcome(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     run = run_dag("kuberay_e2e_success")
     out = capfd.readouterr().out
     assert run.state == "success", out[-3000:]
@@ -53,7 +55,9 @@ def test_application_failure_fails_with_reason_and_log_tail(airflow: Path, capfd
     assert "last lines of the Ray job's log" in out and "E2E-MARKER about to fail" in out
 
 
-def test_a_backoff_limit_retry_is_followed_to_its_new_job_in_the_task_log(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_backoff_limit_retry_is_followed_to_its_new_job_in_the_task_log(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     """KubeRay retries on a new cluster with a new job id, and (K8sJobMode) each attempt is Running seconds
     before its Ray job exists: the task log has both attempts' lines, live."""
     run = run_dag("kuberay_e2e_backoff_retry")
@@ -136,7 +140,9 @@ def test_a_retried_try_reattaches_instead_of_creating_a_second_rayjob(
     assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and out.count("[ray] E2E-REATTACH-MARKER") == 1
 
 
-def test_a_retry_after_a_failed_job_replaces_the_rayjob(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_retry_after_a_failed_job_replaces_the_rayjob(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER
 
     run = run_dag("kuberay_e2e_retry_after_failure")
@@ -149,29 +155,45 @@ def test_a_retry_after_a_failed_job_replaces_the_rayjob(airflow: Path, kube: Any
     assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and "E2E-RETRY-MARKER try 2" in out
 
 
-def test_cleanup_operator_deletes_the_runs_rayjobs_after_a_failure(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_operator_deletes_the_runs_rayjobs_after_a_failure(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     run = run_dag("kuberay_e2e_cleanup")
     out = capfd.readouterr().out
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"kept": "success", "failing": "failed", "cleanup_failing": "success", "cleanup_all": "success"}, out[-3000:]
-    names = {task_id: task_instance(run, task_id).xcom_pull(task_ids=task_id, key="rayjob")["name"] for task_id in ("kept", "failing")}
+    assert states == {"kept": "success", "failing": "failed", "cleanup_failing": "success", "cleanup_all": "success"}, (
+        out[-3000:]
+    )
+    names = {
+        task_id: task_instance(run, task_id).xcom_pull(task_ids=task_id, key="rayjob")["name"]
+        for task_id in ("kept", "failing")
+    }
     assert task_instance(run, "cleanup_failing").xcom_pull(task_ids="cleanup_failing") == [names["failing"]]
     assert task_instance(run, "cleanup_all").xcom_pull(task_ids="cleanup_all") == [names["kept"]]
-    left = rayjobs_of(kube, "kuberay_e2e_cleanup", "kept", run) + rayjobs_of(kube, "kuberay_e2e_cleanup", "failing", run)
+    left = rayjobs_of(kube, "kuberay_e2e_cleanup", "kept", run) + rayjobs_of(
+        kube, "kuberay_e2e_cleanup", "failing", run
+    )
     assert all(rayjob["metadata"].get("deletionTimestamp") for rayjob in left)  # gone, or going (finalizers)
 
 
-def test_cleanup_choice_becomes_deletion_rules_that_kuberay_carries_out(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_choice_becomes_deletion_rules_that_kuberay_carries_out(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 
     run = run_dag("kuberay_e2e_cleanup_choice")
     out = capfd.readouterr().out
     assert run.state == "success", out[-3000:]
     [rayjob] = rayjobs_of(kube, "kuberay_e2e_cleanup_choice", "workers_then_cluster", run)
-    policies = {(rule["policy"], rule["condition"]["ttlSeconds"]) for rule in rayjob["spec"]["deletionStrategy"]["deletionRules"]}
+    policies = {
+        (rule["policy"], rule["condition"]["ttlSeconds"])
+        for rule in rayjob["spec"]["deletionStrategy"]["deletionRules"]
+    }
     assert policies == {("DeleteWorkers", 0), ("DeleteCluster", 3)} and "shutdownAfterJobFinishes" not in rayjob["spec"]
     cluster_name, deadline = rayjob["status"]["rayClusterName"], time.monotonic() + 60
-    while (cluster := kube.find(RAYCLUSTER, "default", cluster_name)) is not None and not cluster["metadata"].get("deletionTimestamp"):
+    while (cluster := kube.find(RAYCLUSTER, "default", cluster_name)) is not None and not cluster["metadata"].get(
+        "deletionTimestamp"
+    ):
         assert time.monotonic() < deadline, f"RayCluster {cluster_name} still there 60 s after the job ended"
         time.sleep(1)
     assert kube.find(RAYJOB, "default", rayjob["metadata"]["name"]) is not None  # only the cluster goes
@@ -190,7 +212,7 @@ class ExecuteInThread:
     def _run(self, operator: Any, context: dict[str, Any]) -> None:
         try:
             operator.execute(context)
-        except BaseException as exc:  # noqa: BLE001 - the test inspects how the killed task ended
+        except BaseException as exc:
             self.error = exc
 
 
@@ -203,11 +225,13 @@ def killable_operator(task_id: str, **kwargs: Any) -> tuple[Any, Any]:
     return operator, FakeTaskInstance(dag_id="kuberay_e2e_kill", task_id=task_id, run_id=f"kill-{time.time_ns()}")
 
 
-def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(airflow: Path, kube: Any, ray_dashboard_url: str) -> None:
+def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(
+    airflow: Path, kube: Any, ray_dashboard_url: str
+) -> None:
     from kuberay_provider.core.lifecycle import RayJobLifecycle
-    from kuberay_provider.core.status import is_started
     from kuberay_provider.core.resources import RAYJOB
     from kuberay_provider.core.spec import simple_cluster_spec
+    from kuberay_provider.core.status import is_started
 
     operator, ti = killable_operator("killed", ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"))
     name = operator.build_request({"ti": ti}).rayjob_name
@@ -253,9 +277,9 @@ def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
 ) -> None:
     from kuberay_provider.core.job_request import RunIdentity
     from kuberay_provider.core.lifecycle import RayJobLifecycle
-    from kuberay_provider.core.status import is_started
     from kuberay_provider.core.naming import ANNOTATION_TRY_NUMBER, LABEL_RUN_KEY
     from kuberay_provider.core.resources import RAYJOB
+    from kuberay_provider.core.status import is_started
 
     dag_id, task_id, run_id = "kuberay_e2e_worker_killed", "survives", f"killed-{time.time_ns()}"
     identity = RunIdentity(dag_id, task_id, run_id, -1)
@@ -283,7 +307,9 @@ def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
     assert rayjob["metadata"]["annotations"][ANNOTATION_TRY_NUMBER] == "1"  # the first try's, never replaced
 
 
-def test_validation_error_fails_at_once_and_creates_nothing(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_validation_error_fails_at_once_and_creates_nothing(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     run = run_dag("kuberay_e2e_invalid")
     out = capfd.readouterr().out
     assert run.state == "failed"
@@ -304,13 +330,16 @@ def test_trigger_runs_on_an_event_loop_against_the_plane(airflow: Path, local_pl
     from kuberay_provider.core.spec import simple_cluster_spec
 
     request = RayJobRequest(
-        RunIdentity("trigger_test", "direct", f"run-{time.time_ns()}"), namespace="default",
-        spec_params={"entrypoint": "python -c \"print('triggered')\"",
-                     "ray_cluster_spec": simple_cluster_spec(image="rayproject/ray:2.60.0")},
+        RunIdentity("trigger_test", "direct", f"run-{time.time_ns()}"),
+        namespace="default",
+        spec_params={
+            "entrypoint": "python -c \"print('triggered')\"",
+            "ray_cluster_spec": simple_cluster_spec(image="rayproject/ray:2.60.0"),
+        },
     )
     with local_plane.api_client() as api_client:
         RayJobRunner(RayJobLifecycle(RayObjectsClient(api_client))).launch(request)
-    classpath, kwargs = RayJobTrigger(request.rayjob_name, "default", wait_for="terminal", timeout=120).serialize()
+    _classpath, kwargs = RayJobTrigger(request.rayjob_name, "default", wait_for="terminal", timeout=120).serialize()
     trigger = RayJobTrigger(**kwargs)
 
     async def first_event() -> Any:

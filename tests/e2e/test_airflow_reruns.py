@@ -8,16 +8,18 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.support.airflow_runs import airflow_cli, load_dag, rayjobs_of, run_existing, task_instance  # noqa: E402
+from tests.support.airflow_runs import airflow_cli, load_dag, rayjobs_of, run_existing, task_instance
 
 pytestmark = pytest.mark.ray
+
+
 def tokens(out: str, day: str) -> list[str]:
     """The tokens the Ray jobs of one logical date printed: one per job that ran."""
     return re.findall(rf"\[ray\] E2E-RERUN-MARKER {day} ([0-9a-f]{{32}})", out)
@@ -28,7 +30,9 @@ def the_rayjob(kube: Any, dag_id: str, run_id: str) -> dict[str, Any]:
     return rayjob
 
 
-def test_clearing_a_succeeded_task_runs_its_ray_job_again(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_clearing_a_succeeded_task_runs_its_ray_job_again(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     from kuberay_provider.core.naming import ANNOTATION_CONSUMED_BY_TRY, ANNOTATION_FIRST_TRY, ANNOTATION_TRY_NUMBER
 
     dag = load_dag("kuberay_e2e_clear")
@@ -52,19 +56,35 @@ def test_clearing_a_succeeded_task_runs_its_ray_job_again(airflow: Path, kube: A
     ds = run.logical_date.strftime("%Y-%m-%d")
     assert len(tokens(first, ds)) == 1 and len(tokens(second, ds)) == 1 and tokens(first, ds) != tokens(second, ds)
     annotations = the_rayjob(kube, dag.dag_id, run.run_id)["metadata"]["annotations"]  # one RayJob: the new one
-    assert (annotations[ANNOTATION_TRY_NUMBER], annotations[ANNOTATION_FIRST_TRY], annotations[ANNOTATION_CONSUMED_BY_TRY]) == ("2", "2", "2")
+    assert (
+        annotations[ANNOTATION_TRY_NUMBER],
+        annotations[ANNOTATION_FIRST_TRY],
+        annotations[ANNOTATION_CONSUMED_BY_TRY],
+    ) == ("2", "2", "2")
 
 
-def test_a_backfill_reprocessing_two_dates_runs_each_once_more(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_backfill_reprocessing_two_dates_runs_each_once_more(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     dag = load_dag("kuberay_e2e_backfill_reprocess")
-    days = [dt.datetime(2026, 3, day, tzinfo=dt.timezone.utc) for day in (1, 2)]
+    days = [dt.datetime(2026, 3, day, tzinfo=dt.UTC) for day in (1, 2)]
     runs = [dag.test(logical_date=day) for day in days]
     first = capfd.readouterr().out
     assert [run.state for run in runs] == ["success", "success"], first[-3000:]
     first_jobs = {run.run_id: task_instance(run, "score").xcom_pull(task_ids="score")["job_id"] for run in runs}
 
-    airflow_cli("backfill", "create", "--dag-id", dag.dag_id, "--from-date", "2026-03-01", "--to-date", "2026-03-02",
-                "--reprocess-behavior", "completed")
+    airflow_cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        dag.dag_id,
+        "--from-date",
+        "2026-03-01",
+        "--to-date",
+        "2026-03-02",
+        "--reprocess-behavior",
+        "completed",
+    )
     again = [run_existing(dag, run.run_id) for run in runs]  # the backfill cleared them in place: same run ids
     second = capfd.readouterr().out
     assert [run.state for run in again] == ["success", "success"], second[-3000:]
@@ -77,7 +97,9 @@ def test_a_backfill_reprocessing_two_dates_runs_each_once_more(airflow: Path, ku
         assert len(tokens(first, day)) == 1 and len(tokens(second, day)) == 1, second[-3000:]  # once more, not twice
 
 
-def test_a_timeout_on_the_last_try_deletes_the_rayjob_unless_kept(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_timeout_on_the_last_try_deletes_the_rayjob_unless_kept(
+    airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     from kuberay_provider.core.lifecycle import RayJobLifecycle
 
     dag = load_dag("kuberay_e2e_final_timeout")
@@ -92,4 +114,6 @@ def test_a_timeout_on_the_last_try_deletes_the_rayjob_unless_kept(airflow: Path,
         assert all(rayjob["metadata"].get("deletionTimestamp") for rayjob in left), task_id  # gone, or going
     [kept] = rayjobs_of(kube, dag.dag_id, "kept", run.run_id)
     assert not kept["metadata"].get("deletionTimestamp") and "is kept (delete_on_final_timeout=False)" in out
-    RayJobLifecycle(kube).delete("default", kept["metadata"]["name"])  # its job sleeps for minutes: not on this session's Ray
+    RayJobLifecycle(kube).delete(
+        "default", kept["metadata"]["name"]
+    )  # its job sleeps for minutes: not on this session's Ray

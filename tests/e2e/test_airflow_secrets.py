@@ -8,15 +8,16 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import json  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
-import yaml  # noqa: E402
+import pytest
+import yaml
 
-from tests.support.airflow_runs import load_dag, task_instance  # noqa: E402
+from tests.support.airflow_runs import load_dag, task_instance
 
 pytestmark = pytest.mark.ray
 
@@ -24,7 +25,9 @@ INLINE_CONN = "AIRFLOW_CONN_KUBERAY_INLINE"
 
 
 def inline_connection(kubeconfig: dict[str, Any]) -> str:
-    return json.dumps({"conn_type": "kuberay", "extra": {"kube_config": yaml.safe_dump(kubeconfig), "namespace": "default"}})
+    return json.dumps(
+        {"conn_type": "kuberay", "extra": {"kube_config": yaml.safe_dump(kubeconfig), "namespace": "default"}}
+    )
 
 
 @pytest.fixture
@@ -48,8 +51,11 @@ def test_the_token_and_the_kubeconfig_never_reach_task_logs_exceptions_or_xcom(
     ca_data = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
     for secret in (token, ca_data):
         assert secret not in out.out and secret not in out.err  # task logs, the failure's exception, tracebacks
-    xcoms = [task_instance(run, task).xcom_pull(task_ids=task, key=key)
-             for task in ("succeeds", "deferred") for key in ("return_value", "rayjob", "ray_dashboard_url")]
+    xcoms = [
+        task_instance(run, task).xcom_pull(task_ids=task, key=key)
+        for task in ("succeeds", "deferred")
+        for key in ("return_value", "rayjob", "ray_dashboard_url")
+    ]
     assert all(xcoms) and token not in json.dumps(xcoms)
     from airflow.sdk.log import redact
 
@@ -57,7 +63,9 @@ def test_the_token_and_the_kubeconfig_never_reach_task_logs_exceptions_or_xcom(
     assert token not in str(redact(f"Authorization: Bearer {token}"))
 
 
-def test_tls_is_verified_refused_without_the_ca_and_accepted_with_it(kubeconfig: dict[str, Any], local_plane: Any) -> None:
+def test_tls_is_verified_refused_without_the_ca_and_accepted_with_it(
+    kubeconfig: dict[str, Any], local_plane: Any
+) -> None:
     from kuberay_provider.airflow.hooks import KubeRayHook
 
     os.environ[INLINE_CONN] = inline_connection(kubeconfig)

@@ -13,17 +13,18 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import threading  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
-from airflow.models.taskinstance import TaskInstance  # noqa: E402
-from airflow.utils.session import create_session  # noqa: E402
-from airflow.utils.state import TaskInstanceState  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+import pytest
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+from airflow.utils.state import TaskInstanceState
+from sqlalchemy import select
 
-from tests.support.airflow_runs import (  # noqa: E402
+from tests.support.airflow_runs import (
     RealTriggerer,
     dag_test_with_real_triggerer,
     deferred_wait,
@@ -34,7 +35,7 @@ from tests.support.airflow_runs import (  # noqa: E402
     trigger_logs,
     wait_until,
 )
-from tests.support.ray_waits import ray_job_status_becomes  # noqa: E402
+from tests.support.ray_waits import ray_job_status_becomes
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # a hung triggerer fails the test, not CI
 
@@ -54,7 +55,7 @@ class Meanwhile:
     def _run(self, action: Callable[[], Any]) -> None:
         try:
             self.value = action()
-        except BaseException as exc:  # noqa: BLE001 - re-raised by done()
+        except BaseException as exc:
             self.error = exc
 
     def done(self, timeout: float = 60) -> Any:
@@ -68,6 +69,7 @@ class Meanwhile:
 def terminal_wait_in_a_triggerer(dag_id: str, task_id: str) -> tuple[str, int]:
     """Once the task's second deferral, the wait for the end (the first one fired when the Ray job
     started), runs in a triggerer: (run_id, that triggerer's job id)."""
+
     def found() -> tuple[str, int] | None:
         wait = deferred_wait(dag_id, task_id)
         return (wait[0], wait[2]) if wait and wait[1] == "terminal" and wait[2] is not None else None
@@ -96,7 +98,10 @@ def test_deferrable_create_and_sdk_modes_resume_through_the_triggerer(
     [interactive] = rayjobs_of(kube, "kuberay_e2e_deferrable", "deferred_sdk", run.run_id)
     assert interactive["spec"]["submissionMode"] == "InteractiveMode"
     assert interactive["spec"]["jobId"] == interactive["status"]["jobId"] == interactive["metadata"]["name"] + "-sdk"
-    for task_id, marker in (("deferred", "[ray] E2E-DEFERRED-MARKER"), ("deferred_sdk", "[ray] E2E-DEFERRED-SDK-MARKER")):
+    for task_id, marker in (
+        ("deferred", "[ray] E2E-DEFERRED-MARKER"),
+        ("deferred_sdk", "[ray] E2E-DEFERRED-SDK-MARKER"),
+    ):
         assert shown_once(marker, out, trigger_log(airflow, "kuberay_e2e_deferrable", run.run_id, task_id))
 
 
@@ -106,8 +111,15 @@ def test_sensor_pokes_and_defers_to_the_triggerer(
     run = dag_test_with_real_triggerer(load_dag("kuberay_e2e_sensor"))
     out = capfd.readouterr().out
     assert run.state == "success", out[-3000:]
-    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"run": "success", "poke": "success", "deferred": "success"}
-    assert "Trigger fired event" in trigger_log(airflow, "kuberay_e2e_sensor", run.run_id, "deferred") and INLINE not in out
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {
+        "run": "success",
+        "poke": "success",
+        "deferred": "success",
+    }
+    assert (
+        "Trigger fired event" in trigger_log(airflow, "kuberay_e2e_sensor", run.run_id, "deferred")
+        and INLINE not in out
+    )
 
 
 def test_a_wait_outlives_a_sigkilled_triggerer(
@@ -150,12 +162,18 @@ def test_killing_the_deferred_task_deletes_its_rayjob(
         run_id, _ = terminal_wait_in_a_triggerer(dag_id, task_id)
         [rayjob] = rayjobs_of(kube, dag_id, task_id, run_id)
         # The trigger streams the Ray job's log while it runs: its first line is there long before the end.
-        wait_until(lambda: "[ray] E2E-DEFERRED-KILL-MARKER started" in trigger_log(airflow, dag_id, run_id, task_id),
-                   120, "the running job's log in the trigger's log")
+        wait_until(
+            lambda: "[ray] E2E-DEFERRED-KILL-MARKER started" in trigger_log(airflow, dag_id, run_id, task_id),
+            120,
+            "the running job's log in the trigger's log",
+        )
         # What "Mark failed" in the UI does to a deferred task instance.
         with create_session() as session:
-            ti = session.scalars(select(TaskInstance).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id)).one()
+            ti = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id
+                )
+            ).one()
             ti.set_state(TaskInstanceState.FAILED, session=session)
         return run_id, rayjob["metadata"]["name"], rayjob["status"]["jobId"]
 
@@ -167,7 +185,9 @@ def test_killing_the_deferred_task_deletes_its_rayjob(
     wait_until(lambda: kube.find(RAYJOB, "default", name) is None, 90, f"RayJob {name} to be deleted")
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
     log = trigger_log(airflow, dag_id, run_id, task_id)
-    assert "Trigger cancelled by user action" in log and f"Deferred task killed: deleting RayJob default/{name}" in log, log[-3000:]
+    assert (
+        "Trigger cancelled by user action" in log and f"Deferred task killed: deleting RayJob default/{name}" in log
+    ), log[-3000:]
     capfd.readouterr()
 
 
@@ -175,8 +195,13 @@ def xcom_keys(dag_id: str, run_id: str, task_id: str) -> set[str]:
     from airflow.models.xcom import XComModel
 
     with create_session() as session:
-        return set(session.scalars(select(XComModel.key).where(
-            XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.task_id == task_id)))
+        return set(
+            session.scalars(
+                select(XComModel.key).where(
+                    XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.task_id == task_id
+                )
+            )
+        )
 
 
 def test_the_operator_surface_through_a_real_triggerer(
@@ -185,7 +210,11 @@ def test_the_operator_surface_through_a_real_triggerer(
     from kuberay_provider.airflow.links import RayDashboardLink
     from kuberay_provider.core.resources import RAYCLUSTER, RAYSERVICE
 
-    dag_id, cluster, service = "kuberay_e2e_surface", "e2e-surface", "e2e-surface-svc"  # tests/e2e/airflow_dags/operator_surface.py
+    dag_id, cluster, service = (
+        "kuberay_e2e_surface",
+        "e2e-surface",
+        "e2e-surface-svc",
+    )  # tests/e2e/airflow_dags/operator_surface.py
     run = dag_test_with_real_triggerer(load_dag(dag_id))
     out = capfd.readouterr().out
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -195,16 +224,19 @@ def test_the_operator_surface_through_a_real_triggerer(
     launched = task_instance(run, "launch").xcom_pull(task_ids="launch")
     assert not launched["succeeded"] and launched["job_status"] in ("", "PENDING", "RUNNING"), launched
     [rayjob] = rayjobs_of(kube, dag_id, "launch", run.run_id)
-    assert rayjob["status"]["jobStatus"] == "SUCCEEDED" and rayjob["metadata"]["annotations"]["team"] == "ml"  # templated
+    assert (
+        rayjob["status"]["jobStatus"] == "SUCCEEDED" and rayjob["metadata"]["annotations"]["team"] == "ml"
+    )  # templated
     # Every wait of the sensors and of the RayCluster / RayService tasks ran in the triggerer.
     for task_id in ("sensed", "create_cluster", "scale_cluster", "delete_cluster", "service_served", "delete_service"):
         assert "Trigger fired event" in trigger_log(airflow, dag_id, run.run_id, task_id), task_id
     assert task_instance(run, "scale_cluster").xcom_pull(task_ids="scale_cluster")["ready_workers"] == 2
-    assert task_instance(run, "service_served").xcom_pull(task_ids="service_served", key="serve_endpoint") == \
-        f"http://{service}-serve-svc.default.svc.cluster.local:8000"
+    assert (
+        task_instance(run, "service_served").xcom_pull(task_ids="service_served", key="serve_endpoint")
+        == f"http://{service}-serve-svc.default.svc.cluster.local:8000"
+    )
     assert kube.find(RAYCLUSTER, "default", cluster) is None and kube.find(RAYSERVICE, "default", service) is None
     # do_xcom_push=False: no XCom at all but the UI's extra link, which Airflow itself pushes regardless.
     for task_id in ("quiet", "create_cluster"):
         assert xcom_keys(dag_id, run.run_id, task_id) <= {RayDashboardLink().xcom_key}, task_id
     assert "[ray] E2E-SURFACE-QUIET" in out
-

@@ -18,25 +18,26 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
-from urllib.parse import quote  # noqa: E402
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-import pytest  # noqa: E402
+import pytest
 
-from kuberay_provider.airflow.links import HELP_PATH, dashboard_link  # noqa: E402
-from kuberay_provider.core.dashboard_links import DashboardTarget  # noqa: E402
-from kuberay_provider.local.ray_backend.local import free_port  # noqa: E402
-from tests.support.airflow_runs import load_dag, task_instance  # noqa: E402
+from kuberay_provider.airflow.links import HELP_PATH, dashboard_link
+from kuberay_provider.core.dashboard_links import DashboardTarget
+from kuberay_provider.local.ray_backend.local import free_port
+from tests.support.airflow_runs import load_dag, task_instance
 
 pytestmark = pytest.mark.ray
 
@@ -65,8 +66,14 @@ def finished_run(airflow: Path, least_privilege_kubeconfig: Path, ray_dashboard_
     # The browser URL leads to the session's real Ray dashboard (every cluster of the local plane runs on it);
     # the query carries the placeholders, which the dashboard ignores.
     template = f"{ray_dashboard_url}/?namespace={{namespace}}&cluster={{cluster}}"
-    connection = {"conn_type": "kuberay", "extra": {"kube_config_path": str(least_privilege_kubeconfig), "namespace": "default",
-                                                    "dashboard_browser_url": template}}
+    connection = {
+        "conn_type": "kuberay",
+        "extra": {
+            "kube_config_path": str(least_privilege_kubeconfig),
+            "namespace": "default",
+            "dashboard_browser_url": template,
+        },
+    }
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_KUBERAY_LINKS", json.dumps(connection))
         run = load_dag(DAG_ID).test()
@@ -80,13 +87,23 @@ def api_server(finished_run: FinishedRun, tmp_path_factory: pytest.TempPathFacto
     """``airflow api-server`` on this session's Airflow home, every user an admin (no login page); its URL."""
     workdir = tmp_path_factory.mktemp("api-server")
     port = free_port()
-    env = {**os.environ, "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True", "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+    }
     log_path = workdir / "api-server.log"
     with log_path.open("wb") as log:
         # Its own session (process group): the server and its worker processes are stopped together.
-        process = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "-H", "127.0.0.1", "-p", str(port), "-w", "1"],
-                                   cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "api-server", "-H", "127.0.0.1", "-p", str(port), "-w", "1"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process, log_path)
@@ -112,16 +129,22 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pat
         except OSError:
             pass
         time.sleep(1)
-    pytest.fail(f"airflow api-server did not answer within {API_SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
+    pytest.fail(
+        f"airflow api-server did not answer within {API_SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}"
+    )
 
 
 def require_chromium() -> None:
     if CHROMIUM.exists() and CHROMEDRIVER.exists():
         return
     if shutil.which("apt-get") and os.geteuid() == 0:  # setup could have installed it: not installing it is the fault
-        pytest.fail(f"{CHROMIUM} or {CHROMEDRIVER} is missing: run `bash .ci/dev setup` (it installs Debian's chromium and chromium-driver)")
-    pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are missing and apt-get as root is not there to install them: "
-                "install Debian's chromium and chromium-driver to run the Airflow UI test")
+        pytest.fail(
+            f"{CHROMIUM} or {CHROMEDRIVER} is missing: run `bash .ci/dev setup` (it installs Debian's chromium and chromium-driver)"
+        )
+    pytest.skip(
+        f"{CHROMIUM} and {CHROMEDRIVER} are missing and apt-get as root is not there to install them: "
+        "install Debian's chromium and chromium-driver to run the Airflow UI test"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +156,19 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     # No sandbox (root), nothing that reaches out to the network (there is none), a profile of its own.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(UI_TIMEOUT)
@@ -167,8 +200,10 @@ def wait_for(driver: Any, condition: Any, what: str, timeout: float = UI_TIMEOUT
     try:
         return WebDriverWait(driver, timeout).until(condition)
     except TimeoutException:
-        pytest.fail(f"{what} did not show within {timeout} s on {driver.current_url}; the page said:\n"
-                    f"{driver.find_element('tag name', 'body').text[:3000]}")
+        pytest.fail(
+            f"{what} did not show within {timeout} s on {driver.current_url}; the page said:\n"
+            f"{driver.find_element('tag name', 'body').text[:3000]}"
+        )
 
 
 def element(driver: Any, xpath: str, what: str) -> Any:
@@ -195,12 +230,23 @@ def test_the_connection_form_shows_the_kuberay_fields_and_stores_the_browser_url
     kind = element(browser, "//*[@role='dialog']//input[@role='combobox']", "the connection type field")
     kind.send_keys("KubeRay")
     kind.send_keys(Keys.ENTER)
-    element(browser, "//*[@role='dialog']//button[normalize-space()='Extra Fields']", "the Extra Fields section").click()
+    element(
+        browser, "//*[@role='dialog']//button[normalize-space()='Extra Fields']", "the Extra Fields section"
+    ).click()
     browser_url = element(browser, "//input[@name='element_dashboard_browser_url']", "the dashboard browser URL field")
-    labels = ("Kube config path", "Namespace", "Ray dashboard URL template for the workers", "Ray dashboard URL for browsers")
+    labels = (
+        "Kube config path",
+        "Namespace",
+        "Ray dashboard URL template for the workers",
+        "Ray dashboard URL for browsers",
+    )
     dialog = browser.find_element("xpath", "//*[@role='dialog']")
-    wait_for(browser, lambda _: all(label in dialog.text for label in labels), f"the fields {labels}")  # the section unfolds
-    browser.find_element("xpath", "//input[@name='element_kube_config_path']").send_keys(str(least_privilege_kubeconfig))
+    wait_for(
+        browser, lambda _: all(label in dialog.text for label in labels), f"the fields {labels}"
+    )  # the section unfolds
+    browser.find_element("xpath", "//input[@name='element_kube_config_path']").send_keys(
+        str(least_privilege_kubeconfig)
+    )
     browser.find_element("xpath", "//input[@name='element_namespace']").send_keys("default")
     browser_url.send_keys("https://ray.example.com/{namespace}/{cluster}")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", browser_url)
@@ -217,11 +263,14 @@ def test_the_connection_form_shows_the_kuberay_fields_and_stores_the_browser_url
     link = dashboard_link(extras, "kuberay_ui", DashboardTarget("ml", cluster="c1", job_id="j1"))
     assert link == "https://ray.example.com/ml/c1/#/jobs/j1", extras
     # Encrypted with the server's Fernet key, which this process does not have: leave no such row behind.
-    urllib.request.urlopen(urllib.request.Request(f"{api_server}/api/v2/connections/kuberay_ui", method="DELETE"), timeout=30).close()
+    urllib.request.urlopen(
+        urllib.request.Request(f"{api_server}/api/v2/connections/kuberay_ui", method="DELETE"), timeout=30
+    ).close()
 
 
-def test_the_finished_tasks_link_opens_the_ray_jobs_page(api_server: str, browser: Any, screenshots: Any,
-                                                          finished_run: FinishedRun) -> None:
+def test_the_finished_tasks_link_opens_the_ray_jobs_page(
+    api_server: str, browser: Any, screenshots: Any, finished_run: FinishedRun
+) -> None:
     expected = finished_run.expected_link
     browser.get(task_details(api_server, finished_run.run_id, "score"))
     link = dashboard_link_of(browser)
@@ -231,15 +280,23 @@ def test_the_finished_tasks_link_opens_the_ray_jobs_page(api_server: str, browse
 
     browser.get(expected)  # what a click does (the link opens a new tab)
     job_id = finished_run.outcome["job_id"]
-    wait_for(browser, lambda d: job_id in d.find_element("tag name", "body").text and "SUCCEEDED" in d.find_element("tag name", "body").text,
-             f"the Ray dashboard's page of job {job_id}")
+    wait_for(
+        browser,
+        lambda d: (
+            job_id in d.find_element("tag name", "body").text and "SUCCEEDED" in d.find_element("tag name", "body").text
+        ),
+        f"the Ray dashboard's page of job {job_id}",
+    )
 
 
-def test_without_a_browser_url_the_link_opens_the_page_saying_how_to_set_it(api_server: str, browser: Any, screenshots: Any,
-                                                                           finished_run: FinishedRun) -> None:
+def test_without_a_browser_url_the_link_opens_the_page_saying_how_to_set_it(
+    api_server: str, browser: Any, screenshots: Any, finished_run: FinishedRun
+) -> None:
     browser.get(task_details(api_server, finished_run.run_id, "cluster"))
     link = dashboard_link_of(browser)
-    assert link.get_attribute("href").startswith(f"{api_server}/{HELP_PATH}?conn_id=kuberay_default&namespace=default&cluster=")
+    assert link.get_attribute("href").startswith(
+        f"{api_server}/{HELP_PATH}?conn_id=kuberay_default&namespace=default&cluster="
+    )
     assert link.get_attribute("target") == "_self"  # a page of Airflow's own origin
     link.click()
     text = element(browser, "//h1", "the help page").text

@@ -8,21 +8,23 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import datetime as dt
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.airflow_env import PROJECT_DAGS_FOLDER  # noqa: E402
-from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance  # noqa: E402
+from tests.airflow_env import PROJECT_DAGS_FOLDER
+from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance
 
 pytestmark = pytest.mark.ray
 DAG_ID = "cluster_per_run"
 
 
 def run_dag(day: int, conf: dict[str, Any] | None = None) -> Any:
-    return load_dag(DAG_ID, PROJECT_DAGS_FOLDER).test(logical_date=dt.datetime(2026, 3, day, tzinfo=dt.timezone.utc), run_conf=conf)
+    return load_dag(DAG_ID, PROJECT_DAGS_FOLDER).test(
+        logical_date=dt.datetime(2026, 3, day, tzinfo=dt.UTC), run_conf=conf
+    )
 
 
 def created_cluster(run: Any) -> dict[str, Any]:
@@ -56,8 +58,13 @@ def test_the_cluster_is_deleted_when_a_job_fails(airflow: Path, kube: Any, capfd
     out = capfd.readouterr().out
     assert run.state == "failed", out[-3000:]
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"create_cluster": "success", "prepare": "success", "add_workers": "success", "train": "failed",
-                      "delete_cluster": "success"}
+    assert states == {
+        "create_cluster": "success",
+        "prepare": "success",
+        "add_workers": "success",
+        "train": "failed",
+        "delete_cluster": "success",
+    }
     assert "train_epochs must be positive, got 0" in out
     assert kube.find(RAYCLUSTER, "default", created_cluster(run)["name"]) is None
 
@@ -75,4 +82,3 @@ def test_a_create_killed_by_execution_timeout_deletes_the_cluster_it_created(
     assert f"Task killed: deleting RayCluster default/{killed}, which this try created" in out, out[-3000:]
     left = kube.find(RAYCLUSTER, "default", killed)
     assert left is None or left["metadata"].get("deletionTimestamp"), left
-

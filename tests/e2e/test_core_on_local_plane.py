@@ -4,26 +4,25 @@ Ray Jobs API reached through the API server's service proxy with the API client'
 from __future__ import annotations
 
 import asyncio
-import sys
-from typing import Any
 import io
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
+from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lifecycle import NameTakenError, RayJobLifecycle
-from kuberay_provider.core.manifests import load_manifest
-from kuberay_provider.core.dashboard import raycluster_head_service
-from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
-from kuberay_provider.core.status import JobStatus
-from kuberay_provider.core.validation import SchemaRegistry
 from kuberay_provider.core.log_follower import FollowedRayJob, LogFollower
+from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.naming import identity_labels, rayjob_name, run_key
+from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.spec import rayjob, simple_cluster_spec
-from kuberay_provider.core.status import JobDeploymentStatus, RayJobState
+from kuberay_provider.core.status import JobDeploymentStatus, JobStatus, RayJobState
+from kuberay_provider.core.validation import SchemaRegistry
 from tests.conftest import PROJECT_ROOT, SAMPLES_DIR
 
 JOB_SCRIPT = PROJECT_ROOT / "dags" / "ray_jobs" / "batch_inference.py"
@@ -48,7 +47,9 @@ def build_example_rayjob(date: str, data_root: Path, namespace: str) -> dict[str
     )
 
 
-def run_batch_inference(lifecycle: RayJobLifecycle, date: str, data_root: Path, namespace: str, timeout: float) -> RayJobState:
+def run_batch_inference(
+    lifecycle: RayJobLifecycle, date: str, data_root: Path, namespace: str, timeout: float
+) -> RayJobState:
     manifest = build_example_rayjob(date, data_root, namespace)
     lifecycle.validate(manifest)
     launch = lifecycle.create_or_attach(manifest)
@@ -56,13 +57,18 @@ def run_batch_inference(lifecycle: RayJobLifecycle, date: str, data_root: Path, 
     say(f"{'Created' if launch.created else 'Re-attached to'} RayJob {namespace}/{name}")
     report = TransitionReporter()
     running = lifecycle.wait(
-        namespace, name, timeout=timeout, on_change=report,
+        namespace,
+        name,
+        timeout=timeout,
+        on_change=report,
         until=lambda s: s.is_terminal or (s.deployment_status == JobDeploymentStatus.RUNNING and bool(s.job_id)),
     )
     follower = None
     if not running.is_terminal:
         followed = FollowedRayJob(running)
-        follower = LogFollower(lifecycle.rayjob_jobs_client, followed, line_sink=lambda line: sys.stdout.write(indent(line + "\n"))).start()
+        follower = LogFollower(
+            lifecycle.rayjob_jobs_client, followed, line_sink=lambda line: sys.stdout.write(indent(line + "\n"))
+        ).start()
 
         def report_and_follow(state: RayJobState) -> None:
             followed.update(state)
@@ -163,11 +169,23 @@ def test_validate_cli_reads_the_crds_installed_in_the_cluster(local_plane, tmp_p
     import subprocess
 
     def validate(path: Path) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "kuberay_provider.cli", "validate", "--kubeconfig", str(local_plane.kubeconfig_path), str(path)]
+        command = [
+            sys.executable,
+            "-m",
+            "kuberay_provider.cli",
+            "validate",
+            "--kubeconfig",
+            str(local_plane.kubeconfig_path),
+            str(path),
+        ]
         return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
     assert validate(SAMPLES_DIR / "ray-job.sample.yaml").returncode == 0
     broken = tmp_path / "broken.yaml"
-    broken.write_text((SAMPLES_DIR / "ray-job.sample.yaml").read_text().replace("rayClusterSpec:", "rayClusterSpecs:", 1))
+    broken.write_text(
+        (SAMPLES_DIR / "ray-job.sample.yaml").read_text().replace("rayClusterSpec:", "rayClusterSpecs:", 1)
+    )
     result = validate(broken)
-    assert result.returncode == 1 and "spec.rayClusterSpecs" in result.stderr and "schema:unknown-field" in result.stderr
+    assert (
+        result.returncode == 1 and "spec.rayClusterSpecs" in result.stderr and "schema:unknown-field" in result.stderr
+    )

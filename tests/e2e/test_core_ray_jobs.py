@@ -32,7 +32,12 @@ def jobs(ray_dashboard_url: str) -> RayJobsClient:
 def test_job_runs_and_its_logs_come_back(jobs: RayJobsClient):
     job_id = f"core-it-{uuid.uuid4().hex[:8]}"
     entrypoint = "python -c \"import ray, os; ray.init(); print('answer', ray.get(ray.remote(lambda: 6 * 7).remote()), os.environ['GREETING'])\""
-    assert jobs.submit(submission_id=job_id, entrypoint=entrypoint, runtime_env={"env_vars": {"GREETING": "hello"}}, metadata={"owner": "tests"})
+    assert jobs.submit(
+        submission_id=job_id,
+        entrypoint=entrypoint,
+        runtime_env={"env_vars": {"GREETING": "hello"}},
+        metadata={"owner": "tests"},
+    )
     # Submitting again under the same id re-attaches instead of starting a second job.
     assert jobs.submit(submission_id=job_id, entrypoint=entrypoint) is False
     assert _wait_terminal(jobs, job_id) is JobStatus.SUCCEEDED
@@ -42,7 +47,10 @@ def test_job_runs_and_its_logs_come_back(jobs: RayJobsClient):
 
 def test_tail_follows_a_running_job(jobs: RayJobsClient):
     job_id = f"core-tail-{uuid.uuid4().hex[:8]}"
-    jobs.submit(submission_id=job_id, entrypoint="python -c \"import time\nfor i in range(3): print('tick', i, flush=True); time.sleep(0.5)\"")
+    jobs.submit(
+        submission_id=job_id,
+        entrypoint="python -c \"import time\nfor i in range(3): print('tick', i, flush=True); time.sleep(0.5)\"",
+    )
 
     async def collect() -> str:
         return "".join([chunk async for chunk in jobs.tail(job_id)])
@@ -63,7 +71,7 @@ def test_failing_job_reports_failed_with_its_error(jobs: RayJobsClient):
 
 def test_stop_a_running_job(jobs: RayJobsClient):
     job_id = f"core-stop-{uuid.uuid4().hex[:8]}"
-    jobs.submit(submission_id=job_id, entrypoint="python -c \"import time; time.sleep(120)\"")
+    jobs.submit(submission_id=job_id, entrypoint='python -c "import time; time.sleep(120)"')
     deadline = time.monotonic() + 60
     while jobs.status(job_id) is not JobStatus.RUNNING and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -74,7 +82,9 @@ def test_stop_a_running_job(jobs: RayJobsClient):
 def test_unknown_job_and_unreachable_dashboard(jobs: RayJobsClient):
     assert jobs.find("no-such-job") is None
     assert jobs.stop("no-such-job") is False
-    dead = RayJobsClient(DashboardEndpoint.direct("http://127.0.0.1:9", headers={"Authorization": "Bearer s3cr3t-token"}))
+    dead = RayJobsClient(
+        DashboardEndpoint.direct("http://127.0.0.1:9", headers={"Authorization": "Bearer s3cr3t-token"})
+    )
     with pytest.raises(RayJobsError) as caught:
         dead.status("x")
     assert "s3cr3t-token" not in str(caught.value)

@@ -33,8 +33,14 @@ def test_the_kubernetes_client_snippet_creates_the_rayjob_and_watches_it_end(
     spec_snippet, client_snippet = page_snippets("core.md")[:2]
     (tmp_path / "snippet.py").write_text(spec_snippet + "\n" + client_snippet)
     env = {**os.environ, "KUBECONFIG": str(local_plane.kubeconfig_path)}
-    process = subprocess.Popen([sys.executable, "-u", "snippet.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-u", "snippet.py"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 180
@@ -72,15 +78,29 @@ def test_the_prefect_snippets_run_a_flow_save_the_block_and_run_the_custom_flow(
 
     [register] = re.findall(r"^prefect block register .*$", (DOCS / "prefect.md").read_text(), re.M)
     command = [str(Path(sys.executable).parent / "prefect"), *register.split()[1:]]
-    registered = subprocess.run(command, env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
-                                capture_output=True, text=True, timeout=180, check=False)
-    assert registered.returncode == 0 and "Successfully registered 3 blocks" in registered.stdout and "Ray Service" in registered.stdout \
-        and "Ray Job" in registered.stdout and "Ray Cluster" in registered.stdout, \
-        registered.stdout + registered.stderr
+    registered = subprocess.run(
+        command,
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert (
+        registered.returncode == 0
+        and "Successfully registered 3 blocks" in registered.stdout
+        and "Ray Service" in registered.stdout
+        and "Ray Job" in registered.stdout
+        and "Ray Cluster" in registered.stdout
+    ), registered.stdout + registered.stderr
 
-    run_snippet_block, custom_flow = prefect_snippet("outcome = run_rayjob(job)"), prefect_snippet("async def score(job: RayJob)")
-    ran = run_snippet(run_snippet_block.replace("~/.kube/config", str(least_privilege_kubeconfig)), {},
-                      "docs/prefect.md snippet 1")
+    run_snippet_block, custom_flow = (
+        prefect_snippet("outcome = run_rayjob(job)"),
+        prefect_snippet("async def score(job: RayJob)"),
+    )
+    ran = run_snippet(
+        run_snippet_block.replace("~/.kube/config", str(least_privilege_kubeconfig)), {}, "docs/prefect.md snippet 1"
+    )
     assert ran["outcome"]["job_status"] == "SUCCEEDED", ran["outcome"]
     saved = RayJob.load("nightly-scoring")
     assert saved.entrypoint == ran["job"].entrypoint
@@ -94,7 +114,9 @@ def prefect_snippet(containing: str) -> str:
     return snippet
 
 
-def test_the_prefect_first_run_works_as_printed_on_a_fresh_machine(least_privilege_kubeconfig: Path, tmp_path: Path) -> None:
+def test_the_prefect_first_run_works_as_printed_on_a_fresh_machine(
+    least_privilege_kubeconfig: Path, tmp_path: Path
+) -> None:
     """docs/prefect.md's first run, the file as printed, run as its text says (``python first_run.py``) by a
     new user: a fresh home whose ~/.kube/config reaches the local plane, no Prefect settings at all, so
     Prefect starts its temporary server on a new database (this 2-core machine once timed out there)."""
@@ -103,8 +125,15 @@ def test_the_prefect_first_run_works_as_printed_on_a_fresh_machine(least_privile
     shutil.copy(least_privilege_kubeconfig, home / ".kube" / "config")
     (tmp_path / "first_run.py").write_text(prefect_snippet("outcome = run_rayjob(job)"))
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_") and key != "KUBECONFIG"}
-    ran = subprocess.run([sys.executable, "first_run.py"], cwd=tmp_path, env={**env, "HOME": str(home)},
-                         capture_output=True, text=True, timeout=900, check=False)
+    ran = subprocess.run(
+        [sys.executable, "first_run.py"],
+        cwd=tmp_path,
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     output = ran.stdout + ran.stderr
     assert ran.returncode == 0, output[-6000:]
     assert "Starting temporary server" in output and "Finished in state Completed" in output, output[-6000:]

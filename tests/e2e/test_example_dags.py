@@ -7,24 +7,25 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import pandas as pd
+import pytest
 
-from tests.airflow_env import PROJECT_DAGS_FOLDER  # noqa: E402
-from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance, wait_until  # noqa: E402
-from tests.support.clusters import ready_raycluster  # noqa: E402
+from tests.airflow_env import PROJECT_DAGS_FOLDER
+from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance, wait_until
+from tests.support.clusters import ready_raycluster
 
 pytestmark = pytest.mark.ray
 
 
 def on(day: int) -> dt.datetime:
-    return dt.datetime(2026, 1, day, tzinfo=dt.timezone.utc)
+    return dt.datetime(2026, 1, day, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -39,7 +40,9 @@ def partition_rows(data_root: Path, date: str) -> int:
     return len(pd.read_parquet(data_root / "output" / f"date={date}"))
 
 
-def test_batch_inference_dag_writes_the_days_partition(airflow: Path, data_root: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_batch_inference_dag_writes_the_days_partition(
+    airflow: Path, data_root: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     run = load_dag("batch_inference", PROJECT_DAGS_FOLDER).test(logical_date=on(15))
     out = capfd.readouterr().out
     assert run.state == "success", out[-3000:]
@@ -81,8 +84,11 @@ def test_backfill_of_three_dates_writes_three_partitions_and_leaves_no_rayjob(
 
     owned = f"{LABEL_OWNER}={label_value(dag_id)}"
     wait_until(lambda: not kube.list(RAYJOB, "default", label_selector=owned), 120, "the backfill's RayJobs to be gone")
-    wait_until(lambda: all(kube.find(RAYCLUSTER, "default", name) is None for name in clusters), 120,
-               "the backfill's RayClusters to be gone")
+    wait_until(
+        lambda: all(kube.find(RAYCLUSTER, "default", name) is None for name in clusters),
+        120,
+        "the backfill's RayClusters to be gone",
+    )
 
 
 def test_shared_cluster_jobs_run_on_the_selected_cluster_and_leave_it_alive(
@@ -111,10 +117,25 @@ def test_the_documented_backfill_command_plans_the_three_dates(airflow: Path, da
 
     airflow_cli = str(Path(sys.executable).parent / "airflow")
     # What a dag processor does before any backfill: the project's DAGs parsed into the metadata DB.
-    subprocess.run([airflow_cli, "dags", "reserialize", "--bundle-name", "project-dags"], check=True,
-                   capture_output=True, timeout=180, env=os.environ.copy())
-    command = [airflow_cli, "backfill", "create", "--dag-id", "batch_inference_backfill",
-               "--from-date", "2026-02-01", "--to-date", "2026-02-03", "--dry-run"]
+    subprocess.run(
+        [airflow_cli, "dags", "reserialize", "--bundle-name", "project-dags"],
+        check=True,
+        capture_output=True,
+        timeout=180,
+        env=os.environ.copy(),
+    )
+    command = [
+        airflow_cli,
+        "backfill",
+        "create",
+        "--dag-id",
+        "batch_inference_backfill",
+        "--from-date",
+        "2026-02-01",
+        "--to-date",
+        "2026-02-03",
+        "--dry-run",
+    ]
     planned = subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy())
     assert planned.returncode == 0, planned.stdout + planned.stderr
     # February: dates no other test ran, so none is skipped as already run (Airflow's default reprocessing).

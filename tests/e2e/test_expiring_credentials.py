@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -31,11 +31,20 @@ def test_a_rayjob_outlives_the_tokens_it_started_with(lifecycle: RayJobLifecycle
     import ray
 
     ticks = "import time\nfor i in range(6): print('tick', i, flush=True); time.sleep(1)"
-    manifest = rayjob("outlives-tokens", namespace, entrypoint=f'python -c "{ticks}"', shutdown_after_job_finishes=False,
-                      ray_cluster_spec=simple_cluster_spec(image=f"rayproject/ray:{ray.__version__}", ray_version=ray.__version__))
+    manifest = rayjob(
+        "outlives-tokens",
+        namespace,
+        entrypoint=f'python -c "{ticks}"',
+        shutdown_after_job_finishes=False,
+        ray_cluster_spec=simple_cluster_spec(image=f"rayproject/ray:{ray.__version__}", ray_version=ray.__version__),
+    )
     lifecycle.create_or_attach(manifest)
-    running = lifecycle.wait(namespace, "outlives-tokens", timeout=120, until=lambda s: s.is_terminal or (
-        s.deployment_status == JobDeploymentStatus.RUNNING and bool(s.job_id)))
+    running = lifecycle.wait(
+        namespace,
+        "outlives-tokens",
+        timeout=120,
+        until=lambda s: s.is_terminal or (s.deployment_status == JobDeploymentStatus.RUNNING and bool(s.job_id)),
+    )
     jobs = lifecycle.rayjob_jobs_client(running)  # its endpoint is built now, with the token valid now
     token_then = lifecycle.kube.api_client.configuration.api_key["BearerToken"]
     while jobs.find(running.job_id) is None:  # the submitter submits a few seconds after Running

@@ -10,22 +10,22 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import asyncio  # noqa: E402
-import contextvars  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import asyncio
+import contextvars
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from kuberay_provider.local.apiserver.faults import FaultPlan  # noqa: E402
-from kuberay_provider.local.controller import ControllerSettings, RayJobSettings  # noqa: E402
-from kuberay_provider.local.plane import LocalControlPlane  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
-from tests.support.airflow_runs import wait_until  # noqa: E402
+from kuberay_provider.local.apiserver.faults import FaultPlan
+from kuberay_provider.local.controller import ControllerSettings, RayJobSettings
+from kuberay_provider.local.plane import LocalControlPlane
+from tests.support.airflow_fakes import FakeTaskInstance
+from tests.support.airflow_runs import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
@@ -45,8 +45,9 @@ def faulty_plane(crds_dir: Path, ray_dashboard_url: str) -> Iterator[LocalContro
     backend = LocalRayBackend(dashboard_url=ray_dashboard_url)
     try:
         settings = ControllerSettings(rayjob=RayJobSettings(requeue_seconds=REQUEUE_SECONDS))
-        with LocalControlPlane(crds_dir=crds_dir, backend=backend, faults=FaultPlan(rate=0.1, seed=2026),
-                               controller_settings=settings) as plane:
+        with LocalControlPlane(
+            crds_dir=crds_dir, backend=backend, faults=FaultPlan(rate=0.1, seed=2026), controller_settings=settings
+        ) as plane:
             kuberay_connection_env(Path(plane.kubeconfig_path), conn_id="kuberay_faulty")
             yield plane
     finally:
@@ -63,12 +64,16 @@ def run_one(index: int) -> tuple[int, str]:
 
     code = 1 if index in FAILING else 0
     operator = RayJobOperator(
-        task_id=f"job{index}", kuberay_conn_id="kuberay_faulty", shutdown_after_job_finishes=True,
+        task_id=f"job{index}",
+        kuberay_conn_id="kuberay_faulty",
+        shutdown_after_job_finishes=True,
         ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
         entrypoint=f"python -c \"import sys; print('FAULTS-MARKER {index}', flush=True); sys.exit({code})\"",
     )
     try:
-        outcome = operator.execute({"ti": FakeTaskInstance(dag_id="kuberay_e2e_faults", task_id=f"job{index}", run_id="faults")})
+        outcome = operator.execute(
+            {"ti": FakeTaskInstance(dag_id="kuberay_e2e_faults", task_id=f"job{index}", run_id="faults")}
+        )
         return index, outcome["job_status"]
     except AirflowException as exc:
         return index, "FAILED" if "reason=AppFailed" in str(exc) else f"error: {exc}"
@@ -99,12 +104,23 @@ def test_twelve_rayjobs_end_in_their_true_state_under_ten_percent_api_faults(
             index = int(rayjob["metadata"]["labels"]["kuberay-provider.io/task"].removeprefix("job"))
             assert rayjob["status"]["jobStatus"] == expected[index], rayjob["status"]
         names = {rayjob["metadata"]["name"] for rayjob in rayjobs}
-        ray_jobs = [job for job in JobSubmissionClient(ray_dashboard_url).list_jobs()
-                    if any((job.submission_id or "").startswith(f"{name}-") for name in names)]
+        ray_jobs = [
+            job
+            for job in JobSubmissionClient(ray_dashboard_url).list_jobs()
+            if any((job.submission_id or "").startswith(f"{name}-") for name in names)
+        ]
         assert len(ray_jobs) == JOBS  # each RayJob's Ray job ran once
-        wait_until(lambda: not [c for c in kube.list(RAYCLUSTER, "default")
-                                if any(c["metadata"]["name"].startswith(f"{name}-") for name in names)],
-                   120, "every RayJob's cluster to be deleted (shutdownAfterJobFinishes)")
+        wait_until(
+            lambda: (
+                not [
+                    c
+                    for c in kube.list(RAYCLUSTER, "default")
+                    if any(c["metadata"]["name"].startswith(f"{name}-") for name in names)
+                ]
+            ),
+            120,
+            "every RayJob's cluster to be deleted (shutdownAfterJobFinishes)",
+        )
     print(f"{JOBS} RayJobs under faults {injected} in {time.monotonic() - started:.0f} s")
 
 
@@ -131,7 +147,9 @@ def test_prefect_rayjobs_end_in_their_true_state_under_ten_percent_api_faults(
         code = 1 if index in PREFECT_FAILING else 0
         block = RayJob(
             entrypoint=f"python -c \"import sys; print('PREFECT-FAULTS {index}', flush=True); sys.exit({code})\"",
-            ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"), credentials=credentials, timeout=300,
+            ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+            credentials=credentials,
+            timeout=300,
             spec_params={"shutdown_after_job_finishes": True},
         )
         state = run_rayjob(block, return_state=True)

@@ -8,8 +8,8 @@ would blur it. That a review answers what the same request gets is shown in test
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -72,8 +72,9 @@ def test_the_list_shows_the_manifest_s_rules(restricted: Kubectl) -> None:
     assert "[get create update]" in rows["services/proxy"], listed
 
 
-def test_the_admin_kubeconfig_asks_for_the_service_account_with_as(kubectl: Kubectl,
-                                                                   least_privilege_kubeconfig: Path) -> None:
+def test_the_admin_kubeconfig_asks_for_the_service_account_with_as(
+    kubectl: Kubectl, least_privilege_kubeconfig: Path
+) -> None:
     assert can_i(kubectl, "delete", "nodes") == ("yes", 0)  # the plane's own token is a cluster admin
     as_account = f"--as={SERVICE_ACCOUNT}"
     assert can_i(kubectl, as_account, "create", "rayjobs.ray.io", "-n", NS) == ("yes", 0)

@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -30,19 +30,26 @@ def local(tmp_path: Path, local_home: Path) -> LocalCommand:
     env = {**os.environ, "KUBERAY_PROVIDER_LOCAL_HOME": str(local_home), "HOME": str(tmp_path)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kuberay_provider.cli", "local", *args], env=env,
-                              capture_output=True, text=True, timeout=150, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "kuberay_provider.cli", "local", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
 
     return run
 
 
 def dashboard_answers(url: str) -> bool:
-    with urllib.request.urlopen(f"{url}/api/version", timeout=5) as response:  # noqa: S310 - the session's Ray
+    with urllib.request.urlopen(f"{url}/api/version", timeout=5) as response:
         return response.status == 200
 
 
-def test_detached_plane_runs_a_rayjob_on_the_given_ray(local: LocalCommand, local_home: Path, tmp_path: Path,
-                                                      crds_dir: Path, samples_dir: Path, ray_dashboard_url: str) -> None:
+def test_detached_plane_runs_a_rayjob_on_the_given_ray(
+    local: LocalCommand, local_home: Path, tmp_path: Path, crds_dir: Path, samples_dir: Path, ray_dashboard_url: str
+) -> None:
     started = local("up", "--detach", "--port", "0", "--crds", str(crds_dir), "--dashboard-url", ray_dashboard_url)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -54,8 +61,12 @@ def test_detached_plane_runs_a_rayjob_on_the_given_ray(local: LocalCommand, loca
         kubectl = Kubectl.for_kubeconfig(local_home / "kubeconfig", tmp_path)
         assert "No resources found" in kubectl.run("get", "rayjobs").stderr
         kubectl.ok("apply", "-f", str(samples_dir / "ray-job.deletion-rules.yaml"))
-        kubectl.wait("jsonpath={.status.jobDeploymentStatus}=Complete", "rayjob/rayjob-deletion-rules",
-                     namespace="default", timeout=120)
+        kubectl.wait(
+            "jsonpath={.status.jobDeploymentStatus}=Complete",
+            "rayjob/rayjob-deletion-rules",
+            namespace="default",
+            timeout=120,
+        )
         listed = kubectl.ok("get", "rayjobs")
         assert "rayjob-deletion-rules" in listed and "SUCCEEDED" in listed
     finally:

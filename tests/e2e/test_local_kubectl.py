@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -96,7 +96,9 @@ def test_client_side_apply_of_a_large_crd_hits_the_annotation_limit(kube: Kubect
 
 def test_kubectl_create_installs_a_crd_and_serves_it(kube: Kubectl) -> None:
     kube.ok("create", "-f", "-", stdin=WIDGET_CRD)
-    kube.ok("apply", "-f", "-", stdin="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 2}\n")
+    kube.ok(
+        "apply", "-f", "-", stdin="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 2}\n"
+    )
     assert "w1" in kube.ok("get", "widgets")
     kube.ok("delete", "crd", "widgets.example.com")
     assert kube.run("get", "widgets").returncode != 0
@@ -124,12 +126,16 @@ def test_sample_rayjob_with_its_configmap(kube: Kubectl, crds_installed: None) -
     kube.ok("delete", "-f", sample)
 
 
-@pytest.mark.parametrize(("replicas", "expected"), [
-    ('"three"', "spec.workerGroupSpecs[0].replicas"),
-    ("1\n    bogus: true", 'unknown field "spec.workerGroupSpecs[0].bogus"'),
-])
-def test_invalid_manifests_are_refused_naming_the_field(kube: Kubectl, crds_installed: None,
-                                                        replicas: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("replicas", "expected"),
+    [
+        ('"three"', "spec.workerGroupSpecs[0].replicas"),
+        ("1\n    bogus: true", 'unknown field "spec.workerGroupSpecs[0].bogus"'),
+    ],
+)
+def test_invalid_manifests_are_refused_naming_the_field(
+    kube: Kubectl, crds_installed: None, replicas: str, expected: str
+) -> None:
     for command in (["apply", "-f", "-"], ["apply", "--server-side", "-f", "-"], ["create", "-f", "-"]):
         result = kube.run(*command, stdin=INVALID_CLUSTER.replace("REPLICAS", replicas))
         assert result.returncode != 0 and expected in result.stderr, (command, result.stderr)
@@ -142,8 +148,15 @@ def _cluster(kube: Kubectl, name: str) -> None:
 
 
 def _patch_state(kube: Kubectl, name: str, state: str) -> None:
-    kube.ok("patch", "raycluster", name, "--subresource=status", "--type=merge",
-            "-p", f'{{"status": {{"state": "{state}"}}}}')
+    kube.ok(
+        "patch",
+        "raycluster",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        f'{{"status": {{"state": "{state}"}}}}',
+    )
 
 
 def test_wait_for_a_jsonpath_on_a_patched_status(kube: Kubectl, crds_installed: None) -> None:
@@ -173,7 +186,9 @@ def test_kubectl_create_generators_post_protobuf_and_are_understood(kube: Kubect
     # client-go's typed clients send these as application/vnd.kubernetes.protobuf.
     kube.ok("create", "namespace", "generated")
     kube.ok("create", "configmap", "settings", "-n", "generated", "--from-literal=mode=fast")
-    kube.ok("create", "secret", "generic", "token", "-n", "generated", "--from-literal=key=s3cr3t", "--type=example/kind")
+    kube.ok(
+        "create", "secret", "generic", "token", "-n", "generated", "--from-literal=key=s3cr3t", "--type=example/kind"
+    )
     assert kube.ok("get", "namespace", "generated", "-o", "jsonpath={.status.phase}") == "Active"
     assert kube.ok("get", "configmap", "settings", "-n", "generated", "-o", "jsonpath={.data.mode}") == "fast"
     secret = yaml.safe_load(kube.ok("get", "secret", "token", "-n", "generated", "-o", "yaml"))
@@ -187,8 +202,13 @@ def test_the_rbac_manifest_applies_with_a_server_dry_run_then_for_real(kube: Kub
     kube.create_namespace("ray-jobs")
     dry = kube.ok("apply", "--dry-run=server", "-f", rbac)
     kinds = {line.split("/", 1)[0] for line in dry.splitlines() if line.strip()}
-    assert kinds == {"serviceaccount", "role.rbac.authorization.k8s.io", "rolebinding.rbac.authorization.k8s.io",
-                     "clusterrole.rbac.authorization.k8s.io", "clusterrolebinding.rbac.authorization.k8s.io"}, dry
+    assert kinds == {
+        "serviceaccount",
+        "role.rbac.authorization.k8s.io",
+        "rolebinding.rbac.authorization.k8s.io",
+        "clusterrole.rbac.authorization.k8s.io",
+        "clusterrolebinding.rbac.authorization.k8s.io",
+    }, dry
     assert all(line.endswith("(server dry run)") for line in dry.splitlines() if line.strip()), dry
     assert "No resources found" in kube.run("get", "roles,rolebindings,serviceaccounts", "-n", "ray-jobs").stderr
     kube.ok("apply", "-f", rbac)

@@ -13,10 +13,11 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -29,8 +30,14 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 COMPLETE = "jsonpath={.status.jobDeploymentStatus}=Complete"
 JOB_TIMEOUT_SECONDS = 180.0
-SAMPLES = ("ray-job.sample", "ray-job.shutdown", "ray-job.resources", "ray-job.deletion-rules",
-           "ray-job.use-existing-raycluster", "ray-job.interactive-mode")
+SAMPLES = (
+    "ray-job.sample",
+    "ray-job.shutdown",
+    "ray-job.resources",
+    "ray-job.deletion-rules",
+    "ray-job.use-existing-raycluster",
+    "ray-job.interactive-mode",
+)
 # What KubeRay names the cluster ray-job.use-existing-raycluster selects; ray-cluster.sample is named
 # raycluster-kuberay, so the sample pair does not meet as shipped.
 SELECTED_CLUSTER = "ray-cluster-kuberay"
@@ -104,7 +111,7 @@ class Observation:
         def run() -> None:
             try:
                 check()
-            except BaseException as exc:  # noqa: BLE001 - handed to the test that collects the observation
+            except BaseException as exc:
                 errors.append(exc)
 
         observation = cls(threading.Thread(target=run, daemon=True), errors)
@@ -138,11 +145,22 @@ def launched(kubectl: Kubectl, samples_dir: Path, request: pytest.FixtureRequest
     """Apply every sample (ray-cluster.sample before use-existing-raycluster), with a watch started first
     on the sample's namespace so that it sees every transition, and (when its test is to run) the
     deletion-rules sample's stages observed from the moment it is applied."""
-    runs = {name: Launched(name, kubectl.create_namespace(unique_namespace(name.removeprefix("ray-job."))),
-                           rayjob_document(samples_dir / f"{name}.yaml")) for name in SAMPLES}
+    runs = {
+        name: Launched(
+            name,
+            kubectl.create_namespace(unique_namespace(name.removeprefix("ray-job."))),
+            rayjob_document(samples_dir / f"{name}.yaml"),
+        )
+        for name in SAMPLES
+    }
     watch = WatchRecorder(kubectl.popen("get", "rayjobs", "-w", "-n", runs["ray-job.sample"].namespace)).start()
-    kubectl.ok("apply", "-n", runs["ray-job.use-existing-raycluster"].namespace, "-f",
-               str(samples_dir / "ray-cluster.sample.yaml"))
+    kubectl.ok(
+        "apply",
+        "-n",
+        runs["ray-job.use-existing-raycluster"].namespace,
+        "-f",
+        str(samples_dir / "ray-cluster.sample.yaml"),
+    )
     for run in runs.values():
         kubectl.ok("apply", "-n", run.namespace, "-f", str(samples_dir / f"{run.sample}.yaml"))
     deletion_rules = None
@@ -178,18 +196,25 @@ def elapsed_seconds(start: str, end: str) -> float:
 
 
 def seconds_since(stamp: str) -> float:
-    return (datetime.now(timezone.utc) - parse_time(stamp)).total_seconds()
+    return (datetime.now(UTC) - parse_time(stamp)).total_seconds()
 
 
 # --- the samples (the deletion rules' stages are watched as they happen, from the launch on) --------
+
 
 def check_deletion_rules(kubectl: Kubectl, run: Launched) -> None:
     """The deletion-rules sample: Complete, then its three stages, each in its turn and no sooner than its ttl."""
     status = wait_complete(kubectl, run)
     assert status["jobStatus"] == "SUCCEEDED", status
     cluster = status["rayClusterName"]
-    rules = sorted((rule for rule in run.document["spec"]["deletionStrategy"]["deletionRules"]
-                    if rule["condition"].get("jobStatus") == "SUCCEEDED"), key=lambda rule: rule["condition"]["ttlSeconds"])
+    rules = sorted(
+        (
+            rule
+            for rule in run.document["spec"]["deletionStrategy"]["deletionRules"]
+            if rule["condition"].get("jobStatus") == "SUCCEEDED"
+        ),
+        key=lambda rule: rule["condition"]["ttlSeconds"],
+    )
     assert [rule["policy"] for rule in rules] == ["DeleteWorkers", "DeleteCluster", "DeleteSelf"]
     for rule in rules:
         ttl = rule["condition"]["ttlSeconds"]
@@ -200,11 +225,19 @@ def assert_stage(kubectl: Kubectl, run: Launched, cluster: str, policy: str, ttl
     """Wait for the stage's effect, check it came no sooner than its ttl, and that the next stage waits."""
     budget = max(ttl - seconds_since(end_time), 0) + 30
     if policy == "DeleteWorkers":
-        kubectl.wait("delete", "pod", "-l", f"ray.io/cluster={cluster},ray.io/node-type=worker",
-                     namespace=run.namespace, timeout=budget)
+        kubectl.wait(
+            "delete",
+            "pod",
+            "-l",
+            f"ray.io/cluster={cluster},ray.io/node-type=worker",
+            namespace=run.namespace,
+            timeout=budget,
+        )
         groups = kubectl.json("get", "raycluster", cluster, "-n", run.namespace)["spec"]["workerGroupSpecs"]
         assert all(group.get("suspend") is True for group in groups)
-        assert kubectl.json("get", "pods", "-n", run.namespace, "-l", f"ray.io/cluster={cluster},ray.io/node-type=head")["items"]
+        assert kubectl.json(
+            "get", "pods", "-n", run.namespace, "-l", f"ray.io/cluster={cluster},ray.io/node-type=head"
+        )["items"]
     elif policy == "DeleteCluster":
         kubectl.wait("delete", f"raycluster/{cluster}", namespace=run.namespace, timeout=budget)
         assert exists(kubectl, "rayjob", run.rayjob, run.namespace)
@@ -219,8 +252,9 @@ def test_sample_succeeds_and_keeps_its_cluster(kubectl: Kubectl, launched: Launc
     assert status["jobStatus"] == "SUCCEEDED", status
     # Its script asserts requests == 2.26.0: the pip list was installed by Ray (nothing here satisfies it).
     notices = events(kubectl, run.namespace, "LocalRuntimeEnvPackages")
-    assert any(notice["type"] == "Normal" and "requests==2.26.0, pendulum==2.1.2" in notice["message"]
-               for notice in notices), notices
+    assert any(
+        notice["type"] == "Normal" and "requests==2.26.0, pendulum==2.1.2" in notice["message"] for notice in notices
+    ), notices
     # No shutdownAfterJobFinishes, no deletion rules: KubeRay leaves the cluster up.
     assert exists(kubectl, "raycluster", status["rayClusterName"], run.namespace)
 
@@ -229,7 +263,9 @@ def test_get_watch_shows_the_transitions_live(launched: Launch) -> None:
     lines = launched.watch.read_until("Complete", JOB_TIMEOUT_SECONDS)
     header = lines[0].split()
     assert header[0] == "NAME" and "DEPLOYMENT" in header
-    states = [state for line in lines[1:] for state in ("Initializing", "Running", "Complete") if f" {state} " in f" {line} "]
+    states = [
+        state for line in lines[1:] for state in ("Initializing", "Running", "Complete") if f" {state} " in f" {line} "
+    ]
     first_seen = list(dict.fromkeys(states))
     assert first_seen == ["Initializing", "Running", "Complete"], "\n".join(lines)
 
@@ -256,15 +292,18 @@ def test_resources_sample_gets_the_resources_it_declares(kubectl: Kubectl, launc
     assert exists(kubectl, "raycluster", status["rayClusterName"], run.namespace)
 
 
-def test_use_existing_raycluster_runs_on_the_selected_cluster(kubectl: Kubectl, launched: Launch,
-                                                               samples_dir: Path) -> None:
+def test_use_existing_raycluster_runs_on_the_selected_cluster(
+    kubectl: Kubectl, launched: Launch, samples_dir: Path
+) -> None:
     run = launched["ray-job.use-existing-raycluster"]
     kubectl.wait("jsonpath={.status.state}=ready", "raycluster/raycluster-kuberay", namespace=run.namespace, timeout=60)
     # As in KubeRay: the selected cluster does not exist, so the RayJob waits in Initializing and says why.
     kubectl.wait("jsonpath={.status.jobDeploymentStatus}=Initializing", run.target, namespace=run.namespace, timeout=30)
     wait_for_event(kubectl, run.namespace, "RayClusterNotFound", SELECTED_CLUSTER)
     # Create the cluster it selects: ray-cluster.sample under that name (kubectl renders, the test renames).
-    cluster = kubectl.json("create", "--dry-run=client", "-n", run.namespace, "-f", str(samples_dir / "ray-cluster.sample.yaml"))
+    cluster = kubectl.json(
+        "create", "--dry-run=client", "-n", run.namespace, "-f", str(samples_dir / "ray-cluster.sample.yaml")
+    )
     cluster["metadata"]["name"] = SELECTED_CLUSTER
     kubectl.ok("apply", "-n", run.namespace, "-f", "-", stdin=json.dumps(cluster))
     status = wait_complete(kubectl, run)
@@ -282,20 +321,26 @@ def wait_for_event(kubectl: Kubectl, namespace: str, reason: str, text: str, tim
 
 
 def test_interactive_mode_tracks_a_job_submitted_through_the_service_proxy(
-        kubectl: Kubectl, launched: Launch, local_plane: LocalControlPlane) -> None:
+    kubectl: Kubectl, launched: Launch, local_plane: LocalControlPlane
+) -> None:
     from ray.job_submission import JobSubmissionClient
 
     run = launched["ray-job.interactive-mode"]
     kubectl.wait("jsonpath={.status.jobDeploymentStatus}=Waiting", run.target, namespace=run.namespace, timeout=90)
     cluster = kubectl.json("get", run.target, "-n", run.namespace)["status"]["rayClusterName"]
     proxy = f"{local_plane.url}/api/v1/namespaces/{run.namespace}/services/{cluster}-head-svc:dashboard/proxy"
-    jobs = JobSubmissionClient(address=proxy, headers={"Authorization": f"Bearer {local_plane.token}"},
-                               verify=str(local_plane.ca_path))
+    jobs = JobSubmissionClient(
+        address=proxy, headers={"Authorization": f"Bearer {local_plane.token}"}, verify=str(local_plane.ca_path)
+    )
     submission_id = f"interactive-{run.namespace}"
-    jobs.submit_job(entrypoint="python -c \"import ray; ray.init(); print('interactive', ray.get(ray.put(42)))\"",
-                    submission_id=submission_id)
+    jobs.submit_job(
+        entrypoint="python -c \"import ray; ray.init(); print('interactive', ray.get(ray.put(42)))\"",
+        submission_id=submission_id,
+    )
     assert kubectl.json("get", run.target, "-n", run.namespace)["status"]["jobDeploymentStatus"] == "Waiting"
-    kubectl.ok("patch", run.target, "-n", run.namespace, "--type=merge", "-p", json.dumps({"spec": {"jobId": submission_id}}))
+    kubectl.ok(
+        "patch", run.target, "-n", run.namespace, "--type=merge", "-p", json.dumps({"spec": {"jobId": submission_id}})
+    )
     status = wait_complete(kubectl, run)
     assert (status["jobStatus"], status["jobId"]) == ("SUCCEEDED", submission_id), status
     assert "interactive 42" in jobs.get_job_logs(submission_id)
@@ -307,19 +352,27 @@ def test_deletion_rules_sample_cleans_up_in_stages(launched: Launch) -> None:
     launched.deletion_rules.result(timeout=280)
 
 
-LEGACY_AND_RULES = {"onSuccess": {"policy": "DeleteCluster"}, "onFailure": {"policy": "DeleteCluster"},
-                    "deletionRules": [{"condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 0}, "policy": "DeleteSelf"}]}
+LEGACY_AND_RULES = {
+    "onSuccess": {"policy": "DeleteCluster"},
+    "onFailure": {"policy": "DeleteCluster"},
+    "deletionRules": [{"condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 0}, "policy": "DeleteSelf"}],
+}
 
 
-@pytest.mark.parametrize(("spec_change", "status", "expected"), [
-    ({"shutdownAfterJobFinishes": "yes"}, "422 Unprocessable Entity", "spec.shutdownAfterJobFinishes"),
-    ({"entrypointNumCpus": "two"}, "422 Unprocessable Entity", "spec.entrypointNumCpus"),
-    ({"deletionStrategy": LEGACY_AND_RULES}, "422 Unprocessable Entity", "spec.deletionStrategy"),  # a CEL rule
-    # Strict field validation is a decoding error: a real API server answers 400 there, not 422.
-    ({"bogusField": 1}, "400 Bad Request", 'unknown field "spec.bogusField"'),
-], ids=["type", "number", "cel-rule", "unknown-field"])
+@pytest.mark.parametrize(
+    ("spec_change", "status", "expected"),
+    [
+        ({"shutdownAfterJobFinishes": "yes"}, "422 Unprocessable Entity", "spec.shutdownAfterJobFinishes"),
+        ({"entrypointNumCpus": "two"}, "422 Unprocessable Entity", "spec.entrypointNumCpus"),
+        ({"deletionStrategy": LEGACY_AND_RULES}, "422 Unprocessable Entity", "spec.deletionStrategy"),  # a CEL rule
+        # Strict field validation is a decoding error: a real API server answers 400 there, not 422.
+        ({"bogusField": 1}, "400 Bad Request", 'unknown field "spec.bogusField"'),
+    ],
+    ids=["type", "number", "cel-rule", "unknown-field"],
+)
 def test_a_manifest_the_schema_refuses_is_refused_naming_the_field(
-        kubectl: Kubectl, samples_dir: Path, namespace: str, spec_change: dict[str, Any], status: str, expected: str) -> None:
+    kubectl: Kubectl, samples_dir: Path, namespace: str, spec_change: dict[str, Any], status: str, expected: str
+) -> None:
     document = rayjob_document(samples_dir / "ray-job.sample.yaml")
     document["spec"].update(spec_change)
     # -v=6 makes kubectl log each request with its HTTP status.

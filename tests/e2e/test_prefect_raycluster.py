@@ -32,7 +32,10 @@ def test_the_docs_flow_runs_jobs_on_its_own_cluster_and_deletes_it_though_a_job_
     flows = run_snippet(snippet, {"credentials": credentials}, "docs/prefect.md RayCluster snippet")
     started = time.time()
     state = flows["train_on_own_cluster"](
-        ["python -c \"print('PREFECT-CLUSTER-FIRST')\"", "python -c \"raise SystemExit('PREFECT-CLUSTER-SECOND fails')\""],
+        [
+            "python -c \"print('PREFECT-CLUSTER-FIRST')\"",
+            "python -c \"raise SystemExit('PREFECT-CLUSTER-SECOND fails')\"",
+        ],
         return_state=True,
     )
     assert state.is_failed()
@@ -41,10 +44,16 @@ def test_the_docs_flow_runs_jobs_on_its_own_cluster_and_deletes_it_though_a_job_
 
     def created_by_this_run(rayjob: dict[str, Any]) -> bool:
         stamp = rayjob["metadata"]["creationTimestamp"]
-        return "clusterSelector" in rayjob["spec"] and calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) >= int(started)
+        return "clusterSelector" in rayjob["spec"] and calendar.timegm(
+            time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+        ) >= int(started)
 
-    jobs = sorted((rayjob for rayjob in kube.list(RAYJOB, "default") if created_by_this_run(rayjob)),
-                  key=lambda rayjob: rayjob["metadata"]["creationTimestamp"])
+    jobs = sorted(
+        (rayjob for rayjob in kube.list(RAYJOB, "default") if created_by_this_run(rayjob)),
+        key=lambda rayjob: rayjob["metadata"]["creationTimestamp"],
+    )
     assert [rayjob["status"]["jobStatus"] for rayjob in jobs] == ["SUCCEEDED", "FAILED"]
-    [cluster] = {rayjob["spec"]["clusterSelector"]["ray.io/cluster"] for rayjob in jobs}  # both on the run's one cluster
+    [cluster] = {
+        rayjob["spec"]["clusterSelector"]["ray.io/cluster"] for rayjob in jobs
+    }  # both on the run's one cluster
     assert cluster.startswith("train-on-own-cluster-") and kube.find(RAYCLUSTER, "default", cluster) is None

@@ -57,7 +57,9 @@ def artifacts_of(flow_run_id: UUID) -> list[Any]:
 
     async def read() -> list[Any]:
         async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
 
     return asyncio.run(read())
 
@@ -67,9 +69,12 @@ def test_success_streams_the_ray_log_into_the_flow_run_log(prefect_api: None, cr
     from kuberay_provider.prefect import RayJob, run_rayjob
 
     block = RayJob(
-        entrypoint=printing("PREFECT-E2E-MARKER answer 42"), runtime_env={"env_vars": {"GREETING": "hello"}},
-        ray_cluster_spec=cluster_spec(), spec_params={"shutdown_after_job_finishes": True, "ttl_seconds_after_finished": 60},
-        credentials=credentials, timeout=300,
+        entrypoint=printing("PREFECT-E2E-MARKER answer 42"),
+        runtime_env={"env_vars": {"GREETING": "hello"}},
+        ray_cluster_spec=cluster_spec(),
+        spec_params={"shutdown_after_job_finishes": True, "ttl_seconds_after_finished": 60},
+        credentials=credentials,
+        timeout=300,
     )
     state = run_rayjob(block, return_state=True)
     outcome = state.result()
@@ -80,7 +85,9 @@ def test_success_streams_the_ray_log_into_the_flow_run_log(prefect_api: None, cr
     assert rayjob is not None and rayjob["spec"]["runtimeEnvYAML"].strip() == "env_vars:\n  GREETING: hello"
     assert rayjob["metadata"]["labels"]  # the run's identity labels
     published = [str(artifact.data) for artifact in artifacts_of(flow_run_id)]
-    assert any(f"[Ray dashboard]({outcome['dashboard_url']})" in data for data in published), published  # a link artifact
+    assert any(f"[Ray dashboard]({outcome['dashboard_url']})" in data for data in published), (
+        published
+    )  # a link artifact
     assert any("succeeded" in data and outcome["job_id"] in data for data in published), published  # the summary
 
 
@@ -90,7 +97,10 @@ def test_application_failure_fails_the_flow_with_reason_and_log_tail(prefect_api
 
     block = RayJob(
         entrypoint="python -c \"import sys; print('PREFECT-E2E about to fail', flush=True); sys.exit(3)\"",
-        ray_cluster_spec=cluster_spec(), credentials=credentials, timeout=300, delete_on_failure=True,
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+        timeout=300,
+        delete_on_failure=True,
     )
     with pytest.raises(RayJobFailed) as failed:
         run_rayjob(block)
@@ -103,8 +113,13 @@ def test_sdk_submission_in_interactive_mode(prefect_api: None, credentials: Any,
     from kuberay_provider.core.resources import RAYJOB
     from kuberay_provider.prefect import RayJob, run_rayjob
 
-    block = RayJob(entrypoint=printing("PREFECT-SDK-MARKER"), ray_cluster_spec=cluster_spec(), submit_via="sdk",
-                   credentials=credentials, timeout=300)
+    block = RayJob(
+        entrypoint=printing("PREFECT-SDK-MARKER"),
+        ray_cluster_spec=cluster_spec(),
+        submit_via="sdk",
+        credentials=credentials,
+        timeout=300,
+    )
     state = run_rayjob(block, return_state=True)
     outcome = state.result()
     assert "[ray] PREFECT-SDK-MARKER" in flow_run_log(state.state_details.flow_run_id)
@@ -118,13 +133,20 @@ def existing_cluster(kube: Any) -> str:
 
 
 @pytest.mark.parametrize("submit_via", ["kuberay", "sdk"])
-def test_existing_cluster(prefect_api: None, credentials: Any, kube: Any, existing_cluster: str, submit_via: str) -> None:
+def test_existing_cluster(
+    prefect_api: None, credentials: Any, kube: Any, existing_cluster: str, submit_via: str
+) -> None:
     from kuberay_provider.core.resources import RAYJOB
     from kuberay_provider.prefect import RayJob, run_rayjob
 
     marker = f"PREFECT-EXISTING-{submit_via.upper()}-MARKER"
-    block = RayJob(entrypoint=printing(marker), cluster_selector=existing_cluster, submit_via=submit_via,
-                   credentials=credentials, timeout=300)
+    block = RayJob(
+        entrypoint=printing(marker),
+        cluster_selector=existing_cluster,
+        submit_via=submit_via,
+        credentials=credentials,
+        timeout=300,
+    )
     state = run_rayjob(block, return_state=True)
     outcome = state.result()
     assert outcome["cluster_name"] == existing_cluster and outcome["job_status"] == "SUCCEEDED"
@@ -170,7 +192,9 @@ def test_batch_inference_flow_writes_the_days_partition(prefect_api: None, crede
 
     from tests.conftest import PROJECT_ROOT
 
-    spec = importlib.util.spec_from_file_location("prefect_batch_inference", PROJECT_ROOT / "dags" / "prefect_batch_inference.py")
+    spec = importlib.util.spec_from_file_location(
+        "prefect_batch_inference", PROJECT_ROOT / "dags" / "prefect_batch_inference.py"
+    )
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     outcome = example.batch_inference("2026-01-15", str(tmp_path), credentials)
@@ -190,7 +214,9 @@ def gone_or_going(kube: Any, namespace: str, name: str) -> bool:
     return rayjob is None or bool(rayjob["metadata"].get("deletionTimestamp"))
 
 
-async def cancel_once_running(flow_run: Any, created: dict[str, str], kube: Any, ray_dashboard_url: str) -> tuple[str, BaseException | None]:
+async def cancel_once_running(
+    flow_run: Any, created: dict[str, str], kube: Any, ray_dashboard_url: str
+) -> tuple[str, BaseException | None]:
     """Run ``flow_run`` (a coroutine) as an asyncio task, wait until the RayJob it creates runs its Ray job,
     then cancel the task as a user cancelling an async flow does. Returns the Ray job id and how it ended."""
     import time
@@ -203,12 +229,14 @@ async def cancel_once_running(flow_run: Any, created: dict[str, str], kube: Any,
     while not created and not running.done() and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
     assert created, f"no RayJob was created: {running}"
-    state = await asyncio.to_thread(RayJobLifecycle(kube).wait, created["namespace"], created["name"], until=is_started, timeout=180)
+    state = await asyncio.to_thread(
+        RayJobLifecycle(kube).wait, created["namespace"], created["name"], until=is_started, timeout=180
+    )
     await asyncio.to_thread(ray_job_status_becomes, ray_dashboard_url, state.job_id, {"RUNNING"}, 60)
     running.cancel()
     try:
         await running
-    except BaseException as exc:  # noqa: BLE001 - the test inspects how the cancelled flow ended
+    except BaseException as exc:
         return state.job_id, exc
     return state.job_id, None
 
@@ -218,7 +246,6 @@ def test_cancelling_the_wait_deletes_the_rayjob_and_stops_the_ray_job(
 ) -> None:
     """An async flow awaiting wait_for_rayjob is cancelled: the task deletes its RayJob before re-raising."""
     from prefect import flow
-
     from prefect.context import FlowRunContext
 
     from kuberay_provider.prefect import RayJob, create_rayjob, wait_for_rayjob
@@ -237,7 +264,9 @@ def test_cancelling_the_wait_deletes_the_rayjob_and_stops_the_ray_job(
     assert isinstance(ended, asyncio.CancelledError), ended
     assert gone_or_going(kube, created["namespace"], created["name"])
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
-    assert f"Deleted RayJob {created['namespace']}/{created['name']}: the task was cancelled" in flow_run_log(flow_run_ids[0])
+    assert f"Deleted RayJob {created['namespace']}/{created['name']}: the task was cancelled" in flow_run_log(
+        flow_run_ids[0]
+    )
 
 
 def test_a_crashed_flow_run_deletes_its_rayjobs_through_the_hook(
@@ -246,7 +275,6 @@ def test_a_crashed_flow_run_deletes_its_rayjobs_through_the_hook(
     """A flow run cancelled outside any task (here: while it sleeps) ends Crashed in process; its
     on_crashed hook deletes every RayJob the run created, found by the run's labels."""
     from prefect import flow
-
     from prefect.client.schemas.objects import FlowRun
     from prefect.context import FlowRunContext
 
@@ -273,7 +301,11 @@ def test_a_crashed_flow_run_deletes_its_rayjobs_through_the_hook(
     assert "deleted its RayJobs " + created["name"] in flow_run_log(stored.id)
     # A runner's hook (the run's process already stopped) rebuilds the block from the stored parameters.
     rebuilt = _block_of(stored, "rayjob")
-    assert rebuilt is not None and rebuilt.entrypoint == SLEEPING and rebuilt.credentials.cluster_config.config == credentials.cluster_config.config
+    assert (
+        rebuilt is not None
+        and rebuilt.entrypoint == SLEEPING
+        and rebuilt.credentials.cluster_config.config == credentials.cluster_config.config
+    )
     # ... a saved block's name, or the reference a deployment stores, even from async code (the hook is sync).
     document_id = block.save("prefect-e2e-cancel-hook", overwrite=True)
 

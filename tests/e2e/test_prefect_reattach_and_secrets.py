@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import traceback
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -73,9 +74,12 @@ def test_a_retried_flow_run_re_attaches_to_the_rayjob_its_timed_out_attempt_left
     from kuberay_provider.prefect import RayJob, create_rayjob, wait_for_rayjob
 
     marker = f"PREFECT-FLOW-RETRY-{uuid.uuid4().hex[:8]}"
-    block = RayJob(entrypoint=f"python -c \"import time; print('{marker} started', flush=True); time.sleep(25); "
-                              f"print('{marker} done', flush=True)\"",
-                   ray_cluster_spec=cluster_spec(), credentials=credentials)
+    block = RayJob(
+        entrypoint=f"python -c \"import time; print('{marker} started', flush=True); time.sleep(25); "
+        f"print('{marker} done', flush=True)\"",
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+    )
     names: list[str] = []
 
     @flow(name="prefect-e2e-flow-retry", retries=1, retry_delay_seconds=0)
@@ -121,8 +125,11 @@ class Runs:
         return result
 
     def exception_texts(self) -> str:
-        return "\n".join(text for error in self.errors
-                         for text in (str(error), repr(error), "".join(traceback.format_exception(error))))
+        return "\n".join(
+            text
+            for error in self.errors
+            for text in (str(error), repr(error), "".join(traceback.format_exception(error)))
+        )
 
     def state_messages(self) -> str:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -137,8 +144,11 @@ class Runs:
     def artifacts(self) -> list[str]:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-        found = read_api(lambda client: client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=self.ids))))
+        found = read_api(
+            lambda client: client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=self.ids))
+            )
+        )
         return [f"{artifact.key} {artifact.description} {artifact.data}" for artifact in found]
 
 
@@ -152,10 +162,20 @@ def test_the_token_and_the_kubeconfig_never_reach_prefect_logs_artifacts_or_exce
     kubeconfig = yaml.safe_load(least_privilege_kubeconfig.read_text())
     token = kubeconfig["users"][0]["user"]["token"]
     ca_data = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
-    succeeding = RayJob(entrypoint="python -c \"print('PREFECT-SECRETS-OK', flush=True)\"", ray_cluster_spec=cluster_spec(),
-                        credentials=credentials, timeout=300, delete_on_success=True)
-    failing = RayJob(entrypoint="python -c \"import sys; print('PREFECT-SECRETS-FAILING', flush=True); sys.exit(4)\"",
-                     ray_cluster_spec=cluster_spec(), credentials=credentials, timeout=300, delete_on_failure=True)
+    succeeding = RayJob(
+        entrypoint="python -c \"print('PREFECT-SECRETS-OK', flush=True)\"",
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+        timeout=300,
+        delete_on_success=True,
+    )
+    failing = RayJob(
+        entrypoint="python -c \"import sys; print('PREFECT-SECRETS-FAILING', flush=True); sys.exit(4)\"",
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+        timeout=300,
+        delete_on_failure=True,
+    )
     refused = succeeding.model_copy(update={"namespace": "kube-system"})  # the ServiceAccount may not write there
     succeeding.save("prefect-e2e-secrets", overwrite=True)
     runs = Runs()
@@ -186,8 +206,11 @@ def test_the_token_and_the_kubeconfig_never_reach_prefect_logs_artifacts_or_exce
     artifacts = runs.artifacts()
     assert any("Ray dashboard" in text for text in artifacts) and any("failed" in text for text in artifacts), artifacts
     written = {
-        "logs": log, "artifacts": "\n".join(artifacts), "exceptions": runs.exception_texts(),
-        "states": runs.state_messages(), "console": printed.out + printed.err,
+        "logs": log,
+        "artifacts": "\n".join(artifacts),
+        "exceptions": runs.exception_texts(),
+        "states": runs.state_messages(),
+        "console": printed.out + printed.err,
     }
     for where, text in written.items():
         assert token not in text, f"the bearer token is in the {where}"

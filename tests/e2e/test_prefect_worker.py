@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.ray
 
 IMAGE = "rayproject/ray:2.60.0"
 POOL = "kuberay-e2e"
-FLOW_CODE = '''
+FLOW_CODE = """
 import time
 
 import ray
@@ -46,7 +47,7 @@ def on_ray(mode: str = "ok") -> int:
         print("WORKER-E2E sleeping", flush=True)
         time.sleep(600)
     return total
-'''
+"""
 CRASHING_COMMAND = "python -c \"import sys; print('WORKER-E2E no Prefect here', flush=True); sys.exit(3)\""
 
 
@@ -73,13 +74,17 @@ def log_with(flow_run_id: UUID, marker: str) -> str:
     return log if marker in log else ""
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float, worker: WorkerProcess, flow_run_id: UUID | None = None) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float, worker: WorkerProcess, flow_run_id: UUID | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := check():
             return value
         time.sleep(1)
-    run = f"flow run {flow_run_id} is {state_of(flow_run_id)}; its log:\n{run_log(flow_run_id)}\n" if flow_run_id else ""
+    run = (
+        f"flow run {flow_run_id} is {state_of(flow_run_id)}; its log:\n{run_log(flow_run_id)}\n" if flow_run_id else ""
+    )
     raise AssertionError(f"no {what} within {timeout} s; {run}the worker's output ends:\n{worker.log()[-4000:]}")
 
 
@@ -107,8 +112,12 @@ def worker_env(prefect_api: None, least_privilege_kubeconfig: Path) -> dict[str,
     (the worker creates RayJobs with exactly docker/kubernetes/rbac.yaml's verbs), polling every 2 s."""
     from prefect.settings import PREFECT_API_URL
 
-    return prefect_env(str(PREFECT_API_URL.value()), least_privilege_kubeconfig, PREFECT_WORKER_QUERY_SECONDS="2",
-                       PREFECT_WORKER_PREFETCH_SECONDS="5")
+    return prefect_env(
+        str(PREFECT_API_URL.value()),
+        least_privilege_kubeconfig,
+        PREFECT_WORKER_QUERY_SECONDS="2",
+        PREFECT_WORKER_PREFETCH_SECONDS="5",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +135,27 @@ def deployment(worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
     code = tmp_path_factory.mktemp("flow-code")
     (code / "worker_flows.py").write_text(FLOW_CODE)
     flow.from_source(source=str(code), entrypoint="worker_flows.py:on_ray").deploy(
-        "e2e", work_pool_name=POOL, image=IMAGE, build=False, push=False, print_next_steps=False)
+        "e2e", work_pool_name=POOL, image=IMAGE, build=False, push=False, print_next_steps=False
+    )
     return "on-ray/e2e"
 
 
 @pytest.fixture(scope="module")
-def worker(worker_env: dict[str, str], deployment: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(worker_env, tmp_path_factory.mktemp("worker") / "worker.log",
-                            "--pool", POOL, "--type", "kuberay", "--limit", "3", "--name", "e2e-worker").start()
+def worker(
+    worker_env: dict[str, str], deployment: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(
+        worker_env,
+        tmp_path_factory.mktemp("worker") / "worker.log",
+        "--pool",
+        POOL,
+        "--type",
+        "kuberay",
+        "--limit",
+        "3",
+        "--name",
+        "e2e-worker",
+    ).start()
     try:
         wait_for("worker start", lambda: "started!" in process.log(), 180, process)
         yield process
@@ -146,18 +168,27 @@ def runs(worker: WorkerProcess, deployment: str) -> dict[str, UUID]:
     """The module's three flow runs, started together so that the worker (limit 3) runs them side by side."""
     from prefect.deployments import run_deployment
 
-    started = {"ok": {"parameters": {"mode": "ok"}}, "sleep": {"parameters": {"mode": "sleep"}},
-               "crash": {"job_variables": {"command": CRASHING_COMMAND}}}
+    started = {
+        "ok": {"parameters": {"mode": "ok"}},
+        "sleep": {"parameters": {"mode": "sleep"}},
+        "crash": {"job_variables": {"command": CRASHING_COMMAND}},
+    }
     return {name: run_deployment(deployment, timeout=0, **options).id for name, options in started.items()}
 
 
-def test_a_flow_run_completes_on_its_rayjob_with_the_ray_log_in_its_log(worker: WorkerProcess, runs: dict[str, UUID],
-                                                                        kube: Any) -> None:
+def test_a_flow_run_completes_on_its_rayjob_with_the_ray_log_in_its_log(
+    worker: WorkerProcess, runs: dict[str, UUID], kube: Any
+) -> None:
     flow_run_id = runs["ok"]
     state = final_state(flow_run_id, worker)
     assert state.is_completed(), (state, run_log(flow_run_id))
-    log = wait_for("the Ray job's log in the flow run's log", lambda: log_with(flow_run_id, "[ray] WORKER-E2E total 14"), 60, worker,
-                   flow_run_id)
+    log = wait_for(
+        "the Ray job's log in the flow run's log",
+        lambda: log_with(flow_run_id, "[ray] WORKER-E2E total 14"),
+        60,
+        worker,
+        flow_run_id,
+    )
     # The total comes from four Ray tasks. Their own prints are not asserted: Ray forwards a worker's output to
     # the driver asynchronously and drops what is still in flight when the driver exits (seen under load).
     assert "\x1b[" not in log  # Ray's colour codes are stripped
@@ -165,17 +196,26 @@ def test_a_flow_run_completes_on_its_rayjob_with_the_ray_log_in_its_log(worker: 
     [rayjob] = rayjobs_of(kube, flow_run_id)
     labels, spec = rayjob["metadata"]["labels"], rayjob["spec"]
     assert labels["kuberay-provider.io/owner"] == "flow-run" and labels["kuberay-provider.io/task"] == "on-ray"
-    assert spec["entrypoint"] == "prefect flow-run execute" and f"PREFECT__FLOW_RUN_ID: {flow_run_id}" in spec["runtimeEnvYAML"]
+    assert (
+        spec["entrypoint"] == "prefect flow-run execute"
+        and f"PREFECT__FLOW_RUN_ID: {flow_run_id}" in spec["runtimeEnvYAML"]
+    )
     assert spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
-    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 60  # the pool's default cleanup
+    assert (
+        spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 60
+    )  # the pool's default cleanup
     assert f"Created RayJob default/{rayjob['metadata']['name']}" in log
 
 
-def test_cancelling_a_running_flow_run_deletes_its_rayjob(worker: WorkerProcess, runs: dict[str, UUID], kube: Any) -> None:
+def test_cancelling_a_running_flow_run_deletes_its_rayjob(
+    worker: WorkerProcess, runs: dict[str, UUID], kube: Any
+) -> None:
     from prefect.states import Cancelling
 
     flow_run_id = runs["sleep"]
-    wait_for("the flow sleeping on Ray", lambda: log_with(flow_run_id, "[ray] WORKER-E2E sleeping"), 240, worker, flow_run_id)
+    wait_for(
+        "the flow sleeping on Ray", lambda: log_with(flow_run_id, "[ray] WORKER-E2E sleeping"), 240, worker, flow_run_id
+    )
     [rayjob] = rayjobs_of(kube, flow_run_id)
     api(lambda client: client.set_flow_run_state(flow_run_id, Cancelling()))  # what the UI's Cancel does
     # ray.init() makes the stopped flow process report a crash; the worker, which saw the cancellation, says Cancelled.
@@ -185,16 +225,24 @@ def test_cancelling_a_running_flow_run_deletes_its_rayjob(worker: WorkerProcess,
     wait_for("the worker's word on the deletion", lambda: log_with(flow_run_id, deleted), 30, worker, flow_run_id)
 
 
-def test_a_rayjob_that_fails_before_the_flow_reports_crashes_the_run(worker: WorkerProcess, runs: dict[str, UUID]) -> None:
+def test_a_rayjob_that_fails_before_the_flow_reports_crashes_the_run(
+    worker: WorkerProcess, runs: dict[str, UUID]
+) -> None:
     flow_run_id = runs["crash"]
     state = final_state(flow_run_id, worker)
     assert state.is_crashed(), state
-    assert "ended before the flow run reported a final state" in state.message and "WORKER-E2E no Prefect here" in state.message
-    wait_for("the Ray job's log", lambda: log_with(flow_run_id, "[ray] WORKER-E2E no Prefect here"), 30, worker, flow_run_id)
+    assert (
+        "ended before the flow run reported a final state" in state.message
+        and "WORKER-E2E no Prefect here" in state.message
+    )
+    wait_for(
+        "the Ray job's log", lambda: log_with(flow_run_id, "[ray] WORKER-E2E no Prefect here"), 30, worker, flow_run_id
+    )
 
 
-def test_submitting_a_flow_run_again_never_creates_a_second_rayjob(prefect_api: None, least_privilege_kubeconfig: Path,
-                                                                  kube: Any) -> None:
+def test_submitting_a_flow_run_again_never_creates_a_second_rayjob(
+    prefect_api: None, least_privilege_kubeconfig: Path, kube: Any
+) -> None:
     """The worker's own steps, in process: a second submission of a flow run whose RayJob still runs
     re-attaches to it; one whose RayJob ended replaces it. Never two RayJobs for one flow run."""
     from prefect.client.schemas.objects import Flow, FlowRun
@@ -206,10 +254,14 @@ def test_submitting_a_flow_run_again_never_creates_a_second_rayjob(prefect_api: 
     from kuberay_provider.prefect.worker_config import KubeRayWorkerJobConfiguration
 
     flow_run = FlowRun(id=uuid4(), flow_id=uuid4(), name="submitted-twice")
-    values = {"image": IMAGE, "command": "python -c \"import time; time.sleep(5)\"",
-              "cluster_config": KubernetesClusterConfig.from_file(least_privilege_kubeconfig).model_dump()}
-    configuration = asyncio.run(KubeRayWorkerJobConfiguration.from_template_and_values(
-        KubeRayWorker.get_default_base_job_template(), values))
+    values = {
+        "image": IMAGE,
+        "command": 'python -c "import time; time.sleep(5)"',
+        "cluster_config": KubernetesClusterConfig.from_file(least_privilege_kubeconfig).model_dump(),
+    }
+    configuration = asyncio.run(
+        KubeRayWorkerJobConfiguration.from_template_and_values(KubeRayWorker.get_default_base_job_template(), values)
+    )
     configuration.prepare_for_flow_run(flow_run, flow=Flow(id=flow_run.flow_id, name="resubmitted"))
     block = configuration.rayjob_block()
     request = configuration.rayjob_request(block)

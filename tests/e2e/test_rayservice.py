@@ -11,16 +11,17 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.airflow_env import PROJECT_DAGS_FOLDER  # noqa: E402
-from tests.support.airflow_runs import load_dag, task_instance  # noqa: E402
+from tests.airflow_env import PROJECT_DAGS_FOLDER
+from tests.support.airflow_runs import load_dag, task_instance
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 DAG_ID = "rayservice_deploy"
@@ -40,15 +41,21 @@ def scorer(local_plane: Any) -> Iterator[Any]:
 
 def score(api_client: Any, x: float) -> dict[str, Any]:
     response = api_client.call_api(
-        "/api/v1/namespaces/{namespace}/services/{name}/proxy/{path}", "GET",
-        path_params={"namespace": "default", "name": "scorer-serve-svc:serve", "path": "score"}, query_params=[("x", str(x))],
-        auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+        "/api/v1/namespaces/{namespace}/services/{name}/proxy/{path}",
+        "GET",
+        path_params={"namespace": "default", "name": "scorer-serve-svc:serve", "path": "score"},
+        query_params=[("x", str(x))],
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
     )
     return json.loads(response.data)
 
 
 def deploy(day: int, conf: dict[str, Any] | None = None) -> dict[str, Any]:
-    run = load_dag(DAG_ID, PROJECT_DAGS_FOLDER).test(logical_date=dt.datetime(2026, 4, day, tzinfo=dt.timezone.utc), run_conf=conf)
+    run = load_dag(DAG_ID, PROJECT_DAGS_FOLDER).test(
+        logical_date=dt.datetime(2026, 4, day, tzinfo=dt.UTC), run_conf=conf
+    )
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
     return task_instance(run, "deploy").xcom_pull(task_ids="deploy")
 
@@ -79,6 +86,12 @@ def test_deploy_update_in_place_then_upgrade(airflow: Path, kube: Any, scorer: A
     from kuberay_provider.airflow.operators import RayServiceDeleteOperator
     from kuberay_provider.core.resources import RAYSERVICE
 
-    assert RayServiceDeleteOperator(task_id="delete", name="scorer").execute({}) is True  # with the DAG's least-privilege connection
-    assert RayServiceDeleteOperator(task_id="delete_again", name="scorer").execute({}) is False  # already gone: not an error
-    assert kube.find(RAYSERVICE, "default", "scorer") is None or kube.get(RAYSERVICE, "default", "scorer")["metadata"].get("deletionTimestamp")
+    assert (
+        RayServiceDeleteOperator(task_id="delete", name="scorer").execute({}) is True
+    )  # with the DAG's least-privilege connection
+    assert (
+        RayServiceDeleteOperator(task_id="delete_again", name="scorer").execute({}) is False
+    )  # already gone: not an error
+    assert kube.find(RAYSERVICE, "default", "scorer") is None or kube.get(RAYSERVICE, "default", "scorer")[
+        "metadata"
+    ].get("deletionTimestamp")

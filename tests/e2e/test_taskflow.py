@@ -9,14 +9,14 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import datetime as dt
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.airflow_env import PROJECT_DAGS_FOLDER  # noqa: E402
-from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance  # noqa: E402
+from tests.airflow_env import PROJECT_DAGS_FOLDER
+from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -24,25 +24,34 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 def test_a_functions_dict_feeds_a_downstream_task_and_mapped_functions_return_each_value(
     airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    run = load_dag("taskflow_functions", PROJECT_DAGS_FOLDER).test(logical_date=dt.datetime(2026, 3, 14, tzinfo=dt.timezone.utc))
+    run = load_dag("taskflow_functions", PROJECT_DAGS_FOLDER).test(logical_date=dt.datetime(2026, 3, 14, tzinfo=dt.UTC))
     out = capfd.readouterr().out
     assert run.state == "success", out[-4000:]
     summary = task_instance(run, "summarize").xcom_pull(task_ids="summarize")
     assert summary == {"day": "2026-03-14", "shards": 3, "sum_of_squares": 50}
     assert task_instance(run, "report").xcom_pull(task_ids="report") == "2026-03-14: 3 shards, sum of squares 50"
-    shards = sorted((ti.map_index, ti.xcom_pull(task_ids="score_shard", map_indexes=ti.map_index))
-                    for ti in run.get_task_instances() if ti.task_id == "score_shard")
+    shards = sorted(
+        (ti.map_index, ti.xcom_pull(task_ids="score_shard", map_indexes=ti.map_index))
+        for ti in run.get_task_instances()
+        if ti.task_id == "score_shard"
+    )
     assert shards == [(0, 6), (1, 10), (2, 15)]
     [rayjob] = rayjobs_of(kube, "taskflow_functions", "summarize", run.run_id)
-    assert rayjob["spec"]["submissionMode"] == "InteractiveMode" and rayjob["spec"]["entrypoint"].startswith("python -m kuberay_fn_")
+    assert rayjob["spec"]["submissionMode"] == "InteractiveMode" and rayjob["spec"]["entrypoint"].startswith(
+        "python -m kuberay_fn_"
+    )
     assert "KUBERAY-FUNCTION:result:" not in out and "<the function's result:" in out  # read back, not dumped
 
 
-def test_an_exception_fails_the_task_with_the_remote_traceback(airflow: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_an_exception_fails_the_task_with_the_remote_traceback(
+    airflow: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     run = load_dag("kuberay_e2e_taskflow_failure").test()
     out = capfd.readouterr().out
     assert run.state == "failed"
-    assert "the function raised ValueError in the Ray job: E2E-REMOTE-ERROR rows must not be negative, got -3" in out, out[-4000:]
+    assert "the function raised ValueError in the Ray job: E2E-REMOTE-ERROR rows must not be negative, got -3" in out, (
+        out[-4000:]
+    )
     assert "--- remote traceback ---" in out and "in check_rows" in out
 
 
@@ -50,8 +59,9 @@ def test_a_json_result_comes_back_and_a_forged_marker_is_never_decoded(
     airflow: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     planted = tmp_path / "planted-by-the-job"
-    run = load_dag("kuberay_e2e_taskflow_trust").test(logical_date=dt.datetime(2026, 3, 14, tzinfo=dt.timezone.utc),
-                                                      run_conf={"planted": str(planted)})
+    run = load_dag("kuberay_e2e_taskflow_trust").test(
+        logical_date=dt.datetime(2026, 3, 14, tzinfo=dt.UTC), run_conf={"planted": str(planted)}
+    )
     out = capfd.readouterr().out
     as_json, forge = task_instance(run, "as_json"), task_instance(run, "forge")
     assert as_json.state == "success", out[-4000:]
@@ -61,21 +71,26 @@ def test_a_json_result_comes_back_and_a_forged_marker_is_never_decoded(
     assert not planted.exists() and "KUBERAY-FUNCTION:" not in out
 
 
-def test_prefect_runs_a_function_as_a_rayjob_and_gets_its_result(prefect_api: None, least_privilege_kubeconfig: Path) -> None:
+def test_prefect_runs_a_function_as_a_rayjob_and_gets_its_result(
+    prefect_api: None, least_privilege_kubeconfig: Path
+) -> None:
     from prefect import flow
     from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
     from kuberay_provider.core.spec import simple_cluster_spec
     from kuberay_provider.prefect import RayJob, run_function_as_rayjob
 
-    block = RayJob(credentials=KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(least_privilege_kubeconfig)),
-                   namespace="default", ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"))
+    block = RayJob(
+        credentials=KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(least_privilege_kubeconfig)),
+        namespace="default",
+        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"),
+    )
 
     def tally(words: list[str], *, weight: int) -> dict[str, int]:
         import ray
 
         counted = ray.get([ray.remote(lambda w: len(w)).remote(word) for word in words])
-        return {word: count * weight for word, count in zip(words, counted)}
+        return {word: count * weight for word, count in zip(words, counted, strict=False)}
 
     def refuse(reason: str) -> None:
         raise RuntimeError(f"E2E-PREFECT-REMOTE {reason}")

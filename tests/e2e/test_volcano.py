@@ -9,14 +9,14 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import time
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.airflow_env import PROJECT_DAGS_FOLDER  # noqa: E402
-from tests.support.airflow_runs import load_dag, rayjobs_of  # noqa: E402
+from tests.airflow_env import PROJECT_DAGS_FOLDER
+from tests.support.airflow_runs import load_dag, rayjobs_of
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 NAMESPACE = "default"
@@ -27,13 +27,39 @@ def volcano_ray_job(kube: Any, name: str) -> str:
     from kubernetes import client
 
     custom = client.CustomObjectsApi(kube.api_client)
-    custom.create_namespaced_custom_object("batch.volcano.sh", "v1alpha1", NAMESPACE, "jobs", {
-        "apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"minAvailable": 1, "schedulerName": "volcano", "plugins": {"ray": [], "svc": []}, "tasks": [
-            {"replicas": 1, "name": "head", "template": {"spec": {"containers": [
-                {"name": "head", "image": "rayproject/ray:2.60.0", "resources": {"requests": {"cpu": "1"}}}]}}},
-        ]},
-    })
+    custom.create_namespaced_custom_object(
+        "batch.volcano.sh",
+        "v1alpha1",
+        NAMESPACE,
+        "jobs",
+        {
+            "apiVersion": "batch.volcano.sh/v1alpha1",
+            "kind": "Job",
+            "metadata": {"name": name},
+            "spec": {
+                "minAvailable": 1,
+                "schedulerName": "volcano",
+                "plugins": {"ray": [], "svc": []},
+                "tasks": [
+                    {
+                        "replicas": 1,
+                        "name": "head",
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "head",
+                                        "image": "rayproject/ray:2.60.0",
+                                        "resources": {"requests": {"cpu": "1"}},
+                                    }
+                                ]
+                            }
+                        },
+                    },
+                ],
+            },
+        },
+    )
     core, service, deadline = client.CoreV1Api(kube.api_client), f"{name}-head-svc", time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -48,7 +74,9 @@ def test_airflow_submits_to_a_volcano_ray_head_and_labels_a_volcano_queued_rayjo
     airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     volcano_ray_job(kube, "airflow-preprocess")
-    run = load_dag("volcano_ray_head", PROJECT_DAGS_FOLDER).test(run_conf={"volcano_job": "airflow-preprocess", "volcano_queue": "batch"})
+    run = load_dag("volcano_ray_head", PROJECT_DAGS_FOLDER).test(
+        run_conf={"volcano_job": "airflow-preprocess", "volcano_queue": "batch"}
+    )
     out = capfd.readouterr().out
     assert run.state == "success", out[-4000:]
     assert f"on Service {NAMESPACE}/airflow-preprocess-head-svc" in out and "[ray] preprocessed rows: 5050" in out
@@ -66,8 +94,12 @@ def test_prefect_runs_on_a_volcano_ray_head(prefect_api: None, kube: Any, least_
 
     volcano_ray_job(kube, "prefect-preprocess")
     credentials = KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(least_privilege_kubeconfig))
-    block = RayJob(credentials=credentials, namespace=NAMESPACE, volcano_job="prefect-preprocess",
-                   entrypoint="python -c \"print('prefect on volcano', 6 * 7)\"")
+    block = RayJob(
+        credentials=credentials,
+        namespace=NAMESPACE,
+        volcano_job="prefect-preprocess",
+        entrypoint="python -c \"print('prefect on volcano', 6 * 7)\"",
+    )
     outcome = run_rayjob(block)
     assert outcome["succeeded"] and outcome["rayjob_name"] == "" and outcome["job_status"] == "SUCCEEDED"
 

@@ -16,6 +16,8 @@ RayCluster left once the cleanup is done.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import queue
@@ -26,9 +28,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -46,7 +49,10 @@ RAYJOBS, RAYCLUSTERS = ("ray.io", "rayjobs"), ("ray.io", "rayclusters")
 PHASES = ("before_create", "after_create", "while_running", "after_terminal", "after_outcome_marked")
 TASKS = ("succeeds", "fails", "function", "function_fails")  # each task meets each kill point in turn
 FUNCTION_TASKS = ("function", "function_fails")
-FUNCTION_RESULT = {"total": 42, "count": 3}  # what the DAG's functions return (its FUNCTION_RESULT; not imported: Airflow)
+FUNCTION_RESULT = {
+    "total": 42,
+    "count": 3,
+}  # what the DAG's functions return (its FUNCTION_RESULT; not imported: Airflow)
 ITERATIONS = int(os.environ.get("KUBERAY_CRASH_ITERATIONS", "50"))
 SEED = int(os.environ.get("KUBERAY_CRASH_SEED", str(time.time_ns() % 100_000)))
 TERMINAL = {"Complete", "Failed"}
@@ -87,8 +93,9 @@ class Zygote:
 
     def start(self, task_id: str, run_id: str, try_number: int, log: Path) -> int:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"task_id": task_id, "run_id": run_id, "try_number": try_number,
-                                             "log": str(log)}) + "\n")
+        self.process.stdin.write(
+            json.dumps({"task_id": task_id, "run_id": run_id, "try_number": try_number, "log": str(log)}) + "\n"
+        )
         self.process.stdin.flush()
         return int(self.answer(30)["pid"])
 
@@ -101,12 +108,21 @@ class Zygote:
 @pytest.fixture(scope="module")
 def crash_plane(crds_dir: Path) -> Iterator[tuple[LocalControlPlane, FakeRayBackend]]:
     backend = FakeRayBackend(default_script=JobScript(pending_seconds=0.1, running_seconds=RUNNING_SECONDS))
-    backend.script_entrypoint("CRASH-FAIL", JobScript(final_status="FAILED", pending_seconds=0.1, running_seconds=RUNNING_SECONDS,
-                                                      message="Job entrypoint command failed with exit code 3"))
+    backend.script_entrypoint(
+        "CRASH-FAIL",
+        JobScript(
+            final_status="FAILED",
+            pending_seconds=0.1,
+            running_seconds=RUNNING_SECONDS,
+            message="Job entrypoint command failed with exit code 3",
+        ),
+    )
     backend.jobs_api = True  # the Ray Jobs SDK submits functions to it
-    settings = ControllerSettings(rayjob=RayJobSettings(requeue_seconds=REQUEUE_SECONDS),
-                                  submitter_start_delay_seconds=SUBMITTER_START_SECONDS,
-                                  submitter_exit_delay_seconds=SUBMITTER_EXIT_SECONDS)
+    settings = ControllerSettings(
+        rayjob=RayJobSettings(requeue_seconds=REQUEUE_SECONDS),
+        submitter_start_delay_seconds=SUBMITTER_START_SECONDS,
+        submitter_exit_delay_seconds=SUBMITTER_EXIT_SECONDS,
+    )
     with LocalControlPlane(crds_dir=crds_dir, backend=backend, controller_settings=settings) as plane:
         yield plane, backend
 
@@ -114,10 +130,19 @@ def crash_plane(crds_dir: Path) -> Iterator[tuple[LocalControlPlane, FakeRayBack
 @pytest.fixture(scope="module")
 def zygote(crash_plane: tuple[LocalControlPlane, FakeRayBackend]) -> Iterator[Zygote]:
     plane, _ = crash_plane
-    connection = {"conn_type": "kuberay", "extra": {"kube_config_path": str(plane.kubeconfig_path), "namespace": NAMESPACE}}
+    connection = {
+        "conn_type": "kuberay",
+        "extra": {"kube_config_path": str(plane.kubeconfig_path), "namespace": NAMESPACE},
+    }
     env = {**os.environ, "AIRFLOW_CONN_KUBERAY_CRASH": json.dumps(connection)}
-    process = subprocess.Popen([sys.executable, "-m", "tests.support.task_zygote", str(DAG_FILE), DAG_ID], cwd=PROJECT_ROOT,
-                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.task_zygote", str(DAG_FILE), DAG_ID],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield Zygote(process)
     finally:
@@ -160,7 +185,13 @@ class Observer:
         """Ray jobs run for the RayJob's clusters since call ``since``: one per (cluster, job id), as Ray
         refuses a second submission of an id on one cluster (an SDK job keeps its id on a replacing cluster)."""
         calls = self._in_loop(lambda: list(self.backend.calls[since:]))
-        return len({(call[1], call[2]) for call in calls if call[0] == "submit_job" and call[1].startswith(f"{NAMESPACE}/{rayjob_name}")})
+        return len(
+            {
+                (call[1], call[2])
+                for call in calls
+                if call[0] == "submit_job" and call[1].startswith(f"{NAMESPACE}/{rayjob_name}")
+            }
+        )
 
     def delete_clusters_of(self, rayjob_name: str) -> None:
         """Delete the RayJob's RayClusters through the API, as KubeRay does once their TTL passed."""
@@ -168,7 +199,9 @@ class Observer:
 
         with self.plane.api_client() as api:
             for name in self.clusters_of(rayjob_name):
-                client.CustomObjectsApi(api).delete_namespaced_custom_object("ray.io", "v1", NAMESPACE, "rayclusters", name)
+                client.CustomObjectsApi(api).delete_namespaced_custom_object(
+                    "ray.io", "v1", NAMESPACE, "rayclusters", name
+                )
 
     def ray_clusters(self) -> set[str]:
         return {str(key) for key in self._in_loop(lambda: list(self.backend.clusters))}
@@ -209,10 +242,8 @@ def kill_at(phase: str, observer: Observer, name: str, pid: int, rng: random.Ran
         wait_for(lambda: phase_of(observer.rayjob(name)) in ("after_terminal", "after_outcome_marked"), 30)
     else:
         wait_for(lambda: phase_of(observer.rayjob(name)) == "after_outcome_marked", 30)
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it had already finished
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # it had already finished
 
 
 @dataclass
@@ -235,7 +266,7 @@ RERUN_REASON = "and with it the Ray job's log"  # how a retry says a succeeded f
 def outcome_of(output: str) -> Any:
     """What the try returned (run_task_try prints it as its last ``OUTCOME {...}`` line), None if nothing."""
     lines = [line for line in output.splitlines() if line.startswith("OUTCOME ")]
-    return json.loads(lines[-1][len("OUTCOME "):]) if lines else None
+    return json.loads(lines[-1][len("OUTCOME ") :]) if lines else None
 
 
 def retry_problems(task_id: str, retry_exit: int, output: str) -> list[str]:
@@ -281,9 +312,19 @@ def test_fifty_sigkilled_tries_and_their_retries_end_true_with_no_duplicate_and_
         retry_output = retry_log.read_text()
         tally.iterations += 1
         tally.outcomes[f"{task_id} {'succeeded' if retry_exit == 0 else 'failed'}"] += 1
-        problems += [f"{where}: {problem}:\n{retry_output[-2000:]}" for problem in retry_problems(task_id, retry_exit, retry_output)]
-        if task_id == "succeeds" and killed and killed_phase == "after_outcome_marked" and "Re-attached to RayJob" not in retry_output:
-            problems.append(f"{where}: the retry did not re-attach to the RayJob the killed try had marked:\n{retry_output[-2000:]}")
+        problems += [
+            f"{where}: {problem}:\n{retry_output[-2000:]}"
+            for problem in retry_problems(task_id, retry_exit, retry_output)
+        ]
+        if (
+            task_id == "succeeds"
+            and killed
+            and killed_phase == "after_outcome_marked"
+            and "Re-attached to RayJob" not in retry_output
+        ):
+            problems.append(
+                f"{where}: the retry did not re-attach to the RayJob the killed try had marked:\n{retry_output[-2000:]}"
+            )
 
         events = observer.rayjob_events(name, since)
         created = [event for event in events if event.type == "ADDED"]
@@ -291,9 +332,13 @@ def test_fifty_sigkilled_tries_and_their_retries_end_true_with_no_duplicate_and_
         # A try that read a function's result released its cluster: its retry (a worker that died before
         # Airflow recorded the success) finds the result gone and runs the function again, saying why.
         released = task_id == "function" and (not killed or killed_phase == "after_outcome_marked")
-        for earlier, later in zip(created, created[1:]):
+        for earlier, later in itertools.pairwise(created):
             # A second RayJob is allowed only as the retry replacing one whose job had failed (or, above, released).
-            final = [e.object.get("status") or {} for e in events if e.object["metadata"]["uid"] == earlier.object["metadata"]["uid"]]
+            final = [
+                e.object.get("status") or {}
+                for e in events
+                if e.object["metadata"]["uid"] == earlier.object["metadata"]["uid"]
+            ]
             failed_first = any(status.get("jobDeploymentStatus") == "Failed" for status in final)
             by_retry = later.object["metadata"].get("annotations", {}).get(ANNOTATION_TRY_NUMBER) == "2"
             if failed_first and by_retry:
@@ -308,26 +353,36 @@ def test_fifty_sigkilled_tries_and_their_retries_end_true_with_no_duplicate_and_
         runs = observer.ray_job_runs(name, calls_before)
         if runs != len(created):
             problems.append(f"{where}: {runs} Ray job run(s) for {len(created)} RayJob(s)")
-        if task_id == "function" and killed and killed_phase != "after_outcome_marked" and (runs, len(created)) != (1, 1):
-            problems.append(f"{where}: the function ran {runs} time(s) in {len(created)} RayJob(s) for one result, not once")
+        if (
+            task_id == "function"
+            and killed
+            and killed_phase != "after_outcome_marked"
+            and (runs, len(created)) != (1, 1)
+        ):
+            problems.append(
+                f"{where}: the function ran {runs} time(s) in {len(created)} RayJob(s) for one result, not once"
+            )
 
         # KubeRay deletes the cluster once the job ends (a function's once its try read the result), and
         # with a replaced RayJob.
-        if not wait_for(lambda: not observer.clusters_of(name), 15):
+        if not wait_for(lambda name=name: not observer.clusters_of(name), 15):
             tally.orphaned_clusters += 1
             problems.append(f"{where}: RayCluster(s) left: {observer.clusters_of(name)}")
 
     leaked_ray_clusters = observer.ray_clusters()
-    summary.add("crash safety", (
-        f"{tally.iterations} iterations (seed {SEED}): killed before create {tally.killed_in['before_create']}, "
-        f"after create {tally.killed_in['after_create']}, while running {tally.killed_in['while_running']}, "
-        f"after terminal {tally.killed_in['after_terminal']}, after the outcome was marked but not reported "
-        f"{tally.killed_in['after_outcome_marked']} (of which @task.kuberay: {dict(tally.functions_killed_in)}), "
-        f"finished before the kill {tally.finished_before_kill}; retries: {dict(tally.outcomes)}; RayJobs created "
-        f"{tally.creations} ({tally.replacements_of_failed} replacing a failed one, {tally.reruns_of_released} re-running "
-        f"a function whose released cluster took its result), duplicates {tally.duplicates}, orphaned RayClusters "
-        f"{tally.orphaned_clusters}, Ray clusters left in the backend {len(leaked_ray_clusters)}"
-    ))
+    summary.add(
+        "crash safety",
+        (
+            f"{tally.iterations} iterations (seed {SEED}): killed before create {tally.killed_in['before_create']}, "
+            f"after create {tally.killed_in['after_create']}, while running {tally.killed_in['while_running']}, "
+            f"after terminal {tally.killed_in['after_terminal']}, after the outcome was marked but not reported "
+            f"{tally.killed_in['after_outcome_marked']} (of which @task.kuberay: {dict(tally.functions_killed_in)}), "
+            f"finished before the kill {tally.finished_before_kill}; retries: {dict(tally.outcomes)}; RayJobs created "
+            f"{tally.creations} ({tally.replacements_of_failed} replacing a failed one, {tally.reruns_of_released} re-running "
+            f"a function whose released cluster took its result), duplicates {tally.duplicates}, orphaned RayClusters "
+            f"{tally.orphaned_clusters}, Ray clusters left in the backend {len(leaked_ray_clusters)}"
+        ),
+    )
     assert not problems, "\n".join(problems[:10])
     assert not leaked_ray_clusters, leaked_ray_clusters
     assert tally.iterations == ITERATIONS
@@ -386,5 +441,7 @@ def test_a_function_whose_result_went_with_its_cluster_is_run_again_by_the_retry
     assert retry_exit == 0 and outcome_of(output) == FUNCTION_RESULT, output[-3000:]
     assert "Running the job anew" in output and RERUN_REASON in output, output[-3000:]
     assert observer.ray_job_runs(name, calls_before) == 2
-    assert ((observer.rayjob(name) or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION_TRY_NUMBER) == "2"
+    assert ((observer.rayjob(name) or {}).get("metadata") or {}).get("annotations", {}).get(
+        ANNOTATION_TRY_NUMBER
+    ) == "2"
     assert wait_for(lambda: not observer.clusters_of(name), 15), observer.clusters_of(name)

@@ -8,22 +8,27 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import asyncio  # noqa: E402
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from kuberay_provider.core.resources import RAYJOB  # noqa: E402
-from kuberay_provider.local.plane import LocalControlPlane  # noqa: E402
-from tests.conftest import CRDS_DIR  # noqa: E402
-from tests.support.expiring_tokens import expiring_kubeconfig  # noqa: E402
+from kuberay_provider.core.resources import RAYJOB
+from kuberay_provider.local.plane import LocalControlPlane
+from tests.conftest import CRDS_DIR
+from tests.support.expiring_tokens import expiring_kubeconfig
 
 NS = "expiring"
 TOKEN_SECONDS = 2
-RAYJOB_MANIFEST = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "waited-on", "namespace": NS},
-                   "spec": {"entrypoint": "python -c 'print(1)'", "clusterSelector": {"ray.io/cluster": "shared"}}}
+RAYJOB_MANIFEST = {
+    "apiVersion": "ray.io/v1",
+    "kind": "RayJob",
+    "metadata": {"name": "waited-on", "namespace": NS},
+    "spec": {"entrypoint": "python -c 'print(1)'", "clusterSelector": {"ray.io/cluster": "shared"}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,9 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with LocalControlPlane(crds_dir=CRDS_DIR, controller=False, min_token_seconds=1) as plane:
         with plane.api_client() as admin:
             client.CoreV1Api(admin).create_namespace({"metadata": {"name": NS}})
-            client.CustomObjectsApi(admin).create_namespaced_custom_object("ray.io", "v1", NS, "rayjobs", RAYJOB_MANIFEST)
+            client.CustomObjectsApi(admin).create_namespaced_custom_object(
+                "ray.io", "v1", NS, "rayjobs", RAYJOB_MANIFEST
+            )
         yield expiring_kubeconfig(plane, NS, tmp_path_factory.mktemp("expiring"), TOKEN_SECONDS)
 
 
@@ -47,7 +54,9 @@ async def outlive_the_token(kube: Any) -> None:
     assert [event.type for event in events] == ["ADDED"]
 
 
-def test_the_airflow_async_hook_reloads_an_expired_exec_token(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_airflow_async_hook_reloads_an_expired_exec_token(
+    kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kuberay_provider.airflow.hooks import AsyncKubeRayHook
 
     connection = {"conn_type": "kuberay", "extra": {"kube_config_path": str(kubeconfig)}}

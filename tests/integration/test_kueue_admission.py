@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -28,14 +29,29 @@ KUEUE = ("kueue.x-k8s.io", "v1beta1")
 
 
 def cluster_queue(name: str, cpu: str) -> dict[str, Any]:
-    return {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "ClusterQueue", "metadata": {"name": name},
-            "spec": {"namespaceSelector": {}, "resourceGroups": [{"coveredResources": ["cpu"], "flavors": [
-                {"name": "default-flavor", "resources": [{"name": "cpu", "nominalQuota": cpu}]}]}]}}
+    return {
+        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "kind": "ClusterQueue",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": {},
+            "resourceGroups": [
+                {
+                    "coveredResources": ["cpu"],
+                    "flavors": [{"name": "default-flavor", "resources": [{"name": "cpu", "nominalQuota": cpu}]}],
+                }
+            ],
+        },
+    }
 
 
 def local_queue(name: str, cluster_queue_name: str) -> dict[str, Any]:
-    return {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "LocalQueue", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"clusterQueue": cluster_queue_name}}
+    return {
+        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "kind": "LocalQueue",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterQueue": cluster_queue_name},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +68,10 @@ def api() -> Iterator[client.ApiClient]:
 
 def request(task: str, queue: str, **kwargs: Any) -> RayJobRequest:
     return RayJobRequest(
-        RunIdentity("kueue_dag", task, "run-1"), queue_name=queue,
-        spec_params={"entrypoint": f"python {task}.py", "ray_cluster_spec": SPEC, "shutdown_after_job_finishes": True}, **kwargs,
+        RunIdentity("kueue_dag", task, "run-1"),
+        queue_name=queue,
+        spec_params={"entrypoint": f"python {task}.py", "ray_cluster_spec": SPEC, "shutdown_after_job_finishes": True},
+        **kwargs,
     )
 
 
@@ -62,7 +80,10 @@ def test_two_rayjobs_on_a_queue_with_quota_for_one_run_one_after_the_other(api: 
     outcomes: dict[str, Any] = {}
 
     def run(task: str) -> None:
-        runner = RayJobRunner(RayJobLifecycle(RayObjectsClient(api)), status_line=lambda line: lines[task].append((time.monotonic(), line)))
+        runner = RayJobRunner(
+            RayJobLifecycle(RayObjectsClient(api)),
+            status_line=lambda line: lines[task].append((time.monotonic(), line)),
+        )
         outcomes[task] = runner.run(request(task, "team-a"), timeout=120)
 
     first = threading.Thread(target=run, args=("first",))
@@ -73,7 +94,10 @@ def test_two_rayjobs_on_a_queue_with_quota_for_one_run_one_after_the_other(api: 
     first.join(120), second.join(120)
 
     assert outcomes["first"].succeeded and outcomes["second"].succeeded
-    admitted = {task: next(t for t, line in seen if "admitted by Kueue LocalQueue 'team-a'" in line) for task, seen in lines.items()}
+    admitted = {
+        task: next(t for t, line in seen if "admitted by Kueue LocalQueue 'team-a'" in line)
+        for task, seen in lines.items()
+    }
     first_done = next(t for t, line in lines["first"] if "deployment=Complete" in line)
     assert admitted["second"] >= first_done - 0.5, "the second RayJob was admitted while the first still held the quota"
     assert any("queued for admission on Kueue LocalQueue 'team-a'" in line for _, line in lines["second"])
@@ -100,12 +124,17 @@ def test_a_rayjob_not_admitted_in_time_is_withdrawn(api: client.ApiClient) -> No
 
 def test_a_raycluster_on_a_queue_is_created_suspended_and_admitted(api: client.ApiClient) -> None:
     clusters = RayClusterLifecycle(RayObjectsClient(api))
-    manifest = RayClusterRequest(RunIdentity("kueue_dag", "cluster", "run-1"), spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
-                                 queue_name="team-a").manifest()
+    manifest = RayClusterRequest(
+        RunIdentity("kueue_dag", "cluster", "run-1"),
+        spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+        queue_name="team-a",
+    ).manifest()
     assert manifest["spec"]["suspend"] is True
     clusters.create_or_attach(manifest)
     seen: list[str] = []
-    state = clusters.wait_ready("default", manifest["metadata"]["name"], timeout=60, on_change=lambda s: seen.append(s.describe()))
+    state = clusters.wait_ready(
+        "default", manifest["metadata"]["name"], timeout=60, on_change=lambda s: seen.append(s.describe())
+    )
     assert state.is_ready
     assert RayObjectsClient(api).get(RAYCLUSTER, "default", manifest["metadata"]["name"])["spec"]["suspend"] is False
     clusters.delete("default", manifest["metadata"]["name"], wait=True, timeout=60)

@@ -4,8 +4,8 @@ for Ray Serve (tests/e2e/test_rayservice.py deploys to the real Ray Serve)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 

@@ -3,8 +3,9 @@ RayCluster reconciliation, with the fast Ray-backend double behind it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,10 @@ def test_create_wait_scale_delete(clusters: RayClusterLifecycle) -> None:
 
     # A retried create re-attaches: same object, nothing new.
     again, created_again = clusters.create_or_attach(request("run-1").manifest())
-    assert not created_again and again["metadata"]["uid"] == clusters.kube.get(RAYCLUSTER, "default", name)["metadata"]["uid"]
+    assert (
+        not created_again
+        and again["metadata"]["uid"] == clusters.kube.get(RAYCLUSTER, "default", name)["metadata"]["uid"]
+    )
 
     clusters.scale("default", name, "workers", 3)
     state = clusters.wait_workers("default", name, timeout=60)

@@ -18,10 +18,11 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, watch
@@ -45,22 +46,40 @@ WAIT = 40.0  # the longest any single wait may take; a scenario normally needs a
 # terminal status while the submitter has not been seen to exit (1 s).
 PENDING_SECONDS, RUNNING_SECONDS = 0.5, 2.0
 SUCCEEDS = JobScript(pending_seconds=PENDING_SECONDS, running_seconds=RUNNING_SECONDS)
-FAILS = JobScript(final_status="FAILED", pending_seconds=PENDING_SECONDS, running_seconds=RUNNING_SECONDS,
-                  message="Job entrypoint command failed with exit code 1")
+FAILS = JobScript(
+    final_status="FAILED",
+    pending_seconds=PENDING_SECONDS,
+    running_seconds=RUNNING_SECONDS,
+    message="Job entrypoint command failed with exit code 1",
+)
 RUNS_ON = JobScript(final_status=None, pending_seconds=PENDING_SECONDS)  # RUNNING until stopped
 SCRIPTS = {"APP-FAIL": FAILS, "RUNS-ON": RUNS_ON}
 
 
 def cluster_spec() -> dict[str, Any]:
-    container = {"name": "ray-head", "image": "rayproject/ray:2.60.0",
-                 "ports": [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"},
-                           {"containerPort": 10001, "name": "client"}]}
+    container = {
+        "name": "ray-head",
+        "image": "rayproject/ray:2.60.0",
+        "ports": [
+            {"containerPort": 6379, "name": "gcs-server"},
+            {"containerPort": 8265, "name": "dashboard"},
+            {"containerPort": 10001, "name": "client"},
+        ],
+    }
     worker = {"name": "ray-worker", "image": "rayproject/ray:2.60.0"}
     return {
         "rayVersion": "2.60.0",
         "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container]}}},
-        "workerGroupSpecs": [{"groupName": "workers", "replicas": 1, "minReplicas": 0, "maxReplicas": 2,
-                              "rayStartParams": {}, "template": {"spec": {"containers": [worker]}}}],
+        "workerGroupSpecs": [
+            {
+                "groupName": "workers",
+                "replicas": 1,
+                "minReplicas": 0,
+                "maxReplicas": 2,
+                "rayStartParams": {},
+                "template": {"spec": {"containers": [worker]}},
+            }
+        ],
     }
 
 
@@ -89,6 +108,7 @@ def epoch(rfc3339: str) -> float:
 
 
 # -- watching --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -131,8 +151,15 @@ class WatchLog:
     def run(self) -> None:
         try:
             while not self.stopped:  # the server ends a watch after timeout_seconds: resume where it was
-                for event in self.watch.stream(self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                                               self.plural, resource_version=self.since, timeout_seconds=30):
+                for event in self.watch.stream(
+                    self.api.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    self.plural,
+                    resource_version=self.since,
+                    timeout_seconds=30,
+                ):
                     if event["type"] == "ERROR":
                         raise AssertionError(f"watch of {self.plural} failed: {event['object']}")
                     seen = Seen(time.time(), event["type"], event["object"])
@@ -140,7 +167,7 @@ class WatchLog:
                         self.events.append(seen)
                         self.since = seen.obj["metadata"]["resourceVersion"]
                         self.changed.notify_all()
-        except BaseException as error:  # noqa: BLE001 - handed to the waiting scenario
+        except BaseException as error:
             if not self.stopped:
                 with self.changed:
                     self.error = error
@@ -150,7 +177,9 @@ class WatchLog:
         self.stopped = True
         self.watch.stop()
 
-    def wait_for(self, predicate: Callable[[Seen], bool], what: str, timeout: float = WAIT, after: Seen | None = None) -> Seen:
+    def wait_for(
+        self, predicate: Callable[[Seen], bool], what: str, timeout: float = WAIT, after: Seen | None = None
+    ) -> Seen:
         """The first event (after ``after``, if given) that satisfies ``predicate``."""
         deadline = time.monotonic() + timeout
         with self.changed:
@@ -164,8 +193,10 @@ class WatchLog:
                     raise AssertionError(f"{self.namespace}: the watch broke while waiting for {what}") from self.error
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"{self.namespace}: no {what} within {timeout} s; {self.plural} seen: "
-                                         f"{[(s.type, s.name, s.state) for s in self.events]}")
+                    raise AssertionError(
+                        f"{self.namespace}: no {what} within {timeout} s; {self.plural} seen: "
+                        f"{[(s.type, s.name, s.state) for s in self.events]}"
+                    )
                 self.changed.wait(left)
 
     def snapshot(self) -> list[Seen]:
@@ -174,6 +205,7 @@ class WatchLog:
 
 
 # -- one scenario's RayJob ---------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -194,14 +226,18 @@ class Run:
     def states(self) -> list[State]:
         return distinct([s.state for s in self.job_events()])
 
-    def until(self, predicate: Callable[[Seen], bool], what: str, timeout: float = WAIT, after: Seen | None = None) -> Seen:
+    def until(
+        self, predicate: Callable[[Seen], bool], what: str, timeout: float = WAIT, after: Seen | None = None
+    ) -> Seen:
         return self.jobs.wait_for(lambda s: s.name == self.name and predicate(s), what, timeout, after)
 
     def until_state(self, state: State, timeout: float = WAIT, after: Seen | None = None) -> Seen:
         return self.until(lambda s: s.state == state, f"RayJob {self.name} in {state}", timeout, after)
 
     def cluster_event(self, type_: str, cluster: str, timeout: float = WAIT) -> Seen:
-        return self.clusters.wait_for(lambda s: s.type == type_ and s.name == cluster, f"{type_} of RayCluster {cluster}", timeout)
+        return self.clusters.wait_for(
+            lambda s: s.type == type_ and s.name == cluster, f"{type_} of RayCluster {cluster}", timeout
+        )
 
     def cluster_deleted_within(self, cluster: str, seconds: float) -> bool:
         """Whether the cluster went within ``seconds`` (used only to show that it stays)."""
@@ -258,8 +294,15 @@ class Scenarios:
         client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
         api = client.CustomObjectsApi(api_client)
         since = api.list_namespaced_custom_object(GROUP, VERSION, namespace, "rayjobs")["metadata"]["resourceVersion"]
-        run = Run(self.plane, self.backend, namespace, body["metadata"]["name"], api,
-                  WatchLog(api, namespace, "rayjobs", since), WatchLog(api, namespace, "rayclusters", since))
+        run = Run(
+            self.plane,
+            self.backend,
+            namespace,
+            body["metadata"]["name"],
+            api,
+            WatchLog(api, namespace, "rayjobs", since),
+            WatchLog(api, namespace, "rayclusters", since),
+        )
         with self.lock:
             self.runs.append(run)
         if before is not None:
@@ -277,6 +320,7 @@ class Scenarios:
 
 
 # -- the scenarios (each runs on its own thread and returns its recording) ----------------------------
+
 
 def drive_success(s: Scenarios) -> Run:
     run = s.start("seq-success", rayjob("success", shutdownAfterJobFinishes=True))
@@ -327,7 +371,9 @@ def drive_suspend_resume(s: Scenarios) -> Run:
 
 
 def drive_interactive_suspend_resume(s: Scenarios) -> Run:
-    body = rayjob("interactive", submissionMode="InteractiveMode", jobId="seq-interactive-id", shutdownAfterJobFinishes=True)
+    body = rayjob(
+        "interactive", submissionMode="InteractiveMode", jobId="seq-interactive-id", shutdownAfterJobFinishes=True
+    )
     run = s.start("seq-interactive", body)
     running = run.until_state(("Running", "", ""))
     run.patch_spec(suspend=True)
@@ -346,9 +392,16 @@ def drive_interactive_suspend_resume(s: Scenarios) -> Run:
 
 def drive_cluster_selector(s: Scenarios) -> Run:
     def existing_cluster(run: Run) -> None:
-        cluster = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RayCluster", "metadata": {"name": "shared"}, "spec": cluster_spec()}
+        cluster = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RayCluster",
+            "metadata": {"name": "shared"},
+            "spec": cluster_spec(),
+        }
         run.api.create_namespaced_custom_object(GROUP, VERSION, run.namespace, "rayclusters", cluster)
-        run.clusters.wait_for(lambda e: e.name == "shared" and e.status.get("state") == "ready", "RayCluster shared ready")
+        run.clusters.wait_for(
+            lambda e: e.name == "shared" and e.status.get("state") == "ready", "RayCluster shared ready"
+        )
 
     body = rayjob("selector", shutdownAfterJobFinishes=True, clusterSelector={"ray.io/cluster": "shared"})
     del body["spec"]["rayClusterSpec"]
@@ -363,22 +416,27 @@ WORKERS_TTL, CLUSTER_TTL = 1, 5
 
 
 def drive_delete_workers_then_cluster(s: Scenarios) -> Run:
-    rules = [{"policy": "DeleteWorkers", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": WORKERS_TTL}},
-             {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": CLUSTER_TTL}}]
+    rules = [
+        {"policy": "DeleteWorkers", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": WORKERS_TTL}},
+        {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": CLUSTER_TTL}},
+    ]
     run = s.start("seq-rules", rayjob("rules", deletionStrategy={"deletionRules": rules}))
     complete = run.until_state(("Complete", "SUCCEEDED", ""))
     cluster = complete.status["rayClusterName"]
     run.notes["complete"] = complete
     run.notes["workers_suspended"] = run.clusters.wait_for(
         lambda e: e.name == cluster and all(g.get("suspend") is True for g in e.obj["spec"]["workerGroupSpecs"]),
-        "worker groups suspended")
+        "worker groups suspended",
+    )
     run.notes["cluster_deleted"] = run.cluster_event("DELETED", cluster)
     return run
 
 
 def drive_rules_due_together(s: Scenarios) -> Run:
-    rules = [{"policy": "DeleteWorkers", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 1}},
-             {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 3}}]
+    rules = [
+        {"policy": "DeleteWorkers", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 1}},
+        {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 3}},
+    ]
     run = s.start("seq-rules-together", rayjob("rules", deletionStrategy={"deletionRules": rules}))
     complete = run.until_state(("Complete", "SUCCEEDED", ""))
     run.notes["complete"] = complete
@@ -403,9 +461,11 @@ def drive_shutdown_ttl(s: Scenarios) -> Run:
 
 
 def drive_stopped(s: Scenarios) -> Run:
-    rules = [{"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 0}},
-             {"policy": "DeleteCluster", "condition": {"jobStatus": "FAILED", "ttlSeconds": 0}},
-             {"policy": "DeleteCluster", "condition": {"jobDeploymentStatus": "Failed", "ttlSeconds": 0}}]
+    rules = [
+        {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 0}},
+        {"policy": "DeleteCluster", "condition": {"jobStatus": "FAILED", "ttlSeconds": 0}},
+        {"policy": "DeleteCluster", "condition": {"jobDeploymentStatus": "Failed", "ttlSeconds": 0}},
+    ]
     run = s.start("seq-stopped", rayjob("stopped", "RUNS-ON", deletionStrategy={"deletionRules": rules}))
     running = run.until_state(("Running", "RUNNING", ""))
     cluster, job_id = running.status["rayClusterName"], running.status["jobId"]
@@ -530,7 +590,14 @@ def check_retried_once(run: Run) -> tuple[list[Seen], list[Seen]]:
     return one, two
 
 
-RETRIED_ONCE = [NEW, *FAILED_ATTEMPT, ("Retrying", "FAILED", "AppFailed"), NEW, *FAILED_ATTEMPT, ("Failed", "FAILED", "AppFailed")]
+RETRIED_ONCE = [
+    NEW,
+    *FAILED_ATTEMPT,
+    ("Retrying", "FAILED", "AppFailed"),
+    NEW,
+    *FAILED_ATTEMPT,
+    ("Failed", "FAILED", "AppFailed"),
+]
 
 
 def test_backoff_limit_retries_on_a_new_cluster_with_a_new_job_id(scenarios: Scenarios) -> None:
@@ -553,8 +620,14 @@ def test_backoff_limit_with_spec_job_id_runs_the_job_again_on_the_new_cluster(sc
 def test_suspend_deletes_the_cluster_and_resume_starts_over_on_a_new_one(scenarios: Scenarios) -> None:
     run = scenarios.result("suspend_resume")
     assert run.states() == [
-        NEW, *ATTEMPT, ("Suspending", "RUNNING", ""), ("Suspended", "", ""),
-        NEW, *ATTEMPT, ("Running", "SUCCEEDED", ""), ("Complete", "SUCCEEDED", ""),
+        NEW,
+        *ATTEMPT,
+        ("Suspending", "RUNNING", ""),
+        ("Suspended", "", ""),
+        NEW,
+        *ATTEMPT,
+        ("Running", "SUCCEEDED", ""),
+        ("Complete", "SUCCEEDED", ""),
     ]
     events = run.job_events()
     suspended = first(events, ("Suspended", "", ""))
@@ -566,11 +639,23 @@ def test_suspend_deletes_the_cluster_and_resume_starts_over_on_a_new_one(scenari
     assert (complete.status["succeeded"], complete.status["failed"]) == (1, 0)
 
 
-def test_interactive_resume_sets_the_spec_job_id_at_once_and_stays_running_without_the_job(scenarios: Scenarios) -> None:
+def test_interactive_resume_sets_the_spec_job_id_at_once_and_stays_running_without_the_job(
+    scenarios: Scenarios,
+) -> None:
     run = scenarios.result("interactive_suspend_resume")
     waiting: State = ("Waiting", "", "")
-    assert run.states() == [NEW, INITIALIZING, waiting, RUNNING_UNSUBMITTED, ("Suspending", "", ""), ("Suspended", "", ""),
-                            NEW, INITIALIZING, waiting, RUNNING_UNSUBMITTED]
+    assert run.states() == [
+        NEW,
+        INITIALIZING,
+        waiting,
+        RUNNING_UNSUBMITTED,
+        ("Suspending", "", ""),
+        ("Suspended", "", ""),
+        NEW,
+        INITIALIZING,
+        waiting,
+        RUNNING_UNSUBMITTED,
+    ]
     events = run.job_events()
     # InteractiveMode generates no jobId; the Waiting pass copies spec.jobId and goes Running in one write.
     assert all("jobId" not in e.status for e in events if e.state in (INITIALIZING, waiting))
@@ -583,7 +668,9 @@ def test_interactive_resume_sets_the_spec_job_id_at_once_and_stays_running_witho
 def test_cluster_selector_neither_creates_nor_deletes_a_cluster(scenarios: Scenarios) -> None:
     run = scenarios.result("cluster_selector")
     assert run.states() == [NEW, *ATTEMPT, ("Running", "SUCCEEDED", ""), ("Complete", "SUCCEEDED", "")]
-    assert all(e.status.get("rayClusterName") == "shared" for e in run.job_events() if e.status.get("jobDeploymentStatus"))
+    assert all(
+        e.status.get("rayClusterName") == "shared" for e in run.job_events() if e.status.get("jobDeploymentStatus")
+    )
     assert [(e.type, e.name) for e in run.clusters.snapshot() if e.type != "MODIFIED"] == [("ADDED", "shared")]
     assert not run.notes["deleted_soon"]  # shutdownAfterJobFinishes has no effect with a clusterSelector
 

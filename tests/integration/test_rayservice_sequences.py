@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -47,13 +48,30 @@ def objects(plane: LocalControlPlane) -> Iterator[Any]:
         yield kubernetes.client.CustomObjectsApi(api_client)
 
 
-def rayservice(name: str, app: str, *, weight: int = 1, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    serve = {"applications": [{"name": app, "import_path": "serve_app:app", "route_prefix": f"/{app}",
-                               "deployments": [{"name": "Scorer", "user_config": {"weight": weight}}]}]}
-    return {"apiVersion": "ray.io/v1", "kind": "RayService",
-            "metadata": {"name": name, "namespace": NS, **({"annotations": annotations} if annotations else {})},
-            "spec": {"serveConfigV2": yaml.safe_dump(serve), "rayClusterConfig": simple_cluster_spec(image="rayproject/ray:2.60.0"),
-                     "rayClusterDeletionDelaySeconds": 1, **spec}}
+def rayservice(
+    name: str, app: str, *, weight: int = 1, annotations: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
+    serve = {
+        "applications": [
+            {
+                "name": app,
+                "import_path": "serve_app:app",
+                "route_prefix": f"/{app}",
+                "deployments": [{"name": "Scorer", "user_config": {"weight": weight}}],
+            }
+        ]
+    }
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": name, "namespace": NS, **({"annotations": annotations} if annotations else {})},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve),
+            "rayClusterConfig": simple_cluster_spec(image="rayproject/ray:2.60.0"),
+            "rayClusterDeletionDelaySeconds": 1,
+            **spec,
+        },
+    }
 
 
 class StatusLog:
@@ -69,7 +87,7 @@ class StatusLog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "StatusLog":
+    def __enter__(self) -> StatusLog:
         self._thread.start()
         return self
 
@@ -80,17 +98,26 @@ class StatusLog:
     def _run(self) -> None:
         import kubernetes.watch
 
-        version = self.objects.list_namespaced_custom_object("ray.io", "v1", NS, "rayservices")["metadata"]["resourceVersion"]
+        version = self.objects.list_namespaced_custom_object("ray.io", "v1", NS, "rayservices")["metadata"][
+            "resourceVersion"
+        ]
         while not self._stop.is_set():
             stream = kubernetes.watch.Watch().stream(
-                self.objects.list_namespaced_custom_object, "ray.io", "v1", NS, "rayservices",
-                field_selector=f"metadata.name={self.name}", resource_version=version, timeout_seconds=1)
+                self.objects.list_namespaced_custom_object,
+                "ray.io",
+                "v1",
+                NS,
+                "rayservices",
+                field_selector=f"metadata.name={self.name}",
+                resource_version=version,
+                timeout_seconds=1,
+            )
             for event in stream:
                 version = event["object"]["metadata"]["resourceVersion"]
                 self.last = event["object"]
-                if line := self._summary(event["object"]):
-                    if not self.lines or self.lines[-1] != line:
-                        self.lines.append(line)
+                line = self._summary(event["object"])
+                if line and (not self.lines or self.lines[-1] != line):
+                    self.lines.append(line)
 
     def cluster_letter(self, cluster_name: str) -> str:
         return self._clusters.setdefault(cluster_name, "ABCDEFGH"[len(self._clusters)])
@@ -100,11 +127,15 @@ class StatusLog:
         if not status:
             return ""
         conditions = {c["type"]: f"{c['status']}/{c['reason']}" for c in status.get("conditions") or []}
-        parts = [f"gen={status.get('observedGeneration', 0)}"] + [f"{t}={conditions[t]}" for t in CONDITIONS if t in conditions]
+        parts = [f"gen={status.get('observedGeneration', 0)}"] + [
+            f"{t}={conditions[t]}" for t in CONDITIONS if t in conditions
+        ]
         for key in ("active", "pending"):
             part = status.get(f"{key}ServiceStatus") or {}
             where = self.cluster_letter(part["rayClusterName"]) if part.get("rayClusterName") else "-"
-            apps = ",".join(f"{app}={info.get('status')}" for app, info in sorted((part.get("applicationStatuses") or {}).items()))
+            apps = ",".join(
+                f"{app}={info.get('status')}" for app, info in sorted((part.get("applicationStatuses") or {}).items())
+            )
             parts.append(f"{key}={where}" + (f"[{apps}]" if apps else ""))
         return " ".join(parts)
 
@@ -132,13 +163,15 @@ def ready(obj: dict[str, Any]) -> bool:
 
 
 def patch(objects: Any, name: str, *operations: dict[str, Any]) -> None:
-    objects.patch_namespaced_custom_object("ray.io", "v1", NS, "rayservices", name, list(operations),
-                                           _content_type="application/json-patch+json")
+    objects.patch_namespaced_custom_object(
+        "ray.io", "v1", NS, "rayservices", name, list(operations), _content_type="application/json-patch+json"
+    )
 
 
 def clusters_of(objects: Any, name: str) -> set[str]:
-    items = objects.list_namespaced_custom_object("ray.io", "v1", NS, "rayclusters",
-                                                  label_selector=f"ray.io/originated-from-cr-name={name}")["items"]
+    items = objects.list_namespaced_custom_object(
+        "ray.io", "v1", NS, "rayclusters", label_selector=f"ray.io/originated-from-cr-name={name}"
+    )["items"]
     return {c["metadata"]["name"] for c in items}
 
 
@@ -169,14 +202,20 @@ def test_first_deploy_applications_are_pending_then_active_then_ready(objects: A
     assert done["status"]["serviceStatus"] == "Running" and done["status"]["numServeEndpoints"] == 1
     core = kubernetes.client.CoreV1Api(plane.api_client())
     serve = core.read_namespaced_service("first-serve-svc", NS)
-    assert serve.spec.selector == {"ray.io/cluster": done["status"]["activeServiceStatus"]["rayClusterName"], "ray.io/serve": "true"}
+    assert serve.spec.selector == {
+        "ray.io/cluster": done["status"]["activeServiceStatus"]["rayClusterName"],
+        "ray.io/serve": "true",
+    }
     assert [(p.name, p.port) for p in serve.spec.ports] == [("serve", 8000)]
-    head = core.list_namespaced_pod(NS, label_selector=f"ray.io/cluster={serve.spec.selector['ray.io/cluster']},ray.io/node-type=head").items[0]
+    head = core.list_namespaced_pod(
+        NS, label_selector=f"ray.io/cluster={serve.spec.selector['ray.io/cluster']},ray.io/node-type=head"
+    ).items[0]
     assert head.metadata.labels["ray.io/serve"] == "true"
 
 
-def test_in_place_update_first_shows_the_new_generation_with_the_old_statuses(objects: Any, plane: LocalControlPlane,
-                                                                              backend: FakeRayBackend) -> None:
+def test_in_place_update_first_shows_the_new_generation_with_the_old_statuses(
+    objects: Any, plane: LocalControlPlane, backend: FakeRayBackend
+) -> None:
     with StatusLog(objects, "inplace") as log:
         first = deploy(objects, log, rayservice("inplace", "inplace"))
         mark = len(log.lines)
@@ -188,7 +227,9 @@ def test_in_place_update_first_shows_the_new_generation_with_the_old_statuses(ob
         app = backend.serve_apps[f"{NS}/{cluster}"]["inplace"]
         assert app.config["deployments"][0]["user_config"] == {"weight": 2}
         assert time.time() - app.deployed_at >= DEPLOYING_SECONDS and state.applications == {"inplace": "RUNNING"}
-        log.wait_for(lambda obj: "RUNNING" in str((obj["status"]["activeServiceStatus"].get("applicationStatuses") or {})))
+        log.wait_for(
+            lambda obj: "RUNNING" in str(obj["status"]["activeServiceStatus"].get("applicationStatuses") or {})
+        )
     assert log.since(mark) == [
         "gen=2 Ready=True/NonZeroServeEndpoints UpgradeInProgress=False/NoPendingCluster active=A[inplace=RUNNING] pending=-",
         "gen=2 Ready=True/NonZeroServeEndpoints UpgradeInProgress=False/NoPendingCluster active=A[inplace=DEPLOYING] pending=-",
@@ -201,9 +242,18 @@ def test_new_cluster_upgrade_empties_the_active_applications_until_the_switch(ob
         first = deploy(objects, log, rayservice("upgrade", "upgrade"))
         old_cluster = first["status"]["activeServiceStatus"]["rayClusterName"]
         mark = len(log.lines)
-        patch(objects, "upgrade", {"op": "add", "path": "/spec/rayClusterConfig/headGroupSpec/rayStartParams/num-cpus", "value": "2"})
-        done = log.wait_for(lambda obj: obj["status"]["activeServiceStatus"].get("rayClusterName") not in (None, old_cluster)
-                            and ready(obj) and condition(obj, "UpgradeInProgress") == "False/NoPendingCluster")
+        patch(
+            objects,
+            "upgrade",
+            {"op": "add", "path": "/spec/rayClusterConfig/headGroupSpec/rayStartParams/num-cpus", "value": "2"},
+        )
+        done = log.wait_for(
+            lambda obj: (
+                obj["status"]["activeServiceStatus"].get("rayClusterName") not in (None, old_cluster)
+                and ready(obj)
+                and condition(obj, "UpgradeInProgress") == "False/NoPendingCluster"
+            )
+        )
         assert log.since(mark) == [
             "gen=2 Ready=True/NonZeroServeEndpoints UpgradeInProgress=True/BothActivePendingClustersExist active=A pending=B",
             "gen=2 Ready=True/NonZeroServeEndpoints UpgradeInProgress=True/BothActivePendingClustersExist active=A pending=B[upgrade=DEPLOYING]",
@@ -216,10 +266,12 @@ def test_new_cluster_upgrade_empties_the_active_applications_until_the_switch(ob
     assert clusters_of(objects, "upgrade") == {new_cluster}
 
 
-def test_a_failed_application_stays_pending_and_the_wait_fails_fast(objects: Any, plane: LocalControlPlane,
-                                                                    backend: FakeRayBackend) -> None:
-    backend.serve_scripts["broken"] = ServeScript("DEPLOY_FAILED", deploying_seconds=DEPLOYING_SECONDS,
-                                                  message="ModuleNotFoundError: No module named 'serve_app'")
+def test_a_failed_application_stays_pending_and_the_wait_fails_fast(
+    objects: Any, plane: LocalControlPlane, backend: FakeRayBackend
+) -> None:
+    backend.serve_scripts["broken"] = ServeScript(
+        "DEPLOY_FAILED", deploying_seconds=DEPLOYING_SECONDS, message="ModuleNotFoundError: No module named 'serve_app'"
+    )
     with StatusLog(objects, "broken") as log:
         objects.create_namespaced_custom_object("ray.io", "v1", NS, "rayservices", rayservice("broken", "broken"))
         started = time.monotonic()
@@ -235,14 +287,20 @@ def test_a_failed_application_stays_pending_and_the_wait_fails_fast(objects: Any
 
 
 def test_validation_failed_keeps_the_old_status_and_the_wait_fails_fast(objects: Any, plane: LocalControlPlane) -> None:
-    head_service = {"op": "add", "path": "/spec/rayClusterConfig/headGroupSpec/headService", "value": {"metadata": {"name": "mine"}}}
+    head_service = {
+        "op": "add",
+        "path": "/spec/rayClusterConfig/headGroupSpec/headService",
+        "value": {"metadata": {"name": "mine"}},
+    }
     with StatusLog(objects, "refused") as log:
         deploy(objects, log, rayservice("refused", "refused"))
         mark = len(log.lines)
         patch(objects, "refused", head_service)
         with pytest.raises(KubeRayProviderError) as failed:
             lifecycle(plane).wait_ready(NS, "refused", timeout=30)
-        assert "headService.metadata.name should not be set" in str(failed.value) and "Correct the spec" in str(failed.value)
+        assert "headService.metadata.name should not be set" in str(failed.value) and "Correct the spec" in str(
+            failed.value
+        )
         refused = log.wait_for(lambda obj: condition(obj, "Ready") == "False/ValidationFailed")
         # Everything else stays as it was: observedGeneration, serviceStatus, the serving cluster.
         assert refused["status"]["serviceStatus"] == "Running" and refused["metadata"]["generation"] == 2
@@ -252,8 +310,11 @@ def test_validation_failed_keeps_the_old_status_and_the_wait_fails_fast(objects:
         "gen=1 Ready=False/ValidationFailed UpgradeInProgress=False/NoPendingCluster active=A[refused=RUNNING] pending=-",
         "gen=3 Ready=True/NonZeroServeEndpoints UpgradeInProgress=False/NoPendingCluster active=A[refused=RUNNING] pending=-",
     ]
-    events = [e for e in __import__("kubernetes").client.CoreV1Api(plane.api_client()).list_namespaced_event(NS).items
-              if e.involved_object.name == "refused" and e.reason == "InvalidRayServiceSpec"]
+    events = [
+        e
+        for e in __import__("kubernetes").client.CoreV1Api(plane.api_client()).list_namespaced_event(NS).items
+        if e.involved_object.name == "refused" and e.reason == "InvalidRayServiceSpec"
+    ]
     assert events and events[0].type == "Warning"
 
 
@@ -267,16 +328,28 @@ def test_a_rayservice_refused_at_creation_only_gets_ready_false(objects: Any) ->
     assert not clusters_of(objects, "refused-new")
 
 
-def test_initializing_timeout_is_terminal_and_the_clusters_go(objects: Any, plane: LocalControlPlane, backend: FakeRayBackend) -> None:
+def test_initializing_timeout_is_terminal_and_the_clusters_go(
+    objects: Any, plane: LocalControlPlane, backend: FakeRayBackend
+) -> None:
     backend.serve_scripts["slow"] = ServeScript(deploying_seconds=3600)
-    body = rayservice("slow", "slow", annotations={"ray.io/initializing-timeout": "5"}, rayClusterDeletionDelaySeconds=0)
+    body = rayservice(
+        "slow", "slow", annotations={"ray.io/initializing-timeout": "5"}, rayClusterDeletionDelaySeconds=0
+    )
     with StatusLog(objects, "slow") as log:
         objects.create_namespaced_custom_object("ray.io", "v1", NS, "rayservices", body)
         with pytest.raises(KubeRayProviderError) as failed:
             lifecycle(plane).wait_ready(NS, "slow", timeout=60)
         assert "delete the RayService and create it again" in str(failed.value)
         log.wait_for(lambda obj: not clusters_of(objects, "slow"), timeout=30)
-        patch(objects, "slow", {"op": "replace", "path": "/spec/serveConfigV2", "value": rayservice("slow", "slow", weight=2)["spec"]["serveConfigV2"]})
+        patch(
+            objects,
+            "slow",
+            {
+                "op": "replace",
+                "path": "/spec/serveConfigV2",
+                "value": rayservice("slow", "slow", weight=2)["spec"]["serveConfigV2"],
+            },
+        )
         time.sleep(3)  # a spec change recovers nothing: not even observedGeneration moves
     assert log.lines == [
         "gen=1 Ready=False/Initializing UpgradeInProgress=False/Initializing active=- pending=A",
@@ -301,7 +374,7 @@ def test_suspend_deletes_everything_and_resume_brings_a_new_cluster(objects: Any
         suspended = len(log.lines)
         patch(objects, "pause", {"op": "replace", "path": "/spec/suspend", "value": False})
         done = log.wait_for(ready)
-    assert log.since(mark)[:suspended - mark] == [
+    assert log.since(mark)[: suspended - mark] == [
         "gen=2 Ready=False/SuspendInProgress UpgradeInProgress=False/SuspendInProgress RollbackInProgress=False/SuspendInProgress "
         "Suspending=True/SuspendRequested active=- pending=-",
         "gen=2 Ready=False/SuspendInProgress UpgradeInProgress=False/SuspendInProgress RollbackInProgress=False/SuspendInProgress "
@@ -309,7 +382,9 @@ def test_suspend_deletes_everything_and_resume_brings_a_new_cluster(objects: Any
         "gen=2 Ready=False/SuspendComplete UpgradeInProgress=False/SuspendComplete RollbackInProgress=False/SuspendComplete "
         "Suspending=False/SuspendComplete Suspended=True/SuspendComplete active=- pending=-",
     ]
-    resumed = "RollbackInProgress=False/SuspendComplete Suspending=False/SuspendComplete Suspended=False/RayServiceResumed"
+    resumed = (
+        "RollbackInProgress=False/SuspendComplete Suspending=False/SuspendComplete Suspended=False/RayServiceResumed"
+    )
     assert log.since(suspended) == [
         f"gen=3 Ready=False/Initializing UpgradeInProgress=False/Initializing {resumed} active=- pending=-",
         f"gen=3 Ready=False/Initializing UpgradeInProgress=False/Initializing {resumed} active=- pending=B",
@@ -317,7 +392,10 @@ def test_suspend_deletes_everything_and_resume_brings_a_new_cluster(objects: Any
         f"gen=3 Ready=False/Initializing UpgradeInProgress=False/NoPendingCluster {resumed} active=B[pause=RUNNING] pending=-",
         f"gen=3 Ready=True/NonZeroServeEndpoints UpgradeInProgress=False/NoPendingCluster {resumed} active=B[pause=RUNNING] pending=-",
     ]
-    assert done["status"]["activeServiceStatus"]["rayClusterName"] != first["status"]["activeServiceStatus"]["rayClusterName"]
+    assert (
+        done["status"]["activeServiceStatus"]["rayClusterName"]
+        != first["status"]["activeServiceStatus"]["rayClusterName"]
+    )
 
 
 def test_delete_returns_once_kuberay_let_the_rayservice_go(objects: Any, plane: LocalControlPlane) -> None:

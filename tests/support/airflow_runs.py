@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Imported here, by the test's main thread: helpers such as deferred_wait() run on other threads while
 # dag.test() runs, and two threads importing Airflow's ORM models at once deadlock.
@@ -135,7 +136,9 @@ class RealTriggerer:
         with self.log_path.open("wb") as sink:
             self.process = subprocess.Popen(
                 [str(airflow), "triggerer", "--skip-serve-logs"],
-                env={**os.environ, **TRIGGERER_SETTINGS}, stdout=sink, stderr=subprocess.STDOUT,
+                env={**os.environ, **TRIGGERER_SETTINGS},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
             )
 
     def kill(self) -> None:
@@ -162,7 +165,9 @@ def trigger_logs(airflow_home: Path, dag_id: str, run_id: str, task_id: str) -> 
     ``attempt=N.log.trigger.<job id>.log`` beside the task log, one file per triggerer process (a later
     trigger of the same try in the same triggerer rewrites it)."""
     folder = airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-    return {int(path.name.rsplit(".", 2)[-2]): path.read_text(errors="replace") for path in folder.glob("*.trigger.*.log")}
+    return {
+        int(path.name.rsplit(".", 2)[-2]): path.read_text(errors="replace") for path in folder.glob("*.trigger.*.log")
+    }
 
 
 def trigger_log(airflow_home: Path, dag_id: str, run_id: str, task_id: str) -> str:
@@ -174,7 +179,9 @@ def deferred_wait(dag_id: str, task_id: str) -> tuple[str, str, int | None] | No
     triggerer job running it, None while unassigned); None while the task is not deferred."""
     with create_session() as session:
         query = select(TaskInstance).where(
-            TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, TaskInstance.state == TaskInstanceState.DEFERRED
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.state == TaskInstanceState.DEFERRED,
         )
         ti = session.scalars(query.order_by(TaskInstance.start_date.desc())).first()
         trigger = None if ti is None or ti.trigger_id is None else session.get(Trigger, ti.trigger_id)

@@ -19,22 +19,33 @@ def grant_everything_in(admin: Any, namespace: str, service_account: str = SERVI
 
     client.CoreV1Api(admin).create_namespaced_service_account(namespace, {"metadata": {"name": service_account}})
     rbac = client.RbacAuthorizationV1Api(admin)
-    rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": service_account},
-        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": service_account},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": service_account},
-        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]})
+    rbac.create_namespaced_role(
+        namespace,
+        {"metadata": {"name": service_account}, "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]},
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": service_account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": service_account},
+            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+        },
+    )
 
 
 def expiring_kubeconfig(plane: Any, namespace: str, directory: Path, seconds: int = 2) -> Path:
     """Grant the ServiceAccount, then write the kubeconfig whose tokens live ``seconds``."""
     with plane.api_client() as admin:
         grant_everything_in(admin, namespace)
-    return write_exec_kubeconfig(directory / "expiring-kubeconfig", plane.url, token_path=plane.token_path,
-                                 service_account=SERVICE_ACCOUNT, namespace=namespace, seconds=seconds,
-                                 ca_path=plane.ca_path)
+    return write_exec_kubeconfig(
+        directory / "expiring-kubeconfig",
+        plane.url,
+        token_path=plane.token_path,
+        service_account=SERVICE_ACCOUNT,
+        namespace=namespace,
+        seconds=seconds,
+        ca_path=plane.ca_path,
+    )
 
 
 def sync_api_client(kubeconfig: Path) -> Any:

@@ -28,9 +28,10 @@ import struct
 import threading
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -184,7 +185,7 @@ class Store:
             namespace=namespace,
             uid=str(uuid.uuid4()),
             generation=1,
-            creationTimestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         if dry_run:
             return obj
@@ -627,7 +628,7 @@ class FakeApiServer:
             return None
         try:
             return [await asyncio.wait_for(queue.get(), remaining)]
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     @staticmethod

@@ -6,8 +6,9 @@ Import the fixtures into a test module with ``from tests.support.kube_fixtures i
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import kubernetes.client
 import kubernetes_asyncio.client

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
@@ -32,10 +31,15 @@ class WorkerProcess:
         self.env, self.output, self.args = env, output, args
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         with self.output.open("wb") as sink:
-            self.process = subprocess.Popen([PREFECT, "worker", "start", *self.args], env=self.env, stdout=sink,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [PREFECT, "worker", "start", *self.args],
+                env=self.env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def log(self) -> str:

@@ -17,8 +17,12 @@ def granted_permissions(manifest: str) -> list[tuple[str, str, str]]:
     for document in yaml.safe_load_all(manifest):
         if document and document.get("kind") in ("Role", "ClusterRole"):
             for rule in document.get("rules") or []:
-                granted += [(verb, group, resource) for verb in rule["verbs"] for group in rule["apiGroups"]
-                            for resource in rule["resources"]]
+                granted += [
+                    (verb, group, resource)
+                    for verb in rule["verbs"]
+                    for group in rule["apiGroups"]
+                    for resource in rule["resources"]
+                ]
     return granted
 
 
@@ -34,12 +38,12 @@ def record_usage(manifest: str, authorizer: Authorizer, user: str) -> None:
     grants = granted_permissions(manifest)
     unused = [grant for grant in grants if not _grant_used(grant, used)]
     calls = sum(count for (who, attributes), count in authorizer.allowed.items() if who == user)
-    summary.add(SECTION,
+    summary.add(
+        SECTION,
         f"RBAC (docker/kubernetes/rbac.yaml, enforced for {user}): {calls} requests allowed, "
-        f"{len(grants) - len(unused)}/{len(grants)} granted verbs used, {len(denied)} refused"
+        f"{len(grants) - len(unused)}/{len(grants)} granted verbs used, {len(denied)} refused",
     )
     for verb, group, resource in unused:
         summary.add(SECTION, f"  unused grant: verb {verb} on {resource} (group '{group}')")
     for verb, resource, namespace in denied:
         summary.add(SECTION, f"  refused: {verb} {resource} in '{namespace}'")
-

@@ -11,13 +11,13 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import json  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import logging
+import sys
+from typing import Any
 
-from tests.airflow_env import TEST_DAGS_FOLDER  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from tests.airflow_env import TEST_DAGS_FOLDER
+from tests.support.airflow_fakes import FakeTaskInstance
 
 
 def execute_try(dag: Any, task_id: str, run_id: str, try_number: int) -> None:
@@ -25,7 +25,9 @@ def execute_try(dag: Any, task_id: str, run_id: str, try_number: int) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s", force=True)
     task = dag.get_task(task_id)
     # A run never cleared: Airflow's max_tries is the task's retries, so every try is of the first series.
-    ti = FakeTaskInstance(dag_id=dag.dag_id, task_id=task_id, run_id=run_id, try_number=try_number, max_tries=task.retries)
+    ti = FakeTaskInstance(
+        dag_id=dag.dag_id, task_id=task_id, run_id=run_id, try_number=try_number, max_tries=task.retries
+    )
     outcome = task.execute({"ti": ti})
     print("OUTCOME", json.dumps(outcome), flush=True)
 

@@ -12,13 +12,13 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import traceback  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import os
+import sys
+import traceback
+from typing import Any
 
-from tests.support.run_task_try import execute_try  # noqa: E402
+from tests.support.run_task_try import execute_try
 
 
 def run_try(dag: Any, command: dict[str, Any]) -> int:
@@ -30,17 +30,17 @@ def run_try(dag: Any, command: dict[str, Any]) -> int:
     sys.stderr = sys.stdout
     try:
         execute_try(dag, command["task_id"], command["run_id"], int(command["try_number"]))
-    except BaseException:  # noqa: BLE001 - the try failed: say how, as the task log would
+    except BaseException:
         traceback.print_exc()
         return 1
     return 0
 
 
 def main(dag_file: str, dag_id: str) -> None:
+    import kubernetes.client  # noqa: F401
     from airflow.dag_processing.dagbag import DagBag
 
     import kuberay_provider.core.lifecycle  # noqa: F401 - imported once here, not in every child
-    import kubernetes.client  # noqa: F401
 
     dag = DagBag(dag_folder=dag_file).dags.get(dag_id)  # not get_dag(): that falls back to the DB
     print(json.dumps({"ready": dag is not None}), flush=True)

@@ -8,29 +8,29 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import base64  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import pickle  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from typing import Any  # noqa: E402
+import base64
+import datetime as dt
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-import pytest  # noqa: E402
-from airflow.sdk import DAG, task  # noqa: E402
+import pytest
+from airflow.sdk import DAG, task
 
-from kuberay_provider.airflow import get_provider_info  # noqa: E402
-from kuberay_provider.airflow.decorators.kuberay import _KubeRayDecoratedOperator  # noqa: E402
-from kuberay_provider.airflow.operators.rayjob import run_identity  # noqa: E402
-from kuberay_provider.core.function_keys import SECRET_ENV, TryKey  # noqa: E402
-from kuberay_provider.core.function_runs import DEFAULT_FUNCTION_CLEANUP  # noqa: E402
-from kuberay_provider.core.functions import FunctionCall, shipped  # noqa: E402
-from kuberay_provider.core.job_request import RunIdentity  # noqa: E402
-from kuberay_provider.core.spec import simple_cluster_spec  # noqa: E402
-from kuberay_provider.core.status import RayJobState, state_to_payload  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from kuberay_provider.airflow import get_provider_info
+from kuberay_provider.airflow.decorators.kuberay import _KubeRayDecoratedOperator
+from kuberay_provider.airflow.operators.rayjob import run_identity
+from kuberay_provider.core.function_keys import SECRET_ENV, TryKey
+from kuberay_provider.core.function_runs import DEFAULT_FUNCTION_CLEANUP
+from kuberay_provider.core.functions import FunctionCall, shipped
+from kuberay_provider.core.job_request import RunIdentity
+from kuberay_provider.core.spec import simple_cluster_spec
+from kuberay_provider.core.status import RayJobState, state_to_payload
+from tests.support.airflow_fakes import FakeTaskInstance
 
 CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0-py311")
 
@@ -43,6 +43,7 @@ def test_the_decorator_is_registered_through_the_provider_info() -> None:
 
 def test_a_decorated_function_becomes_a_rayjob_task_that_ships_it() -> None:
     with DAG("deco", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+
         @task.kuberay(ray_cluster_spec=CLUSTER, runtime_env={"env_vars": {"A": "1"}}, result_path="/tmp/r.pkl")
         def double(value: int) -> int:
             return 2 * value
@@ -51,7 +52,9 @@ def test_a_decorated_function_becomes_a_rayjob_task_that_ships_it() -> None:
     operator = dag.get_task("double")
     assert isinstance(operator, _KubeRayDecoratedOperator) and operator.submit_via == "sdk"
     assert {"op_args", "op_kwargs", "result_path", "queue_name"} <= set(operator.template_fields)
-    with shipped(FunctionCall(operator.python_callable, (21,)), TryKey.derive(RunIdentity("deco", "double", "r"), 1, b"s" * 16)) as shipment:
+    with shipped(
+        FunctionCall(operator.python_callable, (21,)), TryKey.derive(RunIdentity("deco", "double", "r"), 1, b"s" * 16)
+    ) as shipment:
         operator._shipment = shipment
         request = operator.build_request({"ti": FakeTaskInstance(dag_id="deco", task_id="double")})
         submission = request.submission()
@@ -62,14 +65,18 @@ def test_a_decorated_function_becomes_a_rayjob_task_that_ships_it() -> None:
     assert request.manifest()["spec"]["submissionMode"] == "InteractiveMode"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"entrypoint": "python x.py"}, "takes no entrypoint"),
-    ({"submit_via": "kuberay"}, "submit_via must be 'sdk'"),
-    ({"result_format": "yaml"}, "result_format must be one of 'pickle', 'json'"),
-    ({"result_hold_seconds": -1}, "result_hold_seconds must be whole seconds"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"entrypoint": "python x.py"}, "takes no entrypoint"),
+        ({"submit_via": "kuberay"}, "submit_via must be 'sdk'"),
+        ({"result_format": "yaml"}, "result_format must be one of 'pickle', 'json'"),
+        ({"result_hold_seconds": -1}, "result_hold_seconds must be whole seconds"),
+    ],
+)
 def test_what_cannot_ship_a_function_is_refused_at_parse_time(kwargs: dict, message: str) -> None:
     with DAG("deco_bad", schedule=None, start_date=dt.datetime(2026, 1, 1)), pytest.raises(ValueError, match=message):
+
         @task.kuberay(ray_cluster_spec=CLUSTER, **kwargs)
         def noop() -> None:
             return None
@@ -108,9 +115,12 @@ class JobsStandIn:
         return self.log
 
 
-def test_a_deferred_task_reads_its_result_from_the_jobs_log_not_from_the_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_deferred_task_reads_its_result_from_the_jobs_log_not_from_the_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(SECRET_ENV, "unit-test-secret-of-the-workers-0123456789")
     with DAG("deco", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+
         @task.kuberay(ray_cluster_spec=CLUSTER, namespace="ns", deferrable=True)
         def double(value: int) -> int:
             return 2 * value
@@ -118,18 +128,32 @@ def test_a_deferred_task_reads_its_result_from_the_jobs_log_not_from_the_event(t
         double(21)
     operator = dag.get_task("double")
     ti = FakeTaskInstance(dag_id="deco", task_id="double")
-    with shipped(FunctionCall(operator.python_callable, (21,)), TryKey.derive(run_identity({"ti": ti}), ti.try_number)) as shipment:
-        done = subprocess.run([sys.executable, "-m", shipment.package], cwd=Path(shipment.folder).parent,
-                              capture_output=True, text=True, timeout=120, check=True)
+    with shipped(
+        FunctionCall(operator.python_callable, (21,)), TryKey.derive(run_identity({"ti": ti}), ti.try_number)
+    ) as shipment:
+        done = subprocess.run(
+            [sys.executable, "-m", shipment.package],
+            cwd=Path(shipment.folder).parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         jobs = JobsStandIn("the job's log\n" + done.stdout, dict(shipment.metadata), shipment.entrypoint)
-    rayjob = {"metadata": {"name": "deco-double", "namespace": "ns"},
-              "status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "jobId": "deco-double-sdk"}}
+    rayjob = {
+        "metadata": {"name": "deco-double", "namespace": "ns"},
+        "status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "jobId": "deco-double-sdk"},
+    }
     lifecycle = SimpleNamespace(kube=SimpleNamespace(get=lambda *args: rayjob), rayjob_jobs_client=lambda state: jobs)
     operator.__dict__["hook"] = SimpleNamespace(lifecycle=lambda **kwargs: lifecycle)
     planted = tmp_path / "planted"
     forged = "KUBERAY-FUNCTION:result:" + base64.b64encode(pickle.dumps(Planted(str(planted)))).decode()
-    event = {"status": "success", "state": state_to_payload(RayJobState.from_object(rayjob)), "message": "done",
-             "log": {"received": 100, "last_lines": f"a line\n{forged}"}}  # what an old trigger's event could carry
+    event = {
+        "status": "success",
+        "state": state_to_payload(RayJobState.from_object(rayjob)),
+        "message": "done",
+        "log": {"received": 100, "last_lines": f"a line\n{forged}"},
+    }  # what an old trigger's event could carry
     assert operator.execute_complete({"ti": ti}, event) == 42
     assert not planted.exists() and ti.pushed["rayjob_outcome"]["job_id"] == "deco-double-sdk"
 
@@ -155,11 +179,19 @@ def test_the_trigger_event_carries_a_few_kb_of_the_log_and_no_result(monkeypatch
             if text[start:]:
                 yield text[start:]
 
-    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")), WatchEvent("MODIFIED", rayjob("Complete", "SUCCEEDED", "j-1"))])
+    use_events(
+        monkeypatch,
+        [
+            WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")),
+            WatchEvent("MODIFIED", rayjob("Complete", "SUCCEEDED", "j-1")),
+        ],
+    )
     monkeypatch.setattr(triggers, "_jobs_client_finder", lambda conn_id: lambda state: LongLog())
     payload = first_event(RayJobTrigger("j", "ns", stream_logs=True, log_tail_lines=50))
     carried = payload["log"]["last_lines"]
     assert len(json.dumps(payload).encode()) < EVENT_LOG_TAIL_BYTES + 2048
-    assert "KUBERAY-FUNCTION" not in carried and carried.endswith(f"<the function's result: {len(marker)} characters, read back by the task>")
+    assert "KUBERAY-FUNCTION" not in carried and carried.endswith(
+        f"<the function's result: {len(marker)} characters, read back by the task>"
+    )
     assert carried.splitlines()[-2].startswith("progress 39 ") and payload["log"]["received"] > len(marker)
     assert len(triggers.event_log_tail("é" * 5000, str, 100).encode()) <= 100  # one long line is cut, whole characters

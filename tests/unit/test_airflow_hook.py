@@ -6,25 +6,29 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+from pathlib import Path
 
-import pytest  # noqa: E402
-import yaml  # noqa: E402
+import pytest
+import yaml
 
-from kuberay_provider.airflow import get_provider_info  # noqa: E402
-from kuberay_provider.airflow.hooks import AsyncKubeRayHook, KubeRayHook  # noqa: E402
+from kuberay_provider.airflow import get_provider_info
+from kuberay_provider.airflow.hooks import AsyncKubeRayHook, KubeRayHook
 
 TOKEN = "s3cr3t-token-value-1234567890"
 
 
 def kubeconfig(server: str = "https://127.0.0.1:6443", namespace: str = "team-ml") -> dict:
     return {
-        "apiVersion": "v1", "kind": "Config", "current-context": "ctx",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "ctx",
         "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
         "users": [{"name": "u", "user": {"token": TOKEN}}],
-        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u", "namespace": namespace}},
-                     {"name": "other", "context": {"cluster": "c", "user": "u"}}],
+        "contexts": [
+            {"name": "ctx", "context": {"cluster": "c", "user": "u", "namespace": namespace}},
+            {"name": "other", "context": {"cluster": "c", "user": "u"}},
+        ],
     }
 
 
@@ -40,8 +44,15 @@ def test_provider_info_registers_the_connection_type_and_modules():
     info = get_provider_info()
     [conn] = info["connection-types"]
     assert conn["connection-type"] == "kuberay" and conn["hook-class-name"].endswith("hooks.KubeRayHook")
-    assert {"kube_config_path", "kube_config", "cluster_context", "in_cluster", "namespace", "disable_verify_ssl",
-            "dashboard_url_template"} <= set(conn["conn-fields"])
+    assert {
+        "kube_config_path",
+        "kube_config",
+        "cluster_context",
+        "in_cluster",
+        "namespace",
+        "disable_verify_ssl",
+        "dashboard_url_template",
+    } <= set(conn["conn-fields"])
     assert conn["conn-fields"]["kube_config"]["schema"]["format"] == "password"
     assert info["triggers"][0]["python-modules"] == ["kuberay_provider.airflow.triggers"]
     assert info["extra-links"] == ["kuberay_provider.airflow.links.RayDashboardLink"]
@@ -49,7 +60,10 @@ def test_provider_info_registers_the_connection_type_and_modules():
 
 def test_hook_identity():
     assert (KubeRayHook.conn_type, KubeRayHook.default_conn_name, KubeRayHook.conn_name_attr) == (
-        "kuberay", "kuberay_default", "kuberay_conn_id")
+        "kuberay",
+        "kuberay_default",
+        "kuberay_conn_id",
+    )
     assert AsyncKubeRayHook.conn_type == "kuberay"
 
 

@@ -8,26 +8,26 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from importlib.metadata import entry_points  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import parse_qs, urlsplit  # noqa: E402
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-import pytest  # noqa: E402
+import pytest
 
-from kuberay_provider.airflow import get_provider_info  # noqa: E402
-from kuberay_provider.airflow.links import HELP_PATH, RayDashboardLink, dashboard_link, push_dashboard_link  # noqa: E402
-from kuberay_provider.airflow.operators import RayClusterCreateOperator, RayJobOperator, RayServiceOperator  # noqa: E402
-from kuberay_provider.airflow.plugin import DashboardLinkHelp, KubeRayPlugin, help_page  # noqa: E402
-from kuberay_provider.core.dashboard_links import DashboardTarget, browser_link  # noqa: E402
-from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome  # noqa: E402
-from kuberay_provider.core.lifecycle import Launch, RayJobLifecycle  # noqa: E402
-from kuberay_provider.core.status import RayJobState  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube  # noqa: E402
+from kuberay_provider.airflow import get_provider_info
+from kuberay_provider.airflow.links import HELP_PATH, RayDashboardLink, dashboard_link, push_dashboard_link
+from kuberay_provider.airflow.operators import RayClusterCreateOperator, RayJobOperator, RayServiceOperator
+from kuberay_provider.airflow.plugin import DashboardLinkHelp, KubeRayPlugin, help_page
+from kuberay_provider.core.dashboard_links import DashboardTarget, browser_link
+from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome
+from kuberay_provider.core.lifecycle import Launch, RayJobLifecycle
+from kuberay_provider.core.status import RayJobState
+from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube
 
 TEMPLATE = "https://ray.example.com/{namespace}/{cluster}"
 LINK_KEY = RayDashboardLink().xcom_key
@@ -44,7 +44,10 @@ def test_a_known_job_opens_its_page_in_the_dashboard():
 def test_without_a_job_the_cluster_overview_and_a_rayservice_the_serve_page():
     cluster = DashboardTarget("ml", cluster="shared")
     assert browser_link(TEMPLATE, cluster) == "https://ray.example.com/ml/shared"
-    assert browser_link(TEMPLATE, DashboardTarget("ml", cluster="svc-x", page="serve")) == "https://ray.example.com/ml/svc-x/#/serve"
+    assert (
+        browser_link(TEMPLATE, DashboardTarget("ml", cluster="svc-x", page="serve"))
+        == "https://ray.example.com/ml/svc-x/#/serve"
+    )
 
 
 def test_a_query_or_a_fragment_of_the_template_is_kept():
@@ -60,18 +63,27 @@ def test_no_link_while_the_template_needs_what_is_not_known_yet():
     assert browser_link("https://r.example/{rayjob}", DashboardTarget("ml", cluster="shared")) is None
 
 
-@pytest.mark.parametrize(("template", "says"), [
-    ("http://{service}.{namespace}.svc:8265", r"uses \{service\}; it may use only \{namespace\}, \{cluster\}, \{rayjob\}, \{job_id\}"),
-    ("https://r.example/{cluster", "not a valid template"),
-    ("ray.example.com/{cluster}", "a browser cannot open; give a whole URL"),
-])
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        (
+            "http://{service}.{namespace}.svc:8265",
+            r"uses \{service\}; it may use only \{namespace\}, \{cluster\}, \{rayjob\}, \{job_id\}",
+        ),
+        ("https://r.example/{cluster", "not a valid template"),
+        ("ray.example.com/{cluster}", "a browser cannot open; give a whole URL"),
+    ],
+)
 def test_a_bad_template_says_what_to_write(template: str, says: str):
     with pytest.raises(ValueError, match=says):
         browser_link(template, JOB)
 
 
 def test_values_are_quoted_into_the_url():
-    assert browser_link("https://r.example/?job={job_id}", DashboardTarget("ml", job_id="a b/c")) == "https://r.example/?job=a%20b%2Fc"
+    assert (
+        browser_link("https://r.example/?job={job_id}", DashboardTarget("ml", job_id="a b/c"))
+        == "https://r.example/?job=a%20b%2Fc"
+    )
 
 
 def test_targets_of_the_rayjob_operators_stages():
@@ -89,11 +101,20 @@ def test_without_a_browser_url_the_link_leads_to_the_page_saying_how_to_set_it()
     assert link is not None and link.startswith(HELP_PATH + "?")
     assert "/api/v1/namespaces" not in link and "svc" not in link  # never the workers' URL
     query = {key: values[0] for key, values in parse_qs(urlsplit(link).query).items()}
-    assert query == {"conn_id": "kuberay_default", "namespace": "ml", "cluster": "nightly-abc12", "rayjob": "nightly", "job_id": "nightly-x7"}
+    assert query == {
+        "conn_id": "kuberay_default",
+        "namespace": "ml",
+        "cluster": "nightly-abc12",
+        "rayjob": "nightly",
+        "job_id": "nightly-x7",
+    }
 
 
 def test_with_a_browser_url_the_link_is_the_rendered_template():
-    assert dashboard_link({"dashboard_browser_url": f"  {TEMPLATE} "}, "c", JOB) == "https://ray.example.com/ml/nightly-abc12/#/jobs/nightly-x7"
+    assert (
+        dashboard_link({"dashboard_browser_url": f"  {TEMPLATE} "}, "c", JOB)
+        == "https://ray.example.com/ml/nightly-abc12/#/jobs/nightly-x7"
+    )
 
 
 @dataclass
@@ -139,7 +160,9 @@ class FakeRunner:
         return self.dashboard_url_of(None)
 
     def follow(self, request: Any, timeout: float | None) -> RayJobOutcome:
-        self.on_started(RayJobState("nightly", "ml", "RUNNING", "Running", job_id="nightly-x7", cluster_name="nightly-abc12"))
+        self.on_started(
+            RayJobState("nightly", "ml", "RUNNING", "Running", job_id="nightly-x7", cluster_name="nightly-abc12")
+        )
         if isinstance(self.ends, BaseException):
             raise self.ends
         return self.ends
@@ -148,7 +171,9 @@ class FakeRunner:
         return False
 
 
-def run_operator(monkeypatch: pytest.MonkeyPatch, extras: dict[str, Any], ends: Any) -> tuple[FakeTaskInstance, list[str]]:
+def run_operator(
+    monkeypatch: pytest.MonkeyPatch, extras: dict[str, Any], ends: Any
+) -> tuple[FakeTaskInstance, list[str]]:
     """A RayJobOperator try on fakes; returns the task instance and each link pushed, in order."""
     runner = FakeRunner(RayJobLifecycle(RecordingKube()), ends)  # type: ignore[arg-type]
     op = RayJobOperator(task_id="score", entrypoint="python x.py", namespace="ml", name="nightly")
@@ -159,7 +184,9 @@ def run_operator(monkeypatch: pytest.MonkeyPatch, extras: dict[str, Any], ends: 
     ti = FakeTaskInstance(max_tries=0)
     links: list[str] = []
     real_push = ti.xcom_push
-    monkeypatch.setattr(ti, "xcom_push", lambda key, value: (links.append(value) if key == LINK_KEY else None, real_push(key, value)))
+    monkeypatch.setattr(
+        ti, "xcom_push", lambda key, value: (links.append(value) if key == LINK_KEY else None, real_push(key, value))
+    )
     if isinstance(ends, BaseException):
         with pytest.raises(Exception, match="boom"):
             op.execute({"ti": ti})  # type: ignore[arg-type]
@@ -177,7 +204,9 @@ def test_the_rayjob_operator_links_the_cluster_as_soon_as_it_runs_then_the_jobs_
 
 
 def test_a_failed_job_still_links_its_page(monkeypatch: pytest.MonkeyPatch):
-    failed = RayJobFailed("boom", RayJobOutcome("ml", "nightly", "nightly-y9", "nightly-abc12", "Failed", "FAILED", False))
+    failed = RayJobFailed(
+        "boom", RayJobOutcome("ml", "nightly", "nightly-y9", "nightly-abc12", "Failed", "FAILED", False)
+    )
     _, links = run_operator(monkeypatch, {"dashboard_browser_url": TEMPLATE}, failed)
     assert links[-1] == "https://ray.example.com/ml/nightly-abc12/#/jobs/nightly-y9"
 
@@ -202,7 +231,9 @@ def test_the_connection_form_has_the_browser_url_and_the_plugin_is_registered():
     assert "for the workers" in conn["conn-fields"]["dashboard_url_template"]["label"]
     [plugin] = [ep for ep in entry_points(group="airflow.plugins") if ep.name == "kuberay_provider"]
     assert plugin.load() is KubeRayPlugin
-    assert KubeRayPlugin.fastapi_apps[0]["url_prefix"] == "/kuberay-provider" and HELP_PATH.startswith("kuberay-provider/")
+    assert KubeRayPlugin.fastapi_apps[0]["url_prefix"] == "/kuberay-provider" and HELP_PATH.startswith(
+        "kuberay-provider/"
+    )
 
 
 def test_the_connection_on_the_airflow_page_links_the_job_as_the_page_says():

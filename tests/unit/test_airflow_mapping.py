@@ -13,32 +13,42 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import datetime as dt  # noqa: E402
-import inspect  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import datetime as dt
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-import jinja2  # noqa: E402
-import pytest  # noqa: E402
-from airflow.sdk import DAG  # noqa: E402
+import jinja2
+import pytest
+from airflow.sdk import DAG
 
-from kuberay_provider.airflow.operators import RayClusterCreateOperator, RayJobOperator, RayServiceOperator  # noqa: E402
-from kuberay_provider.core.clusters import RayClusterRequest  # noqa: E402
-from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RunIdentity  # noqa: E402
-from kuberay_provider.core.services import RAYSERVICE_KEYWORDS  # noqa: E402
-from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from kuberay_provider.airflow.operators import RayClusterCreateOperator, RayJobOperator, RayServiceOperator
+from kuberay_provider.core.clusters import RayClusterRequest
+from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RunIdentity
+from kuberay_provider.core.services import RAYSERVICE_KEYWORDS
+from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
+from tests.support.airflow_fakes import FakeTaskInstance
 
-CLUSTER = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}}}}
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+CLUSTER = {
+    "headGroupSpec": {
+        "rayStartParams": {},
+        "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}},
+    }
+}
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 # (operator, core's keyword table: the one list of names, the keywords the operator passes on as spec_params;
 # RayJobOperator's cluster_selector is a parameter of its own, a name or a selector, and a way to run)
 OPERATORS = [
     pytest.param(RayJobOperator, RAYJOB_KEYWORDS, RAYJOB_KEYWORDS - {"cluster_selector"}, id="RayJobOperator"),
-    pytest.param(RayClusterCreateOperator, frozenset(RAYCLUSTER_SPEC_FIELDS), frozenset(RAYCLUSTER_SPEC_FIELDS),
-                 id="RayClusterCreateOperator"),
+    pytest.param(
+        RayClusterCreateOperator,
+        frozenset(RAYCLUSTER_SPEC_FIELDS),
+        frozenset(RAYCLUSTER_SPEC_FIELDS),
+        id="RayClusterCreateOperator",
+    ),
     pytest.param(RayServiceOperator, RAYSERVICE_KEYWORDS, RAYSERVICE_KEYWORDS, id="RayServiceOperator"),
 ]
 
@@ -56,35 +66,49 @@ def dag() -> Iterator[DAG]:
 
 
 @pytest.mark.parametrize(("operator", "table", "passed_on"), OPERATORS)
-def test_the_operator_signature_and_the_core_keyword_table_agree(operator: type, table: frozenset[str], passed_on: frozenset[str]) -> None:
+def test_the_operator_signature_and_the_core_keyword_table_agree(
+    operator: type, table: frozenset[str], passed_on: frozenset[str]
+) -> None:
     parameters = init_parameters(operator)
     missing = sorted(table - parameters)
-    assert not missing, f"{operator.__name__}.__init__ lacks the spec keyword(s) {missing}: declare them (partial/expand map only declared names)"
+    assert not missing, (
+        f"{operator.__name__}.__init__ lacks the spec keyword(s) {missing}: declare them (partial/expand map only declared names)"
+    )
     assert passed_on <= table
     # A parameter that is neither in the table nor stored by the operator would be silently dropped.
     op = operator(task_id="probe", **({"entrypoint": "python x.py"} if operator is RayJobOperator else {}))
     dropped = sorted(name for name in parameters - table if not hasattr(op, name))
-    assert not dropped, f"{operator.__name__}.__init__ takes {dropped}, which no core keyword table lists and the operator ignores"
+    assert not dropped, (
+        f"{operator.__name__}.__init__ takes {dropped}, which no core keyword table lists and the operator ignores"
+    )
     given = {keyword: f"<{keyword}>" for keyword in sorted(passed_on)}
     assert operator(task_id="every_keyword", **given).spec_params == given  # each keyword reaches the manifest
 
 
 def test_the_issue_example_maps_one_entrypoint_per_index(dag: DAG) -> None:
     mapped = RayJobOperator.partial(task_id="score", ray_cluster_spec=CLUSTER, cleanup="delete_cluster").expand(
-        entrypoint=["python score.py --part 0", "python score.py --part 1", "python score.py --part 2"])
-    manifests = [render_index(dag, mapped, index).build_request({"ti": FakeTaskInstance(map_index=index)}).manifest()
-                 for index in range(3)]
+        entrypoint=["python score.py --part 0", "python score.py --part 1", "python score.py --part 2"]
+    )
+    manifests = [
+        render_index(dag, mapped, index).build_request({"ti": FakeTaskInstance(map_index=index)}).manifest()
+        for index in range(3)
+    ]
     assert [m["spec"]["entrypoint"] for m in manifests] == [f"python score.py --part {i}" for i in range(3)]
     assert len({m["metadata"]["name"] for m in manifests}) == 3  # one RayJob per map index
-    assert all(m["spec"]["rayClusterSpec"] == CLUSTER and m["spec"]["shutdownAfterJobFinishes"] is True for m in manifests)
+    assert all(
+        m["spec"]["rayClusterSpec"] == CLUSTER and m["spec"]["shutdownAfterJobFinishes"] is True for m in manifests
+    )
 
 
 @pytest.mark.parametrize(("operator", "table", "passed_on"), OPERATORS)
-def test_partial_expand_and_expand_kwargs_take_every_spec_keyword(dag: DAG, operator: type, table: frozenset[str],
-                                                                   passed_on: frozenset[str]) -> None:
+def test_partial_expand_and_expand_kwargs_take_every_spec_keyword(
+    dag: DAG, operator: type, table: frozenset[str], passed_on: frozenset[str]
+) -> None:
     keywords = sorted(passed_on)
     shared, mapped = keywords[::2], keywords[1::2]
-    operator.partial(task_id="by_expand", **{k: f"<{k}>" for k in shared}).expand(**{k: [f"<{k}-0>", f"<{k}-1>"] for k in mapped})
+    operator.partial(task_id="by_expand", **{k: f"<{k}>" for k in shared}).expand(
+        **{k: [f"<{k}-0>", f"<{k}-1>"] for k in mapped}
+    )
     operator.partial(task_id="by_expand_kwargs").expand_kwargs([{k: f"<{k}>" for k in keywords}])
     assert {"by_expand", "by_expand_kwargs"} <= set(dag.task_ids)
 
@@ -146,31 +170,47 @@ def test_strings_ending_in_yaml_yml_json_render_as_strings_and_the_manifest_file
     assert spec["entrypoint"] == "python train.py --day 2026-01-15 --config conf/train.yaml"
     assert "conda: env.yml" in spec["runtimeEnvYAML"] and "schemas/2026-01-15.json" in spec["runtimeEnvYAML"]
     assert spec["metadata"] == {"config": "conf/app.yaml"} and op.labels == {"config": "train.yaml"}
-    assert "kuberay.test/day: \"2026-01-15\"" in op.rayjob  # the file, read and rendered
+    assert 'kuberay.test/day: "2026-01-15"' in op.rayjob  # the file, read and rendered
     head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert head["volumeMounts"][0]["subPath"] == "app.yaml"
 
 
 def test_a_mapped_task_reads_the_manifest_file_and_keeps_other_strings(templated_dag: DAG) -> None:
-    mapped = RayJobOperator.partial(task_id="train", rayjob="jobs/train.yaml", runtime_env=NOT_FILES["runtime_env"]).expand(
-        entrypoint=[f"python train.py --shard {i} --config conf/shard-{i}.yaml" for i in range(2)])
+    mapped = RayJobOperator.partial(
+        task_id="train", rayjob="jobs/train.yaml", runtime_env=NOT_FILES["runtime_env"]
+    ).expand(entrypoint=[f"python train.py --shard {i} --config conf/shard-{i}.yaml" for i in range(2)])
     for index in range(2):
         op = render_index(templated_dag, mapped, index)
         assert op.rayjob.startswith("apiVersion: ray.io/v1") and "2026-01-15" in op.rayjob
-        assert rendered_spec(op, index)["entrypoint"] == f"python train.py --shard {index} --config conf/shard-{index}.yaml"
+        assert (
+            rendered_spec(op, index)["entrypoint"]
+            == f"python train.py --shard {index} --config conf/shard-{index}.yaml"
+        )
 
 
 def test_the_raycluster_manifest_file_is_read_and_nested_strings_are_not(templated_dag: DAG, tmp_path: Path) -> None:
     (tmp_path / "cluster.yml").write_text(
-        "apiVersion: ray.io/v1\nkind: RayCluster\nmetadata: {name: from-file, namespace: ml}\nspec: {rayVersion: '2.60.0'}\n")
+        "apiVersion: ray.io/v1\nkind: RayCluster\nmetadata: {name: from-file, namespace: ml}\nspec: {rayVersion: '2.60.0'}\n"
+    )
     head = {**CLUSTER["headGroupSpec"], "rayStartParams": {"config": "conf/head.yaml"}}
-    mapped = RayClusterCreateOperator.partial(task_id="cluster", raycluster="cluster.yml", head_group_spec=head,
-                                              head_service_annotations={"config": "serve.json"}).expand(
-        worker_group_specs=[[], [{"groupName": "workers", "replicas": 1, "rayStartParams": {}, "template": {"spec": {}}}]])
+    mapped = RayClusterCreateOperator.partial(
+        task_id="cluster",
+        raycluster="cluster.yml",
+        head_group_spec=head,
+        head_service_annotations={"config": "serve.json"},
+    ).expand(
+        worker_group_specs=[
+            [],
+            [{"groupName": "workers", "replicas": 1, "rayStartParams": {}, "template": {"spec": {}}}],
+        ]
+    )
     for index in range(2):
         op = render_index(templated_dag, mapped, index)
-        manifest = RayClusterRequest(RunIdentity("templated", "cluster", "manual__1", index), raycluster=op.raycluster,
-                                     spec_params=op.spec_params).manifest()
+        manifest = RayClusterRequest(
+            RunIdentity("templated", "cluster", "manual__1", index),
+            raycluster=op.raycluster,
+            spec_params=op.spec_params,
+        ).manifest()
         assert manifest["metadata"]["namespace"] == "ml" and manifest["spec"]["rayVersion"] == "2.60.0"
         assert manifest["spec"]["headGroupSpec"]["rayStartParams"] == {"config": "conf/head.yaml"}
         assert manifest["spec"]["headServiceAnnotations"] == {"config": "serve.json"}
@@ -187,19 +227,28 @@ def test_a_missing_manifest_file_says_where_it_was_looked_for(templated_dag: DAG
 def test_the_dag_processor_reads_the_manifest_file_at_parse_and_nothing_else(templated_dag: DAG) -> None:
     """DagBag.bag_dag calls dag.resolve_template_files(): as with Airflow's template_ext, the manifest
     file's text replaces its path (so the UI shows it before a run); no other field is touched."""
-    op = RayJobOperator(task_id="train", rayjob="jobs/train.yaml", entrypoint="python train.py --config conf/train.yaml")
+    op = RayJobOperator(
+        task_id="train", rayjob="jobs/train.yaml", entrypoint="python train.py --config conf/train.yaml"
+    )
     templated_dag.resolve_template_files()
     assert op.rayjob == RAYJOB_TEMPLATE and op.spec_params["entrypoint"] == "python train.py --config conf/train.yaml"
 
 
-def test_the_rayservice_manifest_file_is_read_and_a_mapped_serve_config_is_not(templated_dag: DAG, tmp_path: Path) -> None:
+def test_the_rayservice_manifest_file_is_read_and_a_mapped_serve_config_is_not(
+    templated_dag: DAG, tmp_path: Path
+) -> None:
     from kuberay_provider.core.services import rayservice_manifest
 
-    (tmp_path / "service.json").write_text('{"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "{{ ds }}-svc"}}')
-    configs = [{"applications": [{"name": "app", "import_path": "serve_app:app", "runtime_env": {"conda": f"env-{i}.yml"}}]}
-               for i in range(2)]
+    (tmp_path / "service.json").write_text(
+        '{"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "{{ ds }}-svc"}}'
+    )
+    configs = [
+        {"applications": [{"name": "app", "import_path": "serve_app:app", "runtime_env": {"conda": f"env-{i}.yml"}}]}
+        for i in range(2)
+    ]
     mapped = RayServiceOperator.partial(task_id="deploy", rayservice="service.json", ray_cluster_config=CLUSTER).expand(
-        serve_config=configs)
+        serve_config=configs
+    )
     for index in range(2):
         op = render_index(templated_dag, mapped, index)
         manifest = rayservice_manifest(op.name, op.namespace, rayservice=op.rayservice, **op.spec_params)

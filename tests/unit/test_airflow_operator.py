@@ -6,16 +6,16 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import dataclasses  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
-import pytest  # noqa: E402
-from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
-from kuberay_provider.airflow.operators import RayJobOperator  # noqa: E402
-from kuberay_provider.core.lifecycle import RayJobLifecycle  # noqa: E402
-from kuberay_provider.core.naming import (  # noqa: E402
+from kuberay_provider.airflow.operators import RayJobOperator
+from kuberay_provider.core.lifecycle import RayJobLifecycle
+from kuberay_provider.core.naming import (
     ANNOTATION_TRY_NUMBER,
     LABEL_MAP_INDEX,
     LABEL_OWNER,
@@ -23,10 +23,15 @@ from kuberay_provider.core.naming import (  # noqa: E402
     LABEL_RUN_KEY,
     LABEL_TASK,
 )
-from kuberay_provider.core.validation import SchemaRegistry  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube  # noqa: E402
+from kuberay_provider.core.validation import SchemaRegistry
+from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube
 
-CLUSTER = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}}}}
+CLUSTER = {
+    "headGroupSpec": {
+        "rayStartParams": {},
+        "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}},
+    }
+}
 
 
 def operator(**kwargs: Any) -> RayJobOperator:
@@ -34,8 +39,14 @@ def operator(**kwargs: Any) -> RayJobOperator:
 
 
 def test_every_rayjob_spec_field_is_a_keyword():
-    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, shutdown_after_job_finishes=True,
-                  ttl_seconds_after_finished=60, runtime_env={"pip": ["numpy"]}, active_deadline_seconds=600)
+    op = operator(
+        entrypoint="python x.py",
+        ray_cluster_spec=CLUSTER,
+        shutdown_after_job_finishes=True,
+        ttl_seconds_after_finished=60,
+        runtime_env={"pip": ["numpy"]},
+        active_deadline_seconds=600,
+    )
     manifest = op.build_request({"ti": FakeTaskInstance()}).manifest()
     assert manifest["spec"]["shutdownAfterJobFinishes"] is True and manifest["spec"]["ttlSecondsAfterFinished"] == 60
     assert manifest["spec"]["runtimeEnvYAML"].strip() == "pip:\n- numpy"
@@ -68,7 +79,10 @@ def test_name_and_run_key_come_from_the_run_identity():
     retry = op.build_request({"ti": FakeTaskInstance(try_number=2)}).manifest()
     other_run = op.build_request({"ti": FakeTaskInstance(run_id="scheduled__2026-01-02")}).manifest()
     mapped = op.build_request({"ti": FakeTaskInstance(map_index=3)}).manifest()
-    assert (first["metadata"]["name"], first["metadata"]["labels"]) == (retry["metadata"]["name"], retry["metadata"]["labels"])
+    assert (first["metadata"]["name"], first["metadata"]["labels"]) == (
+        retry["metadata"]["name"],
+        retry["metadata"]["labels"],
+    )
     assert retry["metadata"]["annotations"][ANNOTATION_TRY_NUMBER] == "2"
     assert first["metadata"]["name"].startswith("nightly-score-") and len(first["metadata"]["name"]) <= 47
     assert len({m["metadata"]["name"] for m in (first, other_run, mapped)}) == 3
@@ -111,8 +125,13 @@ def test_template_fields_cover_the_spec_and_only_the_manifest_is_a_file():
 def test_validation_errors_fail_without_retry_before_anything_is_created(crds_dir, monkeypatch):
     kube = RecordingKube()
     lifecycle = RayJobLifecycle(kube, schemas=SchemaRegistry.from_directory(crds_dir))  # type: ignore[arg-type]
-    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, ttl_seconds_after_finished=-1, suspend="yes",
-                  namespace="default")
+    op = operator(
+        entrypoint="python x.py",
+        ray_cluster_spec=CLUSTER,
+        ttl_seconds_after_finished=-1,
+        suspend="yes",
+        namespace="default",
+    )
     monkeypatch.setattr(type(op), "hook", property(lambda self: _HookWith(lifecycle)))
     with pytest.raises(AirflowFailException) as failure:
         op.execute({"ti": FakeTaskInstance()})
@@ -135,13 +154,22 @@ def test_cleanup_choice_is_checked_at_parse_time_and_conflicts_fail_before_anyth
     with pytest.raises(ValueError, match="unknown cleanup choice"):
         operator(entrypoint="python x.py", cleanup="delete_everything")
     kube = RecordingKube()
-    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, cleanup="keep", ttl_seconds_after_finished=30,
-                  namespace="default")
+    op = operator(
+        entrypoint="python x.py",
+        ray_cluster_spec=CLUSTER,
+        cleanup="keep",
+        ttl_seconds_after_finished=30,
+        namespace="default",
+    )
     monkeypatch.setattr(type(op), "hook", property(lambda self: _HookWith(RayJobLifecycle(kube))))  # type: ignore[arg-type]
     with pytest.raises(AirflowFailException, match="ttlSecondsAfterFinished=30"):
         op.execute({"ti": FakeTaskInstance()})
     assert kube.calls == []
-    manifest = operator(entrypoint="python x.py", cleanup="delete_cluster_after:60").build_request({"ti": FakeTaskInstance()}).manifest()
+    manifest = (
+        operator(entrypoint="python x.py", cleanup="delete_cluster_after:60")
+        .build_request({"ti": FakeTaskInstance()})
+        .manifest()
+    )
     assert (manifest["spec"]["shutdownAfterJobFinishes"], manifest["spec"]["ttlSecondsAfterFinished"]) == (True, 60)
 
 
@@ -162,8 +190,9 @@ def test_a_later_try_follows_the_rayjob_an_earlier_try_recorded_in_the_task_stat
     from kuberay_provider.airflow.operators import TASK_STATE_KEY
 
     store = FakeTaskStateStore()
-    op = operator(entrypoint="python x.py", ray_cluster_spec=CLUSTER, namespace="ml",
-                  name="score-try-{{ ti.try_number }}")  # a name that changes per try, on purpose
+    op = operator(
+        entrypoint="python x.py", ray_cluster_spec=CLUSTER, namespace="ml", name="score-try-{{ ti.try_number }}"
+    )  # a name that changes per try, on purpose
     first = {"ti": FakeTaskInstance(try_number=1), "task_state_store": store}
     request = op._as_remembered(first, op.build_request(first))
     op._remember(first, dataclasses.replace(request, name="score-try-1"))

@@ -9,18 +9,19 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, AsyncIterator  # noqa: E402
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
-import pytest  # noqa: E402
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred  # noqa: E402
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
-from kuberay_provider.airflow import hooks, triggers  # noqa: E402
-from kuberay_provider.airflow.decorators.kuberay import kuberay_task  # noqa: E402
-from kuberay_provider.airflow.links import RayDashboardLink  # noqa: E402
-from kuberay_provider.airflow.operators import (  # noqa: E402
+from kuberay_provider.airflow import hooks, triggers
+from kuberay_provider.airflow.decorators.kuberay import kuberay_task
+from kuberay_provider.airflow.links import RayDashboardLink
+from kuberay_provider.airflow.operators import (
     RayClusterCreateOperator,
     RayClusterDeleteOperator,
     RayClusterScaleOperator,
@@ -31,15 +32,29 @@ from kuberay_provider.airflow.operators import (  # noqa: E402
     raycluster,
     rayservice,
 )
-from kuberay_provider.airflow.sensors import RayJobSensor, RayServiceSensor  # noqa: E402
-from kuberay_provider.core.clusters import RayClusterState  # noqa: E402
-from kuberay_provider.core.kube.watch import WatchEvent  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from kuberay_provider.airflow.sensors import RayJobSensor, RayServiceSensor
+from kuberay_provider.core.clusters import RayClusterState
+from kuberay_provider.core.kube.watch import WatchEvent
+from tests.support.airflow_fakes import FakeTaskInstance
 
-ALL = (RayJobOperator, RayClusterCreateOperator, RayClusterScaleOperator, RayClusterDeleteOperator, RayServiceOperator,
-       RayServiceDeleteOperator, RayJobSensor, RayServiceSensor)
-TIMEOUTS = {RayJobOperator: "wait_timeout", RayClusterCreateOperator: "ready_timeout", RayClusterScaleOperator: "timeout",
-            RayClusterDeleteOperator: "timeout", RayServiceOperator: "ready_timeout", RayServiceDeleteOperator: "timeout"}
+ALL = (
+    RayJobOperator,
+    RayClusterCreateOperator,
+    RayClusterScaleOperator,
+    RayClusterDeleteOperator,
+    RayServiceOperator,
+    RayServiceDeleteOperator,
+    RayJobSensor,
+    RayServiceSensor,
+)
+TIMEOUTS = {
+    RayJobOperator: "wait_timeout",
+    RayClusterCreateOperator: "ready_timeout",
+    RayClusterScaleOperator: "timeout",
+    RayClusterDeleteOperator: "timeout",
+    RayServiceOperator: "ready_timeout",
+    RayServiceDeleteOperator: "timeout",
+}
 
 
 def rayjob(**kwargs: Any) -> RayJobOperator:
@@ -59,7 +74,9 @@ def test_connection_annotations_and_timeouts_are_templated_wherever_they_are_par
 
 
 def test_a_rendered_timeout_is_a_number_of_seconds():
-    op = rayjob(wait_timeout="{{ params.wait }}", kuberay_conn_id="{{ params.conn }}", annotations={"team": "{{ params.team }}"})
+    op = rayjob(
+        wait_timeout="{{ params.wait }}", kuberay_conn_id="{{ params.conn }}", annotations={"team": "{{ params.team }}"}
+    )
     op.render_template_fields({"params": {"wait": " 90 ", "conn": "kuberay_eu", "team": "ml"}})  # type: ignore[arg-type]
     assert (op.wait_timeout, op.kuberay_conn_id, op.annotations) == (90.0, "kuberay_eu", {"team": "ml"})
     for rendered_none in ("None", ""):
@@ -85,13 +102,16 @@ def test_a_timeout_that_is_no_number_fails_when_the_dag_is_parsed(bad: Any):
 # --- wait_for_completion=False -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "refusal"), [
-    ({"cluster_selector": "shared", "submit_via": "sdk"}, "needs a RayJob to watch"),
-    ({"head_service": "head-svc"}, "needs a RayJob to watch"),
-    ({"delete_on_success": True}, "delete_on_success / delete_on_failure act when the task sees the job end"),
-    ({"delete_on_failure": True}, "RayJobCleanupOperator"),
-    ({"queue_name": "q", "admission_timeout": 60}, "admission_timeout needs the task to wait"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "refusal"),
+    [
+        ({"cluster_selector": "shared", "submit_via": "sdk"}, "needs a RayJob to watch"),
+        ({"head_service": "head-svc"}, "needs a RayJob to watch"),
+        ({"delete_on_success": True}, "delete_on_success / delete_on_failure act when the task sees the job end"),
+        ({"delete_on_failure": True}, "RayJobCleanupOperator"),
+        ({"queue_name": "q", "admission_timeout": 60}, "admission_timeout needs the task to wait"),
+    ],
+)
 def test_not_waiting_refuses_what_needs_the_task_to_see_the_end(kwargs: dict[str, Any], refusal: str):
     with pytest.raises(ValueError, match=refusal):
         rayjob(wait_for_completion=False, **kwargs)
@@ -146,9 +166,17 @@ class SdkRunner:
 def running(name: str) -> Any:
     from kuberay_provider.core.status import RayJobState
 
-    return RayJobState.from_object({"metadata": {"name": name, "namespace": "default"},
-                                    "status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "jobId": f"{name}-sdk",
-                                               "rayClusterName": f"{name}-raycluster"}})
+    return RayJobState.from_object(
+        {
+            "metadata": {"name": name, "namespace": "default"},
+            "status": {
+                "jobDeploymentStatus": "Running",
+                "jobStatus": "RUNNING",
+                "jobId": f"{name}-sdk",
+                "rayClusterName": f"{name}-raycluster",
+            },
+        }
+    )
 
 
 class MarkingKube:
@@ -160,7 +188,10 @@ class MarkingKube:
         return {}
 
     def get(self, kind: Any, namespace: str, name: str) -> dict[str, Any]:
-        return {"metadata": {"name": name, "namespace": namespace}, "status": {"jobDeploymentStatus": "Running", "jobStatus": "PENDING"}}
+        return {
+            "metadata": {"name": name, "namespace": namespace},
+            "status": {"jobDeploymentStatus": "Running", "jobStatus": "PENDING"},
+        }
 
 
 @dataclass
@@ -193,7 +224,11 @@ def test_not_waiting_in_sdk_mode_returns_once_the_task_submitted_the_job(monkeyp
     ti = FakeTaskInstance()
     outcome = op.execute({"ti": ti})  # type: ignore[arg-type]
     assert runner.steps == ["launch", "start within 300"]  # start() submits once KubeRay waits for it
-    assert outcome["job_status"] == "RUNNING" and not outcome["succeeded"] and outcome["dashboard_url"] == "http://dash/job"
+    assert (
+        outcome["job_status"] == "RUNNING"
+        and not outcome["succeeded"]
+        and outcome["dashboard_url"] == "http://dash/job"
+    )
     assert ti.pushed["rayjob"]["name"] == outcome["rayjob_name"]
     assert len(kube.patches) == 1  # marked reported: clearing the task runs the job anew
 
@@ -228,7 +263,8 @@ def test_no_extra_xcom_without_do_xcom_push(monkeypatch: pytest.MonkeyPatch):
     served = {"status": "success", "state": {"namespace": "ns", "name": "s", "serve_endpoint": "http://s:8000"}}
     ti = FakeTaskInstance()
     result = RayServiceOperator(task_id="deploy", name="s", do_xcom_push=False).execute_complete(
-        {"ti": ti}, {**served, "carry": {"change": "updated"}})  # type: ignore[arg-type]
+        {"ti": ti}, {**served, "carry": {"change": "updated"}}
+    )  # type: ignore[arg-type]
     assert result["change"] == "updated" and extra_xcoms(ti) == set()
     RayServiceSensor(task_id="served", rayservice_name="s", do_xcom_push=False).execute_complete({"ti": ti}, served)  # type: ignore[arg-type]
     assert extra_xcoms(ti) == set()
@@ -250,7 +286,9 @@ class FakeClusters:
         return manifest, self.created
 
     def state(self, namespace: str, name: str) -> RayClusterState:
-        return RayClusterState.from_object({"metadata": {"name": name, "namespace": namespace}, "status": {"state": ""}})
+        return RayClusterState.from_object(
+            {"metadata": {"name": name, "namespace": namespace}, "status": {"state": ""}}
+        )
 
     def wait_ready(self, namespace: str, name: str, **_: Any) -> Any:
         raise KeyboardInterrupt("killed mid-wait")  # what a SIGTERM's on_kill interrupts, as a BaseException
@@ -282,7 +320,9 @@ def cluster_hook(monkeypatch: pytest.MonkeyPatch, clusters: FakeClusters) -> Non
 
 
 @pytest.mark.parametrize(("created", "deleted"), [(True, [("ns", "c", False)]), (False, [])])
-def test_on_kill_deletes_the_cluster_only_when_this_try_created_it(monkeypatch: pytest.MonkeyPatch, created: bool, deleted: list[Any]):
+def test_on_kill_deletes_the_cluster_only_when_this_try_created_it(
+    monkeypatch: pytest.MonkeyPatch, created: bool, deleted: list[Any]
+):
     clusters = FakeClusters(created=created)
     cluster_hook(monkeypatch, clusters)
     op = RayClusterCreateOperator(task_id="create", name="c", namespace="ns", spec={"headGroupSpec": {}})
@@ -297,14 +337,17 @@ def test_on_kill_deletes_the_cluster_only_when_this_try_created_it(monkeypatch: 
 
 def test_a_deferred_create_carries_what_it_created_through_the_trigger_not_an_xcom(monkeypatch: pytest.MonkeyPatch):
     cluster_hook(monkeypatch, FakeClusters(created=True))
-    op = RayClusterCreateOperator(task_id="create", name="c", namespace="ns", spec={"headGroupSpec": {}}, deferrable=True,
-                                  do_xcom_push=False)
+    op = RayClusterCreateOperator(
+        task_id="create", name="c", namespace="ns", spec={"headGroupSpec": {}}, deferrable=True, do_xcom_push=False
+    )
     ti = FakeTaskInstance()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({"ti": ti})  # type: ignore[arg-type]
     trigger = deferred.value.trigger
     assert trigger.carry == {"created": True} and trigger.delete_on_kill and extra_xcoms(ti) == set()
-    result = op.execute_complete({"ti": ti}, {"status": "success", "state": {"namespace": "ns", "name": "c"}, "carry": trigger.carry})  # type: ignore[arg-type]
+    result = op.execute_complete(
+        {"ti": ti}, {"status": "success", "state": {"namespace": "ns", "name": "c"}, "carry": trigger.carry}
+    )  # type: ignore[arg-type]
     assert result["created"] is True and extra_xcoms(ti) == set()
 
 
@@ -312,12 +355,18 @@ def test_scale_and_delete_defer_their_waits(monkeypatch: pytest.MonkeyPatch):
     clusters = FakeClusters()
     cluster_hook(monkeypatch, clusters)
     with pytest.raises(TaskDeferred) as scale:
-        RayClusterScaleOperator(task_id="scale", name="c", group="g", replicas=3, timeout=60, deferrable=True).execute({})  # type: ignore[arg-type]
+        RayClusterScaleOperator(task_id="scale", name="c", group="g", replicas=3, timeout=60, deferrable=True).execute(
+            {}
+        )  # type: ignore[arg-type]
     assert clusters.scaled == [3] and scale.value.trigger.wait_for == "workers" and scale.value.trigger.timeout == 60
     for operator, kind in ((RayClusterDeleteOperator, "RayCluster"), (RayServiceDeleteOperator, "RayService")):
         with pytest.raises(TaskDeferred) as delete:
             operator(task_id="delete", name="c", deferrable=True).execute({})  # type: ignore[arg-type]
-        assert delete.value.trigger.kind == kind and clusters.deleted[-1] == ("ns", "c", False)  # deleted, not waited for here
+        assert delete.value.trigger.kind == kind and clusters.deleted[-1] == (
+            "ns",
+            "c",
+            False,
+        )  # deleted, not waited for here
         assert operator(task_id="d", name="c").execute_complete({}, {"status": "success"}) is True  # type: ignore[arg-type]
 
 
@@ -340,8 +389,15 @@ class DeletingKube:
     async def find(self, kind: Any, namespace: str, name: str) -> dict[str, Any] | None:
         return {"metadata": {"name": name, "resourceVersion": "7"}} if self.present else None
 
-    async def watch(self, kind: Any, namespace: str, *, name: str, resource_version: str | None = None,
-                    timeout_seconds: float | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self,
+        kind: Any,
+        namespace: str,
+        *,
+        name: str,
+        resource_version: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> AsyncIterator[WatchEvent]:
         self.watched_from = resource_version
         if self.deleted_event:
             yield WatchEvent("DELETED", {"metadata": {"name": name}})
@@ -368,9 +424,13 @@ def first_event(trigger: Any) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize(("present", "deleted_event", "status"), [(False, False, "success"), (True, True, "success"),
-                                                                   (True, False, "timeout")])
-def test_the_deletion_trigger_fires_once_the_object_is_gone(monkeypatch: pytest.MonkeyPatch, present: bool, deleted_event: bool, status: str):
+@pytest.mark.parametrize(
+    ("present", "deleted_event", "status"),
+    [(False, False, "success"), (True, True, "success"), (True, False, "timeout")],
+)
+def test_the_deletion_trigger_fires_once_the_object_is_gone(
+    monkeypatch: pytest.MonkeyPatch, present: bool, deleted_event: bool, status: str
+):
     kube = DeletingKube(present, deleted_event)
     fake_client(monkeypatch, kube)
     trigger = triggers.RayObjectDeletedTrigger("RayCluster", "c", "ns", "conn", timeout=5.0)
@@ -393,7 +453,9 @@ def test_a_killed_deferred_create_deletes_the_cluster_it_created(monkeypatch: py
 
 
 def test_the_rayservice_sensor_defers_to_the_rayservice_trigger(monkeypatch: pytest.MonkeyPatch):
-    sensor = RayServiceSensor(task_id="served", rayservice_name="s", namespace="ns", kuberay_conn_id="conn", timeout=120, deferrable=True)
+    sensor = RayServiceSensor(
+        task_id="served", rayservice_name="s", namespace="ns", kuberay_conn_id="conn", timeout=120, deferrable=True
+    )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({"ti": FakeTaskInstance()})  # type: ignore[arg-type]
     trigger = deferred.value.trigger

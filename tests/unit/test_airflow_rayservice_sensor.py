@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
@@ -43,7 +44,9 @@ class ScriptedKube:
         assert (kind.kind, namespace, name) == ("RayService", "ns", "svc")
         return self._next()
 
-    def watch(self, kind: Any, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None) -> Iterator[WatchEvent]:
+    def watch(
+        self, kind: Any, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None
+    ) -> Iterator[WatchEvent]:
         self.watched.append(timeout_seconds)
         if self.current is not None:
             yield WatchEvent("ADDED", copy.deepcopy(self.current))
@@ -94,7 +97,9 @@ def sensor(clock: Clock, **kwargs: Any) -> RayServiceSensor:
     return made
 
 
-def test_a_poke_does_not_take_the_write_that_applies_a_new_generation_for_served(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+def test_a_poke_does_not_take_the_write_that_applies_a_new_generation_for_served(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
     script(monkeypatch, clock, [STALE_RUNNING, DEPLOYING, RUNNING])
     served, ti = sensor(clock, poke_interval=1), FakeTaskInstance()
     pokes = []
@@ -105,7 +110,9 @@ def test_a_poke_does_not_take_the_write_that_applies_a_new_generation_for_served
     assert ti.pushed == {"serve_endpoint": "http://svc-serve-svc.ns.svc.cluster.local:8000"}
 
 
-def test_a_write_nobody_rewrote_is_trusted_once_a_poke_finds_it_settled(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+def test_a_write_nobody_rewrote_is_trusted_once_a_poke_finds_it_settled(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
     script(monkeypatch, clock, [STALE_RUNNING])  # the same write at every poke: KubeRay had nothing to change
     served = sensor(clock)
     assert served.poke({"ti": FakeTaskInstance()}) is False  # type: ignore[arg-type]
@@ -115,7 +122,9 @@ def test_a_write_nobody_rewrote_is_trusted_once_a_poke_finds_it_settled(monkeypa
     assert served.poke({"ti": FakeTaskInstance()}) is True  # type: ignore[arg-type]
 
 
-def test_rescheduled_pokes_carry_what_they_saw_in_the_task_state_store(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+def test_rescheduled_pokes_carry_what_they_saw_in_the_task_state_store(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
     kube = script(monkeypatch, clock, [STALE_RUNNING, DEPLOYING, RUNNING])
     store = FakeTaskStateStore()
     pokes = []
@@ -130,7 +139,9 @@ def test_rescheduled_pokes_carry_what_they_saw_in_the_task_state_store(monkeypat
     assert sensor(clock, mode="reschedule").poke({"ti": FakeTaskInstance(), "task_state_store": store}) is False  # type: ignore[arg-type]
 
 
-def test_without_a_task_state_store_a_rescheduled_poke_watches_until_it_can_judge(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+def test_without_a_task_state_store_a_rescheduled_poke_watches_until_it_can_judge(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
     kube = script(monkeypatch, clock, [STALE_RUNNING, DEPLOYING])  # KubeRay rewrites while the poke watches
     assert sensor(clock, mode="reschedule").poke({"ti": FakeTaskInstance()}) is False  # type: ignore[arg-type]
     assert kube.watched and sum(w or 0 for w in kube.watched) <= 6  # within settle_seconds and a margin
@@ -142,25 +153,51 @@ def test_without_a_task_state_store_a_rescheduled_poke_watches_until_it_can_judg
 
 FAILURES = {
     "an application failed to deploy": (
-        [STALE_RUNNING, service(3, ready="False", active={"app": "DEPLOY_FAILED"}, app_message="ImportError: no module m")],
-        ["app DEPLOY_FAILED (ImportError: no module m)", "apply a corrected serve config"]),
+        [
+            STALE_RUNNING,
+            service(3, ready="False", active={"app": "DEPLOY_FAILED"}, app_message="ImportError: no module m"),
+        ],
+        ["app DEPLOY_FAILED (ImportError: no module m)", "apply a corrected serve config"],
+    ),
     "a pending application went unhealthy during an upgrade": (
-        [service(2, upgrading="True", pending={"app": "DEPLOYING"}),
-         service(3, upgrading="True", pending={"app": "UNHEALTHY"}, app_message="replica died")],
-        ["failed on cluster svc-b: app UNHEALTHY (replica died)"]),
+        [
+            service(2, upgrading="True", pending={"app": "DEPLOYING"}),
+            service(3, upgrading="True", pending={"app": "UNHEALTHY"}, app_message="replica died"),
+        ],
+        ["failed on cluster svc-b: app UNHEALTHY (replica died)"],
+    ),
     "KubeRay refused the spec": (
-        [service(1, observed=1, ready="False", reason="ValidationFailed", message="spec.rayClusterConfig is invalid."),
-         service(2, observed=1, ready="False", reason="ValidationFailed", message="spec.rayClusterConfig is invalid.")],
-        ["KubeRay refused generation 2 of RayService ns/svc: spec.rayClusterConfig is invalid.", "Correct the spec"]),
+        [
+            service(
+                1, observed=1, ready="False", reason="ValidationFailed", message="spec.rayClusterConfig is invalid."
+            ),
+            service(
+                2, observed=1, ready="False", reason="ValidationFailed", message="spec.rayClusterConfig is invalid."
+            ),
+        ],
+        ["KubeRay refused generation 2 of RayService ns/svc: spec.rayClusterConfig is invalid.", "Correct the spec"],
+    ),
     "KubeRay gave up initializing": (
-        [service(1, generation=1, observed=1, ready="False", reason="InitializingTimeout", active={},
-                 message="RayService failed to become ready within the configured timeout of 30s.")],
-        ["gave up initializing", "delete the RayService and create it again"]),
+        [
+            service(
+                1,
+                generation=1,
+                observed=1,
+                ready="False",
+                reason="InitializingTimeout",
+                active={},
+                message="RayService failed to become ready within the configured timeout of 30s.",
+            )
+        ],
+        ["gave up initializing", "delete the RayService and create it again"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", FAILURES)
-def test_failures_kuberay_reports_fail_the_sensor_saying_what_to_do(monkeypatch: pytest.MonkeyPatch, clock: Clock, case: str) -> None:
+def test_failures_kuberay_reports_fail_the_sensor_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock, case: str
+) -> None:
     writes, expected = FAILURES[case]
     script(monkeypatch, clock, writes)
     served = sensor(clock)
@@ -171,7 +208,9 @@ def test_failures_kuberay_reports_fail_the_sensor_saying_what_to_do(monkeypatch:
     assert all(text in str(failed.value) for text in expected), str(failed.value)
 
 
-def test_failed_applications_of_the_previous_config_do_not_fail_the_update(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+def test_failed_applications_of_the_previous_config_do_not_fail_the_update(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
     script(monkeypatch, clock, [service(2, ready="False", active={"app": "DEPLOY_FAILED"}), DEPLOYING, RUNNING])
     served = sensor(clock)
     assert [served.poke({"ti": FakeTaskInstance()}) for _ in range(3)] == [False, False, True]  # type: ignore[arg-type]

@@ -6,22 +6,32 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-from typing import Any, AsyncIterator  # noqa: E402
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from kuberay_provider.airflow import hooks, triggers  # noqa: E402
-from kuberay_provider.airflow.triggers import RayJobTrigger  # noqa: E402
-from kuberay_provider.core.status import state_from_payload  # noqa: E402
-from kuberay_provider.core.kube.watch import WatchEvent  # noqa: E402
-from kuberay_provider.core.status import JobDeploymentStatus  # noqa: E402
+from kuberay_provider.airflow import hooks, triggers
+from kuberay_provider.airflow.triggers import RayJobTrigger
+from kuberay_provider.core.kube.watch import WatchEvent
+from kuberay_provider.core.status import (
+    JobDeploymentStatus,
+    state_from_payload,
+)
 
 
 def rayjob(deployment: str, job: str = "", job_id: str = "") -> dict[str, Any]:
-    return {"metadata": {"name": "j", "namespace": "ns"},
-            "status": {"jobDeploymentStatus": deployment, "jobStatus": job, "jobId": job_id, "reason": "AppFailed" if job == "FAILED" else ""}}
+    return {
+        "metadata": {"name": "j", "namespace": "ns"},
+        "status": {
+            "jobDeploymentStatus": deployment,
+            "jobStatus": job,
+            "jobId": job_id,
+            "reason": "AppFailed" if job == "FAILED" else "",
+        },
+    }
 
 
 class FakeKube:
@@ -66,8 +76,16 @@ def test_serialisation_round_trip():
     classpath, kwargs = trigger.serialize()
     assert classpath == "kuberay_provider.airflow.triggers.RayJobTrigger"
     assert RayJobTrigger(**kwargs).serialize() == (classpath, kwargs)
-    assert kwargs == {"name": "j", "namespace": "ns", "kuberay_conn_id": "c", "wait_for": "ready_for_submission", "timeout": 30.0,
-                      "delete_on_kill": False, "stream_logs": False, "log_tail_lines": 50}
+    assert kwargs == {
+        "name": "j",
+        "namespace": "ns",
+        "kuberay_conn_id": "c",
+        "wait_for": "ready_for_submission",
+        "timeout": 30.0,
+        "delete_on_kill": False,
+        "stream_logs": False,
+        "log_tail_lines": 50,
+    }
 
 
 def test_unknown_target_is_refused():
@@ -76,11 +94,19 @@ def test_unknown_target_is_refused():
 
 
 def test_fires_with_the_terminal_state(monkeypatch: pytest.MonkeyPatch):
-    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")), WatchEvent("MODIFIED", rayjob("Failed", "FAILED", "j-1"))])
+    use_events(
+        monkeypatch,
+        [
+            WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")),
+            WatchEvent("MODIFIED", rayjob("Failed", "FAILED", "j-1")),
+        ],
+    )
     payload = first_event(RayJobTrigger("j", "ns"))
     assert payload["status"] == "success"
     state = state_from_payload(payload["state"])
-    assert state.deployment_status == JobDeploymentStatus.FAILED and state.reason == "AppFailed" and state.job_id == "j-1"
+    assert (
+        state.deployment_status == JobDeploymentStatus.FAILED and state.reason == "AppFailed" and state.job_id == "j-1"
+    )
 
 
 def test_ready_for_submission_fires_on_waiting(monkeypatch: pytest.MonkeyPatch):
@@ -103,11 +129,16 @@ def test_target_not_reached_in_time_is_a_timeout_event(monkeypatch: pytest.Monke
 
 def test_triggers_of_one_connection_share_one_watch_per_namespace(monkeypatch: pytest.MonkeyPatch):
     def job(name: str, deployment: str, status: str) -> dict[str, Any]:
-        return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": name + deployment},
-                "status": {"jobDeploymentStatus": deployment, "jobStatus": status}}
+        return {
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": name + deployment},
+            "status": {"jobDeploymentStatus": deployment, "jobStatus": status},
+        }
 
-    kube = use_events(monkeypatch, [WatchEvent("ADDED", job(f"j{i}", "Running", "RUNNING")) for i in range(3)]
-                      + [WatchEvent("MODIFIED", job(f"j{i}", "Complete", "SUCCEEDED")) for i in range(3)])
+    kube = use_events(
+        monkeypatch,
+        [WatchEvent("ADDED", job(f"j{i}", "Running", "RUNNING")) for i in range(3)]
+        + [WatchEvent("MODIFIED", job(f"j{i}", "Complete", "SUCCEEDED")) for i in range(3)],
+    )
 
     async def all_three() -> list[dict[str, Any]]:
         async def first(trigger: RayJobTrigger) -> dict[str, Any]:
@@ -154,13 +185,21 @@ class FakeJobs:
 
     async def tail(self, job_id: str, start: int = 0):
         # Like RayJobsClient.tail: a resumed stream skips the ``start`` characters already delivered.
-        for chunk in ("first line\nsecond "[start:], "line\n"[max(start - 18, 0):]):
+        for chunk in ("first line\nsecond "[start:], "line\n"[max(start - 18, 0) :]):
             if chunk:
                 yield chunk
 
 
-def test_terminal_wait_streams_the_ray_log_and_reports_it_in_the_event(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]):
-    use_events(monkeypatch, [WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")), WatchEvent("MODIFIED", rayjob("Complete", "SUCCEEDED", "j-1"))])
+def test_terminal_wait_streams_the_ray_log_and_reports_it_in_the_event(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+):
+    use_events(
+        monkeypatch,
+        [
+            WatchEvent("ADDED", rayjob("Running", "RUNNING", "j-1")),
+            WatchEvent("MODIFIED", rayjob("Complete", "SUCCEEDED", "j-1")),
+        ],
+    )
     asked_for: list[str] = []
 
     def finder(conn_id: str):
@@ -183,8 +222,14 @@ def test_waits_other_than_the_end_never_stream(monkeypatch: pytest.MonkeyPatch):
 
 def cluster(state: str, head_ready: bool, suspend: bool = False) -> dict[str, Any]:
     labels = {"kueue.x-k8s.io/queue-name": "q"} if suspend else {}
-    return {"metadata": {"name": "c", "namespace": "ns", "labels": labels}, "spec": {"suspend": suspend},
-            "status": {"state": state, "conditions": [{"type": "HeadPodReady", "status": "True" if head_ready else "False"}]}}
+    return {
+        "metadata": {"name": "c", "namespace": "ns", "labels": labels},
+        "spec": {"suspend": suspend},
+        "status": {
+            "state": state,
+            "conditions": [{"type": "HeadPodReady", "status": "True" if head_ready else "False"}],
+        },
+    }
 
 
 def test_raycluster_trigger_fires_when_ready_and_round_trips(monkeypatch: pytest.MonkeyPatch):
@@ -194,11 +239,15 @@ def test_raycluster_trigger_fires_when_ready_and_round_trips(monkeypatch: pytest
     assert triggers.RayClusterTrigger(**kwargs).serialize() == (classpath, kwargs)
     use_events(monkeypatch, [WatchEvent("ADDED", cluster("", False)), WatchEvent("MODIFIED", cluster("ready", True))])
     payload = first_event(trigger)
-    assert payload["status"] == "success" and payload["state"]["state"] == "ready" and payload["state"]["head_pod_ready"]
+    assert (
+        payload["status"] == "success" and payload["state"]["state"] == "ready" and payload["state"]["head_pod_ready"]
+    )
 
 
 def test_raycluster_trigger_waits_for_kueue_admission(monkeypatch: pytest.MonkeyPatch):
-    use_events(monkeypatch, [WatchEvent("ADDED", cluster("", False, suspend=True)), WatchEvent("MODIFIED", cluster("", False))])
+    use_events(
+        monkeypatch, [WatchEvent("ADDED", cluster("", False, suspend=True)), WatchEvent("MODIFIED", cluster("", False))]
+    )
     payload = first_event(triggers.RayClusterTrigger("c", "ns", wait_for="admitted"))
     assert payload["status"] == "success" and payload["state"]["state"] == ""
 
@@ -209,26 +258,47 @@ def test_raycluster_trigger_times_out_with_the_last_state(monkeypatch: pytest.Mo
     assert payload["status"] == "timeout" and payload["state"]["name"] == "c" and "to be ready" in payload["message"]
 
 
-def service(ready: bool, app_status: str, generation: int = 1, observed: int = 1, rv: int = 1, where: str = "active") -> dict[str, Any]:
+def service(
+    ready: bool, app_status: str, generation: int = 1, observed: int = 1, rv: int = 1, where: str = "active"
+) -> dict[str, Any]:
     apps = {"rayClusterName": "s-1", "applicationStatuses": {"app": {"status": app_status}}}
-    return {"metadata": {"name": "s", "namespace": "ns", "generation": generation, "resourceVersion": str(rv)},
-            "status": {"observedGeneration": observed, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                       f"{where}ServiceStatus": apps}}
+    return {
+        "metadata": {"name": "s", "namespace": "ns", "generation": generation, "resourceVersion": str(rv)},
+        "status": {
+            "observedGeneration": observed,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            f"{where}ServiceStatus": apps,
+        },
+    }
 
 
 def test_rayservice_trigger_fires_once_the_latest_spec_is_served(monkeypatch: pytest.MonkeyPatch):
     # The write that first shows generation 2 carries the applications read before the new config's PUT:
     # only a later write (or a quiet settling time) is taken as served.
-    use_events(monkeypatch, [WatchEvent("ADDED", service(True, "RUNNING", generation=2, observed=1, rv=1)),
-                             WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2, rv=2)),
-                             WatchEvent("MODIFIED", service(True, "DEPLOYING", generation=2, observed=2, rv=3)),
-                             WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2, rv=4))])
+    use_events(
+        monkeypatch,
+        [
+            WatchEvent("ADDED", service(True, "RUNNING", generation=2, observed=1, rv=1)),
+            WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2, rv=2)),
+            WatchEvent("MODIFIED", service(True, "DEPLOYING", generation=2, observed=2, rv=3)),
+            WatchEvent("MODIFIED", service(True, "RUNNING", generation=2, observed=2, rv=4)),
+        ],
+    )
     payload = first_event(triggers.RayServiceTrigger("s", "ns"))
     assert payload["status"] == "success" and payload["state"]["applications"] == {"app": "RUNNING"}
 
 
 def test_rayservice_trigger_reports_a_failed_application(monkeypatch: pytest.MonkeyPatch):
-    use_events(monkeypatch, [WatchEvent("ADDED", service(False, "DEPLOYING", rv=1, where="pending")),
-                             WatchEvent("MODIFIED", service(False, "DEPLOY_FAILED", rv=2, where="pending"))])
+    use_events(
+        monkeypatch,
+        [
+            WatchEvent("ADDED", service(False, "DEPLOYING", rv=1, where="pending")),
+            WatchEvent("MODIFIED", service(False, "DEPLOY_FAILED", rv=2, where="pending")),
+        ],
+    )
     payload = first_event(triggers.RayServiceTrigger("s", "ns"))
-    assert payload["status"] == "error" and "app DEPLOY_FAILED" in payload["message"] and "serve config" in payload["message"]
+    assert (
+        payload["status"] == "error"
+        and "app DEPLOY_FAILED" in payload["message"]
+        and "serve config" in payload["message"]
+    )

@@ -7,30 +7,33 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+from dataclasses import dataclass, field
+from typing import Any
 
-import pytest  # noqa: E402
-from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout  # noqa: E402
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
-from kuberay_provider.airflow.operators import RayJobOperator  # noqa: E402
-from kuberay_provider.airflow.operators.common import first_try_number, is_final_try  # noqa: E402
-from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome  # noqa: E402
-from kuberay_provider.core.lifecycle import AdmissionTimeout, Launch, RayJobLifecycle, RayJobTimeout  # noqa: E402
-from kuberay_provider.core.naming import ANNOTATION_CONSUMED_BY_TRY, ANNOTATION_FIRST_TRY  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance  # noqa: E402
+from kuberay_provider.airflow.operators import RayJobOperator
+from kuberay_provider.airflow.operators.common import first_try_number, is_final_try
+from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome
+from kuberay_provider.core.lifecycle import AdmissionTimeout, Launch, RayJobLifecycle, RayJobTimeout
+from kuberay_provider.core.naming import ANNOTATION_CONSUMED_BY_TRY, ANNOTATION_FIRST_TRY
+from tests.support.airflow_fakes import FakeTaskInstance
 
 OUTCOME = RayJobOutcome("default", "x", "x-abc", "x-cluster", "Complete", "SUCCEEDED", True)
 
 
-@pytest.mark.parametrize(("try_number", "max_tries", "retries", "first", "final"), [
-    (1, 2, 2, 1, False),  # a fresh run's first try
-    (3, 2, 2, 1, True),  # its last retry
-    (1, 0, 0, 1, True),  # no retries: every try is the last
-    (3, 4, 2, 3, False),  # cleared after try 2: Airflow set max_tries = 2 + 2, the series starts at 3
-    (4, 4, 2, 3, False),  # ... a retry in that series
-    (5, 4, 2, 3, True),  # ... its last
-])
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "retries", "first", "final"),
+    [
+        (1, 2, 2, 1, False),  # a fresh run's first try
+        (3, 2, 2, 1, True),  # its last retry
+        (1, 0, 0, 1, True),  # no retries: every try is the last
+        (3, 4, 2, 3, False),  # cleared after try 2: Airflow set max_tries = 2 + 2, the series starts at 3
+        (4, 4, 2, 3, False),  # ... a retry in that series
+        (5, 4, 2, 3, True),  # ... its last
+    ],
+)
 def test_where_a_try_stands_in_its_series(try_number: int, max_tries: int, retries: int, first: int, final: bool):
     context = {"ti": FakeTaskInstance(try_number=try_number, max_tries=max_tries)}
     assert first_try_number(context, retries) == first  # type: ignore[arg-type]
@@ -105,7 +108,9 @@ class Hook:
         return "default"
 
 
-def wired(monkeypatch: pytest.MonkeyPatch, follows: Any, **kwargs: Any) -> tuple[RayJobOperator, RecordingKube, FakeRunner]:
+def wired(
+    monkeypatch: pytest.MonkeyPatch, follows: Any, **kwargs: Any
+) -> tuple[RayJobOperator, RecordingKube, FakeRunner]:
     kube = RecordingKube()
     lifecycle = RayJobLifecycle(kube)  # type: ignore[arg-type]
     runner = FakeRunner(lifecycle, follows)
@@ -122,7 +127,9 @@ def context_of(try_number: int, max_tries: int) -> dict[str, Any]:
 def test_a_reported_outcome_marks_the_rayjob_consumed_by_the_try(monkeypatch: pytest.MonkeyPatch):
     op, kube, runner = wired(monkeypatch, OUTCOME, retries=1)
     assert op.execute(context_of(2, 1))["succeeded"]
-    assert runner.cleaned == [True] and kube.patches == [{"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: "2"}}}]
+    assert runner.cleaned == [True] and kube.patches == [
+        {"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: "2"}}}
+    ]
 
 
 def test_a_reported_failure_marks_it_too(monkeypatch: pytest.MonkeyPatch):
@@ -130,7 +137,9 @@ def test_a_reported_failure_marks_it_too(monkeypatch: pytest.MonkeyPatch):
     op, kube, runner = wired(monkeypatch, failed)
     with pytest.raises(AirflowException):
         op.execute(context_of(1, 0))
-    assert runner.cleaned == [False] and kube.patches == [{"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: "1"}}}]
+    assert runner.cleaned == [False] and kube.patches == [
+        {"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: "1"}}}
+    ]
 
 
 def test_a_failed_mark_is_a_warning_not_a_failure(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]):
@@ -140,19 +149,31 @@ def test_a_failed_mark_is_a_warning_not_a_failure(monkeypatch: pytest.MonkeyPatc
     assert "clearing this task would re-attach" in capfd.readouterr().out
 
 
-@pytest.mark.parametrize(("try_number", "max_tries", "keep", "deleted"), [
-    (1, 1, False, []),  # a retry follows: it re-attaches to the RayJob
-    (2, 1, False, ["x"]),  # the last try: nothing may run on with no task following it
-    (2, 1, True, []),  # ... unless the task asked to keep it
-])
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "keep", "deleted"),
+    [
+        (1, 1, False, []),  # a retry follows: it re-attaches to the RayJob
+        (2, 1, False, ["x"]),  # the last try: nothing may run on with no task following it
+        (2, 1, True, []),  # ... unless the task asked to keep it
+    ],
+)
 def test_wait_timeout_keeps_the_rayjob_for_a_retry_and_deletes_it_on_the_last_try(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], try_number: int, max_tries: int, keep: bool, deleted: list[str]
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    try_number: int,
+    max_tries: int,
+    keep: bool,
+    deleted: list[str],
 ):
-    op, kube, _ = wired(monkeypatch, RayJobTimeout("waited 5 s", None), retries=1, name="x", delete_on_final_timeout=not keep)
+    op, kube, _ = wired(
+        monkeypatch, RayJobTimeout("waited 5 s", None), retries=1, name="x", delete_on_final_timeout=not keep
+    )
     with pytest.raises(AirflowException, match="waited 5 s"):
         op.execute(context_of(try_number, max_tries))
     assert kube.deleted == deleted and kube.patches == []
-    said = {(): "the next try re-attaches", ("x",): "deleting RayJob default/x"}[tuple(deleted)] if not keep else "is kept"
+    said = (
+        {(): "the next try re-attaches", ("x",): "deleting RayJob default/x"}[tuple(deleted)] if not keep else "is kept"
+    )
     assert said in capfd.readouterr().out
 
 
@@ -164,7 +185,9 @@ def test_execution_timeout_on_the_last_try_deletes_once_and_on_kill_adds_nothing
     assert kube.deleted == ["x"]
 
 
-def test_execution_timeout_before_the_last_try_keeps_the_rayjob_even_with_delete_on_kill(monkeypatch: pytest.MonkeyPatch):
+def test_execution_timeout_before_the_last_try_keeps_the_rayjob_even_with_delete_on_kill(
+    monkeypatch: pytest.MonkeyPatch,
+):
     op, kube, _ = wired(monkeypatch, AirflowTaskTimeout(), name="x", retries=2)
     with pytest.raises(AirflowTaskTimeout):
         op.execute(context_of(1, 2))
@@ -188,7 +211,11 @@ def test_kueue_admission_timeout_is_left_to_its_own_withdrawal(monkeypatch: pyte
 
 def test_a_deferred_wait_timing_out_on_the_last_try_deletes_the_rayjob(monkeypatch: pytest.MonkeyPatch):
     op, kube, _ = wired(monkeypatch, OUTCOME, name="x", deferrable=True)
-    event = {"status": "timeout", "state": None, "message": "RayJob default/x did not reach the awaited state within 5 s"}
+    event = {
+        "status": "timeout",
+        "state": None,
+        "message": "RayJob default/x did not reach the awaited state within 5 s",
+    }
     with pytest.raises(AirflowException, match="within 5 s"):
         op.execute_complete(context_of(1, 0), event)
     assert kube.deleted == ["x"]

@@ -10,32 +10,45 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from kuberay_provider.airflow.operators import PERMANENT_ERRORS, RayJobOperator  # noqa: E402
-from kuberay_provider.core.errors import ManifestError, ValidationError  # noqa: E402
-from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity  # noqa: E402
-from kuberay_provider.core.job_runner import RayJobRunner  # noqa: E402
-from kuberay_provider.core.lifecycle import RayJobLifecycle  # noqa: E402
-from kuberay_provider.core.manifests import parse_documents  # noqa: E402
-from kuberay_provider.core.validation import SchemaRegistry  # noqa: E402
-from tests.conftest import CRDS_DIR  # noqa: E402
-from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube  # noqa: E402
+from kuberay_provider.airflow.operators import PERMANENT_ERRORS, RayJobOperator
+from kuberay_provider.core.errors import ManifestError, ValidationError
+from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity
+from kuberay_provider.core.job_runner import RayJobRunner
+from kuberay_provider.core.lifecycle import RayJobLifecycle
+from kuberay_provider.core.manifests import parse_documents
+from kuberay_provider.core.validation import SchemaRegistry
+from tests.conftest import CRDS_DIR
+from tests.support.airflow_fakes import FakeTaskInstance, RecordingKube
 
 SCHEMAS = SchemaRegistry.from_directory(CRDS_DIR) if CRDS_DIR.is_dir() else None
-CLUSTER = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}}}}
+CLUSTER = {
+    "headGroupSpec": {
+        "rayStartParams": {},
+        "template": {"spec": {"containers": [{"name": "head", "image": "rayproject/ray:2.60.0"}]}},
+    }
+}
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63), st.floats(allow_nan=True),
-    st.text(max_size=40), st.sampled_from(["", "-1", "yes", "InteractiveMode", "K8sJobMode", "DeleteCluster", "1Gi", "ray.io/cluster"]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.sampled_from(["", "-1", "yes", "InteractiveMode", "K8sJobMode", "DeleteCluster", "1Gi", "ray.io/cluster"]),
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3), max_leaves=8)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+    max_leaves=8,
+)
 spec_keywords = st.dictionaries(st.sampled_from(sorted(RAYJOB_KEYWORDS)), json_values, max_size=4)
 
 
@@ -84,7 +97,9 @@ BAD_MANIFESTS = {
     "wrong apiVersion": "apiVersion: ray.io/v1alpha1\nkind: RayJob\nmetadata: {name: x}\nspec: {entrypoint: python a.py}\n",
     "another group": "apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec: {}\n",
     "non-UTF-8": b"apiVersion: ray.io/v1\nkind: RayJob\nmetadata: {name: caf\xe9}\n",
-    "huge entrypoint": "apiVersion: ray.io/v1\nkind: RayJob\nmetadata: {name: x}\nspec:\n  entrypoint: python -c 'print(" + "1" * 2_000_000 + ")'\n",
+    "huge entrypoint": "apiVersion: ray.io/v1\nkind: RayJob\nmetadata: {name: x}\nspec:\n  entrypoint: python -c 'print("
+    + "1" * 2_000_000
+    + ")'\n",
 }
 
 

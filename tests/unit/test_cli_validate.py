@@ -24,9 +24,11 @@ def test_every_kuberay_sample_is_valid():
 def test_broken_schema_rule_and_kuberay_rule_name_file_object_and_field(tmp_path: Path):
     text = (SAMPLES_DIR / "ray-job.shutdown.yaml").read_text()
     schema_broken = tmp_path / "typo.yaml"
-    schema_broken.write_text(text.replace("shutdownAfterJobFinishes: true", "shutdownAfterJobFinishes: \"yes\""))
+    schema_broken.write_text(text.replace("shutdownAfterJobFinishes: true", 'shutdownAfterJobFinishes: "yes"'))
     rule_broken = tmp_path / "rule.yaml"
-    rule_broken.write_text(text.replace("spec:\n", "spec:\n  suspend: true\n  clusterSelector:\n    ray.io/cluster: other\n", 1))
+    rule_broken.write_text(
+        text.replace("spec:\n", "spec:\n  suspend: true\n  clusterSelector:\n    ray.io/cluster: other\n", 1)
+    )
     result = _validate("--crds", str(CRDS_DIR), str(schema_broken), str(rule_broken))
     assert result.returncode == 1
     assert f"{schema_broken}: RayJob/rayjob-sample-shutdown: spec.shutdownAfterJobFinishes" in result.stderr

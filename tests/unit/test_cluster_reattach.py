@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,10 @@ def test_the_same_spec_re_attaches():
 
 
 def test_another_spec_replaces_the_cluster():
-    assert attach(with_cluster_digest(cluster(workers=1)), cluster(workers=3)) == (True, ["delete", "dry-run", "create"])
+    assert attach(with_cluster_digest(cluster(workers=1)), cluster(workers=3)) == (
+        True,
+        ["delete", "dry-run", "create"],
+    )
 
 
 def test_kueue_suspension_is_not_a_spec_change():
@@ -58,8 +62,12 @@ def test_kueue_suspension_is_not_a_spec_change():
     admitted["spec"]["suspend"] = False  # Kueue admitted it; the digest was taken at the create
     wanted = cluster(queue="team")
     assert wanted["spec"]["suspend"] is True and attach(admitted, wanted) == (False, [])
-    assert with_cluster_digest(wanted)["metadata"]["annotations"][ANNOTATION_SPEC_DIGEST] == \
-        with_cluster_digest({**wanted, "spec": {**wanted["spec"], "suspend": False}})["metadata"]["annotations"][ANNOTATION_SPEC_DIGEST]
+    assert (
+        with_cluster_digest(wanted)["metadata"]["annotations"][ANNOTATION_SPEC_DIGEST]
+        == with_cluster_digest({**wanted, "spec": {**wanted["spec"], "suspend": False}})["metadata"]["annotations"][
+            ANNOTATION_SPEC_DIGEST
+        ]
+    )
 
 
 def test_a_cluster_of_an_older_provider_re_attaches():

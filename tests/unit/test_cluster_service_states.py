@@ -4,34 +4,55 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kuberay_provider.core.clusters import RayClusterState
 from kuberay_provider.core.services import RayServiceState, rayservice_manifest
 
-import pytest
-
 
 def cluster(state: str = "", head_ready: str = "False", **status: Any) -> dict[str, Any]:
-    conditions = [{"type": "HeadPodReady", "status": head_ready, "reason": "HeadPodRunningAndReady" if head_ready == "True" else "HeadPodNotFound"}]
-    return {"metadata": {"name": "c", "namespace": "ns"}, "status": {"state": state, "conditions": conditions, **status}}
+    conditions = [
+        {
+            "type": "HeadPodReady",
+            "status": head_ready,
+            "reason": "HeadPodRunningAndReady" if head_ready == "True" else "HeadPodNotFound",
+        }
+    ]
+    return {
+        "metadata": {"name": "c", "namespace": "ns"},
+        "status": {"state": state, "conditions": conditions, **status},
+    }
 
 
 def test_a_cluster_is_ready_only_with_state_ready_and_its_head_pod_ready() -> None:
     assert not RayClusterState.from_object(cluster()).is_ready
     assert not RayClusterState.from_object(cluster("ready", "False")).is_ready  # the head restarts: state lags
     ready = RayClusterState.from_object(cluster("ready", "True", readyWorkerReplicas=2, desiredWorkerReplicas=2))
-    assert ready.is_ready and (ready.ready_workers, ready.desired_workers) == (2, 2) and ready.head_service == "c-head-svc"
+    assert (
+        ready.is_ready and (ready.ready_workers, ready.desired_workers) == (2, 2) and ready.head_service == "c-head-svc"
+    )
     assert ready.describe() == "RayCluster ns/c: state=ready head=ready workers=2/2"
 
 
-def service(generation: int = 2, observed: int = 2, ready: str = "True", upgrading: str = "False",
-            apps: dict[str, str] | None = None, pending: str = "") -> dict[str, Any]:
-    applications = {name: {"status": status} for name, status in (apps if apps is not None else {"app": "RUNNING"}).items()}
+def service(
+    generation: int = 2,
+    observed: int = 2,
+    ready: str = "True",
+    upgrading: str = "False",
+    apps: dict[str, str] | None = None,
+    pending: str = "",
+) -> dict[str, Any]:
+    applications = {
+        name: {"status": status} for name, status in (apps if apps is not None else {"app": "RUNNING"}).items()
+    }
     return {
         "metadata": {"name": "svc", "namespace": "ns", "generation": generation},
         "status": {
             "observedGeneration": observed,
-            "conditions": [{"type": "Ready", "status": ready, "reason": "NonZeroServeEndpoints"},
-                           {"type": "UpgradeInProgress", "status": upgrading}],
+            "conditions": [
+                {"type": "Ready", "status": ready, "reason": "NonZeroServeEndpoints"},
+                {"type": "UpgradeInProgress", "status": upgrading},
+            ],
             "activeServiceStatus": {"rayClusterName": "svc-a", "applicationStatuses": applications},
             "pendingServiceStatus": {"rayClusterName": pending} if pending else {},
         },

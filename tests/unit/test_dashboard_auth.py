@@ -8,7 +8,8 @@ import asyncio
 import itertools
 import logging
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import kubernetes.client
 import pytest
@@ -21,7 +22,13 @@ from kuberay_provider.core.ray_jobs import RayJobsError
 from kuberay_provider.core.status import JobStatus
 
 RAY_TOKEN = "ray-dashboard-s3cret-token"
-JOB = {"type": "SUBMISSION", "submission_id": "job-1", "status": "SUCCEEDED", "entrypoint": "python x.py", "message": ""}
+JOB = {
+    "type": "SUBMISSION",
+    "submission_id": "job-1",
+    "status": "SUCCEEDED",
+    "entrypoint": "python x.py",
+    "message": "",
+}
 
 
 class Dashboard:
@@ -110,8 +117,10 @@ def collect_tail(jobs: Any, job_id: str) -> str:
 
 
 def test_through_the_service_proxy_every_request_carries_the_current_token(dashboard: Dashboard) -> None:
-    lifecycle = RayJobLifecycle(RayObjectsClient(kubernetes.client.ApiClient(rotating_configuration(dashboard.url))),
-                                dashboard=DashboardAccess(token=RAY_TOKEN))
+    lifecycle = RayJobLifecycle(
+        RayObjectsClient(kubernetes.client.ApiClient(rotating_configuration(dashboard.url))),
+        dashboard=DashboardAccess(token=RAY_TOKEN),
+    )
     jobs = lifecycle.jobs_client("ns", "svc")
     assert jobs.info("job-1").status is JobStatus.SUCCEEDED
     assert jobs.info("job-1").status is JobStatus.SUCCEEDED
@@ -119,7 +128,11 @@ def test_through_the_service_proxy_every_request_carries_the_current_token(dashb
 
     proxied = [seen for seen in dashboard.seen if "/services/svc:dashboard/proxy/" in seen[0]]
     paths = [path.rsplit("/proxy", 1)[1] for path, _, _ in proxied]
-    assert paths[0] == "/api/version" and paths[-3:] == ["/api/jobs/job-1", "/api/jobs/job-1", "/api/jobs/job-1/logs/tail"]
+    assert paths[0] == "/api/version" and paths[-3:] == [
+        "/api/jobs/job-1",
+        "/api/jobs/job-1",
+        "/api/jobs/job-1/logs/tail",
+    ]
     tokens = [authorization for _, authorization, _ in proxied]
     assert len(set(tokens)) == len(tokens), f"a token was sent twice: {tokens}"  # each request asked anew
     # Ray's token rides in X-Ray-Authorization: through the proxy, Authorization is the API server's.

@@ -31,7 +31,12 @@ def locked(path: str) -> dict[str, Version]:
 
 def test_the_lowest_lock_pins_exactly_the_declared_floors():
     floors, lowest = declared_floors(), locked(".ci/constraints-lowest.txt")
-    assert set(floors) == {"apache-airflow", "apache-airflow-providers-cncf-kubernetes", "prefect", "prefect-kubernetes"}
+    assert set(floors) == {
+        "apache-airflow",
+        "apache-airflow-providers-cncf-kubernetes",
+        "prefect",
+        "prefect-kubernetes",
+    }
     assert {name: lowest.get(name) for name in floors} == floors, "run `bash .ci/dev lock` after changing a floor"
 
 

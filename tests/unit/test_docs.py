@@ -18,12 +18,22 @@ from tests.conftest import PROJECT_ROOT
 def test_docs_build_strict(tmp_path: Path):
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "-d", str(tmp_path / "site")],
-        capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,  # mkdocs resolves docs_dir "." from here
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,  # mkdocs resolves docs_dir "." from here
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "local-control-plane" / "index.html").exists()
     reference = (tmp_path / "site" / "reference" / "index.html").read_text()
-    for documented in ("RayJobOperator", "RayJobTrigger", "KubeRayHook", "RayJobSensor", "RayJobRequest", "cleanup_spec_fields"):
+    for documented in (
+        "RayJobOperator",
+        "RayJobTrigger",
+        "KubeRayHook",
+        "RayJobSensor",
+        "RayJobRequest",
+        "cleanup_spec_fields",
+    ):
         assert documented in reference, f"the API reference lacks {documented}"
 
 
@@ -32,8 +42,12 @@ FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 
 
 def snippets(language: str) -> list[tuple[str, str]]:
-    return [(page.name, body) for page in sorted(DOCS.glob("*.md")) for lang, body in FENCE.findall(page.read_text())
-            if lang == language]
+    return [
+        (page.name, body)
+        for page in sorted(DOCS.glob("*.md"))
+        for lang, body in FENCE.findall(page.read_text())
+        if lang == language
+    ]
 
 
 def test_every_python_snippet_compiles_and_its_imports_exist():
@@ -54,8 +68,13 @@ def test_manifests_in_the_docs_are_valid_rayjobs_and_rayclusters(crds_dir: Path)
 
     schemas = SchemaRegistry.from_directory(crds_dir)
     heredoc = re.compile(r"<<'YAML'\n(.*?)^YAML", re.S | re.M)
-    manifests = [(page, doc) for page, body in snippets("bash") for text in heredoc.findall(body)
-                 for doc in yaml.safe_load_all(text) if doc]
+    manifests = [
+        (page, doc)
+        for page, body in snippets("bash")
+        for text in heredoc.findall(body)
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
     assert manifests, "the docs show at least one manifest"
     for page, manifest in manifests:
         assert validate_manifest(manifest, schemas=schemas) == [], page

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHARED_KUBERAY, SAMPLES_DIR
+from tests.conftest import SAMPLES_DIR, SHARED_KUBERAY
 from tests.unit.test_docs import DOCS, FENCE
 
 IMAGE = "rayproject/ray:2.60.0"
@@ -22,7 +22,7 @@ def page_snippets(page: str) -> list[str]:
 
 
 def run_snippet(body: str, namespace: dict[str, Any], where: str) -> dict[str, Any]:
-    exec(compile(body, where, "exec"), namespace)  # noqa: S102 - our own documentation, run as a user would
+    exec(compile(body, where, "exec"), namespace)
     return namespace
 
 
@@ -33,8 +33,9 @@ def schemas(crds_dir: Path) -> Any:
     return SchemaRegistry.from_directory(crds_dir)
 
 
-def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Path, schemas: Any,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(
+    tmp_path: Path, schemas: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.airflow_env import configure_airflow_env
 
     configure_airflow_env()
@@ -49,9 +50,9 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
         RayServiceOperator,
     )
     from kuberay_provider.airflow.sensors import RayJobSensor, RayServiceSensor
-    from kuberay_provider.core.services import rayservice_manifest
     from kuberay_provider.core.clusters import RayClusterRequest
     from kuberay_provider.core.job_request import RunIdentity
+    from kuberay_provider.core.services import rayservice_manifest
     from kuberay_provider.core.spec import simple_cluster_spec
     from kuberay_provider.core.validation import validate_manifest
     from tests.support.airflow_fakes import FakeTaskInstance
@@ -63,10 +64,14 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
     assert len(snippets) >= 6
     built: list[str] = []
     for index, body in enumerate(snippets):
-        with DAG(f"docs_airflow_{index}", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
+        with DAG(f"docs_airflow_{index}", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) as dag:
             # What the page's snippets take as given: a cluster spec, and upstream tasks named score and report.
-            given = {"cluster": simple_cluster_spec(image=IMAGE), "RayJobOperator": RayJobOperator,
-                     "score": EmptyOperator(task_id="upstream_score"), "report": EmptyOperator(task_id="report")}
+            given = {
+                "cluster": simple_cluster_spec(image=IMAGE),
+                "RayJobOperator": RayJobOperator,
+                "score": EmptyOperator(task_id="upstream_score"),
+                "report": EmptyOperator(task_id="report"),
+            }
             run_snippet(body, given, f"docs/airflow.md snippet {index + 1}")
         for task in dag.tasks:
             if isinstance(task, RayJobOperator):
@@ -80,24 +85,44 @@ def test_every_airflow_snippet_builds_tasks_whose_rayjobs_are_valid(tmp_path: Pa
             elif isinstance(task, RayJobSensor):
                 built.append(task.task_id)
             elif isinstance(task, RayClusterCreateOperator):
-                cluster = RayClusterRequest(RunIdentity(dag.dag_id, task.task_id, "manual__1"), raycluster=task.raycluster,
-                                            spec=task.spec, spec_params=task.spec_params, name=task.name).manifest()
-                assert validate_manifest(cluster, schemas) == [], f"docs/airflow.md snippet {index + 1}, task {task.task_id}"
+                cluster = RayClusterRequest(
+                    RunIdentity(dag.dag_id, task.task_id, "manual__1"),
+                    raycluster=task.raycluster,
+                    spec=task.spec,
+                    spec_params=task.spec_params,
+                    name=task.name,
+                ).manifest()
+                assert validate_manifest(cluster, schemas) == [], (
+                    f"docs/airflow.md snippet {index + 1}, task {task.task_id}"
+                )
                 built.append(task.task_id)
             elif isinstance(task, RayServiceOperator):
                 service = rayservice_manifest(task.name, task.namespace, rayservice=task.rayservice, **task.spec_params)
-                assert validate_manifest(service, schemas) == [], f"docs/airflow.md snippet {index + 1}, task {task.task_id}"
+                assert validate_manifest(service, schemas) == [], (
+                    f"docs/airflow.md snippet {index + 1}, task {task.task_id}"
+                )
                 built.append(task.task_id)
             elif isinstance(task, RayServiceSensor):
                 built.append(task.task_id)
             elif isinstance(task, (RayClusterScaleOperator, RayClusterDeleteOperator)):
                 assert task.is_teardown or task.task_id in dag.get_task("create_cluster").downstream_task_ids
                 built.append(task.task_id)
-    assert {"score", "via_rayjob", "direct", "wait", "create_cluster", "more_workers", "delete_cluster",
-            "deploy", "served"} <= set(built)
+    assert {
+        "score",
+        "via_rayjob",
+        "direct",
+        "wait",
+        "create_cluster",
+        "more_workers",
+        "delete_cluster",
+        "deploy",
+        "served",
+    } <= set(built)
 
 
-def test_the_core_and_validation_snippets_run_as_written(tmp_path: Path, schemas: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_core_and_validation_snippets_run_as_written(
+    tmp_path: Path, schemas: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kuberay_provider.core.errors import ValidationError
     from kuberay_provider.core.validation import validate_manifest
 
@@ -118,7 +143,9 @@ def test_the_core_and_validation_snippets_run_as_written(tmp_path: Path, schemas
         run_snippet(validate_snippet, {"manifest": broken}, "docs/validate.md")
 
 
-def test_the_connection_json_on_the_airflow_page_works(tmp_path: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_connection_json_on_the_airflow_page_works(
+    tmp_path: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The page's ``export AIRFLOW_CONN_KUBERAY_DEFAULT='...'``, its kubeconfig path pointed at a local plane
     whose context is called ``prod``: the hook connects, uses the namespace and renders the dashboard URL."""
     import json

@@ -8,36 +8,36 @@ from tests.airflow_env import configure_airflow_env
 
 configure_airflow_env()
 
-import json  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
-import ray  # noqa: E402
-from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
-from prefect.states import Failed  # noqa: E402
+import pytest
+import ray
+from airflow.sdk.exceptions import AirflowFailException
+from prefect.states import Failed
 
-from kuberay_provider.airflow.operators import common as airflow_common  # noqa: E402
-from kuberay_provider.airflow.operators.common import as_airflow_errors  # noqa: E402
-from kuberay_provider.core import errors  # noqa: E402
-from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, with_cluster_digest  # noqa: E402
-from kuberay_provider.core.errors import ManifestError, NameTakenError, ValidationError, is_permanent  # noqa: E402
-from kuberay_provider.core.function_keys import ForeignRayJob  # noqa: E402
-from kuberay_provider.core.functions import VersionMismatch  # noqa: E402
-from kuberay_provider.core.job_request import RunIdentity  # noqa: E402
-from kuberay_provider.core.lifecycle import ClusterNotFoundError, RayJobTimeout  # noqa: E402
-from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobNotFound, RayJobsClient, RayJobsError  # noqa: E402
-from kuberay_provider.core.spec import simple_cluster_spec  # noqa: E402
-from kuberay_provider.local.ray_backend.base import BackendError  # noqa: E402
-from kuberay_provider.local.ray_backend.local import LocalRayBackend  # noqa: E402
-from kuberay_provider.prefect import tasks as prefect_tasks  # noqa: E402
-from kuberay_provider.prefect.tasks import is_retriable  # noqa: E402
-
+from kuberay_provider.airflow.operators import common as airflow_common
+from kuberay_provider.airflow.operators.common import as_airflow_errors
+from kuberay_provider.core import errors
+from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, with_cluster_digest
+from kuberay_provider.core.errors import ManifestError, NameTakenError, ValidationError, is_permanent
+from kuberay_provider.core.function_keys import ForeignRayJob
+from kuberay_provider.core.functions import VersionMismatch
+from kuberay_provider.core.job_request import RunIdentity
+from kuberay_provider.core.lifecycle import ClusterNotFoundError, RayJobTimeout
+from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobNotFound, RayJobsClient, RayJobsError
+from kuberay_provider.core.spec import simple_cluster_spec
+from kuberay_provider.local.ray_backend.base import BackendError
+from kuberay_provider.local.ray_backend.local import LocalRayBackend
+from kuberay_provider.prefect import tasks as prefect_tasks
+from kuberay_provider.prefect.tasks import is_retriable
 
 # -- one classification, shared ----------------------------------------------------------------------------
+
 
 def fails_at_once_in_airflow(error: Exception) -> bool:
     try:
@@ -45,7 +45,7 @@ def fails_at_once_in_airflow(error: Exception) -> bool:
             raise error
     except AirflowFailException:
         return True
-    except Exception:  # noqa: BLE001 - anything else: Airflow's retries apply
+    except Exception:
         return False
     raise AssertionError("as_airflow_errors swallowed the error")
 
@@ -55,10 +55,18 @@ def retried_by_prefect(error: Exception) -> bool:
 
 
 SAMPLES: list[Exception] = [
-    ValidationError([], object_name="RayJob ml/x"), ManifestError("not YAML"), NameTakenError("taken"),
-    ClusterNotFoundError("no cluster"), VersionMismatch("py3.9 vs py3.12"), ForeignRayJob("not this run's job"),
-    RayJobTimeout("too slow", None), RayJobsError("dashboard unreachable"), RuntimeError("connection reset"),
-    TypeError("unsupported operand type(s)"), ValueError("could not convert string to float"), KeyError("x"),
+    ValidationError([], object_name="RayJob ml/x"),
+    ManifestError("not YAML"),
+    NameTakenError("taken"),
+    ClusterNotFoundError("no cluster"),
+    VersionMismatch("py3.9 vs py3.12"),
+    ForeignRayJob("not this run's job"),
+    RayJobTimeout("too slow", None),
+    RayJobsError("dashboard unreachable"),
+    RuntimeError("connection reset"),
+    TypeError("unsupported operand type(s)"),
+    ValueError("could not convert string to float"),
+    KeyError("x"),
 ]
 
 
@@ -75,9 +83,16 @@ def test_airflow_and_prefect_classify_every_error_alike(error: Exception) -> Non
     assert retried_by_prefect(error) is not permanent
 
 
-@pytest.mark.parametrize("error", [TypeError("unsupported operand type(s) for +: 'int' and 'str'"), ValueError("bad float"),
-                                   RuntimeError("connection reset by peer"), RayJobsError("dashboard unreachable")],
-                         ids=lambda error: type(error).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        TypeError("unsupported operand type(s) for +: 'int' and 'str'"),
+        ValueError("bad float"),
+        RuntimeError("connection reset by peer"),
+        RayJobsError("dashboard unreachable"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
 def test_prefect_retries_errors_of_user_code_and_transient_ones(error: Exception) -> None:
     assert retried_by_prefect(error)
     assert not is_permanent(error)
@@ -89,6 +104,7 @@ def test_what_a_retry_cannot_fix_is_permanent() -> None:
 
 
 # -- a RayCluster name clash is as permanent as a RayJob one -------------------------------------------------
+
 
 class OneClusterKube:
     """A namespace holding one RayCluster of the wanted name."""
@@ -124,6 +140,7 @@ def test_a_raycluster_of_another_run_is_a_name_clash_no_retry_can_fix() -> None:
 
 # -- user mistakes: permanent provider errors, still the ValueError / TypeError callers caught --------------
 
+
 def test_mistakes_in_a_task_s_arguments_are_permanent_and_keep_their_builtin_kind() -> None:
     from kuberay_provider.core.cleanup import cleanup_spec_fields
     from kuberay_provider.core.functions import check_result_format
@@ -135,7 +152,10 @@ def test_mistakes_in_a_task_s_arguments_are_permanent_and_keep_their_builtin_kin
     mistakes: list[tuple[Any, type[Exception]]] = [
         (lambda: RayJobRequest(identity, spec_params={"entry_point": "python x.py"}), TypeError),
         (lambda: RayJobRequest(identity, spec_params={"entrypoint": "python x.py"}, admission_timeout=-1), ValueError),
-        (lambda: RayJobRequest(identity, spec_params={"entrypoint": "python x.py"}, submit_via="ray-client"), ValueError),
+        (
+            lambda: RayJobRequest(identity, spec_params={"entrypoint": "python x.py"}, submit_via="ray-client"),
+            ValueError,
+        ),
         (lambda: build_manifest(RAYJOB, "x", "ml", runtime_env={"pip": []}, runtime_env_yaml="pip: []"), TypeError),
         (lambda: build_manifest(RAYJOB, "x", "ml", runtime_env=["pip"]), ValueError),
         (lambda: cleanup_spec_fields("sometimes"), ValueError),
@@ -150,6 +170,7 @@ def test_mistakes_in_a_task_s_arguments_are_permanent_and_keep_their_builtin_kin
 
 # -- "not found" is the status code ----------------------------------------------------------------------------
 
+
 class JobsAPI(BaseHTTPRequestHandler):
     """A Ray dashboard whose Jobs API answers every job request with ``answer`` (status, body)."""
 
@@ -163,9 +184,12 @@ class JobsAPI(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path == "/api/version":
-            self._reply(200, json.dumps({"version": "4", "ray_version": ray.__version__, "ray_commit": "x", "session_name": "s"}))
+            self._reply(
+                200,
+                json.dumps({"version": "4", "ray_version": ray.__version__, "ray_commit": "x", "session_name": "s"}),
+            )
         else:
             self._reply(*type(self).answer)
 
@@ -197,7 +221,9 @@ MISLEADING = [  # (status, body): the text speaks of 404 / not found, the status
 
 
 @pytest.mark.parametrize("status,body", MISLEADING)
-def test_an_error_that_merely_mentions_404_is_not_a_missing_job(jobs_api: tuple[str, type[JobsAPI]], status: int, body: str) -> None:
+def test_an_error_that_merely_mentions_404_is_not_a_missing_job(
+    jobs_api: tuple[str, type[JobsAPI]], status: int, body: str
+) -> None:
     url, handler = jobs_api
     handler.answer = (status, body)
     jobs = RayJobsClient(DashboardEndpoint.direct(url))
@@ -222,7 +248,9 @@ def test_a_404_is_a_missing_job_whatever_its_text(jobs_api: tuple[str, type[Jobs
         jobs.logs("nightly-1")
 
 
-async def test_the_local_ray_backend_reads_not_found_from_the_status_too(jobs_api: tuple[str, type[JobsAPI]], tmp_path: Path) -> None:
+async def test_the_local_ray_backend_reads_not_found_from_the_status_too(
+    jobs_api: tuple[str, type[JobsAPI]], tmp_path: Path
+) -> None:
     url, handler = jobs_api
     backend = LocalRayBackend(work_dir=tmp_path, dashboard_url=url, start_timeout=10)
     await backend.start()

@@ -6,12 +6,21 @@ from tests.airflow_env import PROJECT_DAGS_FOLDER, configure_airflow_env
 
 configure_airflow_env()
 
-from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+from airflow.dag_processing.dagbag import DagBag
 
-from kuberay_provider.airflow.operators import RayJobOperator, RayServiceOperator  # noqa: E402
+from kuberay_provider.airflow.operators import RayJobOperator, RayServiceOperator
 
-EXAMPLE_DAGS = {"batch_inference", "batch_inference_backfill", "batch_inference_mapped", "shared_cluster_jobs", "cluster_per_run",
-                "rayservice_deploy", "kueue_queued_jobs", "volcano_ray_head", "taskflow_functions"}
+EXAMPLE_DAGS = {
+    "batch_inference",
+    "batch_inference_backfill",
+    "batch_inference_mapped",
+    "shared_cluster_jobs",
+    "cluster_per_run",
+    "rayservice_deploy",
+    "kueue_queued_jobs",
+    "volcano_ray_head",
+    "taskflow_functions",
+}
 
 
 def test_every_example_dag_imports_without_errors():
@@ -22,8 +31,10 @@ def test_every_example_dag_imports_without_errors():
         dag = bag.dags[dag_id]
         assert "example" in dag.tags and dag.schedule is not None, dag_id  # meant to be scheduled
         # A mapped task is a MappedOperator of its operator_class.
-        assert any(issubclass(getattr(task, "operator_class", type(task)), (RayJobOperator, RayServiceOperator))
-                   for task in dag.tasks), dag_id
+        assert any(
+            issubclass(getattr(task, "operator_class", type(task)), (RayJobOperator, RayServiceOperator))
+            for task in dag.tasks
+        ), dag_id
 
 
 def test_backfill_dag_leaves_nothing_behind_by_construction():

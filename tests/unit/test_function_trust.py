@@ -15,9 +15,10 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,7 @@ class JobsStandIn:
         self.log_reads = 0
 
     @property
-    def client(self) -> "JobsStandIn":
+    def client(self) -> JobsStandIn:
         return self
 
     def info(self, job_id: str) -> RayJobInfo:
@@ -96,7 +97,9 @@ class JobsStandIn:
 class LifecycleStandIn:
     def __init__(self, jobs: JobsStandIn) -> None:
         self.jobs = jobs
-        self.kube = SimpleNamespace(get=lambda *args: {"metadata": {"name": "nightly-score", "namespace": "ns"}, "status": {}})
+        self.kube = SimpleNamespace(
+            get=lambda *args: {"metadata": {"name": "nightly-score", "namespace": "ns"}, "status": {}}
+        )
 
     def rayjob_jobs_client(self, state: Any) -> JobsStandIn:
         return self.jobs
@@ -105,12 +108,19 @@ class LifecycleStandIn:
 def run_job(call: FunctionCall, key: TryKey) -> tuple[str, dict[str, str], str]:
     """(the job's log, its metadata, its entrypoint), the package run as the cluster would run it."""
     with shipped(call, key) as shipment:
-        done = subprocess.run([sys.executable, "-m", shipment.package], cwd=Path(shipment.folder).parent,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", shipment.package],
+            cwd=Path(shipment.folder).parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return "Ray job starting\n" + done.stdout + done.stderr, dict(shipment.metadata), shipment.entrypoint
 
 
-def reading(jobs: JobsStandIn, try_number: int = 1, result_format: str = "pickle") -> tuple[FunctionRun, RayJobRequest, list[str]]:
+def reading(
+    jobs: JobsStandIn, try_number: int = 1, result_format: str = "pickle"
+) -> tuple[FunctionRun, RayJobRequest, list[str]]:
     warned: list[str] = []
     runner = RayJobRunner(LifecycleStandIn(jobs), status_line=lambda line: None)  # type: ignore[arg-type]
     request = RayJobRequest(RUN, namespace="ns", spec_params={"entrypoint": "x"}, try_number=try_number)
@@ -125,12 +135,16 @@ def workers_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
 
 
-def test_a_forged_marker_printed_by_a_dying_function_is_never_unpickled(forged_job: tuple[Path, str, dict[str, str], str]) -> None:
+def test_a_forged_marker_printed_by_a_dying_function_is_never_unpickled(
+    forged_job: tuple[Path, str, dict[str, str], str],
+) -> None:
     """The reproduction of the issue: on the old code the worker created the file and returned the object."""
     planted, log, metadata, entrypoint = forged_job
     functions, request, _ = reading(JobsStandIn(log, metadata, entrypoint))
     for seen in ([], [line for line in log.splitlines() if line.startswith("KUBERAY-FUNCTION:")]):
-        with pytest.raises(FunctionResultMissing, match=r"2 line\(s\) .*did not authenticate.* never decoded") as raised:
+        with pytest.raises(
+            FunctionResultMissing, match=r"2 line\(s\) .*did not authenticate.* never decoded"
+        ) as raised:
             functions.result(request, OUTCOME, seen)
         assert not planted.exists()
         assert log.splitlines()[1].rsplit(":", 1)[-1] not in str(raised.value)  # the payload is never repeated
@@ -141,7 +155,9 @@ def test_a_forged_marker_does_not_displace_the_genuine_result_and_is_reported(tm
     log, metadata, entrypoint = run_job(FunctionCall(forge_and_die, (str(planted), "return")), TryKey.derive(RUN, 1))
     functions, request, warned = reading(JobsStandIn(log, metadata, entrypoint))
     assert functions.result(request, OUTCOME, []).value is None and not planted.exists()
-    assert len(warned) == 1 and "2 line(s)" in warned[0] and "were not printed by this run's function package" in warned[0]
+    assert (
+        len(warned) == 1 and "2 line(s)" in warned[0] and "were not printed by this run's function package" in warned[0]
+    )
 
 
 @pytest.mark.parametrize("then", ["exit1", "raise"])
@@ -150,7 +166,9 @@ def test_a_failed_job_never_unpickles_and_carries_the_remote_traceback_as_text(t
     log, metadata, entrypoint = run_job(FunctionCall(forge_and_die, (str(planted), then)), TryKey.derive(RUN, 1))
     functions, request, warned = reading(JobsStandIn(log, metadata, entrypoint))
     failed = RayJobFailed("RayJob failed", OUTCOME, log_tail=log)
-    streamed = [line for line in log.splitlines() if line.startswith("KUBERAY-FUNCTION:")]  # the sink's, as in a blocking task
+    streamed = [
+        line for line in log.splitlines() if line.startswith("KUBERAY-FUNCTION:")
+    ]  # the sink's, as in a blocking task
     error = functions.failure(request, failed, streamed)
     assert not planted.exists() and "2 line(s)" in warned[0]
     if then == "raise":
@@ -164,22 +182,43 @@ def test_a_failed_job_never_unpickles_and_carries_the_remote_traceback_as_text(t
 def forged_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, str], str]:
     """(the file a forged result would create, the job's log, metadata, entrypoint) of a job of this run."""
     planted = tmp_path_factory.mktemp("forged") / "planted-by-the-job"
-    return planted, *run_job(FunctionCall(forge_and_die, (str(planted), "exit0")), TryKey.derive(RUN, 1, SECRET.encode()))
+    return planted, *run_job(
+        FunctionCall(forge_and_die, (str(planted), "exit0")), TryKey.derive(RUN, 1, SECRET.encode())
+    )
 
 
-@pytest.mark.parametrize("tamper, why", [
-    pytest.param(lambda meta, entry: ({}, entry), "lacks kuberay-function-key-id", id="no-metadata"),
-    pytest.param(lambda meta, entry: ({**meta, META_KEY_ID: TryKey.derive(RunIdentity("other", "score", "r"), 1).key_id}, entry),
-                 "not the one this run's secret gives for try 1", id="another-runs-key"),
-    pytest.param(lambda meta, entry: ({**meta, META_TRY: "3", META_KEY_ID: TryKey.derive(RUN, 3).key_id}, entry),
-                 "later than this try", id="a-later-try"),
-    pytest.param(lambda meta, entry: ({**meta, META_PACKAGE: "0" * 32}, entry), "does not run the package its metadata names",
-                 id="another-package"),
-    pytest.param(lambda meta, entry: (meta, "python -m attacker_module"), "does not run the package its metadata names",
-                 id="another-entrypoint"),
-])
-def test_a_job_whose_metadata_is_not_this_runs_is_refused_unread(forged_job: tuple[Path, str, dict[str, str], str],
-                                                                 tamper: Any, why: str) -> None:
+@pytest.mark.parametrize(
+    "tamper, why",
+    [
+        pytest.param(lambda meta, entry: ({}, entry), "lacks kuberay-function-key-id", id="no-metadata"),
+        pytest.param(
+            lambda meta, entry: (
+                {**meta, META_KEY_ID: TryKey.derive(RunIdentity("other", "score", "r"), 1).key_id},
+                entry,
+            ),
+            "not the one this run's secret gives for try 1",
+            id="another-runs-key",
+        ),
+        pytest.param(
+            lambda meta, entry: ({**meta, META_TRY: "3", META_KEY_ID: TryKey.derive(RUN, 3).key_id}, entry),
+            "later than this try",
+            id="a-later-try",
+        ),
+        pytest.param(
+            lambda meta, entry: ({**meta, META_PACKAGE: "0" * 32}, entry),
+            "does not run the package its metadata names",
+            id="another-package",
+        ),
+        pytest.param(
+            lambda meta, entry: (meta, "python -m attacker_module"),
+            "does not run the package its metadata names",
+            id="another-entrypoint",
+        ),
+    ],
+)
+def test_a_job_whose_metadata_is_not_this_runs_is_refused_unread(
+    forged_job: tuple[Path, str, dict[str, str], str], tamper: Any, why: str
+) -> None:
     """Someone submitted under the task's submission id first, and the task re-attached to it."""
     planted, log, metadata, entrypoint = forged_job
     metadata, entrypoint = tamper(metadata, entrypoint)
@@ -205,8 +244,14 @@ def test_a_retry_re_attaches_to_the_earlier_tries_job_and_verifies_its_result(mo
                                   capture_output=True, text=True, timeout=120)
         print(json.dumps({{"log": done.stdout, "metadata": dict(shipment.metadata), "entrypoint": shipment.entrypoint}}))
     """)
-    first_try = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                               cwd=Path(__file__).resolve().parents[2], env={**os.environ, SECRET_ENV: SECRET})
+    first_try = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, SECRET_ENV: SECRET},
+    )
     assert first_try.returncode == 0, first_try.stderr
     job = json.loads(first_try.stdout)
     assert job["metadata"][META_TRY] == "1"
@@ -217,7 +262,9 @@ def test_a_retry_re_attaches_to_the_earlier_tries_job_and_verifies_its_result(mo
         functions.result(request, OUTCOME, [])
 
 
-def test_the_secret_comes_from_the_environment_a_file_or_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_secret_comes_from_the_environment_a_file_or_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert worker_secret() == SECRET.encode()
     monkeypatch.setenv(SECRET_ENV, "short")
     with pytest.raises(FunctionSecretError, match="shorter than 16 characters"):
@@ -249,12 +296,16 @@ class GoneJobs(JobsStandIn):
 def test_a_result_streamed_by_this_try_is_read_though_the_cluster_is_already_gone() -> None:
     log, metadata, entrypoint = run_job(FunctionCall(square, (7,)), TryKey.derive(RUN, 1))
     functions, request, _ = reading(GoneJobs(log, metadata, entrypoint))
-    request = RayJobRequest(RUN, namespace="ns", spec_params={"entrypoint": entrypoint, "metadata": metadata}, try_number=1)
+    request = RayJobRequest(
+        RUN, namespace="ns", spec_params={"entrypoint": entrypoint, "metadata": metadata}, try_number=1
+    )
     streamed = [line for line in log.splitlines() if line.startswith("KUBERAY-FUNCTION:")]
     assert functions.result(request, OUTCOME, streamed).value == 49
     with pytest.raises(FunctionResultMissing):  # nothing streamed: the log cannot be read back
         functions.result(request, OUTCOME, [])
     second = job_metadata(TryKey.derive(RUN, 2), metadata[META_PACKAGE])
-    later_try = RayJobRequest(RUN, namespace="ns", spec_params={"entrypoint": entrypoint, "metadata": second}, try_number=2)
+    later_try = RayJobRequest(
+        RUN, namespace="ns", spec_params={"entrypoint": entrypoint, "metadata": second}, try_number=2
+    )
     with pytest.raises(FunctionResultMissing):  # try 1's markers do not authenticate as try 2's
         functions.result(later_try, OUTCOME, streamed)

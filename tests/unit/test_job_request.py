@@ -7,10 +7,8 @@ import json
 import pytest
 
 from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
-from kuberay_provider.core.log_follower import tail_lines
-from kuberay_provider.core.status import WaitTarget, state_from_payload, state_to_payload
-from kuberay_provider.core.log_follower import LineBuffer
-from kuberay_provider.core.status import RayJobState
+from kuberay_provider.core.log_follower import LineBuffer, tail_lines
+from kuberay_provider.core.status import RayJobState, WaitTarget, state_from_payload, state_to_payload
 
 IDENTITY = RunIdentity("dag", "task", "run-1")
 
@@ -21,7 +19,12 @@ def test_unknown_spec_keywords_are_refused():
 
 
 def test_namespace_precedence():
-    base = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "x", "namespace": "from-file"}, "spec": {}}
+    base = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "x", "namespace": "from-file"},
+        "spec": {},
+    }
     assert RayJobRequest(IDENTITY, rayjob=base).resolved_namespace == "from-file"
     assert RayJobRequest(IDENTITY, rayjob=base, namespace="explicit").resolved_namespace == "explicit"
     assert RayJobRequest(IDENTITY, spec_params={"entrypoint": "e"}).resolved_namespace == "default"
@@ -34,9 +37,16 @@ def test_explicit_name_is_kept_and_still_labelled_with_the_run():
 
 
 def test_sdk_submission_reads_the_spec():
-    request = RayJobRequest(IDENTITY, submit_via="sdk", spec_params={
-        "entrypoint": "python x.py", "runtime_env": {"env_vars": {"A": "1"}}, "entrypoint_resources": {"gpu_slot": 1},
-        "entrypoint_num_cpus": 0.5})
+    request = RayJobRequest(
+        IDENTITY,
+        submit_via="sdk",
+        spec_params={
+            "entrypoint": "python x.py",
+            "runtime_env": {"env_vars": {"A": "1"}},
+            "entrypoint_resources": {"gpu_slot": 1},
+            "entrypoint_num_cpus": 0.5,
+        },
+    )
     submission = request.submission()
     assert submission.submission_id == request.rayjob_name + "-sdk"
     assert submission.runtime_env == {"env_vars": {"A": "1"}}
@@ -58,8 +68,12 @@ def test_line_buffer_keeps_whole_lines_and_a_tail():
 
 
 def test_state_payload_is_json_and_round_trips():
-    state = RayJobState.from_object({"metadata": {"name": "j", "namespace": "n"},
-                                     "status": {"jobDeploymentStatus": "Waiting", "jobStatus": "", "jobId": ""}})
+    state = RayJobState.from_object(
+        {
+            "metadata": {"name": "j", "namespace": "n"},
+            "status": {"jobDeploymentStatus": "Waiting", "jobStatus": "", "jobId": ""},
+        }
+    )
     payload = json.loads(json.dumps(state_to_payload(state)))
     assert state_from_payload(payload) == state
     assert WaitTarget.READY_FOR_SUBMISSION.reached(state) and not WaitTarget.STARTED.reached(state)
@@ -71,19 +85,31 @@ def test_kueue_with_interactive_mode_submission_is_refused_up_front():
     with pytest.raises(ValueError, match="preempts the RayJob.*submit_via='kuberay'"):
         RayJobRequest(IDENTITY, spec_params={"entrypoint": "python x.py"}, queue_name="team-a", submit_via="sdk")
     with pytest.raises(ValueError, match="function is shipped through the SDK"):
-        RayJobRequest(IDENTITY, spec_params={"entrypoint": "python -m fn"}, queue_name="team-a", submit_via="sdk",
-                      ship_py_modules=("/tmp/fn",))
+        RayJobRequest(
+            IDENTITY,
+            spec_params={"entrypoint": "python -m fn"},
+            queue_name="team-a",
+            submit_via="sdk",
+            ship_py_modules=("/tmp/fn",),
+        )
     RayJobRequest(IDENTITY, spec_params={"entrypoint": "python x.py"}, queue_name="team-a")  # KubeRay submits: fine
 
 
 def test_a_cleared_task_submits_straight_to_a_head_under_a_new_id_and_a_retry_keeps_its_series_id():
     def direct(first_try: int | None) -> RayJobRequest:
-        return RayJobRequest(IDENTITY, submit_via="sdk", cluster_selector="shared", first_try_number=first_try,
-                             spec_params={"entrypoint": "python x.py"})
+        return RayJobRequest(
+            IDENTITY,
+            submit_via="sdk",
+            cluster_selector="shared",
+            first_try_number=first_try,
+            spec_params={"entrypoint": "python x.py"},
+        )
 
     first_series, unknown = direct(1).submission_id, direct(None).submission_id
     assert first_series == unknown == f"{direct(1).rayjob_name}-sdk"  # unchanged for every run never cleared
     cleared = direct(3).submission_id  # Airflow's clear began a new series at try 3: no RayJob holds a consumed mark
     assert cleared != first_series and cleared == direct(3).submission_id  # its retries re-attach to it
-    through_rayjob = RayJobRequest(IDENTITY, submit_via="sdk", first_try_number=3, spec_params={"entrypoint": "python x.py"})
+    through_rayjob = RayJobRequest(
+        IDENTITY, submit_via="sdk", first_try_number=3, spec_params={"entrypoint": "python x.py"}
+    )
     assert through_rayjob.submission_id == f"{through_rayjob.rayjob_name}-sdk"  # a new RayJob gives a new cluster

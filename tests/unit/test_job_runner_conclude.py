@@ -48,8 +48,13 @@ def rayjob(job_status: str, deployment: str, spec: dict[str, Any]) -> dict[str, 
     return {
         "metadata": {"name": "daily", "namespace": "ns"},
         "spec": spec,
-        "status": {"jobStatus": job_status, "jobDeploymentStatus": deployment, "jobId": "daily-abcde",
-                   "rayClusterName": "daily-c1", "reason": "AppFailed" if job_status == "FAILED" else ""},
+        "status": {
+            "jobStatus": job_status,
+            "jobDeploymentStatus": deployment,
+            "jobId": "daily-abcde",
+            "rayClusterName": "daily-c1",
+            "reason": "AppFailed" if job_status == "FAILED" else "",
+        },
     }
 
 
@@ -75,8 +80,14 @@ def test_a_stopped_job_under_delete_workers_then_cluster_has_its_cluster_deleted
     assert any("match no STOPPED job" in line for line in said)
 
 
-@pytest.mark.parametrize("spec", [{"shutdownAfterJobFinishes": True}, {"shutdownAfterJobFinishes": False},
-                                  {"clusterSelector": {"ray.io/cluster": "shared"}}])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"shutdownAfterJobFinishes": True},
+        {"shutdownAfterJobFinishes": False},
+        {"clusterSelector": {"ray.io/cluster": "shared"}},
+    ],
+)
 def test_other_cleanups_are_left_to_kuberay(spec: dict[str, Any]) -> None:
     kube = Kube(clusters={"daily-c1"})
     runner = RayJobRunner(Lifecycle(kube), status_line=lambda line: None)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ never blindly retry a generateName create after an ambiguous failure)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -182,7 +182,7 @@ def test_retry_after_seconds(header: str | None, expected: float | None) -> None
 
 
 def test_retry_after_http_date() -> None:
-    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
     header = format_datetime(now + timedelta(seconds=7), usegmt=True)
 
     assert retry_after_seconds({"Retry-After": header}, now=now) == 7.0

@@ -7,7 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -144,9 +145,7 @@ async def test_resumes_after_the_server_ends_the_stream(
 
 
 @pytest.mark.parametrize("gone_as", ["error_event", "http_410"])
-async def test_410_relists_and_emits_what_changed_meanwhile(
-    kube: Any, apiserver: FakeApiServer, gone_as: str
-) -> None:
+async def test_410_relists_and_emits_what_changed_meanwhile(kube: Any, apiserver: FakeApiServer, gone_as: str) -> None:
     start = version_now(apiserver)
     await kube.create(rayjob("a"))
     await kube.create(rayjob("b"))

@@ -7,7 +7,8 @@ series, the first try after a clear, or a try of a run recreated with tries coun
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -57,13 +58,23 @@ class OneRayJobKube:
 
 
 def manifest_of_try(try_number: int | None, first_try: int | None = 1, entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
-    request = RayJobRequest(RunIdentity("dag", "task", "run-1"), spec_params={"entrypoint": entrypoint},
-                            try_number=try_number, first_try_number=first_try)
+    request = RayJobRequest(
+        RunIdentity("dag", "task", "run-1"),
+        spec_params={"entrypoint": entrypoint},
+        try_number=try_number,
+        first_try_number=first_try,
+    )
     return request.manifest()
 
 
-def created_by(try_number: int, status: dict[str, str], *, consumed_by: int | None = None, entrypoint: str = ENTRYPOINT,
-               first_try: int = 1) -> dict[str, Any]:
+def created_by(
+    try_number: int,
+    status: dict[str, str],
+    *,
+    consumed_by: int | None = None,
+    entrypoint: str = ENTRYPOINT,
+    first_try: int = 1,
+) -> dict[str, Any]:
     """The RayJob as an earlier try created it (spec digest stamped), with its status and consumption mark."""
     existing = {**with_spec_digest(manifest_of_try(try_number, first_try, entrypoint)), "status": status}
     if consumed_by is not None:
@@ -71,8 +82,9 @@ def created_by(try_number: int, status: dict[str, str], *, consumed_by: int | No
     return existing
 
 
-def launched(existing: dict[str, Any], try_number: int | None, first_try: int | None = 1,
-             entrypoint: str = ENTRYPOINT) -> tuple[Any, list[str]]:
+def launched(
+    existing: dict[str, Any], try_number: int | None, first_try: int | None = 1, entrypoint: str = ENTRYPOINT
+) -> tuple[Any, list[str]]:
     kube = OneRayJobKube(existing)
     launch = RayJobLifecycle(kube).create_or_attach(manifest_of_try(try_number, first_try, entrypoint))  # type: ignore[arg-type]
     return launch, kube.calls
@@ -87,19 +99,40 @@ DECISIONS = [
     pytest.param(created_by(1, FAILED), 2, 1, "replace", id="failed, retry: run anew"),
     pytest.param(created_by(1, COMPLETE_BUT_STOPPED), 2, 1, "replace", id="stopped, retry: run anew"),
     pytest.param(created_by(2, FAILED), 2, 1, "reattach", id="failed, same try: re-attach"),
-    pytest.param(created_by(1, SUCCEEDED, consumed_by=1), 2, 1, "reattach",
-                 id="consumed in this series, retry: the reporting try died before Airflow recorded it"),
+    pytest.param(
+        created_by(1, SUCCEEDED, consumed_by=1),
+        2,
+        1,
+        "reattach",
+        id="consumed in this series, retry: the reporting try died before Airflow recorded it",
+    ),
     pytest.param(created_by(1, SUCCEEDED, consumed_by=1), 2, 2, "replace", id="consumed, cleared: run anew"),
     pytest.param(created_by(1, FAILED, consumed_by=1), 2, 2, "replace", id="failed and consumed, cleared: run anew"),
-    pytest.param(created_by(1, RUNNING, consumed_by=1), 5, 4, "replace", id="consumed, cleared several times: run anew"),
-    pytest.param(created_by(1, SUCCEEDED, consumed_by=1), 1, 1, "replace", id="consumed, run recreated (try 1 again): run anew"),
-    pytest.param(created_by(1, FAILED, consumed_by=1), 1, 1, "replace", id="failed and consumed, run recreated: run anew"),
+    pytest.param(
+        created_by(1, RUNNING, consumed_by=1), 5, 4, "replace", id="consumed, cleared several times: run anew"
+    ),
+    pytest.param(
+        created_by(1, SUCCEEDED, consumed_by=1), 1, 1, "replace", id="consumed, run recreated (try 1 again): run anew"
+    ),
+    pytest.param(
+        created_by(1, FAILED, consumed_by=1), 1, 1, "replace", id="failed and consumed, run recreated: run anew"
+    ),
     pytest.param(created_by(1, SUCCEEDED, consumed_by=1), None, None, "replace", id="consumed, try unknown: run anew"),
-    pytest.param(created_by(1, SUCCEEDED, consumed_by=1), 2, None, "reattach", id="consumed, series unknown: taken for a retry"),
-    pytest.param(created_by(1, SUCCEEDED), 3, 3, "reattach", id="unconsumed (no try ever reported it), cleared: report it"),
-    pytest.param(created_by(1, SUCCEEDED, entrypoint="python old.py"), 2, 1, "replace", id="spec changed, succeeded: run anew"),
-    pytest.param(created_by(1, RUNNING, entrypoint="python old.py"), 2, 1, "replace", id="spec changed, live: replace it"),
-    pytest.param(created_by(1, RUNNING, entrypoint="python old.py"), 1, 1, "replace", id="spec changed, same try: replace it"),
+    pytest.param(
+        created_by(1, SUCCEEDED, consumed_by=1), 2, None, "reattach", id="consumed, series unknown: taken for a retry"
+    ),
+    pytest.param(
+        created_by(1, SUCCEEDED), 3, 3, "reattach", id="unconsumed (no try ever reported it), cleared: report it"
+    ),
+    pytest.param(
+        created_by(1, SUCCEEDED, entrypoint="python old.py"), 2, 1, "replace", id="spec changed, succeeded: run anew"
+    ),
+    pytest.param(
+        created_by(1, RUNNING, entrypoint="python old.py"), 2, 1, "replace", id="spec changed, live: replace it"
+    ),
+    pytest.param(
+        created_by(1, RUNNING, entrypoint="python old.py"), 1, 1, "replace", id="spec changed, same try: replace it"
+    ),
 ]
 
 
@@ -116,7 +149,9 @@ def test_a_failed_rayjob_is_replaced_as_failed_and_a_consumed_one_says_why():
     failed, calls = launched(created_by(1, FAILED), 2)
     assert failed.replaced and not failed.superseded and calls == REPLACED
     # An entrypoint templated with the try number: still "the failed earlier try's", not "another spec".
-    failed_other_spec, _ = launched(created_by(1, FAILED, consumed_by=1, entrypoint="python x.py --try 1"), 2, entrypoint="python x.py --try 2")
+    failed_other_spec, _ = launched(
+        created_by(1, FAILED, consumed_by=1, entrypoint="python x.py --try 1"), 2, entrypoint="python x.py --try 2"
+    )
     assert failed_other_spec.replaced and not failed_other_spec.superseded
     cleared, _ = launched(created_by(1, SUCCEEDED, consumed_by=1), 2, first_try=2)
     assert not cleared.replaced and "reported its outcome before the task was cleared" in cleared.superseded
@@ -134,7 +169,10 @@ def test_a_rayjob_of_an_older_provider_counts_as_the_same_spec_and_unconsumed():
 def test_the_created_rayjob_records_its_spec_digest_and_series():
     launch, _ = launched(None, 3, first_try=3)  # type: ignore[arg-type]
     annotations = launch.manifest["metadata"]["annotations"]
-    assert annotations[ANNOTATION_SPEC_DIGEST] == rayjob_spec_digest(manifest_of_try(3)) and annotations[ANNOTATION_FIRST_TRY] == "3"
+    assert (
+        annotations[ANNOTATION_SPEC_DIGEST] == rayjob_spec_digest(manifest_of_try(3))
+        and annotations[ANNOTATION_FIRST_TRY] == "3"
+    )
 
 
 def test_the_spec_digest_leaves_out_what_changes_after_the_create_or_per_try():
@@ -146,7 +184,9 @@ def test_the_spec_digest_leaves_out_what_changes_after_the_create_or_per_try():
     other_try = {**per_try, META_KEY_ID: "k2", META_TRY: "2"}
     function = {**base, "spec": {**base["spec"], "metadata": per_try}}
     assert rayjob_spec_digest(function) == rayjob_spec_digest({**base, "spec": {**base["spec"], "metadata": other_try}})
-    assert rayjob_spec_digest(function) != rayjob_spec_digest({**base, "spec": {**base["spec"], "metadata": {**per_try, META_PACKAGE: "q"}}})
+    assert rayjob_spec_digest(function) != rayjob_spec_digest(
+        {**base, "spec": {**base["spec"], "metadata": {**per_try, META_PACKAGE: "q"}}}
+    )
     assert rayjob_spec_digest(manifest_of_try(1, entrypoint="python y.py")) != digest
     assert rayjob_spec_digest(manifest_of_try(7, first_try=5)) == digest  # try annotations are not the spec
 
@@ -175,13 +215,26 @@ HELD = {"metadata": {"name": "c-1"}}
 GOING = {"metadata": {"name": "c-1", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
 
 
-@pytest.mark.parametrize(("status", "clusters", "result_in_log", "expected"), [
-    pytest.param(SUCCEEDED, {}, True, "replace", id="function, succeeded, cluster gone: run it again"),
-    pytest.param(SUCCEEDED, {"c-1": GOING}, True, "replace", id="function, succeeded, cluster being deleted: run it again"),
-    pytest.param(SUCCEEDED, {"c-1": HELD}, True, "reattach", id="function, succeeded, cluster held: read the result"),
-    pytest.param(RUNNING, {}, True, "reattach", id="function, live: follow it"),
-    pytest.param(SUCCEEDED, {}, False, "reattach", id="script, succeeded, cluster gone: report it (the outcome is the status)"),
-])
+@pytest.mark.parametrize(
+    ("status", "clusters", "result_in_log", "expected"),
+    [
+        pytest.param(SUCCEEDED, {}, True, "replace", id="function, succeeded, cluster gone: run it again"),
+        pytest.param(
+            SUCCEEDED, {"c-1": GOING}, True, "replace", id="function, succeeded, cluster being deleted: run it again"
+        ),
+        pytest.param(
+            SUCCEEDED, {"c-1": HELD}, True, "reattach", id="function, succeeded, cluster held: read the result"
+        ),
+        pytest.param(RUNNING, {}, True, "reattach", id="function, live: follow it"),
+        pytest.param(
+            SUCCEEDED,
+            {},
+            False,
+            "reattach",
+            id="script, succeeded, cluster gone: report it (the outcome is the status)",
+        ),
+    ],
+)
 def test_a_succeeded_rayjob_whose_result_went_with_its_cluster_is_run_anew(
     status: dict[str, str], clusters: dict[str, Any], result_in_log: bool, expected: str
 ) -> None:

@@ -6,8 +6,9 @@ import json
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client, watch
@@ -47,13 +48,26 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-def raw_request(plane: LocalControlPlane, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-                token: str | None = None) -> tuple[int, dict[str, Any], Any]:
+def raw_request(
+    plane: LocalControlPlane,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    token: str | None = None,
+) -> tuple[int, dict[str, Any], Any]:
     """A plain HTTP request (for what the typed client cannot express); returns status, headers, JSON body."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{plane.url}{path}", data=data, method=method, headers={
-        "Authorization": f"Bearer {plane.token if token is None else token}", "Content-Type": "application/json",
-        **(headers or {})})
+    request = urllib.request.Request(
+        f"{plane.url}{path}",
+        data=data,
+        method=method,
+        headers={
+            "Authorization": f"Bearer {plane.token if token is None else token}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), json.loads(response.read() or b"null")
@@ -84,6 +98,7 @@ def status_of(error: ApiException) -> dict[str, Any]:
 
 
 # --- CRUD, conflicts, names ------------------------------------------------------------------------------
+
 
 def test_configmap_crud_round_trip(core: client.CoreV1Api) -> None:
     created = core.create_namespaced_config_map(NS, configmap("crud", a="1"))
@@ -131,7 +146,7 @@ def test_generate_name_and_missing_namespace(core: client.CoreV1Api) -> None:
     with pytest.raises(ApiException) as missing:
         core.create_namespaced_config_map("no-such-namespace", configmap("x"))
     assert missing.value.status == 404
-    assert "namespaces \"no-such-namespace\" not found" in status_of(missing.value)["message"]
+    assert 'namespaces "no-such-namespace" not found' in status_of(missing.value)["message"]
 
 
 def test_invalid_name_is_422_with_cause(core: client.CoreV1Api) -> None:
@@ -158,18 +173,24 @@ def test_namespaces_are_cluster_scoped_and_default_is_protected(core: client.Cor
 
 # --- patches ---------------------------------------------------------------------------------------------
 
+
 def test_every_patch_type(core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(NS, configmap("patched", a="1", b="2"))
-    merged = core.patch_namespaced_config_map("patched", NS, {"data": {"a": None, "c": "3"}},
-                                              _content_type="application/merge-patch+json")
+    merged = core.patch_namespaced_config_map(
+        "patched", NS, {"data": {"a": None, "c": "3"}}, _content_type="application/merge-patch+json"
+    )
     assert merged.data == {"b": "2", "c": "3"}
     operations = [{"op": "add", "path": "/data/d", "value": "4"}, {"op": "remove", "path": "/data/b"}]
     patched = core.patch_namespaced_config_map("patched", NS, operations)
     assert patched.data == {"c": "3", "d": "4"}
-    strategic = {"metadata": {"labels": {"x": "y"}}, "data": {"$patch": "replace", "e": "5"},
-                 "$setElementOrder/whatever": []}
-    patched = core.patch_namespaced_config_map("patched", NS, strategic,
-                                               _content_type="application/strategic-merge-patch+json")
+    strategic = {
+        "metadata": {"labels": {"x": "y"}},
+        "data": {"$patch": "replace", "e": "5"},
+        "$setElementOrder/whatever": [],
+    }
+    patched = core.patch_namespaced_config_map(
+        "patched", NS, strategic, _content_type="application/strategic-merge-patch+json"
+    )
     assert patched.metadata.labels == {"x": "y"} and patched.data["e"] == "5"
     with pytest.raises(ApiException) as failed_test:
         core.patch_namespaced_config_map("patched", NS, [{"op": "test", "path": "/data/c", "value": "wrong"}])
@@ -178,12 +199,16 @@ def test_every_patch_type(core: client.CoreV1Api) -> None:
 
 def test_server_side_apply_creates_updates_and_drops_fields(core: client.CoreV1Api) -> None:
     applied = configmap("ssa", a="1", b="2")
-    first = core.patch_namespaced_config_map("ssa", NS, applied, field_manager="tester",
-                                             _content_type="application/apply-patch+yaml")
+    first = core.patch_namespaced_config_map(
+        "ssa", NS, applied, field_manager="tester", _content_type="application/apply-patch+yaml"
+    )
     assert first.data == {"a": "1", "b": "2"}
-    core.patch_namespaced_config_map("ssa", NS, {"data": {"other": "kept"}}, _content_type="application/merge-patch+json")
-    second = core.patch_namespaced_config_map("ssa", NS, configmap("ssa", a="9"), field_manager="tester",
-                                              _content_type="application/apply-patch+yaml")
+    core.patch_namespaced_config_map(
+        "ssa", NS, {"data": {"other": "kept"}}, _content_type="application/merge-patch+json"
+    )
+    second = core.patch_namespaced_config_map(
+        "ssa", NS, configmap("ssa", a="9"), field_manager="tester", _content_type="application/apply-patch+yaml"
+    )
     assert second.data == {"a": "9", "other": "kept"}  # b was ours and is no longer applied; other is not ours
     with pytest.raises(ApiException) as no_manager:
         core.patch_namespaced_config_map("ssa", NS, applied, _content_type="application/apply-patch+yaml")
@@ -193,12 +218,17 @@ def test_server_side_apply_creates_updates_and_drops_fields(core: client.CoreV1A
 def test_patch_with_stale_resource_version_conflicts(core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(NS, configmap("patch-stale"))
     with pytest.raises(ApiException) as stale:
-        core.patch_namespaced_config_map("patch-stale", NS, {"metadata": {"resourceVersion": "1"}, "data": {"a": "1"}},
-                                         _content_type="application/merge-patch+json")
+        core.patch_namespaced_config_map(
+            "patch-stale",
+            NS,
+            {"metadata": {"resourceVersion": "1"}, "data": {"a": "1"}},
+            _content_type="application/merge-patch+json",
+        )
     assert stale.value.status == 409
 
 
 # --- selectors -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("selector", "expected"),
@@ -213,8 +243,12 @@ def test_patch_with_stale_resource_version_conflicts(core: client.CoreV1Api) -> 
     ],
 )
 def test_label_selectors(core: client.CoreV1Api, selector: str, expected: set[str]) -> None:
-    labelled = {"sel-a": {"tier": "web", "env": "prod"}, "sel-b": {"tier": "web", "env": "dev"},
-                "sel-c": {"tier": "db", "env": "dev"}, "sel-d": {"tier": "db"}}
+    labelled = {
+        "sel-a": {"tier": "web", "env": "prod"},
+        "sel-b": {"tier": "web", "env": "dev"},
+        "sel-c": {"tier": "db", "env": "dev"},
+        "sel-d": {"tier": "db"},
+    }
     for name, labels in labelled.items():
         try:
             core.create_namespaced_config_map(NS, configmap(name, {**labels, "suite": "selectors"}))
@@ -226,8 +260,12 @@ def test_label_selectors(core: client.CoreV1Api, selector: str, expected: set[st
 
 def test_field_selectors(core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(NS, configmap("by-field"))
-    assert [i.metadata.name for i in core.list_namespaced_config_map(NS, field_selector="metadata.name=by-field").items] == ["by-field"]
-    everywhere = core.list_config_map_for_all_namespaces(field_selector="metadata.namespace=default,metadata.name!=by-field")
+    assert [
+        i.metadata.name for i in core.list_namespaced_config_map(NS, field_selector="metadata.name=by-field").items
+    ] == ["by-field"]
+    everywhere = core.list_config_map_for_all_namespaces(
+        field_selector="metadata.namespace=default,metadata.name!=by-field"
+    )
     assert "by-field" not in {i.metadata.name for i in everywhere.items}
     with pytest.raises(ApiException) as bad:
         core.list_namespaced_config_map(NS, label_selector="a in (b")
@@ -239,26 +277,36 @@ def test_list_paging(core: client.CoreV1Api) -> None:
         core.create_namespaced_config_map(NS, configmap(f"page-{index}", {"suite": "paging"}))
     first = core.list_namespaced_config_map(NS, label_selector="suite=paging", limit=2)
     assert len(first.items) == 2 and first.metadata._continue
-    rest = core.list_namespaced_config_map(NS, label_selector="suite=paging", limit=10, _continue=first.metadata._continue)
+    rest = core.list_namespaced_config_map(
+        NS, label_selector="suite=paging", limit=10, _continue=first.metadata._continue
+    )
     assert len(rest.items) == 3
 
 
 # --- watch -----------------------------------------------------------------------------------------------
+
 
 def test_watch_resumes_from_resource_version(core: client.CoreV1Api) -> None:
     listed = core.list_namespaced_config_map(NS)
     core.create_namespaced_config_map(NS, configmap("watched", {"suite": "watch"}, a="1"))
     core.patch_namespaced_config_map("watched", NS, {"data": {"a": "2"}}, _content_type="application/merge-patch+json")
     core.delete_namespaced_config_map("watched", NS)
-    stream = watch.Watch().stream(core.list_namespaced_config_map, NS, label_selector="suite=watch",
-                                  resource_version=listed.metadata.resource_version, timeout_seconds=1)
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map,
+        NS,
+        label_selector="suite=watch",
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=1,
+    )
     events = [(event["type"], event["object"].metadata.name) for event in stream]
     assert events == [("ADDED", "watched"), ("MODIFIED", "watched"), ("DELETED", "watched")]
 
 
 def test_watch_without_version_starts_with_current_objects_and_times_out(core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(NS, configmap("present", {"suite": "present"}))
-    stream = watch.Watch().stream(core.list_namespaced_config_map, NS, label_selector="suite=present", timeout_seconds=1)
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map, NS, label_selector="suite=present", timeout_seconds=1
+    )
     assert [(e["type"], e["object"].metadata.name) for e in stream] == [("ADDED", "present")]
 
 
@@ -268,8 +316,13 @@ def test_watch_sees_live_changes_and_selector_transitions(core: client.CoreV1Api
     watcher = watch.Watch()
 
     def follow() -> None:
-        for event in watcher.stream(core.list_namespaced_config_map, NS, label_selector="phase=live",
-                                    resource_version=listed.metadata.resource_version, timeout_seconds=3):
+        for event in watcher.stream(
+            core.list_namespaced_config_map,
+            NS,
+            label_selector="phase=live",
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=3,
+        ):
             seen.append((event["type"], event["object"].metadata.name))
             if len(seen) == 2:
                 watcher.stop()
@@ -277,8 +330,9 @@ def test_watch_sees_live_changes_and_selector_transitions(core: client.CoreV1Api
     thread = threading.Thread(target=follow)
     thread.start()
     core.create_namespaced_config_map(NS, configmap("live", {"phase": "live"}))
-    core.patch_namespaced_config_map("live", NS, {"metadata": {"labels": {"phase": "done"}}},
-                                     _content_type="application/merge-patch+json")
+    core.patch_namespaced_config_map(
+        "live", NS, {"metadata": {"labels": {"phase": "done"}}}, _content_type="application/merge-patch+json"
+    )
     thread.join(timeout=5)
     assert seen == [("ADDED", "live"), ("DELETED", "live")]  # leaving the selection reads as a deletion
 
@@ -296,7 +350,9 @@ def test_watch_from_compacted_version_is_410_gone(plane: LocalControlPlane, core
 def test_watch_bookmarks(plane: LocalControlPlane) -> None:
     request = urllib.request.Request(
         f"{plane.url}/api/v1/namespaces/{NS}/configmaps?watch=true&allowWatchBookmarks=true&timeoutSeconds=1"
-        f"&labelSelector=none%3Dmatching", headers={"Authorization": f"Bearer {plane.token}"})
+        f"&labelSelector=none%3Dmatching",
+        headers={"Authorization": f"Bearer {plane.token}"},
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         events = [json.loads(line) for line in response.read().splitlines()]
     assert events and {e["type"] for e in events} == {"BOOKMARK"}
@@ -305,14 +361,16 @@ def test_watch_bookmarks(plane: LocalControlPlane) -> None:
 
 # --- dry run, auth ---------------------------------------------------------------------------------------
 
+
 def test_dry_run_stores_nothing(core: client.CoreV1Api) -> None:
     created = core.create_namespaced_config_map(NS, configmap("dry", a="1"), dry_run="All")
     assert created.metadata.name == "dry" and created.metadata.uid
     with pytest.raises(ApiException):
         core.read_namespaced_config_map("dry", NS)
     core.create_namespaced_config_map(NS, configmap("dry", a="1"))
-    patched = core.patch_namespaced_config_map("dry", NS, {"data": {"a": "2"}}, dry_run="All",
-                                               _content_type="application/merge-patch+json")
+    patched = core.patch_namespaced_config_map(
+        "dry", NS, {"data": {"a": "2"}}, dry_run="All", _content_type="application/merge-patch+json"
+    )
     assert patched.data == {"a": "2"}
     core.delete_namespaced_config_map("dry", NS, dry_run="All")
     assert core.read_namespaced_config_map("dry", NS).data == {"a": "1"}
@@ -327,6 +385,7 @@ def test_requests_without_the_token_are_401(plane: LocalControlPlane, token: str
 
 # --- custom resources: schema, status, tables, cascade ---------------------------------------------------
 
+
 @needs_crds
 def test_custom_resource_schema_errors_name_the_field(custom: client.CustomObjectsApi) -> None:
     with pytest.raises(ApiException) as refused:
@@ -337,12 +396,17 @@ def test_custom_resource_schema_errors_name_the_field(custom: client.CustomObjec
 
 
 @needs_crds
-def test_unknown_fields_strict_refused_otherwise_pruned_and_defaults_applied(custom: client.CustomObjectsApi,
-                                                                           plane: LocalControlPlane) -> None:
+def test_unknown_fields_strict_refused_otherwise_pruned_and_defaults_applied(
+    custom: client.CustomObjectsApi, plane: LocalControlPlane
+) -> None:
     body = raycluster("unknown-field", bogus=1)
-    status, _, refused = raw_request(plane, "POST", f"/apis/ray.io/v1/namespaces/{NS}/rayclusters?fieldValidation=Strict", body)
+    status, _, refused = raw_request(
+        plane, "POST", f"/apis/ray.io/v1/namespaces/{NS}/rayclusters?fieldValidation=Strict", body
+    )
     assert status == 400 and 'unknown field "spec.bogus"' in refused["message"]
-    status, headers, created = raw_request(plane, "POST", f"/apis/ray.io/v1/namespaces/{NS}/rayclusters?fieldValidation=Warn", body)
+    status, headers, created = raw_request(
+        plane, "POST", f"/apis/ray.io/v1/namespaces/{NS}/rayclusters?fieldValidation=Warn", body
+    )
     assert status == 201 and "spec.bogus" in headers.get("Warning", "")
     assert "bogus" not in created["spec"]
     assert created["spec"]["workerGroupSpecs"][0]["minReplicas"] == 0  # a schema default
@@ -351,14 +415,18 @@ def test_unknown_fields_strict_refused_otherwise_pruned_and_defaults_applied(cus
 
 @needs_crds
 def test_status_subresource_and_generation(custom: client.CustomObjectsApi) -> None:
-    created = custom.create_namespaced_custom_object(*RAY, "rayclusters", {**raycluster("with-status"), "status": {"state": "x"}})
+    created = custom.create_namespaced_custom_object(
+        *RAY, "rayclusters", {**raycluster("with-status"), "status": {"state": "x"}}
+    )
     assert "status" not in created and created["metadata"]["generation"] == 1
-    updated = custom.patch_namespaced_custom_object_status(*RAY, "rayclusters", "with-status",
-                                                           {"status": {"state": "ready"}, "spec": {"suspend": True}})
+    updated = custom.patch_namespaced_custom_object_status(
+        *RAY, "rayclusters", "with-status", {"status": {"state": "ready"}, "spec": {"suspend": True}}
+    )
     assert updated["status"] == {"state": "ready"} and "suspend" not in updated["spec"]
     assert updated["metadata"]["generation"] == 1
-    labelled = custom.patch_namespaced_custom_object(*RAY, "rayclusters", "with-status",
-                                                     {"metadata": {"labels": {"a": "b"}}, "status": {"state": "ignored"}})
+    labelled = custom.patch_namespaced_custom_object(
+        *RAY, "rayclusters", "with-status", {"metadata": {"labels": {"a": "b"}}, "status": {"state": "ignored"}}
+    )
     assert labelled["metadata"]["generation"] == 1 and labelled["status"] == {"state": "ready"}
     respecced = custom.patch_namespaced_custom_object(*RAY, "rayclusters", "with-status", {"spec": {"suspend": True}})
     assert respecced["metadata"]["generation"] == 2
@@ -378,36 +446,65 @@ def test_table_output_uses_the_crd_printer_columns(plane: LocalControlPlane, cus
     custom.create_namespaced_custom_object(*RAY, "rayclusters", raycluster("tabled"))
     custom.patch_namespaced_custom_object_status(*RAY, "rayclusters", "tabled", {"status": {"state": "ready"}})
     accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-    status, _, table = raw_request(plane, "GET", f"/apis/ray.io/v1/namespaces/{NS}/rayclusters?fieldSelector=metadata.name%3Dtabled",
-                                   headers={"Accept": accept})
+    status, _, table = raw_request(
+        plane,
+        "GET",
+        f"/apis/ray.io/v1/namespaces/{NS}/rayclusters?fieldSelector=metadata.name%3Dtabled",
+        headers={"Accept": accept},
+    )
     assert status == 200 and table["kind"] == "Table"
     names = [column["name"] for column in table["columnDefinitions"]]
     assert names[:3] == ["Name", "desired workers", "available workers"] and "status" in names
-    row = dict(zip(names, table["rows"][0]["cells"]))
+    row = dict(zip(names, table["rows"][0]["cells"], strict=False))
     assert row["Name"] == "tabled" and row["status"] == "ready" and row["age"].endswith("s")
 
 
 @needs_crds
 @pytest.mark.parametrize("policy", ["Background", "Foreground"])
-def test_deleting_an_owner_deletes_its_dependents_recursively(custom: client.CustomObjectsApi, core: client.CoreV1Api,
-                                                              policy: str) -> None:
+def test_deleting_an_owner_deletes_its_dependents_recursively(
+    custom: client.CustomObjectsApi, core: client.CoreV1Api, policy: str
+) -> None:
     job_name = f"owner-{policy.lower()}"
-    job = custom.create_namespaced_custom_object(*RAY, "rayjobs", {
-        "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": job_name},
-        "spec": {"entrypoint": "python -c 'print(1)'", "rayClusterSpec": raycluster("unused")["spec"]}})
+    job = custom.create_namespaced_custom_object(
+        *RAY,
+        "rayjobs",
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayJob",
+            "metadata": {"name": job_name},
+            "spec": {"entrypoint": "python -c 'print(1)'", "rayClusterSpec": raycluster("unused")["spec"]},
+        },
+    )
 
     def owned_by(owner: dict[str, Any]) -> list[dict[str, Any]]:
         meta = owner["metadata"]
-        return [{"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
-                 "controller": True}]
+        return [
+            {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+            }
+        ]
 
-    cluster = {**raycluster(f"{job_name}-cluster"), "metadata": {"name": f"{job_name}-cluster", "ownerReferences": owned_by(job)}}
+    cluster = {
+        **raycluster(f"{job_name}-cluster"),
+        "metadata": {"name": f"{job_name}-cluster", "ownerReferences": owned_by(job)},
+    }
     cluster = custom.create_namespaced_custom_object(*RAY, "rayclusters", cluster)
-    core.create_namespaced_pod(NS, {"metadata": {"name": f"{job_name}-head", "ownerReferences": owned_by(cluster)},
-                                    "spec": {"containers": [{"name": "ray", "image": "ray"}]}})
+    core.create_namespaced_pod(
+        NS,
+        {
+            "metadata": {"name": f"{job_name}-head", "ownerReferences": owned_by(cluster)},
+            "spec": {"containers": [{"name": "ray", "image": "ray"}]},
+        },
+    )
     custom.delete_namespaced_custom_object(*RAY, "rayjobs", job_name, propagation_policy=policy)
-    for read in (lambda: custom.get_namespaced_custom_object(*RAY, "rayclusters", f"{job_name}-cluster"),
-                 lambda: core.read_namespaced_pod(f"{job_name}-head", NS)):
+    for read in (
+        lambda: custom.get_namespaced_custom_object(*RAY, "rayclusters", f"{job_name}-cluster"),
+        lambda: core.read_namespaced_pod(f"{job_name}-head", NS),
+    ):
         with pytest.raises(ApiException) as gone:
             read()
         assert gone.value.status == 404
@@ -429,8 +526,9 @@ def test_finalizers_hold_deletion_until_removed(core: client.CoreV1Api, policy: 
     held = core.read_namespaced_config_map(name, NS)
     # Foreground: with no dependents left, only the other finalizer holds the object.
     assert held.metadata.deletion_timestamp is not None and held.metadata.finalizers == ["example.com/hold"]
-    core.patch_namespaced_config_map(name, NS, {"metadata": {"finalizers": None}},
-                                     _content_type="application/merge-patch+json")
+    core.patch_namespaced_config_map(
+        name, NS, {"metadata": {"finalizers": None}}, _content_type="application/merge-patch+json"
+    )
     with pytest.raises(ApiException) as gone:
         core.read_namespaced_config_map(name, NS)
     assert gone.value.status == 404
@@ -443,14 +541,22 @@ def test_crds_gate_their_resources(api: client.ApiClient, custom: client.CustomO
         custom.list_namespaced_custom_object(*path)
     assert before.value.status == 404
     schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}
-    extensions.create_custom_resource_definition({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
-                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}]}})
-    custom.create_namespaced_custom_object(*path, {"apiVersion": "example.com/v1", "kind": "Widget",
-                                                   "metadata": {"name": "w"}, "spec": {"size": 3}})
+    extensions.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
+            },
+        }
+    )
+    custom.create_namespaced_custom_object(
+        *path, {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}}
+    )
     assert custom.get_namespaced_custom_object(*path, "w")["spec"] == {"size": 3}
     extensions.delete_custom_resource_definition("widgets.example.com")
     with pytest.raises(ApiException) as after:
@@ -467,7 +573,7 @@ def test_discovery_documents(plane: LocalControlPlane) -> None:
     assert "apiextensions.k8s.io" in groups
     openapi = raw_request(plane, "GET", "/openapi/v3")[2]["paths"]
     assert "api/v1" in openapi
-    status, _, document = raw_request(plane, "GET", openapi["api/v1"]["serverRelativeURL"])
+    _status, _, document = raw_request(plane, "GET", openapi["api/v1"]["serverRelativeURL"])
     patch = document["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"]
     assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
 

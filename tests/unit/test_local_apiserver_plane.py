@@ -43,7 +43,9 @@ def test_the_controller_runs_a_sample_rayjob_through_the_api_server() -> None:
         status: dict = {}
         while time.monotonic() < deadline and status.get("jobStatus") != "SUCCEEDED":
             time.sleep(0.2)
-            status = custom.get_namespaced_custom_object("ray.io", "v1", "default", "rayjobs", "rayjob-sample").get("status", {})
+            status = custom.get_namespaced_custom_object("ray.io", "v1", "default", "rayjobs", "rayjob-sample").get(
+                "status", {}
+            )
         assert status.get("jobStatus") == "SUCCEEDED", status
         assert status.get("rayClusterName")
         custom.delete_namespaced_custom_object("ray.io", "v1", "default", "rayjobs", "rayjob-sample")
@@ -53,6 +55,9 @@ def test_the_controller_runs_a_sample_rayjob_through_the_api_server() -> None:
             time.sleep(0.2)
             # Raw JSON: the typed Pod model insists on fields (image) that a local pod may leave out.
             listed = client.CoreV1Api(api).list_namespaced_pod("default", _preload_content=False)
-            remaining = [pod["metadata"]["name"] for pod in json.loads(listed.data)["items"]
-                         if pod["metadata"]["name"].startswith(status["rayClusterName"])]
+            remaining = [
+                pod["metadata"]["name"]
+                for pod in json.loads(listed.data)["items"]
+                if pod["metadata"]["name"].startswith(status["rayClusterName"])
+            ]
         assert not remaining

@@ -8,7 +8,6 @@ from kuberay_provider.local.apiserver.errors import ApiError
 from kuberay_provider.local.apiserver.protobuf import MAGIC, decode_object
 
 
-
 def field(number: int, payload: bytes) -> bytes:
     """A length-delimited protobuf field (payloads here stay under 128 bytes)."""
     return bytes([number << 3 | 2, len(payload)]) + payload
@@ -22,7 +21,9 @@ def test_a_configmap_as_kubectl_sends_it() -> None:
     metadata = field(1, b"cm1") + field(2, b"") + field(3, b"sample")
     raw = field(1, metadata) + field(2, field(1, b"a") + field(2, b"b")) + field(2, field(1, b"c") + field(2, b"d"))
     assert decode_object(envelope("ConfigMap", raw)) == {
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm1", "namespace": "sample"},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cm1", "namespace": "sample"},
         "data": {"a": "b", "c": "d"},
     }
 

@@ -11,7 +11,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -36,8 +37,14 @@ def fake_dashboard() -> web.Application:
     async def submit(request: web.Request) -> web.Response:
         body = await request.json()
         submission_id = body.get("submission_id") or "raysubmit_test"
-        jobs[submission_id] = {"type": "SUBMISSION", "job_id": None, "submission_id": submission_id,
-                               "status": "RUNNING", "entrypoint": body["entrypoint"], "metadata": {}}
+        jobs[submission_id] = {
+            "type": "SUBMISSION",
+            "job_id": None,
+            "submission_id": submission_id,
+            "status": "RUNNING",
+            "entrypoint": body["entrypoint"],
+            "metadata": {},
+        }
         return web.json_response({"job_id": submission_id, "submission_id": submission_id})
 
     async def job(request: web.Request) -> web.Response:
@@ -53,8 +60,15 @@ def fake_dashboard() -> web.Application:
         return socket
 
     async def echo(request: web.Request) -> web.Response:
-        return web.json_response({"method": request.method, "path": request.path, "query": dict(request.query),
-                                  "headers": dict(request.headers), "body": (await request.read()).decode()})
+        return web.json_response(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "body": (await request.read()).decode(),
+            }
+        )
 
     async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -114,14 +128,19 @@ def core(plane: LocalControlPlane) -> Iterator[client.CoreV1Api]:
 @pytest.fixture(scope="module")
 def head_service(core: client.CoreV1Api, dashboard_url: str) -> str:
     endpoints = {"dashboard": dashboard_url, "8265": dashboard_url}
-    core.create_namespaced_service(NS, {
-        "metadata": {"name": "x-head-svc", "annotations": {ENDPOINTS_ANNOTATION: json.dumps(endpoints)}},
-        "spec": {"ports": [{"name": "dashboard", "port": 8265}]}})
+    core.create_namespaced_service(
+        NS,
+        {
+            "metadata": {"name": "x-head-svc", "annotations": {ENDPOINTS_ANNOTATION: json.dumps(endpoints)}},
+            "spec": {"ports": [{"name": "dashboard", "port": 8265}]},
+        },
+    )
     return "x-head-svc"
 
 
-def _https(plane: LocalControlPlane, method: str, path: str, body: bytes | None = None,
-           headers: dict[str, str] | None = None) -> urllib.request.Request:
+def _https(
+    plane: LocalControlPlane, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> urllib.request.Request:
     all_headers = {"Authorization": f"Bearer {plane.token}", **(headers or {})}
     return urllib.request.Request(f"{plane.url}{path}", data=body, method=method, headers=all_headers)
 
@@ -131,6 +150,7 @@ def _context(plane: LocalControlPlane) -> ssl.SSLContext:
 
 
 # --- TLS, kubeconfig, clients --------------------------------------------------------------------------
+
 
 def test_kubeconfig_is_private_and_works_with_the_official_loader(plane: LocalControlPlane) -> None:
     assert plane.url.startswith("https://127.0.0.1:")
@@ -144,8 +164,8 @@ def test_kubeconfig_is_private_and_works_with_the_official_loader(plane: LocalCo
 
 def test_the_certificate_is_checked(plane: LocalControlPlane) -> None:
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(_https(plane, "GET", "/version"), timeout=5)  # noqa: S310 - no CA given: refused
-    with urllib.request.urlopen(_https(plane, "GET", "/version"), timeout=5, context=_context(plane)) as response:  # noqa: S310
+        urllib.request.urlopen(_https(plane, "GET", "/version"), timeout=5)
+    with urllib.request.urlopen(_https(plane, "GET", "/version"), timeout=5, context=_context(plane)) as response:
         assert response.status == 200
 
 
@@ -159,10 +179,16 @@ async def test_kubernetes_asyncio_client_as_the_controller_uses_it(plane: LocalC
 
 # --- service proxy ---------------------------------------------------------------------------------------
 
+
 def test_proxy_forwards_method_query_headers_and_body(plane: LocalControlPlane, head_service: str) -> None:
-    request = _https(plane, "POST", f"/api/v1/namespaces/{NS}/services/{head_service}:dashboard/proxy/echo/a/b?x=1&y=2",
-                     body=b'{"hello": "world"}', headers={"Content-Type": "application/json", "X-Custom": "kept"})
-    with urllib.request.urlopen(request, timeout=5, context=_context(plane)) as response:  # noqa: S310
+    request = _https(
+        plane,
+        "POST",
+        f"/api/v1/namespaces/{NS}/services/{head_service}:dashboard/proxy/echo/a/b?x=1&y=2",
+        body=b'{"hello": "world"}',
+        headers={"Content-Type": "application/json", "X-Custom": "kept"},
+    )
+    with urllib.request.urlopen(request, timeout=5, context=_context(plane)) as response:
         echoed = json.loads(response.read())
     assert echoed["method"] == "POST" and echoed["path"] == "/echo/a/b" and echoed["query"] == {"x": "1", "y": "2"}
     assert echoed["body"] == '{"hello": "world"}' and echoed["headers"]["X-Custom"] == "kept"
@@ -178,7 +204,7 @@ def test_proxy_service_reference_forms(core: client.CoreV1Api, head_service: str
 def test_proxy_streams_responses(plane: LocalControlPlane, head_service: str) -> None:
     started = time.monotonic()
     request = _https(plane, "GET", f"/api/v1/namespaces/{NS}/services/{head_service}:dashboard/proxy/stream")
-    with urllib.request.urlopen(request, timeout=5, context=_context(plane)) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5, context=_context(plane)) as response:
         first = response.readline()
         first_at = time.monotonic() - started
         rest = response.read()
@@ -190,8 +216,11 @@ def test_proxy_without_endpoints_is_503(plane: LocalControlPlane, core: client.C
     core.create_namespaced_service(NS, {"metadata": {"name": "no-endpoints"}, "spec": {"ports": [{"port": 80}]}})
     for reference in ("no-endpoints:80", f"{head_service}:9999"):
         with pytest.raises(urllib.error.HTTPError) as unavailable:
-            urllib.request.urlopen(_https(plane, "GET", f"/api/v1/namespaces/{NS}/services/{reference}/proxy/"),  # noqa: S310
-                                   timeout=5, context=_context(plane))
+            urllib.request.urlopen(
+                _https(plane, "GET", f"/api/v1/namespaces/{NS}/services/{reference}/proxy/"),
+                timeout=5,
+                context=_context(plane),
+            )
         status = json.loads(unavailable.value.read())
         assert unavailable.value.code == 503 and "no endpoints available for service" in status["message"]
     with pytest.raises(ApiException) as missing:
@@ -203,8 +232,9 @@ def test_ray_job_submission_client_through_the_proxy(plane: LocalControlPlane, h
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     address = f"{plane.url}/api/v1/namespaces/{NS}/services/{head_service}:dashboard/proxy"
-    jobs = JobSubmissionClient(address=address, headers={"Authorization": f"Bearer {plane.token}"},
-                               verify=str(plane.ca_path))
+    jobs = JobSubmissionClient(
+        address=address, headers={"Authorization": f"Bearer {plane.token}"}, verify=str(plane.ca_path)
+    )
     submission_id = jobs.submit_job(entrypoint="python -c 'print(1)'", submission_id="proxied-job")
     assert submission_id == "proxied-job"
     assert jobs.get_job_status(submission_id) == JobStatus.RUNNING

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -49,7 +50,17 @@ def cluster_spec(workers: int = 1) -> dict[str, Any]:
                 "minReplicas": 0,
                 "maxReplicas": 5,
                 "rayStartParams": {},
-                "template": {"spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.60.0", "resources": {"requests": {"cpu": "200m"}}}]}},
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "ray-worker",
+                                "image": "rayproject/ray:2.60.0",
+                                "resources": {"requests": {"cpu": "200m"}},
+                            }
+                        ]
+                    }
+                },
             }
         ],
     }
@@ -153,14 +164,21 @@ async def test_k8s_job_mode_happy_path(h: Harness) -> None:
     assert status["endTime"] and status["startTime"] and status["rayJobInfo"]["endTime"]
     assert status["rayClusterStatus"]["state"] == "ready"
     assert "reason" not in status
-    assert h.api.transitions == [("Initializing", ""), ("Running", ""), ("Running", "RUNNING"), ("Complete", "SUCCEEDED")]
+    assert h.api.transitions == [
+        ("Initializing", ""),
+        ("Running", ""),
+        ("Running", "RUNNING"),
+        ("Complete", "SUCCEEDED"),
+    ]
     assert "CreatedRayCluster" in await h.event_reasons()
     # No deletion policy: the cluster stays.
     assert len(await h.clusters()) == 1
 
 
 async def test_app_failure_is_failed_with_app_failed(h: Harness) -> None:
-    h.backend.default_script = JobScript(final_status="FAILED", message="Job entrypoint command failed with exit code 1")
+    h.backend.default_script = JobScript(
+        final_status="FAILED", message="Job entrypoint command failed with exit code 1"
+    )
     await h.create(RAYJOBS, rayjob())
     await h.settle()
     await h.advance(2)
@@ -186,10 +204,25 @@ async def test_backoff_limit_retries_on_a_new_cluster(h: Harness) -> None:
 
 
 async def test_http_mode_submits_from_the_controller(h: Harness) -> None:
-    await h.create(RAYJOBS, rayjob(submissionMode="HTTPMode", jobId="my-id", runtimeEnvYAML="env_vars:\n  A: b\n", entrypointNumCpus=0.5, entrypointResources='{"r": 1}', metadata={"k": "v"}))
+    await h.create(
+        RAYJOBS,
+        rayjob(
+            submissionMode="HTTPMode",
+            jobId="my-id",
+            runtimeEnvYAML="env_vars:\n  A: b\n",
+            entrypointNumCpus=0.5,
+            entrypointResources='{"r": 1}',
+            metadata={"k": "v"},
+        ),
+    )
     await h.settle()
     request = h.backend.jobs["my-id"].request
-    assert (request.runtime_env, request.num_cpus, request.resources, request.metadata) == ({"env_vars": {"A": "b"}}, 0.5, {"r": 1}, {"k": "v"})
+    assert (request.runtime_env, request.num_cpus, request.resources, request.metadata) == (
+        {"env_vars": {"A": "b"}},
+        0.5,
+        {"r": 1},
+        {"k": "v"},
+    )
     await h.advance(2)
     assert (await h.status())["jobDeploymentStatus"] == "Complete"
 
@@ -243,9 +276,17 @@ async def test_pre_running_deadline_in_waiting(h: Harness) -> None:
 @pytest.mark.parametrize(
     ("spec", "reason", "text"),
     [
-        ({"suspend": True}, "InvalidRayJobSpec", "shutdownAfterJobFinishes set to false is not allowed to be suspended"),
+        (
+            {"suspend": True},
+            "InvalidRayJobSpec",
+            "shutdownAfterJobFinishes set to false is not allowed to be suspended",
+        ),
         ({"rayClusterSpec": None}, "InvalidRayJobSpec", "one of RayClusterSpec or ClusterSelector must be set"),
-        ({"submissionMode": "InteractiveMode", "backoffLimit": 1}, "InvalidRayJobSpec", "BackoffLimit is incompatible with InteractiveMode"),
+        (
+            {"submissionMode": "InteractiveMode", "backoffLimit": 1},
+            "InvalidRayJobSpec",
+            "BackoffLimit is incompatible with InteractiveMode",
+        ),
     ],
 )
 async def test_validation_failed(h: Harness, spec: dict[str, Any], reason: str, text: str) -> None:
@@ -286,7 +327,12 @@ async def test_suspend_deletes_the_cluster_and_resume_starts_over(h: Harness) ->
 
 
 async def ready_cluster(h: Harness, name: str = "shared") -> dict[str, Any]:
-    body = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": name, "namespace": NS}, "spec": cluster_spec()}
+    body = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": cluster_spec(),
+    }
     await h.create(RAYCLUSTERS, body)
     await h.settle(2)
     cluster = await h.api.get(RAYCLUSTERS, NS, name)
@@ -336,7 +382,11 @@ def rule(policy: str, ttl: int, **condition: str) -> dict[str, Any]:
 
 
 async def test_deletion_rules_run_in_ttl_order(h: Harness) -> None:
-    rules = [rule("DeleteWorkers", 0, jobStatus="SUCCEEDED"), rule("DeleteCluster", 10, jobStatus="SUCCEEDED"), rule("DeleteSelf", 20, jobStatus="SUCCEEDED")]
+    rules = [
+        rule("DeleteWorkers", 0, jobStatus="SUCCEEDED"),
+        rule("DeleteCluster", 10, jobStatus="SUCCEEDED"),
+        rule("DeleteSelf", 20, jobStatus="SUCCEEDED"),
+    ]
     await h.create(RAYJOBS, rayjob(deletionStrategy={"deletionRules": rules}))
     await h.settle()
     await h.advance(2)
@@ -353,7 +403,10 @@ async def test_deletion_rules_run_in_ttl_order(h: Harness) -> None:
 
 
 async def test_deletion_rules_most_impactful_overdue_rule_first(h: Harness) -> None:
-    rules = [rule("DeleteWorkers", 0, jobDeploymentStatus="Complete"), rule("DeleteSelf", 5, jobDeploymentStatus="Complete")]
+    rules = [
+        rule("DeleteWorkers", 0, jobDeploymentStatus="Complete"),
+        rule("DeleteSelf", 5, jobDeploymentStatus="Complete"),
+    ]
     h.backend.default_script = JobScript(running_seconds=1)
     await h.create(RAYJOBS, rayjob(deletionStrategy={"deletionRules": rules}))
     await h.settle()
@@ -411,7 +464,10 @@ async def test_transition_grace_period_when_the_submitter_lingers() -> None:
     assert (status["jobDeploymentStatus"], status["jobStatus"]) == ("Running", "SUCCEEDED")
     await h.advance(301)
     status = await h.status()
-    assert (status["jobDeploymentStatus"], status["reason"]) == ("Complete", "JobDeploymentStatusTransitionGracePeriodExceeded")
+    assert (status["jobDeploymentStatus"], status["reason"]) == (
+        "Complete",
+        "JobDeploymentStatusTransitionGracePeriodExceeded",
+    )
 
 
 async def test_sidecar_mode_adds_the_submitter_container(h: Harness) -> None:
@@ -428,7 +484,11 @@ async def test_sidecar_mode_adds_the_submitter_container(h: Harness) -> None:
 async def test_raycluster_pods_services_and_status(h: Harness) -> None:
     cluster = await ready_cluster(h)
     status = cluster["status"]
-    assert (status["desiredWorkerReplicas"], status["availableWorkerReplicas"], status["readyWorkerReplicas"]) == (1, 1, 1)
+    assert (status["desiredWorkerReplicas"], status["availableWorkerReplicas"], status["readyWorkerReplicas"]) == (
+        1,
+        1,
+        1,
+    )
     assert (status["minWorkerReplicas"], status["maxWorkerReplicas"]) == (0, 5)
     assert (status["desiredCPU"], status["desiredMemory"]) == ("1200m", "2Gi")
     assert status["endpoints"] == {"client": "10001", "dashboard": "8265", "gcs-server": "6379", "metrics": "8080"}
@@ -451,9 +511,14 @@ async def test_raycluster_pods_services_and_status(h: Harness) -> None:
 async def test_raycluster_waits_for_its_configmap(h: Harness) -> None:
     spec = cluster_spec(workers=0)
     template = spec["headGroupSpec"]["template"]["spec"]
-    template["volumes"] = [{"name": "code", "configMap": {"name": "code", "items": [{"key": "main.py", "path": "main.py"}]}}]
+    template["volumes"] = [
+        {"name": "code", "configMap": {"name": "code", "items": [{"key": "main.py", "path": "main.py"}]}}
+    ]
     template["containers"][0]["volumeMounts"] = [{"name": "code", "mountPath": "/home/ray/samples"}]
-    await h.create(RAYCLUSTERS, {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "c", "namespace": NS}, "spec": spec})
+    await h.create(
+        RAYCLUSTERS,
+        {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "c", "namespace": NS}, "spec": spec},
+    )
     await h.settle(2)
     cluster = await h.api.get(RAYCLUSTERS, NS, "c")
     assert cluster and cluster["status"].get("state") != "ready"
@@ -468,7 +533,10 @@ async def test_raycluster_waits_for_its_configmap(h: Harness) -> None:
 async def test_ray_version_mismatch_is_a_warning_event(h: Harness) -> None:
     spec = cluster_spec()
     spec["rayVersion"] = "2.52.0"
-    await h.create(RAYCLUSTERS, {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "old", "namespace": NS}, "spec": spec})
+    await h.create(
+        RAYCLUSTERS,
+        {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "old", "namespace": NS}, "spec": spec},
+    )
     await h.settle(2)
     assert (await h.event_reasons()).count("RayVersionMismatch") == 1
     assert (await h.api.get(RAYCLUSTERS, NS, "old"))["status"]["state"] == "ready"  # type: ignore[index]
@@ -483,7 +551,12 @@ def serve_cluster_spec() -> dict[str, Any]:
 
 async def test_rayservice_deploys_serve_config_and_becomes_ready(h: Harness) -> None:
     serve = "applications:\n- name: app1\n  import_path: m:app\n  deployments:\n  - name: D\n"
-    body = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS}, "spec": {"serveConfigV2": serve, "rayClusterConfig": serve_cluster_spec()}}
+    body = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "svc", "namespace": NS},
+        "spec": {"serveConfigV2": serve, "rayClusterConfig": serve_cluster_spec()},
+    }
     await h.create(RAYSERVICES, body)
     await h.settle()
     status = (await h.api.get(RAYSERVICES, NS, "svc"))["status"]  # type: ignore[index]
@@ -498,8 +571,12 @@ async def test_rayservice_deploys_serve_config_and_becomes_ready(h: Harness) -> 
 
 async def test_rayservice_upgrades_to_a_new_cluster_when_the_cluster_config_changes(h: Harness) -> None:
     serve = "applications:\n- name: app1\n  import_path: m:app\n  deployments:\n  - name: D\n"
-    body = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS},
-            "spec": {"serveConfigV2": serve, "rayClusterConfig": serve_cluster_spec(), "rayClusterDeletionDelaySeconds": 0}}
+    body = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "svc", "namespace": NS},
+        "spec": {"serveConfigV2": serve, "rayClusterConfig": serve_cluster_spec(), "rayClusterDeletionDelaySeconds": 0},
+    }
     await h.create(RAYSERVICES, body)
     await h.settle()
 
@@ -553,7 +630,11 @@ async def test_run_controller_loop_end_to_end() -> None:
     await api.create(RAYJOBS, NS, rayjob(shutdownAfterJobFinishes=True))
     for _ in range(400):
         job = await api.get(RAYJOBS, NS, "sample")
-        if job and (job.get("status") or {}).get("jobDeploymentStatus") == "Complete" and not await api.list(RAYCLUSTERS):
+        if (
+            job
+            and (job.get("status") or {}).get("jobDeploymentStatus") == "Complete"
+            and not await api.list(RAYCLUSTERS)
+        ):
             break
         await asyncio.sleep(0.02)
     stop.set()
@@ -581,18 +662,22 @@ async def test_k8s_job_mode_is_running_before_the_submitter_has_submitted() -> N
 
 
 def test_pure_reconcile_of_a_new_rayjob() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from kuberay_provider.local.controller import RayJobObservation, reconcile_rayjob
     from kuberay_provider.local.controller.actions import AddFinalizer
 
     obj = copy.deepcopy(rayjob(jobId="fixed"))
     obj["metadata"]["uid"] = "u1"
-    now = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
     outcome = reconcile_rayjob(RayJobObservation(rayjob=obj, now=now))
     assert outcome.actions == [AddFinalizer("ray.io/rayjob-finalizer")]
     assert outcome.status is not None
-    assert (outcome.status["jobDeploymentStatus"], outcome.status["jobId"], outcome.status["startTime"]) == ("Initializing", "fixed", "2025-01-01T00:00:00Z")
+    assert (outcome.status["jobDeploymentStatus"], outcome.status["jobId"], outcome.status["startTime"]) == (
+        "Initializing",
+        "fixed",
+        "2025-01-01T00:00:00Z",
+    )
     assert (outcome.status["failed"], outcome.status["succeeded"]) == (0, 0)
 
 
@@ -612,7 +697,10 @@ async def test_kuberay_sample_rayjob_runs_with_its_configmap(h: Harness) -> None
     assert mount.mount_path == "/home/ray/samples" and "sample_code.py" in mount.files
     request = h.backend.jobs[status["jobId"]].request
     assert request.entrypoint == "python /home/ray/samples/sample_code.py"
-    assert request.runtime_env == {"pip": ["requests==2.26.0", "pendulum==2.1.2"], "env_vars": {"counter_name": "test_counter"}}
+    assert request.runtime_env == {
+        "pip": ["requests==2.26.0", "pendulum==2.1.2"],
+        "env_vars": {"counter_name": "test_counter"},
+    }
     assert "RayVersionMismatch" in await h.event_reasons()  # the sample asks for 2.52.0
     await h.advance(2)
     assert (await h.status("rayjob-sample"))["jobDeploymentStatus"] == "Complete"
@@ -624,7 +712,9 @@ async def test_runtime_env_package_notices_become_events_on_the_rayjob(h: Harnes
     await h.settle()
     request = h.backend.jobs[(await h.status())["jobId"]].request
     assert request.runtime_env == {"pip": ["surely-not-installed-here==0.1"]}
-    notices = {e["type"]: e["message"] for e in await h.api.list(EVENTS, NS) if e["reason"] == "LocalRuntimeEnvPackages"}
+    notices = {
+        e["type"]: e["message"] for e in await h.api.list(EVENTS, NS) if e["reason"] == "LocalRuntimeEnvPackages"
+    }
     assert "not installed: pyyaml" in notices["Warning"]
     assert "Ray installs surely-not-installed-here==0.1" in notices["Normal"]
 
@@ -632,8 +722,11 @@ async def test_runtime_env_package_notices_become_events_on_the_rayjob(h: Harnes
 def test_declared_ray_resources_from_ray_start_params() -> None:
     spec = cluster_spec(workers=2)
     assert declared_ray_resources(spec) is None  # CPUs only: the shared Ray serves it
-    spec["headGroupSpec"]["rayStartParams"] = {"num-cpus": "3", "num-gpus": "2",
-                                               "resources": '"{\\"resource1\\": 2, \\"resource2\\": 3}"'}
+    spec["headGroupSpec"]["rayStartParams"] = {
+        "num-cpus": "3",
+        "num-gpus": "2",
+        "resources": '"{\\"resource1\\": 2, \\"resource2\\": 3}"',
+    }
     spec["workerGroupSpecs"][0]["rayStartParams"] = {"resources": '{"resource1": 1}'}
     # Head: 3 CPUs, 2 GPUs; each worker: 1 CPU (its 200m request, rounded up) and resource1 1.
     assert declared_ray_resources(spec) == RayResources(num_cpus=5, num_gpus=2, custom={"resource1": 4, "resource2": 3})

@@ -40,11 +40,15 @@ def make_app(store: Store, seen: list[tuple[str, str, str]]) -> web.Application:
         seen.append((request.method, request.path, request.query_string))
         name = request.match_info["name"]
         if name not in store:
-            return web.json_response({"kind": "Status", "reason": "NotFound", "message": "nope", "code": 404}, status=404)
+            return web.json_response(
+                {"kind": "Status", "reason": "NotFound", "message": "nope", "code": 404}, status=404
+            )
         if request.method == "PUT":
             body = await request.json()
             if body["metadata"].get("resourceVersion") != store[name]["metadata"]["resourceVersion"]:
-                return web.json_response({"kind": "Status", "reason": "Conflict", "message": "stale", "code": 409}, status=409)
+                return web.json_response(
+                    {"kind": "Status", "reason": "Conflict", "message": "stale", "code": 409}, status=409
+                )
             store[name] = body
         if request.method == "DELETE":
             return web.json_response(store.pop(name))
@@ -82,7 +86,11 @@ async def test_http_cluster_api_round_trip() -> None:
 
 async def _round_trip(api: HttpClusterAPI, seen: list[tuple[str, str, str]]) -> None:
     assert await api.get(RAYJOBS, "ns", "missing") is None
-    created = await api.create(RAYJOBS, "ns", {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "j", "labels": {"a": "b"}}, "spec": {}})
+    created = await api.create(
+        RAYJOBS,
+        "ns",
+        {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "j", "labels": {"a": "b"}}, "spec": {}},
+    )
     assert created["metadata"]["namespace"] == "ns"
     listed = await api.list(RAYJOBS, "ns", {"a": "b"})
     assert [o["metadata"]["name"] for o in listed] == ["j"]

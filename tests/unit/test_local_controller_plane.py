@@ -33,7 +33,11 @@ async def test_rayjob_completes_through_the_local_api_server() -> None:
                 if status.get("jobDeploymentStatus") == "Complete" and not await api.list(RAYCLUSTERS):
                     break
                 await asyncio.sleep(0.1)
-            assert (status["jobDeploymentStatus"], status["jobStatus"], status["succeeded"]) == ("Complete", "SUCCEEDED", 1)
+            assert (status["jobDeploymentStatus"], status["jobStatus"], status["succeeded"]) == (
+                "Complete",
+                "SUCCEEDED",
+                1,
+            )
             assert not await api.list(RAYCLUSTERS)  # shutdownAfterJobFinishes
             assert not await api.list(PODS, "default")  # cascade through ownerReferences
             assert [s["metadata"]["name"] for s in await api.list(SERVICES, "default")] == ["sample-head-svc"]

@@ -33,7 +33,9 @@ def test_no_rate_no_fault_and_the_embedded_controller_is_spared():
 def test_watch_faults_only_hit_watches_and_gone_only_a_resumed_one():
     plan = FaultPlan(rate=1.0, seed=1, kinds=("drop-watch", "gone"))
     assert plan.draw(request()) is None  # a plain list: neither applies
-    assert {plan.draw(request("/apis/ray.io/v1/namespaces/default/rayjobs?watch=true")) for _ in range(20)} == {"drop-watch"}
+    assert {plan.draw(request("/apis/ray.io/v1/namespaces/default/rayjobs?watch=true")) for _ in range(20)} == {
+        "drop-watch"
+    }
     resumed = "/apis/ray.io/v1/namespaces/default/rayjobs?watch=true&resourceVersion=12"
     assert {plan.draw(request(resumed)) for _ in range(50)} == {"drop-watch", "gone"}
 

@@ -26,8 +26,14 @@ def test_materialise_writes_files_and_maps_paths(tmp_path: Path) -> None:
     assert (local / "sample_code.py").read_text() == "print(1)"
     assert paths.rewrite("python /home/ray/samples/sample_code.py --x 1") == f"python {local}/sample_code.py --x 1"
     assert paths.rewrite("cd /home/ray/samples && ls") == f"cd {local} && ls"
-    assert paths.rewrite("python /home/ray/samples2/x.py /opt/home/ray/samples/y") == "python /home/ray/samples2/x.py /opt/home/ray/samples/y"
-    assert paths.rewrite_runtime_env({"working_dir": "/home/ray/samples", "pip": ["x"]}) == {"working_dir": str(local), "pip": ["x"]}
+    assert (
+        paths.rewrite("python /home/ray/samples2/x.py /opt/home/ray/samples/y")
+        == "python /home/ray/samples2/x.py /opt/home/ray/samples/y"
+    )
+    assert paths.rewrite_runtime_env({"working_dir": "/home/ray/samples", "pip": ["x"]}) == {
+        "working_dir": str(local),
+        "pip": ["x"],
+    }
 
 
 def test_materialise_refuses_paths_escaping_the_mount(tmp_path: Path) -> None:
@@ -67,7 +73,6 @@ async def test_fake_backend_delete_cluster_stops_its_jobs() -> None:
     assert (await fake.job_info("ns", "c", "j")).status == "STOPPED"  # type: ignore[union-attr]
 
 
-
 def zipped_module(name: str, main: str) -> bytes:
     """A package as the Ray Jobs SDK uploads a py_modules folder: the folder itself at the zip's top."""
     import io
@@ -90,10 +95,20 @@ async def test_the_fakes_jobs_api_runs_a_module_of_an_uploaded_package_and_keeps
         async with aiohttp.ClientSession() as session:
             package = f"{url}/api/packages/gcs/_ray_pkg_1.zip"
             assert (await session.get(package)).status == 404
-            assert (await session.put(package, data=zipped_module("shipped", "import sys; print('out', 6 * 7); sys.exit(3)"))).status == 200
-            assert (await session.get(package)).status == 200 and (await session.get(f"{other}/api/packages/gcs/_ray_pkg_1.zip")).status == 404
-            body = {"entrypoint": "python -m shipped", "submission_id": "j", "runtime_env": {"py_modules": ["gcs://_ray_pkg_1.zip"]},
-                    "metadata": {"k": "v"}}
+            assert (
+                await session.put(
+                    package, data=zipped_module("shipped", "import sys; print('out', 6 * 7); sys.exit(3)")
+                )
+            ).status == 200
+            assert (await session.get(package)).status == 200 and (
+                await session.get(f"{other}/api/packages/gcs/_ray_pkg_1.zip")
+            ).status == 404
+            body = {
+                "entrypoint": "python -m shipped",
+                "submission_id": "j",
+                "runtime_env": {"py_modules": ["gcs://_ray_pkg_1.zip"]},
+                "metadata": {"k": "v"},
+            }
             assert (await (await session.post(f"{url}/api/jobs/", json=body)).json())["submission_id"] == "j"
             assert (await session.post(f"{url}/api/jobs/", json=body)).status == 400  # the id is taken
             for _ in range(200):
@@ -118,10 +133,16 @@ def local_ray(ray_backend):
 @pytest.mark.ray
 @pytest.mark.timeout(240)
 async def test_local_ray_backend_runs_a_job_from_a_configmap(local_ray) -> None:
-    mount = ConfigMapMount("/home/ray/samples", {"hello.py": "import ray\nray.init()\nprint('hello from the configmap')\n"})
-    endpoints = await local_ray.ensure_cluster(ClusterRequest("default", "c1", ray_version=local_ray.ray_version, config_map_mounts=(mount,)))
+    mount = ConfigMapMount(
+        "/home/ray/samples", {"hello.py": "import ray\nray.init()\nprint('hello from the configmap')\n"}
+    )
+    endpoints = await local_ray.ensure_cluster(
+        ClusterRequest("default", "c1", ray_version=local_ray.ray_version, config_map_mounts=(mount,))
+    )
     assert endpoints.dashboard_url.startswith("http://127.0.0.1:") and not endpoints.warnings
-    await local_ray.submit_job("default", "c1", JobRequest("hello-1", "python /home/ray/samples/hello.py", metadata={"owner": "test"}))
+    await local_ray.submit_job(
+        "default", "c1", JobRequest("hello-1", "python /home/ray/samples/hello.py", metadata={"owner": "test"})
+    )
     with pytest.raises(JobAlreadyExistsError):
         await local_ray.submit_job("default", "c1", JobRequest("hello-1", "python /home/ray/samples/hello.py"))
     info = None
@@ -150,6 +171,11 @@ def test_a_dedicated_head_advertises_the_declared_resources_on_loopback_ports(tm
 
     head = RayHead(tmp_path, tmp_path, RayResources(num_cpus=4, num_gpus=0.5, custom={"resource1": 2}), 60)
     command = head.command()
-    assert {"--num-cpus=4", "--num-gpus=0.5", '--resources={"resource1": 2}', "--node-ip-address=127.0.0.1",
-            f"--dashboard-agent-listen-port={head.ports.dashboard_agent}"} <= set(command)
+    assert {
+        "--num-cpus=4",
+        "--num-gpus=0.5",
+        '--resources={"resource1": 2}',
+        "--node-ip-address=127.0.0.1",
+        f"--dashboard-agent-listen-port={head.ports.dashboard_agent}",
+    } <= set(command)
     assert ray_environment(tmp_path)["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # keeps Ray on 127.0.0.1

@@ -21,8 +21,12 @@ def h() -> Harness:
 
 
 def body(config: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "svc", "namespace": NS},
-            "spec": {"serveConfigV2": SERVE, "rayClusterConfig": config, **spec}}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "svc", "namespace": NS},
+        "spec": {"serveConfigV2": SERVE, "rayClusterConfig": config, **spec},
+    }
 
 
 async def status(h: Harness) -> dict[str, Any]:
@@ -42,15 +46,22 @@ async def test_a_head_listing_ports_without_serve_never_gets_ready(h: Harness) -
     # The applications run, but building the serve Service fails in every pass that sees them running,
     # before the status write: the status never shows them RUNNING, nor anything active.
     assert (await h.backend.serve_status(NS, cluster))["app1"]["status"] == "RUNNING"
-    assert "applicationStatuses" not in stuck["pendingServiceStatus"] and "rayClusterName" not in stuck["activeServiceStatus"]
+    assert (
+        "applicationStatuses" not in stuck["pendingServiceStatus"]
+        and "rayClusterName" not in stuck["activeServiceStatus"]
+    )
     assert condition(stuck, "Ready") == "False/Initializing"
     assert await h.api.get(SERVICES, NS, "svc-head-svc") is not None  # built before the serve Service
     assert await h.api.get(SERVICES, NS, "svc-serve-svc") is None
 
 
 async def test_spec_serve_service_is_honoured(h: Harness) -> None:
-    custom = {"metadata": {"name": "scoring", "labels": {"team": "ml"}},
-              "spec": {"ports": [{"name": "serve", "port": 80, "appProtocol": "kubernetes.io/h2c"}, {"name": "other", "port": 81}]}}
+    custom = {
+        "metadata": {"name": "scoring", "labels": {"team": "ml"}},
+        "spec": {
+            "ports": [{"name": "serve", "port": 80, "appProtocol": "kubernetes.io/h2c"}, {"name": "other", "port": 81}]
+        },
+    }
     await h.create(RAYSERVICES, body(serve_cluster_spec(), serveService=custom))
     await h.settle()
     done = await status(h)
@@ -58,10 +69,19 @@ async def test_spec_serve_service_is_honoured(h: Harness) -> None:
     assert service is not None and await h.api.get(SERVICES, NS, "svc-serve-svc") is None
     # The head's serving ports, a same-named user port winning; the user's labels kept, KubeRay's added.
     assert service["spec"]["ports"] == [{"name": "serve", "port": 80, "appProtocol": "kubernetes.io/h2c"}]
-    assert service["metadata"]["labels"] == {"team": "ml", "ray.io/originated-from-cr-name": "svc",
-                                             "ray.io/originated-from-crd": "RayService", "ray.io/serve": "svc-serve"}
-    assert service["spec"]["selector"] == {"ray.io/cluster": done["activeServiceStatus"]["rayClusterName"], "ray.io/serve": "true"}
-    assert condition(done, "Ready") == "True/NonZeroServeEndpoints" and done["numServeEndpoints"] == 2  # head and worker
+    assert service["metadata"]["labels"] == {
+        "team": "ml",
+        "ray.io/originated-from-cr-name": "svc",
+        "ray.io/originated-from-crd": "RayService",
+        "ray.io/serve": "svc-serve",
+    }
+    assert service["spec"]["selector"] == {
+        "ray.io/cluster": done["activeServiceStatus"]["rayClusterName"],
+        "ray.io/serve": "true",
+    }
+    assert (
+        condition(done, "Ready") == "True/NonZeroServeEndpoints" and done["numServeEndpoints"] == 2
+    )  # head and worker
 
 
 async def test_a_head_without_ports_serves_on_the_default_port(h: Harness) -> None:
@@ -86,21 +106,34 @@ async def test_appended_worker_groups_update_the_cluster_in_place(h: Harness) ->
     await h.api.replace(RAYSERVICES, obj)
     await h.advance(1)
     cluster = await h.api.get(RAYCLUSTERS, NS, first)
-    assert cluster is not None and [g["groupName"] for g in cluster["spec"]["workerGroupSpecs"]] == ["small-group", "more"]
-    assert (await status(h))["activeServiceStatus"]["rayClusterName"] == first and "UpdatedRayCluster" in await h.event_reasons()
+    assert cluster is not None and [g["groupName"] for g in cluster["spec"]["workerGroupSpecs"]] == [
+        "small-group",
+        "more",
+    ]
+    assert (await status(h))["activeServiceStatus"][
+        "rayClusterName"
+    ] == first and "UpdatedRayCluster" in await h.event_reasons()
 
 
 async def test_a_rayservice_created_suspended_never_creates_anything(h: Harness) -> None:
     await h.create(RAYSERVICES, body(serve_cluster_spec(), suspend=True))
     await h.settle()
     suspended = await status(h)
-    assert condition(suspended, "Suspended") == "True/SuspendComplete" and condition(suspended, "Ready") == "False/SuspendComplete"
+    assert (
+        condition(suspended, "Suspended") == "True/SuspendComplete"
+        and condition(suspended, "Ready") == "False/SuspendComplete"
+    )
     assert not await h.clusters() and not await h.api.list(SERVICES, NS)
     assert "pendingServiceStatus" not in suspended or "rayClusterName" not in suspended["pendingServiceStatus"]
 
 
 def raycluster(name: str, spec: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": name, "namespace": NS, "labels": labels or {}}, "spec": spec}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
+        "spec": spec,
+    }
 
 
 async def test_buildpod_sets_the_serve_label_on_the_pods_of_a_rayservice_cluster(h: Harness) -> None:
@@ -127,8 +160,13 @@ async def test_the_rayservice_controller_moves_only_the_head_serve_label(h: Harn
     await h.create(RAYSERVICES, body(serve_cluster_spec()))
     await h.settle()
     cluster = (await status(h))["activeServiceStatus"]["rayClusterName"]
-    pods = {p["metadata"]["labels"]["ray.io/node-type"]: p for p in await h.api.list(PODS, NS, {"ray.io/cluster": cluster})}
-    assert {node: pod["metadata"]["labels"]["ray.io/serve"] for node, pod in pods.items()} == {"head": "true", "worker": "true"}
+    pods = {
+        p["metadata"]["labels"]["ray.io/node-type"]: p for p in await h.api.list(PODS, NS, {"ray.io/cluster": cluster})
+    }
+    assert {node: pod["metadata"]["labels"]["ray.io/serve"] for node, pod in pods.items()} == {
+        "head": "true",
+        "worker": "true",
+    }
     # One move, false -> true, announced as KubeRay does; the workers kept BuildPod's label.
     moved = [e["message"] for e in await h.api.list(EVENTS, NS) if e["reason"] == "UpdatedHeadPodServeLabel"]
     assert moved == [f'Updated the serve label to "true" for the Head Pod {NS}/{pods["head"]["metadata"]["name"]}']

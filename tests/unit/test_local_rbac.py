@@ -4,8 +4,9 @@ kube-apiserver enforces them, and the provider's 401/403 messages naming what is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -55,9 +56,12 @@ def _create(api: client.ApiClient, document: dict[str, Any]) -> None:
 
 
 def service_account_token(plane: LocalControlPlane, name: str = "kuberay-provider", seconds: int = 3600) -> str:
-    status, _, body = raw_request(plane, "POST", f"/api/v1/namespaces/{NS}/serviceaccounts/{name}/token",
-                                  {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                   "spec": {"expirationSeconds": seconds}})
+    status, _, body = raw_request(
+        plane,
+        "POST",
+        f"/api/v1/namespaces/{NS}/serviceaccounts/{name}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}},
+    )
     assert status == 201, body
     assert body["kind"] == "TokenRequest" and body["status"]["expirationTimestamp"]
     return body["status"]["token"]
@@ -72,8 +76,12 @@ def api_with(plane: LocalControlPlane, token: str) -> client.ApiClient:
 
 
 def rayjob(name: str) -> dict[str, Any]:
-    return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name, "namespace": NS},
-            "spec": {"entrypoint": "python -c 'print(1)'", "clusterSelector": {"ray.io/cluster": "shared"}}}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"entrypoint": "python -c 'print(1)'", "clusterSelector": {"ray.io/cluster": "shared"}},
+    }
 
 
 def test_the_manifest_s_verbs_are_allowed_to_its_service_account(plane: LocalControlPlane) -> None:
@@ -91,15 +99,19 @@ def test_the_manifest_s_verbs_are_allowed_to_its_service_account(plane: LocalCon
         client.CoreV1Api(api).get_api_resources()  # discovery is open to any authenticated user
 
 
-def test_a_missing_verb_is_refused_with_kube_apiservers_words_and_the_provider_names_the_rule(plane: LocalControlPlane) -> None:
+def test_a_missing_verb_is_refused_with_kube_apiservers_words_and_the_provider_names_the_rule(
+    plane: LocalControlPlane,
+) -> None:
     # Without its services rule, the Role grants services/proxy only, never services themselves.
     with api_with(plane, service_account_token(plane)) as api:
         with pytest.raises(ApiException) as raw:
             client.CoreV1Api(api).read_namespaced_service("x-head-svc", NS)
         assert raw.value.status == 403
         user = f"system:serviceaccount:{NS}:kuberay-provider"
-        assert (f'services "x-head-svc" is forbidden: User "{user}" cannot get resource "services" in API group '
-                f'"" in the namespace "{NS}"') == json.loads(raw.value.body)["message"]
+        assert (
+            f'services "x-head-svc" is forbidden: User "{user}" cannot get resource "services" in API group '
+            f'"" in the namespace "{NS}"'
+        ) == json.loads(raw.value.body)["message"]
         with pytest.raises(ForbiddenError) as refused:
             RayObjectsClient(api).read_service(NS, "x-head-svc")
         message = str(refused.value)
@@ -109,14 +121,20 @@ def test_a_missing_verb_is_refused_with_kube_apiservers_words_and_the_provider_n
         with pytest.raises(ForbiddenError, match="verb 'list' on resource 'rayjobs'"):
             RayObjectsClient(api).list(RAYJOB, "default")  # the Role is for ray-jobs only
         with pytest.raises(ApiException) as crd:
-            client.ApiextensionsV1Api(api).read_custom_resource_definition("customresourcedefinitions.apiextensions.k8s.io")
-        assert crd.value.status == 403 and json.loads(crd.value.body)["message"].endswith("at the cluster scope")  # resourceNames limit the CRDs
+            client.ApiextensionsV1Api(api).read_custom_resource_definition(
+                "customresourcedefinitions.apiextensions.k8s.io"
+            )
+        assert crd.value.status == 403 and json.loads(crd.value.body)["message"].endswith(
+            "at the cluster scope"
+        )  # resourceNames limit the CRDs
 
 
 def test_unknown_expired_and_orphaned_tokens_are_401_and_the_provider_says_so(plane: LocalControlPlane) -> None:
-    with api_with(plane, "not-a-token") as api:
-        with pytest.raises(UnauthorizedError, match="rejected the credentials in use"):
-            RayObjectsClient(api).list(RAYJOB, NS)
+    with (
+        api_with(plane, "not-a-token") as api,
+        pytest.raises(UnauthorizedError, match="rejected the credentials in use"),
+    ):
+        RayObjectsClient(api).list(RAYJOB, NS)
     with plane.api_client() as admin:
         core = client.CoreV1Api(admin)
         core.create_namespaced_service_account(NS, {"metadata": {"name": "short-lived"}})
@@ -127,8 +145,12 @@ def test_unknown_expired_and_orphaned_tokens_are_401_and_the_provider_says_so(pl
         core.create_namespaced_service_account(NS, {"metadata": {"name": "short-lived"}})
         status, _, body = raw_request(plane, "GET", f"/apis/ray.io/v1/namespaces/{NS}/rayjobs", token=token)
         assert (status, body["reason"]) == (401, "Unauthorized")  # a bound token dies with its ServiceAccount
-    status, _, body = raw_request(plane, "POST", f"/api/v1/namespaces/{NS}/serviceaccounts/kuberay-provider/token",
-                                  {"spec": {"expirationSeconds": 60}})
+    status, _, body = raw_request(
+        plane,
+        "POST",
+        f"/api/v1/namespaces/{NS}/serviceaccounts/kuberay-provider/token",
+        {"spec": {"expirationSeconds": 60}},
+    )
     assert status == 400 and "10 minutes" in body["message"]
     status, _, _ = raw_request(plane, "POST", f"/api/v1/namespaces/{NS}/serviceaccounts/nobody/token", {"spec": {}})
     assert status == 404
@@ -146,19 +168,41 @@ def test_the_plane_counts_what_a_service_account_was_allowed_and_refused(plane: 
     assert ("list", "rayjobs", NS) in allowed and ("list", "rayjobs", "default") in denied
 
 
-@pytest.mark.parametrize(("rule", "attributes", "allowed"), [
-    ({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, Attributes("delete", "", True, "ray.io", "rayjobs"), True),
-    ({"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
-     Attributes("get", "", True, "", "services", "proxy", "ns", "head:dashboard"), True),
-    ({"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
-     Attributes("get", "", True, "", "services", "proxy", "ns", "head:dashboard"), False),  # subresources are separate
-    ({"apiGroups": [""], "resources": ["*/proxy"], "verbs": ["create"]},
-     Attributes("create", "", True, "", "services", "proxy", "ns", "head"), True),
-    ({"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["get"], "resourceNames": ["a"]},
-     Attributes("get", "", True, "ray.io", "rayjobs", "", "ns", "b"), False),
-    ({"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["create"], "resourceNames": ["a"]},
-     Attributes("create", "", True, "ray.io", "rayjobs", "", "ns", ""), False),  # create has no name to match
-    ({"nonResourceURLs": ["/metrics*"], "verbs": ["get"]}, Attributes("get", "/metrics/x", False), True),
-])
+@pytest.mark.parametrize(
+    ("rule", "attributes", "allowed"),
+    [
+        (
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            Attributes("delete", "", True, "ray.io", "rayjobs"),
+            True,
+        ),
+        (
+            {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
+            Attributes("get", "", True, "", "services", "proxy", "ns", "head:dashboard"),
+            True,
+        ),
+        (
+            {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+            Attributes("get", "", True, "", "services", "proxy", "ns", "head:dashboard"),
+            False,
+        ),  # subresources are separate
+        (
+            {"apiGroups": [""], "resources": ["*/proxy"], "verbs": ["create"]},
+            Attributes("create", "", True, "", "services", "proxy", "ns", "head"),
+            True,
+        ),
+        (
+            {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["get"], "resourceNames": ["a"]},
+            Attributes("get", "", True, "ray.io", "rayjobs", "", "ns", "b"),
+            False,
+        ),
+        (
+            {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["create"], "resourceNames": ["a"]},
+            Attributes("create", "", True, "ray.io", "rayjobs", "", "ns", ""),
+            False,
+        ),  # create has no name to match
+        ({"nonResourceURLs": ["/metrics*"], "verbs": ["get"]}, Attributes("get", "/metrics/x", False), True),
+    ],
+)
 def test_rule_matching(rule: dict[str, Any], attributes: Attributes, allowed: bool) -> None:
     assert rule_allows(rule, attributes) is allowed

@@ -13,23 +13,27 @@ def installed(name: str) -> str | None:
     return INSTALLED.get(name.lower())
 
 
-@pytest.mark.parametrize(("line", "satisfied"), [
-    ("requests", True),
-    ("requests>=2.30", True),
-    ("requests==2.26.0", False),
-    ("PyYAML~=6.0", True),
-    ("pendulum==2.1.2", False),  # not installed at all
-    ("requests @ https://example.invalid/requests.whl", False),  # a URL is never judged
-    ("-r requirements.txt", False),
-    ("requests; python_version < '3'", False),  # a marker that excludes it here
-])
+@pytest.mark.parametrize(
+    ("line", "satisfied"),
+    [
+        ("requests", True),
+        ("requests>=2.30", True),
+        ("requests==2.26.0", False),
+        ("PyYAML~=6.0", True),
+        ("pendulum==2.1.2", False),  # not installed at all
+        ("requests @ https://example.invalid/requests.whl", False),  # a URL is never judged
+        ("-r requirements.txt", False),
+        ("requests; python_version < '3'", False),  # a marker that excludes it here
+    ],
+)
 def test_requirement_satisfied(line: str, satisfied: bool) -> None:
     assert requirement_satisfied(line, installed) is satisfied
 
 
 def test_skip_satisfied_drops_what_is_installed_and_keeps_the_rest() -> None:
-    adapted = adapt_runtime_env({"pip": ["requests>=2", "pendulum==2.1.2"], "env_vars": {"A": "b"}},
-                                PackagePolicy.SKIP_SATISFIED, installed)
+    adapted = adapt_runtime_env(
+        {"pip": ["requests>=2", "pendulum==2.1.2"], "env_vars": {"A": "b"}}, PackagePolicy.SKIP_SATISFIED, installed
+    )
     assert adapted.runtime_env == {"pip": ["pendulum==2.1.2"], "env_vars": {"A": "b"}}
     warning, installing = adapted.notices
     assert warning.type == "Warning" and "not installed: requests>=2" in warning.message
@@ -37,16 +41,18 @@ def test_skip_satisfied_drops_what_is_installed_and_keeps_the_rest() -> None:
 
 
 def test_a_list_fully_satisfied_is_dropped_with_its_options() -> None:
-    adapted = adapt_runtime_env({"uv": {"packages": ["numpy<2", "pyyaml"], "uv_check": False}},
-                                PackagePolicy.SKIP_SATISFIED, installed)
+    adapted = adapt_runtime_env(
+        {"uv": {"packages": ["numpy<2", "pyyaml"], "uv_check": False}}, PackagePolicy.SKIP_SATISFIED, installed
+    )
     assert adapted.runtime_env is None
     [warning] = adapted.notices
     assert warning.type == "Warning" and "uv: already satisfied" in warning.message
 
 
 def test_a_dict_list_keeps_its_options_for_what_remains() -> None:
-    adapted = adapt_runtime_env({"pip": {"packages": ["requests", "pendulum"], "pip_check": False}},
-                                PackagePolicy.SKIP_SATISFIED, installed)
+    adapted = adapt_runtime_env(
+        {"pip": {"packages": ["requests", "pendulum"], "pip_check": False}}, PackagePolicy.SKIP_SATISFIED, installed
+    )
     assert adapted.runtime_env == {"pip": {"packages": ["pendulum"], "pip_check": False}}
 
 

@@ -18,7 +18,11 @@ from kuberay_provider.core.validation.rules import raycluster_rules, rayjob_rule
 from kuberay_provider.local.apiserver.schema import SchemaChecker
 from kuberay_provider.local.controller import HttpClusterAPI
 from kuberay_provider.local.controller.api import EVENTS, PODS, RAYCLUSTERS, RAYJOBS
-from kuberay_provider.local.controller.validation import unmarshal_runtime_env_yaml, validate_rayjob, validate_rayservice
+from kuberay_provider.local.controller.validation import (
+    unmarshal_runtime_env_yaml,
+    validate_rayjob,
+    validate_rayservice,
+)
 from kuberay_provider.local.controller.validation_cluster import check_raycluster
 from kuberay_provider.local.controller.validation_common import FEATURE_GATES
 from kuberay_provider.local.controller.validation_service import check_rayservice
@@ -58,8 +62,13 @@ def cluster_spec() -> dict[str, Any]:
 
 def obj(kind: str, name: str = "sample") -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "RayJob": {"entrypoint": "python x.py", "submissionMode": "K8sJobMode", "ttlSecondsAfterFinished": 0,
-                   "backoffLimit": 0, "rayClusterSpec": cluster_spec()},  # fmt: skip
+        "RayJob": {
+            "entrypoint": "python x.py",
+            "submissionMode": "K8sJobMode",
+            "ttlSecondsAfterFinished": 0,
+            "backoffLimit": 0,
+            "rayClusterSpec": cluster_spec(),
+        },
         "RayCluster": cluster_spec(),
         "RayService": {"rayClusterConfig": cluster_spec()},
     }[kind]
@@ -213,7 +222,10 @@ def test_each_rule_gives_gos_message(kind: str, changes: dict[str, Any], message
 
 ROCKSDB = {"backend": "rocksdb"}
 HISTORY = "~.historyServerOptions"
-GCS_COLLECTOR = {"image": "collector:1", "env": [{"name": "STORAGE_BACKEND", "value": "gcs"}, {"name": "GCS_BUCKET", "value": "b"}]}
+GCS_COLLECTOR = {
+    "image": "collector:1",
+    "env": [{"name": "STORAGE_BACKEND", "value": "gcs"}, {"name": "GCS_BUCKET", "value": "b"}],
+}
 GATED = [  # (gate, value, kind, changes, message): the code behind the gates, reached by flipping them
     ("GCSFaultToleranceEmbeddedStorage", True, "RayCluster", {"~.gcsFaultToleranceOptions": {**ROCKSDB, "redisAddress": "r"}}, "cannot set GcsFaultToleranceOptions.RedisAddress when backend is 'rocksdb'"),
     ("GCSFaultToleranceEmbeddedStorage", True, "RayCluster", {"~.gcsFaultToleranceOptions": {**ROCKSDB, "storage": {"claimName": "pvc", "size": "1Gi"}}}, "GcsFaultToleranceOptions.Storage.ClaimName is mutually exclusive with size, storageClassName, and accessModes"),
@@ -238,7 +250,9 @@ GATED = [  # (gate, value, kind, changes, message): the code behind the gates, r
 
 
 @pytest.mark.parametrize(("gate", "value", "kind", "changes", "message"), GATED)
-def test_gated_rules(monkeypatch: pytest.MonkeyPatch, gate: str, value: bool, kind: str, changes: dict[str, Any], message: str | None) -> None:
+def test_gated_rules(
+    monkeypatch: pytest.MonkeyPatch, gate: str, value: bool, kind: str, changes: dict[str, Any], message: str | None
+) -> None:
     monkeypatch.setitem(FEATURE_GATES, gate, value)
     assert error_of(obj(kind)) is None
     assert error_of(mutate(obj(kind), changes)) == message
@@ -272,14 +286,15 @@ def test_runtime_env_yaml_is_read_like_go_yaml() -> None:
         "failed to unmarshal RuntimeEnvYAML: true: error unmarshaling JSON: while decoding JSON: json: cannot "
         "unmarshal bool into Go value of type types.RuntimeEnvType")  # fmt: skip
     assert (unmarshal_runtime_env_yaml("a: 1\nb") or "").startswith(
-        "failed to unmarshal RuntimeEnvYAML: a: 1\nb: error converting YAML to JSON: yaml: line 2: ")
+        "failed to unmarshal RuntimeEnvYAML: a: 1\nb: error converting YAML to JSON: yaml: line 2: "
+    )
 
 
 # --- KubeRay's samples, through the local API server's CRD defaulting ----------------------------------
 KINDS = ("RayJob", "RayCluster", "RayService")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _crd(kind: str) -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are large
     return yaml.load((CRDS_DIR / f"ray.io_{kind.lower()}s.yaml").read_text(), Loader=loader)
@@ -311,8 +326,15 @@ def test_kuberay_samples_are_valid(path: Path) -> None:
 
 def test_crd_defaults_are_what_make_a_sample_valid() -> None:
     """The interactive-mode sample leaves min/maxReplicas to the CRD; KubeRay only sees them defaulted."""
-    [doc] = [d for d in yaml.safe_load_all((SAMPLES_DIR / "ray-job.interactive-mode.yaml").read_text()) if d["kind"] == "RayJob"]
-    assert error_of(doc) == INV + "worker group default-group must set both minReplicas and maxReplicas when autoscaling is disabled"
+    [doc] = [
+        d
+        for d in yaml.safe_load_all((SAMPLES_DIR / "ray-job.interactive-mode.yaml").read_text())
+        if d["kind"] == "RayJob"
+    ]
+    assert (
+        error_of(doc)
+        == INV + "worker group default-group must set both minReplicas and maxReplicas when autoscaling is disabled"
+    )
     group = _defaulted(doc)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert (group["minReplicas"], group["maxReplicas"]) == (0, 2147483647)
 
@@ -325,10 +347,16 @@ def test_crd_defaults_are_what_make_a_sample_valid() -> None:
         ("RayJob", {"spec.submissionMode": "BatchMode"}, "kuberay:unknown-submission-mode"),
         ("RayJob", {"~.upgradeStrategy": {"type": "Recreate"}}, "kuberay:upgrade-strategy-not-allowed"),
         ("RayJob", {"spec.runtimeEnvYAML": "pip: [x]\n---\nb: 1"}, "kuberay:invalid-runtime-env-yaml"),
-        ("RayCluster", {"~.workerGroupSpecs": [cluster_spec()["workerGroupSpecs"][0]] * 2}, "kuberay:worker-group-name-duplicate"),
+        (
+            "RayCluster",
+            {"~.workerGroupSpecs": [cluster_spec()["workerGroupSpecs"][0]] * 2},
+            "kuberay:worker-group-name-duplicate",
+        ),
     ],
 )
-def test_provider_strictness_does_not_leak_into_the_emulator(kind: str, changes: dict[str, Any], provider_rule: str) -> None:
+def test_provider_strictness_does_not_leak_into_the_emulator(
+    kind: str, changes: dict[str, Any], provider_rule: str
+) -> None:
     body = mutate(obj(kind), changes)
     assert provider_rule in {e.rule for e in (rayjob_rules if kind == "RayJob" else raycluster_rules)(body)}
     assert error_of(body) is None
@@ -411,7 +439,10 @@ async def test_a_running_cluster_made_invalid_is_left_as_it_is() -> None:
 async def test_an_invalid_status_is_requeued() -> None:
     h = Harness()
     created = await h.create(RAYCLUSTERS, obj("RayCluster", "c"))
-    both = [{"type": t, "status": "True", "reason": t, "lastTransitionTime": "2024-01-01T00:00:00Z"} for t in ("RayClusterSuspending", "RayClusterSuspended")]
+    both = [
+        {"type": t, "status": "True", "reason": t, "lastTransitionTime": "2024-01-01T00:00:00Z"}
+        for t in ("RayClusterSuspending", "RayClusterSuspended")
+    ]
     await h.api.replace_status(RAYCLUSTERS, {**created, "status": {"conditions": both}})
     assert await h.controller.reconcile("RayCluster", NS, "c") == 2.0
     [(reason, message)] = await _warnings(h)
@@ -420,7 +451,11 @@ async def test_an_invalid_status_is_requeued() -> None:
 
 async def test_autoscaler_v1_restart_policy_is_only_a_warning() -> None:
     h = Harness()
-    changes = {"~.enableInTreeAutoscaling": True, "~.autoscalerOptions": {"version": "v1"}, f"{W}.template.spec.restartPolicy": "Always"}
+    changes = {
+        "~.enableInTreeAutoscaling": True,
+        "~.autoscalerOptions": {"version": "v1"},
+        f"{W}.template.spec.restartPolicy": "Always",
+    }
     await h.create(RAYCLUSTERS, mutate(obj("RayCluster", "c"), changes))
     await h.settle()
     assert await _warnings(h) == [("InvalidRayClusterSpec", "RayCluster spec warning default/c: restartPolicy for worker groups "
@@ -435,7 +470,9 @@ async def test_a_rayjob_cluster_with_an_upgrade_strategy_never_starts() -> None:
     await h.settle()
     assert (await h.status())["jobDeploymentStatus"] == "Initializing" and not await h.api.list(PODS, NS)
     [(reason, message)] = await _warnings(h)
-    assert reason == "InvalidRayClusterSpec" and message.endswith("upgradeStrategy cannot be set when RayCluster is created by RayJob")
+    assert reason == "InvalidRayClusterSpec" and message.endswith(
+        "upgradeStrategy cannot be set when RayCluster is created by RayJob"
+    )
 
 
 async def test_through_the_local_api_server_crd_defaults_apply_and_admission_accepts_invalid_clusters() -> None:
@@ -446,7 +483,11 @@ async def test_through_the_local_api_server_crd_defaults_apply_and_admission_acc
         await asyncio.wait_for(ready.wait(), 20)
         async with plane.async_api_client() as client:
             api = HttpClusterAPI(client)
-            await api.create(RAYCLUSTERS, NS, mutate(obj("RayCluster", "ok"), {f"{W}.minReplicas": DELETE, f"{W}.maxReplicas": DELETE}))
+            await api.create(
+                RAYCLUSTERS,
+                NS,
+                mutate(obj("RayCluster", "ok"), {f"{W}.minReplicas": DELETE, f"{W}.maxReplicas": DELETE}),
+            )
             await api.create(RAYCLUSTERS, NS, mutate(obj("RayCluster", "bad"), {f"{W}.minReplicas": 9}))
             ok: dict[str, Any] = {}
             warned: list[dict[str, Any]] = []

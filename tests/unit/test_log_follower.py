@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -40,10 +40,20 @@ class FakeJobs:
         self.ended.add(job_id)
 
 
-def state(job_id: str, cluster: str, deployment: JobDeploymentStatus = JobDeploymentStatus.RUNNING,
-          job_status: JobStatus | str = "") -> RayJobState:
-    return RayJobState(name="daily", namespace="ns", job_status=job_status, deployment_status=deployment,
-                       job_id=job_id, cluster_name=cluster)
+def state(
+    job_id: str,
+    cluster: str,
+    deployment: JobDeploymentStatus = JobDeploymentStatus.RUNNING,
+    job_status: JobStatus | str = "",
+) -> RayJobState:
+    return RayJobState(
+        name="daily",
+        namespace="ns",
+        job_status=job_status,
+        deployment_status=deployment,
+        job_id=job_id,
+        cluster_name=cluster,
+    )
 
 
 @pytest.fixture(autouse=True)

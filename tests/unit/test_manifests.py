@@ -15,9 +15,8 @@ from kuberay_provider.core.manifests import (
     parse_documents,
     ray_objects,
 )
-from kuberay_provider.core.spec import SPEC_FIELDS, build_manifest, spec_params
 from kuberay_provider.core.resources import RAY_KINDS
-
+from kuberay_provider.core.spec import SPEC_FIELDS, build_manifest, spec_params
 from tests.conftest import SAMPLES_DIR
 
 SAMPLES = sorted(SAMPLES_DIR.glob("*.yaml"))

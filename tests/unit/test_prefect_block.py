@@ -17,7 +17,9 @@ IDENTITY = RunIdentity("nightly", "0b6a2c7e-task-run", "f1e2d3c4-flow-run")
 
 def kubeconfig(server: str = "https://127.0.0.1:6443", token: str = "secret-token") -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Config", "current-context": "local",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "local",
         "clusters": [{"name": "local", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
         "users": [{"name": "me", "user": {"token": token}}],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": "me", "namespace": "team"}}],
@@ -27,7 +29,9 @@ def kubeconfig(server: str = "https://127.0.0.1:6443", token: str = "secret-toke
 def credentials(config: dict[str, Any] | None = None) -> Any:
     from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
-    return KubernetesCredentials(cluster_config=KubernetesClusterConfig(config=config or kubeconfig(), context_name="local"))
+    return KubernetesCredentials(
+        cluster_config=KubernetesClusterConfig(config=config or kubeconfig(), context_name="local")
+    )
 
 
 def block(**fields: Any) -> Any:
@@ -37,10 +41,18 @@ def block(**fields: Any) -> Any:
 
 
 def test_parameters_override_the_manifest_and_the_name_derives_from_the_run() -> None:
-    base = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "ignored", "namespace": "ml"},
-            "spec": {"entrypoint": "python old.py", "shutdownAfterJobFinishes": False}}
-    request = block(manifest=base, entrypoint="python new.py", runtime_env={"env_vars": {"A": "1"}},
-                    spec_params={"shutdown_after_job_finishes": True}).request(IDENTITY, try_number=2)
+    base = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "ignored", "namespace": "ml"},
+        "spec": {"entrypoint": "python old.py", "shutdownAfterJobFinishes": False},
+    }
+    request = block(
+        manifest=base,
+        entrypoint="python new.py",
+        runtime_env={"env_vars": {"A": "1"}},
+        spec_params={"shutdown_after_job_finishes": True},
+    ).request(IDENTITY, try_number=2)
     manifest = request.manifest()
     assert manifest["metadata"]["name"] == IDENTITY.rayjob_name and manifest["metadata"]["namespace"] == "ml"
     assert manifest["metadata"]["labels"][LABEL_RUN_KEY] == IDENTITY.key
@@ -109,7 +121,9 @@ def test_permanent_errors_spend_no_retries() -> None:
 
     assert not is_retriable(None, None, Failed(data=ConfigurationError("bad spec")))
     assert is_retriable(None, None, Failed(data=ValueError("raised by the user's own code")))
-    assert not is_retriable(None, None, Failed(data=ValidationError(["spec.suspend: not a boolean"], object_name="RayJob x")))
+    assert not is_retriable(
+        None, None, Failed(data=ValidationError(["spec.suspend: not a boolean"], object_name="RayJob x"))
+    )
     assert is_retriable(None, None, Failed(data=RayJobTimeout("too slow", None)))
 
 
@@ -118,7 +132,9 @@ def test_the_example_flow_builds_a_self_deleting_cluster(tmp_path: Path) -> None
 
     from tests.conftest import PROJECT_ROOT
 
-    spec = importlib.util.spec_from_file_location("prefect_batch_inference", PROJECT_ROOT / "dags" / "prefect_batch_inference.py")
+    spec = importlib.util.spec_from_file_location(
+        "prefect_batch_inference", PROJECT_ROOT / "dags" / "prefect_batch_inference.py"
+    )
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     manifest = example.scoring_job("2026-01-15", str(tmp_path), credentials()).request(IDENTITY).manifest()
@@ -151,13 +167,17 @@ def hook_call(monkeypatch: pytest.MonkeyPatch, hook: Any, parameters: dict[str, 
     from kuberay_provider.prefect import RayJob
 
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(RayJob, "delete_run_now", lambda self, owner, run_id, namespace=None: calls.append((owner, run_id)) or ["x"])
+    monkeypatch.setattr(
+        RayJob, "delete_run_now", lambda self, owner, run_id, namespace=None: calls.append((owner, run_id)) or ["x"]
+    )
     flow_run = FlowRun(flow_id=uuid.uuid4(), name="lucky-run", parameters=parameters)
     hook(SimpleNamespace(name="run-rayjob"), flow_run, SimpleNamespace(name="Cancelling"))
     return [(owner, run_id) for owner, run_id in calls if run_id == str(flow_run.id)]
 
 
-def test_the_cleanup_hook_rebuilds_the_block_from_the_stored_parameters(monkeypatch: pytest.MonkeyPatch, no_api_logs: None) -> None:
+def test_the_cleanup_hook_rebuilds_the_block_from_the_stored_parameters(
+    monkeypatch: pytest.MonkeyPatch, no_api_logs: None
+) -> None:
     from fastapi.encoders import jsonable_encoder
 
     from kuberay_provider.prefect import delete_rayjobs_hook
@@ -182,13 +202,17 @@ def test_the_cleanup_hook_never_raises(monkeypatch: pytest.MonkeyPatch, no_api_l
 
     monkeypatch.setattr(RayJob, "delete_run_now", unreachable)
     flow_run = FlowRun(flow_id=uuid.uuid4(), name="r")
-    delete_rayjobs_hook(block(entrypoint="python job.py"))(SimpleNamespace(name="f"), flow_run, SimpleNamespace(name="Crashed"))
+    delete_rayjobs_hook(block(entrypoint="python job.py"))(
+        SimpleNamespace(name="f"), flow_run, SimpleNamespace(name="Crashed")
+    )
 
 
 def test_run_rayjob_cleans_up_when_cancelled_or_crashed() -> None:
     from kuberay_provider.prefect import run_rayjob
 
-    assert len(run_rayjob.on_cancellation_hooks) == 1 and run_rayjob.on_crashed_hooks == run_rayjob.on_cancellation_hooks
+    assert (
+        len(run_rayjob.on_cancellation_hooks) == 1 and run_rayjob.on_crashed_hooks == run_rayjob.on_cancellation_hooks
+    )
 
 
 def test_the_cleanup_choice_becomes_kuberays_fields_as_in_airflow() -> None:

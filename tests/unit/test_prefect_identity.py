@@ -8,7 +8,8 @@ RayJob must still be the same one in a retried flow run, and never another call'
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,9 @@ def empty_apiserver(apiserver: FakeApiServer) -> None:
 
 def kubeconfig(server: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "fake",
         "clusters": [{"name": "fake", "cluster": {"server": server}}],
         "users": [{"name": "me", "user": {"token": TOKEN}}],
         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
@@ -51,13 +54,23 @@ def block(apiserver: FakeApiServer, entrypoint: str = "python job.py", **fields:
     from kuberay_provider.core.spec import simple_cluster_spec
     from kuberay_provider.prefect import RayJob
 
-    credentials = KubernetesCredentials(cluster_config=KubernetesClusterConfig(config=kubeconfig(apiserver.url), context_name="fake"))
-    return RayJob(entrypoint=entrypoint, ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
-                  credentials=credentials, validate_schema=False, **fields)
+    credentials = KubernetesCredentials(
+        cluster_config=KubernetesClusterConfig(config=kubeconfig(apiserver.url), context_name="fake")
+    )
+    return RayJob(
+        entrypoint=entrypoint,
+        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+        credentials=credentials,
+        validate_schema=False,
+        **fields,
+    )
 
 
 def rayjobs(apiserver: FakeApiServer) -> dict[str, dict[str, Any]]:
-    return {obj["metadata"]["name"]: obj for obj in apiserver.call(lambda store: store.listing("rayjobs", "default", lambda _: True))}
+    return {
+        obj["metadata"]["name"]: obj
+        for obj in apiserver.call(lambda store: store.listing("rayjobs", "default", lambda _: True))
+    }
 
 
 def attempt() -> int:
@@ -66,7 +79,9 @@ def attempt() -> int:
     return FlowRunContext.get().flow_run.run_count
 
 
-def test_a_retried_flow_run_re_attaches_and_two_calls_of_one_task_never_share(prefect_api: None, apiserver: FakeApiServer) -> None:
+def test_a_retried_flow_run_re_attaches_and_two_calls_of_one_task_never_share(
+    prefect_api: None, apiserver: FakeApiServer
+) -> None:
     """Attempt 1 creates three RayJobs and fails after them; attempt 2 (new task runs, new dynamic keys)
     finds the same three. Two calls of the same task with the same job get a RayJob each."""
     from prefect import flow
@@ -95,7 +110,9 @@ def test_a_retried_flow_run_re_attaches_and_two_calls_of_one_task_never_share(pr
     assert {obj["metadata"]["labels"]["kuberay-provider.io/map-index"] for obj in found.values()} == {"0", "1"}
 
 
-def test_mapped_calls_keep_their_own_rayjob_whatever_order_they_start_in(prefect_api: None, apiserver: FakeApiServer) -> None:
+def test_mapped_calls_keep_their_own_rayjob_whatever_order_they_start_in(
+    prefect_api: None, apiserver: FakeApiServer
+) -> None:
     """``.map`` starts its tasks in no fixed order; each job must find its own RayJob in the retry."""
     from prefect import flow
 
@@ -107,7 +124,7 @@ def test_mapped_calls_keep_their_own_rayjob_whatever_order_they_start_in(prefect
     @flow(name="unit-identity-map", retries=1, retry_delay_seconds=0)
     def daily() -> None:
         created = create_rayjob.map(jobs).result()
-        by_attempt.append({job.entrypoint: made["name"] for job, made in zip(jobs, created)})
+        by_attempt.append({job.entrypoint: made["name"] for job, made in zip(jobs, created, strict=False)})
         if attempt() == 1:
             raise RuntimeError("retry the whole run")
 
@@ -200,7 +217,9 @@ def test_the_identity_ignores_how_to_reach_and_wait_but_not_the_job() -> None:
 
     server = FakeApiServer(token=TOKEN)  # never started: only its URL goes into the kubeconfig
     base = block(server)
-    assert base.job_fingerprint() == block(server, timeout=5, stream_logs=False, delete_on_failure=True).job_fingerprint()
+    assert (
+        base.job_fingerprint() == block(server, timeout=5, stream_logs=False, delete_on_failure=True).job_fingerprint()
+    )
     assert base.job_fingerprint() == base.model_copy(update={"credentials": type(base.credentials)()}).job_fingerprint()
     assert base.job_fingerprint() != block(server, "python other.py").job_fingerprint()
     assert base.job_fingerprint() != block(server, labels={"team": "a"}).job_fingerprint()
@@ -208,7 +227,8 @@ def test_the_identity_ignores_how_to_reach_and_wait_but_not_the_job() -> None:
 
     cluster = RayCluster(spec={"headGroupSpec": {}}, ready_timeout=5)
     assert block_fingerprint(cluster, RayCluster.RUN_SETTINGS) == block_fingerprint(
-        cluster.model_copy(update={"ready_timeout": 900}), RayCluster.RUN_SETTINGS)
+        cluster.model_copy(update={"ready_timeout": 900}), RayCluster.RUN_SETTINGS
+    )
 
 
 def test_blocks_never_show_their_kubeconfig_in_a_repr_or_a_prefect_error() -> None:

@@ -45,18 +45,36 @@ def test_the_work_pool_template_is_a_rayjob_and_the_variables_a_deployment_sets(
 
     template = KubeRayWorker.get_default_base_job_template()
     assert template["job_configuration"]["rayjob_manifest"]["apiVersion"] == "ray.io/v1"
-    assert {"image", "namespace", "ray_cluster_spec", "cluster_selector", "runtime_env", "env", "cleanup",
-            "queue_name", "cluster_config", "command"} <= set(template["variables"]["properties"])
+    assert {
+        "image",
+        "namespace",
+        "ray_cluster_spec",
+        "cluster_selector",
+        "runtime_env",
+        "env",
+        "cleanup",
+        "queue_name",
+        "cluster_config",
+        "command",
+    } <= set(template["variables"]["properties"])
     assert KubeRayWorker.type == "kuberay"
 
 
 def test_a_flow_run_gets_one_rayjob_named_after_it_running_prefects_engine_as_the_ray_driver() -> None:
     flow_run_id = uuid.uuid4()
-    config = configuration(flow_run_id, image="my-registry/flows:1", env={"TEAM": "ml"}, runtime_env={"pip": ["polars"]})
+    config = configuration(
+        flow_run_id, image="my-registry/flows:1", env={"TEAM": "ml"}, runtime_env={"pip": ["polars"]}
+    )
     request = config.rayjob_request(config.rayjob_block())
     manifest = request.manifest()
-    assert request.rayjob_name == configuration(flow_run_id, image="other:2").rayjob_request(config.rayjob_block()).rayjob_name
-    assert request.rayjob_name != configuration(image="my-registry/flows:1").rayjob_request(config.rayjob_block()).rayjob_name
+    assert (
+        request.rayjob_name
+        == configuration(flow_run_id, image="other:2").rayjob_request(config.rayjob_block()).rayjob_name
+    )
+    assert (
+        request.rayjob_name
+        != configuration(image="my-registry/flows:1").rayjob_request(config.rayjob_block()).rayjob_name
+    )
     assert request.rayjob_name.startswith("flow-run-nightly-scoring-")
     labels = manifest["metadata"]["labels"]
     assert labels["prefect.io/flow-run-id"] == str(flow_run_id) and labels["kuberay-provider.io/owner"] == "flow-run"
@@ -66,16 +84,23 @@ def test_a_flow_run_gets_one_rayjob_named_after_it_running_prefects_engine_as_th
     runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
     assert runtime_env["pip"] == ["polars"] and runtime_env["env_vars"]["TEAM"] == "ml"
     assert runtime_env["env_vars"]["PREFECT__FLOW_RUN_ID"] == str(flow_run_id)
-    assert spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == "my-registry/flows:1"
+    assert (
+        spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == "my-registry/flows:1"
+    )
     assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 60
 
 
 def test_image_goes_into_every_ray_container_of_the_given_cluster() -> None:
     cluster = simple_cluster_spec(image="rayproject/ray:2.60.0", workers=1)
     spec = configuration(image="mine:1", ray_cluster_spec=cluster).cluster_spec()
-    images = [spec["headGroupSpec"]["template"]["spec"]["containers"][0]["image"],
-              spec["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"]]
-    assert images == ["mine:1", "mine:1"] and cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == "rayproject/ray:2.60.0"
+    images = [
+        spec["headGroupSpec"]["template"]["spec"]["containers"][0]["image"],
+        spec["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"],
+    ]
+    assert (
+        images == ["mine:1", "mine:1"]
+        and cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == "rayproject/ray:2.60.0"
+    )
     assert configuration(ray_cluster_spec=cluster).cluster_spec() == cluster
 
 
@@ -94,24 +119,40 @@ def test_a_rayjob_without_a_cluster_says_what_to_set() -> None:
 
 
 def test_a_template_that_sets_the_cleanup_fields_itself_keeps_them() -> None:
-    manifest = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {}, "spec": {"shutdownAfterJobFinishes": False}}
+    manifest = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {},
+        "spec": {"shutdownAfterJobFinishes": False},
+    }
     config = configuration(image="x:1", rayjob_manifest=manifest)
     assert config.effective_cleanup() is None
     assert config.rayjob_request(config.rayjob_block()).manifest()["spec"]["shutdownAfterJobFinishes"] is False
 
 
-def test_the_workers_server_settings_stay_out_of_the_rayjob_and_secrets_are_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_workers_server_settings_stay_out_of_the_rayjob_and_secrets_are_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from prefect.settings import PREFECT_API_KEY, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
-    with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL: "postgresql+asyncpg://u:hunter2@db/prefect",
-                             PREFECT_API_KEY: "pnu_secret"}):
+    with temporary_settings(
+        {
+            PREFECT_SERVER_DATABASE_CONNECTION_URL: "postgresql+asyncpg://u:hunter2@db/prefect",
+            PREFECT_API_KEY: "pnu_secret",
+        }
+    ):
         config = configuration(image="x:1", env={"PREFECT_SERVER_LOGGING_LEVEL": "DEBUG"})
-        kept_out = configuration(image="x:1", env={"PREFECT_API_KEY": None})  # as the docs say: the head gets it from a Secret
+        kept_out = configuration(
+            image="x:1", env={"PREFECT_API_KEY": None}
+        )  # as the docs say: the head gets it from a Secret
     assert "PREFECT_API_KEY" not in kept_out.merged_runtime_env()["env_vars"] and kept_out.sensitive_env() == []
     env = config.merged_runtime_env()["env_vars"]
     assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in env and env["PREFECT_SERVER_LOGGING_LEVEL"] == "DEBUG"
     assert config.sensitive_env() == ["PREFECT_API_KEY"]
-    assert "hunter2" not in repr(config) and "hunter2" not in config.rayjob_request(config.rayjob_block()).manifest()["spec"]["runtimeEnvYAML"]
+    assert (
+        "hunter2" not in repr(config)
+        and "hunter2" not in config.rayjob_request(config.rayjob_block()).manifest()["spec"]["runtimeEnvYAML"]
+    )
 
 
 def test_labels_become_valid_kubernetes_labels() -> None:
@@ -147,7 +188,7 @@ class FakeRunner:
     launched: list[str] = field(default_factory=list)
 
     @property
-    def runner(self) -> "FakeRunner":
+    def runner(self) -> FakeRunner:
         return self
 
     async def launch(self, request: Any) -> None:
@@ -155,8 +196,14 @@ class FakeRunner:
 
 
 def rayjob(request: Any, status: dict[str, str], key: str | None = None) -> dict[str, Any]:
-    return {"metadata": {"name": request.rayjob_name, "namespace": "default",
-                         "labels": {LABEL_RUN_KEY: key or request.identity.key}}, "status": status}
+    return {
+        "metadata": {
+            "name": request.rayjob_name,
+            "namespace": "default",
+            "labels": {LABEL_RUN_KEY: key or request.identity.key},
+        },
+        "status": status,
+    }
 
 
 def test_a_second_submission_reattaches_to_a_running_rayjob_and_replaces_one_that_ended() -> None:
@@ -169,13 +216,19 @@ def test_a_second_submission_reattaches_to_a_running_rayjob_and_replaces_one_tha
     said: list[str] = []
     asyncio.run(launch_or_reattach(runner, request, said.append))  # type: ignore[arg-type]
     assert runner.launched == [request.rayjob_name]
-    kube.objects[("default", request.rayjob_name)] = rayjob(request, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    kube.objects[("default", request.rayjob_name)] = rayjob(
+        request, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    )
     asyncio.run(launch_or_reattach(runner, request, said.append))  # type: ignore[arg-type]
     assert runner.launched == [request.rayjob_name] and "Re-attached to RayJob" in said[-1]
-    kube.objects[("default", request.rayjob_name)] = rayjob(request, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"})
+    kube.objects[("default", request.rayjob_name)] = rayjob(
+        request, {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}
+    )
     asyncio.run(launch_or_reattach(runner, request, said.append))  # type: ignore[arg-type]
     assert kube.deleted == [request.rayjob_name] and runner.launched == [request.rayjob_name] * 2
-    kube.objects[("default", request.rayjob_name)] = rayjob(request, {"jobDeploymentStatus": "Running"}, key="someone-else")
+    kube.objects[("default", request.rayjob_name)] = rayjob(
+        request, {"jobDeploymentStatus": "Running"}, key="someone-else"
+    )
     with pytest.raises(NameTakenError, match="not created for this flow run"):
         asyncio.run(launch_or_reattach(runner, request, said.append))  # type: ignore[arg-type]
 
@@ -201,8 +254,9 @@ def test_a_first_run_waits_longer_for_the_temporary_server_unless_configured(mon
     monkeypatch.delenv(TIMEOUT_VARIABLE, raising=False)
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
         assert allow_slow_ephemeral_startup() is False  # a server: nothing to start
-    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 45},
-                            restore_defaults={PREFECT_API_URL}):
+    with temporary_settings(
+        updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 45}, restore_defaults={PREFECT_API_URL}
+    ):
         assert allow_slow_ephemeral_startup() is False  # the user's own value
 
 
@@ -221,8 +275,15 @@ def test_importing_the_prefect_adapter_raises_the_first_run_timeout(tmp_path: Pa
     because a test session may hold a Prefect server context of its own)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    ran = subprocess.run([sys.executable, "-c", FIRST_IMPORT], env=env, cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120, check=False)
+    ran = subprocess.run(
+        [sys.executable, "-c", FIRST_IMPORT],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert ran.stdout.split("\n")[-2] == "120 120 False"  # raised at import, and once is enough
 

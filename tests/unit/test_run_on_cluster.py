@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,10 +26,15 @@ from kuberay_provider.core.status import JobStatus
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     for module, name, value in [
-        (ray_jobs, "STATUS_POLL_FIRST_SECONDS", 0.02), (ray_jobs, "STATUS_POLL_MAX_SECONDS", 0.1),
-        (ray_jobs, "STATUS_OUTAGE_SECONDS", 1.0), (ray_jobs, "POLL_FIRST_SECONDS", 0.05), (ray_jobs, "POLL_MAX_SECONDS", 0.4),
-        (log_follower, "RESUME_FIRST_SECONDS", 0.02), (log_follower, "RESUME_MAX_SECONDS", 0.1),
-        (log_follower, "STATE_CHECK_SECONDS", 0.02), (job_runner, "LOG_DRAIN_SECONDS", 1.0),
+        (ray_jobs, "STATUS_POLL_FIRST_SECONDS", 0.02),
+        (ray_jobs, "STATUS_POLL_MAX_SECONDS", 0.1),
+        (ray_jobs, "STATUS_OUTAGE_SECONDS", 1.0),
+        (ray_jobs, "POLL_FIRST_SECONDS", 0.05),
+        (ray_jobs, "POLL_MAX_SECONDS", 0.4),
+        (log_follower, "RESUME_FIRST_SECONDS", 0.02),
+        (log_follower, "RESUME_MAX_SECONDS", 0.1),
+        (log_follower, "STATE_CHECK_SECONDS", 0.02),
+        (job_runner, "LOG_DRAIN_SECONDS", 1.0),
     ]:
         monkeypatch.setattr(module, name, value)
 
@@ -40,8 +46,14 @@ class ScriptedJobs(RayJobsClient):
     """A Ray job that runs ``runs_for`` seconds, printing ``lines`` spread over that time. ``tail`` plays
     ``tails`` in turn (each a function of the tail's ``start``); status reads fail ``failing_reads`` times."""
 
-    def __init__(self, lines: list[str], runs_for: float, tails: list[Callable[[int], AsyncIterator[str]]] | None = None,
-                 failing_reads: int = 0, ends: JobStatus = JobStatus.SUCCEEDED) -> None:
+    def __init__(
+        self,
+        lines: list[str],
+        runs_for: float,
+        tails: list[Callable[[int], AsyncIterator[str]]] | None = None,
+        failing_reads: int = 0,
+        ends: JobStatus = JobStatus.SUCCEEDED,
+    ) -> None:
         super().__init__(DashboardEndpoint.direct("http://head.test:8265"))
         self.lines, self.runs_for, self.tails, self.ends = lines, runs_for, list(tails or []), ends
         self.failing_reads = failing_reads
@@ -118,8 +130,12 @@ class Lifecycle:
         return f"http://head.test:8265/#/jobs/{job_id}"
 
 
-REQUEST = RayJobRequest(RunIdentity("dag", "task", "run"), head_service="ray-head", submit_via="sdk",
-                        spec_params={"entrypoint": "python job.py"})
+REQUEST = RayJobRequest(
+    RunIdentity("dag", "task", "run"),
+    head_service="ray-head",
+    submit_via="sdk",
+    spec_params={"entrypoint": "python job.py"},
+)
 JOB_ID = REQUEST.submission_id
 
 
@@ -134,7 +150,7 @@ def run(jobs: RayJobsClient, timeout: float | None = 30) -> tuple[Any, list[str]
     def target() -> None:
         try:
             result.append(runner.run_on_cluster(REQUEST, timeout))
-        except Exception as exc:  # noqa: BLE001 - handed to the test
+        except Exception as exc:
             result.append(exc)
 
     thread = threading.Thread(target=target, daemon=True)
@@ -202,7 +218,7 @@ class Dashboard:
         self.closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> "Dashboard":
+    async def __aenter__(self) -> Dashboard:
         app = web.Application()
         app.router.add_get("/api/version", self.version)
         app.router.add_get("/api/jobs/{id}", self.info)
@@ -226,8 +242,15 @@ class Dashboard:
 
     async def info(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.slow_info)
-        return web.json_response({"type": "SUBMISSION", "submission_id": request.match_info["id"], "status": self.status,
-                                  "entrypoint": "python job.py", "message": ""})
+        return web.json_response(
+            {
+                "type": "SUBMISSION",
+                "submission_id": request.match_info["id"],
+                "status": self.status,
+                "entrypoint": "python job.py",
+                "message": "",
+            }
+        )
 
     async def logs(self, _request: web.Request) -> web.Response:
         self.log_reads.append(time.monotonic())
@@ -288,7 +311,7 @@ async def test_polling_without_a_websocket_backs_off_while_nothing_is_new() -> N
         dashboard.status = "SUCCEEDED"
         await asyncio.wait_for(reader, 5)
         assert "".join(chunks) == dashboard.log and max(map(len, chunks)) <= ray_jobs.POLL_PIECE_CHARS
-        gaps = [later - earlier for earlier, later in zip(dashboard.log_reads, dashboard.log_reads[1:])]
+        gaps = [later - earlier for earlier, later in zip(dashboard.log_reads, dashboard.log_reads[1:], strict=False)]
         assert len(dashboard.log_reads) <= 10 and gaps[-2] > 3 * gaps[0]  # before: every second, whatever came
 
 

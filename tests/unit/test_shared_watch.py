@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,13 @@ from kuberay_provider.core.status import WaitTarget
 
 def job(name: str, deployment: str = "Running", version: str = "1", ours: bool = True) -> dict[str, Any]:
     labels = identity_labels("0123456789") if ours else {"team": "other"}
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version, "labels": labels},
-            "status": {"jobDeploymentStatus": deployment, "jobStatus": "SUCCEEDED" if deployment == "Complete" else "RUNNING"}}
+    return {
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": version, "labels": labels},
+        "status": {
+            "jobDeploymentStatus": deployment,
+            "jobStatus": "SUCCEEDED" if deployment == "Complete" else "RUNNING",
+        },
+    }
 
 
 class NamespaceWatch:
@@ -33,7 +39,7 @@ class NamespaceWatch:
         self.feed: asyncio.Queue[WatchEvent | Exception] = asyncio.Queue()
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator["NamespaceWatch"]:
+    async def open(self) -> AsyncIterator[NamespaceWatch]:
         self.opened += 1
         try:
             yield self
@@ -70,8 +76,12 @@ def test_waiters_share_one_watch_and_get_only_their_objects_events():
         a = asyncio.create_task(collect(watches, "a", 2))
         b = asyncio.create_task(collect(watches, "b", 1))
         await settle()
-        for event in (WatchEvent("ADDED", job("a")), WatchEvent("ADDED", job("b")), WatchEvent("ADDED", job("c")),
-                      WatchEvent("MODIFIED", job("a", "Complete", "2"))):
+        for event in (
+            WatchEvent("ADDED", job("a")),
+            WatchEvent("ADDED", job("b")),
+            WatchEvent("ADDED", job("c")),
+            WatchEvent("MODIFIED", job("a", "Complete", "2")),
+        ):
             upstream.feed.put_nowait(event)
         got_a, got_b = await asyncio.gather(a, b)
         assert [(e.type, e.object["metadata"]["resourceVersion"]) for e in got_a] == [("ADDED", "1"), ("MODIFIED", "2")]
@@ -198,11 +208,18 @@ class ApiServer:
         self._watchers: list[tuple[asyncio.Queue[WatchEvent], str | None, str | None]] = []
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator["ApiServer"]:
+    async def open(self) -> AsyncIterator[ApiServer]:
         yield self
 
-    async def watch(self, kind: Any, namespace: str, *, name: str | None = None, label_selector: str | None = None,
-                    timeout_seconds: float | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self,
+        kind: Any,
+        namespace: str,
+        *,
+        name: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> AsyncIterator[WatchEvent]:
         if name is None:
             self.selectors.append((kind.plural, label_selector))
         else:

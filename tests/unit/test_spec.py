@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from kuberay_provider.core.spec import rayjob, raycluster, rayservice, runtime_env_from_yaml, simple_cluster_spec
+from kuberay_provider.core.spec import raycluster, rayjob, rayservice, runtime_env_from_yaml, simple_cluster_spec
 
 
 def test_rayjob_from_keywords_writes_kuberay_field_names():

@@ -9,12 +9,23 @@ def _obj(**status):
 
 def test_terminal_sets_follow_kuberay():
     assert {s for s in JobStatus if s.is_terminal} == {JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED}
-    assert {s for s in JobDeploymentStatus if s.is_terminal} == {JobDeploymentStatus.COMPLETE, JobDeploymentStatus.FAILED}
+    assert {s for s in JobDeploymentStatus if s.is_terminal} == {
+        JobDeploymentStatus.COMPLETE,
+        JobDeploymentStatus.FAILED,
+    }
 
 
 def test_state_from_object_reads_kuberay_fields():
     state = RayJobState.from_object(
-        _obj(jobStatus="FAILED", jobDeploymentStatus="Failed", reason="AppFailed", message="boom", jobId="j-x", rayClusterName="j-abcde", failed=2)
+        _obj(
+            jobStatus="FAILED",
+            jobDeploymentStatus="Failed",
+            reason="AppFailed",
+            message="boom",
+            jobId="j-x",
+            rayClusterName="j-abcde",
+            failed=2,
+        )
     )
     assert state.job_status is JobStatus.FAILED and state.deployment_status is JobDeploymentStatus.FAILED
     assert state.is_terminal and not state.succeeded_job

@@ -25,27 +25,44 @@ DELIBERATELY_STRICTER = {
 KUBERAY_CASES = [case for case in INVALID if case[4].startswith("kuberay:")]
 
 
-@pytest.mark.parametrize(("case_id", "sample", "changes", "path", "rule"), KUBERAY_CASES, ids=[c[0] for c in KUBERAY_CASES])
-def test_what_the_provider_refuses_kuberay_refuses(case_id: str, sample: str, changes: dict, path: str, rule: str) -> None:
+@pytest.mark.parametrize(
+    ("case_id", "sample", "changes", "path", "rule"), KUBERAY_CASES, ids=[c[0] for c in KUBERAY_CASES]
+)
+def test_what_the_provider_refuses_kuberay_refuses(
+    case_id: str, sample: str, changes: dict, path: str, rule: str
+) -> None:
     manifest = mutate(load_sample(sample), changes)
     assert rule in {e.rule for e in validate_manifest(manifest)}
     emulated = error_of(_defaulted(manifest))
     if rule in DELIBERATELY_STRICTER:
         assert emulated is None, f"KubeRay refuses {case_id} too: the provider is not stricter here ({emulated})"
     else:
-        assert emulated is not None, f"the local plane's port of KubeRay accepts {case_id}, which the provider refuses as {rule}"
+        assert emulated is not None, (
+            f"the local plane's port of KubeRay accepts {case_id}, which the provider refuses as {rule}"
+        )
 
 
 @pytest.mark.parametrize(
     ("sample", "changes"),
     [
         ("ray-service.sample.yaml", {"metadata.annotations": {"ray.io/initializing-timeout": "0.5ns"}}),  # Go: 0
-        ("ray-service.sample.yaml", {"metadata.annotations": {"ray.io/initializing-timeout": "99999999999h"}}),  # overflow
-        ("ray-service.sample.yaml", {"metadata.annotations": {"ray.io/initializing-timeout": "٣٠٠"}}),  # not ASCII digits
+        (
+            "ray-service.sample.yaml",
+            {"metadata.annotations": {"ray.io/initializing-timeout": "99999999999h"}},
+        ),  # overflow
+        (
+            "ray-service.sample.yaml",
+            {"metadata.annotations": {"ray.io/initializing-timeout": "٣٠٠"}},
+        ),  # not ASCII digits
         ("ray-cluster.sample.yaml", {"spec.authOptions": {"mode": "token"}, "spec.rayVersion": "02.52.0"}),
         ("ray-cluster.sample.yaml", {"spec.authOptions": {"mode": "token"}, "spec.rayVersion": "2.52.0\n"}),
-        ("ray-cluster.sample.yaml", {"metadata.annotations": {"ray.io/external-storage-namespace": "ns"},
-                                     "spec.gcsFaultToleranceOptions": {"redisAddress": "redis:6379"}}),
+        (
+            "ray-cluster.sample.yaml",
+            {
+                "metadata.annotations": {"ray.io/external-storage-namespace": "ns"},
+                "spec.gcsFaultToleranceOptions": {"redisAddress": "redis:6379"},
+            },
+        ),
     ],
 )
 def test_values_kuberay_refuses_are_refused_by_both(sample: str, changes: dict) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import re
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import pytest
 import yaml
@@ -30,7 +31,7 @@ DELETE = object()  # table marker: remove the field
 SELECTOR_MODE: dict[str, Any] = {"spec.clusterSelector": {"ray.io/cluster": "shared"}, "spec.rayClusterSpec": DELETE}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sample(name: str) -> dict:
     documents = yaml.safe_load_all((SAMPLES_DIR / name).read_text())
     return next(d for d in documents if isinstance(d, dict) and d.get("apiVersion") == "ray.io/v1")
@@ -205,7 +206,9 @@ INVALID = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("sample", "changes", "path", "rule"), [pytest.param(*case[1:], id=case[0]) for case in INVALID])
+@pytest.mark.parametrize(
+    ("sample", "changes", "path", "rule"), [pytest.param(*case[1:], id=case[0]) for case in INVALID]
+)
 def test_invalid_manifest_reports_path_and_rule(registry, sample, changes, path, rule):
     errors = validate_manifest(mutate(load_sample(sample), changes), registry)
     assert (path, rule) in {(e.path, e.rule) for e in errors}, errors
@@ -240,20 +243,58 @@ def test_rules_alone_run_without_schemas():
     ("sample", "changes"),
     [
         (JOB, {"spec.submissionMode": "InteractiveMode", "spec.backoffLimit": 0}),
-        (JOB, {**SELECTOR_MODE, "spec.deletionStrategy": {**LEGACY, "onSuccess": {"policy": "DeleteSelf"},
-                                                           "onFailure": {"policy": "DeleteNone"}}}),  # fmt: skip
-        (JOB, {"spec.deletionStrategy": {"deletionRules": [
-            _rule({**SUCCEEDED, "ttlSeconds": 10}, "DeleteWorkers"), _rule({**SUCCEEDED, "ttlSeconds": 10}, "DeleteCluster"),
-            _rule({"jobDeploymentStatus": "Failed", "ttlSeconds": 0}, "DeleteSelf")]}}),  # fmt: skip
+        (
+            JOB,
+            {
+                **SELECTOR_MODE,
+                "spec.deletionStrategy": {
+                    **LEGACY,
+                    "onSuccess": {"policy": "DeleteSelf"},
+                    "onFailure": {"policy": "DeleteNone"},
+                },
+            },
+        ),
+        (
+            JOB,
+            {
+                "spec.deletionStrategy": {
+                    "deletionRules": [
+                        _rule({**SUCCEEDED, "ttlSeconds": 10}, "DeleteWorkers"),
+                        _rule({**SUCCEEDED, "ttlSeconds": 10}, "DeleteCluster"),
+                        _rule({"jobDeploymentStatus": "Failed", "ttlSeconds": 0}, "DeleteSelf"),
+                    ]
+                }
+            },
+        ),
         (JOB, {"metadata.name": "j" * 47, "spec.shutdownAfterJobFinishes": True, "spec.ttlSecondsAfterFinished": 30}),
         (JOB, {f"{JOB_WORKER}.minReplicas": DELETE, f"{JOB_WORKER}.maxReplicas": DELETE}),  # CRD defaults apply
         (CLUSTER, {"metadata.name": "c" * 53, "spec.workerGroupSpecs[0].priority": 0}),
-        (CLUSTER, {"spec.enableInTreeAutoscaling": True, "spec.autoscalerOptions": {"version": "v2"},
-                   "spec.workerGroupSpecs[0].idleTimeoutSeconds": 60}),  # fmt: skip
-        (SERVICE, {"metadata.annotations": {"ray.io/initializing-timeout": "5m"}, "spec.rayClusterDeletionDelaySeconds": 0}),
-        (SERVICE, {"spec.upgradeStrategy": {"type": "NewClusterWithIncrementalUpgrade", "clusterUpgradeOptions": {
-            "stepSizePercent": 50, "intervalSeconds": 30, "gatewayClassName": "istio"}},
-            "spec.rayClusterConfig.enableInTreeAutoscaling": True}),  # fmt: skip
+        (
+            CLUSTER,
+            {
+                "spec.enableInTreeAutoscaling": True,
+                "spec.autoscalerOptions": {"version": "v2"},
+                "spec.workerGroupSpecs[0].idleTimeoutSeconds": 60,
+            },
+        ),
+        (
+            SERVICE,
+            {"metadata.annotations": {"ray.io/initializing-timeout": "5m"}, "spec.rayClusterDeletionDelaySeconds": 0},
+        ),
+        (
+            SERVICE,
+            {
+                "spec.upgradeStrategy": {
+                    "type": "NewClusterWithIncrementalUpgrade",
+                    "clusterUpgradeOptions": {
+                        "stepSizePercent": 50,
+                        "intervalSeconds": 30,
+                        "gatewayClassName": "istio",
+                    },
+                },
+                "spec.rayClusterConfig.enableInTreeAutoscaling": True,
+            },
+        ),
     ],
 )
 def test_valid_variations_pass(registry, sample, changes):

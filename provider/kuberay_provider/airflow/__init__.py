@@ -56,7 +56,10 @@ def get_provider_info() -> dict[str, Any]:
                     "cluster_context": {"label": "Cluster context", "schema": {"type": ["string", "null"]}},
                     "in_cluster": {"label": "In cluster configuration", "schema": {"type": ["boolean", "null"]}},
                     "namespace": {"label": "Namespace", "schema": {"type": ["string", "null"]}},
-                    "disable_verify_ssl": {"label": "Disable TLS verification", "schema": {"type": ["boolean", "null"]}},
+                    "disable_verify_ssl": {
+                        "label": "Disable TLS verification",
+                        "schema": {"type": ["boolean", "null"]},
+                    },
                     "dashboard_url_template": {
                         "label": "Ray dashboard URL template for the workers (empty: through the API server's service proxy)",
                         "description": "e.g. http://{service}.{namespace}.svc.cluster.local:8265",
@@ -65,20 +68,20 @@ def get_provider_info() -> dict[str, Any]:
                     "dashboard_token": {
                         "label": "Ray dashboard token (Ray's token authentication; empty: none)",
                         "description": "The cluster's Ray auth token; sent as X-Ray-Authorization: Bearer <token> with "
-                                       "every Jobs API request, direct or through the service proxy",
+                        "every Jobs API request, direct or through the service proxy",
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
                     "dashboard_browser_url": {
                         "label": "Ray dashboard URL for browsers (the tasks' Ray Dashboard link)",
                         "description": "e.g. https://ray.example.com/{namespace}/{cluster}; may use {namespace}, {cluster}, "
-                                       "{rayjob}, {job_id}. Empty: the link says how to set it",
+                        "{rayjob}, {job_id}. Empty: the link says how to set it",
                         "schema": {"type": ["string", "null"]},
                     },
                     "instance_id": {
                         "label": "Instance id (when several Airflow deployments share the namespace)",
                         "description": "e.g. prod, staging: lower-case letters, digits and '-'. Enters the names and "
-                                       "labels of the RayJobs and RayClusters the tasks create, so deployments never "
-                                       "re-attach to or clean up each other's. Empty: none",
+                        "labels of the RayJobs and RayClusters the tasks create, so deployments never "
+                        "re-attach to or clean up each other's. Empty: none",
                         "schema": {"type": ["string", "null"]},
                     },
                 },

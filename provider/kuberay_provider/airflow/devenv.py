@@ -10,8 +10,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 _LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
@@ -31,7 +31,10 @@ def configure_airflow_home(home: Path, dag_folders: Mapping[str, Path]) -> None:
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
-                [{"name": name, "classpath": _LOCAL_BUNDLE, "kwargs": {"path": str(path)}} for name, path in dag_folders.items()]
+                [
+                    {"name": name, "classpath": _LOCAL_BUNDLE, "kwargs": {"path": str(path)}}
+                    for name, path in dag_folders.items()
+                ]
             ),
         }
     )

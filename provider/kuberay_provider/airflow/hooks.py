@@ -11,8 +11,9 @@ a log.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from functools import cached_property
-from typing import Any, AsyncIterator
+from typing import Any
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 from airflow.sdk.log import mask_secret
@@ -38,7 +39,10 @@ INSTANCE_ID_FIELD = "instance_id"
 
 def mask_credentials(configuration: Any) -> None:
     """Register every credential a loaded client Configuration holds with the secrets masker."""
-    secrets = list((getattr(configuration, "api_key", None) or {}).values()) + [getattr(configuration, "password", None)]
+    secrets = [
+        *list((getattr(configuration, "api_key", None) or {}).values()),
+        getattr(configuration, "password", None),
+    ]
     for value in secrets:
         if value:
             mask_secret(str(value))
@@ -140,7 +144,7 @@ class KubeRayHook(KubeRayConnection, KubernetesHook):
             versions = [v.get("name") for v in (crd.get("spec") or {}).get("versions", [])]
             namespace = self.get_namespace() or "default"
             count = len(self.objects_client.list(RAYJOB, namespace))
-        except Exception as exc:  # noqa: BLE001 - the UI shows the reason; secrets are masked
+        except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
         return True, (
             f"Connected to {self.objects_client.api_server_url}: KubeRay RayJob CRD ({', '.join(map(str, versions))}), "

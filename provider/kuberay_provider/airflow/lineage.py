@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from airflow.sdk import Context
 
@@ -52,7 +53,7 @@ def parent_job_env(context: Context) -> dict[str, str]:
         ti: Any = context["ti"]
         parent = (macros.lineage_job_namespace(), macros.lineage_job_name(ti), macros.lineage_run_id(ti))
         root = (_root_namespace(macros, ti), macros.lineage_root_job_name(ti), macros.lineage_root_run_id(ti))
-    except Exception as exc:  # noqa: BLE001 - an id we cannot compute is lineage lost, not a failed task
+    except Exception as exc:
         log.warning("OpenLineage parent run not passed to the Ray job: %s", exc)
         return {}
     env = {"OPENLINEAGE_PARENT_ID": "/".join(parent), "OPENLINEAGE_ROOT_PARENT_ID": "/".join(root)}
@@ -87,7 +88,7 @@ def with_lineage_parent(request: RayJobRequest, context: Context) -> RayJobReque
         return request
     try:
         params = _with_env_vars(request, ours)
-    except Exception as exc:  # noqa: BLE001 - see the docstring: never a new failure from lineage
+    except Exception as exc:
         log.warning("OpenLineage parent run not passed to the Ray job: its runtime env could not be read (%s)", exc)
         return request
     if params is None:

@@ -14,8 +14,9 @@ reach this dashboard meanwhile.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from airflow.sdk import BaseOperatorLink
@@ -62,9 +63,13 @@ def push_dashboard_link(context: Any, hook: Any, target: DashboardTarget) -> Non
     is a warning in the task's log, never a failure."""
     try:
         link = dashboard_link(hook.conn_extras, hook.kuberay_conn_id, target)
-    except Exception as exc:  # noqa: BLE001 - e.g. an unknown placeholder: the job must run all the same
-        log.warning("The task's Ray Dashboard link is left out: %s. Fix the field %r of connection %r.",
-                    exc, BROWSER_URL_FIELD, getattr(hook, "kuberay_conn_id", "?"))
+    except Exception as exc:
+        log.warning(
+            "The task's Ray Dashboard link is left out: %s. Fix the field %r of connection %r.",
+            exc,
+            BROWSER_URL_FIELD,
+            getattr(hook, "kuberay_conn_id", "?"),
+        )
         return
     if link:
         context["ti"].xcom_push(key=RayDashboardLink().xcom_key, value=link)

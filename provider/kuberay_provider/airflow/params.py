@@ -41,8 +41,10 @@ def seconds(value: Any, parameter: str) -> float | None:
         except (TypeError, ValueError):
             number = None
     if number is None or math.isnan(number) or number < 0:
-        raise ConfigurationError(f"{parameter} must be a number of seconds (or None for no limit), got {value!r}: give e.g. "
-                         f"{parameter}=600, or a template that renders a number such as \"{{{{ params.{parameter} }}}}\"")
+        raise ConfigurationError(
+            f"{parameter} must be a number of seconds (or None for no limit), got {value!r}: give e.g. "
+            f'{parameter}=600, or a template that renders a number such as "{{{{ params.{parameter} }}}}"'
+        )
     return number
 
 
@@ -60,7 +62,12 @@ class SecondsFields:
     seconds_fields: Iterable[str] = ()
 
     def _do_render_template_fields(
-        self, parent: Any, template_fields: Iterable[str], context: Context, jinja_env: jinja2.Environment, seen_oids: set[int],
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
     ) -> None:
         # Hooked here rather than in render_template_fields: a mapped task is rendered through this method only.
         super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]

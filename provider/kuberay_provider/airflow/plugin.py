@@ -9,7 +9,8 @@ plugins are loaded by every Airflow process, and this one should cost them nothi
 from __future__ import annotations
 
 import html
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from airflow.sdk.plugins_manager import AirflowPlugin  # what official providers use: core and the SDK both accept it
@@ -25,21 +26,28 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 def help_page(query: dict[str, str]) -> str:
     """The page for the link's query (conn_id and the target's fields); every value is escaped."""
+
     def esc(value: str) -> str:
         return html.escape(value, quote=True)
 
     conn_id = query.get("conn_id") or "kuberay_default"
-    target = DashboardTarget(**{key: query.get(key, "") for key in ("namespace", "cluster", "rayjob", "job_id", "page")})
+    target = DashboardTarget(
+        **{key: query.get(key, "") for key in ("namespace", "cluster", "rayjob", "job_id", "page")}
+    )
     what = f"Ray job <code>{esc(target.job_id)}</code>" if target.job_id else "this Ray cluster"
     placeholders = ", ".join(f"<code>{{{name}}}</code>" for name in PLACEHOLDERS)
     service = f"{target.cluster}-head-svc" if target.cluster else (f"{target.rayjob}-head-svc" if target.rayjob else "")
     local_url = f"http://127.0.0.1:{LOCAL_PORT}/" + (f"#{target.route}" if target.route else "")
     meanwhile = (
-        f"<h2>Meanwhile, with kubectl</h2><pre>kubectl -n {esc(target.namespace or 'default')} port-forward "
-        f"service/{esc(service)} {LOCAL_PORT}:{LOCAL_PORT}</pre>"
-        f'<p>then open <a href="{esc(local_url)}">{esc(local_url)}</a> (KubeRay names a cluster\'s head Service '
-        "<code>&lt;cluster&gt;-head-svc</code>; a RayJob's own cluster is gone once KubeRay deleted it).</p>"
-    ) if service else ""
+        (
+            f"<h2>Meanwhile, with kubectl</h2><pre>kubectl -n {esc(target.namespace or 'default')} port-forward "
+            f"service/{esc(service)} {LOCAL_PORT}:{LOCAL_PORT}</pre>"
+            f'<p>then open <a href="{esc(local_url)}">{esc(local_url)}</a> (KubeRay names a cluster\'s head Service '
+            "<code>&lt;cluster&gt;-head-svc</code>; a RayJob's own cluster is gone once KubeRay deleted it).</p>"
+        )
+        if service
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Ray Dashboard link: no browser URL configured</title>
 <style>body{{font-family:sans-serif;max-width:46em;margin:2em auto;line-height:1.5;padding:0 1em}}
@@ -93,4 +101,6 @@ class KubeRayPlugin(AirflowPlugin):
     """Registered through the provider's ``plugins`` entry (``get_provider_info``)."""
 
     name = "kuberay_provider"
-    fastapi_apps = [{"app": DashboardLinkHelp(), "url_prefix": URL_PREFIX, "name": "KubeRay dashboard link help"}]
+    fastapi_apps = [  # noqa: RUF012 - AirflowPlugin declares it a plain class-level list
+        {"app": DashboardLinkHelp(), "url_prefix": URL_PREFIX, "name": "KubeRay dashboard link help"}
+    ]

@@ -14,7 +14,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.params import push_extra
-from kuberay_provider.airflow.triggers import RayJobTrigger, RayServiceTrigger, object_state_from_event, state_from_event
+from kuberay_provider.airflow.triggers import (
+    RayJobTrigger,
+    RayServiceTrigger,
+    object_state_from_event,
+    state_from_event,
+)
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.rayservice_state import (
     SETTLE_SECONDS,
@@ -71,8 +76,11 @@ class RayJobSensor(BaseSensorOperator):
             return super().execute(context)
         self.defer(
             trigger=RayJobTrigger(
-                name=self.rayjob_name, namespace=self._namespace(), kuberay_conn_id=self.kuberay_conn_id,
-                wait_for=self.wait_for, timeout=float(self.timeout) if self.timeout else None,
+                name=self.rayjob_name,
+                namespace=self._namespace(),
+                kuberay_conn_id=self.kuberay_conn_id,
+                wait_for=self.wait_for,
+                timeout=float(self.timeout) if self.timeout else None,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=float(self.timeout)) if self.timeout else None,
@@ -139,8 +147,15 @@ class RayServiceSensor(BaseSensorOperator):
         """The wall clock: the times kept between pokes must mean the same in the next process."""
         return time.time()
 
-    def __init__(self, *, rayservice_name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID,
-                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        rayservice_name: str,
+        namespace: str | None = None,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.rayservice_name, self.namespace, self.kuberay_conn_id = rayservice_name, namespace, kuberay_conn_id
         self.deferrable = deferrable
@@ -155,8 +170,12 @@ class RayServiceSensor(BaseSensorOperator):
             return super().execute(context)
         namespace = self.namespace or self.hook.get_namespace() or "default"
         self.defer(
-            trigger=RayServiceTrigger(self.rayservice_name, namespace, self.kuberay_conn_id,
-                                      timeout=float(self.timeout) if self.timeout else None),
+            trigger=RayServiceTrigger(
+                self.rayservice_name,
+                namespace,
+                self.kuberay_conn_id,
+                timeout=float(self.timeout) if self.timeout else None,
+            ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=float(self.timeout)) if self.timeout else None,
         )
@@ -166,7 +185,12 @@ class RayServiceSensor(BaseSensorOperator):
         if (event or {}).get("status") == "timeout":
             raise AirflowSensorTimeout(f"RayService {self.rayservice_name}: {event.get('message')}")
         state = object_state_from_event(event, f"RayService {self.rayservice_name}")
-        self.log.info("RayService %s/%s serves its latest spec at %s", state.get("namespace"), state.get("name"), state.get("serve_endpoint"))
+        self.log.info(
+            "RayService %s/%s serves its latest spec at %s",
+            state.get("namespace"),
+            state.get("name"),
+            state.get("serve_endpoint"),
+        )
         push_extra(self, context, "serve_endpoint", state["serve_endpoint"])
 
     def poke(self, context: Context) -> bool:
@@ -177,13 +201,22 @@ class RayServiceSensor(BaseSensorOperator):
             self.log.info("RayService %s/%s does not exist (yet)", namespace, self.rayservice_name)
             return False
         # The uid too: what was seen of a RayService deleted since says nothing about the new one.
-        identity = {"namespace": namespace, "name": self.rayservice_name, "uid": str((manifest.get("metadata") or {}).get("uid", ""))}
+        identity = {
+            "namespace": namespace,
+            "name": self.rayservice_name,
+            "uid": str((manifest.get("metadata") or {}).get("uid", "")),
+        }
         store = context.get("task_state_store")
         memory = self._kept[1] if self._kept and self._kept[0] == identity else self._recall(store, identity)
         # Nothing of this poke reaches the next one: it must see a later write, or settling, itself.
         alone = self.reschedule and memory is None
-        tracker = ServiceTracker(namespace, self.rayservice_name, self.settle_seconds + 1 if alone else None,
-                                 settle_seconds=self.settle_seconds, clock=self.clock)
+        tracker = ServiceTracker(
+            namespace,
+            self.rayservice_name,
+            self.settle_seconds + 1 if alone else None,
+            settle_seconds=self.settle_seconds,
+            clock=self.clock,
+        )
         tracker.recall(memory or {})
         try:
             served = tracker.observe(WatchEvent("MODIFIED", manifest))
@@ -199,9 +232,12 @@ class RayServiceSensor(BaseSensorOperator):
         if state is not None:
             self.log.info("%s", state.describe())
             if served is None and state.is_ready:
-                self.log.info("Not trusted yet: the write that first shows generation %s carries application statuses read "
-                              "before KubeRay applied it; waiting for a later write, or %s s without one",
-                              state.generation, self.settle_seconds)
+                self.log.info(
+                    "Not trusted yet: the write that first shows generation %s carries application statuses read "
+                    "before KubeRay applied it; waiting for a later write, or %s s without one",
+                    state.generation,
+                    self.settle_seconds,
+                )
         if served is None:
             return False
         push_extra(self, context, "serve_endpoint", served.serve_endpoint)
@@ -213,7 +249,7 @@ class RayServiceSensor(BaseSensorOperator):
             return None
         try:
             kept = store.get(self.STATE_KEY)
-        except Exception as exc:  # noqa: BLE001 - as without a store: the poke judges on its own
+        except Exception as exc:
             self.log.warning("Could not read what earlier pokes saw of the RayService: %s", exc)
             return None
         if isinstance(kept, dict) and all(kept.get(key) == value for key, value in identity.items()):
@@ -223,7 +259,7 @@ class RayServiceSensor(BaseSensorOperator):
     def _keep(self, store: Any, identity: Mapping[str, str], memory: dict[str, Any]) -> None:
         try:
             store.set(self.STATE_KEY, {**identity, "tracker": memory})
-        except Exception as exc:  # noqa: BLE001 - losing it only delays success by a poke
+        except Exception as exc:
             self.log.warning("Could not keep what this poke saw of the RayService for the next: %s", exc)
 
     def _watch_until_judged(self, kube: SyncWatcher, tracker: ServiceTracker) -> RayServiceState | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -32,7 +33,7 @@ def _async_hook(conn_id: str) -> AsyncKubeRayHook:
 
 def _load_waiting_modules() -> None:
     """The hook and the core's waiting code, imported off the event loop (once per process)."""
-    import kuberay_provider.airflow.hooks  # noqa: F401
+    import kuberay_provider.airflow.hooks
     import kuberay_provider.core.async_runner  # noqa: F401
 
 
@@ -126,18 +127,26 @@ class RayJobTrigger(BaseTrigger):
         started = time.monotonic()
         try:
             await asyncio.to_thread(_load_waiting_modules)
-        except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
+        except Exception as exc:
             return _error_event(exc)
         from kuberay_provider.core.lifecycle import RayJobTimeout  # loaded in the thread above: free now
 
         try:
             state, log = await self._watch(_shared_watches(self.kuberay_conn_id))
         except RayJobTimeout as exc:
-            return {"status": "timeout", "state": state_to_payload(exc.state) if exc.state else None, "message": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
+            return {
+                "status": "timeout",
+                "state": state_to_payload(exc.state) if exc.state else None,
+                "message": str(exc),
+            }
+        except Exception as exc:
             return _error_event(exc)
-        event = {"status": "success", "state": state_to_payload(state), "message": state.describe(),
-                 "waited_seconds": round(time.monotonic() - started, 1)}
+        event = {
+            "status": "success",
+            "state": state_to_payload(state),
+            "message": state.describe(),
+            "waited_seconds": round(time.monotonic() - started, 1),
+        }
         if log is not None:
             event["log"] = log
         return event
@@ -154,15 +163,25 @@ class RayJobTrigger(BaseTrigger):
 
         target = WaitTarget(self.wait_for)
         if not (self.stream_logs and target is WaitTarget.TERMINAL):
-            return await wait_for_rayjob(watches, self.namespace, self.name, target, timeout=self.timeout, on_change=status), None
+            return await wait_for_rayjob(
+                watches, self.namespace, self.name, target, timeout=self.timeout, on_change=status
+            ), None
         jobs_for = await asyncio.to_thread(_jobs_client_finder, self.kuberay_conn_id)
         state, stream = await wait_streaming_log(
-            watches, self.namespace, self.name, jobs_for=jobs_for, line_sink=lambda line: self.log.info("[ray] %s", shown_line(line)),
-            timeout=self.timeout, on_change=status, keep_lines=self.log_tail_lines,
+            watches,
+            self.namespace,
+            self.name,
+            jobs_for=jobs_for,
+            line_sink=lambda line: self.log.info("[ray] %s", shown_line(line)),
+            timeout=self.timeout,
+            on_change=status,
+            keep_lines=self.log_tail_lines,
         )
         if stream is None:
             return state, None
-        return state, StreamedLog(stream.received, event_log_tail(stream.tail(self.log_tail_lines), shown_line)).to_payload()
+        return state, StreamedLog(
+            stream.received, event_log_tail(stream.tail(self.log_tail_lines), shown_line)
+        ).to_payload()
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: delete the RayJob, as ``RayJobOperator.on_kill`` does for a
@@ -224,15 +243,26 @@ class _RayObjectTrigger(BaseTrigger):
 
     kind_name = ""
 
-    def __init__(self, name: str, namespace: str, kuberay_conn_id: str = DEFAULT_CONN_ID, timeout: float | None = None,
-                 carry: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        timeout: float | None = None,
+        carry: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.name, self.namespace, self.kuberay_conn_id, self.timeout = name, namespace, kuberay_conn_id, timeout
         self.carry = dict(carry or {})
 
     def _arguments(self) -> dict[str, Any]:
-        return {"name": self.name, "namespace": self.namespace, "kuberay_conn_id": self.kuberay_conn_id, "timeout": self.timeout,
-                "carry": self.carry}
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "kuberay_conn_id": self.kuberay_conn_id,
+            "timeout": self.timeout,
+            "carry": self.carry,
+        }
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", self._arguments()
@@ -256,19 +286,31 @@ class _RayObjectTrigger(BaseTrigger):
 
             tracker = self._tracker()
             state = await self._await_tracked(_shared_watches(self.kuberay_conn_id), RAY_KINDS[self.kind_name], tracker)
-        except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
+        except Exception as exc:
             last = getattr(exc, "state", None)
             status = "timeout" if type(exc).__name__.endswith("Timeout") else "error"
-            return {"status": status, "state": last.to_dict() if last is not None else None, "message": str(exc),
-                    "namespace": self.namespace, "name": self.name, "carry": self.carry}
-        return {"status": "success", "state": state.to_dict(), "message": state.describe(), "namespace": self.namespace, "name": self.name,
-                "carry": self.carry}
+            return {
+                "status": status,
+                "state": last.to_dict() if last is not None else None,
+                "message": str(exc),
+                "namespace": self.namespace,
+                "name": self.name,
+                "carry": self.carry,
+            }
+        return {
+            "status": "success",
+            "state": state.to_dict(),
+            "message": state.describe(),
+            "namespace": self.namespace,
+            "name": self.name,
+            "carry": self.carry,
+        }
 
 
 def _load_object_waiting_modules() -> None:
     """The core's RayCluster / RayService waiting code, imported off the event loop."""
     _load_waiting_modules()
-    import kuberay_provider.core.clusters  # noqa: F401
+    import kuberay_provider.core.clusters
     import kuberay_provider.core.services  # noqa: F401
 
 
@@ -280,8 +322,16 @@ class RayClusterTrigger(_RayObjectTrigger):
 
     kind_name = "RayCluster"
 
-    def __init__(self, name: str, namespace: str, kuberay_conn_id: str = DEFAULT_CONN_ID, timeout: float | None = None,
-                 wait_for: str = "ready", carry: Mapping[str, Any] | None = None, delete_on_kill: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        timeout: float | None = None,
+        wait_for: str = "ready",
+        carry: Mapping[str, Any] | None = None,
+        delete_on_kill: bool = False,
+    ) -> None:
         super().__init__(name, namespace, kuberay_conn_id, timeout, carry)
         self.wait_for, self.delete_on_kill = wait_for, delete_on_kill
 
@@ -294,7 +344,9 @@ class RayClusterTrigger(_RayObjectTrigger):
             return
         from kuberay_provider.core.resources import RAYCLUSTER
 
-        self.log.info("Deferred task killed: deleting RayCluster %s/%s, which its try created", self.namespace, self.name)
+        self.log.info(
+            "Deferred task killed: deleting RayCluster %s/%s, which its try created", self.namespace, self.name
+        )
         hook = await asyncio.to_thread(_async_hook, self.kuberay_conn_id)
         async with hook.objects_client() as kube:
             deleted = await kube.delete(RAYCLUSTER, self.namespace, self.name)
@@ -303,8 +355,13 @@ class RayClusterTrigger(_RayObjectTrigger):
     def _tracker(self) -> Any:
         from kuberay_provider.core.clusters import ClusterTracker
 
-        return ClusterTracker(self.namespace, self.name, self.wait_for, self.timeout,
-                              on_change=lambda state: self.log.info("%s", state.describe()))
+        return ClusterTracker(
+            self.namespace,
+            self.name,
+            self.wait_for,
+            self.timeout,
+            on_change=lambda state: self.log.info("%s", state.describe()),
+        )
 
 
 class RayServiceTrigger(_RayObjectTrigger):
@@ -317,7 +374,9 @@ class RayServiceTrigger(_RayObjectTrigger):
     def _tracker(self) -> Any:
         from kuberay_provider.core.services import ServiceTracker
 
-        return ServiceTracker(self.namespace, self.name, self.timeout, on_change=lambda state: self.log.info("%s", state.describe()))
+        return ServiceTracker(
+            self.namespace, self.name, self.timeout, on_change=lambda state: self.log.info("%s", state.describe())
+        )
 
     async def _await_tracked(self, watches: Any, kind: Any, tracker: Any) -> Any:
         """A RayService wait also wakes up without an event, to trust a state KubeRay did not rewrite."""
@@ -332,15 +391,26 @@ class RayObjectDeletedTrigger(BaseTrigger):
     Its own watch from the object's current version (a deletion is rare: no shared watch). The event is
     ``{"status": "success" | "error" | "timeout", "message": str, "namespace": str, "name": str}``."""
 
-    def __init__(self, kind: str, name: str, namespace: str, kuberay_conn_id: str = DEFAULT_CONN_ID,
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self, kind: str, name: str, namespace: str, kuberay_conn_id: str = DEFAULT_CONN_ID, timeout: float | None = None
+    ) -> None:
         super().__init__()
-        self.kind, self.name, self.namespace, self.kuberay_conn_id, self.timeout = kind, name, namespace, kuberay_conn_id, timeout
+        self.kind, self.name, self.namespace, self.kuberay_conn_id, self.timeout = (
+            kind,
+            name,
+            namespace,
+            kuberay_conn_id,
+            timeout,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", {
-            "kind": self.kind, "name": self.name, "namespace": self.namespace, "kuberay_conn_id": self.kuberay_conn_id,
-            "timeout": self.timeout}
+            "kind": self.kind,
+            "name": self.name,
+            "namespace": self.namespace,
+            "kuberay_conn_id": self.kuberay_conn_id,
+            "timeout": self.timeout,
+        }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self._wait())
@@ -355,7 +425,7 @@ class RayObjectDeletedTrigger(BaseTrigger):
             hook = await asyncio.to_thread(_async_hook, self.kuberay_conn_id)
             async with hook.objects_client() as kube:
                 left = await wait_until_gone(kube, RAY_KINDS[self.kind], self.namespace, self.name, self.timeout)
-        except Exception as exc:  # noqa: BLE001 - handed to the task, which fails with the reason
+        except Exception as exc:
             return {**_error_event(exc), **where}
         if left is not None:
             return {"status": "timeout", "message": f"{subject} was not gone within {self.timeout} s", **where}
@@ -368,7 +438,9 @@ def object_state_from_event(event: dict[str, Any] | None, subject: str) -> dict[
     from airflow.sdk.exceptions import AirflowException
 
     if not event or event.get("status") != "success" or not event.get("state"):
-        raise AirflowException(f"waiting for {subject} failed: {(event or {}).get('message') or 'the trigger ended without a result'}")
+        raise AirflowException(
+            f"waiting for {subject} failed: {(event or {}).get('message') or 'the trigger ended without a result'}"
+        )
     return dict(event["state"])
 
 
@@ -378,6 +450,8 @@ def deleted_from_event(event: dict[str, Any] | None, kind: str) -> bool:
 
     event = event or {}
     if event.get("status") != "success":
-        raise AirflowException(f"waiting for {kind} {event.get('namespace')}/{event.get('name')} to be gone failed: "
-                               f"{event.get('message') or 'the trigger ended without a result'}")
+        raise AirflowException(
+            f"waiting for {kind} {event.get('namespace')}/{event.get('name')} to be gone failed: "
+            f"{event.get('message') or 'the trigger ended without a result'}"
+        )
     return True

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Protocol
 
 from kuberay_provider.core.kube.watch import S, Tracker, WatchEvent
 from kuberay_provider.core.lifecycle import StateTracker
@@ -36,7 +37,6 @@ async def wait_for_rayjob(
     return await wait_tracked(kube, RAYJOB, StateTracker(namespace, name, target.reached, timeout, on_change))
 
 
-
 async def wait_tracked(kube: ObjectWatcher, kind: RayKind, tracker: Tracker[S]) -> S:
     """Await what ``tracker`` waits for by watching its object; its timeout error after ``tracker.timeout`` s."""
     async for event in kube.watch(kind, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout):
@@ -45,8 +45,9 @@ async def wait_tracked(kube: ObjectWatcher, kind: RayKind, tracker: Tracker[S]) 
     raise tracker.timed_out()
 
 
-async def wait_until_gone(kube: AsyncRayObjectsClient, kind: RayKind, namespace: str, name: str,
-                          timeout: float | None) -> KubeObject | None:
+async def wait_until_gone(
+    kube: AsyncRayObjectsClient, kind: RayKind, namespace: str, name: str, timeout: float | None
+) -> KubeObject | None:
     """After a delete: watch the object from its current version until it is gone (``sync_client.wait_until_gone``
     for asyncio). None once gone (or already), else the object as it still was when ``timeout`` s had passed."""
     current = await kube.find(kind, namespace, name)

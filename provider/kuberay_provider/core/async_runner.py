@@ -10,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from kuberay_provider.core.async_lifecycle import ObjectWatcher, wait_for_rayjob
 from kuberay_provider.core.job_request import RayJobRequest
-from kuberay_provider.core.job_runner import LOG_DRAIN_SECONDS, AdmissionWait, RayJobOutcome, RayJobRunner, _Deadline, _shorter
+from kuberay_provider.core.job_runner import (
+    LOG_DRAIN_SECONDS,
+    AdmissionWait,
+    RayJobOutcome,
+    RayJobRunner,
+    _Deadline,
+    _shorter,
+)
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 from kuberay_provider.core.lifecycle import Launch, RayJobTimeout
 from kuberay_provider.core.log_follower import FollowedRayJob, JobLog, JobsFor
@@ -29,7 +36,9 @@ class AsyncLogStream:
     ``tail()`` and ``received``, so ``RayJobRunner.conclude`` can report the tail of a job whose cluster
     is already gone)."""
 
-    def __init__(self, jobs_for: JobsFor, followed: FollowedRayJob, line_sink: Callable[[str], None], keep_lines: int = 200) -> None:
+    def __init__(
+        self, jobs_for: JobsFor, followed: FollowedRayJob, line_sink: Callable[[str], None], keep_lines: int = 200
+    ) -> None:
         self.jobs_for = jobs_for
         self.followed = followed
         self.log = JobLog(line_sink, keep_lines)
@@ -39,8 +48,10 @@ class AsyncLogStream:
     def received(self) -> int:
         return self.log.received
 
-    def start(self) -> "AsyncLogStream":
-        self._task = asyncio.create_task(self.log.stream(self.followed, self.jobs_for), name=f"ray-log-{self.followed.job_id}")
+    def start(self) -> AsyncLogStream:
+        self._task = asyncio.create_task(
+            self.log.stream(self.followed, self.jobs_for), name=f"ray-log-{self.followed.job_id}"
+        )
         return self
 
     async def finish(self, drain_seconds: float = LOG_DRAIN_SECONDS) -> None:
@@ -73,7 +84,9 @@ async def wait_streaming_log(
     runs (``jobs_for`` finds its Jobs API, called in a thread; None streams nothing). Returns the
     terminal state and the stream, whose ``tail()`` and ``received`` tell what arrived."""
     deadline = _Deadline(timeout)
-    state = await wait_for_rayjob(kube, namespace, name, WaitTarget.STARTED, timeout=deadline.remaining(), on_change=on_change)
+    state = await wait_for_rayjob(
+        kube, namespace, name, WaitTarget.STARTED, timeout=deadline.remaining(), on_change=on_change
+    )
     followed = FollowedRayJob(state)
     stream = None
     if jobs_for is not None and not state.is_terminal:
@@ -85,7 +98,9 @@ async def wait_streaming_log(
             on_change(new_state)
 
     try:
-        state = await wait_for_rayjob(kube, namespace, name, WaitTarget.TERMINAL, timeout=deadline.remaining(), on_change=changed)
+        state = await wait_for_rayjob(
+            kube, namespace, name, WaitTarget.TERMINAL, timeout=deadline.remaining(), on_change=changed
+        )
         followed.update(state)
     finally:
         if stream is not None:
@@ -105,7 +120,11 @@ class AsyncRayJobRunner:
 
     async def wait(self, request: RayJobRequest, target: WaitTarget, timeout: float | None = None) -> RayJobState:
         return await wait_for_rayjob(
-            self.kube, request.resolved_namespace, request.rayjob_name, target, timeout=timeout,
+            self.kube,
+            request.resolved_namespace,
+            request.rayjob_name,
+            target,
+            timeout=timeout,
             on_change=lambda state: self.runner.status_line(state.describe()),
         )
 
@@ -115,8 +134,14 @@ class AsyncRayJobRunner:
         while True:
             chunk = await asyncio.to_thread(admission.next_chunk)  # withdrawing the RayJob is a blocking call
             try:
-                state = await wait_for_rayjob(self.kube, request.resolved_namespace, request.rayjob_name, WaitTarget.ADMITTED,
-                                              timeout=chunk, on_change=admission.report)
+                state = await wait_for_rayjob(
+                    self.kube,
+                    request.resolved_namespace,
+                    request.rayjob_name,
+                    WaitTarget.ADMITTED,
+                    timeout=chunk,
+                    on_change=admission.report,
+                )
             except RayJobTimeout:
                 admission.still_queued()
                 continue
@@ -138,10 +163,14 @@ class AsyncRayJobRunner:
         if request.submits_itself:
             await self.submit(request, deadline.remaining())
         state, stream = await wait_streaming_log(
-            self.kube, request.resolved_namespace, request.rayjob_name,
+            self.kube,
+            request.resolved_namespace,
+            request.rayjob_name,
             jobs_for=self.runner.lifecycle.rayjob_jobs_client if self.runner.stream_logs else None,
-            line_sink=self.runner.log_line, timeout=deadline.remaining(),
-            on_change=lambda s: self.runner.status_line(s.describe()), keep_lines=self.runner.log_tail_lines,
+            line_sink=self.runner.log_line,
+            timeout=deadline.remaining(),
+            on_change=lambda s: self.runner.status_line(s.describe()),
+            keep_lines=self.runner.log_tail_lines,
         )
         return await asyncio.to_thread(self.runner.conclude, state, stream)
 

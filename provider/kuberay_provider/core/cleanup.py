@@ -20,12 +20,18 @@ decision is a mistake, not a preference.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from kuberay_provider.core.errors import ConfigurationError
 
 CLEANUP_FIELDS = ("shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "deletionStrategy")
-CLEANUP_CHOICES = ("keep", "delete_cluster", "delete_cluster_after:<seconds>", "delete_workers_then_cluster:<seconds>:<seconds>")
+CLEANUP_CHOICES = (
+    "keep",
+    "delete_cluster",
+    "delete_cluster_after:<seconds>",
+    "delete_workers_then_cluster:<seconds>:<seconds>",
+)
 # The end states a deletion rule can match: the Ray job's own end, and a RayJob that failed before the
 # job had a status (submitter failure, deadline).
 _END_CONDITIONS = ({"jobStatus": "SUCCEEDED"}, {"jobStatus": "FAILED"}, {"jobDeploymentStatus": "Failed"})
@@ -57,7 +63,9 @@ def cleanup_spec_fields(choice: str) -> dict[str, Any]:
         return {**fields, "shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": int(match.group(2))}
     workers_after, cluster_after = int(match.group(4)), int(match.group(5))
     if cluster_after < workers_after:
-        raise ConfigurationError(f"cleanup {choice!r}: the cluster cannot go ({cluster_after} s) before its workers ({workers_after} s)")
+        raise ConfigurationError(
+            f"cleanup {choice!r}: the cluster cannot go ({cluster_after} s) before its workers ({workers_after} s)"
+        )
     # shutdownAfterJobFinishes stays unset: KubeRay refuses it beside deletionRules.
     return {**fields, "deletionStrategy": _deletion_rules(workers_after, cluster_after)}
 
@@ -84,7 +92,9 @@ def held_cleanup(choice: str, hold_seconds: int) -> str:
 def apply_cleanup(spec: Mapping[str, Any], choice: str) -> dict[str, Any]:
     """``spec`` with the choice's fields written in; ConfigurationError when ``spec`` already sets one differently."""
     wanted = cleanup_spec_fields(choice)
-    conflicts = [f"{name}={spec[name]!r}" for name in CLEANUP_FIELDS if spec.get(name) is not None and spec[name] != wanted[name]]
+    conflicts = [
+        f"{name}={spec[name]!r}" for name in CLEANUP_FIELDS if spec.get(name) is not None and spec[name] != wanted[name]
+    ]
     if conflicts:
         raise ConfigurationError(
             f"cleanup={choice!r} decides {', '.join(CLEANUP_FIELDS)} itself; remove the conflicting "

@@ -12,21 +12,29 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.errors import FieldError, KubeRayProviderError, NameTakenError, ValidationError
+from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
-from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.manifests import load_manifest
-from kuberay_provider.core.naming import ANNOTATION_SPEC_DIGEST, LABEL_RUN_KEY, MAX_RAYCLUSTER_NAME, rayjob_name, run_selector, spec_digest
+from kuberay_provider.core.naming import (
+    ANNOTATION_SPEC_DIGEST,
+    LABEL_RUN_KEY,
+    MAX_RAYCLUSTER_NAME,
+    rayjob_name,
+    run_selector,
+    spec_digest,
+)
 from kuberay_provider.core.resources import RAYCLUSTER
-from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
+from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.status import ClusterState, _enum_or_raw
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
@@ -37,7 +45,7 @@ HEAD_POD_READY = "HeadPodReady"
 
 
 class RayClusterTimeout(KubeRayProviderError):
-    def __init__(self, message: str, state: "RayClusterState | None") -> None:
+    def __init__(self, message: str, state: RayClusterState | None) -> None:
         super().__init__(message)
         self.state = state
 
@@ -69,8 +77,14 @@ class RayClusterRequest:
 
     @property
     def cluster_name(self) -> str:
-        return self.name or rayjob_name(self.identity.owner, self.identity.task, self.identity.run_id,
-                                        self.identity.map_index, instance=self.identity.instance, max_length=MAX_RAYCLUSTER_NAME)
+        return self.name or rayjob_name(
+            self.identity.owner,
+            self.identity.task,
+            self.identity.run_id,
+            self.identity.map_index,
+            instance=self.identity.instance,
+            max_length=MAX_RAYCLUSTER_NAME,
+        )
 
     @cached_property
     def base_manifest(self) -> dict[str, Any] | None:
@@ -86,8 +100,17 @@ class RayClusterRequest:
             base = {**(base or {}), "spec": {**((base or {}).get("spec") or {}), **dict(self.spec)}}
         namespace = self.namespace or self.manifest_namespace or "default"
         labels = {**dict(self.labels), **scheduling_labels(self.queue_name, self.volcano_queue), **self.identity.labels}
-        return suspend_for_kueue(build_manifest(RAYCLUSTER, self.cluster_name, namespace, labels=labels,
-                                                annotations=dict(self.annotations) or None, base=base, **dict(self.spec_params)))
+        return suspend_for_kueue(
+            build_manifest(
+                RAYCLUSTER,
+                self.cluster_name,
+                namespace,
+                labels=labels,
+                annotations=dict(self.annotations) or None,
+                base=base,
+                **dict(self.spec_params),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -106,7 +129,7 @@ class RayClusterState:
     held_by_kueue: bool = False  # queued and still suspended: not admitted yet
 
     @classmethod
-    def from_object(cls, cluster: Mapping[str, Any]) -> "RayClusterState":
+    def from_object(cls, cluster: Mapping[str, Any]) -> RayClusterState:
         metadata, status = cluster.get("metadata") or {}, cluster.get("status") or {}
         head_ready = _condition(status, HEAD_POD_READY)
         return cls(
@@ -130,8 +153,15 @@ class RayClusterState:
 
     def to_dict(self) -> dict[str, Any]:
         state = self.state.value if isinstance(self.state, ClusterState) else self.state
-        return {"namespace": self.namespace, "name": self.name, "state": state, "head_pod_ready": self.head_pod_ready,
-                "ready_workers": self.ready_workers, "desired_workers": self.desired_workers, "head_service": self.head_service}
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "state": state,
+            "head_pod_ready": self.head_pod_ready,
+            "ready_workers": self.ready_workers,
+            "desired_workers": self.desired_workers,
+            "head_service": self.head_service,
+        }
 
     def describe(self) -> str:
         state = self.state.value if isinstance(self.state, ClusterState) else (self.state or "pending")
@@ -151,7 +181,9 @@ class ClusterTarget(str, Enum):
 
     @property
     def awaited(self) -> str:
-        return {"admitted": "to be admitted by Kueue", "ready": "to be ready", "workers": "to reach its worker count"}[self.value]
+        return {"admitted": "to be admitted by Kueue", "ready": "to be ready", "workers": "to reach its worker count"}[
+            self.value
+        ]
 
     def reached(self, state: RayClusterState, cluster: Mapping[str, Any]) -> bool:
         if self is ClusterTarget.ADMITTED:
@@ -168,23 +200,33 @@ class ClusterTracker:
     """One RayCluster's events in, the state that reaches ``target`` out (None while waiting); shared by
     the sync waits and the async ones (deferrable triggers)."""
 
-    def __init__(self, namespace: str, name: str, target: ClusterTarget | str, timeout: float | None = None,
-                 on_change: Callable[[RayClusterState], None] | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        target: ClusterTarget | str,
+        timeout: float | None = None,
+        on_change: Callable[[RayClusterState], None] | None = None,
+    ) -> None:
         self.namespace, self.name, self.target = namespace, name, ClusterTarget(target)
         self.timeout, self.on_change = timeout, on_change
         self.last: RayClusterState | None = None
 
     def observe(self, event: WatchEvent) -> RayClusterState | None:
         if event.type == "DELETED":
-            raise RayClusterGone(f"RayCluster {self.namespace}/{self.name} was deleted while waiting for it {self.target.awaited}")
+            raise RayClusterGone(
+                f"RayCluster {self.namespace}/{self.name} was deleted while waiting for it {self.target.awaited}"
+            )
         state = RayClusterState.from_object(event.object)
         if state != self.last and self.on_change:
             self.on_change(state)
         self.last = state
         return state if self.target.reached(state, event.object) else None
 
-    def timed_out(self) -> "RayClusterTimeout":
-        return RayClusterTimeout(f"RayCluster {self.namespace}/{self.name}: waited {self.timeout} s for it {self.target.awaited}", self.last)
+    def timed_out(self) -> RayClusterTimeout:
+        return RayClusterTimeout(
+            f"RayCluster {self.namespace}/{self.name}: waited {self.timeout} s for it {self.target.awaited}", self.last
+        )
 
 
 @dataclass
@@ -211,13 +253,18 @@ class RayClusterLifecycle:
             if wanted and found != wanted:  # as for a RayJob: a retry would find the same cluster again
                 raise NameTakenError(
                     f"RayCluster {namespace}/{name} exists but was not created by this run "
-                    f"(label {LABEL_RUN_KEY}={found!r}, expected {wanted!r}); choose another name")
+                    f"(label {LABEL_RUN_KEY}={found!r}, expected {wanted!r}); choose another name"
+                )
             recorded = ((existing.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_DIGEST)
             if not recorded or recorded == metadata["annotations"][ANNOTATION_SPEC_DIGEST]:
                 log.info("RayCluster %s/%s already exists; re-attaching to it", namespace, name)
                 return existing, False
             # Its jobs go with it; they belong to the same run, whose create task the user ran again with a new spec.
-            log.info("RayCluster %s/%s was created with another spec; deleting it to create it with this one", namespace, name)
+            log.info(
+                "RayCluster %s/%s was created with another spec; deleting it to create it with this one",
+                namespace,
+                name,
+            )
             self.delete(namespace, name)
         self.kube.create(manifest, dry_run=True)
         created = self.kube.create(manifest)
@@ -225,7 +272,12 @@ class RayClusterLifecycle:
         return created, True
 
     def wait_ready(
-        self, namespace: str, name: str, *, timeout: float | None = None, admission_timeout: float | None = None,
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float | None = None,
+        admission_timeout: float | None = None,
         on_change: Callable[[RayClusterState], None] | None = None,
     ) -> RayClusterState:
         """Block until the cluster is ready, by watch; RayClusterTimeout after ``timeout`` s, or after
@@ -233,9 +285,13 @@ class RayClusterLifecycle:
         started = time.monotonic()
         if admission_timeout is not None:
             limit = admission_timeout if timeout is None else min(admission_timeout, timeout)
-            wait_tracked(self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.ADMITTED, limit, on_change))
+            wait_tracked(
+                self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.ADMITTED, limit, on_change)
+            )
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return wait_tracked(self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.READY, left, on_change))
+        return wait_tracked(
+            self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.READY, left, on_change)
+        )
 
     def state(self, namespace: str, name: str) -> RayClusterState | None:
         found = self.kube.find(RAYCLUSTER, namespace, name)
@@ -255,18 +311,36 @@ class RayClusterLifecycle:
         path = f"spec.workerGroupSpecs[{index}].replicas"
         if replicas < low or (high is not None and replicas > int(high)):
             bounds = f"[{low}, {high if high is not None else 'unbounded'}]"
-            raise ValidationError([FieldError(path, "provider:replicas-within-bounds", f"must be within minReplicas..maxReplicas {bounds}, got {replicas}")],
-                                  object_name=f"RayCluster {namespace}/{name}")
+            raise ValidationError(
+                [
+                    FieldError(
+                        path,
+                        "provider:replicas-within-bounds",
+                        f"must be within minReplicas..maxReplicas {bounds}, got {replicas}",
+                    )
+                ],
+                object_name=f"RayCluster {namespace}/{name}",
+            )
         # The test op makes the replace fail rather than touch another group if the list changed meanwhile.
-        patch = [{"op": "test", "path": f"/spec/workerGroupSpecs/{index}/groupName", "value": group},
-                 {"op": "replace", "path": f"/spec/workerGroupSpecs/{index}/replicas", "value": replicas}]
+        patch = [
+            {"op": "test", "path": f"/spec/workerGroupSpecs/{index}/groupName", "value": group},
+            {"op": "replace", "path": f"/spec/workerGroupSpecs/{index}/replicas", "value": replicas},
+        ]
         log.info("Scaling RayCluster %s/%s worker group %s to %d", namespace, name, group, replicas)
         return self.kube.patch(RAYCLUSTER, namespace, name, patch, patch_type="json")
 
-    def wait_workers(self, namespace: str, name: str, *, timeout: float | None = None,
-                     on_change: Callable[[RayClusterState], None] | None = None) -> RayClusterState:
+    def wait_workers(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float | None = None,
+        on_change: Callable[[RayClusterState], None] | None = None,
+    ) -> RayClusterState:
         """After a scale: until the ready workers equal the desired ones and the cluster is ready."""
-        return wait_tracked(self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.WORKERS, timeout, on_change))
+        return wait_tracked(
+            self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.WORKERS, timeout, on_change)
+        )
 
     def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = DELETION_TIMEOUT) -> bool:
         """Delete the cluster (foreground: its Pods and Services first); with ``wait``, return once it is
@@ -274,7 +348,9 @@ class RayClusterLifecycle:
         if not self.kube.delete(RAYCLUSTER, namespace, name, propagation_policy="Foreground"):
             return False
         if wait and (left := wait_until_gone(self.kube, RAYCLUSTER, namespace, name, timeout)) is not None:
-            raise RayClusterTimeout(f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(left))
+            raise RayClusterTimeout(
+                f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(left)
+            )
         return True
 
     def delete_run(self, namespace: str, owner: str, run_id: str, *, instance: str = "") -> list[str]:

@@ -7,8 +7,9 @@ template, for deployments that expose the dashboard themselves.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from kuberay_provider.core.ray_jobs import DashboardEndpoint
 

@@ -52,9 +52,12 @@ class DashboardTarget:
     def of_request(cls, request: RayJobRequest) -> DashboardTarget:
         """Before the job runs: a RayJob's own cluster has no name yet; a job the provider submits itself
         already has its id."""
-        return cls(request.resolved_namespace, request.selected_cluster or "",
-                   "" if request.runs_without_rayjob else request.rayjob_name,
-                   request.submission_id if request.submits_itself else "")
+        return cls(
+            request.resolved_namespace,
+            request.selected_cluster or "",
+            "" if request.runs_without_rayjob else request.rayjob_name,
+            request.submission_id if request.submits_itself else "",
+        )
 
     @classmethod
     def of_rayjob(cls, state: RayJobState) -> DashboardTarget:
@@ -70,13 +73,17 @@ def template_placeholders(template: str) -> list[str]:
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
-        raise ValueError(f"the dashboard browser URL {template!r} is not a valid template ({exc}); "
-                         f"write placeholders as {{namespace}}, e.g. {EXAMPLE_TEMPLATE}") from exc
+        raise ValueError(
+            f"the dashboard browser URL {template!r} is not a valid template ({exc}); "
+            f"write placeholders as {{namespace}}, e.g. {EXAMPLE_TEMPLATE}"
+        ) from exc
     unknown = sorted({name for name in names if name not in PLACEHOLDERS})
     if unknown:
         allowed = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
-        raise ValueError(f"the dashboard browser URL {template!r} uses {', '.join(f'{{{n}}}' for n in unknown)}; "
-                         f"it may use only {allowed}, e.g. {EXAMPLE_TEMPLATE}")
+        raise ValueError(
+            f"the dashboard browser URL {template!r} uses {', '.join(f'{{{n}}}' for n in unknown)}; "
+            f"it may use only {allowed}, e.g. {EXAMPLE_TEMPLATE}"
+        )
     return names
 
 
@@ -93,8 +100,10 @@ def browser_link(template: str, target: DashboardTarget) -> str | None:
     url = template.format(**{name: quote(target.value(name), safe="") for name in names})
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
-        raise ValueError(f"the dashboard browser URL {template!r} gave {url!r}, which a browser cannot open; "
-                         f"give a whole URL such as {EXAMPLE_TEMPLATE}")
+        raise ValueError(
+            f"the dashboard browser URL {template!r} gave {url!r}, which a browser cannot open; "
+            f"give a whole URL such as {EXAMPLE_TEMPLATE}"
+        )
     if "job_id" in names or parts.fragment or not target.route:
         return url
     # The dashboard's assets are relative to its root: under a path prefix that root must end in "/".

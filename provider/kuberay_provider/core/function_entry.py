@@ -65,9 +65,13 @@ def encode(meta, key, result):
         try:
             return "json", json.dumps(result).encode("utf-8")
         except (TypeError, ValueError) as error:
-            fail(meta, key, "ResultNotJSON",
-                 "result_format='json' but the function's result is not JSON (%s): return dicts, lists, strings, numbers, "
-                 "booleans and None, or use result_format='pickle'" % error)
+            fail(
+                meta,
+                key,
+                "ResultNotJSON",
+                "result_format='json' but the function's result is not JSON (%s): return dicts, lists, strings, numbers, "
+                "booleans and None, or use result_format='pickle'" % error,
+            )
     import ray.cloudpickle
 
     return "result", ray.cloudpickle.dumps(result)
@@ -79,16 +83,24 @@ def main():
         meta = json.load(stream)
     wanted, running = tuple(meta["python"]), tuple(sys.version_info[:2])
     if wanted != running:
-        fail(meta, key, "PythonVersionMismatch",
-             "the function was pickled on Python %d.%d but the Ray cluster runs Python %d.%d: use an image with "
-             "Python %d.%d (or run the task where Python matches the cluster)" % (wanted + running + wanted))
+        fail(
+            meta,
+            key,
+            "PythonVersionMismatch",
+            "the function was pickled on Python %d.%d but the Ray cluster runs Python %d.%d: use an image with "
+            "Python %d.%d (or run the task where Python matches the cluster)" % (wanted + running + wanted),
+        )
     try:
         with open(os.path.join(HERE, "payload.pkl"), "rb") as stream:
             function, args, kwargs = pickle.load(stream)
         result = function(*args, **kwargs)
-    except BaseException as error:  # noqa: BLE001 - every failure goes back to the task with its traceback
-        details = {"type": type(error).__qualname__, "module": type(error).__module__, "message": str(error),
-                   "traceback": traceback.format_exc()}
+    except BaseException as error:
+        details = {
+            "type": type(error).__qualname__,
+            "module": type(error).__module__,
+            "message": str(error),
+            "traceback": traceback.format_exc(),
+        }
         emit(meta, key, "error", json.dumps(details).encode("utf-8"))
         sys.exit(1)
     kind, data = encode(meta, key, result)
@@ -96,9 +108,13 @@ def main():
         write_result(meta["result_path"], data)
         emit(meta, key, "path", meta["result_path"].encode("utf-8"))
     elif len(data) > meta["max_result_bytes"]:
-        fail(meta, key, "ResultTooLarge",
-             "the function's result is %d bytes encoded, more than max_result_bytes=%d: give result_path= to have "
-             "it written there instead" % (len(data), meta["max_result_bytes"]))
+        fail(
+            meta,
+            key,
+            "ResultTooLarge",
+            "the function's result is %d bytes encoded, more than max_result_bytes=%d: give result_path= to have "
+            "it written there instead" % (len(data), meta["max_result_bytes"]),
+        )
     else:
         emit(meta, key, kind, data)
 

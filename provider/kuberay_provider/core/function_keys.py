@@ -24,9 +24,9 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from kuberay_provider.core.errors import KubeRayProviderError, PermanentError
 from kuberay_provider.core.job_request import RunIdentity
@@ -61,8 +61,10 @@ def worker_secret() -> bytes:
     value = os.environ.get(SECRET_ENV, "")
     if value:
         if len(value) < MIN_SECRET_CHARS:
-            raise FunctionSecretError(f"{SECRET_ENV} is shorter than {MIN_SECRET_CHARS} characters: use a long random value, "
-                                      "e.g. the output of: python -c 'import secrets; print(secrets.token_hex(32))'")
+            raise FunctionSecretError(
+                f"{SECRET_ENV} is shorter than {MIN_SECRET_CHARS} characters: use a long random value, "
+                "e.g. the output of: python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
         return value.encode("utf-8")
     named = os.environ.get(SECRET_FILE_ENV, "")
     if named:
@@ -79,11 +81,15 @@ def _read_secret_file(path: Path) -> bytes:
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:  # the reason only: the file's content never goes into a message
-        raise FunctionSecretError(f"the function secret file {path} cannot be read ({exc.strerror or type(exc).__name__}); "
-                                  f"fix {SECRET_FILE_ENV}, or set {SECRET_ENV}") from None
+        raise FunctionSecretError(
+            f"the function secret file {path} cannot be read ({exc.strerror or type(exc).__name__}); "
+            f"fix {SECRET_FILE_ENV}, or set {SECRET_ENV}"
+        ) from None
     if len(value) < MIN_SECRET_CHARS:
-        raise FunctionSecretError(f"the function secret file {path} holds fewer than {MIN_SECRET_CHARS} characters: "
-                                  "write a long random value into it")
+        raise FunctionSecretError(
+            f"the function secret file {path} holds fewer than {MIN_SECRET_CHARS} characters: "
+            "write a long random value into it"
+        )
     return value.encode("utf-8")
 
 
@@ -104,13 +110,19 @@ def _machine_secret(path: Path) -> bytes:
             finally:
                 staged.unlink(missing_ok=True)
         except OSError as exc:
-            raise FunctionSecretError(f"no {SECRET_ENV} is set and this machine's function secret cannot be created at "
-                                      f"{path} ({exc.strerror or type(exc).__name__}): set {SECRET_ENV} to the same long "
-                                      "random value on every worker") from None
+            raise FunctionSecretError(
+                f"no {SECRET_ENV} is set and this machine's function secret cannot be created at "
+                f"{path} ({exc.strerror or type(exc).__name__}): set {SECRET_ENV} to the same long "
+                "random value on every worker"
+            ) from None
     if str(path) not in _announced:
         _announced.add(str(path))
-        log.info("Function results are authenticated with this machine's secret (%s). Set %s to one value on every "
-                 "worker when a retry or a deferred task may resume on another machine.", path, SECRET_ENV)
+        log.info(
+            "Function results are authenticated with this machine's secret (%s). Set %s to one value on every "
+            "worker when a retry or a deferred task may resume on another machine.",
+            path,
+            SECRET_ENV,
+        )
     return _read_secret_file(path)
 
 
@@ -129,10 +141,12 @@ class TryKey:
     try_number: int
 
     @classmethod
-    def derive(cls, identity: RunIdentity, try_number: int | None, secret: bytes | None = None) -> "TryKey":
+    def derive(cls, identity: RunIdentity, try_number: int | None, secret: bytes | None = None) -> TryKey:
         number = int(try_number or 0)
         message = b"\0".join((_KEY_CONTEXT, _identity_text(identity), str(number).encode()))
-        return cls(hmac.new(secret if secret is not None else worker_secret(), message, hashlib.sha256).digest(), number)
+        return cls(
+            hmac.new(secret if secret is not None else worker_secret(), message, hashlib.sha256).digest(), number
+        )
 
     @property
     def key_id(self) -> str:
@@ -165,8 +179,14 @@ class VerifiedJob:
     digest: str
 
 
-def verify_job(job_id: str, metadata: Mapping[str, str] | None, entrypoint: str, identity: RunIdentity,
-               current_try: int | None, secret: bytes | None = None) -> VerifiedJob:
+def verify_job(
+    job_id: str,
+    metadata: Mapping[str, str] | None,
+    entrypoint: str,
+    identity: RunIdentity,
+    current_try: int | None,
+    secret: bytes | None = None,
+) -> VerifiedJob:
     """``job_id`` as this run's function job, from its metadata and entrypoint; ForeignRayJob otherwise."""
     found = dict(metadata or {})
     key_id, try_text, digest = (str(found.get(name) or "") for name in (META_KEY_ID, META_TRY, META_PACKAGE))
@@ -179,8 +199,10 @@ def verify_job(job_id: str, metadata: Mapping[str, str] | None, entrypoint: str,
         )
 
     if not (key_id and try_text and digest):
-        raise refuse(f"its metadata lacks {META_KEY_ID} / {META_TRY} / {META_PACKAGE}, so no function task of this "
-                     "provider submitted it")
+        raise refuse(
+            f"its metadata lacks {META_KEY_ID} / {META_TRY} / {META_PACKAGE}, so no function task of this "
+            "provider submitted it"
+        )
     if not try_text.isdigit() or len(try_text) > 6:
         raise refuse(f"its metadata's {META_TRY} is not a try number")
     if current_try is not None and int(try_text) > current_try:
@@ -189,5 +211,7 @@ def verify_job(job_id: str, metadata: Mapping[str, str] | None, entrypoint: str,
     if not hmac.compare_digest(key.key_id, key_id):
         raise refuse(f"its {META_KEY_ID} is not the one this run's secret gives for try {int(try_text)}")
     if not _DIGEST.match(digest) or entrypoint.strip() != package_entrypoint(digest):
-        raise refuse(f"it does not run the package its metadata names (entrypoint {package_entrypoint('<digest>')!r} expected)")
+        raise refuse(
+            f"it does not run the package its metadata names (entrypoint {package_entrypoint('<digest>')!r} expected)"
+        )
     return VerifiedJob(job_id, key, digest)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from kuberay_provider.core.cleanup import CLEANUP_FIELDS, cleanup_spec_fields, held_cleanup
 from kuberay_provider.core.function_keys import ForeignRayJob, VerifiedJob, verify_job
@@ -48,10 +48,12 @@ DEFAULT_FUNCTION_CLEANUP = "delete_cluster"
 # Until then KubeRay keeps it this long after the job: a retry of a try killed after the job (Airflow
 # notices a dead worker within minutes, then waits retry_delay) still finds the result.
 DEFAULT_RESULT_HOLD_SECONDS = 3600
-RESULT_GONE_HINT = ("the job's log (where the result is) goes with its RayCluster: the task's next try (or clearing the "
-                    "task) runs the function again. A retry later than result_hold_seconds after the job, a RayCluster "
-                    "deleted by hand, or cleanup given as raw shutdownAfterJobFinishes / ttlSecondsAfterFinished / "
-                    "deletionStrategy fields (which the task does not hold) lose it")
+RESULT_GONE_HINT = (
+    "the job's log (where the result is) goes with its RayCluster: the task's next try (or clearing the "
+    "task) runs the function again. A retry later than result_hold_seconds after the job, a RayCluster "
+    "deleted by hand, or cleanup given as raw shutdownAfterJobFinishes / ttlSecondsAfterFinished / "
+    "deletionStrategy fields (which the task does not hold) lose it"
+)
 _CLEANUP_KEYWORDS = {keyword for keyword, name in RAYJOB_SPEC_FIELDS.items() if name in CLEANUP_FIELDS}
 
 
@@ -62,8 +64,9 @@ class FunctionRun:
     warn: Callable[[str], None] | None = None  # None: the runner's status lines
 
     @staticmethod
-    def request_for(request: RayJobRequest, shipment: ShippedFunction | None,
-                    hold_seconds: int = DEFAULT_RESULT_HOLD_SECONDS) -> RayJobRequest:
+    def request_for(
+        request: RayJobRequest, shipment: ShippedFunction | None, hold_seconds: int = DEFAULT_RESULT_HOLD_SECONDS
+    ) -> RayJobRequest:
         """The task's request with the function's package as entrypoint, uploaded by the SDK submission,
         the package's key id and digest in the job's metadata (next to the user's), and, on its own
         cluster, the cluster held for the result: created with ``held_cleanup`` of the task's cleanup choice
@@ -73,15 +76,25 @@ class FunctionRun:
         base_spec = (request.base_manifest or {}).get("spec") or {}
         if shipment is not None:
             params["entrypoint"] = shipment.entrypoint
-            params["metadata"] = {**dict(params.get("metadata") or base_spec.get("metadata") or {}), **shipment.metadata}
+            params["metadata"] = {
+                **dict(params.get("metadata") or base_spec.get("metadata") or {}),
+                **shipment.metadata,
+            }
         raw_fields = bool(_CLEANUP_KEYWORDS & set(params)) or any(f in base_spec for f in CLEANUP_FIELDS)
         own_cluster = request.selector is None and not request.on_bare_head
-        chosen = request.cleanup if request.cleanup is not None or raw_fields or not own_cluster else DEFAULT_FUNCTION_CLEANUP
+        chosen = (
+            request.cleanup
+            if request.cleanup is not None or raw_fields or not own_cluster
+            else DEFAULT_FUNCTION_CLEANUP
+        )
         held = chosen if own_cluster and not raw_fields and chosen is not None and chosen.strip() != "keep" else None
         return dataclasses.replace(
-            request, spec_params=params, submit_via=SubmitVia.SDK,
+            request,
+            spec_params=params,
+            submit_via=SubmitVia.SDK,
             ship_py_modules=(shipment.folder,) if shipment is not None else (),
-            cleanup=held_cleanup(held, hold_seconds) if held is not None else chosen, cleanup_after_read=held,
+            cleanup=held_cleanup(held, hold_seconds) if held is not None else chosen,
+            cleanup_after_read=held,
         )
 
     def release(self, request: RayJobRequest) -> bool:
@@ -95,12 +108,15 @@ class FunctionRun:
             self.runner.lifecycle.kube.patch(RAYJOB, namespace, name, {"spec": cleanup_spec_fields(choice)})
         except NotFoundError:
             return False
-        except Exception as exc:  # noqa: BLE001 - the result is read; only the cluster's lifetime is at stake
+        except Exception as exc:
             (self.warn or self.runner.status_line)(
                 f"Could not apply cleanup={choice!r} to RayJob {namespace}/{name} after reading the result ({exc}): "
-                f"its cluster stays until the hold ends ({request.cleanup}); delete the RayJob to free it sooner")
+                f"its cluster stays until the hold ends ({request.cleanup}); delete the RayJob to free it sooner"
+            )
             return False
-        self.runner.status_line(f"The function's outcome is read: cleanup={choice!r} now applies to the cluster of RayJob {namespace}/{name}")
+        self.runner.status_line(
+            f"The function's outcome is read: cleanup={choice!r} now applies to the cluster of RayJob {namespace}/{name}"
+        )
         return True
 
     def check_versions(self, request: RayJobRequest, warn: Callable[[str], None]) -> None:
@@ -116,7 +132,9 @@ class FunctionRun:
             cluster_spec = (found or {}).get("spec") or {}
         else:
             cluster_spec = (request.manifest().get("spec") or {}).get("rayClusterSpec") or {}
-        check_versions(python_of_image(head_image(cluster_spec)), str(cluster_spec.get("rayVersion") or "") or None, warn)
+        check_versions(
+            python_of_image(head_image(cluster_spec)), str(cluster_spec.get("rayVersion") or "") or None, warn
+        )
 
     def _jobs_client(self, request: RayJobRequest, outcome_namespace: str, rayjob_name: str) -> RayJobsClient:
         lifecycle = self.runner.lifecycle
@@ -137,15 +155,20 @@ class FunctionRun:
             jobs.info(job_id)  # a readable error (credentials stripped) when the job cannot be read
             try:
                 details = jobs.client.get_job_info(job_id)
-            except Exception as exc:  # noqa: BLE001 - the type only: raw Ray errors may quote request headers
+            except Exception as exc:
                 raise RayJobsError(f"reading the metadata of Ray job {job_id} failed ({type(exc).__name__})") from None
-        except Exception as exc:  # noqa: BLE001 - said below, with what to do
+        except Exception as exc:
             raise FunctionResultMissing(
                 f"Ray job {job_id} could not be read to check it is this run's before reading its result ({exc}); "
                 + RESULT_GONE_HINT
             ) from exc
-        verified = verify_job(job_id, getattr(details, "metadata", None), str(getattr(details, "entrypoint", "") or ""),
-                              request.identity, request.try_number)
+        verified = verify_job(
+            job_id,
+            getattr(details, "metadata", None),
+            str(getattr(details, "entrypoint", "") or ""),
+            request.identity,
+            request.try_number,
+        )
         return verified, jobs
 
     @staticmethod
@@ -154,17 +177,23 @@ class FunctionRun:
         still carry this try's key, so a job someone else put under the submission id cannot pass."""
         params = request.spec_params
         try:
-            return verify_job(outcome.job_id, params.get("metadata"), str(params.get("entrypoint") or ""),
-                              request.identity, request.try_number)
+            return verify_job(
+                outcome.job_id,
+                params.get("metadata"),
+                str(params.get("entrypoint") or ""),
+                request.identity,
+                request.try_number,
+            )
         except ForeignRayJob:
             return None
 
     def _full_log(self, jobs: RayJobsClient, job_id: str) -> str:
         try:
             return jobs.logs(job_id)
-        except Exception as exc:  # noqa: BLE001 - said below, with what to do
+        except Exception as exc:
             raise FunctionResultMissing(
-                f"the log of Ray job {job_id} could not be read back for the function's result ({exc}); " + RESULT_GONE_HINT
+                f"the log of Ray job {job_id} could not be read back for the function's result ({exc}); "
+                + RESULT_GONE_HINT
             ) from exc
 
     def _report(self, ignored: int) -> None:

@@ -26,9 +26,10 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from kuberay_provider.core.errors import ConfigurationError, KubeRayProviderError, PermanentError
 from kuberay_provider.core.function_keys import PACKAGE_PREFIX, TryKey, VerifiedJob, job_metadata, package_entrypoint
@@ -70,7 +71,7 @@ def shown_line(line: str) -> str:
     """What a task log shows for a log line: a marker shrinks to its size (unread: it may be forged)."""
     if not is_marker_line(line):
         return line
-    kind = line[len(MARKER):].split(":", 1)[0]
+    kind = line[len(MARKER) :].split(":", 1)[0]
     return f"<the function's {kind if kind in _KINDS else 'marker'}: {len(line)} characters, read back by the task>"
 
 
@@ -108,14 +109,22 @@ class FunctionCall:
     def meta(self) -> dict[str, Any]:
         import ray
 
-        return {"marker": MARKER, "python": list(sys.version_info[:2]), "ray": ray.__version__, "function": self.name,
-                "result_path": self.result_path or "", "max_result_bytes": self.max_result_bytes,
-                "result_format": self.result_format}
+        return {
+            "marker": MARKER,
+            "python": list(sys.version_info[:2]),
+            "ray": ray.__version__,
+            "function": self.name,
+            "result_path": self.result_path or "",
+            "max_result_bytes": self.max_result_bytes,
+            "result_format": self.result_format,
+        }
 
 
 def check_result_format(result_format: str) -> str:
     if result_format not in RESULT_FORMATS:
-        raise ConfigurationError(f"result_format must be one of {', '.join(map(repr, RESULT_FORMATS))}, got {result_format!r}")
+        raise ConfigurationError(
+            f"result_format must be one of {', '.join(map(repr, RESULT_FORMATS))}, got {result_format!r}"
+        )
     return result_format
 
 
@@ -123,11 +132,16 @@ def _is_installed(module: Any) -> bool:
     """A module from site-packages or the standard library: the cluster imports it by name, not by value."""
     path = str(getattr(module, "__file__", "") or "")
     stdlib = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")}
-    return not path or "site-packages" in path or "dist-packages" in path or any(path.startswith(lib + "/") for lib in stdlib)
+    return (
+        not path
+        or "site-packages" in path
+        or "dist-packages" in path
+        or any(path.startswith(lib + "/") for lib in stdlib)
+    )
 
 
 @contextlib.contextmanager
-def shipped(call: FunctionCall, key: TryKey) -> Iterator["ShippedFunction"]:
+def shipped(call: FunctionCall, key: TryKey) -> Iterator[ShippedFunction]:
     """The package on local disk for as long as the submission needs it (the SDK uploads it). Its digest
     covers what runs (payload, meta, entry), not the key, which only the ``key`` file holds."""
     payload, meta = call.payload(), call.meta()
@@ -143,8 +157,14 @@ def shipped(call: FunctionCall, key: TryKey) -> Iterator["ShippedFunction"]:
         (folder / "meta.json").write_text(json.dumps(meta))
         (folder / "key").write_text(key.key.hex())
         (folder / "__main__.py").write_bytes(entry)
-        yield ShippedFunction(package=package, folder=str(folder), meta=meta, payload_bytes=len(payload), digest=digest,
-                              metadata=job_metadata(key, digest))
+        yield ShippedFunction(
+            package=package,
+            folder=str(folder),
+            meta=meta,
+            payload_bytes=len(payload),
+            digest=digest,
+            metadata=job_metadata(key, digest),
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -185,7 +205,7 @@ class MarkerScan:
     ignored: int
 
     @classmethod
-    def of(cls, log_text: str, job: VerifiedJob) -> "MarkerScan":
+    def of(cls, log_text: str, job: VerifiedJob) -> MarkerScan:
         authentic: list[tuple[str, str]] = []
         ignored = 0
         for raw in log_text.splitlines():
@@ -208,9 +228,11 @@ def ignored_note(ignored: int) -> str:
     """What to say of marker lines that failed authentication (their content is never repeated)."""
     if not ignored:
         return ""
-    return (f"{ignored} line(s) in the Ray job's log looked like a function marker but did not authenticate with this "
-            "try's key, so they were ignored and never decoded: they were not printed by this run's function package "
-            "(e.g. the function printed untrusted data imitating a result)")
+    return (
+        f"{ignored} line(s) in the Ray job's log looked like a function marker but did not authenticate with this "
+        "try's key, so they were ignored and never decoded: they were not printed by this run's function package "
+        "(e.g. the function printed untrusted data imitating a result)"
+    )
 
 
 def read_outcome(log_text: str, job: VerifiedJob, result_format: str = "pickle") -> FunctionOutcome:
@@ -220,8 +242,10 @@ def read_outcome(log_text: str, job: VerifiedJob, result_format: str = "pickle")
     found = scan.last()
     if found is None:
         note = ignored_note(scan.ignored)
-        raise FunctionResultMissing("the Ray job's log holds no authenticated result of the function (was the job "
-                                    "stopped?)" + (f"; {note}" if note else ""))
+        raise FunctionResultMissing(
+            "the Ray job's log holds no authenticated result of the function (was the job "
+            "stopped?)" + (f"; {note}" if note else "")
+        )
     kind, encoded = found
     data = base64.b64decode(encoded)
     if kind == "error":
@@ -231,11 +255,13 @@ def read_outcome(log_text: str, job: VerifiedJob, result_format: str = "pickle")
     if kind == "json":
         return FunctionOutcome("result", json.loads(data), scan.ignored)
     if check_result_format(result_format) != "pickle":
-        raise FunctionResultMissing("the Ray job returned a pickled result but this task asks for result_format='json', "
-                                    "so it was not unpickled; clear the task to run the function again")
+        raise FunctionResultMissing(
+            "the Ray job returned a pickled result but this task asks for result_format='json', "
+            "so it was not unpickled; clear the task to run the function again"
+        )
     import pickle
 
-    return FunctionOutcome("result", pickle.loads(data), scan.ignored)  # noqa: S301 - authenticated: this try's own package
+    return FunctionOutcome("result", pickle.loads(data), scan.ignored)
 
 
 def read_error(log_text: str, job: VerifiedJob) -> tuple[RemoteFunctionError | None, int]:
@@ -251,7 +277,9 @@ def remote_error(data: bytes) -> RemoteFunctionError:
     if not isinstance(error, dict):
         return RemoteFunctionError("an exception", str(error), "")
     qualified = ".".join(str(part) for part in (error.get("module"), error.get("type")) if part and part != "builtins")
-    return RemoteFunctionError(qualified or "an exception", str(error.get("message", "")), str(error.get("traceback", "")))
+    return RemoteFunctionError(
+        qualified or "an exception", str(error.get("message", "")), str(error.get("traceback", ""))
+    )
 
 
 # --- versions ------------------------------------------------------------------------------------
@@ -264,7 +292,9 @@ def python_of_image(image: str) -> tuple[int, int] | None:
 
 
 def head_image(cluster_spec: Mapping[str, Any] | None) -> str:
-    containers = ((((cluster_spec or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    containers = ((((cluster_spec or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}).get(
+        "containers"
+    ) or []
     return str((containers[0] or {}).get("image") or "") if containers else ""
 
 
@@ -280,12 +310,16 @@ def version_problems(*, cluster_python: tuple[int, int] | None, cluster_ray: str
     errors, warnings = [], []
     here = tuple(sys.version_info[:2])
     if cluster_python is not None and cluster_python != here:
-        errors.append(f"the Ray cluster runs Python {cluster_python[0]}.{cluster_python[1]} (from its image) but this worker "
-                      f"pickles the function with Python {here[0]}.{here[1]}: functions travel as bytecode, so use an "
-                      "image with the same Python (e.g. a -py3XX tag)")
+        errors.append(
+            f"the Ray cluster runs Python {cluster_python[0]}.{cluster_python[1]} (from its image) but this worker "
+            f"pickles the function with Python {here[0]}.{here[1]}: functions travel as bytecode, so use an "
+            "image with the same Python (e.g. a -py3XX tag)"
+        )
     if cluster_ray and _minor(cluster_ray) != _minor(ray.__version__):
-        warnings.append(f"the Ray cluster runs Ray {cluster_ray} and this worker Ray {ray.__version__}: the function "
-                        "is pickled with this worker's ray.cloudpickle; keep them on the same minor version")
+        warnings.append(
+            f"the Ray cluster runs Ray {cluster_ray} and this worker Ray {ray.__version__}: the function "
+            "is pickled with this worker's ray.cloudpickle; keep them on the same minor version"
+        )
     return errors, warnings
 
 
@@ -293,7 +327,9 @@ def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def check_versions(cluster_python: tuple[int, int] | None, cluster_ray: str | None, warn: Callable[[str], None]) -> None:
+def check_versions(
+    cluster_python: tuple[int, int] | None, cluster_ray: str | None, warn: Callable[[str], None]
+) -> None:
     errors, warnings = version_problems(cluster_python=cluster_python, cluster_ray=cluster_ray)
     for line in warnings:
         warn(line)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import Enum
-from typing import Any, Mapping
+from functools import cached_property
+from typing import Any
 
 from kuberay_provider.core.cleanup import apply_cleanup, cleanup_spec_fields
 from kuberay_provider.core.errors import ArgumentError, ConfigurationError
@@ -73,7 +74,10 @@ class RunIdentity:
     @property
     def labels(self) -> dict[str, str]:
         """The run-key label (what re-attach checks) and the readable identity (what selectors use)."""
-        return {**identity_labels(self.key), **task_labels(self.owner, self.task, self.run_id, self.map_index, self.instance)}
+        return {
+            **identity_labels(self.key),
+            **task_labels(self.owner, self.task, self.run_id, self.map_index, self.instance),
+        }
 
 
 def normalize_cluster_selector(selector: str | Mapping[str, str] | None) -> dict[str, str] | None:
@@ -98,7 +102,7 @@ class JobSubmission:
     metadata: dict[str, str] | None = None
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any], job_id: str) -> "JobSubmission":
+    def from_manifest(cls, manifest: Mapping[str, Any], job_id: str) -> JobSubmission:
         spec = manifest.get("spec") or {}
         if not str(spec.get("entrypoint") or "").strip():
             raise ConfigurationError("submitting through the Ray Jobs SDK needs an entrypoint")
@@ -159,17 +163,22 @@ class RayJobRequest:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
         if unknown:
-            raise ArgumentError(f"unknown RayJob spec parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(RAYJOB_KEYWORDS))}")
+            raise ArgumentError(
+                f"unknown RayJob spec parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(RAYJOB_KEYWORDS))}"
+            )
         try:
             object.__setattr__(self, "submit_via", SubmitVia(self.submit_via))
         except ValueError:
-            raise ConfigurationError(f"submit_via must be one of {', '.join(repr(v.value) for v in SubmitVia)}, "
-                                     f"got {self.submit_via!r}") from None
+            raise ConfigurationError(
+                f"submit_via must be one of {', '.join(repr(v.value) for v in SubmitVia)}, got {self.submit_via!r}"
+            ) from None
         for choice in (self.cleanup, self.cleanup_after_read):
             if choice is not None:
                 cleanup_spec_fields(choice)  # an unknown choice fails here, not at launch
         if self.queue_name and self.spec_params.get("suspend") is False:
-            raise ConfigurationError("queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False")
+            raise ConfigurationError(
+                "queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False"
+            )
         if self.queue_name and self.submit_via is SubmitVia.SDK and not self.runs_without_rayjob:
             # KubeRay v1.7 on resume after a preemption: the status's job id is reset and a new cluster is
             # made, but spec.jobId still names the job we submitted to the old one, so the RayJob goes
@@ -178,15 +187,21 @@ class RayJobRequest:
                 "queue_name with submit_via='sdk' (InteractiveMode) is refused: when Kueue preempts the RayJob, "
                 "KubeRay resumes it on a new cluster still tracking the Ray job id submitted to the old one, "
                 "which never finishes there. "
-                + ("A Python function is shipped through the SDK, so run it without queue_name (or run a script "
-                   "entrypoint with queue_name)" if self.ship_py_modules else "Let KubeRay submit (submit_via='kuberay', the default)")
+                + (
+                    "A Python function is shipped through the SDK, so run it without queue_name (or run a script "
+                    "entrypoint with queue_name)"
+                    if self.ship_py_modules
+                    else "Let KubeRay submit (submit_via='kuberay', the default)"
+                )
             )
         if self.ship_py_modules and not self.submits_itself:
             raise ConfigurationError("shipping a function needs the Ray Jobs SDK to upload it: submit_via='sdk'")
         if self.head_service and self.volcano_job:
             raise ConfigurationError("give head_service or volcano_job, not both: each names the Ray head to submit to")
         if (self.head_service or self.volcano_job) and (self.selector is not None or self.queue_name):
-            raise ConfigurationError("head_service / volcano_job submit straight to a Ray head: no cluster_selector or queue_name with them")
+            raise ConfigurationError(
+                "head_service / volcano_job submit straight to a Ray head: no cluster_selector or queue_name with them"
+            )
         if self.admission_timeout is not None and self.admission_timeout <= 0:
             raise ConfigurationError(f"admission_timeout must be positive seconds, got {self.admission_timeout!r}")
 
@@ -266,8 +281,13 @@ class RayJobRequest:
         if self.first_try_number is not None:
             annotations[ANNOTATION_FIRST_TRY] = str(self.first_try_number)
         manifest = build_manifest(
-            RAYJOB, self.rayjob_name, self.resolved_namespace, labels=labels,
-            annotations=annotations or None, base=self.base_manifest, **params,
+            RAYJOB,
+            self.rayjob_name,
+            self.resolved_namespace,
+            labels=labels,
+            annotations=annotations or None,
+            base=self.base_manifest,
+            **params,
         )
         if self.cleanup is not None:
             manifest["spec"] = apply_cleanup(manifest["spec"], self.cleanup)

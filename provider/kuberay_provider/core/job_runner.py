@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from kuberay_provider.core.dashboard import raycluster_head_service, rayjob_head_service
 from kuberay_provider.core.errors import KubeRayProviderError
@@ -49,7 +50,7 @@ class RayJobOutcome:
     dashboard_url: str = ""
 
     @classmethod
-    def from_state(cls, state: RayJobState, dashboard_url: str = "") -> "RayJobOutcome":
+    def from_state(cls, state: RayJobState, dashboard_url: str = "") -> RayJobOutcome:
         return cls(
             namespace=state.namespace,
             rayjob_name=state.name,
@@ -108,7 +109,7 @@ class AdmissionWait:
     goes in chunks so the task log says "still queued" now and then, and a RayJob not admitted in time
     is withdrawn (deleted): left queued, it would start later with no task following it."""
 
-    def __init__(self, runner: "RayJobRunner", request: RayJobRequest, timeout: float | None) -> None:
+    def __init__(self, runner: RayJobRunner, request: RayJobRequest, timeout: float | None) -> None:
         self.runner, self.request, self.timeout = runner, request, timeout
         self.started, self.deadline = time.monotonic(), _Deadline(timeout)
         self._last_line = ""
@@ -128,10 +129,16 @@ class AdmissionWait:
         """How long the next watch may last; AdmissionTimeout (after withdrawing the RayJob) when time is up."""
         remaining = self.deadline.remaining()
         if remaining == 0.0:
-            self.runner.withdraw(self.request.resolved_namespace, self.request.rayjob_name,
-                                 f"not admitted by {self.queue} within {self.waited():.0f} s")
-            raise AdmissionTimeout(f"{self.subject} was not admitted by {self.queue} within {self.timeout} s; it was deleted "
-                                   "so it cannot start later with no task following it", None)
+            self.runner.withdraw(
+                self.request.resolved_namespace,
+                self.request.rayjob_name,
+                f"not admitted by {self.queue} within {self.waited():.0f} s",
+            )
+            raise AdmissionTimeout(
+                f"{self.subject} was not admitted by {self.queue} within {self.timeout} s; it was deleted "
+                "so it cannot start later with no task following it",
+                None,
+            )
         return QUEUE_REPORT_SECONDS if remaining is None else min(QUEUE_REPORT_SECONDS, remaining)
 
     def report(self, state: RayJobState) -> None:
@@ -142,7 +149,9 @@ class AdmissionWait:
 
     def still_queued(self) -> None:
         if self.deadline.remaining() != 0.0:
-            self.runner.status_line(f"{self.subject} still queued for admission on {self.queue} ({self.waited():.0f} s)")
+            self.runner.status_line(
+                f"{self.subject} still queued for admission on {self.queue} ({self.waited():.0f} s)"
+            )
 
     def admitted(self, state: RayJobState) -> RayJobState:
         if not state.is_terminal:
@@ -174,7 +183,11 @@ class RayJobRunner:
         self.lifecycle.validate(manifest)
         self._require_selected_cluster(request)
         launch = self.lifecycle.create_or_attach(manifest, result_in_log=request.result_in_log)
-        anew = f". Running the job anew: the task's earlier RayJob was replaced because {launch.superseded}" if launch.superseded else ""
+        anew = (
+            f". Running the job anew: the task's earlier RayJob was replaced because {launch.superseded}"
+            if launch.superseded
+            else ""
+        )
         self.status_line(f"{_launch_verb(launch)} RayJob {request.resolved_namespace}/{request.rayjob_name}{anew}")
         return launch
 
@@ -192,7 +205,10 @@ class RayJobRunner:
 
     def wait(self, request: RayJobRequest, target: WaitTarget, timeout: float | None) -> RayJobState:
         return self.lifecycle.wait(
-            request.resolved_namespace, request.rayjob_name, until=target.reached, timeout=timeout,
+            request.resolved_namespace,
+            request.rayjob_name,
+            until=target.reached,
+            timeout=timeout,
             on_change=lambda state: self.status_line(state.describe()),
         )
 
@@ -206,8 +222,13 @@ class RayJobRunner:
         while True:
             chunk = admission.next_chunk()
             try:
-                state = self.lifecycle.wait(request.resolved_namespace, request.rayjob_name, until=WaitTarget.ADMITTED.reached,
-                                            timeout=chunk, on_change=admission.report)
+                state = self.lifecycle.wait(
+                    request.resolved_namespace,
+                    request.rayjob_name,
+                    until=WaitTarget.ADMITTED.reached,
+                    timeout=chunk,
+                    on_change=admission.report,
+                )
             except RayJobTimeout:
                 admission.still_queued()
                 continue
@@ -216,7 +237,9 @@ class RayJobRunner:
     def withdraw(self, namespace: str, name: str, why: str) -> None:
         """Delete a RayJob that must not run any more (it waited too long in its queue)."""
         deleted = self.lifecycle.delete(namespace, name)
-        self.status_line(f"Deleted RayJob {namespace}/{name}: {why}" if deleted else f"RayJob {namespace}/{name} was already gone")
+        self.status_line(
+            f"Deleted RayJob {namespace}/{name}: {why}" if deleted else f"RayJob {namespace}/{name} was already gone"
+        )
 
     # --- whole flows ----------------------------------------------------------------------------------
 
@@ -252,8 +275,13 @@ class RayJobRunner:
             self.status_line(changed.describe())
 
         try:
-            state = self.lifecycle.wait(request.resolved_namespace, request.rayjob_name, until=WaitTarget.TERMINAL.reached,
-                                        timeout=deadline.remaining(), on_change=on_change)
+            state = self.lifecycle.wait(
+                request.resolved_namespace,
+                request.rayjob_name,
+                until=WaitTarget.TERMINAL.reached,
+                timeout=deadline.remaining(),
+                on_change=on_change,
+            )
             followed.update(state)
         finally:
             if follower is not None:
@@ -284,18 +312,31 @@ class RayJobRunner:
         followed = FollowedRayJob.fixed(job_id)
         follower = self._follow(lambda _state: jobs, followed, required=True)
         try:
-            info = jobs.wait_until_ended(job_id, timeout=timeout, wake=followed.tail_ended,
-                                         on_status=lambda now: self.status_line(f"Ray job {job_id} is {now.status.value}"))
+            info = jobs.wait_until_ended(
+                job_id,
+                timeout=timeout,
+                wake=followed.tail_ended,
+                on_status=lambda now: self.status_line(f"Ray job {job_id} is {now.status.value}"),
+            )
             if info is None:
-                raise RayJobTimeout(f"Ray job {job_id} on {where} did not finish within {timeout} s (a longer wait "
-                                    "timeout lets it; a re-run re-attaches to the same job)", None)
+                raise RayJobTimeout(
+                    f"Ray job {job_id} on {where} did not finish within {timeout} s (a longer wait "
+                    "timeout lets it; a re-run re-attaches to the same job)",
+                    None,
+                )
             followed.finish()
             follower.join(LOG_DRAIN_SECONDS)
         finally:
             follower.stop()
         outcome = RayJobOutcome(
-            namespace=namespace, rayjob_name="", job_id=info.job_id, cluster_name=cluster, deployment_status="",
-            job_status=info.status.value, succeeded=info.status == JobStatus.SUCCEEDED, message=info.message,
+            namespace=namespace,
+            rayjob_name="",
+            job_id=info.job_id,
+            cluster_name=cluster,
+            deployment_status="",
+            job_status=info.status.value,
+            succeeded=info.status == JobStatus.SUCCEEDED,
+            message=info.message,
             dashboard_url=self.lifecycle.dashboard_link(namespace, service, cluster, info.job_id),
         )
         if not outcome.succeeded:
@@ -322,7 +363,7 @@ class RayJobRunner:
         try:
             service = self.lifecycle.head_service(state)
             return self.lifecycle.dashboard_link(state.namespace, service, state.cluster_name, state.job_id)
-        except Exception as exc:  # noqa: BLE001 - a link is a convenience, never a failure
+        except Exception as exc:
             log.debug("no dashboard link for %s: %s", state.name, exc)
             return ""
 
@@ -330,7 +371,8 @@ class RayJobRunner:
         """The dashboard of a RayJob before it runs: its cluster's head service is not known yet, so the
         stable ``<rayjob>-head-svc`` (or, on an existing cluster, that cluster's)."""
         service = (
-            raycluster_head_service({"metadata": {"name": request.selected_cluster}}) if request.selected_cluster
+            raycluster_head_service({"metadata": {"name": request.selected_cluster}})
+            if request.selected_cluster
             else rayjob_head_service(request.rayjob_name)
         )
         return self.lifecycle.dashboard_link(request.resolved_namespace, service, request.selected_cluster or "")
@@ -341,7 +383,7 @@ class RayJobRunner:
             return
         try:
             text = self.lifecycle.rayjob_jobs_client(state).logs(state.job_id)
-        except Exception as exc:  # noqa: BLE001 - e.g. the cluster is already gone
+        except Exception as exc:
             self.status_line(f"The Ray job's log is no longer available: {exc}")
             return
         for line in text.splitlines():
@@ -363,11 +405,13 @@ class RayJobRunner:
         shutdownAfterJobFinishes and no TTL, KubeRay deletes the cluster (and its log) right away."""
         try:
             text = self.lifecycle.rayjob_jobs_client(state).logs(state.job_id)
-        except Exception as exc:  # noqa: BLE001 - the job's own failure matters more than its log
+        except Exception as exc:
             log.info("no log tail for %s: %s", state.name, exc)
             if state.cluster_name and self.lifecycle.kube.find(RAYCLUSTER, state.namespace, state.cluster_name) is None:
-                return (f"(the log is gone: KubeRay deleted RayCluster {state.namespace}/{state.cluster_name} when the job "
-                        "ended; to read logs after the fact keep the cluster a while, e.g. cleanup='delete_cluster_after:300')")
+                return (
+                    f"(the log is gone: KubeRay deleted RayCluster {state.namespace}/{state.cluster_name} when the job "
+                    "ended; to read logs after the fact keep the cluster a while, e.g. cleanup='delete_cluster_after:300')"
+                )
             return f"(the log could not be read: {exc})"
         return tail_lines(text, self.log_tail_lines) or "(the Ray job's log is empty)"
 
@@ -379,14 +423,20 @@ class RayJobRunner:
             return False
         deleted = self.lifecycle.kube.delete(RAYCLUSTER, state.namespace, state.cluster_name)
         if deleted:
-            self.status_line(f"Deleted RayCluster {state.namespace}/{state.cluster_name}: the Ray job was stopped, "
-                             "and KubeRay's deletion rules match no STOPPED job")
+            self.status_line(
+                f"Deleted RayCluster {state.namespace}/{state.cluster_name}: the Ray job was stopped, "
+                "and KubeRay's deletion rules match no STOPPED job"
+            )
         return bool(deleted)
 
-    def cleanup(self, namespace: str, name: str, *, succeeded: bool, delete_on_success: bool, delete_on_failure: bool) -> bool:
+    def cleanup(
+        self, namespace: str, name: str, *, succeeded: bool, delete_on_success: bool, delete_on_failure: bool
+    ) -> bool:
         """Delete the RayJob (and so its cluster) when the task's cleanup options ask for it."""
         if (succeeded and delete_on_success) or (not succeeded and delete_on_failure):
             deleted = self.lifecycle.delete(namespace, name)
-            self.status_line(f"Deleted RayJob {namespace}/{name}" if deleted else f"RayJob {namespace}/{name} was already gone")
+            self.status_line(
+                f"Deleted RayJob {namespace}/{name}" if deleted else f"RayJob {namespace}/{name} was already gone"
+            )
             return deleted
         return False

@@ -43,7 +43,7 @@ class KeepsStatusCode:
 
 
 @functools.cache
-def status_keeping_client_class() -> type["JobSubmissionClient"]:
+def status_keeping_client_class() -> type[JobSubmissionClient]:
     """``JobSubmissionClient`` whose error answers raise ``JobsApiError``. Built on first use: importing
     Ray costs about a second, paid only by code that talks to a dashboard."""
     from ray.job_submission import JobSubmissionClient

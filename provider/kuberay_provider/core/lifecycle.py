@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 
 from kuberay_provider.core.dashboard import (
     DASHBOARD_PORT_NAME,
@@ -17,6 +18,7 @@ from kuberay_provider.core.dashboard import (
     raycluster_head_service,
     rayjob_head_service,
 )
+
 # ClusterNotFoundError, NameTakenError: defined with the other permanent errors, still importable from here.
 from kuberay_provider.core.errors import ClusterNotFoundError, KubeRayProviderError, NameTakenError, ValidationError
 from kuberay_provider.core.function_keys import META_KEY_ID, META_TRY
@@ -70,7 +72,9 @@ class Launch:
     manifest: dict[str, Any]
     created: bool
     replaced: bool = False  # a failed RayJob of an earlier try was deleted first
-    superseded: str = ""  # another RayJob of this task was deleted first, and why (its outcome was reported, its spec differs)
+    superseded: str = (
+        ""  # another RayJob of this task was deleted first, and why (its outcome was reported, its spec differs)
+    )
 
     @property
     def state(self) -> RayJobState:
@@ -157,7 +161,12 @@ class RayJobLifecycle:
             if reuse.reattach and result_in_log and (gone := self.result_gone(existing)):
                 reuse = Reuse(False, gone)
             if reuse.reattach:
-                log.info("RayJob %s/%s already exists; re-attaching to it%s", namespace, name, f" ({reuse.why})" if reuse.why else "")
+                log.info(
+                    "RayJob %s/%s already exists; re-attaching to it%s",
+                    namespace,
+                    name,
+                    f" ({reuse.why})" if reuse.why else "",
+                )
                 return Launch(existing, created=False)
             log.info("RayJob %s/%s: %s; deleting it to run the job anew", namespace, name, reuse.why)
             self.delete_and_wait(namespace, name)
@@ -176,15 +185,19 @@ class RayJobLifecycle:
         cluster = self.kube.find(RAYCLUSTER, state.namespace, state.cluster_name)
         if cluster is not None and not (cluster.get("metadata") or {}).get("deletionTimestamp"):
             return ""
-        return (f"it succeeded, but its RayCluster {state.namespace}/{state.cluster_name} is gone, and with it the Ray "
-                "job's log that held the result")
+        return (
+            f"it succeeded, but its RayCluster {state.namespace}/{state.cluster_name} is gone, and with it the Ray "
+            "job's log that held the result"
+        )
 
     def mark_consumed(self, namespace: str, name: str, try_number: int) -> bool:
         """Record on the RayJob that ``try_number`` reported its outcome (cncf.kubernetes' ``already_checked``
         label): a try of a later series (the task cleared, its run reprocessed) runs the job anew, while a
         retry of the same series still re-attaches. False when the RayJob is gone."""
         try:
-            self.kube.patch(RAYJOB, namespace, name, {"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: str(try_number)}}})
+            self.kube.patch(
+                RAYJOB, namespace, name, {"metadata": {"annotations": {ANNOTATION_CONSUMED_BY_TRY: str(try_number)}}}
+            )
         except NotFoundError:
             return False
         return True
@@ -246,9 +259,14 @@ class RayJobLifecycle:
         for name in candidates:
             if self.kube.read_service(namespace, name) is not None:
                 return name
-        what = f"Service {namespace}/{service}" if service else (
-            f"a Ray head Service of Volcano Job {namespace}/{volcano_job} (looked for {' and '.join(candidates)}; "
-            "the Job needs Volcano's ray plugin)")
+        what = (
+            f"Service {namespace}/{service}"
+            if service
+            else (
+                f"a Ray head Service of Volcano Job {namespace}/{volcano_job} (looked for {' and '.join(candidates)}; "
+                "the Job needs Volcano's ray plugin)"
+            )
+        )
         raise ClusterNotFoundError(f"{what} does not exist")
 
     def rayjob_jobs_client(self, state: RayJobState) -> RayJobsClient:
@@ -262,8 +280,13 @@ class RayJobLifecycle:
         """
         started = self.rayjob_jobs_client(state).submit(**submission.submit_arguments())
         self.kube.patch(RAYJOB, state.namespace, state.name, {"spec": {"jobId": submission.submission_id}})
-        log.info("%s Ray job %s for RayJob %s/%s", "Submitted" if started else "Re-attached to",
-                 submission.submission_id, state.namespace, state.name)
+        log.info(
+            "%s Ray job %s for RayJob %s/%s",
+            "Submitted" if started else "Re-attached to",
+            submission.submission_id,
+            state.namespace,
+            state.name,
+        )
         return started
 
     def log_tail(self, jobs: RayJobsClient, job_id: str, lines: int = 50) -> str:
@@ -272,7 +295,7 @@ class RayJobLifecycle:
             return ""
         try:
             return tail_lines(jobs.logs(job_id), lines)
-        except Exception as exc:  # noqa: BLE001 - a missing log must not hide the job's own failure
+        except Exception as exc:
             log.info("could not read the log of Ray job %s: %s", job_id, exc)
             return ""
 
@@ -289,15 +312,19 @@ class RayJobLifecycle:
         """Delete the RayJob; KubeRay (and the owner references) take its cluster with it."""
         return self.kube.delete(RAYJOB, namespace, name, propagation_policy="Foreground")
 
-    def delete_run(self, namespace: str, owner: str, run_id: str, tasks: Collection[str] | None = None, *,
-                   instance: str = "") -> list[str]:
+    def delete_run(
+        self, namespace: str, owner: str, run_id: str, tasks: Collection[str] | None = None, *, instance: str = ""
+    ) -> list[str]:
         """Delete every RayJob one run (dag or flow run) of this ``instance`` created, found by its identity
         labels; only those of ``tasks`` when given. Returns the names of the RayJobs deleted."""
         selector = run_selector(owner, run_id, instance)
         wanted = None if tasks is None else {label_value(task) for task in tasks}
         deleted = []
         for rayjob in self.kube.list(RAYJOB, namespace, label_selector=selector):
-            if wanted is not None and ((rayjob.get("metadata") or {}).get("labels") or {}).get(LABEL_TASK) not in wanted:
+            if (
+                wanted is not None
+                and ((rayjob.get("metadata") or {}).get("labels") or {}).get(LABEL_TASK) not in wanted
+            ):
                 continue
             name = namespace_and_name(rayjob)[1]
             if self.delete(namespace, name):
@@ -308,7 +335,9 @@ class RayJobLifecycle:
         """Delete the RayJob (foreground: its cluster goes first) and return once it is gone."""
         self.delete(namespace, name)
         if (left := wait_until_gone(self.kube, RAYJOB, namespace, name, timeout)) is not None:
-            raise RayJobTimeout(f"RayJob {namespace}/{name} was not gone within {timeout} s", RayJobState.from_object(left))
+            raise RayJobTimeout(
+                f"RayJob {namespace}/{name} was not gone within {timeout} s", RayJobState.from_object(left)
+            )
 
 
 def _annotation_number(manifest: Mapping[str, Any], key: str) -> int | None:
@@ -336,7 +365,10 @@ def rayjob_spec_digest(manifest: Mapping[str, Any]) -> str:
 def with_spec_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the RayJob to create, annotated with the digest of its spec."""
     metadata = dict(manifest.get("metadata") or {})
-    metadata["annotations"] = {**(metadata.get("annotations") or {}), ANNOTATION_SPEC_DIGEST: rayjob_spec_digest(manifest)}
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        ANNOTATION_SPEC_DIGEST: rayjob_spec_digest(manifest),
+    }
     return {**manifest, "metadata": metadata}
 
 
@@ -365,11 +397,20 @@ def reuse_of(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> Reuse:
     recorded = ((existing.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_DIGEST)
     if recorded and recorded != rayjob_spec_digest(wanted):
         return Reuse(False, "its spec differs from this try's (the DAG or a templated value changed)")
-    consumer, this_try, first_try = consumed_by(existing), try_number_of(wanted), _annotation_number(wanted, ANNOTATION_FIRST_TRY)
+    consumer, this_try, first_try = (
+        consumed_by(existing),
+        try_number_of(wanted),
+        _annotation_number(wanted, ANNOTATION_FIRST_TRY),
+    )
     if consumer is not None and (this_try is None or consumer >= this_try):
-        return Reuse(False, f"try {consumer} already reported its outcome and this try ({this_try}) starts the task over")
+        return Reuse(
+            False, f"try {consumer} already reported its outcome and this try ({this_try}) starts the task over"
+        )
     if consumer is not None and first_try is not None and consumer < first_try:
-        return Reuse(False, f"try {consumer} reported its outcome before the task was cleared (this series began with try {first_try})")
+        return Reuse(
+            False,
+            f"try {consumer} reported its outcome before the task was cleared (this series began with try {first_try})",
+        )
     if consumer is not None:
         return Reuse(True, f"try {consumer} marked its outcome but ended before the orchestrator recorded it")
     return Reuse(True)

@@ -8,7 +8,8 @@ the same spec, so these variables are left out of the spec digest (``core.lifecy
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -27,5 +28,7 @@ def without_per_try_env(spec: Mapping[str, Any]) -> Mapping[str, Any]:
         return spec
     if not isinstance(runtime_env, dict) or not isinstance(runtime_env.get("env_vars"), dict):
         return spec
-    env_vars = {name: value for name, value in runtime_env["env_vars"].items() if not str(name).startswith(PER_TRY_ENV_PREFIXES)}
+    env_vars = {
+        name: value for name, value in runtime_env["env_vars"].items() if not str(name).startswith(PER_TRY_ENV_PREFIXES)
+    }
     return {**spec, "runtimeEnvYAML": yaml.safe_dump({**runtime_env, "env_vars": env_vars}, sort_keys=True)}

@@ -24,8 +24,9 @@ import logging
 import re
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from kuberay_provider.core.ray_jobs import RayJobsClient
 from kuberay_provider.core.status import RayJobState
@@ -68,10 +69,10 @@ class LineBuffer:
         text, lines, start = self._partial + chunk, [], 0
         for found in _BREAK.finditer(text):
             if found.start() > start or found.group() != "\r":
-                lines.append(text[start:found.start()])
+                lines.append(text[start : found.start()])
             start = found.end()
         while len(text) - start > self.max_line:
-            lines.append(text[start:start + self.max_line] + CONTINUED)
+            lines.append(text[start : start + self.max_line] + CONTINUED)
             start += self.max_line
         self._partial = text[start:]
         self.last_lines.extend(lines)
@@ -117,7 +118,7 @@ class StreamedLog:
         return {"received": self.received, "last_lines": self.last_lines}
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any] | None) -> "StreamedLog | None":
+    def from_payload(cls, payload: Mapping[str, Any] | None) -> StreamedLog | None:
         if not payload:
             return None
         return cls(int(payload.get("received") or 0), str(payload.get("last_lines") or ""))
@@ -140,7 +141,7 @@ class FollowedRayJob:
         self.tail_ended = threading.Event()
 
     @classmethod
-    def fixed(cls, job_id: str) -> "FollowedRayJob":
+    def fixed(cls, job_id: str) -> FollowedRayJob:
         """A Ray job submitted straight to a head (no RayJob, so no retry): followed until ``finish``."""
         return cls(job_id=job_id)
 
@@ -180,7 +181,7 @@ class JobLog:
         # Ray may send one huge message (a long line without a newline): split in pieces, the lines of
         # one piece at a time are all that is held beside it.
         for at in range(0, len(chunk), FEED_PIECE_CHARS):
-            self._deliver(self.lines.feed(chunk[at:at + FEED_PIECE_CHARS]))
+            self._deliver(self.lines.feed(chunk[at : at + FEED_PIECE_CHARS]))
 
     async def stream(self, followed: FollowedRayJob, jobs_for: JobsFor) -> None:
         """Follow the Ray job ``followed`` names, and the next one after a retry, until the RayJob ends."""
@@ -200,7 +201,9 @@ class JobLog:
         finally:
             self._deliver(self.lines.flush())
 
-    async def _follow_one(self, jobs_for: JobsFor, state: RayJobState | None, job_id: str, followed: FollowedRayJob) -> None:
+    async def _follow_one(
+        self, jobs_for: JobsFor, state: RayJobState | None, job_id: str, followed: FollowedRayJob
+    ) -> None:
         try:
             jobs = await asyncio.to_thread(jobs_for, state)
             if not await self._until_submitted(jobs, job_id, followed):
@@ -208,7 +211,7 @@ class JobLog:
             await self._tail_until_ended(jobs, job_id, followed)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a lost log stream must never fail the task itself
+        except Exception as exc:
             log.warning("stopped following the log of Ray job %s: %s", job_id, exc)
 
     async def _tail_until_ended(self, jobs: RayJobsClient, job_id: str, followed: FollowedRayJob) -> None:
@@ -225,7 +228,7 @@ class JobLog:
                         self._feed(chunk)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - resumed below
+            except Exception as exc:
                 broken = exc
             followed.tail_ended.set()
             if followed.job_id != job_id:
@@ -234,8 +237,12 @@ class JobLog:
             if last_try or (ended and broken is None):
                 return
             last_try = bool(ended) or followed.finished
-            log.info("the log of Ray job %s ended early (%s); resuming at character %d",
-                     job_id, broken or "the stream closed", received)
+            log.info(
+                "the log of Ray job %s ended early (%s); resuming at character %d",
+                job_id,
+                broken or "the stream closed",
+                received,
+            )
             delay = RESUME_FIRST_SECONDS if received > before else delay
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESUME_MAX_SECONDS)
@@ -245,7 +252,7 @@ class JobLog:
         """Whether Ray says the job ended (None: it cannot say, e.g. the cluster is gone)."""
         try:
             info = await asyncio.to_thread(jobs.find, job_id)
-        except Exception:  # noqa: BLE001 - unknown; the caller decides with what the watch says
+        except Exception:
             return None
         return None if info is None else info.status.is_terminal
 
@@ -257,7 +264,7 @@ class JobLog:
             try:
                 if await asyncio.to_thread(jobs.find, job_id) is not None:
                     return True
-            except Exception as exc:  # noqa: BLE001 - the head may still be starting: keep waiting
+            except Exception as exc:
                 log.debug("Ray job %s not readable yet: %s", job_id, exc)
             if followed.job_id != job_id or followed.finished:
                 return False
@@ -288,7 +295,7 @@ class LogFollower:
     def received(self) -> int:
         return self.log.received
 
-    def start(self) -> "LogFollower":
+    def start(self) -> LogFollower:
         self._thread.start()
         return self
 
@@ -313,8 +320,6 @@ class LogFollower:
     def stop(self, timeout: float = 5.0) -> None:
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the stream had already ended
                 loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # the loop closed meanwhile: the stream had already ended
-                pass
         self._thread.join(timeout)

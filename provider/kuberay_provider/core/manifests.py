@@ -7,8 +7,9 @@ KubeRay knows (and every field a newer KubeRay adds) passes through without a mo
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -84,7 +85,9 @@ def load_manifest(source: str | Path | dict[str, Any], *, kind: str | None = Non
         documents = parse_documents(source)
         origin = "<text>"
     candidates = [
-        d for d in documents if (kind is None and kind_of(d) is not None) or (kind is not None and d.get("kind") == kind)
+        d
+        for d in documents
+        if (kind is None and kind_of(d) is not None) or (kind is not None and d.get("kind") == kind)
     ]
     wanted = kind or " / ".join(RAY_KINDS)
     if not candidates:

@@ -18,8 +18,9 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
@@ -37,7 +38,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization", "x-ray-authorization"}  # stripped from error text
+_SECRET_HEADERS = {
+    "authorization",
+    "cookie",
+    "x-api-key",
+    "proxy-authorization",
+    "x-ray-authorization",
+}  # stripped from error text
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")  # any request's token in error text: the API server's changes
 # Ray words an HTTP refusal "Request failed with status code 403: ..." (requests: "403 Client Error: ...").
 _REFUSAL = re.compile(r"status code (401|403)\b|\b(401|403) Client Error")
@@ -77,26 +84,40 @@ class DashboardEndpoint(ProxyConnection):
     """Where a Ray dashboard is and how to authenticate to it (``repr`` never shows a secret)."""
 
     @classmethod
-    def direct(cls, url: str, *, headers: Mapping[str, str] | None = None, verify: bool | str = True) -> "DashboardEndpoint":
+    def direct(
+        cls, url: str, *, headers: Mapping[str, str] | None = None, verify: bool | str = True
+    ) -> DashboardEndpoint:
         return cls(url=url.rstrip("/"), headers=dict(headers or {}), verify=verify)
 
     @classmethod
-    def through(cls, connection: ProxyConnection, *, headers: Mapping[str, str] | None = None) -> "DashboardEndpoint":
+    def through(cls, connection: ProxyConnection, *, headers: Mapping[str, str] | None = None) -> DashboardEndpoint:
         """The dashboard behind the Kubernetes API server's service proxy, with the API client's credentials
         (read per request: ``RayObjectsClient.proxy_connection``) and the dashboard's own ``headers`` (Ray's token)."""
-        return cls(url=connection.url.rstrip("/"), headers={**connection.headers, **(headers or {})},
-                   verify=connection.verify, cert=connection.cert, credentials=connection.credentials)
+        return cls(
+            url=connection.url.rstrip("/"),
+            headers={**connection.headers, **(headers or {})},
+            verify=connection.verify,
+            cert=connection.cert,
+            credentials=connection.credentials,
+        )
 
 
 @functools.cache
-def _client_cert_client_class() -> type["JobSubmissionClient"]:
+def _client_cert_client_class() -> type[JobSubmissionClient]:
     """JobSubmissionClient that also presents a client certificate (kubeconfigs with mutual TLS)."""
     import ray.exceptions
     from ray.job_submission import JobSubmissionClient
 
-    class ClientCertJobSubmissionClient(KeepsStatusCode, JobSubmissionClient):  # KeepsStatusCode: 404 read from the status
-        def __init__(self, *args: Any, client_cert: str | tuple[str, str] | None = None,
-                     credentials: HeaderSource | None = None, **kwargs: Any) -> None:
+    class ClientCertJobSubmissionClient(
+        KeepsStatusCode, JobSubmissionClient
+    ):  # KeepsStatusCode: 404 read from the status
+        def __init__(
+            self,
+            *args: Any,
+            client_cert: str | tuple[str, str] | None = None,
+            credentials: HeaderSource | None = None,
+            **kwargs: Any,
+        ) -> None:
             self._client_cert, self._credentials = client_cert, credentials
             super().__init__(*args, **kwargs)
             if client_cert and self._ssl_context is not False:
@@ -114,9 +135,13 @@ def _client_cert_client_class() -> type["JobSubmissionClient"]:
             try:
                 return super()._do_request(method, endpoint, **kwargs)
             except getattr(ray.exceptions, "AuthenticationError", ()) as refused:  # Ray >= 2.52, for any 401 / 403:
-                text = str(refused)  # "Authentication required: <body>" + advice on Ray's token auth; as any other answer
-                raise JobsApiError(401 if text.startswith("Authentication required") else 403,
-                                   text.split(": ", 1)[-1].split("\n\n", 1)[0]) from None
+                text = str(
+                    refused
+                )  # "Authentication required: <body>" + advice on Ray's token auth; as any other answer
+                raise JobsApiError(
+                    401 if text.startswith("Authentication required") else 403,
+                    text.split(": ", 1)[-1].split("\n\n", 1)[0],
+                ) from None
 
     return ClientCertJobSubmissionClient
 
@@ -124,10 +149,13 @@ def _client_cert_client_class() -> type["JobSubmissionClient"]:
 ClientFactory = Callable[[DashboardEndpoint], "JobSubmissionClient"]
 
 
-def _default_client(endpoint: DashboardEndpoint) -> "JobSubmissionClient":
+def _default_client(endpoint: DashboardEndpoint) -> JobSubmissionClient:
     try:
         return _client_cert_client_class()(
-            endpoint.url, headers=endpoint.request_headers(), verify=endpoint.verify, client_cert=endpoint.cert,
+            endpoint.url,
+            headers=endpoint.request_headers(),
+            verify=endpoint.verify,
+            client_cert=endpoint.cert,
             credentials=endpoint.credentials,
         )
     except (OSError, RuntimeError) as exc:  # OSError: requests' HTTPError from the version check, refused connections
@@ -149,8 +177,10 @@ def _refusal_hint(text: str, endpoint: DashboardEndpoint, method: str) -> str:
         return " (the Ray dashboard refused these credentials; check the headers of the dashboard connection)"
     namespace = proxied.group(1)
     rule = missing_permission(Target("get" if method == "GET" else "create", "services/proxy", namespace))
-    return (f" (the API server refused the service proxy in namespace '{namespace}': {rule}; the Ray Jobs API "
-            f"through it needs get for status and logs and create to submit and stop)")
+    return (
+        f" (the API server refused the service proxy in namespace '{namespace}': {rule}; the Ray Jobs API "
+        f"through it needs get for status and logs and create to submit and stop)"
+    )
 
 
 def _strip_secrets(text: str, endpoint: DashboardEndpoint) -> str:
@@ -175,7 +205,7 @@ class RayJobInfo:
     driver_exit_code: int | None = None
 
     @classmethod
-    def from_details(cls, job_id: str, details: "JobDetails") -> "RayJobInfo":
+    def from_details(cls, job_id: str, details: JobDetails) -> RayJobInfo:
         return cls(
             job_id=job_id,
             status=JobStatus(str(details.status.value if hasattr(details.status, "value") else details.status)),
@@ -197,10 +227,10 @@ class RayJobsClient:
     def __init__(self, endpoint: DashboardEndpoint, *, client_factory: ClientFactory = _default_client) -> None:
         self.endpoint = endpoint
         self._client_factory = client_factory
-        self._client: "JobSubmissionClient | None" = None
+        self._client: JobSubmissionClient | None = None
 
     @property
-    def client(self) -> "JobSubmissionClient":
+    def client(self) -> JobSubmissionClient:
         # Connecting costs a version round trip; do it once, on first use.
         if self._client is None:
             self._client = self._client_factory(self.endpoint)
@@ -245,7 +275,7 @@ class RayJobsClient:
         try:
             response = self.client._do_request("GET", "/api/version")
             return str(response.json().get("ray_version") or "") if response.status_code == 200 else ""
-        except Exception as exc:  # noqa: BLE001 - a version is advice; the submission will say what is wrong
+        except Exception as exc:
             log.info("could not read the Ray version at %s: %s", self.endpoint.url, self._clean(exc, "GET"))
             return ""
 
@@ -284,7 +314,11 @@ class RayJobsClient:
             raise RayJobsError(f"stopping Ray job {job_id} failed: {self._clean(exc, 'POST')}") from exc
 
     def wait_until_ended(
-        self, job_id: str, *, timeout: float | None = None, on_status: Callable[[RayJobInfo], None] | None = None,
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_status: Callable[[RayJobInfo], None] | None = None,
         wake: threading.Event | None = None,
     ) -> RayJobInfo | None:
         """Follow the job's status until it ends: its final info, or None when ``timeout`` passed first.
@@ -318,9 +352,15 @@ class RayJobsClient:
         a refusal (401 / 403) is not retried: waiting does not fix credentials."""
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_delay(STATUS_OUTAGE_SECONDS),
-            wait=tenacity.wait_exponential_jitter(multiplier=STATUS_POLL_FIRST_SECONDS, max=STATUS_POLL_MAX_SECONDS * 2),
-            retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, RayJobsError) and not _REFUSAL.search(str(exc))),
-            before_sleep=lambda attempt: log.info("reading Ray job %s failed (%s); retrying", job_id, attempt.outcome.exception()),
+            wait=tenacity.wait_exponential_jitter(
+                multiplier=STATUS_POLL_FIRST_SECONDS, max=STATUS_POLL_MAX_SECONDS * 2
+            ),
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, RayJobsError) and not _REFUSAL.search(str(exc))
+            ),
+            before_sleep=lambda attempt: log.info(
+                "reading Ray job %s failed (%s); retrying", job_id, attempt.outcome.exception()
+            ),
         )
         try:
             return retrying(self.info, job_id)
@@ -330,11 +370,13 @@ class RayJobsClient:
                 raise RayJobsError(
                     f"Ray job {job_id} vanished from {self.endpoint.url} while it ran and did not come back within "
                     f"{STATUS_OUTAGE_SECONDS:.0f} s: the Ray head was probably restarted and lost its jobs. Re-run the "
-                    "task to submit the job again") from last
+                    "task to submit the job again"
+                ) from last
             raise RayJobsError(
                 f"lost the Ray dashboard at {self.endpoint.url} for over {STATUS_OUTAGE_SECONDS:.0f} s while following "
                 f"Ray job {job_id}: {last}. The job may still be running: check it with `ray job status {job_id}`; "
-                "re-running the task re-attaches to it (same submission id)") from last
+                "re-running the task re-attaches to it (same submission id)"
+            ) from last
 
     async def tail(self, job_id: str, *, start: int = 0) -> AsyncIterator[str]:
         """Follow the job's log from character ``start`` (what an earlier tail already delivered) until
@@ -346,15 +388,25 @@ class RayJobsClient:
         import aiohttp  # here, not at the top: most users of this module never tail
 
         timeout = aiohttp.ClientTimeout(total=None, connect=TAIL_CONNECT_SECONDS, sock_read=TAIL_CONNECT_SECONDS)
-        headers = await asyncio.to_thread(self.endpoint.request_headers)  # current credentials (maybe an exec plugin run)
+        headers = await asyncio.to_thread(
+            self.endpoint.request_headers
+        )  # current credentials (maybe an exec plugin run)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             try:
                 # No size limit: Ray's agent sends what one readline() returned as one message, so a long line
                 # without a newline arrives whole, and a limit would fail it the same way on every resume.
-                ws = await session.ws_connect(f"{self.endpoint.url}/api/jobs/{job_id}/logs/tail", ssl=self.endpoint.aiohttp_ssl(),
-                                              heartbeat=TAIL_HEARTBEAT_SECONDS, max_msg_size=0)
-            except Exception as exc:  # noqa: BLE001 - no websocket gets through: poll
-                log.debug("log stream for %s unavailable (%s); polling instead", job_id, _strip_secrets(str(exc), self.endpoint))
+                ws = await session.ws_connect(
+                    f"{self.endpoint.url}/api/jobs/{job_id}/logs/tail",
+                    ssl=self.endpoint.aiohttp_ssl(),
+                    heartbeat=TAIL_HEARTBEAT_SECONDS,
+                    max_msg_size=0,
+                )
+            except Exception as exc:
+                log.debug(
+                    "log stream for %s unavailable (%s); polling instead",
+                    job_id,
+                    _strip_secrets(str(exc), self.endpoint),
+                )
                 ws = None
             if ws is None:
                 async for chunk in self._poll_log(job_id, start):
@@ -370,7 +422,9 @@ class RayJobsClient:
                     elif message.type == aiohttp.WSMsgType.ERROR:
                         raise RayJobsError(f"the log stream of Ray job {job_id} broke: {ws.exception()}")
                 if ws.close_code != aiohttp.WSCloseCode.OK:  # e.g. 1006: the connection dropped, or no pong came
-                    raise RayJobsError(f"the log stream of Ray job {job_id} closed early (code {ws.close_code}: {ws.exception()})")
+                    raise RayJobsError(
+                        f"the log stream of Ray job {job_id} closed early (code {ws.close_code}: {ws.exception()})"
+                    )
 
     async def _poll_log(self, job_id: str, sent: int) -> AsyncIterator[str]:
         delay = POLL_FIRST_SECONDS
@@ -379,7 +433,7 @@ class RayJobsClient:
             text = await asyncio.to_thread(self.logs, job_id)
             grew = len(text) > sent
             for piece in range(sent, len(text), POLL_PIECE_CHARS):
-                yield text[piece:piece + POLL_PIECE_CHARS]
+                yield text[piece : piece + POLL_PIECE_CHARS]
             sent = max(sent, len(text))
             del text
             if info.status.is_terminal:

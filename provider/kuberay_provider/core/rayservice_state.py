@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.kube.watch import WatchEvent
@@ -35,7 +36,7 @@ VALIDATION_FAILED = "ValidationFailed"
 
 
 class RayServiceTimeout(KubeRayProviderError):
-    def __init__(self, message: str, state: "RayServiceState | None") -> None:
+    def __init__(self, message: str, state: RayServiceState | None) -> None:
         super().__init__(message)
         self.state = state
 
@@ -47,7 +48,7 @@ class RayServiceGone(KubeRayProviderError):
 class RayServiceFailed(KubeRayProviderError):
     """KubeRay reports the RayService cannot serve its latest spec (the message says what to do)."""
 
-    def __init__(self, message: str, state: "RayServiceState") -> None:
+    def __init__(self, message: str, state: RayServiceState) -> None:
         super().__init__(message)
         self.state = state
 
@@ -67,14 +68,22 @@ def serve_service_of(rayservice: Mapping[str, Any]) -> tuple[str, int | None]:
     ``serveService``'s own ports when the head has none. The port named ``serve`` is preferred."""
     spec = rayservice.get("spec") or {}
     custom = spec.get("serveService")
-    name = ((custom or {}).get("metadata") or {}).get("name") or f"{(rayservice.get('metadata') or {}).get('name', '')}-serve-svc"
-    containers = ((((spec.get("rayClusterConfig") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    name = ((custom or {}).get("metadata") or {}).get(
+        "name"
+    ) or f"{(rayservice.get('metadata') or {}).get('name', '')}-serve-svc"
+    containers = (
+        (((spec.get("rayClusterConfig") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    ).get("containers") or [{}]
     declared = containers[0].get("ports") or []
-    head_ports = [(p.get("name") or f"{p.get('containerPort')}-port", p.get("containerPort")) for p in declared] or [("serve", SERVE_PORT)]
+    head_ports = [(p.get("name") or f"{p.get('containerPort')}-port", p.get("containerPort")) for p in declared] or [
+        ("serve", SERVE_PORT)
+    ]
     ports = [(port_name, number) for port_name, number in head_ports if _is_serving_port(port_name)]
     user_ports = {p.get("name"): p.get("port") for p in ((custom or {}).get("spec") or {}).get("ports") or []}
     if custom is not None:
-        ports = [(port_name, user_ports.get(port_name) or number) for port_name, number in ports] or list(user_ports.items())
+        ports = [(port_name, user_ports.get(port_name) or number) for port_name, number in ports] or list(
+            user_ports.items()
+        )
     chosen = dict(ports).get("serve", ports[0][1] if ports else None)
     return name, int(chosen) if chosen else None
 
@@ -83,15 +92,19 @@ def serve_port_problem(rayservice: Mapping[str, Any]) -> str | None:
     """Why KubeRay could not build the serve Service, or None: a head container listing ports without a
     serve one (and no spec.serveService) leaves the RayService never Ready."""
     spec = rayservice.get("spec") or {}
-    containers = ((((spec.get("rayClusterConfig") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    containers = (
+        (((spec.get("rayClusterConfig") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    ).get("containers") or [{}]
     declared = containers[0].get("ports") or []
     if not declared or spec.get("serveService") is not None:
         return None
     if any(_is_serving_port(p.get("name") or "") for p in declared):
         return None
-    return ("the head container lists ports but none named 'serve' (or 'serve-*'), so KubeRay cannot create the "
-            "serve Service and the RayService never becomes Ready: add {'containerPort': 8000, 'name': 'serve'} "
-            "to its ports (or set spec.serveService)")
+    return (
+        "the head container lists ports but none named 'serve' (or 'serve-*'), so KubeRay cannot create the "
+        "serve Service and the RayService never becomes Ready: add {'containerPort': 8000, 'name': 'serve'} "
+        "to its ports (or set spec.serveService)"
+    )
 
 
 def _app_statuses(part: Mapping[str, Any]) -> dict[str, str]:
@@ -119,12 +132,16 @@ class RayServiceState:
     serve_port: int | None = None
 
     @classmethod
-    def from_object(cls, service: Mapping[str, Any]) -> "RayServiceState":
+    def from_object(cls, service: Mapping[str, Any]) -> RayServiceState:
         metadata, status = service.get("metadata") or {}, service.get("status") or {}
         ready, upgrade = _condition(status, "Ready"), _condition(status, "UpgradeInProgress")
         active, pending = status.get("activeServiceStatus") or {}, status.get("pendingServiceStatus") or {}
-        messages = {app: str(info["message"]) for part in (active, pending)
-                    for app, info in (part.get("applicationStatuses") or {}).items() if info.get("message")}
+        messages = {
+            app: str(info["message"])
+            for part in (active, pending)
+            for app, info in (part.get("applicationStatuses") or {}).items()
+            if info.get("message")
+        }
         serve_service, serve_port = serve_service_of(service)
         return cls(
             namespace=str(metadata.get("namespace", "")),
@@ -172,18 +189,28 @@ class RayServiceState:
         return f"http://{self.serve_service}.{self.namespace}.svc.cluster.local:{self.serve_port}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "name": self.name, "ready": self.ready, "upgrading": self.upgrading,
-                "active_cluster": self.active_cluster, "pending_cluster": self.pending_cluster,
-                "applications": dict(self.applications), "pending_applications": dict(self.pending_applications),
-                "serve_endpoint": self.serve_endpoint, "serve_service": self.serve_service}
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "ready": self.ready,
+            "upgrading": self.upgrading,
+            "active_cluster": self.active_cluster,
+            "pending_cluster": self.pending_cluster,
+            "applications": dict(self.applications),
+            "pending_applications": dict(self.pending_applications),
+            "serve_endpoint": self.serve_endpoint,
+            "serve_service": self.serve_service,
+        }
 
     def describe(self) -> str:
         def listed(apps: Mapping[str, str]) -> str:
             return ", ".join(f"{app}={status}" for app, status in sorted(apps.items())) or "none yet"
 
         ready = f"{self.ready} ({self.ready_reason})" if self.ready_reason else str(self.ready)
-        text = (f"RayService {self.namespace}/{self.name}: ready={ready} upgrading={self.upgrading} "
-                f"active={self.active_cluster or '-'} pending={self.pending_cluster or '-'} applications: {listed(self.applications)}")
+        text = (
+            f"RayService {self.namespace}/{self.name}: ready={ready} upgrading={self.upgrading} "
+            f"active={self.active_cluster or '-'} pending={self.pending_cluster or '-'} applications: {listed(self.applications)}"
+        )
         if self.pending_applications:
             text += f"; pending applications: {listed(self.pending_applications)}"
         if self.held_by_kueue:
@@ -194,19 +221,27 @@ class RayServiceState:
         """What KubeRay's status says stops this spec from being served, with what to do; None if nothing."""
         where = f"RayService {self.namespace}/{self.name}"
         if self.ready_reason == INITIALIZING_TIMEOUT:
-            return (f"{where} gave up initializing: {self.ready_message} KubeRay does not recover from this: delete the "
-                    "RayService and create it again (raise its ray.io/initializing-timeout annotation if it needs longer), "
-                    "or suspend and resume it.")
+            return (
+                f"{where} gave up initializing: {self.ready_message} KubeRay does not recover from this: delete the "
+                "RayService and create it again (raise its ray.io/initializing-timeout annotation if it needs longer), "
+                "or suspend and resume it."
+            )
         if self.ready_reason == VALIDATION_FAILED and not self.caught_up:
-            return (f"KubeRay refused generation {self.generation} of {where}: {self.ready_message} Correct the spec and "
-                    "apply it again; KubeRay keeps the previous spec running meanwhile.")
+            return (
+                f"KubeRay refused generation {self.generation} of {where}: {self.ready_message} Correct the spec and "
+                "apply it again; KubeRay keeps the previous spec running meanwhile."
+            )
         if self.failed_applications:
-            failed = ", ".join(f"{app} {status}" + (f" ({self.app_messages[app]})" if app in self.app_messages else "")
-                               for app, status in sorted(self.failed_applications.items()))
+            failed = ", ".join(
+                f"{app} {status}" + (f" ({self.app_messages[app]})" if app in self.app_messages else "")
+                for app, status in sorted(self.failed_applications.items())
+            )
             cluster = self.pending_cluster or self.active_cluster or "-"
-            return (f"{where}: Serve applications failed on cluster {cluster}: {failed}. Fix the application (see the "
-                    f"message, `kubectl describe rayservice {self.name} -n {self.namespace}` and the Serve logs on the head "
-                    "Pod) and apply a corrected serve config; the wait does not end otherwise.")
+            return (
+                f"{where}: Serve applications failed on cluster {cluster}: {failed}. Fix the application (see the "
+                f"message, `kubectl describe rayservice {self.name} -n {self.namespace}` and the Serve logs on the head "
+                "Pod) and apply a corrected serve config; the wait does not end otherwise."
+            )
         return None
 
 
@@ -229,9 +264,16 @@ class ServiceTracker:
     is trusted to be final (see the module). Driven by ``wait_service`` / ``await_service``, which also
     call ``recheck`` when a round of watching ends quietly."""
 
-    def __init__(self, namespace: str, name: str, timeout: float | None = None,
-                 on_change: Callable[[RayServiceState], None] | None = None, *,
-                 settle_seconds: float = SETTLE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        timeout: float | None = None,
+        on_change: Callable[[RayServiceState], None] | None = None,
+        *,
+        settle_seconds: float = SETTLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.namespace, self.name, self.timeout, self.on_change = namespace, name, timeout, on_change
         self.settle_seconds, self._clock = settle_seconds, clock
         self._deadline = None if timeout is None else clock() + timeout
@@ -243,7 +285,9 @@ class ServiceTracker:
 
     def observe(self, event: WatchEvent) -> RayServiceState | None:
         if event.type == "DELETED":
-            raise RayServiceGone(f"RayService {self.namespace}/{self.name} was deleted while waiting for it to be ready")
+            raise RayServiceGone(
+                f"RayService {self.namespace}/{self.name} was deleted while waiting for it to be ready"
+            )
         state, write, now = RayServiceState.from_object(event.object), _write_id(event.object), self._clock()
         if self._first_seen is None or self._first_seen.generation != state.generation:
             self._first_seen, self._first_applied = _Sighting(state.generation, write, now), None
@@ -258,20 +302,28 @@ class ServiceTracker:
         """What later judgements need of the writes seen so far, as JSON, for a poller that cannot keep this
         tracker between polls (``recall`` takes it up). Its times are this tracker's clock: memory that
         outlives the process needs a wall clock (``clock=time.time``)."""
-        return {key: None if sighting is None else asdict(sighting)
-                for key, sighting in (("first_seen", self._first_seen), ("first_applied", self._first_applied))}
+        return {
+            key: None if sighting is None else asdict(sighting)
+            for key, sighting in (("first_seen", self._first_seen), ("first_applied", self._first_applied))
+        }
 
     def recall(self, memory: Mapping[str, Any]) -> None:
         """Take up the ``memory()`` of an earlier tracker of the same object, before observing; what is
         not understood is dropped (forgetting only delays trust, it never grants it)."""
+
         def sighting(value: Any) -> _Sighting | None:
             try:
                 return _Sighting(int(value["generation"]), str(value["write"]), float(value["at"]))
             except (KeyError, TypeError, ValueError):
                 return None
 
-        self._first_seen, self._first_applied = sighting(memory.get("first_seen")), sighting(memory.get("first_applied"))
-        if self._first_seen is None or (self._first_applied and self._first_applied.generation != self._first_seen.generation):
+        self._first_seen, self._first_applied = (
+            sighting(memory.get("first_seen")),
+            sighting(memory.get("first_applied")),
+        )
+        if self._first_seen is None or (
+            self._first_applied and self._first_applied.generation != self._first_seen.generation
+        ):
             self._first_seen = self._first_applied = None
 
     def recheck(self) -> RayServiceState | None:
@@ -284,7 +336,9 @@ class ServiceTracker:
         return None
 
     def timed_out(self) -> RayServiceTimeout:
-        return RayServiceTimeout(f"RayService {self.namespace}/{self.name} was not ready within {self.timeout} s", self.last)
+        return RayServiceTimeout(
+            f"RayService {self.namespace}/{self.name} was not ready within {self.timeout} s", self.last
+        )
 
     def _settled(self, sighting: _Sighting | None, now: float) -> bool:
         """Written again since ``sighting``, or left as it was for settle_seconds."""
@@ -296,7 +350,12 @@ class ServiceTracker:
         failure = state.failure()
         if failure and state.ready_reason == INITIALIZING_TIMEOUT:
             raise RayServiceFailed(failure, state)  # terminal, whatever the generation
-        if failure and state.ready_reason == VALIDATION_FAILED and not state.caught_up and self._settled(self._first_seen, now):
+        if (
+            failure
+            and state.ready_reason == VALIDATION_FAILED
+            and not state.caught_up
+            and self._settled(self._first_seen, now)
+        ):
             raise RayServiceFailed(failure, state)
         if not state.caught_up or not self._settled(self._first_applied, now):
             return None
@@ -310,7 +369,11 @@ class ServiceTracker:
         state = self.last
         if state is not None:
             sighting = self._first_applied if state.caught_up else self._first_seen
-            if sighting is not None and sighting.write == self._write and sighting.at + self.settle_seconds > self._clock():
+            if (
+                sighting is not None
+                and sighting.write == self._write
+                and sighting.at + self.settle_seconds > self._clock()
+            ):
                 times.append(sighting.at + self.settle_seconds)
         return min(times) if times else None
 
@@ -326,13 +389,15 @@ class ServiceTracker:
 
 
 class SyncWatcher(Protocol):
-    def watch(self, kind: RayKind, namespace: str, *, name: str | None = None,
-              timeout_seconds: float | None = None) -> Iterator[WatchEvent]: ...
+    def watch(
+        self, kind: RayKind, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None
+    ) -> Iterator[WatchEvent]: ...
 
 
 class AsyncWatcher(Protocol):
-    def watch(self, kind: RayKind, namespace: str, *, name: str | None = None,
-              timeout_seconds: float | None = None) -> AsyncIterator[WatchEvent]: ...
+    def watch(
+        self, kind: RayKind, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None
+    ) -> AsyncIterator[WatchEvent]: ...
 
 
 def wait_service(kube: SyncWatcher, tracker: ServiceTracker) -> RayServiceState:

@@ -16,7 +16,8 @@ the RayCluster it creates, so the label on the object we create is the only one 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 SCHEDULER_NAME_LABEL = "ray.io/scheduler-name"  # KubeRay's RaySchedulerName label

@@ -11,8 +11,9 @@ read before a new serveConfigV2 was PUT (``core.rayservice_state`` explains how 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from kuberay_provider.core.errors import ConfigurationError, FieldError, ValidationError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
@@ -35,8 +36,18 @@ from kuberay_provider.core.spec import RAYSERVICE_SPEC_FIELDS, build_manifest
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 __all__ = [
-    "RAYSERVICE_KEYWORDS", "SERVE_PORT", "RayServiceFailed", "RayServiceGone", "RayServiceLifecycle", "RayServiceState",
-    "RayServiceTimeout", "ServiceTracker", "await_service", "rayservice_manifest", "serve_service_of", "wait_service",
+    "RAYSERVICE_KEYWORDS",
+    "SERVE_PORT",
+    "RayServiceFailed",
+    "RayServiceGone",
+    "RayServiceLifecycle",
+    "RayServiceState",
+    "RayServiceTimeout",
+    "ServiceTracker",
+    "await_service",
+    "rayservice_manifest",
+    "serve_service_of",
+    "wait_service",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,9 +57,15 @@ RAYSERVICE_KEYWORDS = frozenset(RAYSERVICE_SPEC_FIELDS) | {"serve_config"}
 
 
 def rayservice_manifest(
-    name: str | None, namespace: str | None, *, rayservice: Mapping[str, Any] | str | None = None,
-    labels: Mapping[str, str] | None = None, annotations: Mapping[str, str] | None = None,
-    queue_name: str | None = None, volcano_queue: str | None = None, **spec_params: Any,
+    name: str | None,
+    namespace: str | None,
+    *,
+    rayservice: Mapping[str, Any] | str | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    queue_name: str | None = None,
+    volcano_queue: str | None = None,
+    **spec_params: Any,
 ) -> dict[str, Any]:
     """A RayService from a base manifest (dict or YAML/JSON path) and/or spec fields as keywords
     (``serve_config`` as a dict, written as serveConfigV2 YAML; ``ray_cluster_config``...). A RayService
@@ -61,7 +78,9 @@ def rayservice_manifest(
         raise ConfigurationError("a RayService needs a name (name= or metadata.name in the manifest)")
     namespace = namespace or metadata.get("namespace") or "default"
     labels = {**dict(labels or {}), **scheduling_labels(queue_name, volcano_queue)}
-    return build_manifest(RAYSERVICE, name, namespace, labels=labels or None, annotations=annotations, base=base, **spec_params)
+    return build_manifest(
+        RAYSERVICE, name, namespace, labels=labels or None, annotations=annotations, base=base, **spec_params
+    )
 
 
 def _keep_kueue_suspension(manifest: dict[str, Any], existing: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,8 +108,10 @@ class RayServiceLifecycle:
         if problem := serve_port_problem(manifest):
             path = "spec.rayClusterConfig.headGroupSpec.template.spec.containers[0].ports"
             metadata = manifest.get("metadata") or {}
-            raise ValidationError([FieldError(path, "kuberay:serve-port", problem)],
-                                  object_name=f"RayService {metadata.get('namespace', '')}/{metadata.get('name', '')}")
+            raise ValidationError(
+                [FieldError(path, "kuberay:serve-port", problem)],
+                object_name=f"RayService {metadata.get('namespace', '')}/{metadata.get('name', '')}",
+            )
 
     def apply(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Create the RayService, or replace the existing one's spec (its labels and annotations are left as
@@ -109,8 +130,10 @@ class RayServiceLifecycle:
             return existing, "unchanged"
         # The whole spec replaces the old one (a merge patch would keep fields the new spec dropped); the
         # test op makes a concurrent change a failed patch instead of a silent overwrite.
-        patch = [{"op": "test", "path": "/metadata/resourceVersion", "value": existing["metadata"]["resourceVersion"]},
-                 {"op": "replace", "path": "/spec", "value": manifest["spec"]}]
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": existing["metadata"]["resourceVersion"]},
+            {"op": "replace", "path": "/spec", "value": manifest["spec"]},
+        ]
         updated = self.kube.patch(RAYSERVICE, namespace, name, patch, patch_type="json")
         if updated["metadata"].get("generation") == existing["metadata"].get("generation"):
             return updated, "unchanged"  # the same spec once the server applied its defaults
@@ -118,7 +141,11 @@ class RayServiceLifecycle:
         return updated, "updated"
 
     def wait_ready(
-        self, namespace: str, name: str, *, timeout: float | None = None,
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float | None = None,
         on_change: Callable[[RayServiceState], None] | None = None,
     ) -> RayServiceState:
         """Until the latest spec is served: applied, its applications running (read after the change),
@@ -141,5 +168,7 @@ class RayServiceLifecycle:
                 f"RayService {namespace}/{name} was not gone within {timeout} s: KubeRay removes its finalizer "
                 "ray.io/rayservice-finalizer once the RayService's RayClusters are deleted; check that the KubeRay "
                 f"operator runs and what holds them (kubectl get rayclusters -n {namespace} "
-                f"-l ray.io/originated-from-cr-name={name})", RayServiceState.from_object(left))
+                f"-l ray.io/originated-from-cr-name={name})",
+                RayServiceState.from_object(left),
+            )
         return True

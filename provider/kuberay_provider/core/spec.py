@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -149,8 +150,10 @@ def runtime_env_to_yaml(runtime_env: Mapping[str, Any] | str) -> str:
     if isinstance(runtime_env, str):
         return runtime_env
     if not isinstance(runtime_env, Mapping):
-        raise ConfigurationError(f"runtime_env must be a mapping such as {{'pip': ['numpy']}} or its YAML text, "
-                                 f"not a {type(runtime_env).__name__}")
+        raise ConfigurationError(
+            f"runtime_env must be a mapping such as {{'pip': ['numpy']}} or its YAML text, "
+            f"not a {type(runtime_env).__name__}"
+        )
     return yaml.safe_dump(dict(runtime_env), sort_keys=False)
 
 
@@ -160,7 +163,7 @@ def runtime_env_from_yaml(runtime_env_yaml: str | None) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"runtimeEnvYAML is not valid YAML: {exc}") from exc
     if not isinstance(parsed, dict):
-        raise ConfigurationError("runtimeEnvYAML must hold a mapping such as \"pip: [numpy]\"")
+        raise ConfigurationError('runtimeEnvYAML must hold a mapping such as "pip: [numpy]"')
     return parsed
 
 
@@ -230,7 +233,11 @@ def simple_cluster_spec(
 
 def _pod_template(container: str, image: str, cpu: str, memory: str, *, head: bool) -> dict[str, Any]:
     resources = {"cpu": cpu, "memory": memory}
-    body: dict[str, Any] = {"name": container, "image": image, "resources": {"limits": resources, "requests": resources}}
+    body: dict[str, Any] = {
+        "name": container,
+        "image": image,
+        "resources": {"limits": resources, "requests": resources},
+    }
     if head:
         body["ports"] = [
             {"containerPort": 6379, "name": "gcs-server"},

@@ -7,9 +7,10 @@ wire values; never translate them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 from kuberay_provider.core.schedulers import KUEUE_QUEUE_LABEL
 
@@ -121,7 +122,7 @@ class RayJobState:
     deletes_cluster_by_rule: bool = False  # spec.deletionStrategy.deletionRules has a DeleteCluster rule
 
     @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> "RayJobState":
+    def from_object(cls, obj: Mapping[str, Any]) -> RayJobState:
         meta = obj.get("metadata") or {}
         status = obj.get("status") or {}
         return cls(
@@ -238,9 +239,7 @@ class WaitTarget(str, Enum):
 
 def state_to_payload(state: RayJobState) -> dict[str, Any]:
     """JSON-safe: enum members become their wire strings."""
-    return {
-        key: value.value if isinstance(value, Enum) else value for key, value in dataclasses.asdict(state).items()
-    }
+    return {key: value.value if isinstance(value, Enum) else value for key, value in dataclasses.asdict(state).items()}
 
 
 def state_from_payload(payload: Mapping[str, Any]) -> RayJobState:

@@ -16,8 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .kubeconfig import PlaneState, default_kubeconfig_path, default_state_path, local_home
 from .ray_backend.runtime_env import DEFAULT_PACKAGE_POLICY, PackagePolicy
@@ -32,7 +33,7 @@ def probe(state: PlaneState, timeout: float = 2.0) -> bool:
     context = ssl.create_default_context(cafile=state.ca_path) if state.ca_path else None
     request = urllib.request.Request(f"{state.url}/readyz", headers={"Authorization": f"Bearer {state.token()}"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 - our own URL
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status == 200
     except (OSError, urllib.error.URLError):
         return False
@@ -67,14 +68,17 @@ def running_state() -> PlaneState | None:
 def print_instructions(url: str, kubeconfig: Path | str) -> None:
     airflow_extra = {"kube_config_path": str(kubeconfig), "namespace": "default"}
     airflow_connection = json.dumps({"conn_type": "kubernetes", "extra": airflow_extra})
-    print(f"""Local control plane (Kubernetes API + KubeRay stand-in) ready at {url}
+    print(
+        f"""Local control plane (Kubernetes API + KubeRay stand-in) ready at {url}
 
   kubectl:  export KUBECONFIG={kubeconfig}
             kubectl get rayjobs,rayclusters,rayservices
   Airflow:  export AIRFLOW_CONN_KUBERNETES_DEFAULT='{airflow_connection}'
   Prefect:  KubernetesClusterConfig.from_file("{kubeconfig}")  (prefect-kubernetes), or export KUBECONFIG as above
   Stop:     kuberay-provider local down
-""", flush=True)
+""",
+        flush=True,
+    )
 
 
 def _fault_plan(text: str) -> str:
@@ -113,12 +117,13 @@ def _up_detached(args: argparse.Namespace) -> int:
     log_path = home / "plane.log"
     command = [sys.executable, "-m", "kuberay_provider.local.cli", "local", "up", *_plane_arguments(args)]
     with log_path.open("ab") as log:
-        child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            print(f"error: the local control plane exited with code {child.returncode}; see {log_path}", file=sys.stderr)
+            print(
+                f"error: the local control plane exited with code {child.returncode}; see {log_path}", file=sys.stderr
+            )
             return 1
         state = PlaneState.load(default_state_path())
         if state is not None and state.pid == child.pid and probe(state):
@@ -126,8 +131,10 @@ def _up_detached(args: argparse.Namespace) -> int:
             print(f"Running in the background (pid {child.pid}, log {log_path}).")
             return 0
         time.sleep(POLL_SECONDS)
-    print(f"error: the local control plane did not become ready in {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}",
-          file=sys.stderr)
+    print(
+        f"error: the local control plane did not become ready in {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}",
+        file=sys.stderr,
+    )
     child.terminate()
     return 1
 
@@ -135,16 +142,22 @@ def _up_detached(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     running = running_state()
     if running is not None:
-        print(f"error: a local control plane is already running at {running.url} (pid {running.pid}); "
-              "stop it with: kuberay-provider local down", file=sys.stderr)
+        print(
+            f"error: a local control plane is already running at {running.url} (pid {running.pid}); "
+            "stop it with: kuberay-provider local down",
+            file=sys.stderr,
+        )
         return 1
     if args.detach:
         return _up_detached(args)
     from .plane import LocalControlPlane
 
     if not args.tls:
-        print("warning: without TLS kubectl will not send its token (client-go only does over HTTPS); "
-              "the Python clients still work", file=sys.stderr)
+        print(
+            "warning: without TLS kubectl will not send its token (client-go only does over HTTPS); "
+            "the Python clients still work",
+            file=sys.stderr,
+        )
     backend = None if args.no_controller else _ray_backend(args)
     plane = LocalControlPlane(
         port=args.port,
@@ -170,7 +183,9 @@ def _ray_backend(args: argparse.Namespace) -> Any:
     """The controller's Ray: the one at --dashboard-url, else a head started (and stopped) with the plane."""
     from .ray_backend import LocalRayBackend
 
-    return LocalRayBackend(dashboard_url=args.dashboard_url or None, package_policy=PackagePolicy(args.runtime_env_packages))
+    return LocalRayBackend(
+        dashboard_url=args.dashboard_url or None, package_policy=PackagePolicy(args.runtime_env_packages)
+    )
 
 
 def cmd_down(_: argparse.Namespace) -> int:
@@ -184,8 +199,10 @@ def cmd_down(_: argparse.Namespace) -> int:
     while _process_alive(state.pid) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
     if _process_alive(state.pid):
-        print(f"error: the local control plane (pid {state.pid}) did not stop within {STOP_TIMEOUT_SECONDS:.0f}s",
-              file=sys.stderr)
+        print(
+            f"error: the local control plane (pid {state.pid}) did not stop within {STOP_TIMEOUT_SECONDS:.0f}s",
+            file=sys.stderr,
+        )
         return 1
     default_state_path().unlink(missing_ok=True)
     print(f"stopped the local control plane at {state.url} (pid {state.pid})")
@@ -202,33 +219,57 @@ def cmd_status(_: argparse.Namespace) -> int:
     return 0 if health == "ready" else 1
 
 
-def add_local_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+def add_local_commands(subparsers: argparse._SubParsersAction) -> None:
     local = subparsers.add_parser(
-        "local", help="the local control plane: a Kubernetes API + KubeRay stand-in (development only)")
+        "local", help="the local control plane: a Kubernetes API + KubeRay stand-in (development only)"
+    )
     commands = local.add_subparsers(dest="local_command", required=True)
 
     up = commands.add_parser("up", help="start the local control plane (foreground until Ctrl-C, or --detach)")
-    up.add_argument("--kubeconfig", type=Path, help=f"where to write the kubeconfig (default {default_kubeconfig_path()})")
+    up.add_argument(
+        "--kubeconfig", type=Path, help=f"where to write the kubeconfig (default {default_kubeconfig_path()})"
+    )
     up.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     up.add_argument("--crds", type=Path, help="install every CustomResourceDefinition YAML in this directory")
     up.add_argument("--detach", action="store_true", help="run in the background; return once it serves")
-    up.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
-                    help="serve HTTPS with a generated CA (default; kubectl needs it to send the token)")
-    up.add_argument("--no-controller", action="store_true", help="serve the API only, without the local KubeRay controller")
-    up.add_argument("--dashboard-url", metavar="URL",
-                    help="run workloads on the Ray already running there (its dashboard, e.g. http://127.0.0.1:8265) "
-                         "instead of starting a Ray head with the plane")
-    up.add_argument("--faults", metavar="PLAN", type=_fault_plan,
-                    help="inject API faults (testing only), e.g. rate=0.1,seed=7,kinds=500+503+429+reset+slow+drop-watch+gone; "
-                         "default: $KUBERAY_LOCAL_FAULTS, else none")
-    up.add_argument("--runtime-env-packages", choices=[policy.value for policy in PackagePolicy],
-                    default=DEFAULT_PACKAGE_POLICY.value,
-                    help="what to do with a runtime env's pip/uv/conda lists: skip-satisfied (default) drops the "
-                         "requirements this environment already satisfies and lets Ray install the rest; install "
-                         "hands them to Ray unchanged; ignore drops them (offline). Each change is an Event on the RayJob")
-    up.add_argument("--submitter-start-delay", metavar="SECONDS", type=float, default=None,
-                    help="seconds from a K8sJobMode RayJob going Running to its submitter submitting the Ray job "
-                         "(default 3, like a real submitter Pod; the Jobs API answers 404 for the job id until then)")
+    up.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve HTTPS with a generated CA (default; kubectl needs it to send the token)",
+    )
+    up.add_argument(
+        "--no-controller", action="store_true", help="serve the API only, without the local KubeRay controller"
+    )
+    up.add_argument(
+        "--dashboard-url",
+        metavar="URL",
+        help="run workloads on the Ray already running there (its dashboard, e.g. http://127.0.0.1:8265) "
+        "instead of starting a Ray head with the plane",
+    )
+    up.add_argument(
+        "--faults",
+        metavar="PLAN",
+        type=_fault_plan,
+        help="inject API faults (testing only), e.g. rate=0.1,seed=7,kinds=500+503+429+reset+slow+drop-watch+gone; "
+        "default: $KUBERAY_LOCAL_FAULTS, else none",
+    )
+    up.add_argument(
+        "--runtime-env-packages",
+        choices=[policy.value for policy in PackagePolicy],
+        default=DEFAULT_PACKAGE_POLICY.value,
+        help="what to do with a runtime env's pip/uv/conda lists: skip-satisfied (default) drops the "
+        "requirements this environment already satisfies and lets Ray install the rest; install "
+        "hands them to Ray unchanged; ignore drops them (offline). Each change is an Event on the RayJob",
+    )
+    up.add_argument(
+        "--submitter-start-delay",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="seconds from a K8sJobMode RayJob going Running to its submitter submitting the Ray job "
+        "(default 3, like a real submitter Pod; the Jobs API answers 404 for the job id until then)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the local control plane started with up")

@@ -26,28 +26,40 @@ from urllib.parse import quote
 DEFAULT_API_VERSION = "client.authentication.k8s.io/v1"
 
 
-def request_token(server: str, token: str, namespace: str, service_account: str, seconds: int,
-                  ca_file: str | None) -> dict[str, str]:
+def request_token(
+    server: str, token: str, namespace: str, service_account: str, seconds: int, ca_file: str | None
+) -> dict[str, str]:
     """TokenRequest for ``namespace/service_account``: its ``status`` (token, expirationTimestamp)."""
-    url = (f"{server.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts/"
-           f"{quote(service_account, safe='')}/token")
+    url = (
+        f"{server.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts/"
+        f"{quote(service_account, safe='')}/token"
+    )
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}}
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"},
+    )
     context = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
-    with urllib.request.urlopen(request, timeout=30, context=context) as response:  # noqa: S310 - the plane's URL
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
         return dict(json.load(response)["status"])
 
 
 def exec_credential(status: dict[str, str], api_version: str) -> dict[str, object]:
-    return {"apiVersion": api_version, "kind": "ExecCredential",
-            "status": {"token": status["token"], "expirationTimestamp": status["expirationTimestamp"]}}
+    return {
+        "apiVersion": api_version,
+        "kind": "ExecCredential",
+        "status": {"token": status["token"], "expirationTimestamp": status["expirationTimestamp"]},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--server", required=True)
-    parser.add_argument("--token-file", required=True, help="a long-lived token allowed to create serviceaccounts/token")
+    parser.add_argument(
+        "--token-file", required=True, help="a long-lived token allowed to create serviceaccounts/token"
+    )
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--service-account", required=True)
     parser.add_argument("--seconds", type=int, required=True, help="the issued token's lifetime")
@@ -59,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         token = Path(args.token_file).read_text(encoding="utf-8").strip()
         status = request_token(args.server, token, args.namespace, args.service_account, args.seconds, args.ca_file)
     except (OSError, urllib.error.URLError, KeyError, ValueError) as exc:  # never print the token
-        print(f"exec_credential: could not get a token for {args.namespace}/{args.service_account} from "
-              f"{args.server}: {exc}", file=sys.stderr)
+        print(
+            f"exec_credential: could not get a token for {args.namespace}/{args.service_account} from "
+            f"{args.server}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     json.dump(exec_credential(status, asked), sys.stdout)
     return 0

@@ -55,8 +55,9 @@ def write_private_file(path: Path, text: str) -> Path:
     return path
 
 
-def kubeconfig_document(server_url: str, token: str, ca_pem: bytes | None = None,
-                        namespace: str = "default") -> dict[str, Any]:
+def kubeconfig_document(
+    server_url: str, token: str, ca_pem: bytes | None = None, namespace: str = "default"
+) -> dict[str, Any]:
     cluster: dict[str, Any] = {"server": server_url}
     if ca_pem:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
@@ -65,33 +66,61 @@ def kubeconfig_document(server_url: str, token: str, ca_pem: bytes | None = None
         "kind": "Config",
         "clusters": [{"name": CLUSTER_NAME, "cluster": cluster}],
         "users": [{"name": USER_NAME, "user": {"token": token}}],
-        "contexts": [{"name": CONTEXT_NAME,
-                      "context": {"cluster": CLUSTER_NAME, "user": USER_NAME, "namespace": namespace}}],
+        "contexts": [
+            {"name": CONTEXT_NAME, "context": {"cluster": CLUSTER_NAME, "user": USER_NAME, "namespace": namespace}}
+        ],
         "current-context": CONTEXT_NAME,
         "preferences": {},
     }
 
 
-def write_kubeconfig(path: Path, server_url: str, token: str, ca_pem: bytes | None = None,
-                     namespace: str = "default") -> Path:
+def write_kubeconfig(
+    path: Path, server_url: str, token: str, ca_pem: bytes | None = None, namespace: str = "default"
+) -> Path:
     document = kubeconfig_document(server_url, token, ca_pem, namespace)
     return write_private_file(path, yaml.safe_dump(document, sort_keys=False))
 
 
-def write_exec_kubeconfig(path: Path, server_url: str, *, token_path: Path, service_account: str, namespace: str,
-                          seconds: int, ca_path: Path | None = None) -> Path:
+def write_exec_kubeconfig(
+    path: Path,
+    server_url: str,
+    *,
+    token_path: Path,
+    service_account: str,
+    namespace: str,
+    seconds: int,
+    ca_path: Path | None = None,
+) -> Path:
     """A kubeconfig whose user is an exec plugin (``local.exec_credential``) that hands out a fresh token of
     ``namespace/service_account`` living ``seconds`` on every run, asked for with the token in ``token_path``.
     The plane must allow tokens that short (``LocalControlPlane(min_token_seconds=...)``)."""
     ca_pem = Path(ca_path).read_bytes() if ca_path else None
     document = kubeconfig_document(server_url, "", ca_pem, namespace)
-    arguments = ["-m", "kuberay_provider.local.exec_credential", "--server", server_url, "--token-file", str(token_path),
-                 "--namespace", namespace, "--service-account", service_account, "--seconds", str(seconds)]
+    arguments = [
+        "-m",
+        "kuberay_provider.local.exec_credential",
+        "--server",
+        server_url,
+        "--token-file",
+        str(token_path),
+        "--namespace",
+        namespace,
+        "--service-account",
+        service_account,
+        "--seconds",
+        str(seconds),
+    ]
     if ca_path:
         arguments += ["--ca-file", str(ca_path)]
-    document["users"][0]["user"] = {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable, "args": arguments,
-        "interactiveMode": "Never", "provideClusterInfo": False}}
+    document["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": arguments,
+            "interactiveMode": "Never",
+            "provideClusterInfo": False,
+        }
+    }
     return write_private_file(path, yaml.safe_dump(document, sort_keys=False))
 
 

@@ -20,10 +20,11 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .apiserver import ApiServer, ApiServerSettings, Cluster, install_crds, load_crd_documents
 from .apiserver.faults import CONTROLLER_USER_AGENT, FaultPlan
@@ -169,9 +170,13 @@ class LocalControlPlane:
         if self._tls:
             self.tls_files = generate_tls_files(self.home / "tls")
         settings = ApiServerSettings(
-            token=self.token, host=self._host, port=self._port, history_limit=self._history_limit,
+            token=self.token,
+            host=self._host,
+            port=self._port,
+            history_limit=self._history_limit,
             bookmark_interval=self._bookmark_interval,
-            ssl_context=self.tls_files.server_context() if self.tls_files else None, faults=self.faults,
+            ssl_context=self.tls_files.server_context() if self.tls_files else None,
+            faults=self.faults,
             min_token_seconds=self._min_token_seconds,
         )
         self.server = ApiServer(settings)
@@ -188,7 +193,9 @@ class LocalControlPlane:
         controller_task = None
         try:
             write_private_file(self.token_path, self.token + "\n")
-            write_kubeconfig(self.kubeconfig_path, self.url, self.token, self.tls_files.ca_pem if self.tls_files else None)
+            write_kubeconfig(
+                self.kubeconfig_path, self.url, self.token, self.tls_files.ca_pem if self.tls_files else None
+            )
             controller_task = self._start_controller(controller_stop)
             if on_ready:
                 on_ready()
@@ -216,8 +223,9 @@ class LocalControlPlane:
         self._owned_backend = backend if self._backend is None else None
         return asyncio.ensure_future(self._run_controller(run_controller, backend, controller_stop))
 
-    async def _run_controller(self, run_controller: Callable[..., Any], backend: Any,
-                              controller_stop: asyncio.Event) -> None:
+    async def _run_controller(
+        self, run_controller: Callable[..., Any], backend: Any, controller_stop: asyncio.Event
+    ) -> None:
         async with self.async_api_client() as api_client:
             api_client.user_agent = CONTROLLER_USER_AGENT  # the embedded KubeRay is spared injected faults
             try:
@@ -247,9 +255,9 @@ class LocalControlPlane:
         controller_stop.set()
         try:
             await asyncio.wait_for(task, CONTROLLER_STOP_TIMEOUT_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("the local controller did not stop within %ss: cancelled", CONTROLLER_STOP_TIMEOUT_SECONDS)
-        except Exception:  # noqa: BLE001 - already logged by _run_controller; shutting down regardless
+        except Exception:
             pass
 
     def run(self, on_ready: Callable[[LocalControlPlane], None] | None = None) -> None:
@@ -270,8 +278,13 @@ class LocalControlPlane:
 
     def _announce_ready(self, on_ready: Callable[[LocalControlPlane], None] | None) -> None:
         if self.state_path:
-            PlaneState(pid=os.getpid(), url=self.url, kubeconfig=str(self.kubeconfig_path), token_path=str(self.token_path),
-                       ca_path=str(self.ca_path or "")).save(self.state_path)
+            PlaneState(
+                pid=os.getpid(),
+                url=self.url,
+                kubeconfig=str(self.kubeconfig_path),
+                token_path=str(self.token_path),
+                ca_path=str(self.ca_path or ""),
+            ).save(self.state_path)
         if on_ready:
             on_ready(self)
 
@@ -303,7 +316,7 @@ class LocalControlPlane:
 
         try:
             asyncio.run(main())
-        except BaseException as error:  # noqa: BLE001 - reported to start()'s caller
+        except BaseException as error:
             self._startup_error = error
             log.exception("the local control plane stopped with an error")
         finally:
@@ -329,7 +342,7 @@ class LocalControlPlane:
         def call() -> None:
             try:
                 result.set_result(function())
-            except BaseException as error:  # noqa: BLE001 - handed back to the caller
+            except BaseException as error:
                 result.set_exception(error)
 
         self._loop.call_soon_threadsafe(call)
@@ -342,12 +355,15 @@ class LocalControlPlane:
     def __enter__(self) -> LocalControlPlane:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.stop()
 
     async def __aenter__(self) -> LocalControlPlane:
         return await asyncio.to_thread(self.start)
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         await asyncio.to_thread(self.stop)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .controller.api import SERVICES, ApiError, ClusterAPI, Resource
 from .controller.services import with_endpoints_annotation
@@ -32,20 +33,38 @@ VOLCANO_JOB_CRD: dict[str, Any] = {
     "metadata": {"name": f"jobs.{GROUP}"},
     "spec": {
         "group": GROUP,
-        "names": {"kind": "Job", "listKind": "JobList", "plural": "jobs", "singular": "job", "shortNames": ["vcjob", "vj"]},
+        "names": {
+            "kind": "Job",
+            "listKind": "JobList",
+            "plural": "jobs",
+            "singular": "job",
+            "shortNames": ["vcjob", "vj"],
+        },
         "scope": "Namespaced",
-        "versions": [{
-            "name": VERSION, "served": True, "storage": True, "subresources": {"status": {}},
-            "additionalPrinterColumns": [
-                {"name": "Status", "type": "string", "jsonPath": ".status.state.phase"},
-                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            ],
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
-                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            }}},
-        }],
+        "versions": [
+            {
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Status", "type": "string", "jsonPath": ".status.state.phase"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -66,14 +85,28 @@ def head_service(job: Mapping[str, Any], backend_urls: Mapping[str, str]) -> dic
     """The Service the ray plugin creates for the head task, routed to the local Ray."""
     meta = job["metadata"]
     service = {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {
-            "name": head_service_name(meta["name"]), "namespace": meta["namespace"],
-            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Job", "name": meta["name"],
-                                 "uid": meta.get("uid", ""), "controller": True, "blockOwnerDeletion": True}],
+            "name": head_service_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "Job",
+                    "name": meta["name"],
+                    "uid": meta.get("uid", ""),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": {
-            "selector": {"volcano.sh/job-name": meta["name"], "volcano.sh/job-namespace": meta["namespace"], "volcano.sh/task-spec": "head"},
+            "selector": {
+                "volcano.sh/job-name": meta["name"],
+                "volcano.sh/job-namespace": meta["namespace"],
+                "volcano.sh/task-spec": "head",
+            },
             "ports": [{"name": name, "port": port, "targetPort": name, "protocol": "TCP"} for name, port in HEAD_PORTS],
         },
     }
@@ -92,13 +125,20 @@ class VolcanoRayPlugin:
             endpoints = await self._backend.ensure_cluster(ClusterRequest(meta["namespace"], meta["name"]))
             try:
                 await self._api.create(SERVICES, meta["namespace"], head_service(job, endpoints.urls))
-                log.info("volcano: Service %s/%s for the ray plugin of Job %s", meta["namespace"], head_service_name(meta["name"]), meta["name"])
+                log.info(
+                    "volcano: Service %s/%s for the ray plugin of Job %s",
+                    meta["namespace"],
+                    head_service_name(meta["name"]),
+                    meta["name"],
+                )
             except ApiError as exc:
                 if exc.status != 409:
                     raise
         if ((job.get("status") or {}).get("state") or {}).get("phase") != "Running":
             try:
-                await self._api.replace_status(VOLCANO_JOBS, {**job, "status": {**(job.get("status") or {}), "state": {"phase": "Running"}}})
+                await self._api.replace_status(
+                    VOLCANO_JOBS, {**job, "status": {**(job.get("status") or {}), "state": {"phase": "Running"}}}
+                )
             except ApiError as exc:  # changed meanwhile: its next event comes back here
                 log.debug("volcano: status of Job %s not written: %s", meta["name"], exc)
 
@@ -123,7 +163,7 @@ async def run_volcano(api: ClusterAPI, backend: RayBackend, stop: asyncio.Event)
                         await plugin.job_added(event.object)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a broken watch is re-established, never fatal
+            except Exception as exc:
                 log.warning("volcano: watch of jobs failed: %s", exc)
             await asyncio.sleep(WATCH_RETRY_SECONDS)
 

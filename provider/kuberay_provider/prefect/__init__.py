@@ -15,10 +15,9 @@ from kuberay_provider.prefect.clusters import (
     scale_raycluster,
 )
 from kuberay_provider.prefect.ephemeral import allow_slow_ephemeral_startup
-from kuberay_provider.prefect.services import RayService, delete_rayservice, deploy_rayservice, wait_for_rayservice
 from kuberay_provider.prefect.flows import delete_rayjobs_hook, run_rayjob
 from kuberay_provider.prefect.functions import run_function_as_rayjob
-from kuberay_provider.prefect.worker import KubeRayWorker
+from kuberay_provider.prefect.services import RayService, delete_rayservice, deploy_rayservice, wait_for_rayservice
 from kuberay_provider.prefect.tasks import (
     create_rayjob,
     delete_flow_run_rayjobs,
@@ -27,13 +26,29 @@ from kuberay_provider.prefect.tasks import (
     submit_rayjob,
     wait_for_rayjob,
 )
+from kuberay_provider.prefect.worker import KubeRayWorker
 
 __all__ = [
-    "RayCluster", "create_raycluster", "delete_raycluster", "delete_rayclusters_hook", "scale_raycluster",
-    "RayService", "delete_rayservice", "deploy_rayservice", "wait_for_rayservice",
     "KubeRayWorker",
-    "RayJob", "create_rayjob", "delete_flow_run_rayjobs", "delete_rayjob", "delete_rayjobs_hook", "is_retriable",
-    "run_function_as_rayjob", "run_rayjob", "submit_rayjob", "wait_for_rayjob",
+    "RayCluster",
+    "RayJob",
+    "RayService",
+    "create_raycluster",
+    "create_rayjob",
+    "delete_flow_run_rayjobs",
+    "delete_raycluster",
+    "delete_rayclusters_hook",
+    "delete_rayjob",
+    "delete_rayjobs_hook",
+    "delete_rayservice",
+    "deploy_rayservice",
+    "is_retriable",
+    "run_function_as_rayjob",
+    "run_rayjob",
+    "scale_raycluster",
+    "submit_rayjob",
+    "wait_for_rayjob",
+    "wait_for_rayservice",
 ]
 
 # Nothing above starts Prefect's temporary server; a first run on a small machine needs it to wait longer.

@@ -9,7 +9,8 @@ official (sync) ``kubernetes`` ApiClient, loaded from the same kubeconfig the sa
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator, Callable, ClassVar, Iterator, Literal
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
 from prefect_kubernetes.credentials import KubernetesCredentials
@@ -36,7 +37,9 @@ def refuse_unknown_spec_fields(value: dict[str, Any], known: Any, kind: str) -> 
 
 
 @contextlib.contextmanager
-def kube_objects(credentials: KubernetesCredentials, *, validate_schema: bool) -> Iterator[tuple[RayObjectsClient, SchemaRegistry | None]]:
+def kube_objects(
+    credentials: KubernetesCredentials, *, validate_schema: bool
+) -> Iterator[tuple[RayObjectsClient, SchemaRegistry | None]]:
     """The core's client on ``credentials`` and, if asked, the CRD schemas read from that cluster; the
     API client closes when the caller is done."""
     api_client = sync_api_client(credentials)
@@ -54,7 +57,8 @@ def sync_api_client(credentials: KubernetesCredentials) -> Any:
     configuration = client.Configuration()
     if credentials.cluster_config is not None:
         config.load_kube_config_from_dict(
-            config_dict=credentials.cluster_config.config, context=credentials.cluster_config.context_name,
+            config_dict=credentials.cluster_config.config,
+            context=credentials.cluster_config.context_name,
             client_configuration=configuration,
         )
     else:
@@ -73,7 +77,8 @@ async def load_async_credentials(credentials: KubernetesCredentials, configurati
 
     if credentials.cluster_config is not None:
         await config.load_kube_config_from_dict(
-            config_dict=credentials.cluster_config.config, context=credentials.cluster_config.context_name,
+            config_dict=credentials.cluster_config.config,
+            context=credentials.cluster_config.context_name,
             client_configuration=configuration,
         )
         return
@@ -89,8 +94,9 @@ async def async_objects_client(credentials: KubernetesCredentials) -> AsyncItera
     credentials when a request gets 401 (a long wait outlives an exec plugin's token)."""
     async with credentials.get_client("custom_objects") as custom_objects:
         configuration = custom_objects.api_client.configuration
-        yield AsyncRayObjectsClient(custom_objects.api_client,
-                                    reauthenticate=lambda: load_async_credentials(credentials, configuration))
+        yield AsyncRayObjectsClient(
+            custom_objects.api_client, reauthenticate=lambda: load_async_credentials(credentials, configuration)
+        )
 
 
 class RayJob(Block):
@@ -106,17 +112,32 @@ class RayJob(Block):
 
     _block_type_name = "Ray Job"
     _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
-    _description = "A Ray job on Kubernetes through KubeRay's RayJob (create, SDK submission, or an existing RayCluster)."
+    _description = (
+        "A Ray job on Kubernetes through KubeRay's RayJob (create, SDK submission, or an existing RayCluster)."
+    )
     # How to reach, wait and log, not which job: left out of the job's fingerprint, so a retry may change them.
-    RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset({
-        "credentials", "timeout", "admission_timeout", "delete_on_success", "delete_on_failure", "delete_on_cancel",
-        "stream_logs", "log_tail_lines", "validate_schema", "dashboard_url_template", "dashboard_token",
-    })
+    RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "credentials",
+            "timeout",
+            "admission_timeout",
+            "delete_on_success",
+            "delete_on_failure",
+            "delete_on_cancel",
+            "stream_logs",
+            "log_tail_lines",
+            "validate_schema",
+            "dashboard_url_template",
+            "dashboard_token",
+        }
+    )
 
     manifest: dict[str, Any] | None = Field(default=None, description="A base RayJob manifest (ray.io/v1).")
     entrypoint: str | None = Field(default=None, description="The command that runs the Ray job.")
     runtime_env: dict[str, Any] | None = Field(default=None, description="The job's Ray runtime environment.")
-    ray_cluster_spec: dict[str, Any] | None = Field(default=None, description="The RayJob's own cluster (spec.rayClusterSpec).")
+    ray_cluster_spec: dict[str, Any] | None = Field(
+        default=None, description="The RayJob's own cluster (spec.rayClusterSpec)."
+    )
     cluster_selector: str | dict[str, str] | None = Field(
         default=None, description="Run on an existing RayCluster: its name, or {'ray.io/cluster': name}."
     )
@@ -133,21 +154,28 @@ class RayJob(Block):
     credentials: KubernetesCredentials = Field(  # repr=False: a block in a message or log never shows the kubeconfig
         default_factory=KubernetesCredentials, description="Kubernetes credentials (prefect-kubernetes).", repr=False
     )
-    timeout: float | None = Field(default=None, description="Seconds to wait for the job; None waits as long as it runs.")
+    timeout: float | None = Field(
+        default=None, description="Seconds to wait for the job; None waits as long as it runs."
+    )
     queue_name: str | None = Field(
-        default=None, description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
+        default=None,
+        description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
     )
     volcano_queue: str | None = Field(
-        default=None, description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
+        default=None,
+        description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
     )
     admission_timeout: float | None = Field(
-        default=None, description="Seconds it may stay queued on Kueue before the task fails (the RayJob is then deleted).",
+        default=None,
+        description="Seconds it may stay queued on Kueue before the task fails (the RayJob is then deleted).",
     )
     volcano_job: str | None = Field(
-        default=None, description="Run on the Ray head of this Volcano Job (its ray plugin's <job>-head-svc): no RayJob.",
+        default=None,
+        description="Run on the Ray head of this Volcano Job (its ray plugin's <job>-head-svc): no RayJob.",
     )
     head_service: str | None = Field(
-        default=None, description="Run on the Ray head behind this Service (no RayCluster describes it): no RayJob.",
+        default=None,
+        description="Run on the Ray head behind this Service (no RayCluster describes it): no RayJob.",
     )
     cleanup: str | None = Field(
         default=None,
@@ -163,7 +191,9 @@ class RayJob(Block):
     )
     stream_logs: bool = Field(default=True, description="Stream the Ray job's log into the run's log while it runs.")
     log_tail_lines: int = Field(default=50, description="Lines of the Ray job's log in a failure's message.")
-    validate_schema: bool = Field(default=True, description="Also check the RayJob against the CRD schema on the cluster.")
+    validate_schema: bool = Field(
+        default=True, description="Also check the RayJob against the CRD schema on the cluster."
+    )
     dashboard_url_template: str | None = Field(
         default=None,
         description="Reach the Ray dashboard directly, e.g. http://{service}.{namespace}.svc:8265; "
@@ -185,18 +215,29 @@ class RayJob(Block):
     @property
     def runs_without_rayjob(self) -> bool:
         """SDK submission straight to an existing cluster: nothing is created in Kubernetes."""
-        return bool(self.volcano_job or self.head_service) or (self.submit_via == SubmitVia.SDK.value and bool(self.cluster_selector))
+        return bool(self.volcano_job or self.head_service) or (
+            self.submit_via == SubmitVia.SDK.value and bool(self.cluster_selector)
+        )
 
     def job_fingerprint(self) -> str:
         """A digest of the job this block runs (not its ``RUN_SETTINGS``): part of a call's identity."""
         return block_fingerprint(self, self.RUN_SETTINGS)
 
     def all_spec_params(self) -> dict[str, Any]:
-        named = {"entrypoint": self.entrypoint, "runtime_env": self.runtime_env, "ray_cluster_spec": self.ray_cluster_spec}
+        named = {
+            "entrypoint": self.entrypoint,
+            "runtime_env": self.runtime_env,
+            "ray_cluster_spec": self.ray_cluster_spec,
+        }
         return {**self.spec_params, **{key: value for key, value in named.items() if value is not None}}
 
     def request(
-        self, identity: RunIdentity, *, try_number: int | None = None, name: str | None = None, namespace: str | None = None
+        self,
+        identity: RunIdentity,
+        *,
+        try_number: int | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
     ) -> RayJobRequest:
         """The core's request for one run; ``name`` / ``namespace`` pin an already created RayJob."""
         if self.manifest is None and not self.all_spec_params():
@@ -253,13 +294,17 @@ class RayJob(Block):
         try:
             schemas = SchemaRegistry.from_cluster(api_client) if self.validate_schema else None
             dashboard = DashboardAccess(
-                url_template=self.dashboard_url_template or None, verify=bool(api_client.configuration.verify_ssl),
+                url_template=self.dashboard_url_template or None,
+                verify=bool(api_client.configuration.verify_ssl),
                 token=self.dashboard_token.get_secret_value() if self.dashboard_token else None,
             )
             lifecycle = RayJobLifecycle(RayObjectsClient(api_client), schemas=schemas, dashboard=dashboard)
             yield RayJobRunner(
-                lifecycle, log_line=log_line, status_line=status_line,
-                stream_logs=self.stream_logs, log_tail_lines=self.log_tail_lines,
+                lifecycle,
+                log_line=log_line,
+                status_line=status_line,
+                stream_logs=self.stream_logs,
+                log_tail_lines=self.log_tail_lines,
             )
         finally:
             api_client.close()

@@ -17,7 +17,8 @@ run, re-attaches to it.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ClassVar, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 from prefect import get_run_logger, task
 from prefect.blocks.core import Block
@@ -42,7 +43,9 @@ class RayCluster(Block):
     _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
     _description = "A Ray cluster on Kubernetes through KubeRay's RayCluster, e.g. one per flow run."
     # How to reach and wait, not which cluster: left out of the call's identity, so a retry may change them.
-    RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset({"credentials", "ready_timeout", "admission_timeout", "validate_schema"})
+    RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset(
+        {"credentials", "ready_timeout", "admission_timeout", "validate_schema"}
+    )
 
     manifest: dict[str, Any] | None = Field(default=None, description="A base RayCluster manifest (ray.io/v1).")
     spec: dict[str, Any] | None = Field(default=None, description="The whole RayCluster spec.")
@@ -56,15 +59,20 @@ class RayCluster(Block):
     )
     ready_timeout: float | None = Field(default=600, description="Seconds to wait until the cluster is ready.")
     queue_name: str | None = Field(
-        default=None, description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
+        default=None,
+        description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
     )
     volcano_queue: str | None = Field(
-        default=None, description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
+        default=None,
+        description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
     )
     admission_timeout: float | None = Field(
-        default=None, description="Seconds it may stay queued on Kueue before the task fails (it is then deleted).",
+        default=None,
+        description="Seconds it may stay queued on Kueue before the task fails (it is then deleted).",
     )
-    validate_schema: bool = Field(default=True, description="Also check the RayCluster against the CRD schema on the cluster.")
+    validate_schema: bool = Field(
+        default=True, description="Also check the RayCluster against the CRD schema on the cluster."
+    )
 
     @field_validator("spec_params")
     @classmethod
@@ -75,9 +83,18 @@ class RayCluster(Block):
         if self.manifest is None and self.spec is None and not self.spec_params:
             raise ConfigurationError("a RayCluster block needs a manifest, a spec or spec_params")
         identity = current_call(block_fingerprint(self, self.RUN_SETTINGS)).identity
-        return RayClusterRequest(identity, raycluster=self.manifest, spec=self.spec, spec_params=self.spec_params,
-                                 name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
-                                 queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None)
+        return RayClusterRequest(
+            identity,
+            raycluster=self.manifest,
+            spec=self.spec,
+            spec_params=self.spec_params,
+            name=self.name,
+            namespace=self.namespace,
+            labels=self.labels,
+            annotations=self.annotations,
+            queue_name=self.queue_name or None,
+            volcano_queue=self.volcano_queue or None,
+        )
 
     @property
     def default_namespace(self) -> str:
@@ -107,8 +124,13 @@ def create_raycluster(cluster: RayCluster, wait_until_ready: bool = True) -> dic
         state = clusters.state(namespace, name)
         if wait_until_ready:
             try:
-                state = clusters.wait_ready(namespace, name, timeout=cluster.ready_timeout,
-                                            admission_timeout=cluster.admission_timeout, on_change=_log_state)
+                state = clusters.wait_ready(
+                    namespace,
+                    name,
+                    timeout=cluster.ready_timeout,
+                    admission_timeout=cluster.admission_timeout,
+                    on_change=_log_state,
+                )
             except Exception:
                 get_run_logger().warning("RayCluster %s/%s did not become ready: deleting it", namespace, name)
                 clusters.delete(namespace, name, wait=False)
@@ -117,14 +139,18 @@ def create_raycluster(cluster: RayCluster, wait_until_ready: bool = True) -> dic
 
 
 @task(name="scale_raycluster", cache_policy=NO_CACHE)
-def scale_raycluster(cluster: RayCluster, name: str, group: str, replicas: int, wait: bool = True,
-                     namespace: str | None = None) -> dict[str, Any]:
+def scale_raycluster(
+    cluster: RayCluster, name: str, group: str, replicas: int, wait: bool = True, namespace: str | None = None
+) -> dict[str, Any]:
     """Set worker group ``group`` to ``replicas`` (refused outside its min/max) and wait for the workers."""
     namespace = namespace or cluster.default_namespace
     with cluster.lifecycle() as clusters:
         clusters.scale(namespace, name, group, replicas)
-        state = clusters.wait_workers(namespace, name, timeout=cluster.ready_timeout, on_change=_log_state) if wait \
+        state = (
+            clusters.wait_workers(namespace, name, timeout=cluster.ready_timeout, on_change=_log_state)
+            if wait
             else clusters.state(namespace, name)
+        )
     return state.to_dict() if state else {}
 
 
@@ -147,9 +173,14 @@ def delete_rayclusters_hook(cluster: RayCluster) -> Callable[..., None]:
         try:
             with cluster.lifecycle() as clusters:
                 deleted = clusters.delete_run(cluster.default_namespace, flow.name, str(flow_run.id))
-        except Exception as error:  # noqa: BLE001 - a hook must not hide the state that fired it
+        except Exception as error:
             log.warning("could not delete the RayClusters of flow run %s (%s): %s", flow_run.id, state.name, error)
             return
-        log.warning("flow run %s is %s: deleted its RayClusters %s", flow_run.id, state.name, ", ".join(deleted) or "(none left)")
+        log.warning(
+            "flow run %s is %s: deleted its RayClusters %s",
+            flow_run.id,
+            state.name,
+            ", ".join(deleted) or "(none left)",
+        )
 
     return delete_rayclusters

@@ -6,7 +6,8 @@ async and run on the flow's task runner. Async code can await the tasks directly
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prefect import flow
 from prefect.context import FlowRunContext
@@ -47,10 +48,12 @@ def delete_rayjobs_hook(rayjob: RayJob | str | None = None, parameter: str = "ra
             if block is None or not block.delete_on_cancel or block.runs_without_rayjob:
                 return
             deleted = block.delete_run_now(flow.name, str(flow_run.id))
-        except Exception as error:  # noqa: BLE001 - a hook must not hide the state that fired it
+        except Exception as error:
             log.warning("could not delete the RayJobs of flow run %s (%s): %s", flow_run.id, state.name, error)
             return
-        log.warning("flow run %s is %s: deleted its RayJobs %s", flow_run.id, state.name, ", ".join(deleted) or "(none left)")
+        log.warning(
+            "flow run %s is %s: deleted its RayJobs %s", flow_run.id, state.name, ", ".join(deleted) or "(none left)"
+        )
 
     return delete_rayjobs
 

@@ -19,7 +19,8 @@ then the block's ``cleanup`` applies. A retry after the hold runs the function a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -57,14 +58,27 @@ def run_function_as_rayjob(
             markers.append(line)
         run_log.ray(shown_line(line))
 
-    block = rayjob if rayjob.entrypoint or rayjob.manifest else rayjob.model_copy(update={"entrypoint": PLACEHOLDER_ENTRYPOINT})
-    call = FunctionCall(function, args, kwargs, result_path=result_path, max_result_bytes=max_result_bytes, result_format=result_format)
+    block = (
+        rayjob
+        if rayjob.entrypoint or rayjob.manifest
+        else rayjob.model_copy(update={"entrypoint": PLACEHOLDER_ENTRYPOINT})
+    )
+    call = FunctionCall(
+        function, args, kwargs, result_path=result_path, max_result_bytes=max_result_bytes, result_format=result_format
+    )
     # The pickled call is part of the job: two calls with other arguments never trade RayJobs in a retry.
-    task_call = current_call(fingerprint(block.job_fingerprint(), call.payload(), [result_path, max_result_bytes, result_format]))
+    task_call = current_call(
+        fingerprint(block.job_fingerprint(), call.payload(), [result_path, max_result_bytes, result_format])
+    )
     identity, try_number = task_call.identity, task_call.try_number
-    with shipped(call, TryKey.derive(identity, try_number)) as shipment, block.runner(ray_line, run_log.status) as runner:
+    with (
+        shipped(call, TryKey.derive(identity, try_number)) as shipment,
+        block.runner(ray_line, run_log.status) as runner,
+    ):
         request = FunctionRun.request_for(block.request(identity, try_number=try_number), shipment, result_hold_seconds)
-        run_log.status(f"Shipping {call.name} ({shipment.payload_bytes} bytes pickled) as Ray job package {shipment.package}")
+        run_log.status(
+            f"Shipping {call.name} ({shipment.payload_bytes} bytes pickled) as Ray job package {shipment.package}"
+        )
         functions = FunctionRun(runner, result_format, warn=run_log.logger.warning)
         if check_versions:
             functions.check_versions(request, run_log.logger.warning)
@@ -76,12 +90,21 @@ def run_function_as_rayjob(
             raise error from failed
         except BaseException as exc:
             if not request.runs_without_rayjob:
-                delete_when_interrupted(block, {"namespace": request.resolved_namespace, "name": request.rayjob_name}, exc, run_log.logger)
+                delete_when_interrupted(
+                    block, {"namespace": request.resolved_namespace, "name": request.rayjob_name}, exc, run_log.logger
+                )
             raise
         result = functions.result(request, outcome, markers)
         if not request.runs_without_rayjob:
-            runner.cleanup(request.resolved_namespace, request.rayjob_name, succeeded=True,
-                           delete_on_success=block.delete_on_success, delete_on_failure=block.delete_on_failure)
+            runner.cleanup(
+                request.resolved_namespace,
+                request.rayjob_name,
+                succeeded=True,
+                delete_on_success=block.delete_on_success,
+                delete_on_failure=block.delete_on_failure,
+            )
         functions.release(request)  # last: a task killed before this leaves the result for its retry
-    run_log.status(f"{call.name} returned {'its result' if result.kind == 'result' else f'its result at {result.value}'}")
+    run_log.status(
+        f"{call.name} returned {'its result' if result.kind == 'result' else f'its result at {result.value}'}"
+    )
     return result.value

@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from prefect.blocks.core import Block
 from prefect.context import FlowRunContext, TaskRunContext
@@ -63,8 +64,10 @@ def current_call(job: str) -> TaskCall:
     """The identity of the running task call that runs ``job`` (a ``fingerprint``), and its try number."""
     task_context = TaskRunContext.get()
     if task_context is None:
-        raise RuntimeError("kuberay_provider.prefect tasks must run as Prefect task runs: call the task itself "
-                           "(not its .fn), or call .fn only from inside another task")
+        raise RuntimeError(
+            "kuberay_provider.prefect tasks must run as Prefect task runs: call the task itself "
+            "(not its .fn), or call .fn only from inside another task"
+        )
     task_run = task_context.task_run
     task = f"{task_run.task_key}.{job}"
     task_try = task_run.run_count or 1

@@ -4,7 +4,8 @@ until the new spec is served, an upgrade included), wait, and delete."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.blocks.core import Block
@@ -12,7 +13,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect_kubernetes.credentials import KubernetesCredentials
 from pydantic import Field, field_validator
 
-from kuberay_provider.core.services import RAYSERVICE_KEYWORDS, RayServiceLifecycle, RayServiceState, rayservice_manifest
+from kuberay_provider.core.services import (
+    RAYSERVICE_KEYWORDS,
+    RayServiceLifecycle,
+    RayServiceState,
+    rayservice_manifest,
+)
 from kuberay_provider.prefect.blocks import kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.tasks import is_retriable
 
@@ -38,12 +44,16 @@ class RayService(Block):
     )
     ready_timeout: float | None = Field(default=900, description="Seconds to wait until the new spec is served.")
     queue_name: str | None = Field(
-        default=None, description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
+        default=None,
+        description="A Kueue LocalQueue: created suspended, labelled kueue.x-k8s.io/queue-name; Kueue admits it.",
     )
     volcano_queue: str | None = Field(
-        default=None, description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
+        default=None,
+        description="A Volcano Queue: sets ray.io/scheduler-name=volcano and volcano.sh/queue-name.",
     )
-    validate_schema: bool = Field(default=True, description="Also check the RayService against the CRD schema on the cluster.")
+    validate_schema: bool = Field(
+        default=True, description="Also check the RayService against the CRD schema on the cluster."
+    )
 
     @field_validator("spec_params")
     @classmethod
@@ -52,9 +62,16 @@ class RayService(Block):
 
     def to_manifest(self) -> dict[str, Any]:
         params = {**self.spec_params, "serve_config": self.serve_config, "ray_cluster_config": self.ray_cluster_config}
-        return rayservice_manifest(self.name, self.namespace, rayservice=self.manifest, labels=self.labels or None,
-                                   annotations=self.annotations or None, queue_name=self.queue_name or None,
-                                   volcano_queue=self.volcano_queue or None, **{k: v for k, v in params.items() if v is not None})
+        return rayservice_manifest(
+            self.name,
+            self.namespace,
+            rayservice=self.manifest,
+            labels=self.labels or None,
+            annotations=self.annotations or None,
+            queue_name=self.queue_name or None,
+            volcano_queue=self.volcano_queue or None,
+            **{k: v for k, v in params.items() if v is not None},
+        )
 
     @contextlib.contextmanager
     def lifecycle(self, *, validate_schema: bool = False) -> Iterator[RayServiceLifecycle]:
@@ -80,8 +97,11 @@ def deploy_rayservice(service: RayService, wait: bool = True) -> dict[str, Any]:
         services.validate(manifest)
         _, change = services.apply(manifest)
         get_run_logger().info("RayService %s/%s %s", namespace, name, change)
-        state = services.wait_ready(namespace, name, timeout=service.ready_timeout, on_change=_log_state) if wait \
+        state = (
+            services.wait_ready(namespace, name, timeout=service.ready_timeout, on_change=_log_state)
+            if wait
             else services.state(namespace, name)
+        )
     assert state is not None
     return {**state.to_dict(), "change": change}
 
@@ -92,8 +112,12 @@ def wait_for_rayservice(service: RayService) -> dict[str, Any]:
     progress); fails as ``deploy_rayservice`` does."""
     manifest = service.to_manifest()
     with service.lifecycle() as services:
-        state = services.wait_ready(manifest["metadata"]["namespace"], manifest["metadata"]["name"],
-                                    timeout=service.ready_timeout, on_change=_log_state)
+        state = services.wait_ready(
+            manifest["metadata"]["namespace"],
+            manifest["metadata"]["name"],
+            timeout=service.ready_timeout,
+            on_change=_log_state,
+        )
     return state.to_dict()
 
 

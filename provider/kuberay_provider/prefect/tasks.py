@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
@@ -31,7 +32,7 @@ def is_retriable(task: Any, task_run: Any, state: Any) -> bool:
     what ``core.errors.is_permanent`` says no retry can fix (an invalid RayJob, a name another run holds)."""
     try:
         state.result()
-    except Exception as error:  # noqa: BLE001 - classified, not handled
+    except Exception as error:
         return not is_permanent(error)
     return True
 
@@ -45,7 +46,9 @@ def call_request(rayjob: RayJob) -> RayJobRequest:
 def created_request(rayjob: RayJob, created: Mapping[str, str]) -> RayJobRequest:
     """The request of a RayJob another task created (its name and namespace pinned)."""
     call = current_call(fingerprint(rayjob.job_fingerprint(), created["namespace"], created["name"]))
-    return rayjob.request(call.identity, try_number=call.try_number, name=created["name"], namespace=created["namespace"])
+    return rayjob.request(
+        call.identity, try_number=call.try_number, name=created["name"], namespace=created["namespace"]
+    )
 
 
 def delete_when_interrupted(
@@ -60,11 +63,18 @@ def delete_when_interrupted(
         return
     try:
         deleted = rayjob.delete_now(created["namespace"], created["name"])
-    except Exception as error:  # noqa: BLE001 - never mask the cancellation itself
-        logger.warning("could not delete RayJob %s/%s after cancellation: %s", created["namespace"], created["name"], error)
+    except Exception as error:
+        logger.warning(
+            "could not delete RayJob %s/%s after cancellation: %s", created["namespace"], created["name"], error
+        )
         return
-    logger.warning("%s RayJob %s/%s: the task was cancelled (%s)", "Deleted" if deleted else "Already gone:",
-                   created["namespace"], created["name"], type(exc).__name__)
+    logger.warning(
+        "%s RayJob %s/%s: the task was cancelled (%s)",
+        "Deleted" if deleted else "Already gone:",
+        created["namespace"],
+        created["name"],
+        type(exc).__name__,
+    )
 
 
 class RunLog:
@@ -82,8 +92,12 @@ class RunLog:
 
 async def publish_dashboard_link(name: str, url: str) -> None:
     if url:
-        await acreate_link_artifact(link=url, link_text="Ray dashboard", key=f"{name}-dashboard",
-                                    description=f"The Ray dashboard of RayJob {name}")
+        await acreate_link_artifact(
+            link=url,
+            link_text="Ray dashboard",
+            key=f"{name}-dashboard",
+            description=f"The Ray dashboard of RayJob {name}",
+        )
 
 
 async def publish_summary(outcome: RayJobOutcome, log_tail: str = "") -> None:
@@ -104,7 +118,9 @@ async def create_rayjob(rayjob: RayJob) -> dict[str, str]:
     """
     request = call_request(rayjob)
     if request.runs_without_rayjob:
-        raise ConfigurationError("submit_via='sdk' with cluster_selector creates no RayJob: use wait_for_rayjob (or run_rayjob)")
+        raise ConfigurationError(
+            "submit_via='sdk' with cluster_selector creates no RayJob: use wait_for_rayjob (or run_rayjob)"
+        )
     run_log = RunLog()
     async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
         await runner.launch(request)
@@ -147,9 +163,15 @@ async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = No
     run_log = RunLog()
     try:
         async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
-            outcome = await runner.run(request, rayjob.timeout) if created is None else await runner.follow(request, rayjob.timeout)
+            outcome = (
+                await runner.run(request, rayjob.timeout)
+                if created is None
+                else await runner.follow(request, rayjob.timeout)
+            )
     except RayJobFailed as failed:
-        await publish_dashboard_link(failed.outcome.rayjob_name or failed.outcome.cluster_name, failed.outcome.dashboard_url)
+        await publish_dashboard_link(
+            failed.outcome.rayjob_name or failed.outcome.cluster_name, failed.outcome.dashboard_url
+        )
         await publish_summary(failed.outcome, failed.log_tail)
         raise
     except BaseException as exc:
@@ -168,7 +190,11 @@ async def delete_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> bool:
     run_log = RunLog()
     async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
         deleted = await runner.delete(created["namespace"], created["name"])
-    run_log.status(f"Deleted RayJob {created['namespace']}/{created['name']}" if deleted else f"RayJob {created['name']} was already gone")
+    run_log.status(
+        f"Deleted RayJob {created['namespace']}/{created['name']}"
+        if deleted
+        else f"RayJob {created['name']} was already gone"
+    )
     return deleted
 
 

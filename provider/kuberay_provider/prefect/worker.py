@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from prefect.client.schemas.objects import State, StateType
 from prefect.exceptions import Abort, InfrastructureNotFound, ObjectNotFound
@@ -69,7 +70,9 @@ def parse_infrastructure_pid(pid: str) -> tuple[str, str]:
 
 def is_cancelling(state: State | None) -> bool:
     """Cancelling, or Cancelling as Prefect 2 wrote it (a Cancelled type named Cancelling)."""
-    return state is not None and (state.type == StateType.CANCELLING or (state.is_cancelled() and state.name == "Cancelling"))
+    return state is not None and (
+        state.type == StateType.CANCELLING or (state.is_cancelled() and state.name == "Cancelling")
+    )
 
 
 def flow_reported(state: State | None) -> bool:
@@ -87,14 +90,20 @@ async def launch_or_reattach(runner: AsyncRayJobRunner, request: RayJobRequest, 
     if existing is not None:
         found_key = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_RUN_KEY)
         if found_key != request.identity.key:
-            raise NameTakenError(f"RayJob {namespace}/{name} exists but was not created for this flow run "
-                                 f"(label {LABEL_RUN_KEY}={found_key!r}); delete it or use another namespace")
+            raise NameTakenError(
+                f"RayJob {namespace}/{name} exists but was not created for this flow run "
+                f"(label {LABEL_RUN_KEY}={found_key!r}); delete it or use another namespace"
+            )
         state = RayJobState.from_object(existing)
         if not state.is_terminal:
-            say(f"Re-attached to RayJob {namespace}/{name}: an earlier submission of this flow run created it and it still runs")
+            say(
+                f"Re-attached to RayJob {namespace}/{name}: an earlier submission of this flow run created it and it still runs"
+            )
             return
         await asyncio.to_thread(lifecycle.delete_and_wait, namespace, name)
-        say(f"Deleted RayJob {namespace}/{name} of an earlier submission of this flow run ({state.describe()}) to run it anew")
+        say(
+            f"Deleted RayJob {namespace}/{name} of an earlier submission of this flow run ({state.describe()}) to run it anew"
+        )
     await runner.launch(request)
 
 
@@ -104,17 +113,19 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
     type: str = "kuberay"
     job_configuration = KubeRayWorkerJobConfiguration
     job_configuration_variables = KubeRayWorkerVariables
-    _description = ("Run each flow run as a KubeRay RayJob: the flow's process is the Ray driver of the RayJob's "
-                    "cluster (its own, or an existing RayCluster). Requires KubeRay on a Kubernetes cluster.")
+    _description = (
+        "Run each flow run as a KubeRay RayJob: the flow's process is the Ray driver of the RayJob's "
+        "cluster (its own, or an existing RayCluster). Requires KubeRay on a Kubernetes cluster."
+    )
     _display_name = "KubeRay"
     _documentation_url = "https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/rayjob-quick-start.html"
     _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"
 
     async def run(
         self,
-        flow_run: "FlowRun",
+        flow_run: FlowRun,
         configuration: KubeRayWorkerJobConfiguration,
-        task_status: "anyio.abc.TaskStatus[Any] | None" = None,
+        task_status: anyio.abc.TaskStatus[Any] | None = None,
     ) -> KubeRayWorkerResult:
         """Create (or re-attach to) the flow run's RayJob, report it started, and follow it to its end."""
         logger = self.get_flow_run_logger(flow_run)
@@ -122,11 +133,18 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
         request = configuration.rayjob_request(block)
         pid = infrastructure_pid(request)
         for key in configuration.sensitive_env():
-            logger.warning("%s is in RayJob %s's runtime env: whoever can read RayJobs in namespace %s, or open its "
-                           "Ray dashboard, can read it. To keep it out, set the job variable env to {\"%s\": null} and "
-                           "give the Ray head the value from a Kubernetes Secret (see the Prefect page of the docs)",
-                           key, pid.replace(":", "/"), request.resolved_namespace, key)
-        async with block.async_runner(lambda line: logger.info("[ray] %s", ANSI_COLOURS.sub("", line)), logger.info) as runner:
+            logger.warning(
+                "%s is in RayJob %s's runtime env: whoever can read RayJobs in namespace %s, or open its "
+                'Ray dashboard, can read it. To keep it out, set the job variable env to {"%s": null} and '
+                "give the Ray head the value from a Kubernetes Secret (see the Prefect page of the docs)",
+                key,
+                pid.replace(":", "/"),
+                request.resolved_namespace,
+                key,
+            )
+        async with block.async_runner(
+            lambda line: logger.info("[ray] %s", ANSI_COLOURS.sub("", line)), logger.info
+        ) as runner:
             await launch_or_reattach(runner, request, logger.info)
             if dashboard := runner.runner.dashboard_url_of(request):
                 logger.info("Ray dashboard of RayJob %s: %s", pid.replace(":", "/"), dashboard)
@@ -134,8 +152,9 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
                 task_status.started(pid)
             return await self._follow(flow_run, runner, request, logger)
 
-    async def _follow(self, flow_run: "FlowRun", runner: AsyncRayJobRunner, request: RayJobRequest,
-                      logger: logging.LoggerAdapter[Any]) -> KubeRayWorkerResult:
+    async def _follow(
+        self, flow_run: FlowRun, runner: AsyncRayJobRunner, request: RayJobRequest, logger: logging.LoggerAdapter[Any]
+    ) -> KubeRayWorkerResult:
         pid = infrastructure_pid(request)
         following = asyncio.ensure_future(runner.follow(request))
         try:
@@ -151,18 +170,30 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await following
         state = await self._state_of(flow_run)
-        if is_cancelling(state) or (state is not None and state.is_cancelled()) or await self._cancelled_meanwhile(flow_run):
+        if (
+            is_cancelling(state)
+            or (state is not None and state.is_cancelled())
+            or await self._cancelled_meanwhile(flow_run)
+        ):
             return await self._delete_cancelled(flow_run, runner, request, logger)
         if flow_reported(state):
             if failure:
-                logger.info("RayJob %s ended without success after the flow run reported %s", pid.replace(":", "/"),
-                            state.name if state else "?")
+                logger.info(
+                    "RayJob %s ended without success after the flow run reported %s",
+                    pid.replace(":", "/"),
+                    state.name if state else "?",
+                )
             return KubeRayWorkerResult(identifier=pid, status_code=0)
-        ended = failure or "the Ray job succeeded, but the flow run's process never reported a state (is `command` Prefect's engine?)"
-        await self._crash(flow_run, f"RayJob {pid.replace(':', '/')} ended before the flow run reported a final state: {ended}")
+        ended = (
+            failure
+            or "the Ray job succeeded, but the flow run's process never reported a state (is `command` Prefect's engine?)"
+        )
+        await self._crash(
+            flow_run, f"RayJob {pid.replace(':', '/')} ended before the flow run reported a final state: {ended}"
+        )
         return KubeRayWorkerResult(identifier=pid, status_code=1)
 
-    async def _cancelled_first(self, flow_run: "FlowRun", following: "asyncio.Future[Any]") -> bool:
+    async def _cancelled_first(self, flow_run: FlowRun, following: asyncio.Future[Any]) -> bool:
         """Wait for the RayJob's end, checking the flow run's state every PREFECT_WORKER_QUERY_SECONDS;
         True once the flow run is cancelling (or cancelled) first."""
         interval = max(float(get_current_settings().worker.query_seconds), 1.0)
@@ -174,48 +205,57 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
             if is_cancelling(state) or (state is not None and state.is_cancelled()):
                 return True
 
-    async def _state_of(self, flow_run: "FlowRun") -> State | None:
+    async def _state_of(self, flow_run: FlowRun) -> State | None:
         try:
             return (await self.client.read_flow_run(flow_run.id)).state
         except ObjectNotFound:
             return None
-        except Exception as error:  # noqa: BLE001 - an API hiccup must not end the follow; the next check retries
+        except Exception as error:
             self._logger.debug("could not read flow run %s: %s", flow_run.id, error)
             return None
 
-    async def _cancelled_meanwhile(self, flow_run: "FlowRun") -> bool:
+    async def _cancelled_meanwhile(self, flow_run: FlowRun) -> bool:
         """The flow run turned Cancelling since this submission (its own runner may have stopped it before
         the worker looked)."""
         try:
             states = sorted(await self.client.read_flow_run_states(flow_run.id), key=lambda state: state.timestamp)
-        except Exception as error:  # noqa: BLE001 - without the history the run's own state decides
+        except Exception as error:
             self._logger.debug("could not read the states of flow run %s: %s", flow_run.id, error)
             return False
         submitted = max((index for index, state in enumerate(states) if state.type == StateType.PENDING), default=-1)
-        return any(is_cancelling(state) for state in states[submitted + 1:])
+        return any(is_cancelling(state) for state in states[submitted + 1 :])
 
-    async def _delete_cancelled(self, flow_run: "FlowRun", runner: AsyncRayJobRunner, request: RayJobRequest,
-                                logger: logging.LoggerAdapter[Any]) -> KubeRayWorkerResult:
+    async def _delete_cancelled(
+        self, flow_run: FlowRun, runner: AsyncRayJobRunner, request: RayJobRequest, logger: logging.LoggerAdapter[Any]
+    ) -> KubeRayWorkerResult:
         """The flow run was cancelled: delete its RayJob (KubeRay stops the Ray job, the cluster goes with
         it) and, if its own runner could not say so first, mark it Cancelled."""
         namespace, name = request.resolved_namespace, request.rayjob_name
         deleted = await runner.delete(namespace, name)
-        logger.info("%s RayJob %s/%s: the flow run was cancelled", "Deleted" if deleted else "Already gone:", namespace, name)
+        logger.info(
+            "%s RayJob %s/%s: the flow run was cancelled", "Deleted" if deleted else "Already gone:", namespace, name
+        )
         try:
             current = await self.client.read_flow_run(flow_run.id)
         except ObjectNotFound:
             return KubeRayWorkerResult(identifier=infrastructure_pid(request), status_code=0)
         if is_cancelling(current.state):
             await self._mark_flow_run_as_cancelled(
-                current, state_updates={"message": f"Cancelled: the worker deleted RayJob {namespace}/{name}"})
+                current, state_updates={"message": f"Cancelled: the worker deleted RayJob {namespace}/{name}"}
+            )
         elif current.state is not None and current.state.is_crashed():
             # ray.init() replaces the SIGTERM handler Prefect stops a cancelled flow with by one raising
             # SystemExit, which the engine reports as a crash: the run was cancelled all the same.
-            await self.client.set_flow_run_state(flow_run.id, Cancelled(
-                message=f"Cancelled; the flow's process reported a crash while being stopped: {current.state.message}"), force=True)
+            await self.client.set_flow_run_state(
+                flow_run.id,
+                Cancelled(
+                    message=f"Cancelled; the flow's process reported a crash while being stopped: {current.state.message}"
+                ),
+                force=True,
+            )
         return KubeRayWorkerResult(identifier=infrastructure_pid(request), status_code=0)
 
-    async def _crash(self, flow_run: "FlowRun", message: str) -> None:
+    async def _crash(self, flow_run: FlowRun, message: str) -> None:
         logger = self.get_flow_run_logger(flow_run)
         try:
             state = await propose_state(self.client, Crashed(message=message), flow_run_id=flow_run.id)
@@ -235,8 +275,8 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
         self._logger.info("Deleted RayJob %s/%s", namespace, name)
 
 
-def ending_failure(following: "asyncio.Future[Any]") -> str:
-    """"" when the RayJob's Ray job succeeded, else why it did not; errors of reaching the cluster propagate
+def ending_failure(following: asyncio.Future[Any]) -> str:
+    """ "" when the RayJob's Ray job succeeded, else why it did not; errors of reaching the cluster propagate
     (the worker then lost the flow run's infrastructure, and the flow run reports its own state)."""
     error = following.exception()
     if error is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from prefect.workers.base import BaseJobConfiguration, BaseVariables
 from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
@@ -76,17 +76,17 @@ class KubeRayWorkerJobConfiguration(BaseJobConfiguration):
 
     namespace: str = Field(default="default")
     rayjob_manifest: dict[str, Any] = Field(json_schema_extra=dict(template=default_rayjob_manifest()))
-    image: Optional[str] = Field(default=None)
-    ray_cluster_spec: Optional[dict[str, Any]] = Field(default=None)
-    cluster_selector: Optional[str] = Field(default=None)
-    runtime_env: Optional[dict[str, Any]] = Field(default=None)
+    image: str | None = Field(default=None)
+    ray_cluster_spec: dict[str, Any] | None = Field(default=None)
+    cluster_selector: str | None = Field(default=None)
+    runtime_env: dict[str, Any] | None = Field(default=None)
     annotations: dict[str, str] = Field(default_factory=dict)
-    cleanup: Optional[str] = Field(default=DEFAULT_CLEANUP)
-    queue_name: Optional[str] = Field(default=None)
-    admission_timeout: Optional[float] = Field(default=None)
-    cluster_config: Optional[KubernetesClusterConfig] = Field(default=None, repr=False)
+    cleanup: str | None = Field(default=DEFAULT_CLEANUP)
+    queue_name: str | None = Field(default=None)
+    admission_timeout: float | None = Field(default=None)
+    cluster_config: KubernetesClusterConfig | None = Field(default=None, repr=False)
     stream_output: bool = Field(default=True)
-    dashboard_url_template: Optional[str] = Field(default=None)
+    dashboard_url_template: str | None = Field(default=None)
 
     _flow_run_id: str = PrivateAttr(default="")
     _flow_name: str = PrivateAttr(default="flow")
@@ -94,19 +94,22 @@ class KubeRayWorkerJobConfiguration(BaseJobConfiguration):
 
     def prepare_for_flow_run(
         self,
-        flow_run: "FlowRun",
-        deployment: "DeploymentResponse | None" = None,
-        flow: "APIFlow | None" = None,
-        work_pool: "WorkPool | None" = None,
+        flow_run: FlowRun,
+        deployment: DeploymentResponse | None = None,
+        flow: APIFlow | None = None,
+        work_pool: WorkPool | None = None,
         worker_name: str | None = None,
-        worker_id: "UUID | None" = None,
+        worker_id: UUID | None = None,
     ) -> None:
         explicit = set(self.env)
         super().prepare_for_flow_run(flow_run, deployment, flow, work_pool, worker_name, worker_id=worker_id)
         # The worker's own server settings (a database URL with its password...) are nothing a flow run
         # needs, and its env lands in the RayJob's spec: only what the job variable env names explicitly.
-        self.env = {key: value for key, value in self.env.items()
-                    if not key.startswith(SERVER_SETTINGS_PREFIX) or key in explicit}
+        self.env = {
+            key: value
+            for key, value in self.env.items()
+            if not key.startswith(SERVER_SETTINGS_PREFIX) or key in explicit
+        }
         self._flow_run_id = str(flow_run.id)
         self._flow_name = flow.name if flow is not None else (flow_run.name or "flow")
         self._run_count = flow_run.run_count or 0
@@ -129,8 +132,10 @@ class KubeRayWorkerJobConfiguration(BaseJobConfiguration):
         manifest_spec = self.rayjob_manifest.get("spec") or {}
         if self.cluster_selector:
             if self.ray_cluster_spec:
-                raise ConfigurationError("give the work pool's ray_cluster_spec or cluster_selector, not both: "
-                                         "a RayJob runs on its own cluster or on an existing one")
+                raise ConfigurationError(
+                    "give the work pool's ray_cluster_spec or cluster_selector, not both: "
+                    "a RayJob runs on its own cluster or on an existing one"
+                )
             return None
         base = self.ray_cluster_spec or manifest_spec.get("rayClusterSpec")
         if base is None:
@@ -203,40 +208,40 @@ class KubeRayWorkerVariables(BaseVariables):
     """What a kuberay work pool lets a deployment set (its job variables); the defaults are the pool's."""
 
     namespace: str = Field(default="default", description="The Kubernetes namespace of the flow runs' RayJobs.")
-    image: Optional[str] = Field(
+    image: str | None = Field(
         default=None,
         description="The image of the RayJob's Ray head and workers: Ray, Prefect and the flow's dependencies "
         "(and its code, unless the deployment pulls it). Overrides the images of ray_cluster_spec.",
         examples=["my-registry/flows-on-ray:2.60.0"],
     )
-    ray_cluster_spec: Optional[dict[str, Any]] = Field(
+    ray_cluster_spec: dict[str, Any] | None = Field(
         default=None,
         description="The RayJob's own cluster (spec.rayClusterSpec, in KubeRay's terms). Default: one Ray head of "
         "`image`, no workers.",
     )
-    cluster_selector: Optional[str] = Field(
+    cluster_selector: str | None = Field(
         default=None, description="Run the flow on this existing RayCluster (its name) instead of an own cluster."
     )
-    runtime_env: Optional[dict[str, Any]] = Field(
+    runtime_env: dict[str, Any] | None = Field(
         default=None,
         description="The Ray runtime environment of the flow's process (pip, working_dir, env_vars...); the flow "
         "run's environment (env, PREFECT_API_URL...) is added to env_vars.",
     )
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the RayJob.")
-    cleanup: Optional[str] = Field(
+    cleanup: str | None = Field(
         default=DEFAULT_CLEANUP,
         description="What KubeRay does with the RayJob's own cluster once the flow's process ends: keep, "
         "delete_cluster, delete_cluster_after:<s>, delete_workers_then_cluster:<s>:<s>. Ignored with "
         "cluster_selector.",
     )
-    queue_name: Optional[str] = Field(
+    queue_name: str | None = Field(
         default=None, description="A Kueue LocalQueue: the RayJob is created suspended and Kueue admits it."
     )
-    admission_timeout: Optional[float] = Field(
-        default=None, description="Seconds the RayJob may wait for Kueue's admission; then it is deleted and the "
-        "flow run crashes.",
+    admission_timeout: float | None = Field(
+        default=None,
+        description="Seconds the RayJob may wait for Kueue's admission; then it is deleted and the flow run crashes.",
     )
-    cluster_config: Optional[KubernetesClusterConfig] = Field(
+    cluster_config: KubernetesClusterConfig | None = Field(
         default=None,
         description="The Kubernetes cluster to create RayJobs in (a KubernetesClusterConfig block). Default: "
         "in-cluster, else the worker's kubeconfig.",
@@ -244,7 +249,7 @@ class KubeRayWorkerVariables(BaseVariables):
     stream_output: bool = Field(
         default=True, description="Send the Ray job's log (the flow's process output) into the flow run's log."
     )
-    dashboard_url_template: Optional[str] = Field(
+    dashboard_url_template: str | None = Field(
         default=None,
         description="Reach the Ray dashboard directly, e.g. http://{service}.{namespace}.svc:8265; default: "
         "through the Kubernetes API server's service proxy.",

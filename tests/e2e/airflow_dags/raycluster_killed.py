@@ -11,9 +11,19 @@ from airflow.sdk import DAG
 from kuberay_provider.airflow.operators import RayClusterCreateOperator
 from kuberay_provider.core.spec import simple_cluster_spec
 
-with DAG("kuberay_e2e_cluster_killed", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False,
-         default_args={"retries": 0}):
+with DAG(
+    "kuberay_e2e_cluster_killed",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    default_args={"retries": 0},
+):
     RayClusterCreateOperator(
-        task_id="killed_create", name="e2e-killed", execution_timeout=dt.timedelta(seconds=10),
-        spec={**simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"), "suspend": True},
+        task_id="killed_create",
+        name="e2e-killed",
+        execution_timeout=dt.timedelta(seconds=10),
+        spec={
+            **simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"),
+            "suspend": True,
+        },
     )

@@ -11,10 +11,14 @@ from kuberay_provider.core.spec import simple_cluster_spec
 
 CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
 DEFAULTS = {"retries": 0}
-SUCCESS_CODE = "import ray; ray.init(); print('E2E-MARKER answer', ray.get(ray.remote(lambda: 6 * 7).remote()), flush=True)"
+SUCCESS_CODE = (
+    "import ray; ray.init(); print('E2E-MARKER answer', ray.get(ray.remote(lambda: 6 * 7).remote()), flush=True)"
+)
 FAILING_CODE = "import sys; print('E2E-MARKER about to fail', flush=True); sys.exit(3)"
 
-with DAG("kuberay_e2e_success", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS):
+with DAG(
+    "kuberay_e2e_success", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS
+):
     RayJobOperator(
         task_id="score",
         entrypoint=f'python -c "{SUCCESS_CODE}"',
@@ -24,7 +28,9 @@ with DAG("kuberay_e2e_success", schedule=None, start_date=dt.datetime(2026, 1, 1
         ttl_seconds_after_finished=30,
     )
 
-with DAG("kuberay_e2e_app_failure", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS):
+with DAG(
+    "kuberay_e2e_app_failure", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS
+):
     RayJobOperator(
         task_id="boom",
         entrypoint=f'python -c "{FAILING_CODE}"',
@@ -42,11 +48,17 @@ RETRY_CODE = (
     "sys.exit(3 if first else 0)"
 )
 
-with DAG("kuberay_e2e_backoff_retry", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS):
+with DAG(
+    "kuberay_e2e_backoff_retry", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS
+):
     RayJobOperator(
         task_id="flaky",
         entrypoint=f'python -c "{RETRY_CODE}"',
-        runtime_env={"env_vars": {"ATTEMPT_FLAG": "/tmp/kuberay-e2e-attempt-{{ run_id | replace(':', '_') | replace('+', '_') }}"}},
+        runtime_env={
+            "env_vars": {
+                "ATTEMPT_FLAG": "/tmp/kuberay-e2e-attempt-{{ run_id | replace(':', '_') | replace('+', '_') }}"
+            }
+        },
         ray_cluster_spec=CLUSTER,
         backoff_limit=1,
         shutdown_after_job_finishes=True,

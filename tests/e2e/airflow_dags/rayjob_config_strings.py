@@ -20,12 +20,19 @@ def cluster_with_optional_config() -> dict:
     spec = copy.deepcopy(simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"))
     pod = spec["headGroupSpec"]["template"]["spec"]
     pod["volumes"] = [{"name": "conf", "configMap": {"name": "kuberay-e2e-optional-conf", "optional": True}}]
-    pod["containers"][0]["volumeMounts"] = [{"name": "conf", "mountPath": "/home/ray/conf/app.yaml", "subPath": "app.yaml"}]
+    pod["containers"][0]["volumeMounts"] = [
+        {"name": "conf", "mountPath": "/home/ray/conf/app.yaml", "subPath": "app.yaml"}
+    ]
     return spec
 
 
-with DAG("kuberay_e2e_config_strings", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False,
-         default_args={"retries": 0}):
+with DAG(
+    "kuberay_e2e_config_strings",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    default_args={"retries": 0},
+):
     RayJobOperator(
         task_id="train",
         rayjob="templates/mapped_rayjob.yaml",

@@ -14,8 +14,18 @@ CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0
 # Each Ray job prints a token of its own: a task log shows which job the task followed.
 PRINTS_TOKEN = "python -c \"import uuid; print('E2E-INSTANCE-MARKER', uuid.uuid4().hex, flush=True)\""
 
-with DAG("kuberay_e2e_instances", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False,
-         default_args={"retries": 0}):
-    score = RayJobOperator(task_id="score", entrypoint=PRINTS_TOKEN, ray_cluster_spec=CLUSTER,
-                           shutdown_after_job_finishes=True, ttl_seconds_after_finished=30)
+with DAG(
+    "kuberay_e2e_instances",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    default_args={"retries": 0},
+):
+    score = RayJobOperator(
+        task_id="score",
+        entrypoint=PRINTS_TOKEN,
+        ray_cluster_spec=CLUSTER,
+        shutdown_after_job_finishes=True,
+        ttl_seconds_after_finished=30,
+    )
     score >> RayJobCleanupOperator(task_id="cleanup", trigger_rule="all_done")

@@ -42,11 +42,16 @@ with DAG("kuberay_e2e_mapped", schedule=None, start_date=dt.datetime(2026, 1, 1)
         ray_cluster_spec=cluster_with_train_files(),
         runtime_env={"env_vars": {"EXTRA_CONFIG": "conf/extra.yml"}},
         cleanup="delete_cluster",
-    ).expand_kwargs([
-        {"entrypoint": f"python {CODE}/train.py --shard 0 --config {CONF}/train.yaml"},
-        {"entrypoint": f"python {CODE}/train.py --shard 1 --config {CONF}/train.yaml",
-         "active_deadline_seconds": 600, "metadata": {"config": "shard-1.json"}},
-    ])
+    ).expand_kwargs(
+        [
+            {"entrypoint": f"python {CODE}/train.py --shard 0 --config {CONF}/train.yaml"},
+            {
+                "entrypoint": f"python {CODE}/train.py --shard 1 --config {CONF}/train.yaml",
+                "active_deadline_seconds": 600,
+                "metadata": {"config": "shard-1.json"},
+            },
+        ]
+    )
 
     RayClusterCreateOperator.partial(
         task_id="clusters",

@@ -17,19 +17,48 @@ RUN_ONCE = "python -c \"import uuid; print('E2E-RERUN-MARKER {{ ds }}', uuid.uui
 SLEEPS = "python -c \"import time; print('E2E-TIMEOUT-MARKER', flush=True); time.sleep(300)\""
 
 with DAG("kuberay_e2e_clear", schedule=None, start_date=START, catchup=False, default_args={"retries": 1}):
-    RayJobOperator(task_id="score", entrypoint=RUN_ONCE, ray_cluster_spec=CLUSTER,
-                   shutdown_after_job_finishes=True, ttl_seconds_after_finished=30)
+    RayJobOperator(
+        task_id="score",
+        entrypoint=RUN_ONCE,
+        ray_cluster_spec=CLUSTER,
+        shutdown_after_job_finishes=True,
+        ttl_seconds_after_finished=30,
+    )
 
-with DAG("kuberay_e2e_backfill_reprocess", schedule="@daily", start_date=dt.datetime(2026, 3, 1), catchup=False,
-         default_args={"retries": 1, "retry_delay": dt.timedelta(seconds=0)}):
-    RayJobOperator(task_id="score", entrypoint=RUN_ONCE, ray_cluster_spec=CLUSTER,
-                   shutdown_after_job_finishes=True, ttl_seconds_after_finished=30)
+with DAG(
+    "kuberay_e2e_backfill_reprocess",
+    schedule="@daily",
+    start_date=dt.datetime(2026, 3, 1),
+    catchup=False,
+    default_args={"retries": 1, "retry_delay": dt.timedelta(seconds=0)},
+):
+    RayJobOperator(
+        task_id="score",
+        entrypoint=RUN_ONCE,
+        ray_cluster_spec=CLUSTER,
+        shutdown_after_job_finishes=True,
+        ttl_seconds_after_finished=30,
+    )
 
 # No retries: each try is the last. wait_timeout ends the wait in the provider's watch; execution_timeout in
 # Airflow's own timer, with delete_on_kill=False so on_kill deletes nothing: the timeout rule does.
 with DAG("kuberay_e2e_final_timeout", schedule=None, start_date=START, catchup=False, default_args={"retries": 0}):
-    RayJobOperator(task_id="wait_times_out", entrypoint=SLEEPS, ray_cluster_spec=CLUSTER, wait_timeout=5, stream_logs=False)
-    RayJobOperator(task_id="execution_times_out", entrypoint=SLEEPS, ray_cluster_spec=CLUSTER, stream_logs=False,
-                   execution_timeout=dt.timedelta(seconds=10), delete_on_kill=False)
-    RayJobOperator(task_id="kept", entrypoint=SLEEPS, ray_cluster_spec=CLUSTER, wait_timeout=5, stream_logs=False,
-                   delete_on_final_timeout=False)
+    RayJobOperator(
+        task_id="wait_times_out", entrypoint=SLEEPS, ray_cluster_spec=CLUSTER, wait_timeout=5, stream_logs=False
+    )
+    RayJobOperator(
+        task_id="execution_times_out",
+        entrypoint=SLEEPS,
+        ray_cluster_spec=CLUSTER,
+        stream_logs=False,
+        execution_timeout=dt.timedelta(seconds=10),
+        delete_on_kill=False,
+    )
+    RayJobOperator(
+        task_id="kept",
+        entrypoint=SLEEPS,
+        ray_cluster_spec=CLUSTER,
+        wait_timeout=5,
+        stream_logs=False,
+        delete_on_final_timeout=False,
+    )

@@ -18,7 +18,9 @@ def check_rows(rows: int) -> None:
 
 @dag(schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args={"retries": 0})
 def kuberay_e2e_taskflow_failure() -> None:
-    @task.kuberay(ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"))
+    @task.kuberay(
+        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+    )
     def validate(rows: int) -> int:
         check_rows(rows)
         return rows

@@ -50,16 +50,32 @@ def raising() -> None:
 
 
 def function_task(function: Any, task_id: str, **kwargs: Any) -> Any:
-    decorator = task_decorator_factory(decorated_operator_class=SlowFunctionToReport, task_id=task_id, ray_cluster_spec=CLUSTER,
-                                       kuberay_conn_id=CONN_ID, stream_logs=False, retries=1, **kwargs)
+    decorator = task_decorator_factory(
+        decorated_operator_class=SlowFunctionToReport,
+        task_id=task_id,
+        ray_cluster_spec=CLUSTER,
+        kuberay_conn_id=CONN_ID,
+        stream_logs=False,
+        retries=1,
+        **kwargs,
+    )
     return decorator(function)
 
 
 with DAG("kuberay_crash_safety", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
-    for task_id, entrypoint in (("succeeds", "python score.py --marker CRASH-OK"),
-                                ("fails", "python score.py --marker CRASH-FAIL")):
-        SlowToReport(task_id=task_id, entrypoint=entrypoint, ray_cluster_spec=CLUSTER, cleanup="delete_cluster",
-                     kuberay_conn_id=CONN_ID, stream_logs=False, retries=1)
+    for task_id, entrypoint in (
+        ("succeeds", "python score.py --marker CRASH-OK"),
+        ("fails", "python score.py --marker CRASH-FAIL"),
+    ):
+        SlowToReport(
+            task_id=task_id,
+            entrypoint=entrypoint,
+            ray_cluster_spec=CLUSTER,
+            cleanup="delete_cluster",
+            kuberay_conn_id=CONN_ID,
+            stream_logs=False,
+            retries=1,
+        )
     # The functions' cleanup is KubeRay's "delete the cluster when the job ends"; "function_ttl" keeps it 1 s.
     function_task(scaled, "function", cleanup="delete_cluster")(*FUNCTION_ARGS)
     function_task(raising, "function_fails", cleanup="delete_cluster")()

@@ -31,8 +31,8 @@ Ray Jobs SDK, which is what uploads the function. The Airflow context is not pas
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
 
 from airflow.sdk import Context
 from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
@@ -41,8 +41,8 @@ from airflow.sdk.exceptions import AirflowException
 from kuberay_provider.airflow.operators.common import as_airflow_errors, run_identity
 from kuberay_provider.airflow.operators.rayjob import RayJobOperator
 from kuberay_provider.airflow.params import push_extra
-from kuberay_provider.core.function_keys import TryKey
 from kuberay_provider.core.errors import ConfigurationError
+from kuberay_provider.core.function_keys import TryKey
 from kuberay_provider.core.function_runs import DEFAULT_RESULT_HOLD_SECONDS, FunctionRun
 from kuberay_provider.core.functions import (
     DEFAULT_MAX_RESULT_BYTES,
@@ -76,7 +76,11 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
 
     custom_operator_name = "@task.kuberay"
     template_fields: Sequence[str] = (*RayJobOperator.template_fields, "op_args", "op_kwargs", "result_path")
-    template_fields_renderers = {**RayJobOperator.template_fields_renderers, "op_args": "py", "op_kwargs": "py"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **RayJobOperator.template_fields_renderers,
+        "op_args": "py",
+        "op_kwargs": "py",
+    }
 
     def __init__(
         self,
@@ -90,14 +94,20 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
     ) -> None:
         check_result_format(result_format)
         if isinstance(result_hold_seconds, bool) or not isinstance(result_hold_seconds, int) or result_hold_seconds < 0:
-            raise ConfigurationError(f"result_hold_seconds must be whole seconds, 0 or more, got {result_hold_seconds!r}")
+            raise ConfigurationError(
+                f"result_hold_seconds must be whole seconds, 0 or more, got {result_hold_seconds!r}"
+            )
         if kwargs.get("entrypoint"):
             raise ValueError("@task.kuberay runs the decorated function: it takes no entrypoint")
         if kwargs.setdefault("submit_via", SubmitVia.SDK.value) != SubmitVia.SDK.value:
-            raise ValueError("@task.kuberay submits through the Ray Jobs SDK (it uploads the function): submit_via must be 'sdk'")
+            raise ValueError(
+                "@task.kuberay submits through the Ray Jobs SDK (it uploads the function): submit_via must be 'sdk'"
+            )
         if not kwargs.get("wait_for_completion", True):
-            raise ValueError("@task.kuberay returns the function's result, so it waits for the job: wait_for_completion=False "
-                             "is not available; use RayJobOperator(wait_for_completion=False) with a RayJobSensor")
+            raise ValueError(
+                "@task.kuberay returns the function's result, so it waits for the job: wait_for_completion=False "
+                "is not available; use RayJobOperator(wait_for_completion=False) with a RayJobSensor"
+            )
         super().__init__(entrypoint=PLACEHOLDER_ENTRYPOINT, **kwargs)
         self.result_path = result_path
         self.max_result_bytes = max_result_bytes
@@ -114,13 +124,24 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
 
     @contextlib.contextmanager
     def _shipping(self, context: Context) -> Iterator[None]:
-        call = FunctionCall(self.python_callable, tuple(self.op_args), dict(self.op_kwargs), result_path=self.result_path or None,
-                            max_result_bytes=self.max_result_bytes, result_format=self.result_format)
+        call = FunctionCall(
+            self.python_callable,
+            tuple(self.op_args),
+            dict(self.op_kwargs),
+            result_path=self.result_path or None,
+            max_result_bytes=self.max_result_bytes,
+            result_format=self.result_format,
+        )
         # Derived again in every process of the try (a deferred task resumes in a new one): same run, same key.
         key = TryKey.derive(run_identity(context), getattr(context["ti"], "try_number", None))
         with shipped(call, key) as shipment:
             self._shipment = shipment
-            self.log.info("Shipping %s (%d bytes pickled) as Ray job package %s", call.name, shipment.payload_bytes, shipment.package)
+            self.log.info(
+                "Shipping %s (%d bytes pickled) as Ray job package %s",
+                call.name,
+                shipment.payload_bytes,
+                shipment.package,
+            )
             try:
                 yield
             finally:
@@ -168,7 +189,10 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         push_extra(self, context, "rayjob_outcome", outcome.to_dict())
         super()._finish(context, request, runner, outcome)
         functions.release(request)
-        self.log.info("The function returned %s", "its result to XCom" if result.kind == "result" else f"its result at {result.value}")
+        self.log.info(
+            "The function returned %s",
+            "its result to XCom" if result.kind == "result" else f"its result at {result.value}",
+        )
         return result.value
 
     @contextlib.contextmanager
@@ -186,7 +210,9 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
             raise AirflowException(str(error)) from failed
 
 
-def kuberay_task(python_callable: Callable[..., Any] | None = None, multiple_outputs: bool | None = None, **kwargs: Any) -> TaskDecorator:
+def kuberay_task(
+    python_callable: Callable[..., Any] | None = None, multiple_outputs: bool | None = None, **kwargs: Any
+) -> TaskDecorator:
     """``@task.kuberay``: wrap a function into a task that runs it as a Ray job on KubeRay.
 
     Takes every RayJobOperator parameter (``ray_cluster_spec=``, ``cluster_selector=``, ``runtime_env=``,

@@ -47,8 +47,10 @@ class RayJobCleanupOperator(BaseOperator):
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         namespace = self.namespace or hook.get_namespace() or "default"
         # Only this deployment's RayJobs: those carrying the connection's instance id (none: those without one).
-        deleted = hook.lifecycle(validate_schema=False).delete_run(namespace, ti.dag_id, ti.run_id, self.task_ids,
-                                                                   instance=connection_instance(hook))
-        self.log.info("Deleted %d RayJob(s) of run %s in %s: %s", len(deleted), ti.run_id, namespace, ", ".join(deleted) or "-")
+        deleted = hook.lifecycle(validate_schema=False).delete_run(
+            namespace, ti.dag_id, ti.run_id, self.task_ids, instance=connection_instance(hook)
+        )
+        self.log.info(
+            "Deleted %d RayJob(s) of run %s in %s: %s", len(deleted), ti.run_id, namespace, ", ".join(deleted) or "-"
+        )
         return deleted
-

@@ -80,7 +80,11 @@ class ManifestTemplatedOperator(BaseOperator):
         path = getattr(self, self.manifest_field, None)
         if names_a_manifest_file(path):
             try:
-                setattr(self, self.manifest_field, read_manifest_template(self.get_template_env(), path, self.manifest_field))
+                setattr(
+                    self,
+                    self.manifest_field,
+                    read_manifest_template(self.get_template_env(), path, self.manifest_field),
+                )
             except jinja2.TemplateNotFound as missing:  # parsing goes on; rendering the task fails with this
                 self.log.warning("%s", missing.message)
         super().resolve_template_files()
@@ -176,7 +180,7 @@ def follow_recorded_rayjob(context: Context, request: RayJobRequest, log: Any) -
         return request
     try:
         remembered = store.get(TASK_STATE_KEY)
-    except Exception as exc:  # noqa: BLE001 - as on Airflow < 3.3: the derived name leads to the RayJob
+    except Exception as exc:
         log.warning("Could not read this task's recorded RayJob: %s", exc)
         return request
     if not isinstance(remembered, dict) or not remembered.get("name"):
@@ -184,7 +188,12 @@ def follow_recorded_rayjob(context: Context, request: RayJobRequest, log: Any) -
     namespace, name = str(remembered.get("namespace") or request.resolved_namespace), str(remembered["name"])
     if (namespace, name) == (request.resolved_namespace, request.rayjob_name):
         return request
-    log.info("An earlier try of this task recorded RayJob %s/%s; following it instead of %s", namespace, name, request.rayjob_name)
+    log.info(
+        "An earlier try of this task recorded RayJob %s/%s; following it instead of %s",
+        namespace,
+        name,
+        request.rayjob_name,
+    )
     # With the instance id it was made under (none when recorded without one), or its run key would not match.
     identity = dataclasses.replace(request.identity, instance=str(remembered.get("instance") or ""))
     return dataclasses.replace(request, namespace=namespace, name=name, identity=identity)
@@ -198,7 +207,7 @@ def record_rayjob(context: Context, request: RayJobRequest, log: Any) -> None:
     try:
         instance = {"instance": request.identity.instance} if request.identity.instance else {}
         store.set(TASK_STATE_KEY, {"namespace": request.resolved_namespace, "name": request.rayjob_name, **instance})
-    except Exception as exc:  # noqa: BLE001 - the derived name still leads a retry back to the RayJob
+    except Exception as exc:
         log.warning("Could not record RayJob %s in the task state: %s", request.rayjob_name, exc)
 
 
@@ -206,15 +215,22 @@ def mark_consumed(lifecycle: RayJobLifecycle, context: Context, request: RayJobR
     """Mark the RayJob consumed by this try: the last step before the outcome goes to Airflow. A try killed
     after it is retried in the same series and still re-attaches; a later series (the task cleared) runs
     the job anew (``core.lifecycle.reuse_of``)."""
-    try_number, where = getattr(context["ti"], "try_number", None), f"{request.resolved_namespace}/{request.rayjob_name}"
+    try_number, where = (
+        getattr(context["ti"], "try_number", None),
+        f"{request.resolved_namespace}/{request.rayjob_name}",
+    )
     if not isinstance(try_number, int):
         return
     try:
         if lifecycle.mark_consumed(request.resolved_namespace, request.rayjob_name, try_number):
             log.info("Marked RayJob %s as consumed by try %d: clearing the task runs the job anew", where, try_number)
-    except Exception as exc:  # noqa: BLE001 - the job's outcome stands; only a later clear is affected
-        log.warning("Could not mark RayJob %s as consumed (%s): clearing this task would re-attach to it instead of "
-                    "running the job anew; delete the RayJob before clearing the task", where, exc)
+    except Exception as exc:
+        log.warning(
+            "Could not mark RayJob %s as consumed (%s): clearing this task would re-attach to it instead of "
+            "running the job anew; delete the RayJob before clearing the task",
+            where,
+            exc,
+        )
 
 
 def withdraw_work(lifecycle: RayJobLifecycle, request: RayJobRequest) -> None:
@@ -226,21 +242,41 @@ def withdraw_work(lifecycle: RayJobLifecycle, request: RayJobRequest) -> None:
     lifecycle.jobs_client(request.resolved_namespace, service, cluster).stop(request.submission_id)
 
 
-def after_timeout(context: Context, request: RayJobRequest, which: str, *, retries: int | None, delete_on_final_timeout: bool,
-                  lifecycle: Callable[[], RayJobLifecycle], log: Any) -> None:
+def after_timeout(
+    context: Context,
+    request: RayJobRequest,
+    which: str,
+    *,
+    retries: int | None,
+    delete_on_final_timeout: bool,
+    lifecycle: Callable[[], RayJobLifecycle],
+    log: Any,
+) -> None:
     """``which`` timeout (wait_timeout, execution_timeout) ended the try's wait. A timeout is not a kill:
     before the last try the work keeps running for the retry to re-attach to; on the last try it is
     removed, unless ``delete_on_final_timeout`` is off, so nothing runs on with no task following it."""
-    what = f"Ray job {request.submission_id}" if request.runs_without_rayjob else f"RayJob {request.resolved_namespace}/{request.rayjob_name}"
+    what = (
+        f"Ray job {request.submission_id}"
+        if request.runs_without_rayjob
+        else f"RayJob {request.resolved_namespace}/{request.rayjob_name}"
+    )
     if not is_final_try(context, retries):
         log.info("%s ended this try's wait; %s keeps running and the next try re-attaches to it", which, what)
     elif not delete_on_final_timeout:
-        log.info("%s ended the last try's wait; %s is kept (delete_on_final_timeout=False) though no task follows it any "
-                 "more: delete it yourself, or clear the task to wait for it again", which, what)
+        log.info(
+            "%s ended the last try's wait; %s is kept (delete_on_final_timeout=False) though no task follows it any "
+            "more: delete it yourself, or clear the task to wait for it again",
+            which,
+            what,
+        )
     else:
-        log.info("%s ended the last try's wait and no retry follows: %s %s (keep it with delete_on_final_timeout=False)",
-                 which, "stopping" if request.runs_without_rayjob else "deleting", what)
+        log.info(
+            "%s ended the last try's wait and no retry follows: %s %s (keep it with delete_on_final_timeout=False)",
+            which,
+            "stopping" if request.runs_without_rayjob else "deleting",
+            what,
+        )
         try:
             withdraw_work(lifecycle(), request)
-        except Exception as exc:  # noqa: BLE001 - the timeout is what the task reports
+        except Exception as exc:
             log.warning("Could not remove %s after the timeout: %s", what, exc)

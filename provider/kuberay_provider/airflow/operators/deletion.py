@@ -26,9 +26,17 @@ class RayObjectDeleteOperator(SecondsFields, BaseOperator):
     seconds_fields = ("timeout",)
     ui_color = "#ffebee"
 
-    def __init__(self, *, name: str, namespace: str | None = None, kuberay_conn_id: str = DEFAULT_CONN_ID,
-                 wait: bool = True, timeout: float | str | None = 300,
-                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        namespace: str | None = None,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        wait: bool = True,
+        timeout: float | str | None = 300,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.name, self.namespace, self.kuberay_conn_id = name, namespace, kuberay_conn_id
         self.wait, self.timeout, self.deferrable = wait, timeout, deferrable
@@ -43,11 +51,17 @@ class RayObjectDeleteOperator(SecondsFields, BaseOperator):
         namespace = self.namespace or hook.get_namespace() or "default"
         defer = self.wait and self.deferrable
         with as_airflow_errors():
-            deleted = self.lifecycle(hook).delete(namespace, self.name, wait=self.wait and not defer, timeout=self.timeout)
+            deleted = self.lifecycle(hook).delete(
+                namespace, self.name, wait=self.wait and not defer, timeout=self.timeout
+            )
         if deleted and defer:
-            self.log.info("%s %s/%s is being deleted; waiting in the triggerer until it is gone", self.kind, namespace, self.name)
-            self.defer(trigger=RayObjectDeletedTrigger(self.kind, self.name, namespace, self.kuberay_conn_id, self.timeout),
-                       method_name="execute_complete")
+            self.log.info(
+                "%s %s/%s is being deleted; waiting in the triggerer until it is gone", self.kind, namespace, self.name
+            )
+            self.defer(
+                trigger=RayObjectDeletedTrigger(self.kind, self.name, namespace, self.kuberay_conn_id, self.timeout),
+                method_name="execute_complete",
+            )
         self.log.info("%s %s/%s %s", self.kind, namespace, self.name, "deleted" if deleted else "was already gone")
         return deleted
 

@@ -17,8 +17,8 @@ is replaced (``core.clusters.RayClusterLifecycle.create_or_attach``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context, conf
 
@@ -79,11 +79,22 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
     ``name=`` and use it downstream).
     """
 
-    template_fields: Sequence[str] = ("raycluster", "spec", "spec_params", "name", "namespace", "labels", "annotations",
-                                      "queue_name", "volcano_queue", "kuberay_conn_id", "ready_timeout")
+    template_fields: Sequence[str] = (
+        "raycluster",
+        "spec",
+        "spec_params",
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "queue_name",
+        "volcano_queue",
+        "kuberay_conn_id",
+        "ready_timeout",
+    )
     seconds_fields = ("ready_timeout",)
     manifest_field = "raycluster"
-    template_fields_renderers = {"raycluster": "yaml", "spec": "json", "spec_params": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"raycluster": "yaml", "spec": "json", "spec_params": "json"}
     operator_extra_links = (RayDashboardLink(),)
     ui_color = "#e8f5e9"
 
@@ -130,19 +141,32 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
         self.kuberay_conn_id = kuberay_conn_id
         self.wait_until_ready, self.ready_timeout = wait_until_ready, ready_timeout
-        self.delete_on_failure, self.delete_on_kill, self.validate_schema = delete_on_failure, delete_on_kill, validate_schema
+        self.delete_on_failure, self.delete_on_kill, self.validate_schema = (
+            delete_on_failure,
+            delete_on_kill,
+            validate_schema,
+        )
         self.queue_name, self.admission_timeout, self.volcano_queue = queue_name, admission_timeout, volcano_queue
         self.deferrable = deferrable
-        self._created: tuple[str, str] | None = None  # (namespace, name) of the cluster this try created: what on_kill deletes
+        self._created: tuple[str, str] | None = (
+            None  # (namespace, name) of the cluster this try created: what on_kill deletes
+        )
         check_seconds({"ready_timeout": ready_timeout})
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
         with as_airflow_errors():
             request = RayClusterRequest(
-                run_identity(context, hook.instance_id), raycluster=self.raycluster, spec=self.spec, spec_params=self.spec_params,
-                name=self.name, namespace=self.namespace, labels=self.labels, annotations=self.annotations,
-                queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None,
+                run_identity(context, hook.instance_id),
+                raycluster=self.raycluster,
+                spec=self.spec,
+                spec_params=self.spec_params,
+                name=self.name,
+                namespace=self.namespace,
+                labels=self.labels,
+                annotations=self.annotations,
+                queue_name=self.queue_name or None,
+                volcano_queue=self.volcano_queue or None,
             )
             if not self.namespace and not request.manifest_namespace:
                 request = dataclasses.replace(request, namespace=hook.get_namespace() or "default")
@@ -155,11 +179,18 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
             self._created = (namespace, name) if created else None
             state = clusters.state(namespace, name)
             if self.wait_until_ready and self.deferrable:
-                self._defer_wait(namespace, name, "admitted" if self.admission_timeout is not None else "ready", created)
+                self._defer_wait(
+                    namespace, name, "admitted" if self.admission_timeout is not None else "ready", created
+                )
             if self.wait_until_ready:
                 try:
-                    state = clusters.wait_ready(namespace, name, timeout=self.ready_timeout, admission_timeout=self.admission_timeout,
-                                                on_change=lambda s: self.log.info("%s", s.describe()))
+                    state = clusters.wait_ready(
+                        namespace,
+                        name,
+                        timeout=self.ready_timeout,
+                        admission_timeout=self.admission_timeout,
+                        on_change=lambda s: self.log.info("%s", s.describe()),
+                    )
                 except Exception:
                     if self.delete_on_failure:
                         self.log.info("RayCluster %s/%s did not become ready: deleting it", namespace, name)
@@ -170,14 +201,25 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
     def _defer_wait(self, namespace: str, name: str, target: str, created: bool) -> None:
         timeout = self.admission_timeout if target == "admitted" else self.ready_timeout
         # Whether this try created the cluster travels with the trigger: its on_kill, and the return value.
-        self.defer(trigger=RayClusterTrigger(name, namespace, self.kuberay_conn_id, timeout=timeout, wait_for=target,
-                                             carry={"created": created}, delete_on_kill=self.delete_on_kill and created),
-                   method_name="execute_after_admission" if target == "admitted" else "execute_complete")
+        self.defer(
+            trigger=RayClusterTrigger(
+                name,
+                namespace,
+                self.kuberay_conn_id,
+                timeout=timeout,
+                wait_for=target,
+                carry={"created": created},
+                delete_on_kill=self.delete_on_kill and created,
+            ),
+            method_name="execute_after_admission" if target == "admitted" else "execute_complete",
+        )
 
     def execute_after_admission(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: Kueue admitted the cluster; now wait until it is ready."""
         state = self._state_or_cleanup(event)
-        self.log.info("RayCluster %s/%s admitted by Kueue; waiting until it is ready", state["namespace"], state["name"])
+        self.log.info(
+            "RayCluster %s/%s admitted by Kueue; waiting until it is ready", state["namespace"], state["name"]
+        )
         self._defer_wait(state["namespace"], state["name"], "ready", _created_by_this_try(event))
         return {}  # unreachable: defer() raises TaskDeferred
 
@@ -190,10 +232,14 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
         namespace, name = (event or {}).get("namespace") or "default", (event or {}).get("name") or ""
         if (event or {}).get("status") != "success" and self.delete_on_failure and name:
             self.log.info("RayCluster %s/%s did not become ready: deleting it", namespace, name)
-            KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(namespace, name, wait=False)
+            KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(
+                namespace, name, wait=False
+            )
         return object_state_from_event(event, "the RayCluster")
 
-    def _result(self, context: Context, namespace: str, name: str, state: dict[str, Any] | None, created: bool) -> dict[str, Any]:
+    def _result(
+        self, context: Context, namespace: str, name: str, state: dict[str, Any] | None, created: bool
+    ) -> dict[str, Any]:
         # Own XComs for the two values downstream tasks template from: ``create.output["name"]``.
         push_extra(self, context, "name", name)
         push_extra(self, context, "namespace", namespace)
@@ -206,7 +252,9 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
             return
         namespace, name = self._created
         self.log.info("Task killed: deleting RayCluster %s/%s, which this try created", namespace, name)
-        KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(namespace, name, wait=False)
+        KubeRayHook(kuberay_conn_id=self.kuberay_conn_id).cluster_lifecycle(validate_schema=False).delete(
+            namespace, name, wait=False
+        )
 
 
 def _created_by_this_try(event: dict[str, Any] | None) -> bool:
@@ -228,9 +276,19 @@ class RayClusterScaleOperator(SecondsFields, BaseOperator):
     seconds_fields = ("timeout",)
     ui_color = "#e8f5e9"
 
-    def __init__(self, *, name: str, group: str, replicas: int | str, namespace: str | None = None,
-                 kuberay_conn_id: str = DEFAULT_CONN_ID, wait: bool = True, timeout: float | str | None = 600,
-                 deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        group: str,
+        replicas: int | str,
+        namespace: str | None = None,
+        kuberay_conn_id: str = DEFAULT_CONN_ID,
+        wait: bool = True,
+        timeout: float | str | None = 600,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.name, self.group, self.replicas, self.namespace = name, group, replicas, namespace
         self.kuberay_conn_id, self.wait, self.timeout, self.deferrable = kuberay_conn_id, wait, timeout, deferrable
@@ -246,15 +304,22 @@ class RayClusterScaleOperator(SecondsFields, BaseOperator):
                 state = clusters.state(namespace, self.name)
                 return state.to_dict() if state else {}
             if self.deferrable:
-                self.defer(trigger=RayClusterTrigger(self.name, namespace, self.kuberay_conn_id, timeout=self.timeout, wait_for="workers"),
-                           method_name="execute_complete")
-            state = clusters.wait_workers(namespace, self.name, timeout=self.timeout,
-                                          on_change=lambda s: self.log.info("%s", s.describe()))
+                self.defer(
+                    trigger=RayClusterTrigger(
+                        self.name, namespace, self.kuberay_conn_id, timeout=self.timeout, wait_for="workers"
+                    ),
+                    method_name="execute_complete",
+                )
+            state = clusters.wait_workers(
+                namespace, self.name, timeout=self.timeout, on_change=lambda s: self.log.info("%s", s.describe())
+            )
         return state.to_dict()
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the workers are ready, or the wait failed."""
-        return object_state_from_event(event, f"RayCluster {self.name} to reach {self.replicas} worker(s) in group {self.group}")
+        return object_state_from_event(
+            event, f"RayCluster {self.name} to reach {self.replicas} worker(s) in group {self.group}"
+        )
 
 
 class RayClusterDeleteOperator(RayObjectDeleteOperator):

@@ -23,20 +23,17 @@ whose spec differs or that follows a failure (``core.lifecycle.reuse_of``). Wait
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import Any, Callable, Mapping
+from typing import Any, ClassVar
 
 from airflow.sdk import Context, conf
 from airflow.sdk.exceptions import AirflowException
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
-from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink, push_dashboard_link
 from kuberay_provider.airflow.lineage import with_lineage_parent
-from kuberay_provider.airflow.operators.cleanup import RayJobCleanupOperator  # re-exported: it was defined here
+from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink, push_dashboard_link
 from kuberay_provider.airflow.operators.common import (  # PERMANENT_ERRORS, TASK_STATE_KEY, run_identity: re-exported
-    PERMANENT_ERRORS,
-    TASK_STATE_KEY,
     ManifestTemplatedOperator,
     as_airflow_errors,
     connection_instance,
@@ -125,12 +122,23 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
     """
 
     template_fields: Sequence[str] = (
-        "rayjob", "spec_params", "namespace", "name", "cluster_selector", "labels", "annotations", "queue_name",
-        "volcano_queue", "volcano_job", "head_service", "kuberay_conn_id", "wait_timeout",
+        "rayjob",
+        "spec_params",
+        "namespace",
+        "name",
+        "cluster_selector",
+        "labels",
+        "annotations",
+        "queue_name",
+        "volcano_queue",
+        "volcano_job",
+        "head_service",
+        "kuberay_conn_id",
+        "wait_timeout",
     )
     seconds_fields = ("wait_timeout",)
     manifest_field = "rayjob"
-    template_fields_renderers = {"rayjob": "yaml", "spec_params": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"rayjob": "yaml", "spec_params": "json"}
     operator_extra_links = (RayDashboardLink(),)
     ui_color = "#e3f2fd"
 
@@ -190,14 +198,24 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
         self.submit_via = SubmitVia(submit_via).value
         self.name, self.namespace = name, namespace
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
-        self.kuberay_conn_id, self.wait_timeout, self.wait_for_completion = kuberay_conn_id, wait_timeout, wait_for_completion
+        self.kuberay_conn_id, self.wait_timeout, self.wait_for_completion = (
+            kuberay_conn_id,
+            wait_timeout,
+            wait_for_completion,
+        )
         self.queue_name, self.admission_timeout = queue_name, admission_timeout
         self.volcano_queue, self.volcano_job, self.head_service = volcano_queue, volcano_job, head_service
         self.cleanup, self.deferrable = cleanup, deferrable
-        self.delete_on_kill, self.delete_on_success, self.delete_on_failure = delete_on_kill, delete_on_success, delete_on_failure
+        self.delete_on_kill, self.delete_on_success, self.delete_on_failure = (
+            delete_on_kill,
+            delete_on_success,
+            delete_on_failure,
+        )
         self.delete_on_final_timeout = delete_on_final_timeout
         self.stream_logs, self.log_tail_lines, self.validate_schema = stream_logs, log_tail_lines, validate_schema
-        self._work: RayJobRequest | None = None  # once its RayJob exists or its direct Ray job is submitted: what on_kill removes
+        self._work: RayJobRequest | None = (
+            None  # once its RayJob exists or its direct Ray job is submitted: what on_kill removes
+        )
         self._timed_out = False  # execution_timeout fired: the timeout rule, not on_kill, decides
         self._check_arguments()
 
@@ -208,25 +226,28 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
         return KubeRayHook(kuberay_conn_id=self.kuberay_conn_id)
 
     def build_request(self, context: Context) -> RayJobRequest:
-        return with_lineage_parent(RayJobRequest(
-            identity=run_identity(context),
-            namespace=self.namespace or None,
-            name=self.name or None,
-            rayjob=self.rayjob,
-            spec_params=self.spec_params,
-            cluster_selector=self.cluster_selector,
-            submit_via=self.submit_via,
-            labels=self.labels,
-            annotations=self.annotations,
-            try_number=getattr(context["ti"], "try_number", None),
-            first_try_number=first_try_number(context, self.retries),
-            cleanup=self.cleanup,
-            queue_name=self.queue_name or None,
-            admission_timeout=self.admission_timeout,
-            volcano_queue=self.volcano_queue or None,
-            volcano_job=self.volcano_job or None,
-            head_service=self.head_service or None,
-        ), context)  # the OpenLineage parent run, when enabled (airflow.lineage)
+        return with_lineage_parent(
+            RayJobRequest(
+                identity=run_identity(context),
+                namespace=self.namespace or None,
+                name=self.name or None,
+                rayjob=self.rayjob,
+                spec_params=self.spec_params,
+                cluster_selector=self.cluster_selector,
+                submit_via=self.submit_via,
+                labels=self.labels,
+                annotations=self.annotations,
+                try_number=getattr(context["ti"], "try_number", None),
+                first_try_number=first_try_number(context, self.retries),
+                cleanup=self.cleanup,
+                queue_name=self.queue_name or None,
+                admission_timeout=self.admission_timeout,
+                volcano_queue=self.volcano_queue or None,
+                volcano_job=self.volcano_job or None,
+                head_service=self.head_service or None,
+            ),
+            context,
+        )  # the OpenLineage parent run, when enabled (airflow.lineage)
 
     def _request(self, context: Context) -> RayJobRequest:
         """The request, its namespace completed from the connection when neither the operator nor the
@@ -264,29 +285,46 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
             launch = runner.launch(request)  # its status line says when and why the job runs anew
             self._work = request
             self._remember(context, request)
-            push_extra(self, context, XCOM_RAYJOB, {"namespace": request.resolved_namespace, "name": request.rayjob_name})
+            push_extra(
+                self, context, XCOM_RAYJOB, {"namespace": request.resolved_namespace, "name": request.rayjob_name}
+            )
             self._push_dashboard_url(context, runner.dashboard_url_of(request), DashboardTarget.of_request(request))
-            runner.on_started = lambda s: self._push_dashboard_url(context, runner.dashboard_url(s), DashboardTarget.of_rayjob(s))
+            runner.on_started = lambda s: self._push_dashboard_url(
+                context, runner.dashboard_url(s), DashboardTarget.of_rayjob(s)
+            )
             if not self.wait_for_completion and not request.submits_itself:
                 return self._leave_to_sensor(context, request, runner, launch.state)
             if self.deferrable and request.kueue_queue:
-                self.log.info("RayJob %s/%s is queued for admission on Kueue LocalQueue %r; waiting in the triggerer%s",
-                              request.resolved_namespace, request.rayjob_name, request.kueue_queue,
-                              f" (at most {request.admission_timeout} s)" if request.admission_timeout else "")
+                self.log.info(
+                    "RayJob %s/%s is queued for admission on Kueue LocalQueue %r; waiting in the triggerer%s",
+                    request.resolved_namespace,
+                    request.rayjob_name,
+                    request.kueue_queue,
+                    f" (at most {request.admission_timeout} s)" if request.admission_timeout else "",
+                )
                 self._defer(request, WaitTarget.ADMITTED, "execute_after_admission", timeout=request.admission_timeout)
             if self.deferrable:
                 self._defer(request, runner.first_wait_target(request), "execute_after_start")
             if not self.wait_for_completion:  # SDK mode: the task itself submits the job, so it waits until then
                 return self._leave_to_sensor(context, request, runner, runner.start(request, self.wait_timeout))
-            outcome = self._cleaning_up_on_failure(context, runner, request, lambda: runner.follow(request, self.wait_timeout))
+            outcome = self._cleaning_up_on_failure(
+                context, runner, request, lambda: runner.follow(request, self.wait_timeout)
+            )
         return self._finish(context, request, runner, outcome)
 
-    def _defer(self, request: RayJobRequest, target: WaitTarget, method_name: str, timeout: float | None = None) -> None:
+    def _defer(
+        self, request: RayJobRequest, target: WaitTarget, method_name: str, timeout: float | None = None
+    ) -> None:
         self.defer(
             trigger=RayJobTrigger(
-                name=request.rayjob_name, namespace=request.resolved_namespace, kuberay_conn_id=self.kuberay_conn_id,
-                wait_for=target.value, timeout=timeout or self.wait_timeout, delete_on_kill=self.delete_on_kill,
-                stream_logs=self.stream_logs and target is WaitTarget.TERMINAL, log_tail_lines=self.log_tail_lines,
+                name=request.rayjob_name,
+                namespace=request.resolved_namespace,
+                kuberay_conn_id=self.kuberay_conn_id,
+                wait_for=target.value,
+                timeout=timeout or self.wait_timeout,
+                delete_on_kill=self.delete_on_kill,
+                stream_logs=self.stream_logs and target is WaitTarget.TERMINAL,
+                log_tail_lines=self.log_tail_lines,
             ),
             method_name=method_name,
         )
@@ -303,8 +341,13 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
             )
         state = state_from_event(event)
         if not state.is_terminal:
-            self.log.info("RayJob %s/%s admitted by Kueue LocalQueue %r after %s s in the queue", state.namespace, state.name,
-                          request.kueue_queue, event.get("waited_seconds", "?"))
+            self.log.info(
+                "RayJob %s/%s admitted by Kueue LocalQueue %r after %s s in the queue",
+                state.namespace,
+                state.name,
+                request.kueue_queue,
+                event.get("waited_seconds", "?"),
+            )
         self._defer(request, runner.first_wait_target(request), "execute_after_start")
         return {}  # unreachable: defer() raises TaskDeferred
 
@@ -330,7 +373,10 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
         runner = self._runner()
         streamed = StreamedLog.from_payload(event.get("log"))
         if streamed is not None and streamed.received:
-            self.log.info("The Ray job's log was streamed by the triggerer (%d characters): see its section of this log", streamed.received)
+            self.log.info(
+                "The Ray job's log was streamed by the triggerer (%d characters): see its section of this log",
+                streamed.received,
+            )
         elif self.stream_logs:
             runner.replay_log(state)  # the trigger streamed nothing (the job had already ended): show it now
         with as_airflow_errors(), self._timeout_rule(context, request):
@@ -348,21 +394,33 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
             mark_consumed(runner.lifecycle, context, request, self.log)
             raise
 
-    def _leave_to_sensor(self, context: Context, request: RayJobRequest, runner: RayJobRunner, state: RayJobState | None) -> dict[str, Any]:
+    def _leave_to_sensor(
+        self, context: Context, request: RayJobRequest, runner: RayJobRunner, state: RayJobState | None
+    ) -> dict[str, Any]:
         """wait_for_completion=False: the RayJob runs on without the task, which returns its state so far and
         marks it reported, so that clearing the task runs the job anew (``core.lifecycle.reuse_of``)."""
         namespace, name = request.resolved_namespace, request.rayjob_name
         if state is None:  # just submitted (deferred SDK mode): read what the RayJob says now
             state = RayJobState.from_object(runner.lifecycle.kube.get(RAYJOB, namespace, name))
-        self.log.info("Not waiting for RayJob %s/%s (wait_for_completion=False): %s. A RayJobSensor on XCom %r waits for "
-                      "its end; KubeRay's own cleanup fields still apply", namespace, name, state.describe(), XCOM_RAYJOB)
+        self.log.info(
+            "Not waiting for RayJob %s/%s (wait_for_completion=False): %s. A RayJobSensor on XCom %r waits for "
+            "its end; KubeRay's own cleanup fields still apply",
+            namespace,
+            name,
+            state.describe(),
+            XCOM_RAYJOB,
+        )
         mark_consumed(runner.lifecycle, context, request, self.log)
         dashboard_url = runner.dashboard_url(state) if state.cluster_name else runner.dashboard_url_of(request)
         return RayJobOutcome.from_state(state, dashboard_url).to_dict()
 
-    def _finish(self, context: Context, request: RayJobRequest, runner: RayJobRunner, outcome: RayJobOutcome) -> dict[str, Any]:
+    def _finish(
+        self, context: Context, request: RayJobRequest, runner: RayJobRunner, outcome: RayJobOutcome
+    ) -> dict[str, Any]:
         self._push_dashboard_url(context, outcome.dashboard_url, DashboardTarget.of_outcome(outcome))
-        self.log.info("Ray job %s succeeded (RayJob %s/%s)", outcome.job_id, outcome.namespace, outcome.rayjob_name or "-")
+        self.log.info(
+            "Ray job %s succeeded (RayJob %s/%s)", outcome.job_id, outcome.namespace, outcome.rayjob_name or "-"
+        )
         if not request.runs_without_rayjob:
             self._cleanup(runner, request, succeeded=True)
             mark_consumed(runner.lifecycle, context, request, self.log)
@@ -370,14 +428,19 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
 
     def _cleanup(self, runner: RayJobRunner, request: RayJobRequest, *, succeeded: bool) -> None:
         runner.cleanup(
-            request.resolved_namespace, request.rayjob_name, succeeded=succeeded,
-            delete_on_success=self.delete_on_success, delete_on_failure=self.delete_on_failure,
+            request.resolved_namespace,
+            request.rayjob_name,
+            succeeded=succeeded,
+            delete_on_success=self.delete_on_success,
+            delete_on_failure=self.delete_on_failure,
         )
 
     def _push_dashboard_url(self, context: Context, url: str, target: DashboardTarget) -> None:
         if url:
             push_extra(self, context, XCOM_DASHBOARD_URL, url)
-        push_dashboard_link(context, self.hook, target)  # the UI's link, for a browser (pushed whatever do_xcom_push says, as Airflow does)
+        push_dashboard_link(
+            context, self.hook, target
+        )  # the UI's link, for a browser (pushed whatever do_xcom_push says, as Airflow does)
 
     def on_kill(self) -> None:
         """The task was killed: delete the RayJob (KubeRay stops the job and removes its cluster), or stop
@@ -385,6 +448,10 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
         has decided already (``_after_timeout``)."""
         if not self.delete_on_kill or self._timed_out or (work := self._work) is None:
             return
-        self.log.info("Task killed: %s", f"stopping Ray job {work.submission_id}" if work.runs_without_rayjob
-                      else f"deleting RayJob {work.resolved_namespace}/{work.rayjob_name}")
+        self.log.info(
+            "Task killed: %s",
+            f"stopping Ray job {work.submission_id}"
+            if work.runs_without_rayjob
+            else f"deleting RayJob {work.resolved_namespace}/{work.rayjob_name}",
+        )
         withdraw_work(self.hook.lifecycle(validate_schema=False), work)

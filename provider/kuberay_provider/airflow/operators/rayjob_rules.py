@@ -4,7 +4,8 @@ which of its arguments go together, judged when the DAG is parsed, and what a ti
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowTaskTimeout
@@ -46,10 +47,16 @@ class RayJobRules:
     def _check_arguments(self) -> None:
         """What can be judged before rendering: fail at DAG parse time, not in the middle of a run."""
         if self.rayjob is None and not self.spec_params:
-            raise ConfigurationError("RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint=")
-        if self.deferrable and ((self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service):
-            raise ConfigurationError("deferrable=True needs a RayJob to watch; submitting straight to a Ray head "
-                             "(submit_via='sdk' with cluster_selector, volcano_job, head_service) creates none")
+            raise ConfigurationError(
+                "RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint="
+            )
+        if self.deferrable and (
+            (self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service
+        ):
+            raise ConfigurationError(
+                "deferrable=True needs a RayJob to watch; submitting straight to a Ray head "
+                "(submit_via='sdk' with cluster_selector, volcano_job, head_service) creates none"
+            )
         if self.cleanup is not None:
             cleanup_spec_fields(self.cleanup)
         check_seconds({"wait_timeout": self.wait_timeout})
@@ -59,16 +66,22 @@ class RayJobRules:
     def _check_not_waiting(self) -> None:
         """wait_for_completion=False: what needs the task to see the job end is refused at parse time."""
         if (self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service:
-            raise ConfigurationError("wait_for_completion=False leaves the wait to a RayJobSensor, which needs a RayJob to watch; "
-                             "submitting straight to a Ray head (submit_via='sdk' with cluster_selector, volcano_job, "
-                             "head_service) creates none: use submit_via='kuberay', or let the task wait")
+            raise ConfigurationError(
+                "wait_for_completion=False leaves the wait to a RayJobSensor, which needs a RayJob to watch; "
+                "submitting straight to a Ray head (submit_via='sdk' with cluster_selector, volcano_job, "
+                "head_service) creates none: use submit_via='kuberay', or let the task wait"
+            )
         if self.delete_on_success or self.delete_on_failure:
-            raise ConfigurationError("delete_on_success / delete_on_failure act when the task sees the job end, which it does not "
-                             "with wait_for_completion=False: let KubeRay delete the cluster (cleanup='delete_cluster_after:300', "
-                             "shutdown_after_job_finishes=True) or delete the RayJob later with RayJobCleanupOperator")
+            raise ConfigurationError(
+                "delete_on_success / delete_on_failure act when the task sees the job end, which it does not "
+                "with wait_for_completion=False: let KubeRay delete the cluster (cleanup='delete_cluster_after:300', "
+                "shutdown_after_job_finishes=True) or delete the RayJob later with RayJobCleanupOperator"
+            )
         if self.admission_timeout is not None and self.submit_via == SubmitVia.KUBERAY.value:
-            raise ConfigurationError("admission_timeout needs the task to wait for Kueue's admission, which it does not with "
-                             "wait_for_completion=False: bound the queueing with the RayJobSensor's timeout instead")
+            raise ConfigurationError(
+                "admission_timeout needs the task to wait for Kueue's admission, which it does not with "
+                "wait_for_completion=False: bound the queueing with the RayJobSensor's timeout instead"
+            )
 
     @contextlib.contextmanager
     def _timeout_rule(self, context: Context, request: RayJobRequest) -> Iterator[None]:
@@ -91,5 +104,12 @@ class RayJobRules:
             self._after_timeout(context, request, "wait_timeout")
 
     def _after_timeout(self, context: Context, request: RayJobRequest, which: str) -> None:
-        after_timeout(context, request, which, retries=self.retries, delete_on_final_timeout=self.delete_on_final_timeout,
-                      lifecycle=lambda: self.hook.lifecycle(validate_schema=False), log=self.log)
+        after_timeout(
+            context,
+            request,
+            which,
+            retries=self.retries,
+            delete_on_final_timeout=self.delete_on_final_timeout,
+            lifecycle=lambda: self.hook.lifecycle(validate_schema=False),
+            log=self.log,
+        )

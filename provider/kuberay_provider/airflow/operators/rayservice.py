@@ -9,8 +9,8 @@ spec KubeRay refused or an initializing timeout fails the task at once, saying w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from airflow.sdk import Context, conf
 
@@ -55,11 +55,21 @@ class RayServiceOperator(SecondsFields, ManifestTemplatedOperator):
     ``do_xcom_push=False``).
     """
 
-    template_fields: Sequence[str] = ("rayservice", "name", "namespace", "spec_params", "labels", "annotations", "queue_name",
-                                      "volcano_queue", "kuberay_conn_id", "ready_timeout")
+    template_fields: Sequence[str] = (
+        "rayservice",
+        "name",
+        "namespace",
+        "spec_params",
+        "labels",
+        "annotations",
+        "queue_name",
+        "volcano_queue",
+        "kuberay_conn_id",
+        "ready_timeout",
+    )
     seconds_fields = ("ready_timeout",)
     manifest_field = "rayservice"
-    template_fields_renderers = {"rayservice": "yaml", "spec_params": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"rayservice": "yaml", "spec_params": "json"}
     operator_extra_links = (RayDashboardLink(),)
     ui_color = "#fff3e0"
 
@@ -96,7 +106,12 @@ class RayServiceOperator(SecondsFields, ManifestTemplatedOperator):
         super().__init__(**kwargs)
         self.rayservice, self.name, self.namespace, self.spec_params = rayservice, name, namespace, spec_params
         self.labels, self.annotations = dict(labels or {}), dict(annotations or {})
-        self.kuberay_conn_id, self.wait, self.ready_timeout, self.validate_schema = kuberay_conn_id, wait, ready_timeout, validate_schema
+        self.kuberay_conn_id, self.wait, self.ready_timeout, self.validate_schema = (
+            kuberay_conn_id,
+            wait,
+            ready_timeout,
+            validate_schema,
+        )
         self.queue_name, self.volcano_queue = queue_name, volcano_queue
         self.deferrable = deferrable
         check_seconds({"ready_timeout": ready_timeout})
@@ -106,9 +121,14 @@ class RayServiceOperator(SecondsFields, ManifestTemplatedOperator):
         with as_airflow_errors():
             base_namespace = _manifest_namespace(self.rayservice) if self.rayservice is not None else None
             manifest = rayservice_manifest(
-                self.name, self.namespace or base_namespace or hook.get_namespace() or "default", rayservice=self.rayservice,
-                labels=self.labels or None, annotations=self.annotations or None,
-                queue_name=self.queue_name or None, volcano_queue=self.volcano_queue or None, **self.spec_params,
+                self.name,
+                self.namespace or base_namespace or hook.get_namespace() or "default",
+                rayservice=self.rayservice,
+                labels=self.labels or None,
+                annotations=self.annotations or None,
+                queue_name=self.queue_name or None,
+                volcano_queue=self.volcano_queue or None,
+                **self.spec_params,
             )
             namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
             services = hook.service_lifecycle(validate_schema=self.validate_schema)
@@ -118,12 +138,16 @@ class RayServiceOperator(SecondsFields, ManifestTemplatedOperator):
             state = services.state(namespace, name)
             _push_link(context, hook, namespace, state.to_dict() if state else {})
             if self.wait and self.deferrable:
-                self.defer(trigger=RayServiceTrigger(name, namespace, self.kuberay_conn_id, timeout=self.ready_timeout,
-                                                     carry={"change": change}),
-                           method_name="execute_complete")
+                self.defer(
+                    trigger=RayServiceTrigger(
+                        name, namespace, self.kuberay_conn_id, timeout=self.ready_timeout, carry={"change": change}
+                    ),
+                    method_name="execute_complete",
+                )
             if self.wait:
-                state = services.wait_ready(namespace, name, timeout=self.ready_timeout,
-                                            on_change=lambda s: self.log.info("%s", s.describe()))
+                state = services.wait_ready(
+                    namespace, name, timeout=self.ready_timeout, on_change=lambda s: self.log.info("%s", s.describe())
+                )
         assert state is not None
         _push_link(context, hook, namespace, state.to_dict())
         push_extra(self, context, "serve_endpoint", state.serve_endpoint)

@@ -146,7 +146,8 @@ def watch_request(
     field_selector: str | None = None,
 ) -> KubeRequest:
     listing = list_request(kind, namespace, label_selector=label_selector, field_selector=field_selector)
-    query = listing.query + (
+    query = (
+        *listing.query,
         ("watch", "true"),
         ("allowWatchBookmarks", "true"),
         ("resourceVersion", resource_version),

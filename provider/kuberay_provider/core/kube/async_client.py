@@ -7,8 +7,9 @@ every method here is awaitable and ``watch`` is an async iterator.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import tenacity
@@ -47,8 +48,9 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
 
     _stack = ASYNC_STACK
 
-    def __init__(self, api_client: Any, retry: RetryPolicy | None = None, *,
-                 reauthenticate: Reauthenticate | None = None) -> None:
+    def __init__(
+        self, api_client: Any, retry: RetryPolicy | None = None, *, reauthenticate: Reauthenticate | None = None
+    ) -> None:
         super().__init__(api_client, retry)
         self.reauthenticate = reauthenticate
 
@@ -102,15 +104,19 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
     ) -> KubeObject:
         return await self._call(req.patch_request(kind, namespace, name, body, patch_type))
 
-    async def delete(
-        self, kind: RayKind, namespace: str, name: str, *, propagation_policy: str = "Foreground"
-    ) -> bool:
+    async def delete(self, kind: RayKind, namespace: str, name: str, *, propagation_policy: str = "Foreground") -> bool:
         request = req.delete_request(kind, namespace, name, propagation_policy).allowing_missing()
         return (await self._call(request)) is not None
 
     async def watch(
-        self, kind: RayKind, namespace: str, *, name: str | None = None, label_selector: str | None = None,
-        resource_version: str | None = None, timeout_seconds: float | None = None
+        self,
+        kind: RayKind,
+        namespace: str,
+        *,
+        name: str | None = None,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
         query = WatchQuery(kind, namespace, name, label_selector, resource_version, timeout_seconds)
         session = self._watch_session(query)
@@ -125,7 +131,7 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
                         for event in session.on_line(line):
                             yield event
                 session.on_stream_end()
-            except Exception as exc:  # noqa: BLE001 - the session re-raises what it cannot recover from
+            except Exception as exc:
                 session.handle_stream_failure(exc)
             await asyncio.sleep(session.take_pause())
 
@@ -148,4 +154,6 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
     async def proxy_connection(self, namespace: str, service: str, port: str = "dashboard") -> ProxyConnection:
         configuration = self.api_client.configuration
         await configuration.auth_settings()  # runs the refresh hook now; requests read the token held then
-        return build_proxy_connection(configuration, namespace, service, port, lambda: held_bearer_headers(configuration))
+        return build_proxy_connection(
+            configuration, namespace, service, port, lambda: held_bearer_headers(configuration)
+        )

@@ -129,8 +129,10 @@ def missing_permission(target: Target) -> str:
     resource = f"{plural}/{subresource}" if subresource else plural
     holder = "a Role in that namespace" if target.namespace else "a ClusterRole"
     rule = f'{{apiGroups: ["{group}"], resources: ["{resource}"], verbs: ["{target.verb}"]}}'
-    return (f"missing RBAC permission: verb '{target.verb}' on resource '{resource}' in API group '{group}'; add the rule "
-            f"{rule} to {holder} bound to these credentials (docker/kubernetes/rbac.yaml lists every rule the provider uses)")
+    return (
+        f"missing RBAC permission: verb '{target.verb}' on resource '{resource}' in API group '{group}'; add the rule "
+        f"{rule} to {holder} bound to these credentials (docker/kubernetes/rbac.yaml lists every rule the provider uses)"
+    )
 
 
 def error_from_response(status_code: int | None, reason: str, body: Any, target: Target) -> KubeApiError:
@@ -148,8 +150,9 @@ def error_from_response(status_code: int | None, reason: str, body: Any, target:
             **kwargs,
         )
     if status_code == 403:
-        return ForbiddenError(f"the credentials in use may not {verb} {resource} {where}: {missing_permission(target)}{said}",
-                              **kwargs)
+        return ForbiddenError(
+            f"the credentials in use may not {verb} {resource} {where}: {missing_permission(target)}{said}", **kwargs
+        )
     if status_code == 404:
         if status is None:
             # A plain-text 404 comes from the router, not the resource: the type itself is not served.

@@ -9,8 +9,9 @@ an exec plugin's token (EKS, GKE: 15-60 min) expires while a job runs. Secrets s
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 REDACTED = "<redacted>"
@@ -52,8 +53,10 @@ class ProxyConnection:
     def __repr__(self) -> str:
         shown = {k: REDACTED if k.lower() in _SENSITIVE_HEADERS else v for k, v in self.headers.items()}
         credentials = "" if self.credentials is None else f", credentials={REDACTED}"
-        return (f"{type(self).__name__}(url={self.url!r}, headers={shown!r}{credentials}, verify={self.verify!r}, "
-                f"cert={self.cert!r})")
+        return (
+            f"{type(self).__name__}(url={self.url!r}, headers={shown!r}{credentials}, verify={self.verify!r}, "
+            f"cert={self.cert!r})"
+        )
 
     __str__ = __repr__
 
@@ -84,8 +87,9 @@ def held_bearer_headers(configuration: Any) -> dict[str, str]:
     return {"Authorization": f"{prefix} {key}" if prefix else str(key)}
 
 
-def build_proxy_connection(configuration: Any, namespace: str, service: str, port: str,
-                           credentials: HeaderSource) -> ProxyConnection:
+def build_proxy_connection(
+    configuration: Any, namespace: str, service: str, port: str, credentials: HeaderSource
+) -> ProxyConnection:
     """A ProxyConnection from an official client's Configuration; ``credentials`` reads its token."""
     verify: bool | str = bool(configuration.verify_ssl)
     if verify and configuration.ssl_ca_cert:

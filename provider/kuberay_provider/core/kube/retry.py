@@ -13,10 +13,11 @@ ambiguous failure is raised as ``CreateOutcomeUnknownError`` instead of retried.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import tenacity
 
@@ -105,8 +106,8 @@ def retry_after_seconds(headers: Mapping[str, Any] | None, *, now: datetime | No
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
@@ -206,4 +207,3 @@ class CallGuard:
         return error_from_response(
             self.stack.status_of(exc), str(getattr(exc, "reason", "") or ""), getattr(exc, "body", None), target
         )
-

@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from dataclasses import dataclass
-from typing import AsyncContextManager, AsyncIterator, Callable, Hashable, Protocol
+from typing import Protocol
 
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.naming import LABEL_MANAGED_BY, MANAGED_BY_VALUE
@@ -46,7 +48,12 @@ class NamespaceWatcher(Protocol):
     object, and a GET for an object the group's selection may not include."""
 
     def watch(
-        self, kind: RayKind, namespace: str, *, name: str | None = None, label_selector: str | None = None,
+        self,
+        kind: RayKind,
+        namespace: str,
+        *,
+        name: str | None = None,
+        label_selector: str | None = None,
         timeout_seconds: float | None = None,
     ) -> AsyncIterator[WatchEvent]: ...
 
@@ -69,7 +76,7 @@ class _Failed:
     error: BaseException
 
 
-_groups: dict[_GroupKey, "_Group"] = {}
+_groups: dict[_GroupKey, _Group] = {}
 
 
 class _Group:
@@ -95,7 +102,7 @@ class _Group:
                 async for event in kube.watch(self.key.kind, self.key.namespace, label_selector=self.selector):
                     self._dispatch(event)
             raise RuntimeError(f"the shared watch on {self.key.kind.plural} in {self.key.namespace} ended")
-        except Exception as exc:  # noqa: BLE001 - every waiter of the group gets it, as its own watch would raise it
+        except Exception as exc:
             for queues in self.waiters.values():
                 for queue in queues:
                     queue.put_nowait(_Failed(exc))
@@ -209,19 +216,19 @@ class SharedWatches:
                 group.unsubscribe(name, queue)
 
     @staticmethod
-    async def _next(queue: "asyncio.Queue[WatchEvent | _Failed]", deadline: float | None) -> "WatchEvent | _Failed | None":
+    async def _next(queue: asyncio.Queue[WatchEvent | _Failed], deadline: float | None) -> WatchEvent | _Failed | None:
         """The queue's next item, or None once ``deadline`` passed."""
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return None
         try:
             return await asyncio.wait_for(queue.get(), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     async def _place(
-        self, group: _Group, name: str, queue: "asyncio.Queue[WatchEvent | _Failed]", deadline: float | None
-    ) -> "tuple[WatchEvent | _Failed | None, bool]":
+        self, group: _Group, name: str, queue: asyncio.Queue[WatchEvent | _Failed], deadline: float | None
+    ) -> tuple[WatchEvent | _Failed | None, bool]:
         """Whether the group's selection includes ``name``: (its first item if one came, True), or (None,
         False) when the object is outside it. A young group gets until its first list may have landed."""
         grace = group.opened_at + FIRST_LIST_GRACE_SECONDS - time.monotonic()
@@ -235,10 +242,12 @@ class SharedWatches:
             return None, True  # out of time either way: the caller's loop ends the wait
         try:
             return None, await asyncio.wait_for(group.selects(name), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None, True
 
-    async def _watch_alone(self, kind: RayKind, namespace: str, name: str, deadline: float | None) -> AsyncIterator[WatchEvent]:
+    async def _watch_alone(
+        self, kind: RayKind, namespace: str, name: str, deadline: float | None
+    ) -> AsyncIterator[WatchEvent]:
         """A watch of one object outside the groups' selection, on a client of its own."""
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         async with self.open_client() as kube:

@@ -7,8 +7,9 @@ The caller brings the ApiClient (and so the credentials); this module never read
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import closing
-from typing import Any, Iterator
+from typing import Any
 
 import tenacity
 import urllib3.exceptions
@@ -20,7 +21,7 @@ from kuberay_provider.core.kube.client_base import ObjectList, RayObjectsClientB
 from kuberay_provider.core.kube.errors import AlreadyExistsError
 from kuberay_provider.core.kube.proxy import ProxyConnection, bearer_headers, build_proxy_connection
 from kuberay_provider.core.kube.retry import CallGuard, HttpStack, RetryPolicy
-from kuberay_provider.core.kube.watch import S, LineSplitter, Tracker, WatchEvent, WatchQuery
+from kuberay_provider.core.kube.watch import LineSplitter, S, Tracker, WatchEvent, WatchQuery
 from kuberay_provider.core.resources import RayKind
 
 SYNC_STACK = HttpStack(
@@ -115,8 +116,14 @@ class RayObjectsClient(RayObjectsClientBase):
         return self._call(request) is not None
 
     def watch(
-        self, kind: RayKind, namespace: str, *, name: str | None = None, label_selector: str | None = None,
-        resource_version: str | None = None, timeout_seconds: float | None = None
+        self,
+        kind: RayKind,
+        namespace: str,
+        *,
+        name: str | None = None,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> Iterator[WatchEvent]:
         """Stream ADDED / MODIFIED / DELETED events until ``timeout_seconds`` (None: forever).
 
@@ -134,7 +141,7 @@ class RayObjectsClient(RayObjectsClientBase):
                     for line in lines:
                         yield from session.on_line(line)
                 session.on_stream_end()
-            except Exception as exc:  # noqa: BLE001 - the session re-raises what it cannot recover from
+            except Exception as exc:
                 session.handle_stream_failure(exc)
             time.sleep(session.take_pause())
 
@@ -160,11 +167,14 @@ class RayObjectsClient(RayObjectsClientBase):
         headers are read per request, through the Configuration's refresh hook (which runs an exec
         plugin again once its token is about to expire)."""
         configuration = self.api_client.configuration
-        return build_proxy_connection(configuration, namespace, service, port,
-                                      lambda: bearer_headers(configuration.auth_settings()))
+        return build_proxy_connection(
+            configuration, namespace, service, port, lambda: bearer_headers(configuration.auth_settings())
+        )
 
 
-def wait_until_gone(kube: RayObjectsClient, kind: RayKind, namespace: str, name: str, timeout: float | None) -> KubeObject | None:
+def wait_until_gone(
+    kube: RayObjectsClient, kind: RayKind, namespace: str, name: str, timeout: float | None
+) -> KubeObject | None:
     """After a delete: watch the object from its current version until it is gone. None once gone (or
     already), else the object as it still was when ``timeout`` s had passed."""
     current = kube.find(kind, namespace, name)

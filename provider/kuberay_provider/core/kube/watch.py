@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from kuberay_provider.core.kube.api_requests import KubeObject, KubeRequest, Target, list_request, watch_request
 from kuberay_provider.core.kube.errors import (
@@ -201,7 +202,6 @@ class WatchSession:
                 attempts=self._failures,
             ) from exc
         self._pause = backoff_seconds(self._retry, self._failures)
-
 
 
 S = TypeVar("S", covariant=True)

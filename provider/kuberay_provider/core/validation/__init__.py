@@ -16,20 +16,23 @@ from .schema import CrdSchema, SchemaRegistry
 
 __all__ = ["CrdSchema", "SchemaRegistry", "ensure_valid", "validate_manifest"]
 
+
 def _identity_errors(manifest: Any) -> list[FieldError]:
     """Problems that make the manifest something other than a ray.io/v1 object we manage."""
     if not isinstance(manifest, dict):
-        return [FieldError(
-            "(root)",
-            "manifest:not-a-mapping",
-            f"a manifest must be a mapping, got {type(manifest).__name__}",
-        )]
+        return [
+            FieldError(
+                "(root)",
+                "manifest:not-a-mapping",
+                f"a manifest must be a mapping, got {type(manifest).__name__}",
+            )
+        ]
     errors = []
     if manifest.get("apiVersion") != RAY_API_VERSION:
-        errors.append(FieldError(
-            "apiVersion",
-            "manifest:api-version",
-            f"must be {RAY_API_VERSION!r}, got {manifest.get('apiVersion')!r}"),
+        errors.append(
+            FieldError(
+                "apiVersion", "manifest:api-version", f"must be {RAY_API_VERSION!r}, got {manifest.get('apiVersion')!r}"
+            ),
         )
     if manifest.get("kind") not in RAY_KINDS:
         supported = ", ".join(sorted(RAY_KINDS))
@@ -62,19 +65,27 @@ def _size_errors(manifest: dict[str, Any]) -> list[FieldError]:
     if size <= MAX_OBJECT_BYTES:
         return []
     path, field_size = _largest_field(manifest)
-    return [FieldError(
-        path, "kubernetes:object-too-large",
-        f"the object is {size:,} bytes ({field_size:,} in this field); Kubernetes stores at most {MAX_OBJECT_BYTES:,}: "
-        "ship large code or data in the image, a runtime_env working_dir, or storage the job reads",
-    )]
+    return [
+        FieldError(
+            path,
+            "kubernetes:object-too-large",
+            f"the object is {size:,} bytes ({field_size:,} in this field); Kubernetes stores at most {MAX_OBJECT_BYTES:,}: "
+            "ship large code or data in the image, a runtime_env working_dir, or storage the job reads",
+        )
+    ]
 
 
 def _largest_field(value: Any, path: str = "") -> tuple[str, int]:
     """The path of the biggest leaf value and its serialised size."""
     if isinstance(value, dict) and value:
-        return max((_largest_field(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()), key=lambda found: found[1])
+        return max(
+            (_largest_field(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()),
+            key=lambda found: found[1],
+        )
     if isinstance(value, list) and value:
-        return max((_largest_field(item, f"{path}[{index}]") for index, item in enumerate(value)), key=lambda found: found[1])
+        return max(
+            (_largest_field(item, f"{path}[{index}]") for index, item in enumerate(value)), key=lambda found: found[1]
+        )
     return path or "(root)", len(json.dumps(value, default=str).encode())
 
 

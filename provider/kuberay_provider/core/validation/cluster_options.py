@@ -5,9 +5,25 @@ Part of the port of KubeRay v1.7.0's validation; see ``rules.py`` for the source
 
 from __future__ import annotations
 
-
 from .cluster_spec import ClusterSpec, min_ray_version_problem
-from .common import EXTERNAL_STORAGE_NS_ANNOTATION, Errors, FEATURE_GATES, FT_ENABLED_ANNOTATION, KUBERAY_GEN_AUTOSCALER_START_CMD, RAY_ENABLE_AUTOSCALER_V2, RAY_REDIS_ADDRESS, REDIS_PASSWORD, REDIS_USERNAME, as_int, as_map, as_str, dig, find_env, rule_error
+from .common import (
+    EXTERNAL_STORAGE_NS_ANNOTATION,
+    FEATURE_GATES,
+    FT_ENABLED_ANNOTATION,
+    KUBERAY_GEN_AUTOSCALER_START_CMD,
+    RAY_ENABLE_AUTOSCALER_V2,
+    RAY_REDIS_ADDRESS,
+    REDIS_PASSWORD,
+    REDIS_USERNAME,
+    Errors,
+    as_int,
+    as_map,
+    as_str,
+    dig,
+    find_env,
+    rule_error,
+)
+
 
 def gcs_fault_tolerance_rules(c: ClusterSpec) -> Errors:
     options = c.spec.get("gcsFaultToleranceOptions")
@@ -45,8 +61,7 @@ def _gcs_fault_tolerance_option_rules(
 ) -> Errors:
     def use_instead(what: str, field: str) -> str:
         return (
-            f"cannot set {what} when GcsFaultToleranceOptions is enabled - "
-            f"use GcsFaultToleranceOptions.{field} instead"
+            f"cannot set {what} when GcsFaultToleranceOptions is enabled - use GcsFaultToleranceOptions.{field} instead"
         )
 
     if head_params.get("redis-password"):
@@ -143,9 +158,9 @@ def auth_rules(c: ClusterSpec) -> Errors:
                 "authOptions.enableK8sTokenAuth is enabled but authOptions.mode not set to 'token'",
             )
         return
-    if problem := min_ray_version_problem(c, (2, 52, 0), "authOptions.mode is 'token'"):
-        yield rule_error(c.at("rayVersion"), "auth-ray-version", problem)
-    elif k8s_auth and (problem := min_ray_version_problem(c, (2, 55, 0), "authOptions.enableK8sTokenAuth is enabled")):
+    if (problem := min_ray_version_problem(c, (2, 52, 0), "authOptions.mode is 'token'")) or (
+        k8s_auth and (problem := min_ray_version_problem(c, (2, 55, 0), "authOptions.enableK8sTokenAuth is enabled"))
+    ):
         yield rule_error(c.at("rayVersion"), "auth-ray-version", problem)
     if k8s_auth and as_str(auth.get("secretName")):
         yield rule_error(
@@ -171,5 +186,3 @@ def feature_gate_rules(c: ClusterSpec) -> Errors:
     for field, gate, message in _GATED_FIELDS:
         if c.spec.get(field) is not None and not FEATURE_GATES[gate]:
             yield rule_error(c.at(field), "feature-gate-disabled", message)
-
-

@@ -5,12 +5,22 @@ Part of the port of KubeRay v1.7.0's validation; see ``rules.py`` for the source
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import FieldError
 from .cluster_options import auth_rules, autoscaler_rules, feature_gate_rules, gcs_fault_tolerance_rules
 from .cluster_spec import ClusterSpec, head_group_rules, worker_group_rules
-from .common import Errors, MAX_RAYCLUSTER_NAME_LENGTH, RAYCLUSTER_UPGRADE_TYPES, as_map, as_str, dig, name_rules, rule_error
+from .common import (
+    MAX_RAYCLUSTER_NAME_LENGTH,
+    RAYCLUSTER_UPGRADE_TYPES,
+    Errors,
+    as_map,
+    as_str,
+    dig,
+    name_rules,
+    rule_error,
+)
 
 _CLUSTER_SPEC_RULES: tuple[Callable[[ClusterSpec], Errors], ...] = (
     head_group_rules,
@@ -78,11 +88,11 @@ def raycluster_rules(manifest: Any) -> list[FieldError]:
     errors += upgrade_type_rule(strategy_type, "spec.upgradeStrategy.type", RAYCLUSTER_UPGRADE_TYPES)
     creator = as_str(as_map(metadata.get("labels")).get("ray.io/originated-from-crd"))
     if strategy_type is not None and creator in ("RayJob", "RayService"):
-        errors.append(rule_error(
-            "spec.upgradeStrategy.type",
-            "upgrade-strategy-not-allowed",
-            f"upgradeStrategy cannot be set when RayCluster is created by {creator}"),
+        errors.append(
+            rule_error(
+                "spec.upgradeStrategy.type",
+                "upgrade-strategy-not-allowed",
+                f"upgradeStrategy cannot be set when RayCluster is created by {creator}",
+            ),
         )
     return errors
-
-

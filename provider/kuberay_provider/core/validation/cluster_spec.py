@@ -5,10 +5,25 @@ Part of the port of KubeRay v1.7.0's validation; see ``rules.py`` for the source
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from .common import DEFAULT_MAX_REPLICAS, Errors, RAY_ENABLE_AUTOSCALER_V2, as_int, as_list, as_map, as_str, dig, find_env, label_value_errors, parse_ray_version, qualified_name_errors, rule_error
+from .common import (
+    DEFAULT_MAX_REPLICAS,
+    RAY_ENABLE_AUTOSCALER_V2,
+    Errors,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    dig,
+    find_env,
+    label_value_errors,
+    parse_ray_version,
+    qualified_name_errors,
+    rule_error,
+)
 
 # --- RayCluster spec (also embedded in RayJob and RayService) --------------------------------------
 
@@ -203,7 +218,9 @@ def worker_group_rules(c: ClusterSpec) -> Errors:
         # From the RayCluster validating webhook (pkg/webhooks/v1/raycluster_webhook.go).
         if isinstance(group.get("groupName"), str):
             if name in seen:
-                yield rule_error(f"{path}.groupName", "worker-group-name-duplicate", "worker group names must be unique")
+                yield rule_error(
+                    f"{path}.groupName", "worker-group-name-duplicate", "worker group names must be unique"
+                )
             seen.add(name)
         if group.get("suspend") is True and c.autoscaling:
             yield rule_error(
@@ -218,5 +235,3 @@ def worker_group_rules(c: ClusterSpec) -> Errors:
                 "autoscaler-v2-restart-policy",
                 f"restartPolicy for worker group {name} should be Never or unset when using autoscaler V2",
             )
-
-

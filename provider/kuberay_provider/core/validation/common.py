@@ -6,7 +6,8 @@ Part of the port of KubeRay v1.7.0's validation; see ``rules.py`` for the source
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import FieldError
 from ..naming import MAX_RAYCLUSTER_NAME, MAX_RAYJOB_NAME
@@ -165,7 +166,16 @@ def label_value_errors(value: str) -> list[str]:
 _GENERIC_VERSION = re.compile(r"[\t\n\f\r ]*v?([0-9]+(?:\.[0-9]+)+)(.*)\Z")
 _GO_DURATION = re.compile(r"(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+")
 _GO_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
-_GO_DURATION_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_GO_DURATION_UNIT_NS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "μs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
 _MAX_DURATION_NS = (1 << 63) - 1
 
 
@@ -215,7 +225,9 @@ def name_rules(metadata: dict, kind: str, max_length: int) -> Errors:
     if len(name) > max_length:
         yield rule_error(path, "name-too-long", f"{kind} name should be no more than {max_length} characters")
     if problems := dns1035_label_errors(name):
-        yield rule_error(path, "name-not-dns1035", f"{kind} name should be a valid DNS1035 label: {'; '.join(problems)}")
+        yield rule_error(
+            path, "name-not-dns1035", f"{kind} name should be a valid DNS1035 label: {'; '.join(problems)}"
+        )
 
 
 def initializing_timeout_rules(annotations: dict) -> Errors:
@@ -234,5 +246,3 @@ def initializing_timeout_rules(annotations: dict) -> Errors:
         )
     elif seconds <= 0:
         yield rule_error(path, "initializing-timeout-not-positive", f"annotation {key} must be positive, got: {value}")
-
-

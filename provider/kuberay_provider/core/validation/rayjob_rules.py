@@ -5,13 +5,28 @@ Part of the port of KubeRay v1.7.0's validation; see ``rules.py`` for the source
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
 from ..errors import FieldError
 from .cluster_rules import embedded_cluster_rules, split_manifest
-from .common import CLUSTER_SELECTOR_KEY, DELETION_ORDER, Errors, FEATURE_GATES, MAX_RAYJOB_NAME_LENGTH, SUBMISSION_MODES, as_int, as_list, as_map, as_str, dig, name_rules, rule_error
+from .common import (
+    CLUSTER_SELECTOR_KEY,
+    DELETION_ORDER,
+    FEATURE_GATES,
+    MAX_RAYJOB_NAME_LENGTH,
+    SUBMISSION_MODES,
+    Errors,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    dig,
+    name_rules,
+    rule_error,
+)
 
 # --- RayJob ---------------------------------------------------------------------------------------
 
@@ -316,5 +331,3 @@ def rayjob_rules(manifest: Any) -> list[FieldError]:
     annotations = as_map(metadata.get("annotations"))
     errors += embedded_cluster_rules(spec.get("rayClusterSpec"), "spec.rayClusterSpec", annotations, "RayJob")
     return errors
-
-

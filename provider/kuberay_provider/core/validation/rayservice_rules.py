@@ -9,7 +9,20 @@ from typing import Any
 
 from ..errors import FieldError
 from .cluster_rules import embedded_cluster_rules, split_manifest, upgrade_type_rule
-from .common import DEFAULT_MAX_SURGE_PERCENT, Errors, FEATURE_GATES, MAX_RAYSERVICE_NAME_LENGTH, RAYSERVICE_UPGRADE_TYPES, as_int, as_map, as_str, dig, initializing_timeout_rules, name_rules, rule_error
+from .common import (
+    DEFAULT_MAX_SURGE_PERCENT,
+    FEATURE_GATES,
+    MAX_RAYSERVICE_NAME_LENGTH,
+    RAYSERVICE_UPGRADE_TYPES,
+    Errors,
+    as_int,
+    as_map,
+    as_str,
+    dig,
+    initializing_timeout_rules,
+    name_rules,
+    rule_error,
+)
 
 # --- RayService -----------------------------------------------------------------------------------
 
@@ -88,4 +101,3 @@ def rayservice_rules(manifest: Any) -> list[FieldError]:
     if isinstance(spec, dict):
         errors += _rayservice_spec_rules(spec, annotations)
     return errors
-

@@ -12,7 +12,8 @@ KubeRay install would: a manifest cannot tell us how the operator was started.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import FieldError
 from .cluster_rules import cluster_spec_rules, raycluster_rules
@@ -32,10 +33,21 @@ from .rayjob_rules import rayjob_rules
 from .rayservice_rules import rayservice_rules
 
 __all__ = [
-    "MAX_RAYCLUSTER_NAME_LENGTH", "MAX_RAYJOB_NAME_LENGTH", "MAX_RAYSERVICE_NAME_LENGTH", "RULES_BY_KIND",
-    "cluster_spec_rules", "dns1035_label_errors", "dns1123_label_errors", "dns1123_subdomain_errors",
-    "go_duration_seconds", "label_value_errors", "parse_ray_version", "qualified_name_errors",
-    "raycluster_rules", "rayjob_rules", "rayservice_rules",
+    "MAX_RAYCLUSTER_NAME_LENGTH",
+    "MAX_RAYJOB_NAME_LENGTH",
+    "MAX_RAYSERVICE_NAME_LENGTH",
+    "RULES_BY_KIND",
+    "cluster_spec_rules",
+    "dns1035_label_errors",
+    "dns1123_label_errors",
+    "dns1123_subdomain_errors",
+    "go_duration_seconds",
+    "label_value_errors",
+    "parse_ray_version",
+    "qualified_name_errors",
+    "raycluster_rules",
+    "rayjob_rules",
+    "rayservice_rules",
 ]
 
 # The modules, in the order of validation.go: common (metadata, names, values), cluster_spec (groups),

@@ -10,7 +10,8 @@ sample has just that).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import FieldError
 from ..schedulers import KUEUE_QUEUE_LABEL, SCHEDULER_NAME_LABEL, VOLCANO_QUEUE_LABEL
@@ -46,10 +47,13 @@ def scheduler_rules(manifest: dict[str, Any]) -> list[FieldError]:
     for problem in label_value_errors(str(queue)) + dns1123_subdomain_errors(str(queue)):
         errors.append(_kueue(path, "queue-name", f"the LocalQueue name {queue!r} is invalid: {problem}"))
     if volcano := [key for key in (SCHEDULER_NAME_LABEL, VOLCANO_QUEUE_LABEL) if key in labels]:
-        errors.append(FieldError(
-            path, "provider:one-batch-scheduler",
-            f"queued on Kueue and also labelled for Volcano ({', '.join(volcano)}): choose one batch scheduler",
-        ))
+        errors.append(
+            FieldError(
+                path,
+                "provider:one-batch-scheduler",
+                f"queued on Kueue and also labelled for Volcano ({', '.join(volcano)}): choose one batch scheduler",
+            )
+        )
     kind = str(manifest.get("kind", ""))
     spec = _map(manifest.get("spec"))
     if kind == "RayJob":
@@ -64,7 +68,8 @@ def scheduler_rules(manifest: dict[str, Any]) -> list[FieldError]:
 def _kueue_rayjob_rules(spec: dict) -> Iterator[FieldError]:
     if _map(spec.get("clusterSelector")):
         yield _kueue(
-            "spec.clusterSelector", "no-existing-cluster",
+            "spec.clusterSelector",
+            "no-existing-cluster",
             "a Kueue-managed RayJob cannot use an existing cluster: Kueue admits the cluster the RayJob creates "
             "(drop the queue or the clusterSelector)",
         )
@@ -72,7 +77,8 @@ def _kueue_rayjob_rules(spec: dict) -> Iterator[FieldError]:
         yield _kueue("spec.rayClusterSpec", "cluster-spec-required", "a Kueue-managed RayJob needs a rayClusterSpec")
     if spec.get("shutdownAfterJobFinishes") is not True:
         yield _kueue(
-            "spec.shutdownAfterJobFinishes", "shutdown-after-job-finishes",
+            "spec.shutdownAfterJobFinishes",
+            "shutdown-after-job-finishes",
             "a Kueue-managed RayJob must delete its cluster when it finishes (shutdownAfterJobFinishes: true), "
             "or the cluster keeps holding the queue's quota",
         )
@@ -81,21 +87,24 @@ def _kueue_rayjob_rules(spec: dict) -> Iterator[FieldError]:
 def _kueue_cluster_rules(cluster: dict, path: str) -> Iterator[FieldError]:
     if cluster.get("enableInTreeAutoscaling") is True:
         yield _kueue(
-            f"{path}.enableInTreeAutoscaling", "no-autoscaling",
+            f"{path}.enableInTreeAutoscaling",
+            "no-autoscaling",
             "a Kueue-managed cluster cannot autoscale: Kueue reserves its quota once, at admission",
         )
     groups = cluster.get("workerGroupSpecs")
     groups = groups if isinstance(groups, list) else []
     if len(groups) > KUEUE_MAX_WORKER_GROUPS:
         yield _kueue(
-            f"{path}.workerGroupSpecs", "max-worker-groups",
+            f"{path}.workerGroupSpecs",
+            "max-worker-groups",
             f"a Kueue workload has at most {KUEUE_MAX_WORKER_GROUPS} worker groups (8 PodSets with the head); "
             f"this one has {len(groups)}",
         )
     for index, group in enumerate(groups):
         if _map(group).get("groupName") == KUEUE_HEAD_PODSET:
             yield _kueue(
-                f"{path}.workerGroupSpecs[{index}].groupName", "reserved-group-name",
+                f"{path}.workerGroupSpecs[{index}].groupName",
+                "reserved-group-name",
                 f"{KUEUE_HEAD_PODSET!r} is reserved for the head group's PodSet under Kueue",
             )
 

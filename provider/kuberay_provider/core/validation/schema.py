@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import yaml
 from jsonschema import FormatChecker
@@ -130,7 +131,7 @@ class CrdSchema:
         self.compilations = 0  # how often the validator was built; tests check it stays at one
 
     @classmethod
-    def from_crd(cls, crd: dict, version: str = "v1") -> "CrdSchema":
+    def from_crd(cls, crd: dict, version: str = "v1") -> CrdSchema:
         return cls(crd, version)
 
     @property
@@ -196,7 +197,7 @@ def _answer_or_error(read: Callable[[str], Any], crd_name: str) -> Any:
 def _installed_crds(api_client: Any, answers: Iterable[Any]) -> list[dict]:
     """The CRDs read, as plain dicts; one the cluster lacks (404) is left out, any other error is raised."""
     crds = []
-    for crd_name, answer in zip(RAY_CRD_NAMES, answers):
+    for crd_name, answer in zip(RAY_CRD_NAMES, answers, strict=False):
         if isinstance(answer, BaseException):
             if getattr(answer, "status", None) != 404:
                 raise answer
@@ -213,17 +214,17 @@ class SchemaRegistry:
         self._by_kind = {schema.kind: schema for schema in schemas}
 
     @classmethod
-    def from_crds(cls, crds: Iterable[dict], version: str = "v1") -> "SchemaRegistry":
+    def from_crds(cls, crds: Iterable[dict], version: str = "v1") -> SchemaRegistry:
         usable = [crd for crd in crds if any(v.get("name") == version for v in crd.get("spec", {}).get("versions", []))]
         return cls(CrdSchema.from_crd(crd, version) for crd in usable)
 
     @classmethod
-    def from_directory(cls, path: str | Path, version: str = "v1") -> "SchemaRegistry":
+    def from_directory(cls, path: str | Path, version: str = "v1") -> SchemaRegistry:
         files = sorted(p for p in Path(path).iterdir() if p.suffix in (".yaml", ".yml"))
         return cls.from_crds((doc for file in files for doc in _crd_documents(file.read_text())), version)
 
     @classmethod
-    def from_cluster(cls, api_client: Any, version: str = "v1") -> "SchemaRegistry":
+    def from_cluster(cls, api_client: Any, version: str = "v1") -> SchemaRegistry:
         """The CRDs installed in the cluster behind a sync ``kubernetes.client.ApiClient``, read through the
         core's client, so 429 / 5xx / dropped connections are retried like every other call."""
         from ..kube.sync_client import RayObjectsClient
@@ -233,7 +234,7 @@ class SchemaRegistry:
         return cls.from_crds(_installed_crds(api_client, answers), version)
 
     @classmethod
-    async def from_cluster_async(cls, api_client: Any, version: str = "v1") -> "SchemaRegistry":
+    async def from_cluster_async(cls, api_client: Any, version: str = "v1") -> SchemaRegistry:
         """As from_cluster, for a ``kubernetes_asyncio.client.ApiClient``."""
         from ..kube.async_client import AsyncRayObjectsClient
 

@@ -16,7 +16,8 @@ The CRD's ``openAPIV3Schema`` (a Kubernetes *structural* schema) is converted on
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError as JsonSchemaError
@@ -103,7 +104,7 @@ def _check_list_map_keys(validator: Any, spec: dict, instance: Any, schema: dict
             continue
         identity = tuple(_freeze(item.get(key, defaults.get(key))) for key in keys)
         if identity in seen:
-            shown = ", ".join(f"{k}={v!r}" for k, v in zip(keys, identity))
+            shown = ", ".join(f"{k}={v!r}" for k, v in zip(keys, identity, strict=False))
             yield JsonSchemaError(f"Duplicate value: an item with {shown} already exists", path=[index])
         seen.add(identity)
 
@@ -206,8 +207,16 @@ OBJECT_META_SCHEMA: dict[str, Any] = {
     "properties": {
         **{
             field: {"type": "string"}
-            for field in ("name", "generateName", "namespace", "uid", "resourceVersion", "selfLink",
-                          "creationTimestamp", "deletionTimestamp")
+            for field in (
+                "name",
+                "generateName",
+                "namespace",
+                "uid",
+                "resourceVersion",
+                "selfLink",
+                "creationTimestamp",
+                "deletionTimestamp",
+            )
         },
         "labels": _STRING_MAP,
         "annotations": _STRING_MAP,

@@ -8,7 +8,8 @@ Both are answered from what the request authorizer itself uses, ``rbac.Authorize
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -41,15 +42,27 @@ def requested_attributes(spec: Mapping[str, Any]) -> Attributes:
     """authorizationutil.ResourceAttributesFrom / NonResourceAttributesFrom; 422 unless exactly one is set."""
     resource, non_resource = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
     if (resource is None) == (non_resource is None):
-        cause = (Cause("spec.nonResourceAttributes", "Invalid value: cannot be specified in combination with "
-                       "resourceAttributes") if resource is not None
-                 else Cause("spec.resourceAttributes", f'Invalid value: "null": {EXACTLY_ONE}'))
+        cause = (
+            Cause(
+                "spec.nonResourceAttributes",
+                "Invalid value: cannot be specified in combination with resourceAttributes",
+            )
+            if resource is not None
+            else Cause("spec.resourceAttributes", f'Invalid value: "null": {EXACTLY_ONE}')
+        )
         raise invalid(ACCESS_REVIEW, AUTHORIZATION_GROUP, "", [cause])
     if resource is not None:
         asked = _mapping(resource, "spec.resourceAttributes")
-        return Attributes(str(asked.get("verb", "")), "", True, str(asked.get("group", "")),
-                          str(asked.get("resource", "")), str(asked.get("subresource", "")),
-                          str(asked.get("namespace", "")), str(asked.get("name", "")))
+        return Attributes(
+            str(asked.get("verb", "")),
+            "",
+            True,
+            str(asked.get("group", "")),
+            str(asked.get("resource", "")),
+            str(asked.get("subresource", "")),
+            str(asked.get("namespace", "")),
+            str(asked.get("name", "")),
+        )
     asked = _mapping(non_resource, "spec.nonResourceAttributes")
     return Attributes(str(asked.get("verb", "")), str(asked.get("path", "")), False)
 
@@ -58,8 +71,13 @@ def review_access(authorizer: Authorizer, user: User, review: Mapping[str, Any])
     """The review with its status: allowed, denied (RBAC never denies outright) and kube-apiserver's reason."""
     spec = dict(_mapping(review.get("spec"), "spec"))
     decision = authorizer.decide(user, requested_attributes(spec))
-    return {"kind": ACCESS_REVIEW, "apiVersion": API_VERSION, "metadata": _metadata(review), "spec": spec,
-            "status": {"allowed": decision.allowed, "denied": False, "reason": decision.reason}}
+    return {
+        "kind": ACCESS_REVIEW,
+        "apiVersion": API_VERSION,
+        "metadata": _metadata(review),
+        "spec": spec,
+        "status": {"allowed": decision.allowed, "denied": False, "reason": decision.reason},
+    }
 
 
 def _resource_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,14 +99,22 @@ def review_rules(authorizer: Authorizer, user: User, review: Mapping[str, Any]) 
         errors = [grant.error for grant in grants if grant.error]
     status: dict[str, Any] = {
         "resourceRules": [_resource_rule(rule) for rule in rules if rule.get("resources")],
-        "nonResourceRules": [{"verbs": list(rule.get("verbs") or []), "nonResourceURLs": list(rule["nonResourceURLs"])}
-                             for rule in rules if rule.get("nonResourceURLs")],
+        "nonResourceRules": [
+            {"verbs": list(rule.get("verbs") or []), "nonResourceURLs": list(rule["nonResourceURLs"])}
+            for rule in rules
+            if rule.get("nonResourceURLs")
+        ],
         "incomplete": bool(errors),
     }
     if errors:
         status["evaluationError"] = aggregate(errors)
-    return {"kind": RULES_REVIEW, "apiVersion": API_VERSION, "metadata": _metadata(review), "spec": {},
-            "status": status}
+    return {
+        "kind": RULES_REVIEW,
+        "apiVersion": API_VERSION,
+        "metadata": _metadata(review),
+        "spec": {},
+        "status": status,
+    }
 
 
 class AccessReviews:

@@ -90,17 +90,36 @@ def _resource_entries(rtype: ResourceType) -> list[dict[str, Any]]:
         main["categories"] = list(rtype.categories)
     entries = [main]
     if rtype.has_status:
-        entries.append({"name": f"{rtype.plural}/status", "singularName": "", "namespaced": rtype.namespaced,
-                        "kind": rtype.kind, "verbs": SUBRESOURCE_VERBS})
+        entries.append(
+            {
+                "name": f"{rtype.plural}/status",
+                "singularName": "",
+                "namespaced": rtype.namespaced,
+                "kind": rtype.kind,
+                "verbs": SUBRESOURCE_VERBS,
+            }
+        )
     if rtype.kind == "Service":
-        entries.append({"name": "services/proxy", "singularName": "", "namespaced": True,
-                        "kind": "ServiceProxyOptions", "verbs": PROXY_VERBS})
+        entries.append(
+            {
+                "name": "services/proxy",
+                "singularName": "",
+                "namespaced": True,
+                "kind": "ServiceProxyOptions",
+                "verbs": PROXY_VERBS,
+            }
+        )
     return entries
 
 
 def _review_entry(rtype: ResourceType) -> dict[str, Any]:
-    return {"name": rtype.plural, "singularName": rtype.singular, "namespaced": False, "kind": rtype.kind,
-            "verbs": ["create"]}
+    return {
+        "name": rtype.plural,
+        "singularName": rtype.singular,
+        "namespaced": False,
+        "kind": rtype.kind,
+        "verbs": ["create"],
+    }
 
 
 def api_resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[str, Any] | None:
@@ -118,6 +137,7 @@ def api_resource_list(registry: ResourceRegistry, group: str, version: str) -> d
 
 # --- OpenAPI v3 ----------------------------------------------------------------------------------------
 
+
 def _schema_name(rtype: ResourceType) -> str:
     if not rtype.group:
         return f"io.k8s.api.core.v1.{rtype.kind}"
@@ -125,16 +145,18 @@ def _schema_name(rtype: ResourceType) -> str:
     return f"{reversed_group}.{rtype.version}.{rtype.kind}"
 
 
-def _operation(rtype: ResourceType, action: str, parameters: tuple[str, ...] = (),
-               body_types: tuple[str, ...] = ()) -> dict[str, Any]:
+def _operation(
+    rtype: ResourceType, action: str, parameters: tuple[str, ...] = (), body_types: tuple[str, ...] = ()
+) -> dict[str, Any]:
     gvk = {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
     ref = {"$ref": f"#/components/schemas/{_schema_name(rtype)}"}
     operation: dict[str, Any] = {
         "operationId": f"{action}{rtype.kind}",
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": gvk,
-        "parameters": [{"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-                       for name in parameters],
+        "parameters": [
+            {"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}} for name in parameters
+        ],
         "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}},
     }
     if body_types:

@@ -67,7 +67,9 @@ def not_found(resource: str, group: str, name: str) -> ApiError:
 
 
 def already_exists(resource: str, group: str, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{qualified(resource, group)} "{name}" already exists', name, group, resource)
+    return ApiError(
+        409, "AlreadyExists", f'{qualified(resource, group)} "{name}" already exists', name, group, resource
+    )
 
 
 def conflict(resource: str, group: str, name: str, why: str = "") -> ApiError:
@@ -87,7 +89,9 @@ def bad_request(message: str, causes: list[Cause] | None = None) -> ApiError:
 
 
 def method_not_allowed(method: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})")
+    return ApiError(
+        405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})"
+    )
 
 
 def resource_not_found() -> ApiError:

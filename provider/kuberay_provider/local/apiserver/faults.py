@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -43,11 +44,13 @@ class FaultPlan:
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(ALL_KINDS)
         if unknown or not 0.0 <= self.rate <= 1.0:
-            raise ValueError(f"fault plan: rate must be in [0, 1] and kinds among {', '.join(ALL_KINDS)} (got {sorted(unknown)})")
+            raise ValueError(
+                f"fault plan: rate must be in [0, 1] and kinds among {', '.join(ALL_KINDS)} (got {sorted(unknown)})"
+            )
         self._random = random.Random(self.seed)
 
     @classmethod
-    def parse(cls, text: str) -> "FaultPlan":
+    def parse(cls, text: str) -> FaultPlan:
         """``rate=0.1,seed=7,kinds=500+429+reset,slow_seconds=2``."""
         fields: dict[str, Any] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
@@ -83,7 +86,11 @@ def fault_middleware(plan: FaultPlan) -> Callable[[web.Request, Handler], Awaita
             return await handler(request)
         plan.injected[kind] += 1
         if kind in ("500", "503"):
-            return status_response(ApiError(int(kind), "InternalError" if kind == "500" else "ServiceUnavailable", f"injected fault {kind}"))
+            return status_response(
+                ApiError(
+                    int(kind), "InternalError" if kind == "500" else "ServiceUnavailable", f"injected fault {kind}"
+                )
+            )
         if kind == "429":
             throttled = status_response(ApiError(429, "TooManyRequests", "injected fault: too many requests"))
             throttled.headers["Retry-After"] = "1"

@@ -6,8 +6,9 @@ import asyncio
 import base64
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import quote, unquote
 
 import aiohttp
@@ -64,8 +65,13 @@ def parse_route(cluster: Cluster, raw_path: str) -> Route | None:
     rtype = cluster.registry.lookup(group, version, rest[0]) or discovery.review_type(group, version, rest[0])
     if rtype is None:
         raise resource_not_found()
-    return Route(rtype, namespace, rest[1] if len(rest) > 1 else "", rest[2] if len(rest) > 2 else "",
-                 quote(unquote("/".join(raw_segments[offset + 3:])), safe=PATH_SAFE_CHARACTERS))
+    return Route(
+        rtype,
+        namespace,
+        rest[1] if len(rest) > 1 else "",
+        rest[2] if len(rest) > 2 else "",
+        quote(unquote("/".join(raw_segments[offset + 3 :])), safe=PATH_SAFE_CHARACTERS),
+    )
 
 
 def _json_response(body: Any, status: int = 200, warnings: list[str] | tuple[str, ...] = ()) -> web.Response:
@@ -91,9 +97,12 @@ def _is_dry_run(request: web.Request, body_values: list[str] | None = None) -> b
 def _write_options(request: web.Request) -> WriteOptions:
     directive = request.query.get("fieldValidation", "Warn")
     if directive not in FIELD_VALIDATION_DIRECTIVES:
-        raise bad_request(f'fieldValidation: Unsupported value: "{directive}": supported values: "Ignore", "Strict", "Warn"')
-    return WriteOptions(dry_run=_is_dry_run(request), field_validation=directive,
-                        field_manager=request.query.get("fieldManager", ""))
+        raise bad_request(
+            f'fieldValidation: Unsupported value: "{directive}": supported values: "Ignore", "Strict", "Warn"'
+        )
+    return WriteOptions(
+        dry_run=_is_dry_run(request), field_validation=directive, field_manager=request.query.get("fieldManager", "")
+    )
 
 
 async def read_object(request: web.Request) -> Any:
@@ -119,7 +128,7 @@ def _page(items: list[dict[str, Any]], request: web.Request) -> tuple[list[dict[
     if limit <= 0 or start + limit >= len(items):
         return items[start:], "", 0
     following = base64.urlsafe_b64encode(json.dumps({"start": start + limit}).encode()).decode()
-    return items[start:start + limit], following, len(items) - start - limit
+    return items[start : start + limit], following, len(items) - start - limit
 
 
 # Answers a POST of a review kind (access_review.py, which needs the authorizer and the request's user).
@@ -127,8 +136,14 @@ ReviewHandler = Callable[[web.Request, ResourceType], Awaitable[web.StreamRespon
 
 
 class ApiHandlers:
-    def __init__(self, cluster: Cluster, stopping: asyncio.Event, bookmark_interval: float, tokens: Tokens,
-                 reviews: ReviewHandler | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        stopping: asyncio.Event,
+        bookmark_interval: float,
+        tokens: Tokens,
+        reviews: ReviewHandler | None = None,
+    ) -> None:
         self.cluster = cluster
         self.tokens = tokens
         self.reviews = reviews
@@ -210,8 +225,12 @@ class ApiHandlers:
 
     def _render(self, request: web.Request, rtype: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         if wants_table(request.headers.get("Accept", "")):
-            return to_table(rtype, [self.cluster.present(rtype, obj)], obj["metadata"].get("resourceVersion", ""),
-                            request.query.get("includeObject", "Metadata"))
+            return to_table(
+                rtype,
+                [self.cluster.present(rtype, obj)],
+                obj["metadata"].get("resourceVersion", ""),
+                request.query.get("includeObject", "Metadata"),
+            )
         return self.cluster.present(rtype, obj)
 
     def _written(self, request: web.Request, rtype: ResourceType, result: WriteResult) -> web.Response:
@@ -225,8 +244,10 @@ class ApiHandlers:
         matches = make_matcher(request.query.get("labelSelector"), request.query.get("fieldSelector"))
         if request.method == "DELETE":
             options = await self._delete_options(request)
-            deleted = [self.cluster.delete(rtype, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], options)
-                       for obj in self.cluster.list(rtype, namespace, matches)]
+            deleted = [
+                self.cluster.delete(rtype, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], options)
+                for obj in self.cluster.list(rtype, namespace, matches)
+            ]
             return _json_response(self._list_body(rtype, deleted, "", 0))
         if request.method != "GET":
             raise method_not_allowed(request.method)
@@ -235,17 +256,28 @@ class ApiHandlers:
         items, following, remaining = _page(self.cluster.list(rtype, namespace, matches), request)
         if wants_table(request.headers.get("Accept", "")):
             presented = [self.cluster.present(rtype, obj) for obj in items]
-            table = to_table(rtype, presented, str(self.cluster.store.resource_version),
-                             request.query.get("includeObject", "Metadata"), following)
+            table = to_table(
+                rtype,
+                presented,
+                str(self.cluster.store.resource_version),
+                request.query.get("includeObject", "Metadata"),
+                following,
+            )
             return _json_response(table)
         return _json_response(self._list_body(rtype, items, following, remaining))
 
-    def _list_body(self, rtype: ResourceType, items: list[dict[str, Any]], following: str, remaining: int) -> dict[str, Any]:
+    def _list_body(
+        self, rtype: ResourceType, items: list[dict[str, Any]], following: str, remaining: int
+    ) -> dict[str, Any]:
         metadata: dict[str, Any] = {"resourceVersion": str(self.cluster.store.resource_version)}
         if following:
             metadata.update({"continue": following, "remainingItemCount": remaining})
-        return {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": metadata,
-                "items": [self.cluster.present(rtype, obj) for obj in items]}
+        return {
+            "kind": f"{rtype.kind}List",
+            "apiVersion": rtype.api_version,
+            "metadata": metadata,
+            "items": [self.cluster.present(rtype, obj) for obj in items],
+        }
 
     async def _watch(self, request: web.Request, route: Route, matches: Any) -> web.StreamResponse:
         watch = WatchRequest(
@@ -258,30 +290,43 @@ class ApiHandlers:
             bookmarks=_flag(request, "allowWatchBookmarks"),
             send_initial_events=_flag(request, "sendInitialEvents"),
         )
-        return await serve_watch(request, self.cluster.store, watch,
-                                 lambda: self.cluster.list(route.rtype, route.namespace, matches),
-                                 self.stopping, self.bookmark_interval)
+        return await serve_watch(
+            request,
+            self.cluster.store,
+            watch,
+            lambda: self.cluster.list(route.rtype, route.namespace, matches),
+            self.stopping,
+            self.bookmark_interval,
+        )
 
     async def _item(self, request: web.Request, route: Route) -> web.StreamResponse:
         rtype, namespace, name = route.rtype, route.namespace, route.name
         if request.method == "GET":
             return _json_response(self._render(request, rtype, self.cluster.get(rtype, namespace, name)))
         if request.method == "PUT":
-            result = self.cluster.update(rtype, namespace, name, await read_object(request), _write_options(request),
-                                         route.subresource)
+            result = self.cluster.update(
+                rtype, namespace, name, await read_object(request), _write_options(request), route.subresource
+            )
             return self._written(request, rtype, result)
         if request.method == "PATCH":
             if request.content_type not in PATCH_TYPES:
-                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                               f"accepted media types include: {', '.join(PATCH_TYPES)}")
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - "
+                    f"accepted media types include: {', '.join(PATCH_TYPES)}",
+                )
             options = _write_options(request)
-            result = self.cluster.patch(rtype, namespace, name, request.content_type, await request.read(), options,
-                                        route.subresource)
+            result = self.cluster.patch(
+                rtype, namespace, name, request.content_type, await request.read(), options, route.subresource
+            )
             return self._written(request, rtype, result)
         if request.method == "DELETE" and not route.subresource:
             deleted = self.cluster.delete(rtype, namespace, name, await self._delete_options(request))
-            pending = bool(deleted["metadata"].get("deletionTimestamp")) and self.cluster.store.get(
-                rtype.storage_key, namespace, name) is not None
+            pending = (
+                bool(deleted["metadata"].get("deletionTimestamp"))
+                and self.cluster.store.get(rtype.storage_key, namespace, name) is not None
+            )
             return _json_response(self.cluster.present(rtype, deleted), 202 if pending else 200)
         raise method_not_allowed(request.method)
 
@@ -314,13 +359,20 @@ class ApiHandlers:
             raise bad_request(f"spec.expirationSeconds: Invalid value: may not specify a duration less than {shortest}")
         token, expires_at = self.tokens.issue(account, seconds)
         expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at))
-        return _json_response({
-            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"name": route.name, "namespace": route.namespace, "creationTimestamp": None},
-            "spec": {"audiences": spec.get("audiences") or ["https://kubernetes.default.svc"],
-                     "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")},
-            "status": {"token": token, "expirationTimestamp": expiration},
-        }, 201)
+        return _json_response(
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": route.name, "namespace": route.namespace, "creationTimestamp": None},
+                "spec": {
+                    "audiences": spec.get("audiences") or ["https://kubernetes.default.svc"],
+                    "expirationSeconds": seconds,
+                    "boundObjectRef": spec.get("boundObjectRef"),
+                },
+                "status": {"token": token, "expirationTimestamp": expiration},
+            },
+            201,
+        )
 
     # --- service proxy --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ by the same RBAC as any request (the admin token always is); the request then ru
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,7 +29,7 @@ def _service_account(username: str) -> tuple[str, str] | None:
     """(namespace, name) of ``system:serviceaccount:<namespace>:<name>``, else None (a plain user name)."""
     if not username.startswith(SERVICE_ACCOUNT_PREFIX):
         return None
-    parts = username[len(SERVICE_ACCOUNT_PREFIX):].split(":")
+    parts = username[len(SERVICE_ACCOUNT_PREFIX) :].split(":")
     return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
@@ -63,11 +63,15 @@ def impersonation_middleware(authorizer: Authorizer) -> Callable[[web.Request, H
         if not (usernames or groups or unsupported):
             return await handler(request)
         if unsupported:
-            raise bad_request(f"the local control plane does not support impersonation by "
-                              f"{', '.join(sorted(set(unsupported)))}")
+            raise bad_request(
+                f"the local control plane does not support impersonation by {', '.join(sorted(set(unsupported)))}"
+            )
         if len(usernames) != 1 or not usernames[0]:
-            raise ApiError(500, "InternalError", "Internal error occurred: requested impersonation without "
-                           "impersonating exactly one user")
+            raise ApiError(
+                500,
+                "InternalError",
+                "Internal error occurred: requested impersonation without impersonating exactly one user",
+            )
         request[USER_KEY] = impersonated(user_of(request), usernames[0], groups, authorizer)
         return await handler(request)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import Cause
 from .registry import ResourceType
@@ -19,7 +20,7 @@ LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _name_rule(rtype: ResourceType) -> tuple[re.Pattern[str], int, str]:
@@ -39,11 +40,21 @@ def _label_causes(labels: Any) -> list[Cause]:
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")
         if (prefix and not DNS1123_SUBDOMAIN.match(prefix)) or len(name) > 63 or not LABEL_NAME.match(name):
-            causes.append(Cause("metadata.labels", f'Invalid value: "{key}": name part must consist of alphanumeric '
-                                "characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+            causes.append(
+                Cause(
+                    "metadata.labels",
+                    f'Invalid value: "{key}": name part must consist of alphanumeric '
+                    "characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                )
+            )
         if not isinstance(value, str) or len(value) > 63 or (value and not LABEL_NAME.match(value)):
-            causes.append(Cause(f"metadata.labels", f'Invalid value: "{value}": a valid label must be an empty string '
-                                "or consist of alphanumeric characters, '-', '_' or '.', at most 63 characters"))
+            causes.append(
+                Cause(
+                    "metadata.labels",
+                    f'Invalid value: "{value}": a valid label must be an empty string '
+                    "or consist of alphanumeric characters, '-', '_' or '.', at most 63 characters",
+                )
+            )
     return causes
 
 
@@ -62,12 +73,18 @@ def metadata_causes(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
     if not isinstance(annotations, dict) or any(not isinstance(v, str) for v in annotations.values()):
         causes.append(Cause("metadata.annotations", "Invalid value: must be a map of strings"))
     elif sum(len(k) + len(v) for k, v in annotations.items()) > TOTAL_ANNOTATION_SIZE_LIMIT:
-        causes.append(Cause("metadata.annotations", f"Too long: must have at most {TOTAL_ANNOTATION_SIZE_LIMIT} bytes",
-                            "FieldValueTooLong"))
+        causes.append(
+            Cause(
+                "metadata.annotations",
+                f"Too long: must have at most {TOTAL_ANNOTATION_SIZE_LIMIT} bytes",
+                "FieldValueTooLong",
+            )
+        )
     return causes
 
 
 # --- built-in defaulting -----------------------------------------------------------------------------
+
 
 class ClusterIpAllocator:
     """Hands out fake ClusterIPs from 10.96.0.0/12, as kube-apiserver's service IP allocator would."""
@@ -117,10 +134,20 @@ def _default_crd(obj: dict[str, Any], _: ClusterIpAllocator) -> None:
         "acceptedNames": names,
         "storedVersions": [v["name"] for v in obj.get("spec", {}).get("versions", []) if v.get("storage")],
         "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found",
-             "lastTransitionTime": now},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-             "message": "the initial names have been accepted", "lastTransitionTime": now},
+            {
+                "type": "NamesAccepted",
+                "status": "True",
+                "reason": "NoConflicts",
+                "message": "no conflicts found",
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "Established",
+                "status": "True",
+                "reason": "InitialNamesAccepted",
+                "message": "the initial names have been accepted",
+                "lastTransitionTime": now,
+            },
         ],
     }
 

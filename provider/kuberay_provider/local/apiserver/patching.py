@@ -33,7 +33,7 @@ def parse_document(raw: bytes, *, allow_yaml: bool) -> Any:
         if not allow_yaml:
             raise bad_request(f"error decoding request body: {json_error}") from None
     try:
-        return yaml.load(raw, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+        return yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as yaml_error:
         raise bad_request(f"error decoding YAML: {yaml_error}") from None
 
@@ -79,7 +79,9 @@ def json_patch(target: dict[str, Any], operations: Any) -> dict[str, Any]:
     try:
         return jsonpatch.JsonPatch(operations).apply(target)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as error:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {error}") from None
+        raise ApiError(
+            422, "Invalid", f"the server rejected our request due to an error in our request: {error}"
+        ) from None
 
 
 def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def leaf_paths(document: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ..
     if isinstance(document, dict) and document:
         paths: set[tuple[str, ...]] = set()
         for key, value in document.items():
-            paths |= leaf_paths(value, prefix + (key,))
+            paths |= leaf_paths(value, (*prefix, key))
         return paths
     return {prefix}
 
@@ -118,8 +120,9 @@ def _delete_path(document: dict[str, Any], path: tuple[str, ...]) -> None:
         parents[depth - 1].pop(path[depth - 1], None)
 
 
-def server_side_apply(live: dict[str, Any], applied: dict[str, Any],
-                      previously_applied: dict[str, Any] | None) -> dict[str, Any]:
+def server_side_apply(
+    live: dict[str, Any], applied: dict[str, Any], previously_applied: dict[str, Any] | None
+) -> dict[str, Any]:
     """Merge an applied configuration into the live object.
 
     Simplified field ownership: fields this manager applied last time but no longer applies are removed;

@@ -10,7 +10,8 @@ field numbers are those of k8s.io/api/core/v1 and k8s.io/apimachinery meta/v1 ``
 from __future__ import annotations
 
 import base64
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import ApiError, bad_request
 
@@ -24,42 +25,72 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "Unknown": {1: ("typeMeta", "TypeMeta"), 2: ("raw", "raw")},
     "TypeMeta": {1: ("apiVersion", "string"), 2: ("kind", "string")},
     "ObjectMeta": {
-        1: ("name", "string"), 2: ("generateName", "string"), 3: ("namespace", "string"),
-        11: ("labels", "map<string>"), 12: ("annotations", "map<string>"),
-        13: ("ownerReferences", "[]OwnerReference"), 14: ("finalizers", "[]string"),
+        1: ("name", "string"),
+        2: ("generateName", "string"),
+        3: ("namespace", "string"),
+        11: ("labels", "map<string>"),
+        12: ("annotations", "map<string>"),
+        13: ("ownerReferences", "[]OwnerReference"),
+        14: ("finalizers", "[]string"),
     },
     "OwnerReference": {
-        1: ("kind", "string"), 3: ("name", "string"), 4: ("uid", "string"), 5: ("apiVersion", "string"),
-        6: ("controller", "bool"), 7: ("blockOwnerDeletion", "bool"),
+        1: ("kind", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+        5: ("apiVersion", "string"),
+        6: ("controller", "bool"),
+        7: ("blockOwnerDeletion", "bool"),
     },
     "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
     "NamespaceSpec": {1: ("finalizers", "[]string")},
     "ConfigMap": {
-        1: ("metadata", "ObjectMeta"), 2: ("data", "map<string>"), 3: ("binaryData", "map<bytes>"),
+        1: ("metadata", "ObjectMeta"),
+        2: ("data", "map<string>"),
+        3: ("binaryData", "map<bytes>"),
         4: ("immutable", "bool"),
     },
     "Secret": {
-        1: ("metadata", "ObjectMeta"), 2: ("data", "map<bytes>"), 3: ("type", "string"),
-        4: ("stringData", "map<string>"), 5: ("immutable", "bool"),
+        1: ("metadata", "ObjectMeta"),
+        2: ("data", "map<bytes>"),
+        3: ("type", "string"),
+        4: ("stringData", "map<string>"),
+        5: ("immutable", "bool"),
     },
     # authentication.k8s.io/v1: what ``kubectl create token`` sends.
     "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec")},
-    "TokenRequestSpec": {1: ("audiences", "[]string"), 3: ("boundObjectRef", "BoundObjectReference"),
-                         4: ("expirationSeconds", "int")},
-    "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"), 4: ("uid", "string")},
+    "TokenRequestSpec": {
+        1: ("audiences", "[]string"),
+        3: ("boundObjectRef", "BoundObjectReference"),
+        4: ("expirationSeconds", "int"),
+    },
+    "BoundObjectReference": {
+        1: ("kind", "string"),
+        2: ("apiVersion", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+    },
     # authorization.k8s.io/v1: what ``kubectl auth can-i`` sends (field and label selectors are not read).
     "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec")},
-    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
-                                    2: ("nonResourceAttributes", "NonResourceAttributes")},
-    "ResourceAttributes": {1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
-                           4: ("version", "string"), 5: ("resource", "string"), 6: ("subresource", "string"),
-                           7: ("name", "string")},
+    "SelfSubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "ResourceAttributes"),
+        2: ("nonResourceAttributes", "NonResourceAttributes"),
+    },
+    "ResourceAttributes": {
+        1: ("namespace", "string"),
+        2: ("verb", "string"),
+        3: ("group", "string"),
+        4: ("version", "string"),
+        5: ("resource", "string"),
+        6: ("subresource", "string"),
+        7: ("name", "string"),
+    },
     "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
     "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec")},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
 }
-TOP_LEVEL_KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "TokenRequest", "SelfSubjectAccessReview",
-                             "SelfSubjectRulesReview"})
+TOP_LEVEL_KINDS = frozenset(
+    {"Namespace", "ConfigMap", "Secret", "TokenRequest", "SelfSubjectAccessReview", "SelfSubjectRulesReview"}
+)
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:
@@ -89,7 +120,7 @@ def wire_fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
             length, offset = _varint(data, offset)
             if offset + length > len(data):
                 raise ValueError("truncated field")
-            yield number, data[offset:offset + length]
+            yield number, data[offset : offset + length]
             offset += length
         elif wire_type in sizes:
             offset += sizes[wire_type]  # no decoded field is fixed-width
@@ -147,12 +178,16 @@ def decode_object(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise bad_request("the protobuf body does not start with the k8s magic number")
     try:
-        envelope = decode_message("Unknown", body[len(MAGIC):])
+        envelope = decode_message("Unknown", body[len(MAGIC) :])
         type_meta = envelope.get("typeMeta") or {}
         kind = type_meta.get("kind", "")
         if kind not in TOP_LEVEL_KINDS:
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
-                           f"media types include: application/json, application/yaml (protobuf {kind or 'object'})")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted "
+                f"media types include: application/json, application/yaml (protobuf {kind or 'object'})",
+            )
         return {**type_meta, **decode_message(kind, envelope.get("raw", b""))}
     except (ValueError, UnicodeDecodeError) as error:
         raise bad_request(f"the protobuf body could not be decoded: {error}") from None

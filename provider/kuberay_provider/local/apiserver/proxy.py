@@ -18,14 +18,34 @@ from .errors import ApiError
 
 ENDPOINTS_ANNOTATION = "local.kuberay-provider.io/endpoints"
 # Never forwarded: the caller's credentials for this API server, and per-connection headers.
-DROPPED_REQUEST_HEADERS = frozenset({
-    "authorization", "host", "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "trailers", "transfer-encoding", "upgrade",
-})
-DROPPED_RESPONSE_HEADERS = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-    "transfer-encoding", "upgrade",
-})
+DROPPED_REQUEST_HEADERS = frozenset(
+    {
+        "authorization",
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 STREAM_CHUNK_BYTES = 64 * 1024
 
 
@@ -79,9 +99,14 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, base_url
         return await _forward_websocket(request, session, target, headers)
     body = request.content if request.body_exists else None
     try:
-        async with session.request(request.method, target, headers=headers, data=body, allow_redirects=False) as upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                          headers=_forwarded_headers(upstream.headers, DROPPED_RESPONSE_HEADERS))
+        async with session.request(
+            request.method, target, headers=headers, data=body, allow_redirects=False
+        ) as upstream:
+            response = web.StreamResponse(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=_forwarded_headers(upstream.headers, DROPPED_RESPONSE_HEADERS),
+            )
             if "Content-Length" not in upstream.headers:
                 response.enable_chunked_encoding()
             await response.prepare(request)
@@ -103,8 +128,9 @@ async def _pump(source: Any, destination: Any) -> None:
             break
 
 
-async def _forward_websocket(request: web.Request, session: aiohttp.ClientSession, target: str,
-                             headers: dict[str, str]) -> web.StreamResponse:
+async def _forward_websocket(
+    request: web.Request, session: aiohttp.ClientSession, target: str, headers: dict[str, str]
+) -> web.StreamResponse:
     for key in [k for k in headers if k.lower().startswith("sec-websocket")]:
         del headers[key]  # the client side of the upstream connection negotiates its own handshake
     try:

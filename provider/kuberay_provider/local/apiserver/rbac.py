@@ -16,8 +16,9 @@ import json
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from .discovery import AUTHORIZATION_GROUP, REVIEW_TYPES
 from .errors import ApiError, qualified
@@ -161,9 +162,13 @@ def rule_allows(rule: Mapping[str, Any], attributes: Attributes) -> bool:
     if not _matches(rule.get("verbs"), attributes.verb):
         return False
     if not attributes.resource_request:
-        return any(url == attributes.path or (url.endswith("*") and attributes.path.startswith(url[:-1]))
-                   for url in rule.get("nonResourceURLs") or [])
-    if not _matches(rule.get("apiGroups"), attributes.group) or not _resource_matches(rule.get("resources"), attributes):
+        return any(
+            url == attributes.path or (url.endswith("*") and attributes.path.startswith(url[:-1]))
+            for url in rule.get("nonResourceURLs") or []
+        )
+    if not _matches(rule.get("apiGroups"), attributes.group) or not _resource_matches(
+        rule.get("resources"), attributes
+    ):
         return False
     names = rule.get("resourceNames") or []
     return not names or attributes.name in names
@@ -192,8 +197,9 @@ AUTHENTICATED = {"kind": "Group", "name": "system:authenticated"}
 # system:basic-user and system:discovery bindings allow. Built in, not stored; discovery is wider than a real
 # cluster's: every non-resource GET (discovery, OpenAPI, version, health) is open.
 DEFAULT_ROLES: dict[str, tuple[Mapping[str, Any], ...]] = {
-    "system:basic-user": ({"verbs": ["create"], "apiGroups": [AUTHORIZATION_GROUP],
-                           "resources": [t.plural for t in REVIEW_TYPES]},),
+    "system:basic-user": (
+        {"verbs": ["create"], "apiGroups": [AUTHORIZATION_GROUP], "resources": [t.plural for t in REVIEW_TYPES]},
+    ),
     "system:discovery": ({"verbs": ["get"], "nonResourceURLs": ["*"]},),
 }
 # What system:masters may do (the admin token), as kube-apiserver lists it in a SelfSubjectRulesReview.
@@ -220,14 +226,19 @@ def describe_binding(binding: Mapping[str, Any], subject: Mapping[str, Any]) -> 
     namespace = str(meta.get("namespace", ""))
     kind = "RoleBinding" if namespace else "ClusterRoleBinding"
     name = f"{meta.get('name', '')}/{namespace}" if namespace else str(meta.get("name", ""))
-    return (f"{kind} {_quoted(name)} of {ref.get('kind', '')} {_quoted(str(ref.get('name', '')))} "
-            f"to {describe_subject(subject, namespace)}")
+    return (
+        f"{kind} {_quoted(name)} of {ref.get('kind', '')} {_quoted(str(ref.get('name', '')))} "
+        f"to {describe_subject(subject, namespace)}"
+    )
 
 
 DEFAULT_GRANTS = tuple(
-    Grant(describe_binding({"metadata": {"name": name}, "roleRef": {"kind": "ClusterRole", "name": name}},
-                           AUTHENTICATED), rules)
-    for name, rules in DEFAULT_ROLES.items())
+    Grant(
+        describe_binding({"metadata": {"name": name}, "roleRef": {"kind": "ClusterRole", "name": name}}, AUTHENTICATED),
+        rules,
+    )
+    for name, rules in DEFAULT_ROLES.items()
+)
 
 
 def aggregate(errors: Iterable[str]) -> str:
@@ -302,19 +313,30 @@ class Authorizer:
 
 def _without_name(attributes: Attributes) -> Attributes:
     """Usage is counted per (verb, resource, namespace): names would make every RayJob its own entry."""
-    return Attributes(attributes.verb, "" if attributes.resource_request else attributes.path,
-                      attributes.resource_request, attributes.group, attributes.resource, attributes.subresource,
-                      attributes.namespace)
+    return Attributes(
+        attributes.verb,
+        "" if attributes.resource_request else attributes.path,
+        attributes.resource_request,
+        attributes.group,
+        attributes.resource,
+        attributes.subresource,
+        attributes.namespace,
+    )
 
 
 def forbidden(user: User, attributes: Attributes) -> ApiError:
     """kube-apiserver's 403 Status, word for word."""
     if not attributes.resource_request:
-        return ApiError(403, "Forbidden", f'forbidden: User "{user.name}" cannot {attributes.verb} path "{attributes.path}"')
+        return ApiError(
+            403, "Forbidden", f'forbidden: User "{user.name}" cannot {attributes.verb} path "{attributes.path}"'
+        )
     scope = f'in the namespace "{attributes.namespace}"' if attributes.namespace else "at the cluster scope"
-    why = (f'User "{user.name}" cannot {attributes.verb} resource "{attributes.resource_path}" in API group '
-           f'"{attributes.group}" {scope}')
+    why = (
+        f'User "{user.name}" cannot {attributes.verb} resource "{attributes.resource_path}" in API group '
+        f'"{attributes.group}" {scope}'
+    )
     subject = qualified(attributes.resource, attributes.group)
     subject = f'{subject} "{attributes.name}"' if attributes.name else subject
-    return ApiError(403, "Forbidden", f"{subject} is forbidden: {why}", attributes.name, attributes.group,
-                    attributes.resource)
+    return ApiError(
+        403, "Forbidden", f"{subject} is forbidden: {why}", attributes.name, attributes.group, attributes.resource
+    )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 CRD_GROUP = "apiextensions.k8s.io"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -60,24 +61,62 @@ class ResourceType:
         return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
 
 
-def _core(plural: str, kind: str, *, namespaced: bool = True, short: tuple[str, ...] = (), status: bool = False,
-          columns: tuple[PrinterColumn, ...] = (AGE_COLUMN,), categories: tuple[str, ...] = ()) -> ResourceType:
+def _core(
+    plural: str,
+    kind: str,
+    *,
+    namespaced: bool = True,
+    short: tuple[str, ...] = (),
+    status: bool = False,
+    columns: tuple[PrinterColumn, ...] = (AGE_COLUMN,),
+    categories: tuple[str, ...] = (),
+) -> ResourceType:
     return ResourceType("", "v1", plural, kind, namespaced, short, categories, status, columns)
 
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
-    _core("namespaces", "Namespace", namespaced=False, short=("ns",), status=True,
-          columns=(PrinterColumn("Status", ".status.phase"), AGE_COLUMN)),
+    _core(
+        "namespaces",
+        "Namespace",
+        namespaced=False,
+        short=("ns",),
+        status=True,
+        columns=(PrinterColumn("Status", ".status.phase"), AGE_COLUMN),
+    ),
     _core("configmaps", "ConfigMap", short=("cm",)),
     _core("secrets", "Secret"),
-    _core("services", "Service", short=("svc",), status=True, categories=("all",),
-          columns=(PrinterColumn("Type", ".spec.type"), PrinterColumn("Cluster-IP", ".spec.clusterIP"), AGE_COLUMN)),
-    _core("pods", "Pod", short=("po",), status=True, categories=("all",),
-          columns=(PrinterColumn("Status", ".status.phase"), PrinterColumn("IP", ".status.podIP", priority=1),
-                   AGE_COLUMN)),
-    _core("events", "Event", short=("ev",),
-          columns=(PrinterColumn("Type", ".type"), PrinterColumn("Reason", ".reason"),
-                   PrinterColumn("Object", ".involvedObject.name"), PrinterColumn("Message", ".message"), AGE_COLUMN)),
+    _core(
+        "services",
+        "Service",
+        short=("svc",),
+        status=True,
+        categories=("all",),
+        columns=(PrinterColumn("Type", ".spec.type"), PrinterColumn("Cluster-IP", ".spec.clusterIP"), AGE_COLUMN),
+    ),
+    _core(
+        "pods",
+        "Pod",
+        short=("po",),
+        status=True,
+        categories=("all",),
+        columns=(
+            PrinterColumn("Status", ".status.phase"),
+            PrinterColumn("IP", ".status.podIP", priority=1),
+            AGE_COLUMN,
+        ),
+    ),
+    _core(
+        "events",
+        "Event",
+        short=("ev",),
+        columns=(
+            PrinterColumn("Type", ".type"),
+            PrinterColumn("Reason", ".reason"),
+            PrinterColumn("Object", ".involvedObject.name"),
+            PrinterColumn("Message", ".message"),
+            AGE_COLUMN,
+        ),
+    ),
     _core("endpoints", "Endpoints", short=("ep",)),
     _core("serviceaccounts", "ServiceAccount", short=("sa",)),
     # Stored, served and enforced for ServiceAccount tokens (rbac.py); the plane's own token is an admin.
@@ -85,8 +124,17 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", True),
     ResourceType(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", False),
     ResourceType(RBAC_GROUP, "v1", "clusterrolebindings", "ClusterRoleBinding", False),
-    ResourceType(CRD_GROUP, "v1", "customresourcedefinitions", "CustomResourceDefinition", False, ("crd", "crds"),
-                 (), True, (PrinterColumn("Created At", ".metadata.creationTimestamp"),)),
+    ResourceType(
+        CRD_GROUP,
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        ("crd", "crds"),
+        (),
+        True,
+        (PrinterColumn("Created At", ".metadata.creationTimestamp"),),
+    ),
 )
 
 CRD_TYPE = BUILTIN_TYPES[-1]

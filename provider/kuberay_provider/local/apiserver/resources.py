@@ -8,8 +8,9 @@ from __future__ import annotations
 import copy
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ApiError, Cause, already_exists, bad_request, conflict, invalid, not_found
 from .objectmeta import CREATE_DEFAULTS, ClusterIpAllocator, crd_causes, metadata_causes, now_rfc3339
@@ -20,8 +21,15 @@ from .store import ObjectStore, StorageKey
 
 # k8s.io/apimachinery/pkg/util/rand's alphabet: no vowels, no confusable characters.
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-SERVER_OWNED_METADATA = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
-                         "deletionGracePeriodSeconds", "generation", "selfLink")
+SERVER_OWNED_METADATA = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "selfLink",
+)
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 UNDELETABLE_NAMESPACES = frozenset(INITIAL_NAMESPACES)
 FOREGROUND_FINALIZER = "foregroundDeletion"
@@ -88,8 +96,9 @@ class Cluster:
             raise not_found(rtype.plural, rtype.group, name)
         return obj
 
-    def list(self, rtype: ResourceType, namespace: str | None,
-             matches: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    def list(
+        self, rtype: ResourceType, namespace: str | None, matches: Callable[[dict[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
         return [obj for obj in self.store.list(rtype.storage_key, namespace or None) if matches(obj)]
 
     def crd_of(self, rtype: ResourceType) -> dict[str, Any]:
@@ -102,18 +111,24 @@ class Cluster:
             raise bad_request(f"the body of a {rtype.kind} must be a JSON object")
         obj = copy.deepcopy(body)
         if obj.get("kind", rtype.kind) != rtype.kind:
-            raise bad_request(f"the kind in the data ({obj.get('kind')}) does not match the expected kind ({rtype.kind})")
+            raise bad_request(
+                f"the kind in the data ({obj.get('kind')}) does not match the expected kind ({rtype.kind})"
+            )
         api_version = obj.get("apiVersion", rtype.api_version)
         if api_version != rtype.api_version:
-            raise bad_request(f"the API version in the data ({api_version}) does not match the expected API version "
-                              f"({rtype.api_version})")
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({rtype.api_version})"
+            )
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
         if rtype.namespaced:
             if meta.get("namespace") not in (None, "", namespace):
-                raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
@@ -127,9 +142,11 @@ class Cluster:
             outcome = self._schemas.check(obj, self.crd_of(rtype), rtype.version, rtype.schema)
             unknown = [f'unknown field "{path}"' for path in outcome.unknown_fields]
             if unknown and options.field_validation == "Strict":
-                raise bad_request(f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: '
-                                  f"strict decoding error: {', '.join(unknown)}",
-                                  [Cause(path, "unknown field", "FieldValueInvalid") for path in outcome.unknown_fields])
+                raise bad_request(
+                    f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: '
+                    f"strict decoding error: {', '.join(unknown)}",
+                    [Cause(path, "unknown field", "FieldValueInvalid") for path in outcome.unknown_fields],
+                )
             if options.field_validation == "Warn":
                 warnings += unknown
             causes += outcome.causes
@@ -174,23 +191,38 @@ class Cluster:
             self._after_change(rtype.storage_key)
         return WriteResult(obj, created=True, warnings=warnings)
 
-    def update(self, rtype: ResourceType, namespace: str, name: str, body: Any, options: WriteOptions,
-               subresource: str = "") -> WriteResult:
+    def update(
+        self, rtype: ResourceType, namespace: str, name: str, body: Any, options: WriteOptions, subresource: str = ""
+    ) -> WriteResult:
         current = self.get(rtype, namespace, name)
         proposed = self._decode(rtype, body, namespace)
         meta = proposed["metadata"]
         if meta.get("name", name) != name:
-            raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+            raise bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
         wanted_version = str(meta.get("resourceVersion") or "")
         if not wanted_version and rtype.custom:
-            raise invalid(rtype.kind, rtype.group, name, [Cause(
-                "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")])
+            raise invalid(
+                rtype.kind,
+                rtype.group,
+                name,
+                [Cause("metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")],
+            )
         if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
             raise conflict(rtype.plural, rtype.group, name)
         return self._commit_update(rtype, current, proposed, options, subresource)
 
-    def patch(self, rtype: ResourceType, namespace: str, name: str, content_type: str, raw: bytes,
-              options: WriteOptions, subresource: str = "") -> WriteResult:
+    def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        raw: bytes,
+        options: WriteOptions,
+        subresource: str = "",
+    ) -> WriteResult:
         if content_type == APPLY_PATCH:
             return self._apply(rtype, namespace, name, raw, options, subresource)
         document = parse_document(raw, allow_yaml=False)
@@ -204,8 +236,9 @@ class Cluster:
             raise conflict(rtype.plural, rtype.group, name)
         return self._commit_update(rtype, current, self._decode(rtype, patched, namespace), options, subresource)
 
-    def _apply(self, rtype: ResourceType, namespace: str, name: str, raw: bytes, options: WriteOptions,
-               subresource: str) -> WriteResult:
+    def _apply(
+        self, rtype: ResourceType, namespace: str, name: str, raw: bytes, options: WriteOptions, subresource: str
+    ) -> WriteResult:
         """Server-side apply (``kubectl apply --server-side``), see patching.server_side_apply."""
         if not options.field_manager:
             required = Cause("fieldManager", "Required value: is required for apply patch", "FieldValueRequired")
@@ -215,8 +248,9 @@ class Cluster:
             raise bad_request("an applied configuration must be an object with apiVersion and kind")
         applied_meta = applied.setdefault("metadata", {})
         if applied_meta.get("name", name) != name:
-            raise bad_request(f"the name of the object ({applied_meta.get('name')}) does not match the name on the URL "
-                              f"({name})")
+            raise bad_request(
+                f"the name of the object ({applied_meta.get('name')}) does not match the name on the URL ({name})"
+            )
         applied_meta["name"] = name
         record_key = (rtype.storage_key, namespace, name, f"{options.field_manager}/{subresource}")
         current = self.store.get(rtype.storage_key, namespace, name)
@@ -231,8 +265,14 @@ class Cluster:
             self._applied[record_key] = applied
         return result
 
-    def _commit_update(self, rtype: ResourceType, current: dict[str, Any], proposed: dict[str, Any],
-                       options: WriteOptions, subresource: str) -> WriteResult:
+    def _commit_update(
+        self,
+        rtype: ResourceType,
+        current: dict[str, Any],
+        proposed: dict[str, Any],
+        options: WriteOptions,
+        subresource: str,
+    ) -> WriteResult:
         if subresource == "status":
             status = proposed.get("status")
             proposed = copy.deepcopy(current)
@@ -269,13 +309,25 @@ class Cluster:
         current = self.get(rtype, namespace, name)
         meta = current["metadata"]
         if rtype == NAMESPACE_TYPE and name in UNDELETABLE_NAMESPACES:
-            raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted',
-                           name, "", "namespaces")
-        for wanted, actual, what in ((options.precondition_uid, meta["uid"], "UID"),
-                                     (options.precondition_resource_version, meta["resourceVersion"], "ResourceVersion")):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                name,
+                "",
+                "namespaces",
+            )
+        for wanted, actual, what in (
+            (options.precondition_uid, meta["uid"], "UID"),
+            (options.precondition_resource_version, meta["resourceVersion"], "ResourceVersion"),
+        ):
             if wanted and wanted != actual:
-                raise conflict(rtype.plural, rtype.group, name,
-                               f"Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}")
+                raise conflict(
+                    rtype.plural,
+                    rtype.group,
+                    name,
+                    f"Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}",
+                )
         if options.propagation_policy not in PROPAGATION_POLICIES:
             raise bad_request(f"propagationPolicy: Unsupported value: {options.propagation_policy!r}")
         if options.dry_run:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema
 
@@ -20,11 +21,25 @@ from .errors import Cause
 
 log = logging.getLogger(__name__)
 
-OBJECT_META_FIELDS = frozenset({
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
-    "ownerReferences", "finalizers", "managedFields",
-})
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
 
 
 @dataclass
@@ -49,7 +64,7 @@ def _prune_and_default(value: Any, schema: dict[str, Any], path: tuple[str | int
         items = schema.get("items")
         if isinstance(items, dict):
             for index, item in enumerate(value):
-                _prune_and_default(item, items, path + (index,), unknown)
+                _prune_and_default(item, items, (*path, index), unknown)
         return
     if not isinstance(value, dict):
         return
@@ -60,18 +75,18 @@ def _prune_and_default(value: Any, schema: dict[str, Any], path: tuple[str | int
         child_schema = properties.get(key, additional if isinstance(additional, dict) else None)
         if child_schema is None:
             if not keeps_unknown:
-                unknown.append(format_path(path + (key,)))
+                unknown.append(format_path((*path, key)))
                 del value[key]
             continue
         if value[key] is None and not child_schema.get("nullable"):
             # Nulls of non-nullable fields are pruned before defaulting, as the API server does.
             del value[key]
             continue
-        _prune_and_default(value[key], child_schema, path + (key,), unknown)
+        _prune_and_default(value[key], child_schema, (*path, key), unknown)
     for key, child_schema in properties.items():
         if key not in value and isinstance(child_schema, dict) and "default" in child_schema:
             value[key] = copy.deepcopy(child_schema["default"])
-            _prune_and_default(value[key], child_schema, path + (key,), unknown)
+            _prune_and_default(value[key], child_schema, (*path, key), unknown)
 
 
 def _prune_root(obj: dict[str, Any], schema: dict[str, Any], unknown: list[str]) -> None:
@@ -82,8 +97,12 @@ def _prune_root(obj: dict[str, Any], schema: dict[str, Any], unknown: list[str])
             unknown.append(f"metadata.{key}")
             del metadata[key]
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-    body_schema = {**schema, "properties": {k: v for k, v in (schema.get("properties") or {}).items()
-                                            if k not in ("apiVersion", "kind", "metadata")}}
+    body_schema = {
+        **schema,
+        "properties": {
+            k: v for k, v in (schema.get("properties") or {}).items() if k not in ("apiVersion", "kind", "metadata")
+        },
+    }
     _prune_and_default(body, body_schema, (), unknown)
     for key in [k for k in obj if k not in ("apiVersion", "kind", "metadata")]:
         del obj[key]
@@ -92,14 +111,18 @@ def _prune_root(obj: dict[str, Any], schema: dict[str, Any], unknown: list[str])
 
 # --- validation -------------------------------------------------------------------------------------
 
+
 def _to_json_schema(schema: Any) -> Any:
     """OpenAPI v3 (Kubernetes flavour) to JSON Schema draft 4: nullable and int-or-string."""
     if isinstance(schema, list):
         return [_to_json_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    converted = {k: _to_json_schema(v) for k, v in schema.items()
-                 if not k.startswith("x-kubernetes-") and k not in ("nullable", "default", "example")}
+    converted = {
+        k: _to_json_schema(v)
+        for k, v in schema.items()
+        if not k.startswith("x-kubernetes-") and k not in ("nullable", "default", "example")
+    }
     if schema.get("x-kubernetes-int-or-string"):
         converted.pop("type", None)
         converted["anyOf"] = [{"type": "integer"}, {"type": "string"}]
@@ -112,15 +135,20 @@ def _cause_from_jsonschema(error: jsonschema.ValidationError) -> Cause:
     path = tuple(error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else ""
-        return Cause(format_path(path + (missing,)), "Required value", "FieldValueRequired")
+        return Cause(format_path((*path, missing)), "Required value", "FieldValueRequired")
     shown = format_path(path) or "<root>"
     if error.validator == "enum":
         allowed = ", ".join(f'"{v}"' for v in error.validator_value)
-        return Cause(shown, f'Unsupported value: "{error.instance}": supported values: {allowed}', "FieldValueNotSupported")
+        return Cause(
+            shown, f'Unsupported value: "{error.instance}": supported values: {allowed}', "FieldValueNotSupported"
+        )
     if error.validator == "type":
         expected = error.validator_value
-        return Cause(shown, f'Invalid value: "{_type_name(error.instance)}": {shown} in body must be of type {expected}: '
-                     f'"{_short(error.instance)}"')
+        return Cause(
+            shown,
+            f'Invalid value: "{_type_name(error.instance)}": {shown} in body must be of type {expected}: '
+            f'"{_short(error.instance)}"',
+        )
     return Cause(shown, f"Invalid value: {_short(error.instance)}: {error.message}")
 
 
@@ -153,15 +181,18 @@ def _project_validator(crd: dict[str, Any], version: str) -> Validator | None:
         return None
     try:
         crd_schema = CrdSchema.from_crd(crd, version)
-    except Exception:  # noqa: BLE001 - a broken helper must not take the server down: fall back
+    except Exception:
         log.warning("CrdSchema could not load %s; validating with jsonschema", crd.get("metadata", {}).get("name"))
         return None
 
     def validate(obj: dict[str, Any]) -> list[Cause]:
         # KubeRay's own rules (``kuberay:...``) are the operator's business, not the API server's; ObjectMeta
         # is checked by objectmeta.metadata_causes for every kind.
-        return [Cause(e.path, e.message, _reason_for_rule(e.rule)) for e in crd_schema.validate(obj)
-                if not e.rule.startswith("kuberay:") and not e.path.startswith("metadata")]
+        return [
+            Cause(e.path, e.message, _reason_for_rule(e.rule))
+            for e in crd_schema.validate(obj)
+            if not e.rule.startswith("kuberay:") and not e.path.startswith("metadata")
+        ]
 
     return validate
 
@@ -192,7 +223,9 @@ class SchemaChecker:
             self._validators[key] = _project_validator(crd, version) or _jsonschema_validator(schema)
         return self._validators[key]
 
-    def check(self, obj: dict[str, Any], crd: dict[str, Any], version: str, schema: dict[str, Any] | None) -> SchemaOutcome:
+    def check(
+        self, obj: dict[str, Any], crd: dict[str, Any], version: str, schema: dict[str, Any] | None
+    ) -> SchemaOutcome:
         outcome = SchemaOutcome(obj)
         if not schema:
             return outcome

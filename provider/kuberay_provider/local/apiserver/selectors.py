@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import bad_request
 
@@ -61,7 +62,9 @@ def parse_label_selector(text: str) -> list[Requirement]:
         if operator:
             if negated:
                 raise bad_request(f"unable to parse requirement: {part.strip()!r}")
-            requirements.append(Requirement(key, operator, frozenset(v.strip() for v in values.split(",") if v.strip())))
+            requirements.append(
+                Requirement(key, operator, frozenset(v.strip() for v in values.split(",") if v.strip()))
+            )
         else:
             requirements.append(Requirement(key, "!" if negated else "exists"))
     return requirements

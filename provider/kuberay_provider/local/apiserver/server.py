@@ -41,6 +41,8 @@ def request_counter(counts: Counter) -> Any:
         return await handler(request)
 
     return count
+
+
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -62,8 +64,13 @@ def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> we
     tokens, authorizer = Tokens(settings.token, settings.min_token_seconds), Authorizer(cluster)
     handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval, tokens, AccessReviews(authorizer).serve)
     counts: Counter = Counter()
-    middlewares = [request_counter(counts), status_errors, authentication_middleware(tokens, cluster),
-                   impersonation_middleware(authorizer), authorization_middleware(authorizer)]
+    middlewares = [
+        request_counter(counts),
+        status_errors,
+        authentication_middleware(tokens, cluster),
+        impersonation_middleware(authorizer),
+        authorization_middleware(authorizer),
+    ]
     if settings.faults is not None:
         middlewares.insert(1, fault_middleware(settings.faults))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
@@ -95,7 +102,7 @@ def load_crd_documents(directory: Path) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     for path in sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml", ".json")):
         with path.open("rb") as stream:
-            documents += [d for d in yaml.load_all(stream, Loader=_YAML_LOADER) if isinstance(d, dict)]  # noqa: S506
+            documents += [d for d in yaml.load_all(stream, Loader=_YAML_LOADER) if isinstance(d, dict)]
     return [d for d in documents if d.get("kind") == "CustomResourceDefinition"]
 
 

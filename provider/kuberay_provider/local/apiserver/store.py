@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 StorageKey = tuple[str, str]  # (group, resource)
 
@@ -94,12 +95,20 @@ class ObjectStore:
         self._resource_version += 1
         return self._resource_version
 
-    def _record(self, event_type: str, key: StorageKey, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
+    def _record(
+        self, event_type: str, key: StorageKey, obj: dict[str, Any], previous: dict[str, Any] | None = None
+    ) -> None:
         history = self._history
         if history.maxlen is not None and len(history) == history.maxlen:
             self._compacted_through = history[0].resource_version
-        event = WatchEvent(int(obj["metadata"]["resourceVersion"]), event_type, key,
-                           obj["metadata"].get("namespace", ""), obj, previous)
+        event = WatchEvent(
+            int(obj["metadata"]["resourceVersion"]),
+            event_type,
+            key,
+            obj["metadata"].get("namespace", ""),
+            obj,
+            previous,
+        )
         history.append(event)
         for subscription in self._subscriptions:
             if subscription.wants(event):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .registry import ResourceType
@@ -66,17 +66,19 @@ def _cell(column_type: str, value: Any) -> Any:
         return None
     if column_type == "date":
         try:
-            stamp = datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            stamp = datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         except ValueError:
             return "<invalid>"
-        return human_duration((datetime.now(timezone.utc) - stamp).total_seconds())
+        return human_duration((datetime.now(UTC) - stamp).total_seconds())
     if column_type == "string":
         return value if isinstance(value, str) else json.dumps(value)
     return value
 
 
 def _row(rtype: ResourceType, obj: dict[str, Any], include_object: str) -> dict[str, Any]:
-    cells = [obj["metadata"]["name"]] + [_cell(c.type, evaluate_json_path(obj, c.json_path)) for c in rtype.printer_columns]
+    cells = [obj["metadata"]["name"]] + [
+        _cell(c.type, evaluate_json_path(obj, c.json_path)) for c in rtype.printer_columns
+    ]
     row: dict[str, Any] = {"cells": cells}
     if include_object == "Object":
         row["object"] = obj
@@ -86,16 +88,26 @@ def _row(rtype: ResourceType, obj: dict[str, Any], include_object: str) -> dict[
 
 
 def column_definitions(rtype: ResourceType) -> list[dict[str, Any]]:
-    name = {"name": "Name", "type": "string", "format": "name", "priority": 0,
-            "description": "Name must be unique within a namespace."}
+    name = {
+        "name": "Name",
+        "type": "string",
+        "format": "name",
+        "priority": 0,
+        "description": "Name must be unique within a namespace.",
+    }
     return [name] + [
         {"name": c.name, "type": c.type, "format": c.format, "description": c.description, "priority": c.priority}
         for c in rtype.printer_columns
     ]
 
 
-def to_table(rtype: ResourceType, objects: list[dict[str, Any]], resource_version: str, include_object: str,
-             continue_token: str = "") -> dict[str, Any]:
+def to_table(
+    rtype: ResourceType,
+    objects: list[dict[str, Any]],
+    resource_version: str,
+    include_object: str,
+    continue_token: str = "",
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"resourceVersion": resource_version}
     if continue_token:
         metadata["continue"] = continue_token

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -58,8 +59,9 @@ def _bookmark(watch: WatchRequest, resource_version: int, initial_events_end: bo
 Events = list[tuple[str, dict[str, Any]]]
 
 
-def _start(store: ObjectStore, watch: WatchRequest,
-           current: Callable[[], list[dict[str, Any]]]) -> tuple[Events, Subscription]:
+def _start(
+    store: ObjectStore, watch: WatchRequest, current: Callable[[], list[dict[str, Any]]]
+) -> tuple[Events, Subscription]:
     """What to send first, and the subscription for what follows (atomically: no await in between)."""
     key = watch.rtype.storage_key
     if watch.resource_version in ("", "0") or watch.send_initial_events:
@@ -79,9 +81,14 @@ def _start(store: ObjectStore, watch: WatchRequest,
     return initial, subscription
 
 
-async def serve_watch(request: web.Request, store: ObjectStore, watch: WatchRequest,
-                      current: Callable[[], list[dict[str, Any]]], stopping: asyncio.Event,
-                      bookmark_interval: float) -> web.StreamResponse:
+async def serve_watch(
+    request: web.Request,
+    store: ObjectStore,
+    watch: WatchRequest,
+    current: Callable[[], list[dict[str, Any]]],
+    stopping: asyncio.Event,
+    bookmark_interval: float,
+) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     try:
         initial, subscription = _start(store, watch, current)
@@ -107,8 +114,16 @@ async def serve_watch(request: web.Request, store: ObjectStore, watch: WatchRequ
     return response
 
 
-async def _follow(request: web.Request, response: web.StreamResponse, store: ObjectStore, subscription: Subscription,
-                  watch: WatchRequest, stopping: asyncio.Event, bookmark_interval: float, deadline: float) -> None:
+async def _follow(
+    request: web.Request,
+    response: web.StreamResponse,
+    store: ObjectStore,
+    subscription: Subscription,
+    watch: WatchRequest,
+    stopping: asyncio.Event,
+    bookmark_interval: float,
+    deadline: float,
+) -> None:
     loop = asyncio.get_running_loop()
     last_bookmark = loop.time()
     while not stopping.is_set():
@@ -118,7 +133,7 @@ async def _follow(request: web.Request, response: web.StreamResponse, store: Obj
             return  # timed out, or the client hung up (a quiet watch would otherwise never notice)
         try:
             event = await asyncio.wait_for(subscription.queue.get(), timeout=min(remaining, TICK_SECONDS))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if watch.bookmarks and subscription.queue.empty() and loop.time() - last_bookmark >= bookmark_interval:
                 # Every event up to the store's current version has been sent: safe to resume from there.
                 await response.write(_bookmark(watch, store.resource_version))

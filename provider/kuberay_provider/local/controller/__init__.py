@@ -24,8 +24,8 @@ from .rayjob_model import RayJobObservation, RayJobSettings
 from .reconciler import Controller, ControllerSettings
 
 __all__ = [
-    "ClusterAPI",
     "Clock",
+    "ClusterAPI",
     "Controller",
     "ControllerSettings",
     "FakeClock",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
 
 from kuberay_provider.local.ray_backend.base import JobRequest
 
@@ -75,19 +76,19 @@ class DeleteSelf:
     pass
 
 
-Action = Union[
-    AddFinalizer,
-    RemoveFinalizer,
-    StopRayJob,
-    CreateRayCluster,
-    EnsureOwnerHeadService,
-    StartSubmitter,
-    DeleteSubmitter,
-    SubmitJob,
-    DeleteRayCluster,
-    SuspendWorkerGroups,
-    DeleteSelf,
-]
+Action = (
+    AddFinalizer
+    | RemoveFinalizer
+    | StopRayJob
+    | CreateRayCluster
+    | EnsureOwnerHeadService
+    | StartSubmitter
+    | DeleteSubmitter
+    | SubmitJob
+    | DeleteRayCluster
+    | SuspendWorkerGroups
+    | DeleteSelf
+)
 
 
 @dataclass(frozen=True)

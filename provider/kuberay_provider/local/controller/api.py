@@ -6,8 +6,9 @@ one) and ``InMemoryClusterAPI`` (tests). Objects are JSON-shaped dicts with came
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping, Protocol
+from typing import Any, Protocol
 
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB, RAYSERVICE, RayKind
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -14,14 +14,14 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FakeClock:
     """A clock tests move by hand; ``epoch`` gives FakeRayBackend the same time."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2025, 1, 1, tzinfo=timezone.utc)
+        self._now = start or datetime(2025, 1, 1, tzinfo=UTC)
 
     def now(self) -> datetime:
         return self._now
@@ -35,7 +35,7 @@ class FakeClock:
 
 def format_time(moment: datetime) -> str:
     """metav1.Time marshals to RFC 3339 in UTC with whole seconds."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -45,4 +45,4 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def from_millis(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

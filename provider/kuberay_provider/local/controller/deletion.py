@@ -7,8 +7,9 @@ deletionStrategy.onSuccess/onFailure (handleLegacyDeletionPolicy), shutdownAfter
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .actions import Action, DeleteRayCluster, DeleteSelf, SuspendWorkerGroups
 from .clock import parse_time
@@ -130,7 +131,7 @@ def handle_shutdown_after_job_finishes(
 
 
 def handle_finished_rayjob(
-    rayjob: Mapping[str, Any], cluster: Mapping[str, Any] | None, now: datetime, settings: "RayJobSettings"
+    rayjob: Mapping[str, Any], cluster: Mapping[str, Any] | None, now: datetime, settings: RayJobSettings
 ) -> Decision:
     spec = rayjob.get("spec") or {}
     strategy = spec.get("deletionStrategy")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .actions import EventSpec
-from .api import EVENTS, ClusterAPI, ApiError
+from .api import EVENTS, ApiError, ClusterAPI
 from .clock import Clock
 
 log = logging.getLogger(__name__)
 
-COMPONENT = {"RayJob": "rayjob-controller", "RayCluster": "raycluster-controller", "RayService": "rayservice-controller"}
+COMPONENT = {
+    "RayJob": "rayjob-controller",
+    "RayCluster": "raycluster-controller",
+    "RayService": "rayservice-controller",
+}
 
 
 class EventRecorder:
@@ -53,4 +58,6 @@ class EventRecorder:
         try:
             await self._api.create(EVENTS, meta.get("namespace"), body)
         except (ApiError, OSError) as exc:
-            log.warning("could not record event %s on %s/%s: %s", event.reason, meta.get("namespace"), meta.get("name"), exc)
+            log.warning(
+                "could not record event %s on %s/%s: %s", event.reason, meta.get("namespace"), meta.get("name"), exc
+            )

@@ -7,7 +7,8 @@ objects are handled alike and nothing is lost to model round-trips.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 
@@ -53,7 +54,7 @@ class HttpClusterAPI:
     async def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
             return await self._call("GET", resource.object_path(namespace, name))
-        except Exception as exc:  # noqa: BLE001 - only NotFound means "absent"
+        except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return None
             raise
@@ -85,7 +86,7 @@ class HttpClusterAPI:
         options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         try:
             await self._call("DELETE", resource.object_path(namespace, name), body=options)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return False
             raise

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import random
 import string
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 RAY_ORIGINATED_FROM_CR_NAME = "ray.io/originated-from-cr-name"
 RAY_ORIGINATED_FROM_CRD = "ray.io/originated-from-crd"
@@ -100,7 +101,9 @@ def head_service_url(service_name: str, namespace: str, port: int) -> str:
     return f"{service_name}.{namespace}.svc.{CLUSTER_DOMAIN}:{port}"
 
 
-def pod_labels(node_type: str, cluster_name: str, group_name: str, template_labels: Mapping[str, str] | None) -> dict[str, str]:
+def pod_labels(
+    node_type: str, cluster_name: str, group_name: str, template_labels: Mapping[str, str] | None
+) -> dict[str, str]:
     """labelPod: KubeRay's labels; template labels may add to them but not override type/group/cluster."""
     labels = {
         RAY_NODE_LABEL: "yes",

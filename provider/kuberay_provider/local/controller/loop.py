@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .api import PODS, RAYCLUSTERS, RAYJOBS, RAYSERVICES, ClusterAPI, Resource
 from .kuberay import RAY_CLUSTER_LABEL
@@ -45,10 +47,8 @@ class WorkQueue:
                     return key
                 wait = due - loop.time()
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
-            except asyncio.TimeoutError:
-                pass
 
     def done(self, key: Key) -> None:
         self._busy.discard(key)
@@ -88,7 +88,7 @@ async def _watch_forever(api: ClusterAPI, resource: Resource, controller: Contro
                     queue.add(owner)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a broken watch is re-established, never fatal
+        except Exception as exc:
             log.warning("watch of %s failed: %s", resource.plural, exc)
         await asyncio.sleep(WATCH_RETRY_SECONDS)
 
@@ -101,7 +101,7 @@ async def _resync_forever(api: ClusterAPI, queue: WorkQueue, period: float) -> N
             try:
                 for obj in await api.list(resource):
                     queue.add(_key(obj, resource.kind))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("resync of %s failed: %s", resource.plural, exc)
 
 
@@ -112,7 +112,7 @@ async def _work_forever(controller: Controller, queue: WorkQueue) -> None:
             delay = await controller.reconcile(*key)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - like controller-runtime: log, back off, retry
+        except Exception:
             log.exception("reconcile of %s %s/%s failed", *key)
             delay = ERROR_REQUEUE_SECONDS
         finally:
@@ -125,7 +125,10 @@ async def run_loop(
     api: ClusterAPI, controller: Controller, stop: asyncio.Event, *, resync_seconds: float, workers: int
 ) -> None:
     queue = WorkQueue()
-    tasks = [asyncio.create_task(_watch_forever(api, r, controller, queue)) for r in (RAYJOBS, RAYCLUSTERS, RAYSERVICES, PODS)]
+    tasks = [
+        asyncio.create_task(_watch_forever(api, r, controller, queue))
+        for r in (RAYJOBS, RAYCLUSTERS, RAYSERVICES, PODS)
+    ]
     tasks.append(asyncio.create_task(_resync_forever(api, queue, resync_seconds)))
     tasks += [asyncio.create_task(_work_forever(controller, queue)) for _ in range(workers)]
     try:

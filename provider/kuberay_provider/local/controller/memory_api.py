@@ -12,8 +12,9 @@ import asyncio
 import copy
 import itertools
 import uuid
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from .api import (
     NAMESPACES,
@@ -31,7 +32,7 @@ Key = tuple[str, str, str]  # (plural, namespace, name)
 
 
 def _now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class InMemoryClusterAPI:
@@ -58,7 +59,11 @@ class InMemoryClusterAPI:
             raise NotFoundError(404, "NotFound", f'{resource.plural} "{m.get("name")}" not found')
         sent_version = m.get("resourceVersion")
         if sent_version and sent_version != meta(current)["resourceVersion"]:
-            raise ConflictError(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again")
+            raise ConflictError(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
         return current
 
     def _commit(self, resource: Resource, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
@@ -152,7 +157,9 @@ class InMemoryClusterAPI:
         for (plural, ns, name), child in list(self.objects.items()):
             refs = child["metadata"].get("ownerReferences") or []
             if any(ref.get("uid") == owner_uid for ref in refs):
-                resource = self._kinds.get(plural) or Resource(child.get("kind", ""), child.get("apiVersion", "v1"), plural)
+                resource = self._kinds.get(plural) or Resource(
+                    child.get("kind", ""), child.get("apiVersion", "v1"), plural
+                )
                 self._delete_now(resource, ns, name)
 
     def register(self, *resources: Resource) -> None:

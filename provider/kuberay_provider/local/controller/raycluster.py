@@ -12,9 +12,10 @@ import json
 import math
 import posixpath
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from kuberay_provider.local.ray_backend.base import ConfigMapMount, RayResources
 
@@ -274,8 +275,10 @@ def _all_pods_running(pods: list[Mapping[str, Any]]) -> bool:
     """CheckAllPodsRunning: some Pods, all Running, none with a Ready condition other than True."""
     statuses = [pod.get("status") or {} for pod in pods]
     return bool(statuses) and all(
-        s.get("phase") == "Running" and not any(c.get("type") == "Ready" and c.get("status") != "True" for c in s.get("conditions") or [])
-        for s in statuses)
+        s.get("phase") == "Running"
+        and not any(c.get("type") == "Ready" and c.get("status") != "True" for c in s.get("conditions") or [])
+        for s in statuses
+    )
 
 
 def _head_pod_ready_condition(head: Mapping[str, Any] | None) -> tuple[str, str, str]:
@@ -303,12 +306,23 @@ def _suspend_conditions(
 ) -> None:
     """The RayClusterSuspending / RayClusterSuspended dance of calculateStatus."""
     current = next(
-        (c["type"] for c in conditions if c["type"] in ("RayClusterSuspending", "RayClusterSuspended") and c.get("status") == "True"),
+        (
+            c["type"]
+            for c in conditions
+            if c["type"] in ("RayClusterSuspending", "RayClusterSuspended") and c.get("status") == "True"
+        ),
         "",
     )
     if current == "RayClusterSuspending":
         if not pods:
-            set_condition(conditions, "RayClusterProvisioned", "False", "RayClusterPodsProvisioning", "RayCluster has been suspended", now_text)
+            set_condition(
+                conditions,
+                "RayClusterProvisioned",
+                "False",
+                "RayClusterPodsProvisioning",
+                "RayCluster has been suspended",
+                now_text,
+            )
             set_condition(conditions, "RayClusterSuspending", "False", "RayClusterSuspending", "", now_text)
             set_condition(conditions, "RayClusterSuspended", "True", "RayClusterSuspended", "", now_text)
     elif current == "RayClusterSuspended":
@@ -316,7 +330,9 @@ def _suspend_conditions(
             set_condition(conditions, "RayClusterSuspended", "False", "RayClusterSuspended", "", now_text)
     else:
         set_condition(conditions, "RayClusterSuspended", "False", "RayClusterSuspended", "", now_text)
-        set_condition(conditions, "RayClusterSuspending", "True" if suspend else "False", "RayClusterSuspending", "", now_text)
+        set_condition(
+            conditions, "RayClusterSuspending", "True" if suspend else "False", "RayClusterSuspending", "", now_text
+        )
 
 
 def compute_cluster_status(
@@ -352,18 +368,35 @@ def compute_cluster_status(
     suspended_now = condition_is_true(conditions, "RayClusterSuspended")
     if not condition_is_true(conditions, "RayClusterProvisioned") and not suspended_now:
         if _all_pods_running(pods):
-            set_condition(conditions, "RayClusterProvisioned", "True", "AllPodRunningAndReadyFirstTime", "All Ray Pods are ready for the first time", now_text)
+            set_condition(
+                conditions,
+                "RayClusterProvisioned",
+                "True",
+                "AllPodRunningAndReadyFirstTime",
+                "All Ray Pods are ready for the first time",
+                now_text,
+            )
         else:
-            set_condition(conditions, "RayClusterProvisioned", "False", "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned for first time", now_text)
+            set_condition(
+                conditions,
+                "RayClusterProvisioned",
+                "False",
+                "RayClusterPodsProvisioning",
+                "RayCluster Pods are being provisioned for first time",
+                now_text,
+            )
     _suspend_conditions(conditions, spec.get("suspend") is True, pods, now_text)
     if spec.get("suspend") is True and not pods:
         status["state"] = "suspended"
     status["endpoints"] = _endpoints(head_service)
     service_ip = ((head_service or {}).get("spec") or {}).get("clusterIP", "")
     head_ip = ((head or {}).get("status") or {}).get("podIP", "")
-    head_fields = {"podIP": head_ip, "podName": (head or {}).get("metadata", {}).get("name", ""),
-                   "serviceIP": head_ip if service_ip == "None" else service_ip,
-                   "serviceName": (head_service or {}).get("metadata", {}).get("name", "")}
+    head_fields = {
+        "podIP": head_ip,
+        "podName": (head or {}).get("metadata", {}).get("name", ""),
+        "serviceIP": head_ip if service_ip == "None" else service_ip,
+        "serviceName": (head_service or {}).get("metadata", {}).get("name", ""),
+    }
     status["head"] = {key: value for key, value in head_fields.items() if value}
     status["lastUpdateTime"] = now_text
     if old.get("state") != status.get("state") and status.get("state"):

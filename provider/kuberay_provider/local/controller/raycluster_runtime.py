@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from kuberay_provider.local.ray_backend.base import BackendError, ClusterEndpoints, ClusterRequest, RayBackend
 
@@ -56,11 +56,15 @@ class RayClusterRuntime:
         # rayClusterReconcile validates before anything else: a failure is a Warning event and the end of
         # the pass, with no status change; only a spec edit (or another event) brings the next pass.
         failure = check_raycluster(cluster)
-        if failure is None or failure.spec_validated:
-            if warning := autoscaler_v1_restart_policy_warning(spec):
-                await self._warn_once(cluster, "InvalidRayClusterSpec", f"RayCluster spec warning {namespace}/{name}: {warning}")
+        warning = autoscaler_v1_restart_policy_warning(spec) if failure is None or failure.spec_validated else None
+        if warning:
+            await self._warn_once(
+                cluster, "InvalidRayClusterSpec", f"RayCluster spec warning {namespace}/{name}: {warning}"
+            )
         if failure is not None:
-            await self._record_once(cluster, EventSpec("Warning", failure.event_reason, "Validate", failure.event_message))
+            await self._record_once(
+                cluster, EventSpec("Warning", failure.event_reason, "Validate", failure.event_message)
+            )
             return INVALID_STATUS_REQUEUE_SECONDS if failure.requeue else None
         if cluster["metadata"].get("deletionTimestamp"):
             return None
@@ -106,8 +110,9 @@ class RayClusterRuntime:
         if missing:
             # A Pod whose ConfigMap volume is missing stays in ContainerCreating: so does this head.
             return None, f'MountVolume.SetUp failed: configmap "{missing[0]}" not found'
-        request = ClusterRequest(namespace, meta["name"], str(spec.get("rayVersion") or ""), tuple(mounts),
-                                 declared_ray_resources(spec))
+        request = ClusterRequest(
+            namespace, meta["name"], str(spec.get("rayVersion") or ""), tuple(mounts), declared_ray_resources(spec)
+        )
         try:
             endpoints = await self.backend.ensure_cluster(request)
         except BackendError as exc:
@@ -139,7 +144,10 @@ class RayClusterRuntime:
             annotations = service["metadata"].setdefault("annotations", {})
             wanted = endpoints_annotation(service, urls)
             all_urls = json.dumps(dict(urls), sort_keys=True)
-            if urls and (annotations.get(k.ENDPOINTS_ANNOTATION), annotations.get(k.BACKEND_URLS_ANNOTATION)) != (wanted, all_urls):
+            if urls and (annotations.get(k.ENDPOINTS_ANNOTATION), annotations.get(k.BACKEND_URLS_ANNOTATION)) != (
+                wanted,
+                all_urls,
+            ):
                 annotations[k.ENDPOINTS_ANNOTATION] = wanted
                 annotations[k.BACKEND_URLS_ANNOTATION] = all_urls
                 return await self.api.replace(SERVICES, service)
@@ -151,18 +159,28 @@ class RayClusterRuntime:
         try:
             created = await self.api.create(SERVICES, namespace, service)
         except ApiError as exc:
-            await self._event(cluster, "Warning", "FailedToCreateService", "Create", f"Failed creating service {ref}, {exc.message}")
+            await self._event(
+                cluster, "Warning", "FailedToCreateService", "Create", f"Failed creating service {ref}, {exc.message}"
+            )
             raise
         await self._event(cluster, "Normal", "CreatedService", "Create", f"Created service {ref}")
         return created
 
-    async def _create_pod(self, cluster: Mapping[str, Any], body: dict[str, Any], status: dict[str, Any], role: str) -> None:
+    async def _create_pod(
+        self, cluster: Mapping[str, Any], body: dict[str, Any], status: dict[str, Any], role: str
+    ) -> None:
         namespace = cluster["metadata"].get("namespace", "")
         ref = f"{namespace}/{body['metadata']['name']}"
         try:
             created = await self.api.create(PODS, namespace, {**body, "status": status})
         except ApiError as exc:
-            await self._event(cluster, "Warning", f"FailedToCreate{role}Pod", "Create", f"Failed to create {role.lower()} Pod {ref}, {exc.message}")
+            await self._event(
+                cluster,
+                "Warning",
+                f"FailedToCreate{role}Pod",
+                "Create",
+                f"Failed to create {role.lower()} Pod {ref}, {exc.message}",
+            )
             raise
         await self._event(cluster, "Normal", f"Created{role}Pod", "Create", f"Created {role.lower()} Pod {ref}")
         if (created.get("status") or {}).get("phase") != status["phase"]:
@@ -197,13 +215,20 @@ class RayClusterRuntime:
             return  # workers start once the head is up
         namespace, name = cluster["metadata"].get("namespace", ""), cluster["metadata"]["name"]
         for group in (cluster.get("spec") or {}).get("workerGroupSpecs") or []:
-            labels = {k.RAY_CLUSTER_LABEL: name, k.RAY_NODE_TYPE_LABEL: "worker", k.RAY_NODE_GROUP_LABEL: group["groupName"]}
+            labels = {
+                k.RAY_CLUSTER_LABEL: name,
+                k.RAY_NODE_TYPE_LABEL: "worker",
+                k.RAY_NODE_GROUP_LABEL: group["groupName"],
+            }
             pods = await self.api.list(PODS, namespace, labels)
             doomed = worker_pods_to_delete(group, pods)
             for pod_name in doomed:
                 if await self.api.delete(PODS, namespace, pod_name):
                     await self._event(
-                        cluster, "Normal", "DeletedWorkerPod", "Delete",
+                        cluster,
+                        "Normal",
+                        "DeletedWorkerPod",
+                        "Delete",
                         f"Deleted worker Pod {namespace}/{pod_name} for group {group['groupName']}: scale down",
                     )
             for _ in range(group_desired_replicas(group) - (len(pods) - len(doomed))):
@@ -217,7 +242,9 @@ class RayClusterRuntime:
         services = await self.api.list(SERVICES, namespace, k.head_service_list_labels(name))
         status = compute_cluster_status(cluster, pods, services[0] if services else None, self.clock.now())
         old = cluster.get("status") or {}
-        if inconsistent_cluster_status(old, status) or old.get("observedGeneration") != status.get("observedGeneration"):
+        if inconsistent_cluster_status(old, status) or old.get("observedGeneration") != status.get(
+            "observedGeneration"
+        ):
             try:
                 await self.api.replace_status(RAYCLUSTERS, {**cluster, "status": status})
             except ConflictError:

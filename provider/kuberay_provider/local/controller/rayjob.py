@@ -8,8 +8,9 @@ Outcome: actions, the status to write and when to look again. Function names in 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from kuberay_provider.local.ray_backend.base import JobInfo
 
@@ -56,7 +57,12 @@ class _Reconcile(RayJobPass):
             return self._being_deleted()
         failure = validate_rayjob(self.rayjob)
         if failure is not None:
-            self._event("Warning", failure.event_reason, "Validate", f"{self.meta.get('namespace')}/{self.meta['name']}: {failure.message}")
+            self._event(
+                "Warning",
+                failure.event_reason,
+                "Validate",
+                f"{self.meta.get('namespace')}/{self.meta['name']}: {failure.message}",
+            )
             self._set(jobDeploymentStatus="ValidationFailed", reason="ValidationFailed", message=failure.message)
             self.outcome.requeue_after = None
             return self._finish(apply_backoff=False)
@@ -174,8 +180,21 @@ class _Reconcile(RayJobPass):
             self.outcome.actions.append(DeleteSubmitter())
             submitter_deleted = False
         if not (cluster_deleted and submitter_deleted):
-            return Outcome(actions=self.outcome.actions, events=self.outcome.events, requeue_after=self.settings.deletion_poll_seconds)
-        for field_name in ("rayClusterStatus", "rayClusterName", "dashboardURL", "jobId", "message", "reason", "rayJobInfo", "jobStatusCheckFailureStartTime"):
+            return Outcome(
+                actions=self.outcome.actions,
+                events=self.outcome.events,
+                requeue_after=self.settings.deletion_poll_seconds,
+            )
+        for field_name in (
+            "rayClusterStatus",
+            "rayClusterName",
+            "dashboardURL",
+            "jobId",
+            "message",
+            "reason",
+            "rayJobInfo",
+            "jobStatusCheckFailureStartTime",
+        ):
             self.status.pop(field_name, None)
         next_status = "Suspended" if self.status.get("jobDeploymentStatus") == "Suspending" else ""
         self._set(jobStatus="", jobDeploymentStatus=next_status)
@@ -205,7 +224,9 @@ class _Reconcile(RayJobPass):
                 return True, None
             message = f"Ray head pod container {k.SUBMITTER_CONTAINER_NAME} terminated with exit code 1: Error"
         else:
-            message = f"Job submission has failed. Reason: {submitter.failure_reason}. Message: {submitter.failure_message}"
+            message = (
+                f"Job submission has failed. Reason: {submitter.failure_reason}. Message: {submitter.failure_message}"
+            )
         if not submitter.failed:
             return False, submitter.finished_at
         if job_failed:  # the user's code failed; the job's own message stays
@@ -219,8 +240,12 @@ class _Reconcile(RayJobPass):
             # reconcileHTTPModeJobNotFound: submit; a failure starts the status-check failure timer.
             failed_status = None
             if "jobStatusCheckFailureStartTime" not in self.status:
-                failed_status = self._finalized({**self.status, "jobStatusCheckFailureStartTime": format_time(self.now)})
-            self.outcome.actions.append(SubmitJob(self.cluster_name, job_request(self.rayjob, self.status.get("jobId", "")), failed_status))
+                failed_status = self._finalized(
+                    {**self.status, "jobStatusCheckFailureStartTime": format_time(self.now)}
+                )
+            self.outcome.actions.append(
+                SubmitJob(self.cluster_name, job_request(self.rayjob, self.status.get("jobId", "")), failed_status)
+            )
             if self.status.pop("jobStatusCheckFailureStartTime", None) is not None:
                 return None
             return self._requeue_only()
@@ -245,7 +270,7 @@ class _Reconcile(RayJobPass):
         self._set(rayJobInfo=job_info)
 
     def _start_submitter(self) -> StartSubmitter:
-        backoff = ((self.spec.get("submitterConfig") or {}).get("backoffLimit"))
+        backoff = (self.spec.get("submitterConfig") or {}).get("backoffLimit")
         return StartSubmitter(
             self.cluster_name,
             job_request(self.rayjob, self.status.get("jobId", "")),
@@ -285,7 +310,10 @@ class _Reconcile(RayJobPass):
             return
         existing = self.obs.owner_head_service
         cluster_name = cluster["metadata"]["name"]
-        if existing is not None and ((existing.get("spec") or {}).get("selector") or {}).get(k.RAY_CLUSTER_LABEL) == cluster_name:
+        if (
+            existing is not None
+            and ((existing.get("spec") or {}).get("selector") or {}).get(k.RAY_CLUSTER_LABEL) == cluster_name
+        ):
             return
         body = build_owner_head_service(self.rayjob, k.CRD_RAYJOB, cluster)
         self.outcome.actions.append(EnsureOwnerHeadService(body, cluster_name))

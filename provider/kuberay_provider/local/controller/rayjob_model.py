@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
+
 from kuberay_provider.local.ray_backend.base import (
     TERMINAL_JOB_STATUSES,
     JobInfo,

@@ -7,8 +7,9 @@ The state machine itself (``rayjob.py``) drives these.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .actions import (
     EventSpec,
@@ -54,7 +55,9 @@ class RayJobPass:
 
     def _requeue_only(self) -> Outcome:
         """``return ctrl.Result{RequeueAfter: ...}`` before the status update."""
-        return Outcome(actions=self.outcome.actions, events=self.outcome.events, requeue_after=self.settings.requeue_seconds)
+        return Outcome(
+            actions=self.outcome.actions, events=self.outcome.events, requeue_after=self.settings.requeue_seconds
+        )
 
     def _done(self) -> Outcome:
         """``return ctrl.Result{}, nil`` before the status update."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from kuberay_provider.local.ray_backend.base import (
     BackendError,
@@ -112,8 +113,12 @@ class RayJobRuntime:
                 job_info = JobInfoError(str(exc))
         head_pod_present = False
         if running and submission_mode(spec) == "SidecarMode":
-            head_pod_present = bool(await self.api.list(PODS, namespace, {k.RAY_CLUSTER_LABEL: cluster_name, k.RAY_NODE_TYPE_LABEL: "head"}))
-        owner_service = await self.api.get(SERVICES, namespace, k.owner_head_service_name(meta["name"])) if running else None
+            head_pod_present = bool(
+                await self.api.list(PODS, namespace, {k.RAY_CLUSTER_LABEL: cluster_name, k.RAY_NODE_TYPE_LABEL: "head"})
+            )
+        owner_service = (
+            await self.api.get(SERVICES, namespace, k.owner_head_service_name(meta["name"])) if running else None
+        )
         record = self.submitters.get((namespace, meta["name"]))
         if record is not None and submission_mode(spec) == "SidecarMode" and record.cluster_name != cluster_name:
             record = self.submitters.pop((namespace, meta["name"]))  # its head Pod went with the old cluster
@@ -221,7 +226,9 @@ class RayJobRuntime:
         elif isinstance(action, StartSubmitter):
             if self.submitter_start_delay:
                 self.submitters[(namespace, name)] = SubmitterRecord(
-                    pending=action, submit_at=self.clock.now() + self.submitter_start_delay, cluster_name=action.cluster_name
+                    pending=action,
+                    submit_at=self.clock.now() + self.submitter_start_delay,
+                    cluster_name=action.cluster_name,
                 )
             else:
                 self.submitters[(namespace, name)] = await self._run_submitter(rayjob, action)
@@ -242,13 +249,17 @@ class RayJobRuntime:
         try:
             result = await call
         except ApiError as exc:
-            await self.recorder.record(rayjob, EventSpec(failed.type, failed.reason, failed.action, f"{failed.message}: {exc.message or exc}"))
+            await self.recorder.record(
+                rayjob, EventSpec(failed.type, failed.reason, failed.action, f"{failed.message}: {exc.message or exc}")
+            )
             raise ActionFailed(str(exc)) from exc
         if ok is not None:
             await self.recorder.record(rayjob, ok)
         return result
 
-    async def _update_finalizers(self, rayjob: Mapping[str, Any], action: AddFinalizer | RemoveFinalizer) -> dict[str, Any] | None:
+    async def _update_finalizers(
+        self, rayjob: Mapping[str, Any], action: AddFinalizer | RemoveFinalizer
+    ) -> dict[str, Any] | None:
         body = copy.deepcopy(dict(rayjob))
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != action.finalizer]
         if isinstance(action, AddFinalizer):
@@ -276,7 +287,9 @@ class RayJobRuntime:
         cluster = await self.api.get(RAYCLUSTERS, namespace, action.cluster_name)
         if cluster is not None:
             cluster_service = await self.api.get(SERVICES, namespace, k.cluster_head_service_name(cluster))
-            annotation = ((cluster_service or {}).get("metadata", {}).get("annotations") or {}).get(k.ENDPOINTS_ANNOTATION)
+            annotation = ((cluster_service or {}).get("metadata", {}).get("annotations") or {}).get(
+                k.ENDPOINTS_ANNOTATION
+            )
             if annotation:
                 body["metadata"].setdefault("annotations", {})[k.ENDPOINTS_ANNOTATION] = annotation
         existing = await self.api.get(SERVICES, namespace, svc_name)
@@ -291,7 +304,10 @@ class RayJobRuntime:
             return
         body["spec"]["clusterIP"] = (existing.get("spec") or {}).get("clusterIP", body["spec"].get("clusterIP"))
         existing["spec"] = body["spec"]
-        existing["metadata"]["annotations"] = {**(existing["metadata"].get("annotations") or {}), **body["metadata"].get("annotations", {})}
+        existing["metadata"]["annotations"] = {
+            **(existing["metadata"].get("annotations") or {}),
+            **body["metadata"].get("annotations", {}),
+        }
         await self._guarded(
             rayjob,
             self.api.replace(SERVICES, existing),
@@ -344,7 +360,9 @@ class RayJobRuntime:
             EventSpec("Warning", "FailedToDeleteRayCluster", "Delete", f"Failed to delete cluster {ref}"),
         )
         if deleted:
-            await self.recorder.record(rayjob, EventSpec("Normal", "DeletedRayCluster", "Delete", f"Deleted cluster {ref}"))
+            await self.recorder.record(
+                rayjob, EventSpec("Normal", "DeletedRayCluster", "Delete", f"Deleted cluster {ref}")
+            )
         await self.backend.delete_cluster(namespace, cluster_name)
 
     async def _suspend_worker_groups(self, rayjob: Mapping[str, Any], cluster_name: str) -> None:
@@ -359,6 +377,13 @@ class RayJobRuntime:
         await self._guarded(
             rayjob,
             self.api.replace(RAYCLUSTERS, cluster),
-            EventSpec("Normal", "UpdatedRayCluster", "Update", f"Set the `suspend` field to true for all worker groups in cluster {ref}"),
-            EventSpec("Warning", "FailedToUpdateRayCluster", "Update", f"Failed to suspend worker groups in cluster {ref}"),
+            EventSpec(
+                "Normal",
+                "UpdatedRayCluster",
+                "Update",
+                f"Set the `suspend` field to true for all worker groups in cluster {ref}",
+            ),
+            EventSpec(
+                "Warning", "FailedToUpdateRayCluster", "Update", f"Failed to suspend worker groups in cluster {ref}"
+            ),
         )

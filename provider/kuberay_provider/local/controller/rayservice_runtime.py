@@ -17,8 +17,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from kuberay_provider.local.ray_backend.base import RayBackend
 
@@ -52,7 +53,13 @@ from .rayservice_status import (
     suspend_is_operative,
     suspend_waiting,
 )
-from .services import ServeServiceError, build_owner_head_service, build_serve_service, serve_service_name, with_endpoints_annotation
+from .services import (
+    ServeServiceError,
+    build_owner_head_service,
+    build_serve_service,
+    serve_service_name,
+    with_endpoints_annotation,
+)
 from .validation import validate_rayservice
 
 log = logging.getLogger(__name__)
@@ -82,7 +89,9 @@ class RayServiceRuntime:
     async def on_deleted(self, rayservice: Mapping[str, Any]) -> None:
         """Its clusters went before the finalizer was dropped; only the caches are left to forget."""
         self.serve.forget(rayservice)
-        self._validation_failures.pop((rayservice["metadata"].get("namespace", ""), rayservice["metadata"]["name"]), None)
+        self._validation_failures.pop(
+            (rayservice["metadata"].get("namespace", ""), rayservice["metadata"]["name"]), None
+        )
 
     async def _event(self, rayservice: Mapping[str, Any], type_: str, reason: str, action: str, message: str) -> None:
         await self.recorder.record(rayservice, EventSpec(type_, reason, action, message))
@@ -158,7 +167,9 @@ class RayServiceRuntime:
             await self._write_status(rayservice, status, now)
         return REQUEUE_SECONDS
 
-    async def _write_status(self, rayservice: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    async def _write_status(
+        self, rayservice: Mapping[str, Any], status: Mapping[str, Any], now: datetime
+    ) -> dict[str, Any]:
         body = normalized(status)
         body["lastUpdateTime"] = format_time(now)
         return await self.api.replace_status(RAYSERVICES, {**rayservice, "status": body})
@@ -170,7 +181,11 @@ class RayServiceRuntime:
         generation = int(rayservice["metadata"].get("generation") or 0)
         if self._validation_failures.get(key) == (generation, message):
             return None  # KubeRay's predicate would not have run this pass (a status write of its own)
-        reason = "InvalidRayServiceMetadata" if message.startswith("The RayService metadata is invalid") else "InvalidRayServiceSpec"
+        reason = (
+            "InvalidRayServiceMetadata"
+            if message.startswith("The RayService metadata is invalid")
+            else "InvalidRayServiceSpec"
+        )
         await self._event(rayservice, "Warning", reason, "Validate", f"{_ref(rayservice)}: {message}")
         status = normalized(rayservice.get("status") or {})
         set_service_condition(status, READY, "False", VALIDATION_FAILED, message, now)
@@ -178,7 +193,9 @@ class RayServiceRuntime:
         self._validation_failures[key] = (generation, message)
         return None
 
-    async def _handle_suspend(self, rayservice: Mapping[str, Any], status: dict[str, Any], now: datetime) -> float | None:
+    async def _handle_suspend(
+        self, rayservice: Mapping[str, Any], status: dict[str, Any], now: datetime
+    ) -> float | None:
         """handleSuspend: Suspending is the commit point; once written, the deletion runs to the end."""
         wanted = bool((rayservice.get("spec") or {}).get("suspend"))
         generation = int(rayservice["metadata"].get("generation") or 0)
@@ -200,7 +217,10 @@ class RayServiceRuntime:
     async def _delete_owned_resources(self, rayservice: Mapping[str, Any]) -> bool:
         """deleteRayServiceOwnedResources: True once no RayCluster or Service of the RayService is listed."""
         namespace, all_deleted = rayservice["metadata"].get("namespace", ""), True
-        for resource, kind, reason in ((RAYCLUSTERS, "RayCluster", "DeletedRayCluster"), (SERVICES, "Service", "DeletedService")):
+        for resource, kind, reason in (
+            (RAYCLUSTERS, "RayCluster", "DeletedRayCluster"),
+            (SERVICES, "Service", "DeletedService"),
+        ):
             for obj in await self.api.list(resource, namespace, association_labels(rayservice)):
                 all_deleted = False
                 if obj["metadata"].get("deletionTimestamp"):
@@ -208,12 +228,19 @@ class RayServiceRuntime:
                 try:
                     await self.api.delete(resource, namespace, obj["metadata"]["name"])
                 except ApiError as exc:
-                    await self._event(rayservice, "Warning", f"FailedToDelete{kind}", "Delete",
-                                      f"Failed to delete the {kind} {_ref(obj)} during suspend: {exc.message or exc}")
+                    await self._event(
+                        rayservice,
+                        "Warning",
+                        f"FailedToDelete{kind}",
+                        "Delete",
+                        f"Failed to delete the {kind} {_ref(obj)} during suspend: {exc.message or exc}",
+                    )
                     raise
                 if resource is SERVICES:
                     self.serve.forget_service(namespace, obj["metadata"]["name"])
-                await self._event(rayservice, "Normal", reason, "Delete", f"Deleted the {kind} {_ref(obj)} during suspend")
+                await self._event(
+                    rayservice, "Normal", reason, "Delete", f"Deleted the {kind} {_ref(obj)} during suspend"
+                )
         return all_deleted
 
     # -- clusters -------------------------------------------------------------------------------
@@ -225,8 +252,12 @@ class RayServiceRuntime:
         deleting = bool(rayservice["metadata"].get("deletionTimestamp"))
         spec, status = rayservice.get("spec") or {}, rayservice.get("status") or {}
         configured = spec.get("rayClusterDeletionDelaySeconds")
-        delay = timedelta(seconds=0 if deleting else DEFAULT_DELETION_DELAY_SECONDS if configured is None else configured)
-        keep = {(status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")}
+        delay = timedelta(
+            seconds=0 if deleting else DEFAULT_DELETION_DELAY_SECONDS if configured is None else configured
+        )
+        keep = {
+            (status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")
+        }
         found = False
         for cluster in await self.api.list(RAYCLUSTERS, namespace, association_labels(rayservice)):
             cluster_name = cluster["metadata"]["name"]
@@ -241,10 +272,17 @@ class RayServiceRuntime:
                 try:
                     await self.api.delete(RAYCLUSTERS, namespace, cluster_name)
                 except ApiError as exc:
-                    await self._event(rayservice, "Warning", "FailedToDeleteRayCluster", "Delete",
-                                      f"Failed to delete the RayCluster {_ref(cluster)}: {exc.message or exc}")
+                    await self._event(
+                        rayservice,
+                        "Warning",
+                        "FailedToDeleteRayCluster",
+                        "Delete",
+                        f"Failed to delete the RayCluster {_ref(cluster)}: {exc.message or exc}",
+                    )
                     raise
-                await self._event(rayservice, "Normal", "DeletedRayCluster", "Delete", f"Deleted the RayCluster {_ref(cluster)}")
+                await self._event(
+                    rayservice, "Normal", "DeletedRayCluster", "Delete", f"Deleted the RayCluster {_ref(cluster)}"
+                )
         return found
 
     async def _reconcile_clusters(
@@ -253,7 +291,9 @@ class RayServiceRuntime:
         """reconcileRayCluster: create the pending cluster once named; update a cluster in place only for
         appended worker groups (shouldUpdateCluster)."""
         namespace = rayservice["metadata"].get("namespace", "")
-        names = [(status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")]
+        names = [
+            (status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")
+        ]
         active, pending = [await self.api.get(RAYCLUSTERS, namespace, n) if n else None for n in names]
         if names[1] and pending is None:
             return active, await self._create_cluster(rayservice, names[1])
@@ -266,15 +306,22 @@ class RayServiceRuntime:
     def _cluster_body(self, rayservice: Mapping[str, Any], cluster_name: str) -> dict[str, Any]:
         """constructRayClusterForRayService."""
         spec = (rayservice.get("spec") or {}).get("rayClusterConfig") or {}
-        return owned_cluster_body(rayservice, k.CRD_RAYSERVICE, cluster_name, spec, extra_annotations=cluster_annotations(rayservice))
+        return owned_cluster_body(
+            rayservice, k.CRD_RAYSERVICE, cluster_name, spec, extra_annotations=cluster_annotations(rayservice)
+        )
 
     async def _create_cluster(self, rayservice: Mapping[str, Any], cluster_name: str) -> dict[str, Any]:
         body = self._cluster_body(rayservice, cluster_name)
         try:
             created = await self.api.create(RAYCLUSTERS, body["metadata"]["namespace"], body)
         except ApiError as exc:
-            await self._event(rayservice, "Warning", "FailedToCreateRayCluster", "Create",
-                              f"Failed to create the RayCluster {_ref(body)}: {exc.message or exc}")
+            await self._event(
+                rayservice,
+                "Warning",
+                "FailedToCreateRayCluster",
+                "Create",
+                f"Failed to create the RayCluster {_ref(body)}: {exc.message or exc}",
+            )
             raise
         await self._event(rayservice, "Normal", "CreatedRayCluster", "Create", f"Created the RayCluster {_ref(body)}")
         return created
@@ -288,14 +335,24 @@ class RayServiceRuntime:
         body["spec"].pop("suspend", None)
         if suspend is not None:
             body["spec"]["suspend"] = suspend
-        body["metadata"]["labels"], body["metadata"]["annotations"] = goal["metadata"]["labels"], goal["metadata"]["annotations"]
+        body["metadata"]["labels"], body["metadata"]["annotations"] = (
+            goal["metadata"]["labels"],
+            goal["metadata"]["annotations"],
+        )
         try:
             await self.api.replace(RAYCLUSTERS, body)
         except ApiError as exc:
-            await self._event(rayservice, "Warning", "FailedToUpdateRayCluster", "Update",
-                              f"Failed to update the {role} RayCluster {_ref(cluster)}: {exc.message or exc}")
+            await self._event(
+                rayservice,
+                "Warning",
+                "FailedToUpdateRayCluster",
+                "Update",
+                f"Failed to update the {role} RayCluster {_ref(cluster)}: {exc.message or exc}",
+            )
             raise
-        await self._event(rayservice, "Normal", "UpdatedRayCluster", "Update", f"Updated the {role} RayCluster {_ref(cluster)}")
+        await self._event(
+            rayservice, "Normal", "UpdatedRayCluster", "Update", f"Updated the {role} RayCluster {_ref(cluster)}"
+        )
 
     # -- Services and status --------------------------------------------------------------------
     async def _reconcile_services(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> str:
@@ -326,7 +383,13 @@ class RayServiceRuntime:
             try:
                 await self.api.create(SERVICES, namespace, body)
             except ApiError as exc:
-                await self._event(rayservice, "Warning", "FailedToCreateService", "Create", f"Failed to create the service {ref}, {exc.message or exc}")
+                await self._event(
+                    rayservice,
+                    "Warning",
+                    "FailedToCreateService",
+                    "Create",
+                    f"Failed to create the service {ref}, {exc.message or exc}",
+                )
                 raise
             await self._event(rayservice, "Normal", "CreatedService", "Create", f"Created the service {ref}")
             return body["spec"]["selector"][k.RAY_CLUSTER_LABEL]
@@ -334,7 +397,9 @@ class RayServiceRuntime:
         current = copy.deepcopy(existing)
         switch = ((current.get("spec") or {}).get("selector") or {}).get(k.RAY_CLUSTER_LABEL) != wanted_cluster
         annotations = current["metadata"].setdefault("annotations", {})
-        local_changed = annotations.get(k.ENDPOINTS_ANNOTATION) != body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]
+        local_changed = (
+            annotations.get(k.ENDPOINTS_ANNOTATION) != body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]
+        )
         if not switch and not local_changed:
             return wanted_cluster
         annotations[k.ENDPOINTS_ANNOTATION] = body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]
@@ -347,27 +412,44 @@ class RayServiceRuntime:
             await self.api.replace(SERVICES, current)
         except ApiError as exc:
             if switch:
-                await self._event(rayservice, "Warning", "FailedToUpdateService", "Update", f"Failed to update the service {ref}, {exc.message or exc}")
+                await self._event(
+                    rayservice,
+                    "Warning",
+                    "FailedToUpdateService",
+                    "Update",
+                    f"Failed to update the service {ref}, {exc.message or exc}",
+                )
             raise
         if switch:
             await self._event(rayservice, "Normal", "UpdatedService", "Update", f"Updated the service {ref}")
         return wanted_cluster
 
     async def _calculate_status(
-        self, rayservice: Mapping[str, Any], status: dict[str, Any], active: Mapping[str, Any] | None,
-        pending: Mapping[str, Any] | None, active_apps: dict[str, Any] | None, pending_apps: dict[str, Any] | None,
-        serving_cluster: str | None, now: datetime,
+        self,
+        rayservice: Mapping[str, Any],
+        status: dict[str, Any],
+        active: Mapping[str, Any] | None,
+        pending: Mapping[str, Any] | None,
+        active_apps: dict[str, Any] | None,
+        pending_apps: dict[str, Any] | None,
+        serving_cluster: str | None,
+        now: datetime,
     ) -> None:
         """calculateStatus (NewCluster): observedGeneration is bumped here, after reconcileServe, so the
         write that first shows a new generation carries the applications read before its PUT."""
         status["observedGeneration"] = int(rayservice["metadata"].get("generation") or 0)
-        for key, cluster, apps in (("activeServiceStatus", active, active_apps), ("pendingServiceStatus", pending, pending_apps)):
+        for key, cluster, apps in (
+            ("activeServiceStatus", active, active_apps),
+            ("pendingServiceStatus", pending, pending_apps),
+        ):
             part = status.setdefault(key, {})
             part["rayClusterStatus"] = copy.deepcopy((cluster or {}).get("status") or {})
             part["applicationStatuses"] = apps
         pending_serving = promote(status, serving_cluster) if serving_cluster else False
         if should_prepare_new_cluster(rayservice, status, active, pending, pending_serving):
-            status["pendingServiceStatus"] = {"rayClusterName": k.generate_ray_cluster_name(rayservice["metadata"]["name"])}
+            status["pendingServiceStatus"] = {
+                "rayClusterName": k.generate_ray_cluster_name(rayservice["metadata"]["name"])
+            }
         namespace, service_name = rayservice["metadata"].get("namespace", ""), serve_service_name(rayservice)
         status["numServeEndpoints"] = await self.serve.count_serve_endpoints(namespace, service_name)
         await self.serve.refresh_endpoint_slices(namespace, service_name)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -55,7 +56,9 @@ class ServeReconciler:
     def clean_up_cache(self, rayservice: Mapping[str, Any]) -> None:
         """cleanUpServeConfigCache: only the active and pending clusters keep a cached config."""
         status = rayservice.get("status") or {}
-        keep = {(status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")}
+        keep = {
+            (status.get(key) or {}).get("rayClusterName") for key in ("activeServiceStatus", "pendingServiceStatus")
+        }
         cached = self._configs.get(self._key(rayservice), {})
         for cluster_name in [name for name in cached if name not in keep]:
             del cached[cluster_name]
@@ -73,7 +76,9 @@ class ServeReconciler:
         except BackendError:
             return False
 
-    async def update_head_pod_serve_label(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any] | None) -> None:
+    async def update_head_pod_serve_label(
+        self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any] | None
+    ) -> None:
         """updateHeadPodServeLabel: the head Pod is in the serve Service only while its proxy is healthy
         (never with excludeHeadPodFromServeSvc)."""
         if cluster is None:
@@ -91,11 +96,18 @@ class ServeReconciler:
             return
         labels[k.RAY_SERVE_LABEL] = new_label
         await self.api.replace(PODS, head)
-        await self._event(rayservice, "Normal", "UpdatedHeadPodServeLabel", "Update",
-                          f'Updated the serve label to "{new_label}" for the Head Pod {namespace}/{head["metadata"]["name"]}')
+        await self._event(
+            rayservice,
+            "Normal",
+            "UpdatedHeadPodServeLabel",
+            "Update",
+            f'Updated the serve label to "{new_label}" for the Head Pod {namespace}/{head["metadata"]["name"]}',
+        )
 
     # -- reconcileServe -------------------------------------------------------------------------
-    async def reconcile_serve(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    async def reconcile_serve(
+        self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]
+    ) -> tuple[bool, dict[str, Any] | None]:
         """reconcileServe: (ready for traffic, applicationStatuses). The statuses are read *before* a
         changed serveConfigV2 is PUT, so the pass that applies it still reports the old ones."""
         if not condition_is_true((cluster.get("status") or {}).get("conditions"), "HeadPodReady"):
@@ -118,7 +130,9 @@ class ServeReconciler:
             await self._update_serve_deployment(rayservice, namespace, cluster_name, config)
         return all_running(apps), apps
 
-    async def _update_serve_deployment(self, rayservice: Mapping[str, Any], namespace: str, cluster_name: str, config: str) -> None:
+    async def _update_serve_deployment(
+        self, rayservice: Mapping[str, Any], namespace: str, cluster_name: str, config: str
+    ) -> None:
         """updateServeDeployment: PUT the config, then cache it (an empty config is never cached)."""
         ref = f"{namespace}/{cluster_name}"
         try:
@@ -127,12 +141,23 @@ class ServeReconciler:
                 raise yaml.YAMLError("serveConfigV2 must be a YAML mapping")
             notices = await self.backend.deploy_serve(namespace, cluster_name, parsed)
         except (BackendError, yaml.YAMLError) as exc:
-            await self._event(rayservice, "Warning", "FailedToUpdateServeApplications", "Update",
-                              f"Failed to update serve applications to the RayCluster {ref}: fail to create / update Serve applications. err: {exc}")
+            await self._event(
+                rayservice,
+                "Warning",
+                "FailedToUpdateServeApplications",
+                "Update",
+                f"Failed to update serve applications to the RayCluster {ref}: fail to create / update Serve applications. err: {exc}",
+            )
             raise PassError(str(exc)) from exc
         if config:
             self._configs.setdefault(self._key(rayservice), {})[cluster_name] = config
-        await self._event(rayservice, "Normal", "UpdatedServeApplications", "Update", f"Updated serve applications to the RayCluster {ref}")
+        await self._event(
+            rayservice,
+            "Normal",
+            "UpdatedServeApplications",
+            "Update",
+            f"Updated serve applications to the RayCluster {ref}",
+        )
         for notice in notices or ():
             await self._event(rayservice, notice.type, notice.reason, "Update", notice.message)
 
@@ -142,7 +167,11 @@ class ServeReconciler:
         sliced = set(self._slices.get((namespace, service_name), ()))
         if not sliced:
             return 0
-        return sum(1 for pod in await self.api.list(PODS, namespace) if pod["metadata"]["name"] in sliced and _is_running_and_ready(pod))
+        return sum(
+            1
+            for pod in await self.api.list(PODS, namespace)
+            if pod["metadata"]["name"] in sliced and _is_running_and_ready(pod)
+        )
 
     async def refresh_endpoint_slices(self, namespace: str, service_name: str) -> None:
         """What the EndpointSlice controller would have done by the next pass."""

@@ -12,8 +12,9 @@ import copy
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .clock import format_time, parse_time
 from .conditions import set_condition
@@ -44,7 +45,9 @@ def condition_true(status: Mapping[str, Any], type_: str) -> bool:
     return (find_condition(status, type_) or {}).get("status") == "True"
 
 
-def set_service_condition(status: dict[str, Any], type_: str, value: str, reason: str, message: str, now: datetime) -> None:
+def set_service_condition(
+    status: dict[str, Any], type_: str, value: str, reason: str, message: str, now: datetime
+) -> None:
     """setCondition: meta.SetStatusCondition, stamped with the status's observedGeneration."""
     conditions = status.setdefault("conditions", [])
     set_condition(conditions, type_, value, reason, message, format_time(now))
@@ -151,8 +154,11 @@ def is_zero_downtime_upgrade_enabled(rayservice: Mapping[str, Any]) -> bool:
 
 
 def should_prepare_new_cluster(
-    rayservice: Mapping[str, Any], status: Mapping[str, Any], active: Mapping[str, Any] | None,
-    pending: Mapping[str, Any] | None, pending_serving: bool,
+    rayservice: Mapping[str, Any],
+    status: Mapping[str, Any],
+    active: Mapping[str, Any] | None,
+    pending: Mapping[str, Any] | None,
+    pending_serving: bool,
 ) -> bool:
     """shouldPrepareNewCluster: no cluster at all, or the newest one's spec hash differs (and not only
     by appended worker groups) while zero-downtime upgrades are on."""
@@ -175,7 +181,10 @@ def need_submit_serve_applications(cached: str, config: str, apps: Mapping[str, 
     if not cached:
         return True, "Nothing has been cached for the cluster."
     if not apps:
-        return True, "No Serve application found in the RayCluster. A possible reason is that the head Pod crashed and GCS FT was not enabled."
+        return (
+            True,
+            "No Serve application found in the RayCluster. A possible reason is that the head Pod crashed and GCS FT was not enabled.",
+        )
     if cached != config:
         return True, "Current V2 Serve config doesn't match cached Serve config."
     return False, "Current V2 Serve config matches cached Serve config."
@@ -186,10 +195,18 @@ def application_statuses(serve: Mapping[str, Any]) -> dict[str, Any]:
     apps: dict[str, Any] = {}
     for name, info in serve.items():
         deployments = {
-            dep: {key: value for key, value in (("status", d.get("status", "")), ("message", d.get("message", ""))) if value}
+            dep: {
+                key: value
+                for key, value in (("status", d.get("status", "")), ("message", d.get("message", "")))
+                if value
+            }
             for dep, d in (info.get("deployments") or {}).items()
         }
-        app = {key: value for key, value in (("status", info.get("status", "")), ("message", info.get("message", ""))) if value}
+        app = {
+            key: value
+            for key, value in (("status", info.get("status", "")), ("message", info.get("message", "")))
+            if value
+        }
         if deployments:
             app["serveDeploymentStatuses"] = deployments
         apps[name or DEFAULT_APP_NAME] = app
@@ -234,7 +251,9 @@ def is_initializing_timeout(status: Mapping[str, Any]) -> bool:
     return ready.get("status") == "False" and ready.get("reason") == INITIALIZING_TIMEOUT
 
 
-def _mark_failed_on_initializing_timeout(status: dict[str, Any], timeout: timedelta | None, now: datetime) -> str | None:
+def _mark_failed_on_initializing_timeout(
+    status: dict[str, Any], timeout: timedelta | None, now: datetime
+) -> str | None:
     """markFailedOnInitializingTimeout; returns the Warning event's message when it fires."""
     ready = find_condition(status, READY)
     if timeout is None or ready is None or ready.get("status") != "False" or ready.get("reason") != INITIALIZING:
@@ -244,8 +263,10 @@ def _mark_failed_on_initializing_timeout(status: dict[str, Any], timeout: timede
         return None
     for key in ("activeServiceStatus", "pendingServiceStatus"):
         status.setdefault(key, {}).pop("rayClusterName", None)  # the clusters become dangling: cleaned up
-    message = (f"RayService failed to become ready within the configured timeout of {format_go_duration(timeout)}. "
-               f"Time spent initializing: {format_go_duration(since)}")
+    message = (
+        f"RayService failed to become ready within the configured timeout of {format_go_duration(timeout)}. "
+        f"Time spent initializing: {format_go_duration(since)}"
+    )
     set_service_condition(status, READY, "False", INITIALIZING_TIMEOUT, message, now)
     return f"RayService initializing timeout exceeded after {format_go_duration(since)} (configured timeout: {format_go_duration(timeout)})"
 
@@ -257,23 +278,47 @@ def calculate_conditions(status: dict[str, Any], timeout: timedelta | None, now:
         set_service_condition(status, READY, "False", INITIALIZING, "RayService is initializing", now)
         set_service_condition(status, UPGRADE_IN_PROGRESS, "False", INITIALIZING, "RayService is initializing", now)
     if status.get("numServeEndpoints", 0) > 0:
-        set_service_condition(status, READY, "True", "NonZeroServeEndpoints", "Number of serve endpoints is greater than 0", now)
+        set_service_condition(
+            status, READY, "True", "NonZeroServeEndpoints", "Number of serve endpoints is greater than 0", now
+        )
     elif condition_true(status, READY):
-        set_service_condition(status, READY, "False", "ZeroServeEndpoints", "Number of serve endpoints dropped to 0", now)
+        set_service_condition(
+            status, READY, "False", "ZeroServeEndpoints", "Number of serve endpoints dropped to 0", now
+        )
     else:
         event = _mark_failed_on_initializing_timeout(status, timeout, now)
     active = (status.get("activeServiceStatus") or {}).get("rayClusterName")
     pending = (status.get("pendingServiceStatus") or {}).get("rayClusterName")
     if active and pending:
-        set_service_condition(status, UPGRADE_IN_PROGRESS, "True", "BothActivePendingClustersExist", "Both active and pending Ray clusters exist", now)
+        set_service_condition(
+            status,
+            UPGRADE_IN_PROGRESS,
+            "True",
+            "BothActivePendingClustersExist",
+            "Both active and pending Ray clusters exist",
+            now,
+        )
     elif active:
-        set_service_condition(status, UPGRADE_IN_PROGRESS, "False", "NoPendingCluster", "Active Ray cluster exists and no pending Ray cluster", now)
+        set_service_condition(
+            status,
+            UPGRADE_IN_PROGRESS,
+            "False",
+            "NoPendingCluster",
+            "Active Ray cluster exists and no pending Ray cluster",
+            now,
+        )
     else:
         upgrade = find_condition(status, UPGRADE_IN_PROGRESS)
         if upgrade is None or upgrade.get("reason") not in (INITIALIZING, INITIALIZING_TIMEOUT):
-            set_service_condition(status, UPGRADE_IN_PROGRESS, "Unknown", "NoActiveCluster",
-                                  "No active Ray cluster exists, and the RayService is not initializing. "
-                                  "Please open a GitHub issue in the KubeRay repository.", now)
+            set_service_condition(
+                status,
+                UPGRADE_IN_PROGRESS,
+                "Unknown",
+                "NoActiveCluster",
+                "No active Ray cluster exists, and the RayService is not initializing. "
+                "Please open a GitHub issue in the KubeRay repository.",
+                now,
+            )
     return event
 
 
@@ -293,8 +338,14 @@ def promote(status: dict[str, Any], serving_cluster: str) -> bool:
 def stage_suspending(status: dict[str, Any], generation: int, now: datetime) -> None:
     """Case 2: the commit point; deletion runs on the next pass."""
     status["observedGeneration"] = generation
-    set_service_condition(status, SUSPENDING, "True", "SuspendRequested",
-                          "Spec.Suspend is true; will delete all Kubernetes resources owned by this RayService.", now)
+    set_service_condition(
+        status,
+        SUSPENDING,
+        "True",
+        "SuspendRequested",
+        "Spec.Suspend is true; will delete all Kubernetes resources owned by this RayService.",
+        now,
+    )
     set_service_condition(status, READY, "False", "SuspendInProgress", "RayService is suspending.", now)
     set_service_condition(status, UPGRADE_IN_PROGRESS, "False", "SuspendInProgress", "No upgrade in progress.", now)
     set_service_condition(status, ROLLBACK_IN_PROGRESS, "False", "SuspendInProgress", "No rollback in progress.", now)
@@ -302,8 +353,14 @@ def stage_suspending(status: dict[str, Any], generation: int, now: datetime) -> 
 
 
 def suspend_waiting(status: dict[str, Any], now: datetime) -> None:
-    set_service_condition(status, SUSPENDING, "True", "SuspendInProgress",
-                          "Waiting for all Kubernetes resources owned by this RayService to be deleted.", now)
+    set_service_condition(
+        status,
+        SUSPENDING,
+        "True",
+        "SuspendInProgress",
+        "Waiting for all Kubernetes resources owned by this RayService to be deleted.",
+        now,
+    )
 
 
 def suspend_complete(status: dict[str, Any], now: datetime) -> None:
@@ -319,7 +376,9 @@ def resume(status: dict[str, Any], generation: int, now: datetime) -> None:
     """Case 1 with suspend false: Ready and UpgradeInProgress are removed and set again, so their
     lastTransitionTime (the initializing timeout's start) is fresh."""
     status["observedGeneration"] = generation
-    set_service_condition(status, SUSPENDED, "False", "RayServiceResumed", "Spec.Suspend is false; RayService has resumed.", now)
+    set_service_condition(
+        status, SUSPENDED, "False", "RayServiceResumed", "Spec.Suspend is false; RayService has resumed.", now
+    )
     message = "RayService is initializing after resuming from suspend."
     for type_ in (READY, UPGRADE_IN_PROGRESS):
         remove_condition(status, type_)
@@ -359,7 +418,8 @@ def _inconsistent_service_status(old: Mapping[str, Any], new: Mapping[str, Any])
             return True
         old_deps, new_deps = before.get("serveDeploymentStatuses") or {}, app.get("serveDeploymentStatuses") or {}
         if set(old_deps) != set(new_deps) or any(
-            (old_deps[d].get("status", ""), old_deps[d].get("message", "")) != (dep.get("status", ""), dep.get("message", ""))
+            (old_deps[d].get("status", ""), old_deps[d].get("message", ""))
+            != (dep.get("status", ""), dep.get("message", ""))
             for d, dep in new_deps.items()
         ):
             return True
@@ -368,9 +428,14 @@ def _inconsistent_service_status(old: Mapping[str, Any], new: Mapping[str, Any])
 
 def inconsistent_statuses(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """InconsistentRayServiceStatuses: whether a pass's status is worth writing."""
-    if (old.get("serviceStatus", ""), old.get("numServeEndpoints", 0)) != (new.get("serviceStatus", ""), new.get("numServeEndpoints", 0)):
+    if (old.get("serviceStatus", ""), old.get("numServeEndpoints", 0)) != (
+        new.get("serviceStatus", ""),
+        new.get("numServeEndpoints", 0),
+    ):
         return True
     if (old.get("conditions") or []) != (new.get("conditions") or []):
         return True
-    return any(_inconsistent_service_status(old.get(key) or {}, new.get(key) or {})
-               for key in ("activeServiceStatus", "pendingServiceStatus"))
+    return any(
+        _inconsistent_service_status(old.get(key) or {}, new.get(key) or {})
+        for key in ("activeServiceStatus", "pendingServiceStatus")
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from kuberay_provider.local.ray_backend.base import RayBackend
 
@@ -14,7 +15,6 @@ from .raycluster_runtime import RayClusterRuntime
 from .rayjob_model import RayJobSettings
 from .rayjob_runtime import RayJobRuntime
 from .rayservice_runtime import RayServiceRuntime
-
 
 DEFAULT_SUBMITTER_START_DELAY_SECONDS = 3.0
 DEFAULT_SUBMITTER_EXIT_DELAY_SECONDS = 1.0
@@ -49,7 +49,11 @@ class Controller:
         self.settings = settings or ControllerSettings()
         self.recorder = EventRecorder(api, self.clock)
         self.rayjobs = RayJobRuntime(
-            api, backend, self.clock, self.recorder, self.settings.rayjob,
+            api,
+            backend,
+            self.clock,
+            self.recorder,
+            self.settings.rayjob,
             submitter_start_delay_seconds=self.settings.submitter_start_delay_seconds,
             submitter_exit_delay_seconds=self.settings.submitter_exit_delay_seconds,
         )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import kuberay as k
 
 
 def head_container(cluster_spec: Mapping[str, Any]) -> Mapping[str, Any]:
-    containers = (((cluster_spec.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    containers = (((cluster_spec.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}).get(
+        "containers"
+    ) or [{}]
     return containers[0]
 
 
@@ -32,12 +35,12 @@ def build_cluster_head_service(cluster: Mapping[str, Any]) -> dict[str, Any]:
     spec = cluster.get("spec") or {}
     cluster_name = cluster["metadata"]["name"]
     selector = k.head_service_selector(cluster_name)
-    template_labels = (((spec.get("headGroupSpec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    template_labels = (((spec.get("headGroupSpec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "labels"
+    ) or {}
     if k.APP_NAME_LABEL in template_labels:
         selector[k.APP_NAME_LABEL] = template_labels[k.APP_NAME_LABEL]
-    ports = [
-        {"name": name, "port": port, "appProtocol": "tcp"} for name, port in sorted(service_ports(spec).items())
-    ]
+    ports = [{"name": name, "port": port, "appProtocol": "tcp"} for name, port in sorted(service_ports(spec).items())]
     service_type = (spec.get("headGroupSpec") or {}).get("serviceType") or ""
     custom = (spec.get("headGroupSpec") or {}).get("headService")
     if custom:
@@ -123,8 +126,11 @@ def build_serve_service(rayservice: Mapping[str, Any], cluster: Mapping[str, Any
         k.RAY_SERVE_LABEL: f"{name}-serve",
     }
     selector = {k.RAY_CLUSTER_LABEL: cluster["metadata"]["name"], k.RAY_SERVE_LABEL: "true"}
-    ports = [{"name": port_name, "port": port} for port_name, port in service_ports(cluster.get("spec") or {}).items()
-             if is_serving_port(port_name)]
+    ports = [
+        {"name": port_name, "port": port}
+        for port_name, port in service_ports(cluster.get("spec") or {}).items()
+        if is_serving_port(port_name)
+    ]
     spec = rayservice.get("spec") or {}
     service_type = ((spec.get("rayClusterConfig") or {}).get("headGroupSpec") or {}).get("serviceType") or ""
     custom = spec.get("serveService")

@@ -12,7 +12,8 @@ which a stock install leaves unset; they add unique worker group names at admiss
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -65,7 +66,10 @@ def validate_rayjob_metadata(metadata: Mapping[str, Any]) -> str | None:
 
 def validate_rayjob_status(rayjob: Mapping[str, Any]) -> str | None:
     """ValidateRayJobStatus: Waiting exists only in InteractiveMode."""
-    if dig(rayjob, "status", "jobDeploymentStatus") == "Waiting" and dig(rayjob, "spec", "submissionMode") != "InteractiveMode":
+    if (
+        dig(rayjob, "status", "jobDeploymentStatus") == "Waiting"
+        and dig(rayjob, "spec", "submissionMode") != "InteractiveMode"
+    ):
         return "The RayJob status is invalid: JobDeploymentStatus cannot be `Waiting` when SubmissionMode is not InteractiveMode"
     return None
 
@@ -197,14 +201,20 @@ def _validate_deletion_configuration(spec: Mapping[str, Any]) -> str | None:
     legacy = strategy.get("onSuccess") is not None or strategy.get("onFailure") is not None
     rules = as_list(strategy.get("deletionRules"))
     if rules and shutdown:
-        return _INVALID_SPEC + "spec.shutdownAfterJobFinishes and spec.deletionStrategy.deletionRules are mutually exclusive"
+        return (
+            _INVALID_SPEC
+            + "spec.shutdownAfterJobFinishes and spec.deletionStrategy.deletionRules are mutually exclusive"
+        )
     if rules and legacy:
         return _INVALID_SPEC + "Cannot use both legacy onSuccess/onFailure fields and deletionRules simultaneously"
     if legacy:
         return _validate_legacy_deletion_policies(spec, strategy)
     if rules:
         return _validate_deletion_rules(spec, rules)
-    return _INVALID_SPEC + "DeletionStrategy requires either BOTH onSuccess and onFailure, OR the deletionRules field (cannot be empty)"
+    return (
+        _INVALID_SPEC
+        + "DeletionStrategy requires either BOTH onSuccess and onFailure, OR the deletionRules field (cannot be empty)"
+    )
 
 
 def _validate_cluster_source(spec: Mapping[str, Any], mode: str, backoff: int | None) -> str | None:

@@ -7,8 +7,9 @@ API server's: CRD defaults (minReplicas 0, maxReplicas 2147483647, ...) already 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .validation_cluster_options import (
     validate_auth_options,
@@ -60,7 +61,11 @@ from .validation_go import (
 
 def validate_raycluster_status(cluster: Mapping[str, Any]) -> str | None:
     """ValidateRayClusterStatus: Suspending and Suspended are never both True."""
-    true = {as_map(c).get("type") for c in as_list(dig(cluster, "status", "conditions")) if as_map(c).get("status") == "True"}
+    true = {
+        as_map(c).get("type")
+        for c in as_list(dig(cluster, "status", "conditions"))
+        if as_map(c).get("status") == "True"
+    }
     if {"RayClusterSuspending", "RayClusterSuspended"} <= true:
         return "invalid RayCluster State: rayv1.RayClusterSuspending and rayv1.RayClusterSuspended conditions should not be both true"
     return None
@@ -106,7 +111,9 @@ def _validate_group_labels(group_name: str, params: Mapping[str, Any], labels: A
         return f"rayStartParams['labels'] is not supported for {group_name} group; please use the top-level Labels field instead"
     errors = []
     for key, value in as_map(labels).items():
-        errors += [f"invalid label key for {group_name} group: '{key}', error: {e}" for e in is_qualified_name(as_text(key))]
+        errors += [
+            f"invalid label key for {group_name} group: '{key}', error: {e}" for e in is_qualified_name(as_text(key))
+        ]
         text = as_text(value)
         errors += [
             f"invalid label value for key '{key}' in {group_name} group: '{text}', error: {e}"
@@ -242,7 +249,9 @@ def _validate_autoscaler(spec: Mapping[str, Any], autoscaling: bool) -> str | No
     workers = [as_map(g) for g in as_list(spec.get("workerGroupSpecs"))]
     suspended = [as_text(g.get("groupName")) for g in workers if g.get("suspend") is True]
     if not feature_enabled(RAY_JOB_DELETION_POLICY) and suspended:
-        return f"worker group {suspended[0]} can be suspended only when the RayJobDeletionPolicy feature gate is enabled"
+        return (
+            f"worker group {suspended[0]} can be suspended only when the RayJobDeletionPolicy feature gate is enabled"
+        )
     head = as_map(spec.get("headGroupSpec"))
     head_env = ray_container(head).get("env")
     v2_env = env_var_by_name(RAY_ENABLE_AUTOSCALER_V2, head_env)

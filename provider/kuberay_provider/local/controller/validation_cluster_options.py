@@ -10,7 +10,8 @@ are ported anyway so that turning a gate on in FEATURE_GATES gives KubeRay's ans
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .validation_common import (
     COLLECTOR_CONTAINER_NAME,
@@ -48,7 +49,13 @@ from .validation_go import (
 
 # constant.go: env vars the collector sidecar gets from KubeRay, and the storage backends' settings.
 _COLLECTOR_MANAGED_ENV = (
-    "POD_IP", "FQ_RAY_IP", "RAY_CLUSTER_NAME", "RAY_CLUSTER_NAMESPACE", "RAY_ROLE", "OWNER_KIND", "OWNER_NAME",
+    "POD_IP",
+    "FQ_RAY_IP",
+    "RAY_CLUSTER_NAME",
+    "RAY_CLUSTER_NAMESPACE",
+    "RAY_ROLE",
+    "OWNER_KIND",
+    "OWNER_NAME",
     "EVENTS_PORT",
 )
 STORAGE_BACKEND = "STORAGE_BACKEND"
@@ -64,7 +71,9 @@ _TLS_MANAGED_ENV = (RAY_USE_TLS, RAY_TLS_SERVER_CERT, RAY_TLS_SERVER_KEY, RAY_TL
 _TLS_HINT = "- the operator manages TLS configuration automatically"
 
 
-def validate_gcs_fault_tolerance_backend(options: Any, head_container: Mapping[str, Any], head_volumes: Any) -> str | None:
+def validate_gcs_fault_tolerance_backend(
+    options: Any, head_container: Mapping[str, Any], head_volumes: Any
+) -> str | None:
     """validateGcsFaultToleranceBackend: rocksdb refuses redis-only fields and operator-managed env/mounts."""
     opts = as_map(options)
     if gcs_fault_tolerance_backend(opts) != "rocksdb":  # Go's `default:` case is any non-rocksdb value
@@ -85,11 +94,15 @@ def validate_gcs_fault_tolerance_backend(options: Any, head_container: Mapping[s
     if as_text(opts.get("externalStorageNamespace")):
         return "cannot set GcsFaultToleranceOptions.ExternalStorageNamespace when backend is 'rocksdb'"
     storage = opts.get("storage")
-    if storage is not None and as_text(as_map(storage).get("claimName")):
-        if any(as_map(storage).get(f) is not None for f in ("size", "storageClassName")) or as_list(
-            as_map(storage).get("accessModes")
-        ):
-            return "GcsFaultToleranceOptions.Storage.ClaimName is mutually exclusive with size, storageClassName, and accessModes"
+    if (
+        storage is not None
+        and as_text(as_map(storage).get("claimName"))
+        and (
+            any(as_map(storage).get(f) is not None for f in ("size", "storageClassName"))
+            or as_list(as_map(storage).get("accessModes"))
+        )
+    ):
+        return "GcsFaultToleranceOptions.Storage.ClaimName is mutually exclusive with size, storageClassName, and accessModes"
     env = head_container.get("env")
     if env_var_exists(RAY_GCS_STORAGE, env) or env_var_exists(RAY_GCS_STORAGE_PATH, env):
         return (
@@ -97,7 +110,10 @@ def validate_gcs_fault_tolerance_backend(options: Any, head_container: Mapping[s
             "backend is used - these are managed by KubeRay"
         )
     for mount in as_list(head_container.get("volumeMounts")):
-        if as_map(mount).get("mountPath") == GCS_STORAGE_MOUNT_PATH or as_map(mount).get("name") == GCS_STORAGE_VOLUME_NAME:
+        if (
+            as_map(mount).get("mountPath") == GCS_STORAGE_MOUNT_PATH
+            or as_map(mount).get("name") == GCS_STORAGE_VOLUME_NAME
+        ):
             return (
                 f"cannot set a volume mount named {go_quote(GCS_STORAGE_VOLUME_NAME)} or mounted at {GCS_STORAGE_MOUNT_PATH} "
                 "in the head container when the embedded GCS FT backend is used - it is managed by KubeRay"
@@ -169,7 +185,9 @@ def _rules_against_mode(rules: Any, mode: str, where: str) -> str | None:
     if mode == "DenyAllEgress" and as_list(rules_map.get("ingressRules")):
         return f"networkPolicy.{where}.ingressRules cannot be set when mode is {go_quote(mode)} (ingress is not restricted)"
     if mode == "DenyAllIngress" and as_list(rules_map.get("egressRules")):
-        return f"networkPolicy.{where}.egressRules cannot be set when mode is {go_quote(mode)} (egress is not restricted)"
+        return (
+            f"networkPolicy.{where}.egressRules cannot be set when mode is {go_quote(mode)} (egress is not restricted)"
+        )
     return None
 
 

@@ -9,8 +9,9 @@ accessors below still read a wrong type as "absent" so that nothing here raises 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 # --- feature gates (features.go defaultFeatureGates, v1.7.0) ----------------------------------------
 RAY_CLUSTER_STATUS_CONDITIONS = "RayClusterStatusConditions"

@@ -58,7 +58,9 @@ _DNS1035_LABEL_MSG = (
     "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
     "alphabetic character, and end with an alphanumeric character"
 )
-_LABEL_KEY_MSG = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+_LABEL_KEY_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+)
 _LABEL_VALUE_MSG = (
     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
     "and must start and end with an alphanumeric character"
@@ -125,7 +127,8 @@ def is_qualified_name(value: str) -> list[str]:
             errs += ["prefix part " + msg for msg in _content_dns1123_subdomain(prefix)]
     else:
         return [
-            "a valid label key " + regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
+            "a valid label key "
+            + regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
             + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
         ]
     if not name:
@@ -181,8 +184,16 @@ def version_less_than(version: tuple[int, ...], other: tuple[int, ...]) -> bool:
 
 
 # --- time.ParseDuration / strconv.Atoi ------------------------------------------------------------
-_UNITS_NS = {b"ns": 1, b"us": 10**3, "µs".encode(): 10**3, "μs".encode(): 10**3, b"ms": 10**6,
-             b"s": 10**9, b"m": 60 * 10**9, b"h": 3600 * 10**9}
+_UNITS_NS = {
+    b"ns": 1,
+    b"us": 10**3,
+    "µs".encode(): 10**3,
+    "μs".encode(): 10**3,
+    b"ms": 10**6,
+    b"s": 10**9,
+    b"m": 60 * 10**9,
+    b"h": 3600 * 10**9,
+}
 _DIGITS = b"0123456789"
 
 

@@ -5,7 +5,8 @@ runs it: metadata first, then spec; the first error wins.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .validation_cluster import validate_raycluster_spec
 from .validation_common import (

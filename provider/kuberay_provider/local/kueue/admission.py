@@ -8,9 +8,10 @@ fit; StrictFIFO does not.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from kuberay_provider.core.schedulers import KUEUE_QUEUE_LABEL
 
@@ -75,7 +76,7 @@ class Workload:
         return (self.kind, self.namespace, self.name)
 
     @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> "Workload | None":
+    def from_object(cls, obj: Mapping[str, Any]) -> Workload | None:
         """None for an object Kueue does not manage: no queue label, or a RayJob on an existing cluster."""
         meta, spec, kind = _map(obj.get("metadata")), _map(obj.get("spec")), str(obj.get("kind", ""))
         queue = _map(meta.get("labels")).get(KUEUE_QUEUE_LABEL)
@@ -90,8 +91,16 @@ class Workload:
             cpu, finished = cluster_cpu(spec), False
         else:
             return None
-        return cls(kind, str(meta.get("namespace", "")), str(meta.get("name", "")), str(queue),
-                   str(meta.get("creationTimestamp", "")), cpu, spec.get("suspend") is True, finished)
+        return cls(
+            kind,
+            str(meta.get("namespace", "")),
+            str(meta.get("name", "")),
+            str(queue),
+            str(meta.get("creationTimestamp", "")),
+            cpu,
+            spec.get("suspend") is True,
+            finished,
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ class ClusterQueueView:
     strategy: str = BEST_EFFORT_FIFO
 
     @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> "ClusterQueueView":
+    def from_object(cls, obj: Mapping[str, Any]) -> ClusterQueueView:
         spec = _map(obj.get("spec"))
         quota = Decimal(0)
         for group in spec.get("resourceGroups") or []:
@@ -110,7 +119,9 @@ class ClusterQueueView:
                     resource = _map(resource)
                     if resource.get("name") == "cpu" and resource.get("nominalQuota") is not None:
                         quota += parse_quantity(resource["nominalQuota"])[0]
-        return cls(str(_map(obj.get("metadata")).get("name", "")), quota, str(spec.get("queueingStrategy") or BEST_EFFORT_FIFO))
+        return cls(
+            str(_map(obj.get("metadata")).get("name", "")), quota, str(spec.get("queueingStrategy") or BEST_EFFORT_FIFO)
+        )
 
 
 @dataclass(frozen=True)
@@ -121,11 +132,14 @@ class QueueView:
     local_queues: Mapping[tuple[str, str], str]
 
     @classmethod
-    def from_objects(cls, cluster_queues: Iterable[Mapping[str, Any]], local_queues: Iterable[Mapping[str, Any]]) -> "QueueView":
+    def from_objects(
+        cls, cluster_queues: Iterable[Mapping[str, Any]], local_queues: Iterable[Mapping[str, Any]]
+    ) -> QueueView:
         cqs = {view.name: view for view in map(ClusterQueueView.from_object, cluster_queues)}
         lqs = {
-            (str(_map(lq.get("metadata")).get("namespace", "")), str(_map(lq.get("metadata")).get("name", ""))):
-                str(_map(lq.get("spec")).get("clusterQueue", ""))
+            (str(_map(lq.get("metadata")).get("namespace", "")), str(_map(lq.get("metadata")).get("name", ""))): str(
+                _map(lq.get("spec")).get("clusterQueue", "")
+            )
             for lq in local_queues
         }
         return cls(cqs, lqs)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from kuberay_provider.core.schedulers import KUEUE_QUEUE_LABEL
 
@@ -41,7 +42,7 @@ async def _watch_forever(api: ClusterAPI, resource: Resource, wake: asyncio.Even
                     wake.set()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a broken watch is re-established, never fatal
+        except Exception as exc:
             log.warning("kueue: watch of %s failed: %s", resource.plural, exc)
         await asyncio.sleep(WATCH_RETRY_SECONDS)
 
@@ -79,9 +80,17 @@ class KueueAdmission:
             admitted = await self._api.replace(resource, current)
         except ConflictError:
             return  # changed meanwhile: the next round sees the new version
-        log.info("kueue: admitted %s %s/%s (%s CPU) by ClusterQueue %s", workload.kind, workload.namespace,
-                 workload.name, workload.cpu, cluster_queue)
-        await self._events.record(admitted, EventSpec("Normal", "Started", "Admit", f"Admitted by clusterQueue {cluster_queue}"), COMPONENT)
+        log.info(
+            "kueue: admitted %s %s/%s (%s CPU) by ClusterQueue %s",
+            workload.kind,
+            workload.namespace,
+            workload.name,
+            workload.cpu,
+            cluster_queue,
+        )
+        await self._events.record(
+            admitted, EventSpec("Normal", "Started", "Admit", f"Admitted by clusterQueue {cluster_queue}"), COMPONENT
+        )
 
     async def _write_counts(self, resource: Resource, obj: dict[str, Any], counts: QueueCounts | None) -> None:
         """The queue's pending / admitted counts (and a ClusterQueue's CPU in use) into its status."""
@@ -102,13 +111,15 @@ async def run_kueue(api: ClusterAPI, stop: asyncio.Event, *, resync_seconds: flo
     """Admit queued RayJobs and RayClusters until ``stop`` is set."""
     wake = asyncio.Event()
     admission = KueueAdmission(api)
-    watchers = [asyncio.create_task(_watch_forever(api, r, wake)) for r in (RAYJOBS, RAYCLUSTERS, CLUSTERQUEUES, LOCALQUEUES)]
+    watchers = [
+        asyncio.create_task(_watch_forever(api, r, wake)) for r in (RAYJOBS, RAYCLUSTERS, CLUSTERQUEUES, LOCALQUEUES)
+    ]
     try:
         while not stop.is_set():
             wake.clear()
             try:
                 await admission.admit_once()
-            except Exception:  # noqa: BLE001 - like a controller: log, and try again on the next change
+            except Exception:
                 log.exception("kueue: admission round failed")
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=resync_seconds, return_when=asyncio.FIRST_COMPLETED)

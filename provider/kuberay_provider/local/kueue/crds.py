@@ -20,25 +20,35 @@ def _crd(kind: str, plural: str, scope: str, short: list[str], columns: list[dic
         "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(), "shortNames": short},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+            },
             "scope": scope,
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": _OPEN_OBJECT,
-                        "status": _OPEN_OBJECT,
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": _OPEN_OBJECT,
+                                "status": _OPEN_OBJECT,
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -48,14 +58,31 @@ _ADMITTED = {"name": "Admitted Workloads", "type": "integer", "jsonPath": ".stat
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 KUEUE_CRDS: tuple[dict[str, Any], ...] = (
-    _crd("ClusterQueue", "clusterqueues", "Cluster", ["cq"], [
-        {"name": "Cohort", "type": "string", "jsonPath": ".spec.cohort"},
-        {"name": "Strategy", "type": "string", "jsonPath": ".spec.queueingStrategy", "priority": 1},
-        _PENDING, _ADMITTED, _AGE,
-    ]),
-    _crd("LocalQueue", "localqueues", "Namespaced", ["lq", "queue", "queues"], [
-        {"name": "ClusterQueue", "type": "string", "jsonPath": ".spec.clusterQueue"}, _PENDING, _ADMITTED, _AGE,
-    ]),
+    _crd(
+        "ClusterQueue",
+        "clusterqueues",
+        "Cluster",
+        ["cq"],
+        [
+            {"name": "Cohort", "type": "string", "jsonPath": ".spec.cohort"},
+            {"name": "Strategy", "type": "string", "jsonPath": ".spec.queueingStrategy", "priority": 1},
+            _PENDING,
+            _ADMITTED,
+            _AGE,
+        ],
+    ),
+    _crd(
+        "LocalQueue",
+        "localqueues",
+        "Namespaced",
+        ["lq", "queue", "queues"],
+        [
+            {"name": "ClusterQueue", "type": "string", "jsonPath": ".spec.clusterQueue"},
+            _PENDING,
+            _ADMITTED,
+            _AGE,
+        ],
+    ),
     _crd("ResourceFlavor", "resourceflavors", "Cluster", ["flavor", "flavors", "rf"], [_AGE]),
 )
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .base import (
     BackendError,
@@ -115,7 +116,7 @@ class FakeRayBackend:
     # PackagePolicy.INSTALL keeps runtime_envs as submitted; the local backend's default skips satisfied ones.
     package_policy: PackagePolicy = PackagePolicy.INSTALL
     jobs_api: bool = False  # serve the Jobs REST API per cluster (FakeDashboard): SDK submissions work
-    dashboard: "FakeDashboard | None" = None
+    dashboard: FakeDashboard | None = None
 
     @property
     def ray_version(self) -> str:
@@ -164,7 +165,9 @@ class FakeRayBackend:
     async def submit_job(self, namespace: str, cluster: str, request: JobRequest) -> tuple[BackendNotice, ...]:
         self.calls.append(("submit_job", cluster_key(namespace, cluster), request.job_id))
         if self._job_on(namespace, cluster, request.job_id) is not None:
-            raise JobAlreadyExistsError(f"Job with submission_id {request.job_id} already exists. Please use a different submission_id.")
+            raise JobAlreadyExistsError(
+                f"Job with submission_id {request.job_id} already exists. Please use a different submission_id."
+            )
         script = self._script_for(request)
         if script.reject_submission is not None:
             raise JobSubmissionError(script.reject_submission)
@@ -215,7 +218,9 @@ class FakeRayBackend:
             return None
         status, start_ms, end_ms = self._status_of(job)
         message = self._message_of(job, status)
-        return JobInfo(job_id, status, message, start_ms, end_ms, job.request.entrypoint, dict(job.request.metadata or {}))
+        return JobInfo(
+            job_id, status, message, start_ms, end_ms, job.request.entrypoint, dict(job.request.metadata or {})
+        )
 
     async def stop_job(self, namespace: str, cluster: str, job_id: str) -> bool:
         self.calls.append(("stop_job", cluster_key(namespace, cluster), job_id))
@@ -262,7 +267,11 @@ class FakeRayBackend:
             statuses[name] = {
                 "status": status,
                 "message": "" if deploying else script.message,
-                "deployments": {d["name"]: {"status": deployment, "message": ""} for d in app.config.get("deployments", []) if "name" in d},
+                "deployments": {
+                    d["name"]: {"status": deployment, "message": ""}
+                    for d in app.config.get("deployments", [])
+                    if "name" in d
+                },
             }
         return statuses
 

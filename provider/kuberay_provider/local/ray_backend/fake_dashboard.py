@@ -20,7 +20,8 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -37,7 +38,7 @@ TAIL_POLL_SECONDS = 0.05
 class FakeDashboard:
     """Serves every cluster's Jobs API of one FakeRayBackend; ``start`` is idempotent."""
 
-    def __init__(self, backend: "FakeRayBackend") -> None:
+    def __init__(self, backend: FakeRayBackend) -> None:
         self.backend = backend
         self.packages: dict[str, dict[str, bytes]] = {}  # cluster key -> package URI -> zip
         self._runner: web.AppRunner | None = None
@@ -88,7 +89,9 @@ class FakeDashboard:
     async def _version(self, request: web.Request) -> web.Response:
         if not self._known(request):
             return web.Response(status=503, text="no Ray cluster here")
-        return web.json_response({"version": "4", "ray_version": self.backend.version, "ray_commit": "fake", "session_name": "fake"})
+        return web.json_response(
+            {"version": "4", "ray_version": self.backend.version, "ray_commit": "fake", "session_name": "fake"}
+        )
 
     async def _package_exists(self, request: web.Request) -> web.Response:
         uri = f"{request.match_info['protocol']}://{request.match_info['package']}"
@@ -105,9 +108,13 @@ class FakeDashboard:
         body = await request.json()
         job_id = str(body.get("submission_id") or body.get("job_id") or f"raysubmit_{os.urandom(6).hex()}")
         job = JobRequest(
-            job_id=job_id, entrypoint=str(body.get("entrypoint") or ""), runtime_env=body.get("runtime_env"),
-            num_cpus=body.get("entrypoint_num_cpus"), num_gpus=body.get("entrypoint_num_gpus"),
-            resources=body.get("entrypoint_resources"), metadata=body.get("metadata"),
+            job_id=job_id,
+            entrypoint=str(body.get("entrypoint") or ""),
+            runtime_env=body.get("runtime_env"),
+            num_cpus=body.get("entrypoint_num_cpus"),
+            num_gpus=body.get("entrypoint_num_gpus"),
+            resources=body.get("entrypoint_resources"),
+            metadata=body.get("metadata"),
         )
         try:
             await self.backend.submit_job(namespace, name, job)
@@ -122,12 +129,21 @@ class FakeDashboard:
         if info is None:
             return web.Response(status=404, text=f"Job {request.match_info['job_id']} does not exist")
         job = self.backend.jobs[info.job_id]
-        return web.json_response({
-            "type": "SUBMISSION", "job_id": None, "submission_id": info.job_id, "status": info.status,
-            "entrypoint": info.entrypoint, "message": info.message, "start_time": info.start_time_ms or None,
-            "end_time": info.end_time_ms or None, "metadata": dict(info.metadata), "runtime_env": job.request.runtime_env or {},
-            "driver_exit_code": job.run.exit_code if job.run is not None else None,
-        })
+        return web.json_response(
+            {
+                "type": "SUBMISSION",
+                "job_id": None,
+                "submission_id": info.job_id,
+                "status": info.status,
+                "entrypoint": info.entrypoint,
+                "message": info.message,
+                "start_time": info.start_time_ms or None,
+                "end_time": info.end_time_ms or None,
+                "metadata": dict(info.metadata),
+                "runtime_env": job.request.runtime_env or {},
+                "driver_exit_code": job.run.exit_code if job.run is not None else None,
+            }
+        )
 
     async def _logs(self, request: web.Request) -> web.Response:
         namespace, name = self._cluster(request)
@@ -160,7 +176,9 @@ class FakeDashboard:
 
     async def _stop(self, request: web.Request) -> web.Response:
         namespace, name = self._cluster(request)
-        return web.json_response({"stopped": await self.backend.stop_job(namespace, name, request.match_info["job_id"])})
+        return web.json_response(
+            {"stopped": await self.backend.stop_job(namespace, name, request.match_info["job_id"])}
+        )
 
     # --- running an uploaded module -------------------------------------------------------------------
 
@@ -168,7 +186,9 @@ class FakeDashboard:
         """Start ``python -m <module>`` when the entrypoint is that and an uploaded package provides it."""
         match = _MODULE_ENTRYPOINT.match(job.entrypoint.strip())
         uploaded = self.packages.get(cluster_key(namespace, name), {})
-        uris = [uri for uri in ((job.runtime_env or {}).get("py_modules") or []) if isinstance(uri, str) and uri in uploaded]
+        uris = [
+            uri for uri in ((job.runtime_env or {}).get("py_modules") or []) if isinstance(uri, str) and uri in uploaded
+        ]
         if match is None or not uris:
             return
         folder = tempfile.mkdtemp(prefix="fake-ray-job-")
@@ -186,12 +206,19 @@ class FakeDashboard:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _execute(self, run: "FakeRun", folder: str, module: str, runtime_env: Mapping[str, Any]) -> None:
+    async def _execute(self, run: FakeRun, folder: str, module: str, runtime_env: Mapping[str, Any]) -> None:
         env = {**os.environ, **{str(k): str(v) for k, v in (runtime_env.get("env_vars") or {}).items()}}
         env["PYTHONPATH"] = os.pathsep.join(part for part in (folder, os.environ.get("PYTHONPATH", "")) if part)
         try:
-            process = await asyncio.create_subprocess_exec(sys.executable, "-m", module, cwd=folder, env=env,
-                                                           stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                module,
+                cwd=folder,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
             run.process = process
             output, _ = await process.communicate()
             run.output, run.exit_code = output.decode("utf-8", errors="replace"), process.returncode

@@ -23,9 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -151,10 +152,8 @@ def terminate(pids: list[int], grace_seconds: float = 2.0, kill_wait_seconds: fl
     of the session is kept anyway."""
     for sig, wait_seconds in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, kill_wait_seconds)):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
             time.sleep(0.2)
@@ -186,8 +185,15 @@ class RayHead:
     """One ``ray start --head`` on 127.0.0.1 with free ports and its own temp dir, owned by this process:
     ``stop()`` ends its processes only (never ``ray stop``, which would end every Ray of the machine)."""
 
-    def __init__(self, temp_dir: Path, python_bin_dir: Path, resources: RayResources, start_timeout: float,
-                 *, remove_temp_dir: bool = False) -> None:
+    def __init__(
+        self,
+        temp_dir: Path,
+        python_bin_dir: Path,
+        resources: RayResources,
+        start_timeout: float,
+        *,
+        remove_temp_dir: bool = False,
+    ) -> None:
         self.temp_dir = temp_dir
         self.remove_temp_dir = remove_temp_dir
         self.python_bin_dir = python_bin_dir
@@ -202,7 +208,9 @@ class RayHead:
     def command(self) -> list[str]:
         ports = self.ports
         command = [
-            str(self.python_bin_dir / "ray"), "start", "--head",
+            str(self.python_bin_dir / "ray"),
+            "start",
+            "--head",
             "--node-ip-address=127.0.0.1",
             f"--port={ports.gcs}",
             "--dashboard-host=127.0.0.1",
@@ -223,8 +231,13 @@ class RayHead:
 
     def start(self) -> None:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(self.command(), env=ray_environment(self.python_bin_dir), capture_output=True, text=True,
-                                timeout=self.start_timeout)
+        result = subprocess.run(
+            self.command(),
+            env=ray_environment(self.python_bin_dir),
+            capture_output=True,
+            text=True,
+            timeout=self.start_timeout,
+        )
         if result.returncode != 0:
             self.stop()
             log.warning("ray start failed (%s):\n%s", result.returncode, result.stderr[-4000:])
@@ -244,7 +257,7 @@ async def wait_for_dashboard(url: str, timeout: float) -> None:
                 async with session.get(f"{url}/api/version", timeout=aiohttp.ClientTimeout(total=5)) as resp:
                     if resp.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             if time.monotonic() > deadline:
                 raise BackendError(f"the Ray dashboard at {url} did not come up")
@@ -308,8 +321,9 @@ class LocalRayBackend:
             if self.dashboard_url in self._clients:
                 return
             if not self._attached_url:
-                head = RayHead(self.work_dir / "ray", self.python_bin_dir, RayResources(num_cpus=self.num_cpus),
-                               self.start_timeout)
+                head = RayHead(
+                    self.work_dir / "ray", self.python_bin_dir, RayResources(num_cpus=self.num_cpus), self.start_timeout
+                )
                 await asyncio.to_thread(head.start)
                 self._shared_head = head
             try:
@@ -358,12 +372,20 @@ class LocalRayBackend:
         head, notices = None, ()
         if request.dedicated_resources is not None:
             head = await self._ensure_dedicated_head(request.key, request.dedicated_resources)
-            notices = (BackendNotice("Normal", "LocalDedicatedRay", "Local control plane: rayStartParams declare GPUs "
-                                     f"or custom resources, so this cluster runs on a Ray of its own with "
-                                     f"{_describe_resources(request.dedicated_resources)} (logical resources)"),)
+            notices = (
+                BackendNotice(
+                    "Normal",
+                    "LocalDedicatedRay",
+                    "Local control plane: rayStartParams declare GPUs "
+                    f"or custom resources, so this cluster runs on a Ray of its own with "
+                    f"{_describe_resources(request.dedicated_resources)} (logical resources)",
+                ),
+            )
         warnings: tuple[str, ...] = ()
         if request.ray_version and request.ray_version != self.ray_version:
-            warnings = (f"rayVersion {request.ray_version} differs from the local Ray {self.ray_version}; running on the local Ray",)
+            warnings = (
+                f"rayVersion {request.ray_version} differs from the local Ray {self.ray_version}; running on the local Ray",
+            )
         return ClusterEndpoints(urls=self._urls_of(head), pod_ip="127.0.0.1", warnings=warnings, notices=notices)
 
     async def _ensure_dedicated_head(self, key: str, resources: RayResources) -> RayHead:
@@ -446,7 +468,7 @@ class LocalRayBackend:
             try:
                 await asyncio.to_thread(client.delete_job, job_id)
                 return
-            except Exception as exc:  # noqa: BLE001 - not terminal yet: wait for the stop to land
+            except Exception as exc:
                 if is_not_found(exc):
                     return
             await asyncio.sleep(0.5)
@@ -521,19 +543,21 @@ class LocalRayBackend:
                 notices += adapted.notices
             applications.append(app)
         body["applications"] = applications
-        async with aiohttp.ClientSession() as session:
-            async with session.put(f"{self._dashboard_of(namespace, cluster)}/api/serve/applications/", json=body) as resp:
-                if resp.status >= 300:
-                    raise BackendError(f"Serve config refused ({resp.status}): {(await resp.text())[:2000]}")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(f"{self._dashboard_of(namespace, cluster)}/api/serve/applications/", json=body) as resp,
+        ):
+            if resp.status >= 300:
+                raise BackendError(f"Serve config refused ({resp.status}): {(await resp.text())[:2000]}")
         return tuple(notices)
 
     async def serve_status(self, namespace: str, cluster: str) -> Mapping[str, Any]:
         await self.start()
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{self._dashboard_of(namespace, cluster)}/api/serve/applications/") as resp:
-                if resp.status >= 300:
-                    raise BackendError(f"Serve status unavailable ({resp.status})")
-                data = await resp.json()
+        url = f"{self._dashboard_of(namespace, cluster)}/api/serve/applications/"
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            if resp.status >= 300:
+                raise BackendError(f"Serve status unavailable ({resp.status})")
+            data = await resp.json()
         return data.get("applications") or {}
 
 

@@ -22,9 +22,10 @@ import copy
 import importlib.metadata
 import logging
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion
@@ -151,8 +152,11 @@ def _skip_satisfied(field: str, value: Any, installed: InstalledVersion) -> tupl
     split = _split(lines, installed)
     notices = []
     if split.satisfied:
-        notices.append(_warning(f"{field}: already satisfied by the local environment, not installed: "
-                                f"{_describe(split.satisfied)}"))
+        notices.append(
+            _warning(
+                f"{field}: already satisfied by the local environment, not installed: {_describe(split.satisfied)}"
+            )
+        )
     if split.kept:
         notices.append(_installing(field, _describe(split.kept)))
         return _with_lines(value, split.kept), notices
@@ -164,12 +168,19 @@ def _warning(message: str) -> BackendNotice:
 
 
 def _installing(field: str, what: str) -> BackendNotice:
-    return BackendNotice("Normal", NOTICE_REASON, f"Local control plane: {field}: Ray installs {what} in a "
-                         "per-job environment (the first build of a list can take a minute)")
+    return BackendNotice(
+        "Normal",
+        NOTICE_REASON,
+        f"Local control plane: {field}: Ray installs {what} in a "
+        "per-job environment (the first build of a list can take a minute)",
+    )
 
 
-def adapt_runtime_env(runtime_env: Mapping[str, Any] | None, policy: PackagePolicy = DEFAULT_PACKAGE_POLICY,
-                      installed: InstalledVersion = installed_version) -> AdaptedRuntimeEnv:
+def adapt_runtime_env(
+    runtime_env: Mapping[str, Any] | None,
+    policy: PackagePolicy = DEFAULT_PACKAGE_POLICY,
+    installed: InstalledVersion = installed_version,
+) -> AdaptedRuntimeEnv:
     """``runtime_env`` with its package lists treated by ``policy``, and the notices saying how."""
     if not runtime_env or policy is PackagePolicy.INSTALL or not any(field in runtime_env for field in PACKAGE_FIELDS):
         return AdaptedRuntimeEnv(dict(runtime_env) if runtime_env else None)
@@ -179,8 +190,15 @@ def adapt_runtime_env(runtime_env: Mapping[str, Any] | None, policy: PackagePoli
         if field not in adapted:
             continue
         if policy is PackagePolicy.IGNORE:
-            value, field_notices = None, [_warning(f"{field} ignored (package policy 'ignore'), the job runs on the "
-                                                   f"local environment's packages: {adapted[field]}")]
+            value, field_notices = (
+                None,
+                [
+                    _warning(
+                        f"{field} ignored (package policy 'ignore'), the job runs on the "
+                        f"local environment's packages: {adapted[field]}"
+                    )
+                ],
+            )
         else:
             value, field_notices = _skip_satisfied(field, adapted[field], installed)
         if value is None:

@@ -7,8 +7,9 @@ KubeRay's samples mount their code from a ConfigMap (e.g. at /home/ray/samples) 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .base import ConfigMapMount
 
