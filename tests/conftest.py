@@ -45,6 +45,16 @@ def ray_dashboard_url(ray_backend) -> str:
     return ray_backend.dashboard_url
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller of an xdist run gives its workers a folder for their summary lines."""
+    from tests.support import summary
+
+    if "PYTEST_XDIST_WORKER" not in os.environ and summary.SUMMARY_DIR_VARIABLE not in os.environ:
+        import tempfile
+
+        os.environ[summary.SUMMARY_DIR_VARIABLE] = tempfile.mkdtemp(prefix="kuberay-test-summary-")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The counts long runs recorded (tests/support/summary.py): faults, crashes, RBAC use."""
     from tests.support import summary
