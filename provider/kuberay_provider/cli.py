@@ -41,7 +41,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             continue
         for obj in objects:
             checked += 1
-            meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            metadata = obj.get("metadata")
+            meta = metadata if isinstance(metadata, dict) else {}
             label = f"{obj.get('kind')}/{meta.get('name') or meta.get('generateName') or '?'}"
             errors = validate_manifest(obj, schemas)
             for error in errors:

@@ -36,7 +36,7 @@ import pytest
 
 from kuberay_provider.airflow.links import HELP_PATH, dashboard_link
 from kuberay_provider.core.dashboard_links import DashboardTarget
-from kuberay_provider.local.ray_backend.local import free_port
+from kuberay_provider.local.ray_backend.ray_head import free_port
 from tests.support.airflow_runs import load_dag, task_instance
 
 pytestmark = pytest.mark.ray

@@ -22,7 +22,7 @@ import pytest
 from airflow.sdk import DAG, task
 
 from kuberay_provider.airflow import get_provider_info
-from kuberay_provider.airflow.decorators.kuberay import _KubeRayDecoratedOperator
+from kuberay_provider.airflow.decorators.kuberay import KubeRayDecoratedOperator
 from kuberay_provider.airflow.operators.rayjob import run_identity
 from kuberay_provider.core.function_keys import SECRET_ENV, TryKey
 from kuberay_provider.core.function_runs import DEFAULT_FUNCTION_CLEANUP
@@ -50,13 +50,12 @@ def test_a_decorated_function_becomes_a_rayjob_task_that_ships_it() -> None:
 
         double(21)
     operator = dag.get_task("double")
-    assert isinstance(operator, _KubeRayDecoratedOperator) and operator.submit_via == "sdk"
+    assert isinstance(operator, KubeRayDecoratedOperator) and operator.submit_via == "sdk"
     assert {"op_args", "op_kwargs", "result_path", "queue_name"} <= set(operator.template_fields)
     with shipped(
         FunctionCall(operator.python_callable, (21,)), TryKey.derive(RunIdentity("deco", "double", "r"), 1, b"s" * 16)
     ) as shipment:
-        operator._shipment = shipment
-        request = operator.build_request({"ti": FakeTaskInstance(dag_id="deco", task_id="double")})
+        request = operator.build_request({"ti": FakeTaskInstance(dag_id="deco", task_id="double")}, shipment)
         submission = request.submission()
     assert submission.entrypoint == shipment.entrypoint and submission.runtime_env["py_modules"] == [shipment.folder]
     assert submission.runtime_env["env_vars"] == {"A": "1"}

@@ -11,7 +11,7 @@ from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "provider" / "kuberay_provider"
 MAX_MODULE_LINES = 400
-# A suppression names its codes, then says why: "# noqa: F401 - re-exported", "# type: ignore[misc]  # why".
+# A suppression names its codes, then says why (see the examples in the rule's own test below).
 SUPPRESSION = re.compile(r"#\s*(noqa|type:\s*ignore)\b(?P<codes>(:\s*[A-Z0-9, ]+|\[[a-z0-9\-, ]+\])?)(?P<rest>.*)$")
 
 
@@ -50,7 +50,9 @@ def test_every_suppression_names_its_codes_and_says_why() -> None:
             reason = found["rest"].strip(" #-–:()")
             if not found["codes"] or len(reason) < 4:
                 bare.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
-    assert bare == [], "write the codes and a reason on the line, e.g. '# type: ignore[misc]  # Airflow's stub is wrong'"
+    assert bare == [], (
+        "write the codes and a reason on the line, e.g. '# type: ignore[misc]  # Airflow's stub is wrong'"
+    )
 
 
 def test_the_suppression_rule_reads_what_it_should() -> None:

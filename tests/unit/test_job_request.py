@@ -1,13 +1,14 @@
-"""core.job_request and the small pieces the adapters share: RayJobRequest, LineBuffer, state payloads."""
+"""core.job_request and the small pieces the adapters share: RayJobRequest, ReceivedLog, state payloads."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
-from kuberay_provider.core.log_follower import LineBuffer, tail_lines
+from kuberay_provider.core.job_request import RayJobRequest, RunIdentity, RunMode
+from kuberay_provider.core.log_follower import ReceivedLog, tail_lines
 from kuberay_provider.core.status import RayJobState, WaitTarget, state_from_payload, state_to_payload
 
 IDENTITY = RunIdentity("dag", "task", "run-1")
@@ -59,7 +60,7 @@ def test_sdk_submission_needs_an_entrypoint():
 
 
 def test_line_buffer_keeps_whole_lines_and_a_tail():
-    buffer = LineBuffer(keep=2)
+    buffer = ReceivedLog(keep=2)
     assert buffer.feed("a\nb") == ["a"]
     assert buffer.feed("c\nd\n") == ["bc", "d"]
     assert buffer.feed("e") == [] and buffer.flush() == ["e"]
@@ -113,3 +114,26 @@ def test_a_cleared_task_submits_straight_to_a_head_under_a_new_id_and_a_retry_ke
         IDENTITY, submit_via="sdk", first_try_number=3, spec_params={"entrypoint": "python x.py"}
     )
     assert through_rayjob.submission_id == f"{through_rayjob.rayjob_name}-sdk"  # a new RayJob gives a new cluster
+
+
+@pytest.mark.parametrize(
+    "arguments, mode",
+    [
+        ({}, RunMode.OWN_CLUSTER),
+        ({"submit_via": "sdk"}, RunMode.INTERACTIVE),
+        ({"cluster_selector": "shared"}, RunMode.CLUSTER_SELECTOR),
+        ({"cluster_selector": {"ray.io/cluster": "shared"}, "submit_via": "sdk"}, RunMode.SELECTED_HEAD),
+        ({"head_service": "head-svc"}, RunMode.BARE_HEAD),
+        ({"volcano_job": "vj", "submit_via": "sdk"}, RunMode.BARE_HEAD),
+        ({"cluster_selector": ""}, RunMode.OWN_CLUSTER),  # an empty selector selects nothing
+    ],
+)
+def test_the_arguments_choose_one_run_mode(arguments: dict[str, Any], mode: RunMode):
+    request = RayJobRequest(IDENTITY, spec_params={"entrypoint": "python x.py"}, **arguments)
+    assert request.mode is mode
+    # The questions the runners ask are views of the mode.
+    assert request.runs_without_rayjob is (mode in (RunMode.SELECTED_HEAD, RunMode.BARE_HEAD))
+    assert request.submits_itself is (mode not in (RunMode.OWN_CLUSTER, RunMode.CLUSTER_SELECTOR))
+    assert request.on_bare_head is (mode is RunMode.BARE_HEAD)
+    interactive = request.manifest()["spec"].get("submissionMode") == "InteractiveMode"
+    assert interactive is (mode is RunMode.INTERACTIVE)

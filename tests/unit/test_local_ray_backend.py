@@ -167,7 +167,7 @@ async def test_local_ray_backend_runs_a_job_from_a_configmap(local_ray) -> None:
 
 def test_a_dedicated_head_advertises_the_declared_resources_on_loopback_ports(tmp_path: Path) -> None:
     from kuberay_provider.local.ray_backend import RayResources
-    from kuberay_provider.local.ray_backend.local import RayHead, ray_environment
+    from kuberay_provider.local.ray_backend.ray_head import RayHead, ray_environment
 
     head = RayHead(tmp_path, tmp_path, RayResources(num_cpus=4, num_gpus=0.5, custom={"resource1": 2}), 60)
     command = head.command()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kuberay_provider.core import log_follower
-from kuberay_provider.core.log_follower import CONTINUED, FollowedRayJob, JobLog, LineBuffer, LogFollower
+from kuberay_provider.core.log_follower import CONTINUED, FollowedRayJob, JobLog, LogFollower, ReceivedLog
 from kuberay_provider.core.ray_jobs import RayJobInfo
 from kuberay_provider.core.status import JobDeploymentStatus, JobStatus, RayJobState
 
@@ -185,7 +185,7 @@ async def test_a_tail_that_ends_while_the_job_runs_is_resumed_where_it_stopped()
 
 
 def test_carriage_returns_break_lines_and_crlf_is_one_break_even_across_chunks() -> None:
-    buffer = LineBuffer()
+    buffer = ReceivedLog()
     got = buffer.feed("\r 10%|#  |\r 50%|## |") + buffer.feed("\r100%|###|\r") + buffer.feed("\ndone\r\n\nnext")
     assert got == [" 10%|#  |", " 50%|## |", "100%|###|", "done", ""]
     assert buffer.flush() == ["next"]

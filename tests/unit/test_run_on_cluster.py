@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from kuberay_provider.core import job_runner, log_follower, ray_jobs
+from kuberay_provider.core import async_runner, job_runner, log_follower, ray_jobs
 from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
 from kuberay_provider.core.job_runner import RayJobRunner
 from kuberay_provider.core.lifecycle import RayJobTimeout
@@ -34,7 +34,7 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
         (log_follower, "RESUME_FIRST_SECONDS", 0.02),
         (log_follower, "RESUME_MAX_SECONDS", 0.1),
         (log_follower, "STATE_CHECK_SECONDS", 0.02),
-        (job_runner, "LOG_DRAIN_SECONDS", 1.0),
+        (async_runner, "LOG_DRAIN_SECONDS", 1.0),
     ]:
         monkeypatch.setattr(module, name, value)
 

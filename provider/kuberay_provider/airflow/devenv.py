@@ -50,7 +50,7 @@ def migrate_database(home: Path) -> None:
         marker.touch()
     from airflow import settings
 
-    settings.configure_orm()
+    settings.configure_orm()  # type: ignore[no-untyped-call]  # Airflow's settings module is not annotated
 
 
 def kuberay_connection_env(kubeconfig: Path, namespace: str = "default", conn_id: str = "kuberay_default") -> None:

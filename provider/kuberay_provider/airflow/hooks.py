@@ -18,7 +18,8 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 from airflow.sdk.log import mask_secret
 
-from kuberay_provider.airflow import CONN_TYPE, DEFAULT_CONN_ID
+from kuberay_provider.airflow import CONN_TYPE
+from kuberay_provider.airflow import DEFAULT_CONN_ID as DEFAULT_CONN_ID  # re-exported: the operators import it here
 from kuberay_provider.core.clusters import RayClusterLifecycle
 from kuberay_provider.core.dashboard import DashboardAccess
 from kuberay_provider.core.errors import ConfigurationError
@@ -53,6 +54,7 @@ class KubeRayConnection:
     """What the sync and the async hook share: the connection type and its KubeRay-only fields."""
 
     conn_name_attr = "kuberay_conn_id"
+    kuberay_conn_id: str | None  # set by each hook's __init__
     default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = "KubeRay"
@@ -170,6 +172,6 @@ class AsyncKubeRayHook(KubeRayConnection, AsyncKubernetesHook):
         """Load the connection's credentials into the client's Configuration again (after a 401).
         cncf.kubernetes reloads a kubeconfig with an exec plugin every time, so the plugin hands out a
         fresh token; any other it keeps as first loaded. Its ``_load_config`` is the one way in."""
-        await self._load_config()
+        await self._load_config()  # type: ignore[no-untyped-call]  # cncf.kubernetes leaves it unannotated
         if self.client_configuration is not None:
             mask_credentials(self.client_configuration)

@@ -51,7 +51,8 @@ def parent_job_env(context: Context) -> dict[str, str]:
         if not _enabled_for(conf, context.get("task")):
             return {}
         ti: Any = context["ti"]
-        parent = (macros.lineage_job_namespace(), macros.lineage_job_name(ti), macros.lineage_run_id(ti))
+        namespace = macros.lineage_job_namespace()  # type: ignore[no-untyped-call]  # the OpenLineage macro is unannotated
+        parent = (namespace, macros.lineage_job_name(ti), macros.lineage_run_id(ti))
         root = (_root_namespace(macros, ti), macros.lineage_root_job_name(ti), macros.lineage_root_run_id(ti))
     except Exception as exc:
         log.warning("OpenLineage parent run not passed to the Ray job: %s", exc)

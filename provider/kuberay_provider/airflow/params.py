@@ -70,13 +70,17 @@ class SecondsFields:
         seen_oids: set[int],
     ) -> None:
         # Hooked here rather than in render_template_fields: a mapped task is rendered through this method only.
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]  # a mixin: the operator base after it has the method
         if parent is self:
             for field in self.seconds_fields:
                 try:
                     setattr(self, field, seconds(getattr(self, field), field))
                 except ValueError as error:  # the same template renders the same way in a retry: fail without one
                     raise AirflowFailException(str(error)) from error
+
+    def rendered_seconds(self, field: str) -> float | None:
+        """A seconds field as the task uses it: rendered, a number (its declared type admits the template)."""
+        return seconds(getattr(self, field), field)
 
 
 def push_extra(operator: Any, context: Context, key: str, value: Any) -> None:

@@ -21,11 +21,11 @@ from kuberay_provider.airflow.triggers import (
     state_from_event,
 )
 from kuberay_provider.core.kube.watch import WatchEvent
-from kuberay_provider.core.rayservice_state import (
+from kuberay_provider.core.rayservice_state import RayServiceState
+from kuberay_provider.core.rayservice_wait import (
     SETTLE_SECONDS,
     RayServiceFailed,
     RayServiceGone,
-    RayServiceState,
     RayServiceTimeout,
     ServiceTracker,
     SyncWatcher,
@@ -113,7 +113,7 @@ class RayServiceSensor(BaseSensorOperator):
     XCom ``serve_endpoint``.
 
     It judges by the rule of the operator's wait and the trigger (``ServiceTracker`` in
-    ``core.rayservice_state``): the write that first shows a new generation still carries the applications'
+    ``core.rayservice_wait``): the write that first shows a new generation still carries the applications'
     statuses read before the new serve config was applied (KubeRay reads them, PUTs the config, then bumps
     ``observedGeneration``), so statuses are trusted only from a later write, or once a poke at least
     ``settle_seconds`` (5 s, more than KubeRay's 2 s resync) later finds the same write. It fails at once,

@@ -1,12 +1,18 @@
-"""The waiting step of ``RayJobLifecycle`` for asyncio code (deferrable triggers, async flows)."""
+"""Waiting for a RayJob (or any object a ``Tracker`` follows) by watch: the one implementation.
+
+It is async: deferrable triggers and async flows await it on their loop, with one shared watch per
+namespace (``core.kube.shared_watch.SharedWatches``) or a client's own; synchronous callers run it through
+``core.sync_bridge`` (``run_sync``, with ``ThreadedWatches`` over a synchronous client's watch).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from kuberay_provider.core.errors import KubeRayProviderError, WaitTimeout
 from kuberay_provider.core.kube.watch import S, Tracker, WatchEvent
-from kuberay_provider.core.lifecycle import StateTracker
 from kuberay_provider.core.resources import RAYJOB, RayKind
 from kuberay_provider.core.status import RayJobState, WaitTarget
 
@@ -15,13 +21,57 @@ if TYPE_CHECKING:
     from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 
 
+class RayJobTimeout(WaitTimeout[RayJobState]):
+    """The RayJob did not reach the awaited state in time. Carries the last state seen."""
+
+
+class AdmissionTimeout(RayJobTimeout):
+    """Kueue did not admit the RayJob in time (it was still suspended on its queue)."""
+
+
 class ObjectWatcher(Protocol):
-    """Where waits get one object's events: an ``AsyncRayObjectsClient`` (its own watch) or a
-    ``core.kube.shared_watch.SharedWatches`` (one watch per namespace shared by all waiters)."""
+    """Where waits get one object's events: an ``AsyncRayObjectsClient`` (its own watch), a
+    ``core.kube.shared_watch.SharedWatches`` (one watch per namespace shared by all waiters) or a
+    synchronous client's (``core.sync_bridge.ThreadedWatches``)."""
 
     def watch(
         self, kind: RayKind, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None
     ) -> AsyncIterator[WatchEvent]: ...
+
+
+class StateTracker:
+    """One RayJob's events in, the state that satisfies ``until`` out (None while still waiting)."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        until: Callable[[RayJobState], bool],
+        timeout: float | None = None,
+        on_change: Callable[[RayJobState], None] | None = None,
+    ) -> None:
+        self.namespace, self.name, self.until, self.timeout, self.on_change = namespace, name, until, timeout, on_change
+        self.last: RayJobState | None = None
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    def observe(self, event: WatchEvent) -> RayJobState | None:
+        if event.type == "DELETED":
+            raise KubeRayProviderError(f"RayJob {self.namespace}/{self.name} was deleted while being waited on")
+        state = RayJobState.from_object(event.object)
+        if self.last is None or _changed(self.last, state):
+            if self.on_change:
+                self.on_change(state)
+            self.last = state
+        if self.until(state):
+            return state
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise self.timed_out()
+        return None
+
+    def timed_out(self) -> RayJobTimeout:
+        return RayJobTimeout(
+            f"RayJob {self.namespace}/{self.name} did not reach the awaited state within {self.timeout} s", self.last
+        )
 
 
 async def wait_for_rayjob(
@@ -39,9 +89,14 @@ async def wait_for_rayjob(
 
 async def wait_tracked(kube: ObjectWatcher, kind: RayKind, tracker: Tracker[S]) -> S:
     """Await what ``tracker`` waits for by watching its object; its timeout error after ``tracker.timeout`` s."""
-    async for event in kube.watch(kind, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout):
-        if (done := tracker.observe(event)) is not None:
-            return done
+    events = kube.watch(kind, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout)
+    try:
+        async for event in events:
+            if (done := tracker.observe(event)) is not None:
+                return done
+    finally:
+        if (close := getattr(events, "aclose", None)) is not None:
+            await close()  # now, not when collected: the watch's connection (or thread) goes with it
     raise tracker.timed_out()
 
 
@@ -58,3 +113,7 @@ async def wait_until_gone(
         if event.type == "DELETED":
             return None
     return current
+
+
+def _changed(before: RayJobState, after: RayJobState) -> bool:
+    return before.describe() != after.describe()

@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from kuberay_provider.core.dashboard import raycluster_head_service
-from kuberay_provider.core.errors import FieldError, KubeRayProviderError, NameTakenError, ValidationError
+from kuberay_provider.core.errors import FieldError, KubeRayProviderError, NameTakenError, ValidationError, WaitTimeout
 from kuberay_provider.core.job_request import RunIdentity
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
 from kuberay_provider.core.kube.watch import WatchEvent
@@ -35,19 +35,13 @@ from kuberay_provider.core.naming import (
 from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.spec import build_manifest
-from kuberay_provider.core.status import ClusterState, _enum_or_raw
+from kuberay_provider.core.status import ClusterState, enum_or_raw
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 log = logging.getLogger(__name__)
 
 DELETION_TIMEOUT = 300.0
 HEAD_POD_READY = "HeadPodReady"
-
-
-class RayClusterTimeout(KubeRayProviderError):
-    def __init__(self, message: str, state: RayClusterState | None) -> None:
-        super().__init__(message)
-        self.state = state
 
 
 class RayClusterGone(KubeRayProviderError):
@@ -135,7 +129,7 @@ class RayClusterState:
         return cls(
             namespace=str(metadata.get("namespace", "")),
             name=str(metadata.get("name", "")),
-            state=_enum_or_raw(ClusterState, status.get("state")),
+            state=enum_or_raw(ClusterState, status.get("state")),
             reason=str(status.get("reason") or (head_ready or {}).get("message") or ""),
             head_pod_ready=(head_ready or {}).get("status") == "True",
             ready_workers=int(status.get("readyWorkerReplicas") or 0),
@@ -170,6 +164,10 @@ class RayClusterState:
         if self.held_by_kueue:
             return f"{text} queued for admission on Kueue LocalQueue {self.queue_name!r}"
         return f"{text} ({self.reason})" if self.reason and not self.is_ready else text
+
+
+class RayClusterTimeout(WaitTimeout[RayClusterState]):
+    """The RayCluster did not reach the awaited state (or was not gone) in time; ``state`` is the last seen."""
 
 
 class ClusterTarget(str, Enum):
@@ -225,7 +223,10 @@ class ClusterTracker:
 
     def timed_out(self) -> RayClusterTimeout:
         return RayClusterTimeout(
-            f"RayCluster {self.namespace}/{self.name}: waited {self.timeout} s for it {self.target.awaited}", self.last
+            f"RayCluster {self.namespace}/{self.name}: waited {self.timeout} s for it {self.target.awaited}",
+            self.last,
+            subject=f"RayCluster {self.namespace}/{self.name}",
+            timeout=self.timeout,
         )
 
 
@@ -322,7 +323,7 @@ class RayClusterLifecycle:
                 object_name=f"RayCluster {namespace}/{name}",
             )
         # The test op makes the replace fail rather than touch another group if the list changed meanwhile.
-        patch = [
+        patch: list[dict[str, Any]] = [
             {"op": "test", "path": f"/spec/workerGroupSpecs/{index}/groupName", "value": group},
             {"op": "replace", "path": f"/spec/workerGroupSpecs/{index}/replicas", "value": replicas},
         ]
@@ -349,7 +350,10 @@ class RayClusterLifecycle:
             return False
         if wait and (left := wait_until_gone(self.kube, RAYCLUSTER, namespace, name, timeout)) is not None:
             raise RayClusterTimeout(
-                f"RayCluster {namespace}/{name} was not gone within {timeout} s", RayClusterState.from_object(left)
+                f"RayCluster {namespace}/{name} was not gone within {timeout} s",
+                RayClusterState.from_object(left),
+                subject=f"RayCluster {namespace}/{name}",
+                timeout=timeout,
             )
         return True
 

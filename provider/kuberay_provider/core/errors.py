@@ -9,6 +9,9 @@ Which errors a retry cannot fix is decided here, once, by type: every such error
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+StateT = TypeVar("StateT")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,23 @@ class FieldError:
 
 class KubeRayProviderError(Exception):
     """Base class of every error the provider raises on purpose."""
+
+
+class WaitTimeout(KubeRayProviderError, Generic[StateT]):
+    """A wait ran out of time; a retry may well see it through (a longer timeout lets it).
+
+    ``state``: the last state seen of what was waited on (None when none was seen); ``subject``: what was
+    waited on, e.g. "RayCluster ns/name" ("" when the raiser did not say); ``timeout``: the seconds waited
+    (None when not known).
+    """
+
+    def __init__(
+        self, message: str, state: StateT | None = None, *, subject: str = "", timeout: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.state = state
+        self.subject = subject
+        self.timeout = timeout
 
 
 class PermanentError(KubeRayProviderError):

@@ -8,6 +8,8 @@ calls it, and prints one marker line authenticated with the key: the result (pic
 it was written to, or the error with its traceback as text. The task believes no other marker line.
 """
 
+from __future__ import annotations  # the cluster's Python may be older than the provider's
+
 import base64
 import hashlib
 import hmac
@@ -16,13 +18,15 @@ import os
 import pickle
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIGEST = os.path.basename(HERE).rsplit("_", 1)[-1]  # the package is kuberay_fn_<digest>
 MAC_CONTEXT = b"kuberay-function-marker/v1"  # as core.function_keys.TryKey.mac
 
 
-def read_key():
+def read_key() -> bytes:
     try:
         with open(os.path.join(HERE, "key")) as stream:
             return bytes.fromhex(stream.read().strip())
@@ -32,7 +36,7 @@ def read_key():
         sys.exit(1)
 
 
-def emit(meta, key, kind, data):
+def emit(meta: dict[str, Any], key: bytes, kind: str, data: bytes) -> None:
     # One line, flushed: the task reads it back from the job's log and checks its authenticator first.
     encoded = base64.b64encode(data).decode("ascii")
     message = b"\n".join((MAC_CONTEXT, DIGEST.encode(), kind.encode(), encoded.encode("ascii")))
@@ -41,13 +45,13 @@ def emit(meta, key, kind, data):
     sys.stdout.flush()
 
 
-def fail(meta, key, kind, message, trace=""):
+def fail(meta: dict[str, Any], key: bytes, kind: str, message: str, trace: str = "") -> NoReturn:
     error = {"type": kind, "module": "", "message": message, "traceback": trace}
     emit(meta, key, "error", json.dumps(error).encode("utf-8"))
     sys.exit(1)
 
 
-def write_result(path, data):
+def write_result(path: str, data: bytes) -> None:
     if "://" in path:
         import fsspec  # only for remote paths (s3://, gs://...); the cluster's image must have it
 
@@ -59,7 +63,7 @@ def write_result(path, data):
         stream.write(data)
 
 
-def encode(meta, key, result):
+def encode(meta: dict[str, Any], key: bytes, result: object) -> tuple[str, bytes]:
     """(marker kind, bytes) of the result in the format the task asked for."""
     if meta.get("result_format") == "json":
         try:
@@ -74,13 +78,14 @@ def encode(meta, key, result):
             )
     import ray.cloudpickle
 
-    return "result", ray.cloudpickle.dumps(result)
+    dumps: Callable[[object], bytes] = ray.cloudpickle.dumps  # ray.cloudpickle has no annotations
+    return "result", dumps(result)
 
 
-def main():
+def main() -> None:
     key = read_key()
     with open(os.path.join(HERE, "meta.json")) as stream:
-        meta = json.load(stream)
+        meta: dict[str, Any] = json.load(stream)
     wanted, running = tuple(meta["python"]), tuple(sys.version_info[:2])
     if wanted != running:
         fail(

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from kuberay_provider.core.errors import ConfigurationError, KubeRayProviderError, PermanentError
@@ -96,15 +97,22 @@ class FunctionCall:
     def payload(self) -> bytes:
         import ray.cloudpickle as cloudpickle
 
+        # ray.cloudpickle has no annotations: these are the signatures used here.
+        dumps: Callable[[object], bytes] = cloudpickle.dumps
+        register_by_value: Callable[[ModuleType], None] = cloudpickle.register_pickle_by_value
+        unregister_by_value: Callable[[ModuleType], None] = cloudpickle.unregister_pickle_by_value
         module = sys.modules.get(getattr(self.function, "__module__", "") or "")
-        by_value = module is not None and module.__name__ not in ("__main__", "builtins") and not _is_installed(module)
-        if by_value:
-            cloudpickle.register_pickle_by_value(module)
+        user_module = (
+            module is not None and module.__name__ not in ("__main__", "builtins") and not _is_installed(module)
+        )
+        by_value = module if user_module else None
+        if by_value is not None:
+            register_by_value(by_value)
         try:
-            return cloudpickle.dumps((self.function, tuple(self.args), dict(self.kwargs)))
+            return dumps((self.function, tuple(self.args), dict(self.kwargs)))
         finally:
-            if by_value:
-                cloudpickle.unregister_pickle_by_value(module)
+            if by_value is not None:
+                unregister_by_value(by_value)
 
     def meta(self) -> dict[str, Any]:
         import ray

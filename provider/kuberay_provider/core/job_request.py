@@ -10,6 +10,8 @@ Three ways to run, chosen by the arguments:
 
 The RayJob's name and labels come from the run's identity (``core.naming``), so a retried try finds the
 RayJob its first try created instead of creating a second one.
+
+``RayJobRequest.mode`` (a ``RunMode``) names the way the arguments chose, once, for the code that runs it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,38 @@ RAYJOB_KEYWORDS = frozenset(RAYJOB_SPEC_FIELDS) | {"runtime_env"}
 class SubmitVia(str, Enum):
     KUBERAY = "kuberay"  # KubeRay's submitter (K8sJobMode by default, or the spec's submissionMode)
     SDK = "sdk"  # the provider, through the Ray Jobs SDK
+
+
+class RunMode(str, Enum):
+    """Where the job runs and who submits it: the one choice the request's arguments make."""
+
+    OWN_CLUSTER = "own_cluster"  # a RayJob with its own cluster; KubeRay submits
+    INTERACTIVE = "interactive"  # a RayJob with its own cluster in InteractiveMode; the provider submits
+    CLUSTER_SELECTOR = "cluster_selector"  # a RayJob with clusterSelector on an existing RayCluster; KubeRay submits
+    SELECTED_HEAD = "selected_head"  # straight to an existing RayCluster's head through the SDK; no RayJob
+    BARE_HEAD = "bare_head"  # straight to a Ray head no RayCluster describes (head_service / volcano_job)
+
+    @classmethod
+    def of(cls, submit_via: SubmitVia, *, selected: bool, bare_head: bool) -> RunMode:
+        if bare_head:
+            return cls.BARE_HEAD
+        if submit_via is SubmitVia.SDK:
+            return cls.SELECTED_HEAD if selected else cls.INTERACTIVE
+        return cls.CLUSTER_SELECTOR if selected else cls.OWN_CLUSTER
+
+    @property
+    def creates_rayjob(self) -> bool:
+        return self not in (RunMode.SELECTED_HEAD, RunMode.BARE_HEAD)
+
+    @property
+    def provider_submits(self) -> bool:
+        """The provider (not KubeRay) submits the Ray job, through the Ray Jobs SDK."""
+        return self in (RunMode.INTERACTIVE, RunMode.SELECTED_HEAD, RunMode.BARE_HEAD)
+
+    @property
+    def own_cluster(self) -> bool:
+        """The RayJob brings its own cluster (which its cleanup choice applies to)."""
+        return self in (RunMode.OWN_CLUSTER, RunMode.INTERACTIVE)
 
 
 @dataclass(frozen=True)
@@ -159,6 +193,7 @@ class RayJobRequest:
     # A cleanup choice the task applies itself once it has read the job's result (a shipped function's,
     # in the job's log); ``cleanup`` then only holds the cluster until that read (core.function_runs).
     cleanup_after_read: str | None = None
+    mode: RunMode = field(init=False, compare=False)  # computed from the arguments above
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.spec_params) - RAYJOB_KEYWORDS)
@@ -172,6 +207,15 @@ class RayJobRequest:
             raise ConfigurationError(
                 f"submit_via must be one of {', '.join(repr(v.value) for v in SubmitVia)}, got {self.submit_via!r}"
             ) from None
+        object.__setattr__(
+            self,
+            "mode",
+            RunMode.of(
+                SubmitVia(self.submit_via),
+                selected=self.selector is not None,
+                bare_head=bool(self.head_service or self.volcano_job),
+            ),
+        )
         for choice in (self.cleanup, self.cleanup_after_read):
             if choice is not None:
                 cleanup_spec_fields(choice)  # an unknown choice fails here, not at launch
@@ -179,7 +223,7 @@ class RayJobRequest:
             raise ConfigurationError(
                 "queue_name: Kueue admits a RayJob by unsuspending it, so it is created with suspend=True; drop suspend=False"
             )
-        if self.queue_name and self.submit_via is SubmitVia.SDK and not self.runs_without_rayjob:
+        if self.queue_name and self.mode is RunMode.INTERACTIVE:
             # KubeRay v1.7 on resume after a preemption: the status's job id is reset and a new cluster is
             # made, but spec.jobId still names the job we submitted to the old one, so the RayJob goes
             # Running on a job that does not exist there and waits forever (404s are silent in Interactive).
@@ -194,7 +238,7 @@ class RayJobRequest:
                     else "Let KubeRay submit (submit_via='kuberay', the default)"
                 )
             )
-        if self.ship_py_modules and not self.submits_itself:
+        if self.ship_py_modules and not self.mode.provider_submits:
             raise ConfigurationError("shipping a function needs the Ray Jobs SDK to upload it: submit_via='sdk'")
         if self.head_service and self.volcano_job:
             raise ConfigurationError("give head_service or volcano_job, not both: each names the Ray head to submit to")
@@ -229,20 +273,18 @@ class RayJobRequest:
     def selected_cluster(self) -> str | None:
         return (self.selector or {}).get(CLUSTER_SELECTOR_KEY)
 
+    # Read-only views of ``mode``, kept for the runners and the Prefect side, which still ask these questions.
     @property
     def on_bare_head(self) -> bool:
-        """A Ray head no RayCluster describes (``head_service`` / ``volcano_job``)."""
-        return bool(self.head_service or self.volcano_job)
+        return self.mode is RunMode.BARE_HEAD
 
     @property
     def runs_without_rayjob(self) -> bool:
-        """SDK submission straight to an existing head: nothing is created in Kubernetes."""
-        return self.on_bare_head or (self.submit_via is SubmitVia.SDK and self.selector is not None)
+        return not self.mode.creates_rayjob
 
     @property
     def submits_itself(self) -> bool:
-        """The provider (not KubeRay) submits the Ray job."""
-        return self.submit_via is SubmitVia.SDK or self.on_bare_head
+        return self.mode.provider_submits
 
     @property
     def result_in_log(self) -> bool:
@@ -255,7 +297,7 @@ class RayJobRequest:
         # Straight to a Ray head no RayJob carries the consumed mark, so a cleared task (Airflow begins a new
         # series of tries) submits under an id of its own and runs the job anew; a retry keeps the series'
         # id and re-attaches. Through a RayJob the mark decides, and the id stays as it was.
-        series = self.first_try_number if self.runs_without_rayjob else None
+        series = None if self.mode.creates_rayjob else self.first_try_number
         return submission_id(self.rayjob_name, series=series)
 
     @property
@@ -272,7 +314,7 @@ class RayJobRequest:
         params = dict(self.spec_params)
         if self.selector is not None:
             params["cluster_selector"] = self.selector
-        if self.submits_itself and not self.runs_without_rayjob:
+        if self.mode is RunMode.INTERACTIVE:
             params["submission_mode"] = SubmissionMode.INTERACTIVE.value
         labels = {**dict(self.labels), **scheduling_labels(self.queue_name, self.volcano_queue), **self.identity.labels}
         annotations = dict(self.annotations)

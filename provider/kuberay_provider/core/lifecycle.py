@@ -1,17 +1,20 @@
 """The life of one RayJob as a task sees it: validate, create or re-attach, wait, read logs, clean up.
 
 Orchestrator-neutral and synchronous; the Airflow and Prefect adapters (and their async triggers) call
-these steps and add only what their orchestrator needs.
+these steps and add only what their orchestrator needs. Waiting is ``core.async_lifecycle``'s, run here
+on a private event loop (``core.sync_bridge``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kuberay_provider.core.async_lifecycle import AdmissionTimeout as AdmissionTimeout
+from kuberay_provider.core.async_lifecycle import RayJobTimeout as RayJobTimeout
+from kuberay_provider.core.async_lifecycle import StateTracker, wait_tracked
 from kuberay_provider.core.dashboard import (
     DASHBOARD_PORT_NAME,
     DashboardAccess,
@@ -20,12 +23,11 @@ from kuberay_provider.core.dashboard import (
 )
 
 # ClusterNotFoundError, NameTakenError: defined with the other permanent errors, still importable from here.
-from kuberay_provider.core.errors import ClusterNotFoundError, KubeRayProviderError, NameTakenError, ValidationError
+from kuberay_provider.core.errors import ClusterNotFoundError, NameTakenError, ValidationError
 from kuberay_provider.core.function_keys import META_KEY_ID, META_TRY
 from kuberay_provider.core.job_request import JobSubmission
 from kuberay_provider.core.kube.errors import NotFoundError
-from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
-from kuberay_provider.core.kube.watch import WatchEvent
+from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
 from kuberay_provider.core.lineage import without_per_try_env
 from kuberay_provider.core.log_follower import tail_lines
 from kuberay_provider.core.naming import (
@@ -42,6 +44,7 @@ from kuberay_provider.core.naming import (
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import RayJobState
+from kuberay_provider.core.sync_bridge import ThreadedWatches, run_sync
 from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
 log = logging.getLogger(__name__)
@@ -51,18 +54,6 @@ DELETION_TIMEOUT = 120.0  # seconds a replaced RayJob (and, foreground, its clus
 # (core.lineage), which differ per try while the job does not.
 VOLATILE_SPEC_FIELDS = ("suspend", "jobId")
 PER_TRY_METADATA = (META_KEY_ID, META_TRY)
-
-
-class RayJobTimeout(KubeRayProviderError):
-    """The RayJob did not reach the awaited state in time. Carries the last state seen."""
-
-    def __init__(self, message: str, state: RayJobState | None) -> None:
-        super().__init__(message)
-        self.state = state
-
-
-class AdmissionTimeout(RayJobTimeout):
-    """Kueue did not admit the RayJob in time (it was still suspended on its queue)."""
 
 
 @dataclass
@@ -84,42 +75,6 @@ class Launch:
 def namespace_and_name(manifest: Mapping[str, Any]) -> tuple[str, str]:
     metadata = manifest.get("metadata") or {}
     return metadata.get("namespace") or "default", metadata["name"]
-
-
-class StateTracker:
-    """The part of waiting that sync and async watch loops share: one RayJob's events in, the state that
-    satisfies ``until`` out (None while still waiting)."""
-
-    def __init__(
-        self,
-        namespace: str,
-        name: str,
-        until: Callable[[RayJobState], bool],
-        timeout: float | None = None,
-        on_change: Callable[[RayJobState], None] | None = None,
-    ) -> None:
-        self.namespace, self.name, self.until, self.timeout, self.on_change = namespace, name, until, timeout, on_change
-        self.last: RayJobState | None = None
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-
-    def observe(self, event: WatchEvent) -> RayJobState | None:
-        if event.type == "DELETED":
-            raise KubeRayProviderError(f"RayJob {self.namespace}/{self.name} was deleted while being waited on")
-        state = RayJobState.from_object(event.object)
-        if self.last is None or _changed(self.last, state):
-            if self.on_change:
-                self.on_change(state)
-            self.last = state
-        if self.until(state):
-            return state
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            raise self.timed_out()
-        return None
-
-    def timed_out(self) -> RayJobTimeout:
-        return RayJobTimeout(
-            f"RayJob {self.namespace}/{self.name} did not reach the awaited state within {self.timeout} s", self.last
-        )
 
 
 @dataclass
@@ -223,7 +178,8 @@ class RayJobLifecycle:
         on_change: Callable[[RayJobState], None] | None = None,
     ) -> RayJobState:
         """Block until ``until(state)`` holds, following the RayJob by watch (no polling loop)."""
-        return wait_tracked(self.kube, RAYJOB, StateTracker(namespace, name, until, timeout, on_change))
+        tracker = StateTracker(namespace, name, until, timeout, on_change)
+        return run_sync(wait_tracked(ThreadedWatches(lambda: self.kube), RAYJOB, tracker))
 
     def head_service(self, state: RayJobState) -> str:
         """The service in front of the head of the cluster the RayJob runs on.
@@ -426,9 +382,5 @@ def is_failure_of_an_earlier_try(existing: Mapping[str, Any], wanted: Mapping[st
 
 
 def manifest_label(manifest: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), Mapping) else {}
+    metadata: Mapping[str, Any] = manifest["metadata"] if isinstance(manifest.get("metadata"), Mapping) else {}
     return metadata.get("namespace") or "default", metadata.get("name") or metadata.get("generateName") or "?"
-
-
-def _changed(before: RayJobState, after: RayJobState) -> bool:
-    return before.describe() != after.describe()

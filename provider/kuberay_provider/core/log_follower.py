@@ -12,8 +12,9 @@ names (``FollowedRayJob``), and copes with what the real KubeRay does:
 - A job that writes progress bars (``\r``, no ``\n``) or one endless line: ``\r`` breaks a line too, and
   a line longer than ``MAX_LINE_CHARS`` is handed on in pieces, so memory stays bounded.
 
-``LogFollower`` runs it on a thread of its own for synchronous callers (an Airflow worker blocking on the
-RayJob's watch); ``core.async_runner.AsyncLogStream`` runs it as a task on the caller's event loop.
+``JobLog.start`` runs it as a task beside the RayJob's wait on the same event loop (``core.async_runner``;
+sync callers reach that through ``core.sync_bridge``); ``LogFollower`` runs it on a thread of its own for a
+synchronous caller that blocks on something else meanwhile. What arrived is one ``ReceivedLog``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from kuberay_provider.core.functions import is_marker_line
 from kuberay_provider.core.ray_jobs import RayJobsClient
 from kuberay_provider.core.status import RayJobState
 
@@ -48,20 +49,26 @@ FEED_PIECE_CHARS = 1024 * 1024
 _BREAK = re.compile(r"\r\n|\r|\n")
 
 
-class LineBuffer:
-    """Turns a stream of chunks into whole lines and keeps the last ``keep`` of them (the log tail a
-    failed task reports, available even after the cluster, and with it the log, is gone).
+class ReceivedLog:
+    """What arrived of a Ray job's log, the one record every caller keeps and reports: how many characters
+    (``received``), the last ``keep`` lines (the tail a failed task reports, even after the cluster, and
+    with it the log, is gone) and the function marker lines (a shipped function's result, read back).
 
-    ``\n``, ``\r\n`` and a lone ``\r`` (a progress bar redrawing itself) each end a line; a ``\r`` that
-    ends nothing (at a line's start) is dropped. A partial line is cut at ``max_line`` characters."""
+    ``feed`` turns chunks into whole lines: ``\n``, ``\r\n`` and a lone ``\r`` (a progress bar redrawing
+    itself) each end a line; a ``\r`` that ends nothing (at a line's start) is dropped. A partial line is
+    handed on in pieces of ``max_line`` characters, so memory stays bounded."""
 
     def __init__(self, keep: int = 200, max_line: int = MAX_LINE_CHARS) -> None:
         self._partial = ""
         self._after_cr = False  # the last chunk ended in "\r": a "\n" starting the next one belongs to it
         self.max_line = max_line
+        self.received = 0
         self.last_lines: deque[str] = deque(maxlen=max(keep, 1))
+        self.markers: list[str] = []
 
     def feed(self, chunk: str) -> list[str]:
+        """The lines ``chunk`` completes (kept, and counted in ``received``)."""
+        self.received += len(chunk)
         if self._after_cr and chunk.startswith("\n"):
             chunk, self._after_cr = chunk[1:], False
         if chunk:
@@ -75,53 +82,45 @@ class LineBuffer:
             lines.append(text[start : start + self.max_line] + CONTINUED)
             start += self.max_line
         self._partial = text[start:]
-        self.last_lines.extend(lines)
+        self._keep(lines)
         return lines
 
     def flush(self) -> list[str]:
+        """The partial last line, if any, as a line of its own."""
         rest, self._partial = self._partial, ""
-        if rest:
-            self.last_lines.append(rest)
-            return [rest]
-        return []
+        lines = [rest] if rest else []
+        self._keep(lines)
+        return lines
 
-    def tail(self, lines: int) -> str:
+    def _keep(self, lines: list[str]) -> None:
+        self.last_lines.extend(lines)
+        self.markers.extend(line for line in lines if is_marker_line(line))
+
+    def tail(self, lines: int = 50) -> str:
         return "\n".join(list(self.last_lines)[-lines:]) if lines > 0 else ""
+
+    def to_payload(self, last_lines: str | None = None) -> dict[str, Any]:
+        """JSON-safe, for a stream that ran elsewhere (a deferred task's trigger); ``last_lines``: the tail as
+        it should travel (e.g. capped, markers shrunk), else the whole kept tail."""
+        return {
+            "received": self.received,
+            "last_lines": self.tail(len(self.last_lines)) if last_lines is None else last_lines,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any] | None) -> ReceivedLog | None:
+        if not payload:
+            return None
+        text = str(payload.get("last_lines") or "")
+        restored = cls(keep=max(text.count("\n") + 1, 1))
+        restored.received = int(payload.get("received") or 0)
+        restored._keep(text.rstrip("\n").splitlines())
+        return restored
 
 
 def tail_lines(text: str, lines: int) -> str:
     """The last ``lines`` lines of ``text`` ("" for none)."""
     return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if lines > 0 else ""
-
-
-class ReceivedLog(Protocol):
-    """What a finished task reports of a log stream: how much arrived, and its last lines."""
-
-    @property
-    def received(self) -> int: ...
-
-    def tail(self, lines: int = 50) -> str: ...
-
-
-@dataclass(frozen=True)
-class StreamedLog:
-    """What a log stream that ran elsewhere (a deferred task's trigger) delivered: how much, and its
-    last lines. It stands in for the follower in ``RayJobRunner.conclude``."""
-
-    received: int
-    last_lines: str
-
-    def tail(self, lines: int = 50) -> str:
-        return tail_lines(self.last_lines, lines)
-
-    def to_payload(self) -> dict[str, Any]:
-        return {"received": self.received, "last_lines": self.last_lines}
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any] | None) -> StreamedLog | None:
-        if not payload:
-            return None
-        return cls(int(payload.get("received") or 0), str(payload.get("last_lines") or ""))
 
 
 class FollowedRayJob:
@@ -159,17 +158,38 @@ JobsFor = Callable[["RayJobState | None"], RayJobsClient]  # the Jobs API of the
 
 
 class JobLog:
-    """What arrived of a Ray job's log: line by line into ``line_sink``, the last ``keep_lines`` lines
-    kept (the tail a failed task reports even after the cluster, and with it the log, is gone)."""
+    """Following a Ray job's log: each line into ``line_sink`` as it arrives, and all of it recorded in
+    ``received_log`` (``ReceivedLog``). ``stream`` is the one coroutine; ``start`` runs it as a task on the
+    running loop (``finish`` ends it), ``LogFollower`` on a private loop for synchronous callers."""
 
     def __init__(self, line_sink: Callable[[str], None] | None = None, keep_lines: int = 200) -> None:
         self.line_sink = line_sink
-        self.lines = LineBuffer(keep_lines)
-        self.received = 0
+        self.received_log = ReceivedLog(keep_lines)
         self.followed_ids: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def received(self) -> int:
+        return self.received_log.received
 
     def tail(self, lines: int = 50) -> str:
-        return self.lines.tail(lines)
+        return self.received_log.tail(lines)
+
+    def start(self, followed: FollowedRayJob, jobs_for: JobsFor) -> JobLog:
+        """``stream`` as a task on the running loop."""
+        self._task = asyncio.create_task(self.stream(followed, jobs_for), name=f"ray-log-{followed.job_id}")
+        return self
+
+    async def finish(self, drain_seconds: float) -> None:
+        """Give the started stream ``drain_seconds`` to deliver the job's last lines, then stop it."""
+        if self._task is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._task), drain_seconds)
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     def _deliver(self, lines: list[str]) -> None:
         if self.line_sink is not None:
@@ -177,11 +197,10 @@ class JobLog:
                 self.line_sink(line)
 
     def _feed(self, chunk: str) -> None:
-        self.received += len(chunk)
         # Ray may send one huge message (a long line without a newline): split in pieces, the lines of
         # one piece at a time are all that is held beside it.
         for at in range(0, len(chunk), FEED_PIECE_CHARS):
-            self._deliver(self.lines.feed(chunk[at : at + FEED_PIECE_CHARS]))
+            self._deliver(self.received_log.feed(chunk[at : at + FEED_PIECE_CHARS]))
 
     async def stream(self, followed: FollowedRayJob, jobs_for: JobsFor) -> None:
         """Follow the Ray job ``followed`` names, and the next one after a retry, until the RayJob ends."""
@@ -190,7 +209,7 @@ class JobLog:
                 job_id, state = followed.job_id, followed.state
                 if job_id and job_id not in self.followed_ids:
                     if self.followed_ids:
-                        self._deliver(self.lines.flush())
+                        self._deliver(self.received_log.flush())
                         self._deliver([f"--- KubeRay retried the RayJob: following its new Ray job {job_id} ---"])
                     self.followed_ids.append(job_id)
                     await self._follow_one(jobs_for, state, job_id, followed)
@@ -199,7 +218,7 @@ class JobLog:
                     return
                 await asyncio.sleep(STATE_CHECK_SECONDS)
         finally:
-            self._deliver(self.lines.flush())
+            self._deliver(self.received_log.flush())
 
     async def _follow_one(
         self, jobs_for: JobsFor, state: RayJobState | None, job_id: str, followed: FollowedRayJob
@@ -273,8 +292,8 @@ class JobLog:
 
 
 class LogFollower:
-    """``JobLog.stream`` on a thread and event loop of its own, for synchronous callers: the caller keeps
-    blocking on the RayJob's watch and passes each state to ``followed.update``."""
+    """``JobLog.stream`` for a synchronous caller that blocks on something else meanwhile: on a thread and
+    a private event loop of its own. The caller passes each state it sees to ``followed.update``."""
 
     def __init__(
         self,
@@ -284,8 +303,7 @@ class LogFollower:
         line_sink: Callable[[str], None] | None = None,
         keep_lines: int = 200,
     ) -> None:
-        self.jobs_for = jobs_for
-        self.followed = followed
+        self.jobs_for, self.followed = jobs_for, followed
         self.log = JobLog(line_sink, keep_lines)
         self._thread = threading.Thread(target=self._run, name=f"ray-log-{followed.job_id}", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -294,6 +312,9 @@ class LogFollower:
     @property
     def received(self) -> int:
         return self.log.received
+
+    def tail(self, lines: int = 50) -> str:
+        return self.log.tail(lines)
 
     def start(self) -> LogFollower:
         self._thread.start()
@@ -308,9 +329,6 @@ class LogFollower:
             pass
         finally:
             self._loop.close()
-
-    def tail(self, lines: int = 50) -> str:
-        return self.log.tail(lines)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the stream to end by itself (the RayJob finished); True if it did."""

@@ -7,7 +7,7 @@ KubeRay knows (and every field a newer KubeRay adds) passes through without a mo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,14 @@ def ray_objects(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [doc for doc in documents if kind_of(doc) is not None]
 
 
-def load_manifest(source: str | Path | dict[str, Any], *, kind: str | None = None) -> dict[str, Any]:
+def load_manifest(source: str | Path | Mapping[str, Any], *, kind: str | None = None) -> dict[str, Any]:
     """Exactly one Ray object from a dict, a file path, or YAML/JSON text.
 
     With ``kind``, the object must be of that kind. A file holding other kinds beside it (a ConfigMap
     with the job's code, as KubeRay's samples have) is fine; two Ray objects of the kind is an error.
     """
-    if isinstance(source, dict):
-        documents = [source]
+    if isinstance(source, Mapping):
+        documents = [source if isinstance(source, dict) else dict(source)]  # a dict comes back as it is
         origin = "manifest"
     elif isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and _looks_like_path(source)):
         documents = load_documents(source)

@@ -17,8 +17,13 @@ from typing import Any
 
 from kuberay_provider.core.errors import ConfigurationError
 
+# KubeRay's name limits, the one place the provider's names and its validation (core/validation) read them.
 MAX_RAYJOB_NAME = 47
 MAX_RAYCLUSTER_NAME = 53
+# A RayService's RayCluster is also named "<name>-<5 chars>" (utils.MaxRayServiceNameLength).
+MAX_RAYSERVICE_NAME = MAX_RAYJOB_NAME
+# Kubernetes' own limits (k8s.io/apimachinery/pkg/util/validation).
+MAX_DNS_LABEL = 63
 MAX_LABEL_VALUE = 63
 _HASH_CHARS = 10  # 40 bits: a collision needs ~10^6 distinct runs of one task to become likely
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
@@ -51,7 +56,7 @@ ANNOTATION_CONSUMED_BY_TRY = "kuberay-provider.io/consumed-by-try"
 ANNOTATION_SPEC_DIGEST = "kuberay-provider.io/spec-digest"
 
 
-def is_dns1035_label(name: str, max_length: int = 63) -> bool:
+def is_dns1035_label(name: str, max_length: int = MAX_DNS_LABEL) -> bool:
     return len(name) <= max_length and bool(_DNS_1035.match(name))
 
 

@@ -14,20 +14,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import tenacity
 
+from kuberay_provider.core.dashboard_secrets import REFUSAL, refusal_hint, strip_secrets
 from kuberay_provider.core.errors import KubeRayProviderError
 from kuberay_provider.core.jobs_api_errors import JobsApiError, KeepsStatusCode, is_not_found
-from kuberay_provider.core.kube.api_requests import Target
-from kuberay_provider.core.kube.errors import missing_permission
 from kuberay_provider.core.kube.proxy import HeaderSource, ProxyConnection
 from kuberay_provider.core.status import JobStatus
 
@@ -37,18 +35,6 @@ if TYPE_CHECKING:
     from ray.job_submission import JobDetails, JobSubmissionClient
 
 log = logging.getLogger(__name__)
-
-_SECRET_HEADERS = {
-    "authorization",
-    "cookie",
-    "x-api-key",
-    "proxy-authorization",
-    "x-ray-authorization",
-}  # stripped from error text
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")  # any request's token in error text: the API server's changes
-# Ray words an HTTP refusal "Request failed with status code 403: ..." (requests: "403 Client Error: ...").
-_REFUSAL = re.compile(r"status code (401|403)\b|\b(401|403) Client Error")
-_PROXY_NAMESPACE = re.compile(r"/api/v1/namespaces/([^/]+)/services/[^/]+/proxy")
 
 # (connect, read) seconds of every REST call; the read timeout is per socket read, not for a whole
 # (possibly large) log download.
@@ -108,9 +94,8 @@ def _client_cert_client_class() -> type[JobSubmissionClient]:
     import ray.exceptions
     from ray.job_submission import JobSubmissionClient
 
-    class ClientCertJobSubmissionClient(
-        KeepsStatusCode, JobSubmissionClient
-    ):  # KeepsStatusCode: 404 read from the status
+    # KeepsStatusCode: 404 read from the status
+    class ClientCertJobSubmissionClient(KeepsStatusCode, JobSubmissionClient):
         def __init__(
             self,
             *args: Any,
@@ -120,13 +105,14 @@ def _client_cert_client_class() -> type[JobSubmissionClient]:
         ) -> None:
             self._client_cert, self._credentials = client_cert, credentials
             super().__init__(*args, **kwargs)
-            if client_cert and self._ssl_context is not False:
-                context = self._ssl_context or ssl.create_default_context()
+            current: Any = self._ssl_context  # Ray's stubs say SSLContext; verify=False makes it False
+            if client_cert and current is not False:
+                context = current or ssl.create_default_context()
                 certfile, keyfile = client_cert if isinstance(client_cert, tuple) else (client_cert, None)
                 context.load_cert_chain(certfile, keyfile)
                 self._ssl_context = context
 
-        def _do_request(self, method: str, endpoint: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+        def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
             if self._client_cert:
                 kwargs.setdefault("cert", self._client_cert)
             kwargs.setdefault("timeout", REQUEST_TIMEOUT)  # Ray passes none: a silent server would block forever
@@ -135,9 +121,8 @@ def _client_cert_client_class() -> type[JobSubmissionClient]:
             try:
                 return super()._do_request(method, endpoint, **kwargs)
             except getattr(ray.exceptions, "AuthenticationError", ()) as refused:  # Ray >= 2.52, for any 401 / 403:
-                text = str(
-                    refused
-                )  # "Authentication required: <body>" + advice on Ray's token auth; as any other answer
+                # "Authentication required: <body>" + advice on Ray's token auth; as any other answer
+                text = str(refused)
                 raise JobsApiError(
                     401 if text.startswith("Authentication required") else 403,
                     text.split(": ", 1)[-1].split("\n\n", 1)[0],
@@ -159,37 +144,8 @@ def _default_client(endpoint: DashboardEndpoint) -> JobSubmissionClient:
             credentials=endpoint.credentials,
         )
     except (OSError, RuntimeError) as exc:  # OSError: requests' HTTPError from the version check, refused connections
-        reason = _strip_secrets(str(exc), endpoint) + _refusal_hint(str(exc), endpoint, "GET")
+        reason = strip_secrets(str(exc), endpoint) + refusal_hint(str(exc), endpoint, "GET")
         raise RayJobsError(f"cannot reach the Ray dashboard at {endpoint.url}: {reason}") from exc
-
-
-def _refusal_hint(text: str, endpoint: DashboardEndpoint, method: str) -> str:
-    """What a 401/403 means here. Through the service proxy the API server refuses, so name the RBAC rule."""
-    found = _REFUSAL.search(text)
-    if found is None:
-        return ""
-    code = found.group(1) or found.group(2)
-    proxied = _PROXY_NAMESPACE.search(endpoint.url)
-    if code == "401":
-        who = "the Kubernetes API server" if proxied else "the Ray dashboard"
-        return f" ({who} rejected the credentials: the token is missing, invalid or expired)"
-    if proxied is None:
-        return " (the Ray dashboard refused these credentials; check the headers of the dashboard connection)"
-    namespace = proxied.group(1)
-    rule = missing_permission(Target("get" if method == "GET" else "create", "services/proxy", namespace))
-    return (
-        f" (the API server refused the service proxy in namespace '{namespace}': {rule}; the Ray Jobs API "
-        f"through it needs get for status and logs and create to submit and stop)"
-    )
-
-
-def _strip_secrets(text: str, endpoint: DashboardEndpoint) -> str:
-    for key, value in endpoint.headers.items():
-        if key.lower() in _SECRET_HEADERS and value:
-            text = text.replace(value, "<redacted>")
-            # A bearer header's token alone may also appear.
-            text = text.replace(value.split(" ", 1)[-1], "<redacted>")
-    return _BEARER.sub(r"\1<redacted>", text)
 
 
 @dataclass(frozen=True)
@@ -356,10 +312,10 @@ class RayJobsClient:
                 multiplier=STATUS_POLL_FIRST_SECONDS, max=STATUS_POLL_MAX_SECONDS * 2
             ),
             retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, RayJobsError) and not _REFUSAL.search(str(exc))
+                lambda exc: isinstance(exc, RayJobsError) and not REFUSAL.search(str(exc))
             ),
             before_sleep=lambda attempt: log.info(
-                "reading Ray job %s failed (%s); retrying", job_id, attempt.outcome.exception()
+                "reading Ray job %s failed (%s); retrying", job_id, attempt.outcome and attempt.outcome.exception()
             ),
         )
         try:
@@ -378,7 +334,7 @@ class RayJobsClient:
                 "re-running the task re-attaches to it (same submission id)"
             ) from last
 
-    async def tail(self, job_id: str, *, start: int = 0) -> AsyncIterator[str]:
+    async def tail(self, job_id: str, *, start: int = 0) -> AsyncGenerator[str, None]:
         """Follow the job's log from character ``start`` (what an earlier tail already delivered) until
         the job ends; raises ``RayJobsError`` when the stream breaks first (the caller resumes it).
 
@@ -388,9 +344,8 @@ class RayJobsClient:
         import aiohttp  # here, not at the top: most users of this module never tail
 
         timeout = aiohttp.ClientTimeout(total=None, connect=TAIL_CONNECT_SECONDS, sock_read=TAIL_CONNECT_SECONDS)
-        headers = await asyncio.to_thread(
-            self.endpoint.request_headers
-        )  # current credentials (maybe an exec plugin run)
+        # The current credentials (maybe an exec plugin run).
+        headers = await asyncio.to_thread(self.endpoint.request_headers)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             try:
                 # No size limit: Ray's agent sends what one readline() returned as one message, so a long line
@@ -405,7 +360,7 @@ class RayJobsClient:
                 log.debug(
                     "log stream for %s unavailable (%s); polling instead",
                     job_id,
-                    _strip_secrets(str(exc), self.endpoint),
+                    strip_secrets(str(exc), self.endpoint),
                 )
                 ws = None
             if ws is None:
@@ -426,7 +381,7 @@ class RayJobsClient:
                         f"the log stream of Ray job {job_id} closed early (code {ws.close_code}: {ws.exception()})"
                     )
 
-    async def _poll_log(self, job_id: str, sent: int) -> AsyncIterator[str]:
+    async def _poll_log(self, job_id: str, sent: int) -> AsyncGenerator[str, None]:
         delay = POLL_FIRST_SECONDS
         while True:
             info = await asyncio.to_thread(self.info, job_id)
@@ -442,4 +397,4 @@ class RayJobsClient:
             await asyncio.sleep(delay)
 
     def _clean(self, exc: BaseException, method: str) -> str:
-        return _strip_secrets(str(exc), self.endpoint) + _refusal_hint(str(exc), self.endpoint, method)
+        return strip_secrets(str(exc), self.endpoint) + refusal_hint(str(exc), self.endpoint, method)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 RAY_GROUP = "ray.io"
 RAY_VERSION = "v1"
@@ -34,7 +36,7 @@ RAYSERVICE = RayKind("RayService", "rayservices", "rayservices.ray.io")
 RAY_KINDS: dict[str, RayKind] = {k.kind: k for k in (RAYJOB, RAYCLUSTER, RAYSERVICE)}
 
 
-def kind_of(manifest: dict) -> RayKind | None:
+def kind_of(manifest: Mapping[str, Any]) -> RayKind | None:
     """The RayKind of a manifest, or None when it is not a ray.io/v1 object we manage."""
     if manifest.get("apiVersion") != RAY_API_VERSION:
         return None

@@ -18,16 +18,13 @@ from typing import Any
 from kuberay_provider.core.errors import ConfigurationError, FieldError, ValidationError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
 from kuberay_provider.core.manifests import load_manifest
-from kuberay_provider.core.rayservice_state import (
-    SERVE_PORT,
+from kuberay_provider.core.rayservice_state import SERVE_PORT, RayServiceState, serve_port_problem, serve_service_of
+from kuberay_provider.core.rayservice_wait import (
     RayServiceFailed,
     RayServiceGone,
-    RayServiceState,
     RayServiceTimeout,
     ServiceTracker,
     await_service,
-    serve_port_problem,
-    serve_service_of,
     wait_service,
 )
 from kuberay_provider.core.resources import RAYSERVICE
@@ -170,5 +167,7 @@ class RayServiceLifecycle:
                 f"operator runs and what holds them (kubectl get rayclusters -n {namespace} "
                 f"-l ray.io/originated-from-cr-name={name})",
                 RayServiceState.from_object(left),
+                subject=f"RayService {namespace}/{name}",
+                timeout=timeout,
             )
         return True

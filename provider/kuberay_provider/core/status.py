@@ -85,7 +85,7 @@ class ClusterState(str, Enum):
     FAILED = "failed"  # deprecated upstream but still a value clients may meet
 
 
-def _enum_or_raw(enum: type[Enum], value: Any) -> Any:
+def enum_or_raw(enum: type[Enum], value: Any) -> Any:
     try:
         return enum(value or "")
     except ValueError:
@@ -128,8 +128,8 @@ class RayJobState:
         return cls(
             name=meta.get("name", ""),
             namespace=meta.get("namespace", ""),
-            job_status=_enum_or_raw(JobStatus, status.get("jobStatus")),
-            deployment_status=_enum_or_raw(JobDeploymentStatus, status.get("jobDeploymentStatus")),
+            job_status=enum_or_raw(JobStatus, status.get("jobStatus")),
+            deployment_status=enum_or_raw(JobDeploymentStatus, status.get("jobDeploymentStatus")),
             reason=status.get("reason", "") or "",
             message=status.get("message", "") or "",
             job_id=status.get("jobId", "") or "",

@@ -34,7 +34,7 @@ def probe(state: PlaneState, timeout: float = 2.0) -> bool:
     request = urllib.request.Request(f"{state.url}/readyz", headers={"Authorization": f"Bearer {state.token()}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            return response.status == 200
+            return bool(response.status == 200)  # urlopen's response is untyped
     except (OSError, urllib.error.URLError):
         return False
 
@@ -219,7 +219,7 @@ def cmd_status(_: argparse.Namespace) -> int:
     return 0 if health == "ready" else 1
 
 
-def add_local_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_local_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     local = subparsers.add_parser(
         "local", help="the local control plane: a Kubernetes API + KubeRay stand-in (development only)"
     )

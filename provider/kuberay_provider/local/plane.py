@@ -212,7 +212,7 @@ class LocalControlPlane:
         if not self._controller_wanted:
             return None
         try:
-            from kuberay_provider.local.controller import run_controller  # type: ignore[attr-defined]
+            from kuberay_provider.local.controller import run_controller
 
             backend = self._backend if self._backend is not None else _load_default_backend()
         except ImportError as missing:

@@ -96,7 +96,7 @@ def generate_tls_files(directory: Path) -> TlsFiles:
     )
 
     server_key = ec.generate_private_key(ec.SECP256R1())
-    alternative_names = [x509.DNSName(name) for name in SERVER_NAMES]
+    alternative_names: list[x509.GeneralName] = [x509.DNSName(name) for name in SERVER_NAMES]
     alternative_names += [x509.IPAddress(ipaddress.ip_address(address)) for address in SERVER_ADDRESSES]
     server_cert = (
         x509.CertificateBuilder()

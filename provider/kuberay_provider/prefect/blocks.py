@@ -27,6 +27,8 @@ from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.validation import SchemaRegistry
 from kuberay_provider.prefect.identity import block_fingerprint
 
+RAY_LOGO_URL = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # the blocks' logo in the Prefect UI
+
 
 def refuse_unknown_spec_fields(value: dict[str, Any], known: Any, kind: str) -> dict[str, Any]:
     """A block's ``spec_params`` validator: a typo never becomes a silently missing field."""
@@ -82,8 +84,10 @@ async def load_async_credentials(credentials: KubernetesCredentials, configurati
             client_configuration=configuration,
         )
         return
+    # kubernetes_asyncio ships py.typed but leaves this one unannotated: typed here, as what it is.
+    load_incluster_config: Callable[..., None] = config.load_incluster_config
     try:
-        config.load_incluster_config(client_configuration=configuration)
+        load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         await config.load_kube_config(client_configuration=configuration)
 
@@ -111,7 +115,7 @@ class RayJob(Block):
     """
 
     _block_type_name = "Ray Job"
-    _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
+    _logo_url = RAY_LOGO_URL  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
     _description = (
         "A Ray job on Kubernetes through KubeRay's RayJob (create, SDK submission, or an existing RayCluster)."
     )

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, RayClusterState
 from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
-from kuberay_provider.prefect.blocks import kube_objects, refuse_unknown_spec_fields
+from kuberay_provider.prefect.blocks import RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.identity import block_fingerprint, current_call
 from kuberay_provider.prefect.tasks import is_retriable
 
@@ -40,7 +40,7 @@ class RayCluster(Block):
     snake_case in ``spec_params`` (``worker_group_specs``, ``ray_version``...), later ones winning."""
 
     _block_type_name = "Ray Cluster"
-    _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
+    _logo_url = RAY_LOGO_URL  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
     _description = "A Ray cluster on Kubernetes through KubeRay's RayCluster, e.g. one per flow run."
     # How to reach and wait, not which cluster: left out of the call's identity, so a retry may change them.
     RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset(

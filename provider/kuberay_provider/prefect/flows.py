@@ -6,15 +6,36 @@ async and run on the flow's task runner. Async code can await the tasks directly
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, cast
 
-from prefect import flow
+from prefect import Task, flow
 from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
 
 from kuberay_provider.prefect.blocks import RayJob
 from kuberay_provider.prefect.tasks import create_rayjob, delete_rayjob, submit_rayjob, wait_for_rayjob
+
+StepParameters = ParamSpec("StepParameters")
+StepResult = TypeVar("StepResult")
+
+
+def run_step(
+    step: Task[StepParameters, Coroutine[Any, Any, StepResult]],
+    *args: StepParameters.args,
+    **kwargs: StepParameters.kwargs,
+) -> StepResult:
+    """Run one async task from this sync flow on the flow's task runner and wait for its value."""
+    future = step.submit(*args, **kwargs)
+    # Prefect types an async task's future by its coroutine, but .result() returns the coroutine's value.
+    return cast(StepResult, future.result())
+
+
+def load_block_now(name: str) -> RayJob:
+    """The saved ``RayJob`` block ``name``, loaded synchronously: hooks and this sync flow run sync code,
+    even inside an async engine, where Prefect's ``load`` would otherwise hand back a coroutine."""
+    loaded = RayJob.load(name, _sync=True)  # type: ignore[call-arg]  # _sync is async_dispatch's keyword, not load's
+    return cast(RayJob, loaded)  # _sync=True: the sync implementation ran, so this is the block
 
 
 def _block_of(flow_run: Any, parameter: str) -> RayJob | None:
@@ -22,14 +43,17 @@ def _block_of(flow_run: Any, parameter: str) -> RayJob | None:
     cancellation or crash), else rebuilt from the run's stored parameters (a runner's hook, after the
     run's process was stopped): a saved block's name is loaded, a serialised block validated."""
     context = FlowRunContext.get()
-    live = context is not None and context.flow_run is not None and context.flow_run.id == flow_run.id
-    value = (context.parameters if live else flow_run.parameters or {}).get(parameter)
+    if context is not None and context.flow_run is not None and context.flow_run.id == flow_run.id:
+        value = (context.parameters or {}).get(parameter)
+    else:
+        value = (flow_run.parameters or {}).get(parameter)
     if isinstance(value, RayJob) or value is None:
         return value
     if isinstance(value, str):
-        return RayJob.load(value, _sync=True)  # type: ignore[call-arg] - hooks are sync, even in async engines
+        return load_block_now(value)
     if isinstance(value, dict) and "$ref" in value:  # a saved block passed to a deployment
-        return RayJob.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]
+        loaded = RayJob.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]  # as in load_block_now
+        return cast(RayJob, loaded)  # _sync=True: the sync implementation ran
     return RayJob.model_validate(value)
 
 
@@ -42,7 +66,7 @@ def delete_rayjobs_hook(rayjob: RayJob | str | None = None, parameter: str = "ra
         log = flow_run_logger(flow_run, flow)  # into the run's own log, with or without a run context
         try:
             if isinstance(rayjob, str):
-                block = RayJob.load(rayjob, _sync=True)  # type: ignore[call-arg]
+                block: RayJob | None = load_block_now(rayjob)
             else:
                 block = rayjob or _block_of(flow_run, parameter)
             if block is None or not block.delete_on_cancel or block.runs_without_rayjob:
@@ -69,18 +93,18 @@ def run_rayjob(rayjob: RayJob | str) -> dict[str, Any]:
     a failed Ray job fails the flow run with KubeRay's reason and the last lines of its log. A cancelled
     or crashed flow run deletes its RayJob (``delete_on_cancel``, default on).
     """
-    block = RayJob.load(rayjob) if isinstance(rayjob, str) else rayjob
+    block = load_block_now(rayjob) if isinstance(rayjob, str) else rayjob
     if block.runs_without_rayjob:
-        return wait_for_rayjob.submit(block).result()
-    created = create_rayjob.submit(block).result()
+        return run_step(wait_for_rayjob, block)
+    created = run_step(create_rayjob, block)
     try:
         if block.submit_via == "sdk":
-            submit_rayjob.submit(block, created).result()
-        outcome = wait_for_rayjob.submit(block, created).result()
+            run_step(submit_rayjob, block, created)
+        outcome = run_step(wait_for_rayjob, block, created)
     except Exception:
         if block.delete_on_failure:
-            delete_rayjob.submit(block, created).result()
+            run_step(delete_rayjob, block, created)
         raise
     if block.delete_on_success:
-        delete_rayjob.submit(block, created).result()
+        run_step(delete_rayjob, block, created)
     return outcome

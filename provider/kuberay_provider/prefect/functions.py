@@ -27,8 +27,8 @@ from prefect.cache_policies import NO_CACHE
 
 from kuberay_provider.core.function_keys import TryKey
 from kuberay_provider.core.function_runs import DEFAULT_RESULT_HOLD_SECONDS, FunctionRun
-from kuberay_provider.core.functions import DEFAULT_MAX_RESULT_BYTES, FunctionCall, is_marker_line, shipped, shown_line
-from kuberay_provider.core.job_runner import RayJobFailed
+from kuberay_provider.core.functions import DEFAULT_MAX_RESULT_BYTES, FunctionCall, shipped, shown_line
+from kuberay_provider.core.job_outcome import RayJobFailed
 from kuberay_provider.prefect.blocks import RayJob
 from kuberay_provider.prefect.identity import current_call, fingerprint
 from kuberay_provider.prefect.tasks import RunLog, delete_when_interrupted, is_retriable
@@ -51,12 +51,9 @@ def run_function_as_rayjob(
     """Run ``function(*args, **kwargs)`` inside a Ray job as the ``rayjob`` block says (own cluster,
     ``cluster_selector``, ``volcano_job``; runtime_env, cleanup, Kueue) and return what it returned."""
     run_log = RunLog()
-    markers: list[str] = []
 
     def ray_line(line: str) -> None:
-        if is_marker_line(line):
-            markers.append(line)
-        run_log.ray(shown_line(line))
+        run_log.ray(shown_line(line))  # markers shrunk: they are read back from runner.received_markers
 
     block = (
         rayjob
@@ -85,7 +82,7 @@ def run_function_as_rayjob(
         try:
             outcome = runner.run(request, block.timeout)
         except RayJobFailed as failed:
-            error = functions.failure(request, failed, markers)
+            error = functions.failure(request, failed, runner.received_markers)
             functions.release(request)
             raise error from failed
         except BaseException as exc:
@@ -94,7 +91,7 @@ def run_function_as_rayjob(
                     block, {"namespace": request.resolved_namespace, "name": request.rayjob_name}, exc, run_log.logger
                 )
             raise
-        result = functions.result(request, outcome, markers)
+        result = functions.result(request, outcome, runner.received_markers)
         if not request.runs_without_rayjob:
             runner.cleanup(
                 request.resolved_namespace,

@@ -19,7 +19,7 @@ from kuberay_provider.core.services import (
     RayServiceState,
     rayservice_manifest,
 )
-from kuberay_provider.prefect.blocks import kube_objects, refuse_unknown_spec_fields
+from kuberay_provider.prefect.blocks import RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.tasks import is_retriable
 
 
@@ -28,7 +28,7 @@ class RayService(Block):
     as serveConfigV2), ``ray_cluster_config`` and other spec fields in snake_case in ``spec_params``."""
 
     _block_type_name = "Ray Service"
-    _logo_url = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # type: ignore[assignment]
+    _logo_url = RAY_LOGO_URL  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
     _description = "A Ray Serve application on Kubernetes through KubeRay's RayService."
 
     manifest: dict[str, Any] | None = Field(default=None, description="A base RayService manifest (ray.io/v1).")

@@ -21,8 +21,8 @@ from prefect.context import FlowRunContext
 # PERMANENT_ERRORS: core's one list, the same Airflow's operators use; re-exported here.
 from kuberay_provider.core.errors import PERMANENT_ERRORS as PERMANENT_ERRORS
 from kuberay_provider.core.errors import ConfigurationError, is_permanent
+from kuberay_provider.core.job_outcome import RayJobFailed, RayJobOutcome
 from kuberay_provider.core.job_request import RayJobRequest
-from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome
 from kuberay_provider.prefect.blocks import RayJob
 from kuberay_provider.prefect.identity import current_call, fingerprint
 

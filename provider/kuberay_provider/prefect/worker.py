@@ -32,10 +32,9 @@ from prefect.utilities.engine import propose_state
 from prefect.workers.base import BaseWorker, BaseWorkerResult
 
 from kuberay_provider.core.async_runner import AsyncRayJobRunner
-from kuberay_provider.core.errors import ConfigurationError, KubeRayProviderError
+from kuberay_provider.core.errors import ConfigurationError, KubeRayProviderError, NameTakenError
+from kuberay_provider.core.job_outcome import RayJobFailed
 from kuberay_provider.core.job_request import RayJobRequest
-from kuberay_provider.core.job_runner import RayJobFailed
-from kuberay_provider.core.lifecycle import NameTakenError
 from kuberay_provider.core.naming import LABEL_RUN_KEY
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.status import RayJobState

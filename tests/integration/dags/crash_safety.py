@@ -11,7 +11,7 @@ import pendulum
 from airflow.sdk import DAG
 from airflow.sdk.bases.decorator import task_decorator_factory
 
-from kuberay_provider.airflow.decorators.kuberay import _KubeRayDecoratedOperator
+from kuberay_provider.airflow.decorators.kuberay import KubeRayDecoratedOperator
 from kuberay_provider.airflow.operators import RayJobOperator
 from kuberay_provider.core.spec import simple_cluster_spec
 
@@ -32,7 +32,7 @@ class SlowToReport(RayJobOperator):
         return outcome
 
 
-class SlowFunctionToReport(_KubeRayDecoratedOperator):
+class SlowFunctionToReport(KubeRayDecoratedOperator):
     """``@task.kuberay`` with the same slow hand-over."""
 
     def execute(self, context: Any) -> Any:

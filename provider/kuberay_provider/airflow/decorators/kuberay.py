@@ -40,6 +40,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from kuberay_provider.airflow.operators.common import as_airflow_errors, run_identity
 from kuberay_provider.airflow.operators.rayjob import RayJobOperator
+from kuberay_provider.airflow.operators.rayjob_steps import Step
 from kuberay_provider.airflow.params import push_extra
 from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.function_keys import TryKey
@@ -59,7 +60,7 @@ from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJob
 PLACEHOLDER_ENTRYPOINT = "python -m kuberay_fn_pending"  # replaced by the shipped package's at run time
 
 
-class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
+class KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
     """The operator behind ``@task.kuberay``.
 
     :param result_path: write the encoded result (pickle, or JSON text) to this path (local to the cluster, or an fsspec URL
@@ -114,16 +115,32 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         self.result_format = result_format
         self.check_versions = check_versions
         self.result_hold_seconds = result_hold_seconds
-        self._shipment: ShippedFunction | None = None
         self._marker_lines: list[str] = []
 
     # --- what RayJobOperator runs: the function's package as the entrypoint --------------------------
 
-    def build_request(self, context: Context) -> RayJobRequest:
-        return FunctionRun.request_for(super().build_request(context), self._shipment, self.result_hold_seconds)
+    def build_request(self, context: Context, shipment: ShippedFunction | None = None) -> RayJobRequest:
+        """The task's request, running ``shipment`` (None: a step that submits nothing, which ships nothing)."""
+        return FunctionRun.request_for(super().build_request(context), shipment, self.result_hold_seconds)
 
     @contextlib.contextmanager
-    def _shipping(self, context: Context) -> Iterator[None]:
+    def _step_scope(self, context: Context, step: Step) -> Iterator[RayJobRequest]:
+        """The steps that may submit ship the function; those that may see the job end turn its failure into
+        the function's error. The wait for Kueue's admission does neither."""
+        if step is Step.ADMITTED:
+            yield self._request(context)
+            return
+        with contextlib.ExitStack() as stack:
+            shipment = stack.enter_context(self._shipping(context)) if step in (Step.LAUNCH, Step.STARTED) else None
+            request = self._completed(context, self.build_request(context, shipment))
+            with self._function_errors(request):
+                if step is Step.LAUNCH and self.check_versions:
+                    with as_airflow_errors():
+                        FunctionRun(self._runner()).check_versions(request, self.log.warning)
+                yield request
+
+    @contextlib.contextmanager
+    def _shipping(self, context: Context) -> Iterator[ShippedFunction]:
         call = FunctionCall(
             self.python_callable,
             tuple(self.op_args),
@@ -135,48 +152,23 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         # Derived again in every process of the try (a deferred task resumes in a new one): same run, same key.
         key = TryKey.derive(run_identity(context), getattr(context["ti"], "try_number", None))
         with shipped(call, key) as shipment:
-            self._shipment = shipment
             self.log.info(
                 "Shipping %s (%d bytes pickled) as Ray job package %s",
                 call.name,
                 shipment.payload_bytes,
                 shipment.package,
             )
-            try:
-                yield
-            finally:
-                self._shipment = None
+            yield shipment
 
-    def _runner(self) -> RayJobRunner:
-        runner = super()._runner()
-        print_line = runner.log_line
-
-        def sink(line: str) -> None:
-            if is_marker_line(line):
-                self._marker_lines.append(line)
-            print_line(shown_line(line))
-
-        runner.log_line = sink
-        return runner
+    def _ray_log_line(self, line: str) -> None:
+        # The function's marker lines (its result or error) are kept for reading back, and shown shrunk.
+        if is_marker_line(line):
+            self._marker_lines.append(line)
+        super()._ray_log_line(shown_line(line))
 
     # --- running -----------------------------------------------------------------------------------
-
-    def execute(self, context: Context) -> Any:
-        with self._shipping(context), self._function_errors(context):
-            if self.check_versions:
-                with as_airflow_errors():
-                    FunctionRun(self._runner()).check_versions(self._request(context), self.log.warning)
-            return super().execute(context)
-
-    def execute_after_start(self, context: Context, event: dict[str, Any]) -> Any:
-        with self._shipping(context), self._function_errors(context):
-            return super().execute_after_start(context, event)
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        # The event's log lines are left alone: it carries a capped tail with markers shrunk, and the
-        # result is read (and authenticated) from the job's own log, never through the metadata database.
-        with self._function_errors(context):
-            return super().execute_complete(context, event)
+    # The event of execute_complete is left alone: it carries a capped log tail with markers shrunk, and the
+    # result is read (and authenticated) from the job's own log, never through the metadata database.
 
     def _functions(self, runner: RayJobRunner) -> FunctionRun:
         return FunctionRun(runner, self.result_format, warn=self.log.warning)
@@ -196,7 +188,7 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
         return result.value
 
     @contextlib.contextmanager
-    def _function_errors(self, context: Context) -> Iterator[None]:
+    def _function_errors(self, request: RayJobRequest) -> Iterator[None]:
         """A failed Ray job whose function raised fails the task with the remote traceback."""
         try:
             yield
@@ -204,7 +196,7 @@ class _KubeRayDecoratedOperator(DecoratedOperator, RayJobOperator):
             failed = raised if isinstance(raised, RayJobFailed) else raised.__cause__
             if not isinstance(failed, RayJobFailed):
                 raise
-            functions, request = self._functions(self._runner()), self._request(context)
+            functions = self._functions(self._runner())
             error = functions.failure(request, failed, self._marker_lines)
             functions.release(request)  # the exception is read: the cluster need not wait for a retry
             raise AirflowException(str(error)) from failed
@@ -222,6 +214,6 @@ def kuberay_task(
     return task_decorator_factory(
         python_callable=python_callable,
         multiple_outputs=multiple_outputs,
-        decorated_operator_class=_KubeRayDecoratedOperator,
+        decorated_operator_class=KubeRayDecoratedOperator,
         **kwargs,
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, TypeGuard
 
 import jinja2
 from airflow.sdk import BaseOperator, Context
@@ -45,7 +45,7 @@ def given_spec_keywords(keywords: Collection[str], arguments: Mapping[str, Any])
     return {name: value for name, value in arguments.items() if name in keywords and value is not None}
 
 
-def names_a_manifest_file(value: Any) -> bool:
+def names_a_manifest_file(value: Any) -> TypeGuard[str]:
     """A one-line string ending in a manifest extension: a path, as Airflow's template_ext would read it."""
     return isinstance(value, str) and "\n" not in value and value.endswith(MANIFEST_EXTENSIONS)
 
@@ -114,7 +114,7 @@ class as_airflow_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> Literal[False]:
         if error is None or isinstance(error, AirflowException) or not isinstance(error, Exception):
             return False
         if is_permanent(error):
@@ -176,7 +176,7 @@ def follow_recorded_rayjob(context: Context, request: RayJobRequest, log: Any) -
     naming scheme changed by an upgrade), this try follows that RayJob: re-attaching to it, or replacing
     it if it failed, exactly as under the derived name."""
     store = context.get("task_state_store")
-    if store is None or request.runs_without_rayjob:
+    if store is None or not request.mode.creates_rayjob:
         return request
     try:
         remembered = store.get(TASK_STATE_KEY)
@@ -235,7 +235,7 @@ def mark_consumed(lifecycle: RayJobLifecycle, context: Context, request: RayJobR
 
 def withdraw_work(lifecycle: RayJobLifecycle, request: RayJobRequest) -> None:
     """Delete the RayJob (KubeRay stops its job and cluster), or stop the Ray job submitted straight to a head."""
-    if not request.runs_without_rayjob:
+    if request.mode.creates_rayjob:
         lifecycle.delete(request.resolved_namespace, request.rayjob_name)
         return
     service, cluster, _ = RayJobRunner(lifecycle).direct_target(request)
@@ -257,7 +257,7 @@ def after_timeout(
     removed, unless ``delete_on_final_timeout`` is off, so nothing runs on with no task following it."""
     what = (
         f"Ray job {request.submission_id}"
-        if request.runs_without_rayjob
+        if not request.mode.creates_rayjob
         else f"RayJob {request.resolved_namespace}/{request.rayjob_name}"
     )
     if not is_final_try(context, retries):
@@ -273,7 +273,7 @@ def after_timeout(
         log.info(
             "%s ended the last try's wait and no retry follows: %s %s (keep it with delete_on_final_timeout=False)",
             which,
-            "stopping" if request.runs_without_rayjob else "deleting",
+            "deleting" if request.mode.creates_rayjob else "stopping",
             what,
         )
         try:

@@ -4,7 +4,7 @@ shared body of ``RayClusterDeleteOperator`` and ``RayServiceDeleteOperator``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from airflow.sdk import BaseOperator, Context, conf
 
@@ -15,6 +15,10 @@ from kuberay_provider.airflow.triggers import (
     RayObjectDeletedTrigger,
     deleted_from_event,
 )
+
+
+class DeletingLifecycle(Protocol):
+    def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = ...) -> bool: ...
 
 
 class RayObjectDeleteOperator(SecondsFields, BaseOperator):
@@ -42,8 +46,8 @@ class RayObjectDeleteOperator(SecondsFields, BaseOperator):
         self.wait, self.timeout, self.deferrable = wait, timeout, deferrable
         check_seconds({"timeout": timeout})
 
-    def lifecycle(self, hook: KubeRayHook) -> Any:
-        """The core lifecycle whose ``delete(namespace, name, wait=, timeout=)`` deletes a ``kind``."""
+    def lifecycle(self, hook: KubeRayHook) -> DeletingLifecycle:
+        """The core lifecycle that deletes a ``kind``."""
         raise NotImplementedError
 
     def execute(self, context: Context) -> bool:
@@ -52,14 +56,16 @@ class RayObjectDeleteOperator(SecondsFields, BaseOperator):
         defer = self.wait and self.deferrable
         with as_airflow_errors():
             deleted = self.lifecycle(hook).delete(
-                namespace, self.name, wait=self.wait and not defer, timeout=self.timeout
+                namespace, self.name, wait=self.wait and not defer, timeout=self.rendered_seconds("timeout")
             )
         if deleted and defer:
             self.log.info(
                 "%s %s/%s is being deleted; waiting in the triggerer until it is gone", self.kind, namespace, self.name
             )
             self.defer(
-                trigger=RayObjectDeletedTrigger(self.kind, self.name, namespace, self.kuberay_conn_id, self.timeout),
+                trigger=RayObjectDeletedTrigger(
+                    self.kind, self.name, namespace, self.kuberay_conn_id, self.rendered_seconds("timeout")
+                ),
                 method_name="execute_complete",
             )
         self.log.info("%s %s/%s %s", self.kind, namespace, self.name, "deleted" if deleted else "was already gone")

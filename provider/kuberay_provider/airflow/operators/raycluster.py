@@ -30,7 +30,7 @@ from kuberay_provider.airflow.operators.common import (
     given_spec_keywords,
     run_identity,
 )
-from kuberay_provider.airflow.operators.deletion import RayObjectDeleteOperator
+from kuberay_provider.airflow.operators.deletion import DeletingLifecycle, RayObjectDeleteOperator
 from kuberay_provider.airflow.params import SecondsFields, check_seconds, push_extra
 from kuberay_provider.airflow.triggers import RayClusterTrigger, object_state_from_event
 from kuberay_provider.core.clusters import RayClusterRequest
@@ -187,7 +187,7 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
                     state = clusters.wait_ready(
                         namespace,
                         name,
-                        timeout=self.ready_timeout,
+                        timeout=self.rendered_seconds("ready_timeout"),
                         admission_timeout=self.admission_timeout,
                         on_change=lambda s: self.log.info("%s", s.describe()),
                     )
@@ -199,7 +199,7 @@ class RayClusterCreateOperator(SecondsFields, ManifestTemplatedOperator):
         return self._result(context, namespace, name, state.to_dict() if state else None, created)
 
     def _defer_wait(self, namespace: str, name: str, target: str, created: bool) -> None:
-        timeout = self.admission_timeout if target == "admitted" else self.ready_timeout
+        timeout = self.admission_timeout if target == "admitted" else self.rendered_seconds("ready_timeout")
         # Whether this try created the cluster travels with the trigger: its on_kill, and the return value.
         self.defer(
             trigger=RayClusterTrigger(
@@ -306,14 +306,21 @@ class RayClusterScaleOperator(SecondsFields, BaseOperator):
             if self.deferrable:
                 self.defer(
                     trigger=RayClusterTrigger(
-                        self.name, namespace, self.kuberay_conn_id, timeout=self.timeout, wait_for="workers"
+                        self.name,
+                        namespace,
+                        self.kuberay_conn_id,
+                        timeout=self.rendered_seconds("timeout"),
+                        wait_for="workers",
                     ),
                     method_name="execute_complete",
                 )
             state = clusters.wait_workers(
-                namespace, self.name, timeout=self.timeout, on_change=lambda s: self.log.info("%s", s.describe())
+                namespace,
+                self.name,
+                timeout=self.rendered_seconds("timeout"),
+                on_change=lambda s: self.log.info("%s", s.describe()),
             )
-        return state.to_dict()
+        return state.to_dict() if state else {}
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Deferred: the workers are ready, or the wait failed."""
@@ -334,5 +341,5 @@ class RayClusterDeleteOperator(RayObjectDeleteOperator):
 
     kind = "RayCluster"
 
-    def lifecycle(self, hook: KubeRayHook) -> Any:
+    def lifecycle(self, hook: KubeRayHook) -> DeletingLifecycle:
         return hook.cluster_lifecycle(validate_schema=False)

@@ -28,14 +28,12 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow.sdk import Context, conf
-from airflow.sdk.exceptions import AirflowException
 
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.lineage import with_lineage_parent
 from kuberay_provider.airflow.links import XCOM_DASHBOARD_URL, RayDashboardLink, push_dashboard_link
 from kuberay_provider.airflow.operators.common import (  # PERMANENT_ERRORS, TASK_STATE_KEY, run_identity: re-exported
     ManifestTemplatedOperator,
-    as_airflow_errors,
     connection_instance,
     first_try_number,
     follow_recorded_rayjob,
@@ -46,23 +44,20 @@ from kuberay_provider.airflow.operators.common import (  # PERMANENT_ERRORS, TAS
     with_instance,
     withdraw_work,
 )
-from kuberay_provider.airflow.operators.rayjob_rules import RayJobRules
+from kuberay_provider.airflow.operators.rayjob_steps import XCOM_RAYJOB, RayJobSteps
 from kuberay_provider.airflow.params import SecondsFields, push_extra
-from kuberay_provider.airflow.triggers import RayJobTrigger, state_from_event
 from kuberay_provider.core.dashboard_links import DashboardTarget
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, SubmitVia
 from kuberay_provider.core.job_runner import RayJobFailed, RayJobOutcome, RayJobRunner
-from kuberay_provider.core.log_follower import StreamedLog
 from kuberay_provider.core.resources import RAYJOB
-from kuberay_provider.core.status import RayJobState, WaitTarget
+from kuberay_provider.core.status import RayJobState
 
-XCOM_RAYJOB = "rayjob"
 # The spec keywords the operator takes as such; cluster_selector is a parameter of its own (a name or a
 # selector, and a way to run), written into the spec by the request.
 SPEC_KEYWORDS = RAYJOB_KEYWORDS - {"cluster_selector"}
 
 
-class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
+class RayJobOperator(RayJobSteps, SecondsFields, ManifestTemplatedOperator):
     """Run a Ray job as a KubeRay RayJob (or on an existing RayCluster) and wait for it.
 
     Every RayJob spec field is a keyword in snake_case (``core.job_request.RAYJOB_KEYWORDS``), overriding
@@ -250,9 +245,11 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
         )  # the OpenLineage parent run, when enabled (airflow.lineage)
 
     def _request(self, context: Context) -> RayJobRequest:
-        """The request, its namespace completed from the connection when neither the operator nor the
+        return self._completed(context, self.build_request(context))
+
+    def _completed(self, context: Context, request: RayJobRequest) -> RayJobRequest:
+        """``request`` with its namespace completed from the connection when neither the operator nor the
         base manifest names one, and its identity given the connection's instance id."""
-        request = self.build_request(context)
         if request.namespace is None and not request.manifest_namespace:
             request = dataclasses.replace(request, namespace=self.hook.get_namespace() or None)
         return self._as_remembered(context, with_instance(request, connection_instance(self.hook)))
@@ -263,125 +260,18 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
     def _remember(self, context: Context, request: RayJobRequest) -> None:
         record_rayjob(context, request, self.log)
 
+    def _ray_log_line(self, line: str) -> None:
+        """Where the Ray job's log goes, line by line: the task log (a subclass's hook)."""
+        self.log.info("[ray] %s", line)
+
     def _runner(self) -> RayJobRunner:
         return RayJobRunner(
             self.hook.lifecycle(validate_schema=self.validate_schema),
-            log_line=lambda line: self.log.info("[ray] %s", line),
+            log_line=self._ray_log_line,
             status_line=lambda line: self.log.info("%s", line),
             stream_logs=self.stream_logs,
             log_tail_lines=self.log_tail_lines,
         )
-
-    # --- running ----------------------------------------------------------------------------------------
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        request = self._request(context)
-        runner = self._runner()
-        with as_airflow_errors(), self._timeout_rule(context, request):
-            if request.runs_without_rayjob:
-                self._work = request
-                self._push_dashboard_url(context, "", DashboardTarget.of_request(request))
-                return self._finish(context, request, runner, runner.run_on_cluster(request, self.wait_timeout))
-            launch = runner.launch(request)  # its status line says when and why the job runs anew
-            self._work = request
-            self._remember(context, request)
-            push_extra(
-                self, context, XCOM_RAYJOB, {"namespace": request.resolved_namespace, "name": request.rayjob_name}
-            )
-            self._push_dashboard_url(context, runner.dashboard_url_of(request), DashboardTarget.of_request(request))
-            runner.on_started = lambda s: self._push_dashboard_url(
-                context, runner.dashboard_url(s), DashboardTarget.of_rayjob(s)
-            )
-            if not self.wait_for_completion and not request.submits_itself:
-                return self._leave_to_sensor(context, request, runner, launch.state)
-            if self.deferrable and request.kueue_queue:
-                self.log.info(
-                    "RayJob %s/%s is queued for admission on Kueue LocalQueue %r; waiting in the triggerer%s",
-                    request.resolved_namespace,
-                    request.rayjob_name,
-                    request.kueue_queue,
-                    f" (at most {request.admission_timeout} s)" if request.admission_timeout else "",
-                )
-                self._defer(request, WaitTarget.ADMITTED, "execute_after_admission", timeout=request.admission_timeout)
-            if self.deferrable:
-                self._defer(request, runner.first_wait_target(request), "execute_after_start")
-            if not self.wait_for_completion:  # SDK mode: the task itself submits the job, so it waits until then
-                return self._leave_to_sensor(context, request, runner, runner.start(request, self.wait_timeout))
-            outcome = self._cleaning_up_on_failure(
-                context, runner, request, lambda: runner.follow(request, self.wait_timeout)
-            )
-        return self._finish(context, request, runner, outcome)
-
-    def _defer(
-        self, request: RayJobRequest, target: WaitTarget, method_name: str, timeout: float | None = None
-    ) -> None:
-        self.defer(
-            trigger=RayJobTrigger(
-                name=request.rayjob_name,
-                namespace=request.resolved_namespace,
-                kuberay_conn_id=self.kuberay_conn_id,
-                wait_for=target.value,
-                timeout=timeout or self.wait_timeout,
-                delete_on_kill=self.delete_on_kill,
-                stream_logs=self.stream_logs and target is WaitTarget.TERMINAL,
-                log_tail_lines=self.log_tail_lines,
-            ),
-            method_name=method_name,
-        )
-
-    def execute_after_admission(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Deferred: Kueue admitted the RayJob (or the wait for it timed out: then it is withdrawn)."""
-        request = self._request(context)
-        runner = self._runner()
-        if (event or {}).get("status") == "timeout":
-            runner.withdraw(request.resolved_namespace, request.rayjob_name, "not admitted by Kueue in time")
-            raise AirflowException(
-                f"RayJob {request.resolved_namespace}/{request.rayjob_name} was not admitted by Kueue "
-                f"(LocalQueue {request.kueue_queue!r}) within {request.admission_timeout or self.wait_timeout} s; it was deleted"
-            )
-        state = state_from_event(event)
-        if not state.is_terminal:
-            self.log.info(
-                "RayJob %s/%s admitted by Kueue LocalQueue %r after %s s in the queue",
-                state.namespace,
-                state.name,
-                request.kueue_queue,
-                event.get("waited_seconds", "?"),
-            )
-        self._defer(request, runner.first_wait_target(request), "execute_after_start")
-        return {}  # unreachable: defer() raises TaskDeferred
-
-    def execute_after_start(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Deferred: the RayJob is ready for our submission (SDK mode), runs, or has already ended."""
-        request = self._request(context)
-        self._timeout_event(context, request, event)
-        state = state_from_event(event)
-        runner = self._runner()
-        with as_airflow_errors(), self._timeout_rule(context, request):
-            runner.submit_if_waiting(request, state)
-            if not self.wait_for_completion:
-                return self._leave_to_sensor(context, request, runner, None)
-        self._push_dashboard_url(context, runner.dashboard_url(state), DashboardTarget.of_rayjob(state))
-        self._defer(request, WaitTarget.TERMINAL, "execute_complete")
-        return {}  # unreachable: defer() raises TaskDeferred
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Deferred: the RayJob reached a terminal state."""
-        request = self._request(context)
-        self._timeout_event(context, request, event)
-        state = state_from_event(event)
-        runner = self._runner()
-        streamed = StreamedLog.from_payload(event.get("log"))
-        if streamed is not None and streamed.received:
-            self.log.info(
-                "The Ray job's log was streamed by the triggerer (%d characters): see its section of this log",
-                streamed.received,
-            )
-        elif self.stream_logs:
-            runner.replay_log(state)  # the trigger streamed nothing (the job had already ended): show it now
-        with as_airflow_errors(), self._timeout_rule(context, request):
-            outcome = self._cleaning_up_on_failure(context, runner, request, lambda: runner.conclude(state, streamed))
-        return self._finish(context, request, runner, outcome)
 
     def _cleaning_up_on_failure(
         self, context: Context, runner: RayJobRunner, request: RayJobRequest, outcome_of: Callable[[], RayJobOutcome]
@@ -421,7 +311,7 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
         self.log.info(
             "Ray job %s succeeded (RayJob %s/%s)", outcome.job_id, outcome.namespace, outcome.rayjob_name or "-"
         )
-        if not request.runs_without_rayjob:
+        if request.mode.creates_rayjob:
             self._cleanup(runner, request, succeeded=True)
             mark_consumed(runner.lifecycle, context, request, self.log)
         return outcome.to_dict()
@@ -451,7 +341,7 @@ class RayJobOperator(RayJobRules, SecondsFields, ManifestTemplatedOperator):
         self.log.info(
             "Task killed: %s",
             f"stopping Ray job {work.submission_id}"
-            if work.runs_without_rayjob
+            if not work.mode.creates_rayjob
             else f"deleting RayJob {work.resolved_namespace}/{work.rayjob_name}",
         )
         withdraw_work(self.hook.lifecycle(validate_schema=False), work)

@@ -14,7 +14,7 @@ from kuberay_provider.airflow.operators.common import after_timeout
 from kuberay_provider.airflow.params import check_seconds
 from kuberay_provider.core.cleanup import cleanup_spec_fields
 from kuberay_provider.core.errors import ConfigurationError
-from kuberay_provider.core.job_request import RayJobRequest, SubmitVia
+from kuberay_provider.core.job_request import RayJobRequest, RunMode, SubmitVia
 from kuberay_provider.core.lifecycle import AdmissionTimeout, RayJobTimeout
 
 if TYPE_CHECKING:
@@ -40,7 +40,10 @@ class RayJobRules:
         delete_on_failure: bool
         delete_on_final_timeout: bool
         retries: int | None
-        hook: KubeRayHook
+
+        @property
+        def hook(self) -> KubeRayHook: ...
+
         log: Any
         _timed_out: bool
 
@@ -50,9 +53,7 @@ class RayJobRules:
             raise ConfigurationError(
                 "RayJobOperator needs a RayJob: rayjob= (dict or YAML/JSON file) and/or spec keywords such as entrypoint="
             )
-        if self.deferrable and (
-            (self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service
-        ):
+        if self.deferrable and not self._mode_as_given().creates_rayjob:
             raise ConfigurationError(
                 "deferrable=True needs a RayJob to watch; submitting straight to a Ray head "
                 "(submit_via='sdk' with cluster_selector, volcano_job, head_service) creates none"
@@ -63,9 +64,17 @@ class RayJobRules:
         if not self.wait_for_completion:
             self._check_not_waiting()
 
+    def _mode_as_given(self) -> RunMode:
+        """The run mode the arguments choose, judged before rendering (a templated value counts as given)."""
+        return RunMode.of(
+            SubmitVia(self.submit_via),
+            selected=bool(self.cluster_selector),
+            bare_head=bool(self.volcano_job or self.head_service),
+        )
+
     def _check_not_waiting(self) -> None:
         """wait_for_completion=False: what needs the task to see the job end is refused at parse time."""
-        if (self.submit_via == SubmitVia.SDK.value and self.cluster_selector) or self.volcano_job or self.head_service:
+        if not self._mode_as_given().creates_rayjob:
             raise ConfigurationError(
                 "wait_for_completion=False leaves the wait to a RayJobSensor, which needs a RayJob to watch; "
                 "submitting straight to a Ray head (submit_via='sdk' with cluster_selector, volcano_job, "

@@ -17,7 +17,7 @@ from airflow.sdk import Context, conf
 from kuberay_provider.airflow.hooks import DEFAULT_CONN_ID, KubeRayHook
 from kuberay_provider.airflow.links import RayDashboardLink, push_dashboard_link
 from kuberay_provider.airflow.operators.common import ManifestTemplatedOperator, as_airflow_errors, given_spec_keywords
-from kuberay_provider.airflow.operators.deletion import RayObjectDeleteOperator
+from kuberay_provider.airflow.operators.deletion import DeletingLifecycle, RayObjectDeleteOperator
 from kuberay_provider.airflow.params import SecondsFields, check_seconds, push_extra
 from kuberay_provider.airflow.triggers import RayServiceTrigger, object_state_from_event
 from kuberay_provider.core.dashboard_links import DashboardTarget
@@ -140,13 +140,20 @@ class RayServiceOperator(SecondsFields, ManifestTemplatedOperator):
             if self.wait and self.deferrable:
                 self.defer(
                     trigger=RayServiceTrigger(
-                        name, namespace, self.kuberay_conn_id, timeout=self.ready_timeout, carry={"change": change}
+                        name,
+                        namespace,
+                        self.kuberay_conn_id,
+                        timeout=self.rendered_seconds("ready_timeout"),
+                        carry={"change": change},
                     ),
                     method_name="execute_complete",
                 )
             if self.wait:
                 state = services.wait_ready(
-                    namespace, name, timeout=self.ready_timeout, on_change=lambda s: self.log.info("%s", s.describe())
+                    namespace,
+                    name,
+                    timeout=self.rendered_seconds("ready_timeout"),
+                    on_change=lambda s: self.log.info("%s", s.describe()),
                 )
         assert state is not None
         _push_link(context, hook, namespace, state.to_dict())
@@ -183,5 +190,5 @@ class RayServiceDeleteOperator(RayObjectDeleteOperator):
 
     kind = "RayService"
 
-    def lifecycle(self, hook: KubeRayHook) -> Any:
+    def lifecycle(self, hook: KubeRayHook) -> DeletingLifecycle:
         return hook.service_lifecycle(validate_schema=False)

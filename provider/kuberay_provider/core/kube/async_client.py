@@ -7,9 +7,9 @@ every method here is awaitable and ``watch`` is an async iterator.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import tenacity
@@ -74,26 +74,36 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
         response = await self.api_client.call_api(**request.call_api_arguments(stream=stream))
         if stream and response.status >= 300:
             # Unlike the sync client, kubernetes_asyncio leaves unread error responses to the caller.
-            raise ApiException(http_resp=RESTResponse(response, await response.read()))
+            # ApiException reads .data and .getheaders(), which a RESTResponse has; its stub says ClientResponse.
+            error_response = RESTResponse(response, await response.read())
+            raise ApiException(http_resp=error_response)  # type: ignore[arg-type]  # the stub's type is wrong (above)
         return response
+
+    # kubernetes_asyncio deserialises a JSON body to a dict (response type "object"), and a request
+    # that allows a missing object answers None for 404.
+    async def _object(self, request: req.KubeRequest, guard: CallGuard | None = None) -> KubeObject:
+        return cast(KubeObject, await self._call(request, guard))
+
+    async def _object_or_none(self, request: req.KubeRequest) -> KubeObject | None:
+        return cast("KubeObject | None", await self._call(request))
 
     async def create(self, manifest: KubeObject, *, dry_run: bool = False) -> KubeObject:
         creation = self._plan_create(manifest, dry_run)
         try:
-            return await self._call(creation.request, creation.guard)
+            return await self._object(creation.request, creation.guard)
         except AlreadyExistsError as conflict:
-            return await self._call(creation.reattach_request(conflict))
+            return await self._object(creation.reattach_request(conflict))
 
     async def get(self, kind: RayKind, namespace: str, name: str) -> KubeObject:
-        return await self._call(req.get_request(kind, namespace, name))
+        return await self._object(req.get_request(kind, namespace, name))
 
     async def find(self, kind: RayKind, namespace: str, name: str) -> KubeObject | None:
-        return await self._call(req.get_request(kind, namespace, name).allowing_missing())
+        return await self._object_or_none(req.get_request(kind, namespace, name).allowing_missing())
 
     async def list_with_version(
         self, kind: RayKind, namespace: str, *, label_selector: str | None = None
     ) -> ObjectList:
-        response = await self._call(req.list_request(kind, namespace, label_selector=label_selector))
+        response = await self._object(req.list_request(kind, namespace, label_selector=label_selector))
         return ObjectList.from_response(response)
 
     async def list(self, kind: RayKind, namespace: str, *, label_selector: str | None = None) -> req.KubeObjects:
@@ -102,7 +112,7 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
     async def patch(
         self, kind: RayKind, namespace: str, name: str, body: KubeObject | JsonPatch, *, patch_type: PatchType = "merge"
     ) -> KubeObject:
-        return await self._call(req.patch_request(kind, namespace, name, body, patch_type))
+        return await self._object(req.patch_request(kind, namespace, name, body, patch_type))
 
     async def delete(self, kind: RayKind, namespace: str, name: str, *, propagation_policy: str = "Foreground") -> bool:
         request = req.delete_request(kind, namespace, name, propagation_policy).allowing_missing()
@@ -135,7 +145,7 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
                 session.handle_stream_failure(exc)
             await asyncio.sleep(session.take_pause())
 
-    async def _stream_lines(self, request: req.KubeRequest) -> AsyncIterator[bytes]:
+    async def _stream_lines(self, request: req.KubeRequest) -> AsyncGenerator[bytes, None]:
         response = await self._call(request, stream=True)
         try:
             splitter = LineSplitter()
@@ -146,10 +156,10 @@ class AsyncRayObjectsClient(RayObjectsClientBase):
             response.close()
 
     async def read_service(self, namespace: str, name: str) -> KubeObject | None:
-        return await self._call(req.service_request(namespace, name).allowing_missing())
+        return await self._object_or_none(req.service_request(namespace, name).allowing_missing())
 
     async def read_crd(self, name: str) -> KubeObject:
-        return await self._call(req.crd_request(name))
+        return await self._object(req.crd_request(name))
 
     async def proxy_connection(self, namespace: str, service: str, port: str = "dashboard") -> ProxyConnection:
         configuration = self.api_client.configuration

@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.naming import LABEL_MANAGED_BY, MANAGED_BY_VALUE
@@ -57,7 +57,7 @@ class NamespaceWatcher(Protocol):
         timeout_seconds: float | None = None,
     ) -> AsyncIterator[WatchEvent]: ...
 
-    async def find(self, kind: RayKind, namespace: str, name: str) -> dict | None: ...
+    async def find(self, kind: RayKind, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 OpenClient = Callable[[], AsyncContextManager[NamespaceWatcher]]
@@ -83,7 +83,7 @@ class _Group:
     def __init__(self, key: _GroupKey, open_client: OpenClient, linger: float) -> None:
         self.key = key
         self.linger = linger
-        self.latest: dict[str, dict] = {}
+        self.latest: dict[str, dict[str, Any]] = {}
         self.waiters: dict[str, set[asyncio.Queue[WatchEvent | _Failed]]] = defaultdict(set)
         self.waiting = 0
         self.events_seen = 0

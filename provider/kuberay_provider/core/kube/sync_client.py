@@ -7,9 +7,9 @@ The caller brings the ApiClient (and so the credentials); this module never read
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
-from typing import Any
+from typing import Any, cast
 
 import tenacity
 import urllib3.exceptions
@@ -74,6 +74,14 @@ class RayObjectsClient(RayObjectsClientBase):
     def _send(self, request: req.KubeRequest, stream: bool) -> Any:
         return self.api_client.call_api(**request.call_api_arguments(stream=stream))
 
+    # The untyped kubernetes client deserialises a JSON body to a dict (response type "object"), and a
+    # request that allows a missing object answers None for 404.
+    def _object(self, request: req.KubeRequest, guard: CallGuard | None = None) -> KubeObject:
+        return cast(KubeObject, self._call(request, guard))
+
+    def _object_or_none(self, request: req.KubeRequest) -> KubeObject | None:
+        return cast("KubeObject | None", self._call(request))
+
     def create(self, manifest: KubeObject, *, dry_run: bool = False) -> KubeObject:
         """Create the object in its metadata.namespace (default "default").
 
@@ -83,21 +91,21 @@ class RayObjectsClient(RayObjectsClientBase):
         """
         creation = self._plan_create(manifest, dry_run)
         try:
-            return self._call(creation.request, creation.guard)
+            return self._object(creation.request, creation.guard)
         except AlreadyExistsError as conflict:
-            return self._call(creation.reattach_request(conflict))
+            return self._object(creation.reattach_request(conflict))
 
     def get(self, kind: RayKind, namespace: str, name: str) -> KubeObject:
         """The object; raises NotFoundError when it does not exist."""
-        return self._call(req.get_request(kind, namespace, name))
+        return self._object(req.get_request(kind, namespace, name))
 
     def find(self, kind: RayKind, namespace: str, name: str) -> KubeObject | None:
         """The object, or None when it does not exist."""
-        return self._call(req.get_request(kind, namespace, name).allowing_missing())
+        return self._object_or_none(req.get_request(kind, namespace, name).allowing_missing())
 
     def list_with_version(self, kind: RayKind, namespace: str, *, label_selector: str | None = None) -> ObjectList:
         """The objects and the list's resourceVersion (to start a watch from)."""
-        return ObjectList.from_response(self._call(req.list_request(kind, namespace, label_selector=label_selector)))
+        return ObjectList.from_response(self._object(req.list_request(kind, namespace, label_selector=label_selector)))
 
     def list(self, kind: RayKind, namespace: str, *, label_selector: str | None = None) -> req.KubeObjects:
         """The objects in the namespace, optionally filtered by an equality label selector."""
@@ -108,7 +116,7 @@ class RayObjectsClient(RayObjectsClientBase):
     ) -> KubeObject:
         """Patch the object: a JSON merge patch by default, ``"json"`` (a list of operations) or
         ``"strategic"``. Include ``metadata.resourceVersion`` for optimistic concurrency (ConflictError)."""
-        return self._call(req.patch_request(kind, namespace, name, body, patch_type))
+        return self._object(req.patch_request(kind, namespace, name, body, patch_type))
 
     def delete(self, kind: RayKind, namespace: str, name: str, *, propagation_policy: str = "Foreground") -> bool:
         """Delete the object; False when it was already gone."""
@@ -145,7 +153,7 @@ class RayObjectsClient(RayObjectsClientBase):
                 session.handle_stream_failure(exc)
             time.sleep(session.take_pause())
 
-    def _stream_lines(self, request: req.KubeRequest) -> Iterator[bytes]:
+    def _stream_lines(self, request: req.KubeRequest) -> Generator[bytes, None, None]:
         response = self._call(request, stream=True)
         try:
             splitter = LineSplitter()
@@ -156,11 +164,11 @@ class RayObjectsClient(RayObjectsClientBase):
 
     def read_service(self, namespace: str, name: str) -> KubeObject | None:
         """The core/v1 Service, or None when it does not exist."""
-        return self._call(req.service_request(namespace, name).allowing_missing())
+        return self._object_or_none(req.service_request(namespace, name).allowing_missing())
 
     def read_crd(self, name: str) -> KubeObject:
         """An apiextensions.k8s.io/v1 CustomResourceDefinition, e.g. ``rayjobs.ray.io``."""
-        return self._call(req.crd_request(name))
+        return self._object(req.crd_request(name))
 
     def proxy_connection(self, namespace: str, service: str, port: str = "dashboard") -> ProxyConnection:
         """URL, TLS settings and auth headers to call ``service`` through the API server's proxy. The

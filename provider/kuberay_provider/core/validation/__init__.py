@@ -92,7 +92,8 @@ def _largest_field(value: Any, path: str = "") -> tuple[str, int]:
 def _object_name(manifest: Any) -> str:
     if not isinstance(manifest, dict):
         return "manifest"
-    metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+    raw_metadata = manifest.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     name = metadata.get("name") or (f"{metadata['generateName']}*" if metadata.get("generateName") else "<unnamed>")
     namespace = metadata.get("namespace")
     kind = manifest.get("kind") if isinstance(manifest.get("kind"), str) else "object"

@@ -5,6 +5,8 @@ Part of the port of KubeRay v1.7.0's validation; see ``rules.py`` for the source
 
 from __future__ import annotations
 
+from typing import Any
+
 from .cluster_spec import ClusterSpec, min_ray_version_problem
 from .common import (
     EXTERNAL_STORAGE_NS_ANNOTATION,
@@ -57,7 +59,7 @@ def gcs_fault_tolerance_rules(c: ClusterSpec) -> Errors:
 
 
 def _gcs_fault_tolerance_option_rules(
-    c: ClusterSpec, options: dict, path: str, head_params: dict, has_redis_address_env: bool
+    c: ClusterSpec, options: dict[str, Any], path: str, head_params: dict[str, Any], has_redis_address_env: bool
 ) -> Errors:
     def use_instead(what: str, field: str) -> str:
         return (

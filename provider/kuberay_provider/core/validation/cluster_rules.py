@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import FieldError
+from ..naming import MAX_RAYCLUSTER_NAME
 from .cluster_options import auth_rules, autoscaler_rules, feature_gate_rules, gcs_fault_tolerance_rules
 from .cluster_spec import ClusterSpec, head_group_rules, worker_group_rules
 from .common import (
-    MAX_RAYCLUSTER_NAME_LENGTH,
     RAYCLUSTER_UPGRADE_TYPES,
     Errors,
     as_map,
@@ -50,7 +50,7 @@ def upgrade_type_rule(strategy_type: Any, path: str, valid: tuple[str, ...]) -> 
         )
 
 
-def embedded_cluster_rules(spec: Any, path: str, annotations: dict, owner: str) -> Errors:
+def embedded_cluster_rules(spec: Any, path: str, annotations: dict[str, Any], owner: str) -> Errors:
     """A RayJob's/RayService's cluster spec: the RayCluster rules plus what its generated RayCluster would hit."""
     yield from cluster_spec_rules(spec, path, annotations)
     if dig(spec, "authOptions", "enableK8sTokenAuth") is True:
@@ -69,7 +69,7 @@ def embedded_cluster_rules(spec: Any, path: str, annotations: dict, owner: str) 
         )
 
 
-def split_manifest(manifest: Any) -> tuple[dict, Any] | None:
+def split_manifest(manifest: Any) -> tuple[dict[str, Any], Any] | None:
     """(metadata, spec) of a manifest, or None when it is not even a mapping."""
     if not isinstance(manifest, dict):
         return None
@@ -82,7 +82,7 @@ def raycluster_rules(manifest: Any) -> list[FieldError]:
     if (parts := split_manifest(manifest)) is None:
         return []
     metadata, spec = parts
-    errors = list(name_rules(metadata, "RayCluster", MAX_RAYCLUSTER_NAME_LENGTH))
+    errors = list(name_rules(metadata, "RayCluster", MAX_RAYCLUSTER_NAME))
     errors += cluster_spec_rules(spec, "spec", metadata.get("annotations"))
     strategy_type = dig(spec, "upgradeStrategy", "type")
     errors += upgrade_type_rule(strategy_type, "spec.upgradeStrategy.type", RAYCLUSTER_UPGRADE_TYPES)

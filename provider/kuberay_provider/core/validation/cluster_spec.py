@@ -32,9 +32,9 @@ from .common import (
 class ClusterSpec:
     """A RayClusterSpec with the path it sits at and the annotations of the object that owns it."""
 
-    spec: dict
+    spec: dict[str, Any]
     path: str
-    annotations: dict
+    annotations: dict[str, Any]
 
     def at(self, *parts: str) -> str:
         return ".".join((self.path, *parts))
@@ -45,27 +45,27 @@ class ClusterSpec:
 
     @property
     def autoscaler_v2(self) -> bool:
-        return dig(self.spec, "autoscalerOptions", "version") == "v2"
+        return as_str(dig(self.spec, "autoscalerOptions", "version")) == "v2"
 
     @property
-    def head(self) -> dict:
+    def head(self) -> dict[str, Any]:
         return as_map(self.spec.get("headGroupSpec"))
 
     @property
-    def head_container(self) -> dict | None:
+    def head_container(self) -> dict[str, Any] | None:
         """The Ray container (index 0); None when there is none, since KubeRay cannot go on then."""
         containers = as_list(dig(self.head, "template", "spec", "containers"))
         return containers[0] if containers and isinstance(containers[0], dict) else None
 
     @property
-    def head_env(self) -> list:
+    def head_env(self) -> list[Any]:
         return as_list(as_map(self.head_container).get("env"))
 
     @property
     def head_env_path(self) -> str:
         return self.at("headGroupSpec.template.spec.containers[0].env")
 
-    def workers(self) -> Iterator[tuple[str, dict]]:
+    def workers(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for index, group in enumerate(as_list(self.spec.get("workerGroupSpecs"))):
             if isinstance(group, dict):
                 yield self.at(f"workerGroupSpecs[{index}]"), group
@@ -75,7 +75,7 @@ class ClusterSpec:
         return env is not None and env.get("value") in ("1", "true")
 
 
-def _group_start_params_rules(group: dict, path: str, name: str) -> Errors:
+def _group_start_params_rules(group: dict[str, Any], path: str, name: str) -> Errors:
     """validateRayGroupResources and validateRayGroupLabels."""
     params = as_map(group.get("rayStartParams"))
     if any(params.get(k) for k in ("num-cpus", "num-gpus", "memory", "resources")) and as_map(group.get("resources")):
@@ -125,7 +125,7 @@ def head_group_rules(c: ClusterSpec) -> Errors:
     yield from _group_start_params_rules(c.head, path, "Head")
 
 
-def _replica_rules(group: dict, path: str, name: str) -> Errors:
+def _replica_rules(group: dict[str, Any], path: str, name: str) -> Errors:
     # Missing min/maxReplicas take their CRD defaults (0, MaxInt32), so KubeRay's "must set both" never fires.
     min_replicas = as_int(group.get("minReplicas")) if "minReplicas" in group else 0
     max_replicas = as_int(group.get("maxReplicas")) if "maxReplicas" in group else DEFAULT_MAX_REPLICAS
@@ -153,7 +153,7 @@ def _needs_autoscaler_v2(c: ClusterSpec) -> bool:
     return not (c.autoscaler_v2 or c.autoscaler_v2_via_env())
 
 
-def _idle_timeout_rules(c: ClusterSpec, group: dict, path: str, name: str) -> Errors:
+def _idle_timeout_rules(c: ClusterSpec, group: dict[str, Any], path: str, name: str) -> Errors:
     timeout = as_int(group.get("idleTimeoutSeconds"))
     if timeout is None:
         return
@@ -186,7 +186,7 @@ def min_ray_version_problem(c: ClusterSpec, minimum: tuple[int, ...], what: str)
     return None
 
 
-def _priority_rules(c: ClusterSpec, group: dict, path: str, name: str) -> Errors:
+def _priority_rules(c: ClusterSpec, group: dict[str, Any], path: str, name: str) -> Errors:
     priority = as_int(group.get("priority"))
     if not priority:
         return

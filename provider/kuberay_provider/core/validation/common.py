@@ -10,13 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import FieldError
-from ..naming import MAX_RAYCLUSTER_NAME, MAX_RAYJOB_NAME
+from ..naming import MAX_DNS_LABEL, MAX_LABEL_VALUE
 
-# ray-operator/controllers/ray/utils/constant.go; the provider's names obey the same limits (naming.py).
-MAX_RAYCLUSTER_NAME_LENGTH = MAX_RAYCLUSTER_NAME
-# The RayJob/RayService cluster is named "<name>-<5 random chars>", which must fit the RayCluster limit.
-MAX_RAYJOB_NAME_LENGTH = MAX_RAYJOB_NAME
-MAX_RAYSERVICE_NAME_LENGTH = MAX_RAYJOB_NAME
+# The name limits of ray-operator/controllers/ray/utils/constant.go are naming.MAX_RAY*_NAME.
 GENERATED_SUFFIX_LENGTH = 5  # the API server appends 5 random characters to generateName
 
 CLUSTER_SELECTOR_KEY = "ray.io/cluster"
@@ -58,11 +54,11 @@ def rule_error(path: str, rule: str, message: str) -> FieldError:
 # --- tolerant accessors: a wrong type reads as "absent" -------------------------------------------
 
 
-def as_map(value: Any) -> dict:
+def as_map(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def as_list(value: Any) -> list:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
@@ -82,7 +78,7 @@ def dig(obj: Any, *keys: str) -> Any:
     return obj
 
 
-def find_env(envs: Any, name: str) -> dict | None:
+def find_env(envs: Any, name: str) -> dict[str, Any] | None:
     return next((e for e in as_list(envs) if isinstance(e, dict) and e.get("name") == name), None)
 
 
@@ -92,12 +88,13 @@ _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _QUALIFIED_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+QUALIFIED_NAME_MAX_LENGTH = 63  # of the name part of a label or annotation key (qualifiedNameMaxLength)
 
 
 def dns1035_label_errors(value: str) -> list[str]:
     errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
+    if len(value) > MAX_DNS_LABEL:
+        errors.append(f"must be no more than {MAX_DNS_LABEL} characters")
     if not _DNS1035_LABEL.fullmatch(value):
         errors.append(
             "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
@@ -108,8 +105,8 @@ def dns1035_label_errors(value: str) -> list[str]:
 
 def dns1123_label_errors(value: str) -> list[str]:
     errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
+    if len(value) > MAX_DNS_LABEL:
+        errors.append(f"must be no more than {MAX_DNS_LABEL} characters")
     if not _DNS1123_LABEL.fullmatch(value):
         errors.append(
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
@@ -139,8 +136,8 @@ def qualified_name_errors(value: str) -> list[str]:
         errors += [f"prefix part {e}" for e in dns1123_subdomain_errors(prefix)]
     if not name:
         errors.append("name part must be non-empty")
-    elif len(name) > 63:
-        errors.append("name part must be no more than 63 characters")
+    elif len(name) > QUALIFIED_NAME_MAX_LENGTH:
+        errors.append(f"name part must be no more than {QUALIFIED_NAME_MAX_LENGTH} characters")
     elif not _QUALIFIED_NAME_PART.fullmatch(name):
         errors.append(
             "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
@@ -150,8 +147,8 @@ def qualified_name_errors(value: str) -> list[str]:
 
 
 def label_value_errors(value: str) -> list[str]:
-    if len(value) > 63:
-        return ["must be no more than 63 characters"]
+    if len(value) > MAX_LABEL_VALUE:
+        return [f"must be no more than {MAX_LABEL_VALUE} characters"]
     if value and not _QUALIFIED_NAME_PART.fullmatch(value):
         return [
             "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
@@ -215,7 +212,7 @@ def go_duration_seconds(text: str) -> float | None:
 # --- metadata -----------------------------------------------------------------------------------
 
 
-def name_rules(metadata: dict, kind: str, max_length: int) -> Errors:
+def name_rules(metadata: dict[str, Any], kind: str, max_length: int) -> Errors:
     """Validate<Kind>Metadata: length and DNS-1035. A generateName is checked as the name it yields."""
     name, path = as_str(metadata.get("name")), "metadata.name"
     if not name and as_str(metadata.get("generateName")):
@@ -230,7 +227,7 @@ def name_rules(metadata: dict, kind: str, max_length: int) -> Errors:
         )
 
 
-def initializing_timeout_rules(annotations: dict) -> Errors:
+def initializing_timeout_rules(annotations: dict[str, Any]) -> Errors:
     value = annotations.get(INITIALIZING_TIMEOUT_ANNOTATION)
     if not isinstance(value, str) or not value:
         return

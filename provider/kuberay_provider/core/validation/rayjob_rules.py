@@ -11,12 +11,12 @@ from typing import Any
 import yaml
 
 from ..errors import FieldError
+from ..naming import MAX_RAYJOB_NAME
 from .cluster_rules import embedded_cluster_rules, split_manifest
 from .common import (
     CLUSTER_SELECTOR_KEY,
     DELETION_ORDER,
     FEATURE_GATES,
-    MAX_RAYJOB_NAME_LENGTH,
     SUBMISSION_MODES,
     Errors,
     as_int,
@@ -31,11 +31,11 @@ from .common import (
 # --- RayJob ---------------------------------------------------------------------------------------
 
 
-def _selector_mode(spec: dict) -> bool:
+def _selector_mode(spec: dict[str, Any]) -> bool:
     return bool(as_map(spec.get("clusterSelector")))
 
 
-def _job_lifecycle_rules(spec: dict) -> Errors:
+def _job_lifecycle_rules(spec: dict[str, Any]) -> Errors:
     if spec.get("suspend") is True and spec.get("shutdownAfterJobFinishes") is not True:
         yield rule_error(
             "spec.suspend",
@@ -80,7 +80,7 @@ def _is_yaml_mapping(text: str) -> bool:
     return value is None or isinstance(value, dict)
 
 
-def _cluster_source_rules(spec: dict) -> Errors:
+def _cluster_source_rules(spec: dict[str, Any]) -> Errors:
     has_cluster_spec = spec.get("rayClusterSpec") is not None
     if not has_cluster_spec and not _selector_mode(spec):
         yield rule_error(
@@ -129,7 +129,7 @@ _SIDECAR_REFUSED_FIELDS = (
 )
 
 
-def _submission_mode_rules(spec: dict) -> Errors:
+def _submission_mode_rules(spec: dict[str, Any]) -> Errors:
     mode = spec.get("submissionMode")
     # Stricter than KubeRay: its CRD has no enum here and an unknown mode just never submits.
     if isinstance(mode, str) and mode not in SUBMISSION_MODES:
@@ -163,7 +163,7 @@ def _submission_mode_rules(spec: dict) -> Errors:
 _DELETION_PATH = "spec.deletionStrategy"
 
 
-def _deletion_rules(spec: dict) -> Errors:
+def _deletion_rules(spec: dict[str, Any]) -> Errors:
     strategy = spec.get("deletionStrategy")
     if not isinstance(strategy, dict):
         return
@@ -201,7 +201,7 @@ def _deletion_rules(spec: dict) -> Errors:
         )
 
 
-def _policy_context_rules(spec: dict, policy: Any, path: str, when: str) -> Errors:
+def _policy_context_rules(spec: dict[str, Any], policy: Any, path: str, when: str) -> Errors:
     """Policies the cluster cannot honour: none to delete in selector mode, no workers to drop when autoscaling."""
     if _selector_mode(spec) and policy in ("DeleteCluster", "DeleteWorkers"):
         yield rule_error(
@@ -217,7 +217,7 @@ def _policy_context_rules(spec: dict, policy: Any, path: str, when: str) -> Erro
         )
 
 
-def _legacy_deletion_rules(spec: dict, strategy: dict) -> Errors:
+def _legacy_deletion_rules(spec: dict[str, Any], strategy: dict[str, Any]) -> Errors:
     for field, when in (("onSuccess", " (on success)"), ("onFailure", " (on failure)")):
         path = f"{_DELETION_PATH}.{field}"
         if strategy.get(field) is None:
@@ -246,7 +246,7 @@ def _legacy_deletion_rules(spec: dict, strategy: dict) -> Errors:
             )
 
 
-def _deletion_condition_rules(condition: dict, path: str) -> Errors:
+def _deletion_condition_rules(condition: dict[str, Any], path: str) -> Errors:
     """validateDeletionCondition: exactly one status, non-negative TTL."""
     has_job_status = condition.get("jobStatus") is not None
     has_deployment_status = condition.get("jobDeploymentStatus") is not None
@@ -267,7 +267,7 @@ def _deletion_condition_rules(condition: dict, path: str) -> Errors:
         yield rule_error(f"{path}.ttlSeconds", "deletion-condition-negative-ttl", "TTLSeconds must be non-negative")
 
 
-def _deletion_rule_list_rules(spec: dict, rules: list) -> Errors:
+def _deletion_rule_list_rules(spec: dict[str, Any], rules: list[Any]) -> Errors:
     """validateDeletionRules: per-rule checks, uniqueness of (status, policy), then TTL ordering."""
     # (condition type, status) -> policy -> (ttl, index of the rule that set it)
     groups: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
@@ -311,7 +311,7 @@ def _ttl_order_rules(policies: dict[str, tuple[int, int]], condition_type: str, 
         previous = (policy, ttl)
 
 
-_RAYJOB_SPEC_RULES: tuple[Callable[[dict], Errors], ...] = (
+_RAYJOB_SPEC_RULES: tuple[Callable[[dict[str, Any]], Errors], ...] = (
     _job_lifecycle_rules,
     _deletion_rules,
     _cluster_source_rules,
@@ -324,7 +324,7 @@ def rayjob_rules(manifest: Any) -> list[FieldError]:
     if (parts := split_manifest(manifest)) is None:
         return []
     metadata, spec = parts
-    errors = list(name_rules(metadata, "RayJob", MAX_RAYJOB_NAME_LENGTH))
+    errors = list(name_rules(metadata, "RayJob", MAX_RAYJOB_NAME))
     if not isinstance(spec, dict):
         return errors
     errors += [error for rule in _RAYJOB_SPEC_RULES for error in rule(spec)]

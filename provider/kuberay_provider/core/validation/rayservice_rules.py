@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import FieldError
+from ..naming import MAX_RAYSERVICE_NAME
 from .cluster_rules import embedded_cluster_rules, split_manifest, upgrade_type_rule
 from .common import (
     DEFAULT_MAX_SURGE_PERCENT,
     FEATURE_GATES,
-    MAX_RAYSERVICE_NAME_LENGTH,
     RAYSERVICE_UPGRADE_TYPES,
     Errors,
     as_int,
@@ -27,7 +27,7 @@ from .common import (
 # --- RayService -----------------------------------------------------------------------------------
 
 
-def _cluster_upgrade_option_rules(spec: dict) -> Errors:
+def _cluster_upgrade_option_rules(spec: dict[str, Any]) -> Errors:
     """ValidateClusterUpgradeOptions, for the NewClusterWithIncrementalUpgrade strategy."""
     path = "spec.upgradeStrategy.clusterUpgradeOptions"
     if dig(spec, "rayClusterConfig", "enableInTreeAutoscaling") is not True:
@@ -68,7 +68,7 @@ def _cluster_upgrade_option_rules(spec: dict) -> Errors:
         )
 
 
-def _rayservice_spec_rules(spec: dict, annotations: dict) -> Errors:
+def _rayservice_spec_rules(spec: dict[str, Any], annotations: dict[str, Any]) -> Errors:
     cluster_path = "spec.rayClusterConfig"
     yield from embedded_cluster_rules(spec.get("rayClusterConfig"), cluster_path, annotations, "RayService")
     if as_str(dig(spec, "rayClusterConfig", "headGroupSpec", "headService", "metadata", "name")):
@@ -96,7 +96,7 @@ def rayservice_rules(manifest: Any) -> list[FieldError]:
         return []
     metadata, spec = parts
     annotations = as_map(metadata.get("annotations"))
-    errors = list(name_rules(metadata, "RayService", MAX_RAYSERVICE_NAME_LENGTH))
+    errors = list(name_rules(metadata, "RayService", MAX_RAYSERVICE_NAME))
     errors += initializing_timeout_rules(annotations)
     if isinstance(spec, dict):
         errors += _rayservice_spec_rules(spec, annotations)

@@ -18,9 +18,6 @@ from typing import Any
 from ..errors import FieldError
 from .cluster_rules import cluster_spec_rules, raycluster_rules
 from .common import (
-    MAX_RAYCLUSTER_NAME_LENGTH,
-    MAX_RAYJOB_NAME_LENGTH,
-    MAX_RAYSERVICE_NAME_LENGTH,
     dns1035_label_errors,
     dns1123_label_errors,
     dns1123_subdomain_errors,
@@ -33,9 +30,6 @@ from .rayjob_rules import rayjob_rules
 from .rayservice_rules import rayservice_rules
 
 __all__ = [
-    "MAX_RAYCLUSTER_NAME_LENGTH",
-    "MAX_RAYJOB_NAME_LENGTH",
-    "MAX_RAYSERVICE_NAME_LENGTH",
     "RULES_BY_KIND",
     "cluster_spec_rules",
     "dns1035_label_errors",

@@ -26,11 +26,11 @@ def _kueue(path: str, rule: str, message: str) -> FieldError:
     return FieldError(path, f"kueue:{rule}", message)
 
 
-def _map(value: Any) -> dict:
+def _map(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _at(obj: dict, dotted: str) -> dict:
+def _at(obj: dict[str, Any], dotted: str) -> dict[str, Any]:
     for key in dotted.split("."):
         obj = _map(obj.get(key))
     return obj
@@ -65,7 +65,7 @@ def scheduler_rules(manifest: dict[str, Any]) -> list[FieldError]:
     return errors
 
 
-def _kueue_rayjob_rules(spec: dict) -> Iterator[FieldError]:
+def _kueue_rayjob_rules(spec: dict[str, Any]) -> Iterator[FieldError]:
     if _map(spec.get("clusterSelector")):
         yield _kueue(
             "spec.clusterSelector",
@@ -84,7 +84,7 @@ def _kueue_rayjob_rules(spec: dict) -> Iterator[FieldError]:
         )
 
 
-def _kueue_cluster_rules(cluster: dict, path: str) -> Iterator[FieldError]:
+def _kueue_cluster_rules(cluster: dict[str, Any], path: str) -> Iterator[FieldError]:
     if cluster.get("enableInTreeAutoscaling") is True:
         yield _kueue(
             f"{path}.enableInTreeAutoscaling",
@@ -109,7 +109,7 @@ def _kueue_cluster_rules(cluster: dict, path: str) -> Iterator[FieldError]:
             )
 
 
-def _volcano_rules(labels: dict) -> Iterator[FieldError]:
+def _volcano_rules(labels: dict[str, Any]) -> Iterator[FieldError]:
     queue = labels.get(VOLCANO_QUEUE_LABEL)
     if queue is None:
         return

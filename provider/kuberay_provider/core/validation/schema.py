@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from jsonschema import FormatChecker
@@ -115,47 +115,47 @@ def _metadata_errors(metadata: Any) -> Iterator[FieldError]:
 # --- public API -----------------------------------------------------------------------------------
 
 
-def _find_version(crd: dict, version: str) -> dict:
+def _find_version(crd: dict[str, Any], version: str) -> dict[str, Any]:
     for candidate in crd.get("spec", {}).get("versions", []):
         if candidate.get("name") == version:
-            return candidate
+            return cast(dict[str, Any], candidate)
     raise ValueError(f"CRD {crd.get('metadata', {}).get('name')!r} has no version {version!r}")
 
 
 class CrdSchema:
     """One version of one CRD, with its validator compiled on first use and kept."""
 
-    def __init__(self, crd: dict, version: str = "v1") -> None:
+    def __init__(self, crd: dict[str, Any], version: str = "v1") -> None:
         self._crd = crd
         self._version = _find_version(crd, version)
         self.compilations = 0  # how often the validator was built; tests check it stays at one
 
     @classmethod
-    def from_crd(cls, crd: dict, version: str = "v1") -> CrdSchema:
+    def from_crd(cls, crd: dict[str, Any], version: str = "v1") -> CrdSchema:
         return cls(crd, version)
 
     @property
     def kind(self) -> str:
-        return self._crd["spec"]["names"]["kind"]
+        return str(self._crd["spec"]["names"]["kind"])
 
     @property
     def plural(self) -> str:
-        return self._crd["spec"]["names"]["plural"]
+        return str(self._crd["spec"]["names"]["plural"])
 
     @property
     def group(self) -> str:
-        return self._crd["spec"]["group"]
+        return str(self._crd["spec"]["group"])
 
     @property
     def version(self) -> str:
-        return self._version["name"]
+        return str(self._version["name"])
 
     @property
     def crd_name(self) -> str:
-        return self._crd["metadata"]["name"]
+        return str(self._crd["metadata"]["name"])
 
     @cached_property
-    def json_schema(self) -> dict:
+    def json_schema(self) -> dict[str, Any]:
         schema = to_json_schema(self._version.get("schema", {}).get("openAPIV3Schema", {}))
         properties = schema.setdefault("properties", {})
         properties["metadata"] = OBJECT_META_SCHEMA
@@ -177,7 +177,7 @@ class CrdSchema:
         return list(dict.fromkeys(errors))
 
 
-def _crd_documents(text: str) -> Iterator[dict]:
+def _crd_documents(text: str) -> Iterator[dict[str, Any]]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are large; libyaml is ~10x faster
     for document in yaml.load_all(text, Loader=loader):
         if isinstance(document, dict) and document.get("kind") == CRD_KIND:
@@ -194,7 +194,7 @@ def _answer_or_error(read: Callable[[str], Any], crd_name: str) -> Any:
         return error
 
 
-def _installed_crds(api_client: Any, answers: Iterable[Any]) -> list[dict]:
+def _installed_crds(api_client: Any, answers: Iterable[Any]) -> list[dict[str, Any]]:
     """The CRDs read, as plain dicts; one the cluster lacks (404) is left out, any other error is raised."""
     crds = []
     for crd_name, answer in zip(RAY_CRD_NAMES, answers, strict=False):
@@ -214,7 +214,7 @@ class SchemaRegistry:
         self._by_kind = {schema.kind: schema for schema in schemas}
 
     @classmethod
-    def from_crds(cls, crds: Iterable[dict], version: str = "v1") -> SchemaRegistry:
+    def from_crds(cls, crds: Iterable[dict[str, Any]], version: str = "v1") -> SchemaRegistry:
         usable = [crd for crd in crds if any(v.get("name") == version for v in crd.get("spec", {}).get("versions", []))]
         return cls(CrdSchema.from_crd(crd, version) for crd in usable)
 

@@ -65,7 +65,7 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
 TRANSITION_RULE_MARKER = "oldSelf"
 
 
-def _known_cel_rules(rules: Any) -> list[dict]:
+def _known_cel_rules(rules: Any) -> list[dict[str, Any]]:
     known = []
     for rule in rules if isinstance(rules, list) else []:
         text = rule.get("rule", "") if isinstance(rule, dict) else ""
@@ -78,7 +78,9 @@ def _known_cel_rules(rules: Any) -> list[dict]:
     return known
 
 
-def _check_cel(validator: Any, rules: list[dict], instance: Any, schema: dict) -> Iterator[JsonSchemaError]:
+def _check_cel(
+    validator: Any, rules: list[dict[str, Any]], instance: Any, schema: dict[str, Any]
+) -> Iterator[JsonSchemaError]:
     for rule in rules:
         if not CEL_RULES[rule["rule"]](instance):
             yield JsonSchemaError(rule.get("message") or f"failed rule: {rule['rule']}")
@@ -93,7 +95,9 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _check_list_map_keys(validator: Any, spec: dict, instance: Any, schema: dict) -> Iterator[JsonSchemaError]:
+def _check_list_map_keys(
+    validator: Any, spec: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Iterator[JsonSchemaError]:
     """x-kubernetes-list-type: map — no two items may share the same key fields (after defaulting)."""
     if not isinstance(instance, list):
         return
@@ -117,7 +121,7 @@ KubernetesValidator = validators.extend(
 # --- structural schema -> JSON Schema --------------------------------------------------------------
 
 
-def _convert_numbers(node: dict, out: dict) -> None:
+def _convert_numbers(node: dict[str, Any], out: dict[str, Any]) -> None:
     """OpenAPI v3.0 boolean exclusive bounds and integer formats as JSON Schema bounds."""
     for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
         if node.get(exclusive) is True and bound in out:
@@ -129,7 +133,7 @@ def _convert_numbers(node: dict, out: dict) -> None:
         out.setdefault("maximum", int_range[1])
 
 
-def _allow_null(out: dict) -> None:
+def _allow_null(out: dict[str, Any]) -> None:
     if "type" in out:
         types = out["type"] if isinstance(out["type"], list) else [out["type"]]
         out["type"] = [*types, "null"]
@@ -137,7 +141,7 @@ def _allow_null(out: dict) -> None:
         out["enum"] = [*out["enum"], None]
 
 
-def _convert_object(node: dict, out: dict) -> None:
+def _convert_object(node: dict[str, Any], out: dict[str, Any]) -> None:
     properties = dict(node.get("properties", {}))
     if node.get("x-kubernetes-embedded-resource"):
         for field in ("apiVersion", "kind"):
@@ -161,7 +165,7 @@ def _convert_object(node: dict, out: dict) -> None:
         out["additionalProperties"] = False
 
 
-def _convert_list(node: dict, out: dict) -> None:
+def _convert_list(node: dict[str, Any], out: dict[str, Any]) -> None:
     items = node.get("items")
     if isinstance(items, dict):
         out["items"] = to_json_schema(items)
@@ -175,7 +179,7 @@ def _convert_list(node: dict, out: dict) -> None:
         out[LIST_MAP_KEYS] = {"keys": keys, "defaults": defaults}
 
 
-def to_json_schema(node: Any) -> dict:
+def to_json_schema(node: Any) -> dict[str, Any]:
     """One Kubernetes structural schema node as a JSON Schema for KubernetesValidator."""
     if not isinstance(node, dict):
         return {}

@@ -27,7 +27,8 @@ USER_KEY = web.RequestKey("kuberay_local_user", User)
 
 def user_of(request: web.Request) -> User:
     """The authenticated user of a request (the admin when authentication is not installed)."""
-    return request.get(USER_KEY, ADMIN)
+    user: User = request.get(USER_KEY, ADMIN)  # Request.get is untyped; USER_KEY holds a User
+    return user
 
 
 def authentication_middleware(

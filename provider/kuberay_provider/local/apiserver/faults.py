@@ -39,7 +39,7 @@ class FaultPlan:
     seed: int | None = None
     slow_seconds: float = 2.0
     drop_after_seconds: float = 1.0
-    injected: Counter = field(default_factory=Counter)  # kind -> how many were injected
+    injected: Counter[str] = field(default_factory=Counter)  # kind -> how many were injected
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(ALL_KINDS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, cast
 
 import jsonpatch
 import yaml
@@ -42,6 +42,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, ``null`` deletes, anything else replaces."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
+    return merge_object_patch(target, patch)
+
+
+def merge_object_patch(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 with an object as the patch, which always gives an object."""
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -77,7 +82,8 @@ def json_patch(target: dict[str, Any], operations: Any) -> dict[str, Any]:
     if not isinstance(operations, list):
         raise bad_request("json patch must be a list of operations")
     try:
-        return jsonpatch.JsonPatch(operations).apply(target)
+        # A patch may replace the whole document with a non-object; the caller's checks see that, not this one.
+        return cast(dict[str, Any], jsonpatch.JsonPatch(operations).apply(target))
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as error:
         raise ApiError(
             422, "Invalid", f"the server rejected our request due to an error in our request: {error}"
@@ -91,8 +97,9 @@ def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[s
     if not isinstance(patch, dict):
         raise bad_request("a merge patch must be a JSON object")
     if content_type == STRATEGIC_MERGE_PATCH:
-        return strategic_merge_patch(target, patch)
-    return merge_patch(target, patch)
+        # "$patch: delete" at the top gives None; the caller's checks see that, not this one.
+        return cast(dict[str, Any], strategic_merge_patch(target, patch))
+    return merge_object_patch(target, patch)
 
 
 def leaf_paths(document: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -128,7 +135,7 @@ def server_side_apply(
     Simplified field ownership: fields this manager applied last time but no longer applies are removed;
     fields set by anyone else are kept; conflicts between managers are not detected.
     """
-    merged = merge_patch(live, _without_nulls(applied))
+    merged = merge_object_patch(live, _without_nulls(applied))
     if previously_applied:
         for path in sorted(leaf_paths(previously_applied) - leaf_paths(applied), key=len, reverse=True):
             if path and path[0] not in ("apiVersion", "kind") and path[:2] != ("metadata", "name"):

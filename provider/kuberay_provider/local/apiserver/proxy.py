@@ -77,7 +77,8 @@ def backend_url(service: dict[str, Any], port: str) -> str:
             candidates += [str(declared.get("name", "")), str(declared.get("port", ""))]
     for candidate in candidates:
         if candidate and isinstance(endpoints.get(candidate), str):
-            return endpoints[candidate].rstrip("/")
+            url: str = endpoints[candidate]
+            return url.rstrip("/")
     raise no_endpoints(name)
 
 

@@ -1,10 +1,12 @@
-"""The API server's semantics, free of HTTP: create, read, update, patch, delete, garbage collection.
+"""The API server's semantics, free of HTTP: create, read, update, patch, delete (with finalizers and the
+garbage collector in garbage_collection.py).
 
 Every method runs synchronously on the server's event loop (see store.py), so each request is atomic.
 """
 
 from __future__ import annotations
 
+import builtins
 import copy
 import random
 import uuid
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ApiError, Cause, already_exists, bad_request, conflict, invalid, not_found
+from .garbage_collection import Deletions
 from .objectmeta import CREATE_DEFAULTS, ClusterIpAllocator, crd_causes, metadata_causes, now_rfc3339
 from .patching import APPLY_PATCH, apply_patch, parse_document, server_side_apply
 from .registry import CRD_TYPE, NAMESPACE_TYPE, ResourceRegistry, ResourceType
@@ -32,7 +35,6 @@ SERVER_OWNED_METADATA = (
 )
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 UNDELETABLE_NAMESPACES = frozenset(INITIAL_NAMESPACES)
-FOREGROUND_FINALIZER = "foregroundDeletion"
 PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
 
 
@@ -63,10 +65,6 @@ def _body_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
-def _owner_uids(obj: dict[str, Any]) -> list[str]:
-    return [ref.get("uid", "") for ref in obj["metadata"].get("ownerReferences") or []]
-
-
 class Cluster:
     """Objects, served types and the rules tying them together."""
 
@@ -77,8 +75,7 @@ class Cluster:
         self._cluster_ips = ClusterIpAllocator()
         # Server-side apply: the last configuration each field manager applied, per object.
         self._applied: dict[tuple[StorageKey, str, str, str], dict[str, Any]] = {}
-        # Propagation policy of deletions that wait for finalizers.
-        self._pending_policy: dict[str, str] = {}
+        self.deletions = Deletions(self.store, self._forget_removed)
         for name in INITIAL_NAMESPACES:
             self.create(NAMESPACE_TYPE, "", {"metadata": {"name": name}}, WriteOptions())
 
@@ -134,7 +131,8 @@ class Cluster:
             meta.pop("namespace", None)
         return obj
 
-    def _admit(self, rtype: ResourceType, obj: dict[str, Any], options: WriteOptions) -> list[str]:
+    # builtins.list: in this class body, a bare ``list`` is the method above.
+    def _admit(self, rtype: ResourceType, obj: dict[str, Any], options: WriteOptions) -> builtins.list[str]:
         """Validate (and for custom resources prune and default) ``obj`` in place; returns warnings."""
         causes = metadata_causes(rtype, obj)
         warnings: list[str] = []
@@ -297,8 +295,7 @@ class Cluster:
             return WriteResult(proposed, warnings=warnings)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             # The last finalizer is gone: the pending deletion completes now.
-            policy = self._pending_policy.pop(meta["uid"], "Background")
-            return WriteResult(self._remove(rtype.storage_key, proposed, policy), warnings=warnings)
+            return WriteResult(self.deletions.complete(rtype.storage_key, proposed), warnings=warnings)
         self.store.save(rtype.storage_key, proposed)
         self._after_change(rtype.storage_key)
         return WriteResult(proposed, warnings=warnings)
@@ -332,96 +329,14 @@ class Cluster:
             raise bad_request(f"propagationPolicy: Unsupported value: {options.propagation_policy!r}")
         if options.dry_run:
             return current
-        return self._delete_object(rtype.storage_key, current, options.propagation_policy)
+        return self.deletions.delete_object(rtype.storage_key, current, options.propagation_policy)
 
-    def _delete_object(self, key: StorageKey, obj: dict[str, Any], policy: str) -> dict[str, Any]:
-        uid = obj["metadata"]["uid"]
-        if policy == "Orphan":
-            self._orphan_dependents(uid)
-        if policy == "Foreground":
-            # Watchers see the owner marked for deletion while its dependents go first.
-            obj = self._mark_deleting(key, obj, extra_finalizer=FOREGROUND_FINALIZER)
-            self._collect_dependents(uid, policy)
-            obj = self._drop_foreground_finalizer(key, obj)
-        if obj["metadata"].get("finalizers"):
-            self._pending_policy[uid] = policy
-            return self._mark_deleting(key, obj)
-        return self._remove(key, obj, policy)
-
-    def _drop_foreground_finalizer(self, key: StorageKey, obj: dict[str, Any]) -> dict[str, Any]:
-        """The dependents are gone: drop ``foregroundDeletion``, and store that while other finalizers
-        keep the object (else their removal would leave it stuck on ours)."""
-        kept = copy.deepcopy(obj)
-        kept["metadata"]["finalizers"] = [f for f in kept["metadata"]["finalizers"] if f != FOREGROUND_FINALIZER]
-        return self.store.save(key, kept) if kept["metadata"]["finalizers"] else kept
-
-    def _mark_deleting(self, key: StorageKey, obj: dict[str, Any], extra_finalizer: str = "") -> dict[str, Any]:
-        marked = copy.deepcopy(obj)
-        meta = marked["metadata"]
-        if extra_finalizer and extra_finalizer not in meta.setdefault("finalizers", []):
-            meta["finalizers"].append(extra_finalizer)
-        meta.setdefault("deletionTimestamp", now_rfc3339())
-        meta.setdefault("deletionGracePeriodSeconds", 0)
-        if marked == obj:
-            return obj
-        return self.store.save(key, marked)
-
-    def _remove(self, key: StorageKey, obj: dict[str, Any], policy: str) -> dict[str, Any]:
-        removed = self.store.remove(key, obj)
+    def _forget_removed(self, key: StorageKey, removed: dict[str, Any]) -> None:
+        """What this class keeps about an object the deletions removed: its applied configurations."""
         meta = removed["metadata"]
         for record in [k for k in self._applied if k[:3] == (key, meta.get("namespace", ""), meta["name"])]:
             del self._applied[record]
-        if policy != "Orphan":
-            self._collect_dependents(meta["uid"], policy)
-        if key == NAMESPACE_TYPE.storage_key:
-            self._empty_namespace(meta["name"])
-        if key == CRD_TYPE.storage_key:
-            self._drop_custom_resources(removed)
         self._after_change(key)
-        return removed
-
-    def _still_stored(self, key: StorageKey, obj: dict[str, Any]) -> bool:
-        """False once a cascade earlier in the same sweep removed or replaced ``obj``."""
-        return self.store.get(key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]) is obj
-
-    def _live_uids(self) -> set[str]:
-        return {obj["metadata"]["uid"] for _, obj in self.store.all_objects()}
-
-    def _collect_dependents(self, owner_uid: str, policy: str) -> None:
-        """The garbage collector: a dependent goes once none of its owners is left."""
-        for key, obj in self.store.all_objects():
-            owners = _owner_uids(obj)
-            if owner_uid not in owners or not self._still_stored(key, obj):
-                continue
-            live = self._live_uids()
-            if any(uid in live for uid in owners if uid != owner_uid):
-                self._drop_owner_reference(key, obj, owner_uid)
-            elif not obj["metadata"].get("deletionTimestamp"):
-                self._delete_object(key, obj, policy)
-
-    def _orphan_dependents(self, owner_uid: str) -> None:
-        for key, obj in self.store.all_objects():
-            if owner_uid in _owner_uids(obj):
-                self._drop_owner_reference(key, obj, owner_uid)
-
-    def _drop_owner_reference(self, key: StorageKey, obj: dict[str, Any], owner_uid: str) -> None:
-        orphaned = copy.deepcopy(obj)
-        refs = [ref for ref in orphaned["metadata"]["ownerReferences"] if ref.get("uid") != owner_uid]
-        if refs:
-            orphaned["metadata"]["ownerReferences"] = refs
-        else:
-            del orphaned["metadata"]["ownerReferences"]
-        self.store.save(key, orphaned)
-
-    def _empty_namespace(self, namespace: str) -> None:
-        for key, obj in self.store.all_objects():
-            if obj["metadata"].get("namespace") == namespace and self._still_stored(key, obj):
-                self._remove(key, obj, "Background")
-
-    def _drop_custom_resources(self, crd: dict[str, Any]) -> None:
-        key = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
-        for obj in self.store.list(key):
-            self._remove(key, obj, "Background")
 
     def _after_change(self, key: StorageKey) -> None:
         if key == CRD_TYPE.storage_key:

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .access_review import AccessReviews
 from .auth import authentication_middleware, authorization_middleware, status_errors
@@ -32,11 +33,11 @@ REQUEST_COUNTS_KEY = web.AppKey("request_counts", Counter)
 AUTHORIZER_KEY = web.AppKey("authorizer", Authorizer)
 
 
-def request_counter(counts: Counter) -> Any:
+def request_counter(counts: Counter[str]) -> Any:
     """Counts requests by User-Agent, so benchmarks can tell how much load each client puts on the API."""
 
     @web.middleware
-    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         counts[request.headers.get("User-Agent", "")] += 1
         return await handler(request)
 
@@ -63,7 +64,7 @@ def build_app(settings: ApiServerSettings, cluster: Cluster | None = None) -> we
     stopping = asyncio.Event()
     tokens, authorizer = Tokens(settings.token, settings.min_token_seconds), Authorizer(cluster)
     handlers = ApiHandlers(cluster, stopping, settings.bookmark_interval, tokens, AccessReviews(authorizer).serve)
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     middlewares = [
         request_counter(counts),
         status_errors,
@@ -133,7 +134,7 @@ class ApiServer:
         self.port = settings.port
 
     @property
-    def request_counts(self) -> Counter:
+    def request_counts(self) -> Counter[str]:
         """Requests served so far, by User-Agent (including refused ones)."""
         return self.app[REQUEST_COUNTS_KEY]
 

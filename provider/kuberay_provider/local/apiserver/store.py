@@ -8,6 +8,7 @@ and responses share them safely.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -120,7 +121,10 @@ class ObjectStore:
             self._compacted_through = self._history[-1].resource_version
         self._history.clear()
 
-    def subscribe(self, key: StorageKey, namespace: str | None, since: int) -> tuple[list[WatchEvent], Subscription]:
+    # builtins.list: in this class body, a bare ``list`` is the method above.
+    def subscribe(
+        self, key: StorageKey, namespace: str | None, since: int
+    ) -> tuple[builtins.list[WatchEvent], Subscription]:
         """The recorded events after ``since`` plus a subscription to everything later."""
         if since < self._compacted_through:
             raise TooOldResourceVersion(since, self._compacted_through + 1)

@@ -117,15 +117,23 @@ class ClusterAPI(Protocol):
 
 
 def meta(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return obj.get("metadata") or {}
+    metadata: dict[str, Any] = obj.get("metadata") or {}
+    return metadata
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
-    return meta(obj).get("name", "")
+    name: str = meta(obj).get("name", "")
+    return name
+
+
+def object_ref(obj: Mapping[str, Any]) -> str:
+    """``namespace/name``, as KubeRay's events name an object."""
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
 
 
 def namespace_of(obj: Mapping[str, Any]) -> str:
-    return meta(obj).get("namespace", "")
+    namespace: str = meta(obj).get("namespace", "")
+    return namespace
 
 
 def labels_match(obj: Mapping[str, Any], labels: Mapping[str, str] | None) -> bool:

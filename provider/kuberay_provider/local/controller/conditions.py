@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 CLUSTER_STATUS_COMPARED_FIELDS = (
@@ -36,7 +36,7 @@ def set_condition(
     )
 
 
-def condition_is_true(conditions: list[Mapping[str, Any]] | None, type_: str) -> bool:
+def condition_is_true(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> bool:
     return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions or [])
 
 

@@ -31,7 +31,9 @@ def _cluster_gone(cluster: Mapping[str, Any] | None) -> bool:
 
 def _delete_cluster(cluster: Mapping[str, Any] | None) -> list[Action]:
     """deleteClusterResources: delete unless it is already gone or going."""
-    return [] if _cluster_gone(cluster) else [DeleteRayCluster(cluster["metadata"]["name"])]  # type: ignore[index]
+    if cluster is None or _cluster_gone(cluster):
+        return []
+    return [DeleteRayCluster(cluster["metadata"]["name"])]
 
 
 def policy_actions(policy: str, rayjob: Mapping[str, Any], cluster: Mapping[str, Any] | None) -> list[Action]:
@@ -51,10 +53,10 @@ def is_deletion_action_completed(policy: str, cluster: Mapping[str, Any] | None)
         return True
     if policy == "DeleteSelf":
         return False
-    if _cluster_gone(cluster):
+    if cluster is None or _cluster_gone(cluster):
         return True
     if policy == "DeleteWorkers":
-        groups = (cluster.get("spec") or {}).get("workerGroupSpecs") or []  # type: ignore[union-attr]
+        groups = (cluster.get("spec") or {}).get("workerGroupSpecs") or []
         return all(group.get("suspend") is True for group in groups)
     return False
 
@@ -63,8 +65,12 @@ def is_rule_matched(rule: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     """isDeletionRuleMatched: exactly one of jobStatus / jobDeploymentStatus is set."""
     condition = rule.get("condition") or {}
     if "jobStatus" in condition:
-        return condition["jobStatus"] == status.get("jobStatus", "")
-    return condition.get("jobDeploymentStatus") == status.get("jobDeploymentStatus", "")
+        wanted_job_status: str = condition["jobStatus"]
+        job_status: str = status.get("jobStatus", "")
+        return wanted_job_status == job_status
+    wanted_deployment_status: str | None = condition.get("jobDeploymentStatus")
+    deployment_status: str = status.get("jobDeploymentStatus", "")
+    return wanted_deployment_status == deployment_status
 
 
 def _requeue_delay(at: datetime, now: datetime) -> float:

@@ -30,7 +30,7 @@ class HttpClusterAPI:
         query: list[tuple[str, Any]] | None = None,
         body: Any = None,
         timeout: float | None = 30.0,
-    ) -> Any:
+    ) -> dict[str, Any]:
         response = await self._client.call_api(
             path,
             method,
@@ -46,7 +46,7 @@ class HttpClusterAPI:
             status = response.status
         finally:
             response.release()
-        data = json.loads(raw) if raw else {}
+        data: dict[str, Any] = json.loads(raw) if raw else {}  # the API server answers with an object
         if not 200 <= status <= 299:
             raise api_error(status, data.get("reason", ""), data.get("message", raw.decode(errors="replace")))
         return data

@@ -15,11 +15,9 @@ from .api import CONFIGMAPS, PODS, RAYCLUSTERS, SERVICES, ApiError, ClusterAPI, 
 from .clock import Clock
 from .conditions import inconsistent_cluster_status
 from .events import EventRecorder
-from .raycluster import (
-    compute_cluster_status,
+from .raycluster import compute_cluster_status, declared_ray_resources, group_desired_replicas
+from .raycluster_pods import (
     config_map_mounts,
-    declared_ray_resources,
-    group_desired_replicas,
     plan_head_pod,
     plan_worker_pod,
     referenced_config_maps,

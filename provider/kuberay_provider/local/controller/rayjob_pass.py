@@ -72,7 +72,8 @@ class RayJobPass:
 
     @property
     def cluster_name(self) -> str:
-        return self.status.get("rayClusterName", "")
+        name: str = self.status.get("rayClusterName", "")
+        return name
 
     def _deadline_exceeded(self, field_name: str, reason: str) -> bool:
         """Fail when ``spec.<field_name>`` seconds have passed since status.startTime."""

@@ -5,7 +5,8 @@ removed once every cluster is gone) -> validateRayService -> handleSuspend -> st
 -> reconcileRayCluster -> updateHeadPodServeLabel -> reconcileServe (pending cluster, else active) -> the
 Services pointed at a ready cluster -> calculateStatus -> a status write only when
 InconsistentRayServiceStatuses says so. A failing step ends the pass without a status write, as KubeRay's
-returned error does. The decisions are in rayservice_status.py, the Serve side in rayservice_serve.py.
+returned error does. The decisions are in rayservice_status.py and rayservice_upgrade.py, the Serve side in
+rayservice_serve.py, the Services in rayservice_services.py.
 
 Not done: NewClusterWithIncrementalUpgrade (Gateway, HTTPRoute, target capacities, rollback) runs as
 NewCluster. Unlike KubeRay, whose predicate ignores its own status writes, this controller's loop sees them:
@@ -15,7 +16,6 @@ a validation failure is therefore written once per generation and message.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -25,11 +25,12 @@ from kuberay_provider.local.ray_backend.base import RayBackend
 
 from . import kuberay as k
 from .actions import EventSpec
-from .api import RAYCLUSTERS, RAYSERVICES, SERVICES, ApiError, ClusterAPI, ConflictError, NotFoundError
+from .api import RAYCLUSTERS, RAYSERVICES, SERVICES, ApiError, ClusterAPI, ConflictError, NotFoundError, object_ref
 from .clock import Clock, format_time
 from .events import EventRecorder
 from .raycluster import owned_cluster_body
 from .rayservice_serve import PassError, ServeReconciler
+from .rayservice_services import RayServiceServices
 from .rayservice_status import (
     DEFAULT_DELETION_DELAY_SECONDS,
     FINALIZER,
@@ -37,7 +38,6 @@ from .rayservice_status import (
     READY,
     VALIDATION_FAILED,
     calculate_conditions,
-    cluster_annotations,
     condition_true,
     inconsistent_statuses,
     initializing_timeout,
@@ -46,20 +46,13 @@ from .rayservice_status import (
     promote,
     resume,
     set_service_condition,
-    should_prepare_new_cluster,
-    should_update_cluster,
     stage_suspending,
     suspend_complete,
     suspend_is_operative,
     suspend_waiting,
 )
-from .services import (
-    ServeServiceError,
-    build_owner_head_service,
-    build_serve_service,
-    serve_service_name,
-    with_endpoints_annotation,
-)
+from .rayservice_upgrade import cluster_annotations, should_prepare_new_cluster, should_update_cluster
+from .services import serve_service_name
 from .validation import validate_rayservice
 
 log = logging.getLogger(__name__)
@@ -73,16 +66,13 @@ def association_labels(rayservice: Mapping[str, Any]) -> dict[str, str]:
     return {k.RAY_ORIGINATED_FROM_CR_NAME: rayservice["metadata"]["name"], k.RAY_ORIGINATED_FROM_CRD: k.CRD_RAYSERVICE}
 
 
-def _ref(obj: Mapping[str, Any]) -> str:
-    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
-
-
 class RayServiceRuntime:
     def __init__(self, api: ClusterAPI, backend: RayBackend, clock: Clock, recorder: EventRecorder) -> None:
         self.api = api
         self.clock = clock
         self.recorder = recorder
         self.serve = ServeReconciler(api, backend, recorder)
+        self.services = RayServiceServices(api, recorder)
         self._deletion_times: dict[str, datetime] = {}  # RayClusterDeletionTimestamps, by cluster name
         self._validation_failures: dict[tuple[str, str], tuple[int, str]] = {}  # (ns, name) -> (generation, message)
 
@@ -130,7 +120,8 @@ class RayServiceRuntime:
             await self.api.replace(RAYSERVICES, body)
             return REQUEUE_SECONDS
         if (error := validate_rayservice(rayservice)) is not None:
-            return await self._fail_validation(rayservice, error, now)
+            await self._fail_validation(rayservice, error, now)
+            return None
         original = normalized(rayservice.get("status") or {})
         status = copy.deepcopy(original)
         result = await self._handle_suspend(rayservice, status, now)
@@ -161,7 +152,7 @@ class RayServiceRuntime:
         if pending_ready or active_ready:
             target = pending if pending_ready else active
             assert target is not None
-            serving_cluster = await self._reconcile_services(view, target)
+            serving_cluster = await self.services.reconcile(view, target)
         await self._calculate_status(view, status, active, pending, active_apps, pending_apps, serving_cluster, now)
         if inconsistent_statuses(original, status):
             await self._write_status(rayservice, status, now)
@@ -186,7 +177,7 @@ class RayServiceRuntime:
             if message.startswith("The RayService metadata is invalid")
             else "InvalidRayServiceSpec"
         )
-        await self._event(rayservice, "Warning", reason, "Validate", f"{_ref(rayservice)}: {message}")
+        await self._event(rayservice, "Warning", reason, "Validate", f"{object_ref(rayservice)}: {message}")
         status = normalized(rayservice.get("status") or {})
         set_service_condition(status, READY, "False", VALIDATION_FAILED, message, now)
         await self._write_status(rayservice, status, now)
@@ -233,13 +224,13 @@ class RayServiceRuntime:
                         "Warning",
                         f"FailedToDelete{kind}",
                         "Delete",
-                        f"Failed to delete the {kind} {_ref(obj)} during suspend: {exc.message or exc}",
+                        f"Failed to delete the {kind} {object_ref(obj)} during suspend: {exc.message or exc}",
                     )
                     raise
                 if resource is SERVICES:
                     self.serve.forget_service(namespace, obj["metadata"]["name"])
                 await self._event(
-                    rayservice, "Normal", reason, "Delete", f"Deleted the {kind} {_ref(obj)} during suspend"
+                    rayservice, "Normal", reason, "Delete", f"Deleted the {kind} {object_ref(obj)} during suspend"
                 )
         return all_deleted
 
@@ -268,7 +259,7 @@ class RayServiceRuntime:
             if due is None and not deleting:
                 self._deletion_times[cluster_name] = now + delay
                 continue
-            if deleting or now > due:  # type: ignore[operator]
+            if deleting or (due is not None and now > due):  # due is None only when deleting
                 try:
                     await self.api.delete(RAYCLUSTERS, namespace, cluster_name)
                 except ApiError as exc:
@@ -277,11 +268,11 @@ class RayServiceRuntime:
                         "Warning",
                         "FailedToDeleteRayCluster",
                         "Delete",
-                        f"Failed to delete the RayCluster {_ref(cluster)}: {exc.message or exc}",
+                        f"Failed to delete the RayCluster {object_ref(cluster)}: {exc.message or exc}",
                     )
                     raise
                 await self._event(
-                    rayservice, "Normal", "DeletedRayCluster", "Delete", f"Deleted the RayCluster {_ref(cluster)}"
+                    rayservice, "Normal", "DeletedRayCluster", "Delete", f"Deleted the RayCluster {object_ref(cluster)}"
                 )
         return found
 
@@ -320,10 +311,12 @@ class RayServiceRuntime:
                 "Warning",
                 "FailedToCreateRayCluster",
                 "Create",
-                f"Failed to create the RayCluster {_ref(body)}: {exc.message or exc}",
+                f"Failed to create the RayCluster {object_ref(body)}: {exc.message or exc}",
             )
             raise
-        await self._event(rayservice, "Normal", "CreatedRayCluster", "Create", f"Created the RayCluster {_ref(body)}")
+        await self._event(
+            rayservice, "Normal", "CreatedRayCluster", "Create", f"Created the RayCluster {object_ref(body)}"
+        )
         return created
 
     async def _update_cluster(self, rayservice: Mapping[str, Any], cluster: dict[str, Any], role: str) -> None:
@@ -347,83 +340,14 @@ class RayServiceRuntime:
                 "Warning",
                 "FailedToUpdateRayCluster",
                 "Update",
-                f"Failed to update the {role} RayCluster {_ref(cluster)}: {exc.message or exc}",
+                f"Failed to update the {role} RayCluster {object_ref(cluster)}: {exc.message or exc}",
             )
             raise
         await self._event(
-            rayservice, "Normal", "UpdatedRayCluster", "Update", f"Updated the {role} RayCluster {_ref(cluster)}"
+            rayservice, "Normal", "UpdatedRayCluster", "Update", f"Updated the {role} RayCluster {object_ref(cluster)}"
         )
 
-    # -- Services and status --------------------------------------------------------------------
-    async def _reconcile_services(self, rayservice: Mapping[str, Any], cluster: Mapping[str, Any]) -> str:
-        """reconcileServicesToReadyCluster: ``<rayservice>-head-svc`` then the serve Service, re-pointed only
-        when the cluster changes. Returns the cluster both point at."""
-        namespace = rayservice["metadata"].get("namespace", "")
-        cluster_service = await self.api.get(SERVICES, namespace, k.cluster_head_service_name(cluster))
-        local = (cluster_service or {}).get("metadata", {}).get("annotations") or {}
-        endpoints = local.get(k.ENDPOINTS_ANNOTATION, "{}")
-        backend_urls = json.loads(local.get(k.BACKEND_URLS_ANNOTATION) or "{}") or _urls_from_annotation(endpoints)
-        head = build_owner_head_service(rayservice, k.CRD_RAYSERVICE, cluster)
-        head["metadata"].setdefault("annotations", {})[k.ENDPOINTS_ANNOTATION] = endpoints
-        serving = [await self._reconcile_service(rayservice, head)]
-        try:
-            serve = build_serve_service(rayservice, cluster)
-        except ServeServiceError as exc:
-            raise PassError(str(exc)) from exc
-        serving.append(await self._reconcile_service(rayservice, with_endpoints_annotation(serve, backend_urls)))
-        if serving[0] != serving[1]:
-            raise RuntimeError("headSvc and serveSvc are not pointing to the same cluster")
-        return serving[0]
-
-    async def _reconcile_service(self, rayservice: Mapping[str, Any], body: dict[str, Any]) -> str:
-        """reconcileServices for one Service; the local endpoints annotation is kept current as well."""
-        namespace, ref = body["metadata"]["namespace"], _ref(body)
-        existing = await self.api.get(SERVICES, namespace, body["metadata"]["name"])
-        if existing is None:
-            try:
-                await self.api.create(SERVICES, namespace, body)
-            except ApiError as exc:
-                await self._event(
-                    rayservice,
-                    "Warning",
-                    "FailedToCreateService",
-                    "Create",
-                    f"Failed to create the service {ref}, {exc.message or exc}",
-                )
-                raise
-            await self._event(rayservice, "Normal", "CreatedService", "Create", f"Created the service {ref}")
-            return body["spec"]["selector"][k.RAY_CLUSTER_LABEL]
-        wanted_cluster = body["spec"]["selector"][k.RAY_CLUSTER_LABEL]
-        current = copy.deepcopy(existing)
-        switch = ((current.get("spec") or {}).get("selector") or {}).get(k.RAY_CLUSTER_LABEL) != wanted_cluster
-        annotations = current["metadata"].setdefault("annotations", {})
-        local_changed = (
-            annotations.get(k.ENDPOINTS_ANNOTATION) != body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]
-        )
-        if not switch and not local_changed:
-            return wanted_cluster
-        annotations[k.ENDPOINTS_ANNOTATION] = body["metadata"]["annotations"][k.ENDPOINTS_ANNOTATION]
-        if switch:
-            cluster_ip = (current.get("spec") or {}).get("clusterIP")
-            current["spec"] = copy.deepcopy(body["spec"])
-            if cluster_ip:
-                current["spec"]["clusterIP"] = cluster_ip  # immutable
-        try:
-            await self.api.replace(SERVICES, current)
-        except ApiError as exc:
-            if switch:
-                await self._event(
-                    rayservice,
-                    "Warning",
-                    "FailedToUpdateService",
-                    "Update",
-                    f"Failed to update the service {ref}, {exc.message or exc}",
-                )
-            raise
-        if switch:
-            await self._event(rayservice, "Normal", "UpdatedService", "Update", f"Updated the service {ref}")
-        return wanted_cluster
-
+    # -- Status --------------------------------------------------------------------------------
     async def _calculate_status(
         self,
         rayservice: Mapping[str, Any],
@@ -457,8 +381,3 @@ class RayServiceRuntime:
         if event:
             await self._event(rayservice, "Warning", "RayServiceInitializingTimeout", "Reconcile", event)
         status["serviceStatus"] = "Running" if condition_true(status, READY) else ""
-
-
-def _urls_from_annotation(annotation: str) -> dict[str, str]:
-    mapping = json.loads(annotation or "{}")
-    return {name: url for name, url in mapping.items() if not name.isdigit()}

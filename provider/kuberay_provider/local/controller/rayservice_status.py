@@ -1,6 +1,7 @@
-"""RayService decisions as KubeRay v1.7.0 makes them (rayservice_controller.go), pure: the cluster-spec hash
-deciding upgrades, promotion, calculateConditions with the initializing timeout, the consistency check
-gating status writes (utils/consistency.go) and the handleSuspend transitions.
+"""RayService decisions as KubeRay v1.7.0 makes them (rayservice_controller.go), pure: promotion,
+calculateConditions with the initializing timeout, the consistency check gating status writes
+(utils/consistency.go) and the handleSuspend transitions. The cluster-spec hash deciding upgrades is in
+rayservice_upgrade.py.
 
 A status here is the JSON dict of RayServiceStatuses; fields KubeRay marshals with omitempty are left out
 when empty (see ``normalized``).
@@ -9,9 +10,6 @@ when empty (see ``normalized``).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,10 +20,6 @@ from .validation_go import go_atoi, parse_go_duration
 
 FINALIZER = "ray.io/rayservice-finalizer"  # utils.RayServiceFinalizer
 INITIALIZING_TIMEOUT_ANNOTATION = "ray.io/initializing-timeout"
-HASH_ANNOTATION = "ray.io/hash-without-replicas-and-workers-to-delete"
-NUM_WORKER_GROUPS_ANNOTATION = "ray.io/num-worker-groups"
-KUBERAY_VERSION_ANNOTATION = "ray.io/kuberay-version"
-KUBERAY_VERSION = "v1.7.0"
 KUBERAY_CONTROLLER = "ray.io/kuberay-operator"
 DEFAULT_DELETION_DELAY_SECONDS = 60  # RayClusterDeletionDelayDuration
 DEFAULT_APP_NAME = "default"  # utils.DefaultServeAppName
@@ -33,7 +27,6 @@ DEFAULT_APP_NAME = "default"  # utils.DefaultServeAppName
 READY, UPGRADE_IN_PROGRESS, ROLLBACK_IN_PROGRESS = "Ready", "UpgradeInProgress", "RollbackInProgress"
 SUSPENDING, SUSPENDED = "Suspending", "Suspended"
 INITIALIZING, INITIALIZING_TIMEOUT, VALIDATION_FAILED = "Initializing", "InitializingTimeout", "ValidationFailed"
-ZERO_DOWNTIME_TYPES = ("NewCluster", "NewClusterWithIncrementalUpgrade")  # gate RayServiceIncrementalUpgrade on
 
 
 # -- conditions ------------------------------------------------------------------------------------
@@ -60,119 +53,6 @@ def set_service_condition(
 def remove_condition(status: dict[str, Any], type_: str) -> None:
     """meta.RemoveStatusCondition."""
     status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != type_]
-
-
-# -- cluster spec hash and upgrades -----------------------------------------------------------------
-def _without_empty(value: Any) -> Any:
-    """What Go's omitempty marshalling leaves of a value: no null, "", [] or {} fields."""
-    if isinstance(value, dict):
-        cleaned = {key: _without_empty(item) for key, item in value.items()}
-        return {key: item for key, item in cleaned.items() if item not in (None, "", [], {})}
-    if isinstance(value, list):
-        return [_without_empty(item) for item in value]
-    return value
-
-
-def _mute_pod_template(template: Any) -> None:
-    pod_spec = (template or {}).get("spec") if isinstance(template, dict) else None
-    if isinstance(pod_spec, dict):
-        pod_spec.pop("tolerations", None)
-        pod_spec.pop("schedulingGates", None)
-
-
-def cluster_spec_hash(cluster_spec: Mapping[str, Any]) -> str:
-    """GenerateHashWithoutReplicasAndWorkersToDelete: tolerations, scheduling gates, replica counts,
-    workersToDelete and upgradeStrategy do not make a new cluster."""
-    spec = copy.deepcopy(dict(cluster_spec))
-    _mute_pod_template((spec.get("headGroupSpec") or {}).get("template"))
-    for group in spec.get("workerGroupSpecs") or []:
-        for field in ("replicas", "minReplicas", "maxReplicas"):
-            group.pop(field, None)
-        (group.get("scaleStrategy") or {}).pop("workersToDelete", None)
-        _mute_pod_template(group.get("template"))
-    spec.pop("upgradeStrategy", None)
-    return hashlib.sha1(json.dumps(_without_empty(spec), sort_keys=True).encode()).hexdigest()
-
-
-def cluster_spec_for_hashing(rayservice: Mapping[str, Any]) -> dict[str, Any]:
-    """rayClusterSpecForHashing: suspend is the RayCluster's (Kueue's) once it exists."""
-    spec = copy.deepcopy(dict((rayservice.get("spec") or {}).get("rayClusterConfig") or {}))
-    spec.pop("suspend", None)
-    return spec
-
-
-def cluster_annotations(rayservice: Mapping[str, Any]) -> dict[str, str]:
-    """What constructRayClusterForRayService adds to the RayService's annotations."""
-    groups = ((rayservice.get("spec") or {}).get("rayClusterConfig") or {}).get("workerGroupSpecs") or []
-    return {
-        HASH_ANNOTATION: cluster_spec_hash(cluster_spec_for_hashing(rayservice)),
-        NUM_WORKER_GROUPS_ANNOTATION: str(len(groups)),
-        KUBERAY_VERSION_ANNOTATION: KUBERAY_VERSION,
-    }
-
-
-def is_cluster_spec_hash_equal(rayservice: Mapping[str, Any], cluster: Mapping[str, Any], partial: bool) -> bool:
-    """isClusterSpecHashEqual; ``partial`` compares only the cluster's first worker groups (so groups
-    appended at the end are an in-place update)."""
-    annotations = cluster["metadata"].get("annotations") or {}
-    goal = cluster_spec_for_hashing(rayservice)
-    goal_hash = ""
-    if not partial:
-        goal_hash = cluster_spec_hash(goal)
-    else:
-        try:
-            cluster_groups = int(annotations.get(NUM_WORKER_GROUPS_ANNOTATION, ""))
-        except ValueError:
-            return True
-        groups = goal.get("workerGroupSpecs") or []
-        if len(groups) >= cluster_groups:
-            goal["workerGroupSpecs"] = groups[:cluster_groups]
-            goal_hash = cluster_spec_hash(goal)
-    return annotations.get(HASH_ANNOTATION, "") == goal_hash
-
-
-def should_update_cluster(rayservice: Mapping[str, Any], cluster: Mapping[str, Any] | None, is_active: bool) -> bool:
-    """shouldUpdateCluster: only appended worker groups (or an older KubeRay's cluster) update in place."""
-    if cluster is None:
-        return False
-    if is_active:
-        if condition_true(rayservice.get("status") or {}, UPGRADE_IN_PROGRESS):
-            return False
-        if (cluster["metadata"].get("annotations") or {}).get(KUBERAY_VERSION_ANNOTATION) != KUBERAY_VERSION:
-            return True
-    if is_cluster_spec_hash_equal(rayservice, cluster, partial=False):
-        return False
-    return is_cluster_spec_hash_equal(rayservice, cluster, partial=True)
-
-
-def is_zero_downtime_upgrade_enabled(rayservice: Mapping[str, Any]) -> bool:
-    """isZeroDowntimeUpgradeEnabled: upgradeStrategy.type wins, else the ENABLE_ZERO_DOWNTIME env var."""
-    strategy_type = ((rayservice.get("spec") or {}).get("upgradeStrategy") or {}).get("type")
-    if strategy_type is not None:
-        return strategy_type in ZERO_DOWNTIME_TYPES
-    return os.environ.get("ENABLE_ZERO_DOWNTIME", "").lower() != "false"
-
-
-def should_prepare_new_cluster(
-    rayservice: Mapping[str, Any],
-    status: Mapping[str, Any],
-    active: Mapping[str, Any] | None,
-    pending: Mapping[str, Any] | None,
-    pending_serving: bool,
-) -> bool:
-    """shouldPrepareNewCluster: no cluster at all, or the newest one's spec hash differs (and not only
-    by appended worker groups) while zero-downtime upgrades are on."""
-    if pending_serving or condition_true(status, ROLLBACK_IN_PROGRESS):
-        return False
-    if active is None and pending is None:
-        return True
-    cluster = pending if pending is not None else active
-    assert cluster is not None
-    if is_cluster_spec_hash_equal(rayservice, cluster, partial=False):
-        return False
-    if is_cluster_spec_hash_equal(rayservice, cluster, partial=True):
-        return False
-    return is_zero_downtime_upgrade_enabled(rayservice)
 
 
 # -- Serve applications -----------------------------------------------------------------------------
@@ -325,8 +205,8 @@ def calculate_conditions(status: dict[str, Any], timeout: timedelta | None, now:
 def promote(status: dict[str, Any], serving_cluster: str) -> bool:
     """reconcilePromotionAndServingStatus (NewCluster): once the Services point at the pending cluster, it
     becomes the active one. Returns whether the Services point at the pending cluster."""
-    pending_name = (status.get("pendingServiceStatus") or {}).get("rayClusterName", "")
-    active_name = (status.get("activeServiceStatus") or {}).get("rayClusterName", "")
+    pending_name: str = (status.get("pendingServiceStatus") or {}).get("rayClusterName", "")
+    active_name: str = (status.get("activeServiceStatus") or {}).get("rayClusterName", "")
     if serving_cluster not in (pending_name, active_name):
         raise RuntimeError("clusterName from services is not equal to pendingCluster or activeCluster")
     if active_name != serving_cluster:

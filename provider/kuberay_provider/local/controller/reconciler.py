@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kuberay_provider.local.ray_backend.base import RayBackend
 
@@ -30,6 +30,14 @@ class ControllerSettings:
     # How long after the Ray job ends the submitter is seen to finish (`ray job logs --follow` exiting,
     # the Pod terminating, the Job controller writing its condition).
     submitter_exit_delay_seconds: float = DEFAULT_SUBMITTER_EXIT_DELAY_SECONDS
+
+
+class KindRuntime(Protocol):
+    """What the controller asks of the reconciler of one kind."""
+
+    async def reconcile(self, namespace: str, name: str) -> float | None: ...
+
+    async def on_deleted(self, obj: Mapping[str, Any], /) -> None: ...
 
 
 class Controller:
@@ -59,7 +67,7 @@ class Controller:
         )
         self.rayclusters = RayClusterRuntime(api, backend, self.clock, self.recorder)
         self.rayservices = RayServiceRuntime(api, backend, self.clock, self.recorder)
-        self._by_kind = {
+        self._by_kind: dict[str, KindRuntime] = {
             RAYJOBS.kind: self.rayjobs,
             RAYCLUSTERS.kind: self.rayclusters,
             RAYSERVICES.kind: self.rayservices,

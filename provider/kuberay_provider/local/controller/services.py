@@ -11,9 +11,9 @@ from . import kuberay as k
 
 
 def head_container(cluster_spec: Mapping[str, Any]) -> Mapping[str, Any]:
-    containers = (((cluster_spec.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}).get(
-        "containers"
-    ) or [{}]
+    containers: list[Mapping[str, Any]] = (
+        ((cluster_spec.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    ).get("containers") or [{}]
     return containers[0]
 
 

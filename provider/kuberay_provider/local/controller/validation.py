@@ -12,7 +12,7 @@ which a stock install leaves unset; they add unique worker group names at admiss
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -282,7 +282,7 @@ def validate_rayjob_spec(rayjob: Mapping[str, Any]) -> str | None:
 def validate_rayjob(rayjob: Mapping[str, Any]) -> ValidationFailure | None:
     """validateRayJob: metadata, spec, status in that order; the first failure with its event reason
     (InvalidRayJobMetadata / InvalidRayJobSpec / InvalidRayJobStatus), or None."""
-    checks = (
+    checks: tuple[tuple[Callable[[], str | None], str], ...] = (
         (lambda: validate_rayjob_metadata(as_map(rayjob.get("metadata"))), "InvalidRayJobMetadata"),
         (lambda: validate_rayjob_spec(rayjob), "InvalidRayJobSpec"),
         (lambda: validate_rayjob_status(rayjob), "InvalidRayJobStatus"),

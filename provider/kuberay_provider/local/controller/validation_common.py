@@ -147,12 +147,12 @@ def is_autoscaling_enabled(spec: Any) -> bool:
 
 def is_autoscaling_v2_enabled(spec: Any) -> bool:
     """IsAutoscalingV2Enabled: autoscalerOptions.version is v2."""
-    return dig(spec, "autoscalerOptions", "version") == "v2"
+    return as_text(dig(spec, "autoscalerOptions", "version")) == "v2"
 
 
 def is_autoscaling_v1_enabled(spec: Any) -> bool:
     """IsAutoscalingV1Enabled: autoscalerOptions.version is v1."""
-    return dig(spec, "autoscalerOptions", "version") == "v1"
+    return as_text(dig(spec, "autoscalerOptions", "version")) == "v1"
 
 
 def is_gcs_fault_tolerance_enabled(spec: Any, annotations: Mapping[str, Any]) -> bool:
@@ -170,7 +170,7 @@ def gcs_fault_tolerance_backend(options: Any) -> str:
 
 def is_auth_enabled(spec: Any) -> bool:
     """IsAuthEnabled: authOptions.mode is token."""
-    return dig(spec, "authOptions", "mode") == "token"
+    return as_text(dig(spec, "authOptions", "mode")) == "token"
 
 
 def is_k8s_auth_enabled(auth_options: Any) -> bool:
@@ -187,7 +187,7 @@ def is_incremental_upgrade_enabled(service_spec: Any) -> bool:
     """IsIncrementalUpgradeEnabled: the gate is on and upgradeStrategy.type is NewClusterWithIncrementalUpgrade."""
     if not feature_enabled(RAY_SERVICE_INCREMENTAL_UPGRADE):
         return False
-    return dig(service_spec, "upgradeStrategy", "type") == "NewClusterWithIncrementalUpgrade"
+    return as_text(dig(service_spec, "upgradeStrategy", "type")) == "NewClusterWithIncrementalUpgrade"
 
 
 def crd_type(key: str) -> str:

@@ -47,7 +47,8 @@ def cluster_cpu(spec: Mapping[str, Any]) -> Decimal:
         group = _map(group)
         if group.get("suspend") is True:
             continue
-        pods = int(group.get("replicas") if group.get("replicas") is not None else group.get("minReplicas") or 0)
+        replicas: Any = group.get("replicas") if group.get("replicas") is not None else group.get("minReplicas") or 0
+        pods = int(replicas)
         total += pod_cpu(_map(group.get("template"))) * pods * int(group.get("numOfHosts") or 1)
     return total
 

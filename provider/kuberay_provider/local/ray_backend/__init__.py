@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import (
     BackendError,
     BackendNotice,
@@ -17,6 +19,9 @@ from .base import (
     RayResources,
 )
 from .fake import FakeRayBackend, JobScript, ServeScript
+
+if TYPE_CHECKING:
+    from .local import LocalRayBackend
 
 __all__ = [
     "BackendError",
@@ -37,7 +42,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # LocalRayBackend imports ray lazily: the fake must not pay for it
+def __getattr__(name: str) -> type[LocalRayBackend]:  # LocalRayBackend imports ray lazily: the fake must not pay for it
     if name == "LocalRayBackend":
         from .local import LocalRayBackend
 

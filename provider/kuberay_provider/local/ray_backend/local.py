@@ -6,25 +6,20 @@ Ray the caller already runs (``dashboard_url=``). A RayCluster whose rayStartPar
 resources gets a head of its own advertising them (see LocalRayBackend). Jobs go through
 ``JobSubmissionClient``; Serve through the dashboard's REST API. Runtime envs' package lists follow the
 backend's PackagePolicy (runtime_env.py). ``close()`` stops the heads this backend started, and only
-their processes.
+their processes (the head: ray_head.py; finding and ending its processes: processes.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,224 +39,15 @@ from .base import (
     RayResources,
     cluster_key,
 )
+from .ray_head import RayHead, describe_resources, free_port, wait_for_dashboard
 from .runtime_env import DEFAULT_PACKAGE_POLICY, PackagePolicy, adapt_runtime_env
 from .volumes import PathMap, materialise
 
 log = logging.getLogger(__name__)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class HeadPorts:
-    gcs: int = field(default_factory=free_port)
-    dashboard: int = field(default_factory=free_port)
-    client: int = field(default_factory=free_port)
-    metrics: int = field(default_factory=free_port)
-    serve: int = field(default_factory=free_port)
-    # Ray's fixed default (52365) collides with any other Ray head on the machine; the job agent behind
-    # it then never starts and every submission answers "No available agent to submit job".
-    dashboard_agent: int = field(default_factory=free_port)
-
-    def urls(self) -> dict[str, str]:
-        """Port name (as KubeRay names the head Service's ports) -> base URL."""
-        return {
-            "dashboard": f"http://127.0.0.1:{self.dashboard}",
-            "gcs-server": f"http://127.0.0.1:{self.gcs}",
-            "client": f"http://127.0.0.1:{self.client}",
-            "metrics": f"http://127.0.0.1:{self.metrics}",
-            "serve": f"http://127.0.0.1:{self.serve}",
-        }
-
-
-def ray_environment(python_bin_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{python_bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    # Ray 2.5x turns token auth on when a token file exists; this head listens on 127.0.0.1 only and is
-    # reached through the local API server's service proxy, whose clients carry no Ray token.
-    env["RAY_AUTH_MODE"] = "disabled"
-    # Without it `ray start --node-ip-address=127.0.0.1` swaps in the machine's routable address (so the
-    # agents listen there): a single-node Ray keeps to the loopback, as on macOS and Windows.
-    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    return env
-
-
-@dataclass(frozen=True)
-class ProcessTable:
-    """Parent and process group of every process, read from /proc."""
-
-    parents: dict[int, int]
-    groups: dict[int, int]
-
-    @classmethod
-    def read(cls) -> ProcessTable:
-        parents: dict[int, int] = {}
-        groups: dict[int, int] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                pid = int(stat.parent.name)
-                parents[pid], groups[pid] = int(fields[1]), int(fields[2])
-            except (OSError, IndexError, ValueError):
-                continue
-        return cls(parents, groups)
-
-    def descendants(self, roots: set[int]) -> set[int]:
-        found = set(roots)
-        changed = True
-        while changed:
-            children = {pid for pid, parent in self.parents.items() if parent in found} - found
-            found |= children
-            changed = bool(children)
-        return found
-
-
-def _processes_naming(marker: bytes) -> set[int]:
-    pids = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if marker in cmdline.read_bytes():
-                pids.add(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return pids
-
-
-def processes_of_session(temp_dir: Path) -> list[int]:
-    """PIDs of the Ray processes started with ``temp_dir`` (their command lines name it), the rest of
-    their process groups and all their descendants (workers, agents). Another Ray on the machine is left
-    alone, unlike ``ray stop``.
-
-    The process group matters: ``ray start`` makes itself a group leader and exits, so orphans such as
-    the Ray client server (whose command line does not name the temp dir) are found only through it."""
-    roots = _processes_naming(str(temp_dir).encode()) - {os.getpid()}
-    table = ProcessTable.read()
-    ray_groups = {table.groups[pid] for pid in roots if pid in table.groups} - {os.getpgrp()}
-    roots |= {pid for pid, group in table.groups.items() if group in ray_groups}
-    return sorted(table.descendants(roots) - {os.getpid()})
-
-
-def terminate(pids: list[int], grace_seconds: float = 2.0, kill_wait_seconds: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL what is left after ``grace_seconds``. The grace is short on purpose: the
-    GCS server and raylet of a head being torn down whole ignore SIGTERM for 10 s or more, and nothing
-    of the session is kept anyway."""
-    for sig, wait_seconds in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, kill_wait_seconds)):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait_seconds
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-            time.sleep(0.2)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 NO_AGENT_YET = "No available agent"  # a just-started head: its job agent registers a few seconds later
 AGENT_WAIT_SECONDS = 60.0
-
-
-def _last_line(text: str) -> str:
-    """The error itself: the last line of a traceback."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][-500:] if lines else "no output"
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-class RayHead:
-    """One ``ray start --head`` on 127.0.0.1 with free ports and its own temp dir, owned by this process:
-    ``stop()`` ends its processes only (never ``ray stop``, which would end every Ray of the machine)."""
-
-    def __init__(
-        self,
-        temp_dir: Path,
-        python_bin_dir: Path,
-        resources: RayResources,
-        start_timeout: float,
-        *,
-        remove_temp_dir: bool = False,
-    ) -> None:
-        self.temp_dir = temp_dir
-        self.remove_temp_dir = remove_temp_dir
-        self.python_bin_dir = python_bin_dir
-        self.resources = resources
-        self.start_timeout = start_timeout
-        self.ports = HeadPorts()
-
-    @property
-    def dashboard_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.dashboard}"
-
-    def command(self) -> list[str]:
-        ports = self.ports
-        command = [
-            str(self.python_bin_dir / "ray"),
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={ports.gcs}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={ports.dashboard}",
-            "--include-dashboard=true",
-            f"--ray-client-server-port={ports.client}",
-            f"--metrics-export-port={ports.metrics}",
-            f"--dashboard-agent-listen-port={ports.dashboard_agent}",
-            f"--num-cpus={_format_number(self.resources.num_cpus)}",
-            f"--temp-dir={self.temp_dir}",
-            "--disable-usage-stats",
-        ]
-        if self.resources.num_gpus:
-            command.append(f"--num-gpus={_format_number(self.resources.num_gpus)}")
-        if self.resources.custom:
-            command.append(f"--resources={json.dumps(dict(self.resources.custom))}")
-        return command
-
-    def start(self) -> None:
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            self.command(),
-            env=ray_environment(self.python_bin_dir),
-            capture_output=True,
-            text=True,
-            timeout=self.start_timeout,
-        )
-        if result.returncode != 0:
-            self.stop()
-            log.warning("ray start failed (%s):\n%s", result.returncode, result.stderr[-4000:])
-            raise BackendError(f"ray start failed ({result.returncode}): {_last_line(result.stderr)}")
-
-    def stop(self) -> None:
-        terminate(processes_of_session(self.temp_dir))
-        if self.remove_temp_dir:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-async def wait_for_dashboard(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"{url}/api/version", timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                    if resp.status == 200:
-                        return
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            if time.monotonic() > deadline:
-                raise BackendError(f"the Ray dashboard at {url} did not come up")
-            await asyncio.sleep(0.5)
 
 
 class LocalRayBackend:
@@ -369,7 +155,8 @@ class LocalRayBackend:
         await self.start()
         root = self.work_dir / "clusters" / request.namespace / request.name
         self._path_maps[request.key] = await asyncio.to_thread(materialise, request.config_map_mounts, root)
-        head, notices = None, ()
+        head = None
+        notices: tuple[BackendNotice, ...] = ()
         if request.dedicated_resources is not None:
             head = await self._ensure_dedicated_head(request.key, request.dedicated_resources)
             notices = (
@@ -378,7 +165,7 @@ class LocalRayBackend:
                     "LocalDedicatedRay",
                     "Local control plane: rayStartParams declare GPUs "
                     f"or custom resources, so this cluster runs on a Ray of its own with "
-                    f"{_describe_resources(request.dedicated_resources)} (logical resources)",
+                    f"{describe_resources(request.dedicated_resources)} (logical resources)",
                 ),
             )
         warnings: tuple[str, ...] = ()
@@ -535,7 +322,8 @@ class LocalRayBackend:
         if serve_port is not None:
             body["http_options"] = {**(body.get("http_options") or {}), "host": "127.0.0.1", "port": serve_port}
         paths = self._path_maps.get(cluster_key(namespace, cluster), PathMap())
-        applications, notices = [], []
+        applications: list[Any] = []
+        notices: list[BackendNotice] = []
         for app in body.get("applications") or []:
             if app.get("runtime_env"):
                 adapted = adapt_runtime_env(paths.rewrite_runtime_env(app["runtime_env"]), self.package_policy)
@@ -559,9 +347,3 @@ class LocalRayBackend:
                 raise BackendError(f"Serve status unavailable ({resp.status})")
             data = await resp.json()
         return data.get("applications") or {}
-
-
-def _describe_resources(resources: RayResources) -> str:
-    parts = [f"CPU {_format_number(resources.num_cpus)}", f"GPU {_format_number(resources.num_gpus)}"]
-    parts += [f"{name} {_format_number(amount)}" for name, amount in sorted(resources.custom.items())]
-    return ", ".join(parts)

@@ -90,7 +90,8 @@ class _Split:
 
 
 def _split(lines: list[Any], installed: InstalledVersion) -> _Split:
-    kept, satisfied = [], []
+    kept: list[Any] = []
+    satisfied: list[Any] = []
     for line in lines:
         (satisfied if isinstance(line, str) and requirement_satisfied(line, installed) else kept).append(line)
     return _Split(kept, satisfied)

@@ -7,11 +7,16 @@ KubeRay's samples mount their code from a ConfigMap (e.g. at /home/ray/samples) 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .base import ConfigMapMount
+
+
+def literal_replacement(text: str) -> Callable[[re.Match[str]], str]:
+    """A re.sub replacement that inserts ``text`` as it is (a plain string would have its backslashes read)."""
+    return lambda _match: text
 
 
 class PathMap:
@@ -28,7 +33,7 @@ class PathMap:
     def rewrite(self, text: str) -> str:
         for container_path, local_path in self._mapping.items():
             pattern = r"(?<![\w./-])" + re.escape(container_path.rstrip("/")) + r"(?=/|\s|$|[\"'):;,])"
-            text = re.sub(pattern, lambda _m, lp=local_path: lp, text)
+            text = re.sub(pattern, literal_replacement(local_path), text)
         return text
 
     def rewrite_runtime_env(self, runtime_env: Mapping[str, Any] | None) -> dict[str, Any] | None:
