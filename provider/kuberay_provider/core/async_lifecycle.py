@@ -18,7 +18,6 @@ from kuberay_provider.core.status import RayJobState, WaitTarget
 
 if TYPE_CHECKING:
     from kuberay_provider.core.kube.api_requests import KubeObject
-    from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 
 
 class RayJobTimeout(WaitTimeout[RayJobState]):
@@ -36,6 +35,23 @@ class ObjectWatcher(Protocol):
 
     def watch(
         self, kind: RayKind, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None
+    ) -> AsyncIterator[WatchEvent]: ...
+
+
+class GoneWatcher(Protocol):
+    """What ``wait_until_gone`` needs: a GET, and a watch from a resourceVersion (an ``AsyncRayObjectsClient``,
+    or a synchronous client's ``core.sync_bridge.ThreadedWatches``)."""
+
+    async def find(self, kind: RayKind, namespace: str, name: str) -> KubeObject | None: ...
+
+    def watch(
+        self,
+        kind: RayKind,
+        namespace: str,
+        *,
+        name: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> AsyncIterator[WatchEvent]: ...
 
 
@@ -101,17 +117,22 @@ async def wait_tracked(kube: ObjectWatcher, kind: RayKind, tracker: Tracker[S]) 
 
 
 async def wait_until_gone(
-    kube: AsyncRayObjectsClient, kind: RayKind, namespace: str, name: str, timeout: float | None
+    kube: GoneWatcher, kind: RayKind, namespace: str, name: str, timeout: float | None
 ) -> KubeObject | None:
-    """After a delete: watch the object from its current version until it is gone (``sync_client.wait_until_gone``
-    for asyncio). None once gone (or already), else the object as it still was when ``timeout`` s had passed."""
+    """After a delete: watch the object from its current version until it is gone. None once gone (or
+    already), else the object as it still was when ``timeout`` s had passed."""
     current = await kube.find(kind, namespace, name)
     if current is None:
         return None
     version = (current.get("metadata") or {}).get("resourceVersion")
-    async for event in kube.watch(kind, namespace, name=name, resource_version=version, timeout_seconds=timeout):
-        if event.type == "DELETED":
-            return None
+    events = kube.watch(kind, namespace, name=name, resource_version=version, timeout_seconds=timeout)
+    try:
+        async for event in events:
+            if event.type == "DELETED":
+                return None
+    finally:
+        if (close := getattr(events, "aclose", None)) is not None:
+            await close()  # now: the watch's connection (or thread) goes with it
     return current
 
 

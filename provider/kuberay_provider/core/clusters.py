@@ -18,10 +18,11 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
+from kuberay_provider.core.async_lifecycle import wait_tracked, wait_until_gone
 from kuberay_provider.core.dashboard import raycluster_head_service
 from kuberay_provider.core.errors import FieldError, KubeRayProviderError, NameTakenError, ValidationError, WaitTimeout
 from kuberay_provider.core.job_request import RunIdentity
-from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_tracked, wait_until_gone
+from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.naming import (
@@ -36,6 +37,7 @@ from kuberay_provider.core.resources import RAYCLUSTER
 from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.status import ClusterState, enum_or_raw
+from kuberay_provider.core.sync_bridge import run_sync, watching
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 log = logging.getLogger(__name__)
@@ -286,12 +288,18 @@ class RayClusterLifecycle:
         started = time.monotonic()
         if admission_timeout is not None:
             limit = admission_timeout if timeout is None else min(admission_timeout, timeout)
-            wait_tracked(
-                self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.ADMITTED, limit, on_change)
+            run_sync(
+                wait_tracked(
+                    watching(self.kube),
+                    RAYCLUSTER,
+                    ClusterTracker(namespace, name, ClusterTarget.ADMITTED, limit, on_change),
+                )
             )
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return wait_tracked(
-            self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.READY, left, on_change)
+        return run_sync(
+            wait_tracked(
+                watching(self.kube), RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.READY, left, on_change)
+            )
         )
 
     def state(self, namespace: str, name: str) -> RayClusterState | None:
@@ -339,8 +347,12 @@ class RayClusterLifecycle:
         on_change: Callable[[RayClusterState], None] | None = None,
     ) -> RayClusterState:
         """After a scale: until the ready workers equal the desired ones and the cluster is ready."""
-        return wait_tracked(
-            self.kube, RAYCLUSTER, ClusterTracker(namespace, name, ClusterTarget.WORKERS, timeout, on_change)
+        return run_sync(
+            wait_tracked(
+                watching(self.kube),
+                RAYCLUSTER,
+                ClusterTracker(namespace, name, ClusterTarget.WORKERS, timeout, on_change),
+            )
         )
 
     def delete(self, namespace: str, name: str, *, wait: bool = True, timeout: float | None = DELETION_TIMEOUT) -> bool:
@@ -348,7 +360,11 @@ class RayClusterLifecycle:
         gone. False if there was nothing to delete."""
         if not self.kube.delete(RAYCLUSTER, namespace, name, propagation_policy="Foreground"):
             return False
-        if wait and (left := wait_until_gone(self.kube, RAYCLUSTER, namespace, name, timeout)) is not None:
+        if (
+            wait
+            and (left := run_sync(wait_until_gone(watching(self.kube), RAYCLUSTER, namespace, name, timeout)))
+            is not None
+        ):
             raise RayClusterTimeout(
                 f"RayCluster {namespace}/{name} was not gone within {timeout} s",
                 RayClusterState.from_object(left),

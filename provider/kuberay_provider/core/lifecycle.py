@@ -14,7 +14,7 @@ from typing import Any
 
 from kuberay_provider.core.async_lifecycle import AdmissionTimeout as AdmissionTimeout
 from kuberay_provider.core.async_lifecycle import RayJobTimeout as RayJobTimeout
-from kuberay_provider.core.async_lifecycle import StateTracker, wait_tracked
+from kuberay_provider.core.async_lifecycle import StateTracker, wait_tracked, wait_until_gone
 from kuberay_provider.core.dashboard import (
     DASHBOARD_PORT_NAME,
     DashboardAccess,
@@ -27,7 +27,7 @@ from kuberay_provider.core.errors import ClusterNotFoundError, NameTakenError, V
 from kuberay_provider.core.function_keys import META_KEY_ID, META_TRY
 from kuberay_provider.core.job_request import JobSubmission
 from kuberay_provider.core.kube.errors import NotFoundError
-from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
+from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lineage import without_per_try_env
 from kuberay_provider.core.log_follower import tail_lines
 from kuberay_provider.core.naming import (
@@ -44,7 +44,7 @@ from kuberay_provider.core.naming import (
 from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import RayJobState
-from kuberay_provider.core.sync_bridge import ThreadedWatches, run_sync
+from kuberay_provider.core.sync_bridge import run_sync, watching
 from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class RayJobLifecycle:
     ) -> RayJobState:
         """Block until ``until(state)`` holds, following the RayJob by watch (no polling loop)."""
         tracker = StateTracker(namespace, name, until, timeout, on_change)
-        return run_sync(wait_tracked(ThreadedWatches(lambda: self.kube), RAYJOB, tracker))
+        return run_sync(wait_tracked(watching(self.kube), RAYJOB, tracker))
 
     def head_service(self, state: RayJobState) -> str:
         """The service in front of the head of the cluster the RayJob runs on.
@@ -290,7 +290,7 @@ class RayJobLifecycle:
     def delete_and_wait(self, namespace: str, name: str, timeout: float | None = DELETION_TIMEOUT) -> None:
         """Delete the RayJob (foreground: its cluster goes first) and return once it is gone."""
         self.delete(namespace, name)
-        if (left := wait_until_gone(self.kube, RAYJOB, namespace, name, timeout)) is not None:
+        if (left := run_sync(wait_until_gone(watching(self.kube), RAYJOB, namespace, name, timeout))) is not None:
             raise RayJobTimeout(
                 f"RayJob {namespace}/{name} was not gone within {timeout} s", RayJobState.from_object(left)
             )

@@ -15,6 +15,7 @@ from kuberay_provider.core.errors import KubeRayProviderError, WaitTimeout
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.rayservice_state import INITIALIZING_TIMEOUT, VALIDATION_FAILED, RayServiceState
 from kuberay_provider.core.resources import RAYSERVICE, RayKind
+from kuberay_provider.core.sync_bridge import run_sync, watching
 
 SETTLE_SECONDS = 5.0  # > KubeRay's 2 s requeue: a pass re-reads the applications within it
 
@@ -194,24 +195,14 @@ class AsyncWatcher(Protocol):
 
 
 def wait_service(kube: SyncWatcher, tracker: ServiceTracker) -> RayServiceState:
-    """Watch the RayService until ``tracker`` has its state, in rounds ending when a quiet state is due
-    to be judged again (a new round lists the object anew: nothing is missed)."""
-    while True:
-        seconds = tracker.next_round()
-        if seconds != 0.0:
-            events = kube.watch(RAYSERVICE, tracker.namespace, name=tracker.name, timeout_seconds=seconds)
-            with contextlib.closing(events):  # type: ignore[type-var]  # the watches are generators: they have close()
-                for event in events:
-                    if (done := tracker.observe(event)) is not None:
-                        return done
-                    if tracker.cut_round():
-                        break
-        if (done := tracker.recheck()) is not None:
-            return done
+    """``await_service`` for synchronous callers, over a synchronous client's watch (``core.sync_bridge``)."""
+    return run_sync(await_service(watching(kube), tracker))
 
 
 async def await_service(kube: AsyncWatcher, tracker: ServiceTracker) -> RayServiceState:
-    """``wait_service`` for asyncio code (deferrable triggers) over a shared or own watch."""
+    """Watch the RayService until ``tracker`` has its state, in rounds ending when a quiet state is due
+    to be judged again (a new round lists the object anew: nothing is missed). Over a shared or own
+    watch (deferrable triggers), or a synchronous client's (``wait_service``)."""
     while True:
         seconds = tracker.next_round()
         if seconds != 0.0:

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kuberay_provider.core.async_lifecycle import wait_until_gone
 from kuberay_provider.core.errors import ConfigurationError, FieldError, ValidationError
-from kuberay_provider.core.kube.sync_client import RayObjectsClient, wait_until_gone
+from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.manifests import load_manifest
 from kuberay_provider.core.rayservice_state import SERVE_PORT, RayServiceState, serve_port_problem, serve_service_of
 from kuberay_provider.core.rayservice_wait import (
@@ -30,6 +31,7 @@ from kuberay_provider.core.rayservice_wait import (
 from kuberay_provider.core.resources import RAYSERVICE
 from kuberay_provider.core.schedulers import kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.spec import RAYSERVICE_SPEC_FIELDS, build_manifest
+from kuberay_provider.core.sync_bridge import run_sync, watching
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 __all__ = [
@@ -160,7 +162,11 @@ class RayServiceLifecycle:
         gone. False if there was nothing to delete."""
         if not self.kube.delete(RAYSERVICE, namespace, name, propagation_policy="Foreground"):
             return False
-        if wait and (left := wait_until_gone(self.kube, RAYSERVICE, namespace, name, timeout)) is not None:
+        if (
+            wait
+            and (left := run_sync(wait_until_gone(watching(self.kube), RAYSERVICE, namespace, name, timeout)))
+            is not None
+        ):
             raise RayServiceTimeout(
                 f"RayService {namespace}/{name} was not gone within {timeout} s: KubeRay removes its finalizer "
                 "ray.io/rayservice-finalizer once the RayService's RayClusters are deleted; check that the KubeRay "

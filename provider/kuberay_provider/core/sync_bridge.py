@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from kuberay_provider.core.kube.sync_client import RayObjectsClient
+    from kuberay_provider.core.kube.api_requests import KubeObject
     from kuberay_provider.core.kube.watch import WatchEvent
     from kuberay_provider.core.resources import RayKind
 
@@ -119,11 +119,22 @@ class ThreadedWatches:
     waiter stops asking, so a finished wait leaves no connection open. ``client`` gives the client when a
     watch starts (a runner that never waits, e.g. straight to a head, never needs one)."""
 
-    def __init__(self, client: Callable[[], RayObjectsClient]) -> None:
+    # Any synchronous client with RayObjectsClient's ``watch`` (and ``find``, for ``wait_until_gone``): test
+    # doubles of a watch stand in for it.
+    def __init__(self, client: Callable[[], Any]) -> None:
         self.client = client
 
+    async def find(self, kind: RayKind, namespace: str, name: str) -> KubeObject | None:
+        return await in_daemon_thread(lambda: self.client().find(kind, namespace, name))
+
     async def watch(
-        self, kind: RayKind, namespace: str, *, name: str | None = None, timeout_seconds: float | None = None
+        self,
+        kind: RayKind,
+        namespace: str,
+        *,
+        name: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
         loop = asyncio.get_running_loop()
         asks: queue.Queue[asyncio.Future[WatchEvent | _WatchEnded] | None] = queue.Queue()
@@ -135,8 +146,12 @@ class ThreadedWatches:
                     item: WatchEvent | _WatchEnded
                     try:
                         if events is None:
+                            # resourceVersion only when asked: a watch that takes none still serves waits
+                            since = {} if resource_version is None else {"resource_version": resource_version}
                             events = iter(
-                                self.client().watch(kind, namespace, name=name, timeout_seconds=timeout_seconds)
+                                self.client().watch(
+                                    kind, namespace, name=name, timeout_seconds=timeout_seconds, **since
+                                )
                             )
                         item = next(events)
                     except StopIteration:
@@ -164,3 +179,8 @@ class ThreadedWatches:
                 yield item
         finally:
             asks.put(None)
+
+
+def watching(client: Any) -> ThreadedWatches:
+    """A synchronous client as the watcher the async waits take: ``run_sync(wait_tracked(watching(kube), ...))``."""
+    return ThreadedWatches(lambda: client)

@@ -21,7 +21,7 @@ from kuberay_provider.core.kube.client_base import ObjectList, RayObjectsClientB
 from kuberay_provider.core.kube.errors import AlreadyExistsError
 from kuberay_provider.core.kube.proxy import ProxyConnection, bearer_headers, build_proxy_connection
 from kuberay_provider.core.kube.retry import CallGuard, HttpStack, RetryPolicy
-from kuberay_provider.core.kube.watch import LineSplitter, S, Tracker, WatchEvent, WatchQuery
+from kuberay_provider.core.kube.watch import LineSplitter, WatchEvent, WatchQuery
 from kuberay_provider.core.resources import RayKind
 
 SYNC_STACK = HttpStack(
@@ -178,27 +178,3 @@ class RayObjectsClient(RayObjectsClientBase):
         return build_proxy_connection(
             configuration, namespace, service, port, lambda: bearer_headers(configuration.auth_settings())
         )
-
-
-def wait_until_gone(
-    kube: RayObjectsClient, kind: RayKind, namespace: str, name: str, timeout: float | None
-) -> KubeObject | None:
-    """After a delete: watch the object from its current version until it is gone. None once gone (or
-    already), else the object as it still was when ``timeout`` s had passed."""
-    current = kube.find(kind, namespace, name)
-    if current is None:
-        return None
-    version = (current.get("metadata") or {}).get("resourceVersion")
-    for event in kube.watch(kind, namespace, name=name, resource_version=version, timeout_seconds=timeout):
-        if event.type == "DELETED":
-            return None
-    return current
-
-
-def wait_tracked(kube: RayObjectsClient, kind: RayKind, tracker: Tracker[S]) -> S:
-    """Block until ``tracker`` has what it waits for, by watching its object; its timeout error after
-    ``tracker.timeout`` s."""
-    for event in kube.watch(kind, tracker.namespace, name=tracker.name, timeout_seconds=tracker.timeout):
-        if (done := tracker.observe(event)) is not None:
-            return done
-    raise tracker.timed_out()
