@@ -170,7 +170,7 @@ def test_a_retried_task_reattaches_to_its_rayjob(prefect_api: None, credentials:
 
     @task(retries=1, retry_delay_seconds=0)
     async def lost_once(rayjob: RayJob) -> dict[str, str]:
-        created = await create_rayjob.fn(rayjob)  # in this task run: named after it
+        created = await create_rayjob.aio.fn(rayjob)  # in this task run: named after it
         if TaskRunContext.get().task_run.run_count == 1:
             raise RuntimeError("the worker was lost")
         return created

@@ -146,7 +146,7 @@ def test_a_task_retry_keeps_the_call_and_each_call_in_it(prefect_api: None, apis
     async def two_jobs(rayjob: RayJob) -> None:
         from prefect.context import TaskRunContext
 
-        first, second = await create_rayjob.fn(rayjob), await create_rayjob.fn(rayjob)  # in this task run
+        first, second = await create_rayjob.aio.fn(rayjob), await create_rayjob.aio.fn(rayjob)  # in this task run
         tries.append((first["name"], second["name"]))
         if TaskRunContext.get().task_run.run_count == 1:
             raise RuntimeError("the worker was lost")

@@ -1,4 +1,4 @@
-"""Prefect integration: the ``RayJob`` block, async tasks for each step, and the ``run_rayjob`` flow;
+"""Prefect integration: the ``RayJob`` block, tasks for each step (sync and async flows alike: ``prefect.dispatch``), and the ``run_rayjob`` flow;
 the ``RayCluster`` block and its create / scale / delete tasks; the ``RayService`` block and its deploy /
 wait / delete tasks; ``run_function_as_rayjob`` for a plain Python callable; ``KubeRayWorker``, the
 ``kuberay`` work pool's worker, which runs each flow run of a deployment as a RayJob.

@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.loggers import flow_run_logger
@@ -31,6 +31,7 @@ from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterReques
 from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
 from kuberay_provider.prefect.blocks import RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
+from kuberay_provider.prefect.dispatch import sync_and_async
 from kuberay_provider.prefect.identity import block_fingerprint, current_call
 from kuberay_provider.prefect.tasks import is_retriable
 
@@ -110,7 +111,7 @@ def _log_state(state: RayClusterState) -> None:
     get_run_logger().info("%s", state.describe())
 
 
-@task(name="create_raycluster", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+@sync_and_async(name="create_raycluster", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
 def create_raycluster(cluster: RayCluster, wait_until_ready: bool = True) -> dict[str, Any]:
     """Create the RayCluster (or re-attach to the one a previous try made) and wait until it is ready;
     returns namespace, name, state, head_pod_ready, ready/desired workers, head_service, created. A
@@ -138,7 +139,7 @@ def create_raycluster(cluster: RayCluster, wait_until_ready: bool = True) -> dic
     return {**(state.to_dict() if state else {"namespace": namespace, "name": name}), "created": created}
 
 
-@task(name="scale_raycluster", cache_policy=NO_CACHE)
+@sync_and_async(name="scale_raycluster", cache_policy=NO_CACHE)
 def scale_raycluster(
     cluster: RayCluster, name: str, group: str, replicas: int, wait: bool = True, namespace: str | None = None
 ) -> dict[str, Any]:
@@ -154,7 +155,7 @@ def scale_raycluster(
     return state.to_dict() if state else {}
 
 
-@task(name="delete_raycluster", cache_policy=NO_CACHE)
+@sync_and_async(name="delete_raycluster", cache_policy=NO_CACHE)
 def delete_raycluster(cluster: RayCluster, name: str, wait: bool = True, namespace: str | None = None) -> bool:
     """Delete the RayCluster and wait until it is gone; False if it was already gone."""
     namespace = namespace or cluster.default_namespace

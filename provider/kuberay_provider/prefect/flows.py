@@ -6,29 +6,15 @@ async and run on the flow's task runner. Async code can await the tasks directly
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, cast
 
-from prefect import Task, flow
+from prefect import flow
 from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
 
 from kuberay_provider.prefect.blocks import RayJob
 from kuberay_provider.prefect.tasks import create_rayjob, delete_rayjob, submit_rayjob, wait_for_rayjob
-
-StepParameters = ParamSpec("StepParameters")
-StepResult = TypeVar("StepResult")
-
-
-def run_step(
-    step: Task[StepParameters, Coroutine[Any, Any, StepResult]],
-    *args: StepParameters.args,
-    **kwargs: StepParameters.kwargs,
-) -> StepResult:
-    """Run one async task from this sync flow on the flow's task runner and wait for its value."""
-    future = step.submit(*args, **kwargs)
-    # Prefect types an async task's future by its coroutine, but .result() returns the coroutine's value.
-    return cast(StepResult, future.result())
 
 
 def load_block_now(name: str) -> RayJob:
@@ -94,17 +80,18 @@ def run_rayjob(rayjob: RayJob | str) -> dict[str, Any]:
     or crashed flow run deletes its RayJob (``delete_on_cancel``, default on).
     """
     block = load_block_now(rayjob) if isinstance(rayjob, str) else rayjob
+    # The tasks are called the sync way: this flow is sync (prefect.dispatch).
     if block.runs_without_rayjob:
-        return run_step(wait_for_rayjob, block)
-    created = run_step(create_rayjob, block)
+        return cast(dict[str, Any], wait_for_rayjob(block))
+    created = create_rayjob(block)
     try:
         if block.submit_via == "sdk":
-            run_step(submit_rayjob, block, created)
-        outcome = run_step(wait_for_rayjob, block, created)
+            submit_rayjob(block, created)
+        outcome: dict[str, Any] = wait_for_rayjob(block, created)
     except Exception:
         if block.delete_on_failure:
-            run_step(delete_rayjob, block, created)
+            delete_rayjob(block, created)
         raise
     if block.delete_on_success:
-        run_step(delete_rayjob, block, created)
+        delete_rayjob(block, created)
     return outcome

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kuberay_provider.core.function_keys import TryKey
@@ -30,13 +29,14 @@ from kuberay_provider.core.function_runs import DEFAULT_RESULT_HOLD_SECONDS, Fun
 from kuberay_provider.core.functions import DEFAULT_MAX_RESULT_BYTES, FunctionCall, shipped, shown_line
 from kuberay_provider.core.job_outcome import RayJobFailed
 from kuberay_provider.prefect.blocks import RayJob
+from kuberay_provider.prefect.dispatch import sync_and_async
 from kuberay_provider.prefect.identity import current_call, fingerprint
 from kuberay_provider.prefect.tasks import RunLog, delete_when_interrupted, is_retriable
 
 PLACEHOLDER_ENTRYPOINT = "python -m kuberay_fn_pending"  # the block needs one; the shipped package's replaces it
 
 
-@task(name="run_function_as_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+@sync_and_async(name="run_function_as_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
 def run_function_as_rayjob(
     rayjob: RayJob,
     function: Callable[..., Any],

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect_kubernetes.credentials import KubernetesCredentials
@@ -20,6 +20,7 @@ from kuberay_provider.core.services import (
     rayservice_manifest,
 )
 from kuberay_provider.prefect.blocks import RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
+from kuberay_provider.prefect.dispatch import sync_and_async
 from kuberay_provider.prefect.tasks import is_retriable
 
 
@@ -83,7 +84,7 @@ def _log_state(state: RayServiceState) -> None:
     get_run_logger().info("%s", state.describe())
 
 
-@task(name="deploy_rayservice", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+@sync_and_async(name="deploy_rayservice", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
 def deploy_rayservice(service: RayService, wait: bool = True) -> dict[str, Any]:
     """Create the RayService or update its spec, and wait until KubeRay serves it: the new generation's
     applications running as read after the change (a Serve config change is redeployed in place; a cluster
@@ -106,7 +107,7 @@ def deploy_rayservice(service: RayService, wait: bool = True) -> dict[str, Any]:
     return {**state.to_dict(), "change": change}
 
 
-@task(name="wait_for_rayservice", cache_policy=NO_CACHE)
+@sync_and_async(name="wait_for_rayservice", cache_policy=NO_CACHE)
 def wait_for_rayservice(service: RayService) -> dict[str, Any]:
     """Wait until the RayService serves its latest spec (its applications running, Ready, no upgrade in
     progress); fails as ``deploy_rayservice`` does."""
@@ -121,7 +122,7 @@ def wait_for_rayservice(service: RayService) -> dict[str, Any]:
     return state.to_dict()
 
 
-@task(name="delete_rayservice", cache_policy=NO_CACHE)
+@sync_and_async(name="delete_rayservice", cache_policy=NO_CACHE)
 def delete_rayservice(service: RayService) -> bool:
     """Delete the RayService (its clusters and Services go with it) and wait until it is gone (KubeRay's
     finalizer holds it until its clusters are deleted); False if it was already gone."""

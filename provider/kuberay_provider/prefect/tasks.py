@@ -1,4 +1,5 @@
-"""Async Prefect tasks, one per step of a RayJob: create, submit (SDK mode), wait, delete.
+"""Prefect tasks, one per step of a RayJob: create, submit (SDK mode), wait, delete; each called the natural
+way from sync and async flows (``prefect.dispatch``).
 
 Each task names the RayJob after its call (``prefect.identity``: the flow run, the task, the job and
 the call's number), so a retried task or a retried flow run re-attaches to the RayJob its first try
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
@@ -24,6 +25,7 @@ from kuberay_provider.core.errors import ConfigurationError, is_permanent
 from kuberay_provider.core.job_outcome import RayJobFailed, RayJobOutcome
 from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.prefect.blocks import RayJob
+from kuberay_provider.prefect.dispatch import sync_and_async
 from kuberay_provider.prefect.identity import current_call, fingerprint
 
 
@@ -110,7 +112,7 @@ async def publish_summary(outcome: RayJobOutcome, log_tail: str = "") -> None:
     await acreate_markdown_artifact(markdown=markdown, key=key, description="The outcome of a Ray job on KubeRay")
 
 
-@task(name="create_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+@sync_and_async(name="create_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
 async def create_rayjob(rayjob: RayJob) -> dict[str, str]:
     """Validate, then create the RayJob (or re-attach to the one a previous try created).
 
@@ -129,7 +131,7 @@ async def create_rayjob(rayjob: RayJob) -> dict[str, str]:
     return {"namespace": request.resolved_namespace, "name": request.rayjob_name, "dashboard_url": dashboard_url}
 
 
-@task(name="submit_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+@sync_and_async(name="submit_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
 async def submit_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> str:
     """SDK mode: once the RayJob's cluster waits for a submission (InteractiveMode), submit the entrypoint
     through the Ray Jobs SDK under its deterministic submission id. Returns the Ray job id."""
@@ -146,7 +148,7 @@ async def submit_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> str:
     return request.submission_id
 
 
-@task(name="wait_for_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
+@sync_and_async(name="wait_for_rayjob", cache_policy=NO_CACHE, retry_condition_fn=is_retriable)
 async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Wait for the RayJob ``created`` names, streaming the Ray job's log into the run log; returns the
     outcome, or raises ``RayJobFailed`` (KubeRay's reason, the log's last lines).
@@ -184,7 +186,7 @@ async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = No
     return outcome.to_dict()
 
 
-@task(name="delete_rayjob", cache_policy=NO_CACHE)
+@sync_and_async(name="delete_rayjob", cache_policy=NO_CACHE)
 async def delete_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> bool:
     """Delete the RayJob (KubeRay stops its job and removes its cluster). False if it was already gone."""
     run_log = RunLog()
@@ -198,7 +200,7 @@ async def delete_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> bool:
     return deleted
 
 
-@task(name="delete_flow_run_rayjobs", cache_policy=NO_CACHE)
+@sync_and_async(name="delete_flow_run_rayjobs", cache_policy=NO_CACHE)
 async def delete_flow_run_rayjobs(
     rayjob: RayJob, flow_run_id: str | None = None, flow_name: str | None = None, namespace: str | None = None
 ) -> list[str]:
