@@ -55,6 +55,26 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[summary.SUMMARY_DIR_VARIABLE] = tempfile.mkdtemp(prefix="kuberay-test-summary-")
 
 
+# The longest files (minutes each), started first so that two workers end together rather than one
+# finishing them alone after the other ran out of work (pytest-xdist hands out files in collection order).
+LONGEST_FIRST = (
+    "tests/integration/test_crash_safety.py",
+    "tests/e2e/test_example_dags.py",
+    "tests/e2e/test_airflow_mapping.py",
+    "tests/e2e/test_airflow_reruns.py",
+    "tests/e2e/test_prefect_worker.py",
+    "tests/e2e/test_taskflow.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of all other files, is kept
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The counts long runs recorded (tests/support/summary.py): faults, crashes, RBAC use."""
     from tests.support import summary
