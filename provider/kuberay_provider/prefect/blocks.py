@@ -28,6 +28,8 @@ from kuberay_provider.core.validation import SchemaRegistry
 from kuberay_provider.prefect.identity import block_fingerprint
 
 RAY_LOGO_URL = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # the blocks' logo in the Prefect UI
+# KubeRay's quick starts in Ray's docs: the blocks' documentation link in the Prefect UI.
+RAY_DOCS_URL = "https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/"
 
 
 def refuse_unknown_spec_fields(value: dict[str, Any], known: Any, kind: str) -> dict[str, Any]:
@@ -116,6 +118,13 @@ class RayJob(Block):
 
     _block_type_name = "Ray Job"
     _logo_url = RAY_LOGO_URL  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
+    _documentation_url = RAY_DOCS_URL + "rayjob-quick-start.html"  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
+    _code_example = """
+    from kuberay_provider.prefect import RayJob, run_rayjob
+
+    job = RayJob.load("BLOCK_NAME")
+    outcome = run_rayjob(job)  # create, wait (the Ray log in the run log), clean up; or the tasks one by one
+    """
     _description = (
         "A Ray job on Kubernetes through KubeRay's RayJob (create, SDK submission, or an existing RayCluster)."
     )

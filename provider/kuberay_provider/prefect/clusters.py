@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from kuberay_provider.core.clusters import RayClusterLifecycle, RayClusterRequest, RayClusterState
 from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.spec import RAYCLUSTER_SPEC_FIELDS
-from kuberay_provider.prefect.blocks import RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
+from kuberay_provider.prefect.blocks import RAY_DOCS_URL, RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.dispatch import sync_and_async
 from kuberay_provider.prefect.identity import block_fingerprint, current_call
 from kuberay_provider.prefect.tasks import is_retriable
@@ -42,6 +42,24 @@ class RayCluster(Block):
 
     _block_type_name = "Ray Cluster"
     _logo_url = RAY_LOGO_URL  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
+    _documentation_url = RAY_DOCS_URL + "raycluster-quick-start.html"  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
+    _code_example = """
+    from prefect import flow
+
+    from kuberay_provider.prefect import RayCluster, RayJob, create_raycluster, delete_raycluster, run_rayjob
+
+    cluster = RayCluster.load("BLOCK_NAME")
+
+
+    @flow
+    def train(entrypoint: str) -> dict:
+        created = create_raycluster(cluster)  # waits until ready
+        try:
+            job = RayJob(entrypoint=entrypoint, cluster_selector=created["name"], credentials=cluster.credentials)
+            return run_rayjob(job)
+        finally:
+            delete_raycluster(cluster, created["name"])
+    """
     _description = "A Ray cluster on Kubernetes through KubeRay's RayCluster, e.g. one per flow run."
     # How to reach and wait, not which cluster: left out of the call's identity, so a retry may change them.
     RUN_SETTINGS: ClassVar[frozenset[str]] = frozenset(

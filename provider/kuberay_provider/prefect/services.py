@@ -19,7 +19,7 @@ from kuberay_provider.core.services import (
     RayServiceState,
     rayservice_manifest,
 )
-from kuberay_provider.prefect.blocks import RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
+from kuberay_provider.prefect.blocks import RAY_DOCS_URL, RAY_LOGO_URL, kube_objects, refuse_unknown_spec_fields
 from kuberay_provider.prefect.dispatch import sync_and_async
 from kuberay_provider.prefect.tasks import is_retriable
 
@@ -30,6 +30,19 @@ class RayService(Block):
 
     _block_type_name = "Ray Service"
     _logo_url = RAY_LOGO_URL  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
+    _documentation_url = RAY_DOCS_URL + "rayservice-quick-start.html"  # type: ignore[assignment]  # Prefect types it HttpUrl; its own blocks set a str
+    _code_example = """
+    from prefect import flow
+
+    from kuberay_provider.prefect import RayService, deploy_rayservice
+
+    service = RayService.load("BLOCK_NAME")
+
+
+    @flow
+    def release() -> dict:
+        return deploy_rayservice(service)  # waits until KubeRay serves the new spec
+    """
     _description = "A Ray Serve application on Kubernetes through KubeRay's RayService."
 
     manifest: dict[str, Any] | None = Field(default=None, description="A base RayService manifest (ray.io/v1).")
