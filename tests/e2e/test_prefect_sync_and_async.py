@@ -89,3 +89,49 @@ def test_an_async_flow_awaits_the_raycluster_tasks_and_its_loop_keeps_running(
     # The flow's loop ran its other coroutine all along the wait for the cluster (a blocked loop: one tick).
     assert len(during) >= 3 and max(gaps) < 1, (ready - started, gaps)
     assert deleted is True and kube.find(RAYCLUSTER, created["namespace"], created["name"]) is None
+
+
+def test_the_rayjob_block_is_a_job_block_triggered_from_sync_and_async_flows(
+    prefect_api: None, credentials: Any, kube: Any
+) -> None:
+    """Prefect's JobBlock interface, as prefect-kubernetes' KubernetesJob offers it: trigger() starts the
+    RayJob, wait_for_completion() follows it, fetch_result() gives the outcome; a failed job raises."""
+    from prefect import flow
+    from prefect.blocks.abstract import JobBlock
+
+    from kuberay_provider.core.job_outcome import RayJobFailed
+    from kuberay_provider.core.spec import simple_cluster_spec
+    from kuberay_provider.prefect import RayJob
+
+    def block(entrypoint: str) -> RayJob:
+        return RayJob(
+            entrypoint=entrypoint,
+            ray_cluster_spec=simple_cluster_spec(image=IMAGE, ray_version="2.60.0", head_memory="1Gi"),
+            spec_params={"shutdown_after_job_finishes": True, "ttl_seconds_after_finished": 60},
+            credentials=credentials,
+            timeout=300,
+        )
+
+    succeeding, failing = block("python -c \"print('JOB-BLOCK-OK')\""), block('python -c "raise SystemExit(3)"')
+    assert isinstance(succeeding, JobBlock)
+
+    @flow(name="job-block-sync")
+    def sync_flow() -> dict[str, Any]:
+        run = succeeding.trigger()
+        run.wait_for_completion()
+        return run.fetch_result()
+
+    @flow(name="job-block-async")
+    async def async_flow() -> str:
+        run = await failing.trigger()
+        with pytest.raises(RayJobFailed):  # the wait says the job failed
+            await run.wait_for_completion()
+        try:
+            await run.fetch_result()
+        except RayJobFailed as failed:
+            return failed.outcome.job_status
+        return "no failure"
+
+    outcome = sync_flow()
+    assert outcome["succeeded"] is True and outcome["job_status"] == "SUCCEEDED", outcome
+    assert asyncio.run(async_flow()) == "FAILED"

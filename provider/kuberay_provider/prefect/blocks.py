@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from prefect.blocks.core import Block
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.blocks.abstract import JobBlock
 from prefect_kubernetes.credentials import KubernetesCredentials
 from pydantic import Field, SecretStr, field_validator
 
@@ -26,6 +27,9 @@ from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.validation import SchemaRegistry
 from kuberay_provider.prefect.identity import block_fingerprint
+
+if TYPE_CHECKING:
+    from kuberay_provider.prefect.job_run import RayJobRun
 
 RAY_LOGO_URL = "https://docs.ray.io/en/latest/_static/ray_logo.png"  # the blocks' logo in the Prefect UI
 # KubeRay's quick starts in Ray's docs: the blocks' documentation link in the Prefect UI.
@@ -105,7 +109,7 @@ async def async_objects_client(credentials: KubernetesCredentials) -> AsyncItera
         )
 
 
-class RayJob(Block):
+class RayJob(JobBlock[dict[str, Any]]):
     """A Ray job run as a KubeRay RayJob (``ray.io/v1``), or on an existing RayCluster.
 
     The RayJob is a base ``manifest`` and/or parameters (``entrypoint``, ``runtime_env``,
@@ -330,3 +334,16 @@ class RayJob(Block):
         async with async_objects_client(self.credentials) as kube:
             with self.runner(log_line, status_line) as runner:
                 yield AsyncRayJobRunner(runner, kube)
+
+    async def atrigger(self) -> RayJobRun:
+        """Start the RayJob (``create_rayjob``) and return its run: ``wait_for_completion``, ``fetch_result``."""
+        from kuberay_provider.prefect.job_run import RayJobRun
+
+        return await RayJobRun.astart(self)
+
+    @async_dispatch(atrigger)
+    def trigger(self) -> RayJobRun:  # type: ignore[override]  # sync or async by the caller, as Prefect's own blocks
+        """Start the RayJob (``create_rayjob``) and return its run: ``wait_for_completion``, ``fetch_result``."""
+        from kuberay_provider.prefect.job_run import RayJobRun
+
+        return RayJobRun.start(self)
