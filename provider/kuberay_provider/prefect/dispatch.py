@@ -54,7 +54,6 @@ def sync_and_async(**task_options: Any) -> Callable[[Callable[..., Any]], SyncAn
 
     def decorate(implementation: Callable[..., Any]) -> SyncAndAsyncTask:
         if inspect.iscoroutinefunction(implementation):
-            awaiting = implementation
 
             def blocking(*args: Any, **kwargs: Any) -> Any:
                 return run_sync(implementation(*args, **kwargs))
@@ -67,7 +66,6 @@ def sync_and_async(**task_options: Any) -> Callable[[Callable[..., Any]], SyncAn
                 return await asyncio.to_thread(implementation, *args, **kwargs)
 
             runs_sync, runs_async = implementation, _like(awaiting, implementation)
-        del awaiting
         return SyncAndAsyncTask(fn=runs_sync, aio=Task(fn=runs_async, **task_options), **task_options)
 
     return decorate
