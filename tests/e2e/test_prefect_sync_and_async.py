@@ -71,7 +71,7 @@ def test_an_async_flow_awaits_the_raycluster_tasks_and_its_loop_keeps_running(
     async def heartbeat() -> None:
         while True:
             ticks.append(time.monotonic())
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.01)
 
     @flow(name="async-flow-raycluster-tasks")
     async def with_cluster() -> tuple[dict[str, Any], float, float, bool]:
@@ -86,8 +86,9 @@ def test_an_async_flow_awaits_the_raycluster_tasks_and_its_loop_keeps_running(
     assert created["state"] == "ready" and created["head_pod_ready"], created
     during = [tick for tick in ticks if started <= tick <= ready]
     gaps = [later - earlier for earlier, later in itertools.pairwise(during)]
-    # The flow's loop ran its other coroutine all along the wait for the cluster (a blocked loop: one tick).
-    assert len(during) >= 3 and max(gaps) < 1, (ready - started, gaps)
+    # The flow's loop ran its other coroutine all along the wait for the cluster (a blocked loop: no tick
+    # between the call and its value; a Prefect task run takes far longer than one 10 ms tick).
+    assert len(during) >= 2 and max(gaps) < 1, (ready - started, gaps)
     assert deleted is True and kube.find(RAYCLUSTER, created["namespace"], created["name"]) is None
 
 

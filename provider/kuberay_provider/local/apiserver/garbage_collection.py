@@ -42,6 +42,13 @@ class Deletions:
             return self._mark_deleting(key, obj)
         return self.remove(key, obj, policy)
 
+    def collect_if_orphaned(self, key: StorageKey, obj: dict[str, Any]) -> None:
+        """A new object whose owners are all gone already (made while its owner was being deleted) goes at
+        once, as Kubernetes' garbage collector collects it as soon as it sees it."""
+        owners = owner_uids(obj)
+        if owners and not any(uid in self._live_uids() for uid in owners):
+            self.delete_object(key, obj, "Background")
+
     def _drop_foreground_finalizer(self, key: StorageKey, obj: dict[str, Any]) -> dict[str, Any]:
         """The dependents are gone: drop ``foregroundDeletion``, and store that while other finalizers
         keep the object (else their removal would leave it stuck on ours)."""

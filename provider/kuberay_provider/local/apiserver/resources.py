@@ -185,8 +185,9 @@ class Cluster:
             defaults(obj, self._cluster_ips)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
         if not options.dry_run:
-            self.store.save(rtype.storage_key, obj)
+            saved = self.store.save(rtype.storage_key, obj)
             self._after_change(rtype.storage_key)
+            self.deletions.collect_if_orphaned(rtype.storage_key, saved)
         return WriteResult(obj, created=True, warnings=warnings)
 
     def update(
