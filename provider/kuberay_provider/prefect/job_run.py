@@ -50,11 +50,15 @@ class RayJobRun(JobRun[dict[str, Any]]):
     def start(cls, rayjob: RayJob) -> RayJobRun:
         return cls(rayjob, None if rayjob.runs_without_rayjob else create_rayjob(rayjob))
 
+    @property
+    def wait_arguments(self) -> tuple[Any, ...]:
+        """``wait_for_rayjob``'s arguments: the block, and what ``create_rayjob`` returned when it made one."""
+        return (self.rayjob,) if self.created is None else (self.rayjob, self.created)
+
     async def await_for_completion(self) -> Logger:
         """Follow the RayJob to its end (the Ray log into the run log); a failed job raises ``RayJobFailed``."""
-        arguments = (self.rayjob,) if self.created is None else (self.rayjob, self.created)
         try:
-            self.outcome = await async_twin(wait_for_rayjob)(*arguments)
+            self.outcome = await async_twin(wait_for_rayjob)(*self.wait_arguments)
         except RayJobFailed as failed:
             self.failure = failed
             raise
@@ -62,9 +66,8 @@ class RayJobRun(JobRun[dict[str, Any]]):
 
     @async_dispatch(await_for_completion)
     def wait_for_completion(self) -> Logger:  # type: ignore[override]  # sync or async by the caller, as Prefect's own
-        arguments = (self.rayjob,) if self.created is None else (self.rayjob, self.created)
         try:
-            self.outcome = wait_for_rayjob(*arguments)
+            self.outcome = wait_for_rayjob(*self.wait_arguments)
         except RayJobFailed as failed:
             self.failure = failed
             raise
