@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .crds_source import HOW_TO_GET_CRDS, CrdSourceError, prepare_crds
 from .kubeconfig import PlaneState, default_kubeconfig_path, default_state_path, local_home
 from .ray_backend.runtime_env import DEFAULT_PACKAGE_POLICY, PackagePolicy
 
@@ -148,6 +149,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if not _resolve_crds(args):
+        return 2
     if args.detach:
         return _up_detached(args)
     from .plane import LocalControlPlane
@@ -186,6 +189,25 @@ def _ray_backend(args: argparse.Namespace) -> Any:
     return LocalRayBackend(
         dashboard_url=args.dashboard_url or None, package_policy=PackagePolicy(args.runtime_env_packages)
     )
+
+
+def _resolve_crds(args: argparse.Namespace) -> bool:
+    """Point ``args.crds`` at a folder of the CRDs the user named (a chart, a folder, a ``kubectl get -o yaml``).
+
+    False, having said why and where to get them, when ``--crds`` holds no KubeRay CRD."""
+    if not args.crds:
+        print(
+            "note: no --crds: RayJobs, RayClusters and RayServices are served once KubeRay's CRDs are installed "
+            "(kubectl apply --server-side -f crds/), or pass --crds.\n" + HOW_TO_GET_CRDS,
+            file=sys.stderr,
+        )
+        return True
+    try:
+        args.crds = prepare_crds(args.crds, local_home() / "crds")
+    except CrdSourceError as exc:
+        print(f"error: {exc}\n{HOW_TO_GET_CRDS}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_down(_: argparse.Namespace) -> int:
@@ -230,7 +252,13 @@ def add_local_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "--kubeconfig", type=Path, help=f"where to write the kubeconfig (default {default_kubeconfig_path()})"
     )
     up.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
-    up.add_argument("--crds", type=Path, help="install every CustomResourceDefinition YAML in this directory")
+    up.add_argument(
+        "--crds",
+        type=Path,
+        metavar="PATH",
+        help="install KubeRay's CRDs (and any other CustomResourceDefinition) from: a folder of CRD YAML files, "
+        "the KubeRay operator Helm chart's folder (its crds/), or one file such as `kubectl get crd ... -o yaml` prints",
+    )
     up.add_argument("--detach", action="store_true", help="run in the background; return once it serves")
     up.add_argument(
         "--tls",

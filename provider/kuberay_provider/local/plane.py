@@ -26,9 +26,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .apiserver import ApiServer, ApiServerSettings, Cluster, install_crds, load_crd_documents
+from .apiserver import ApiServer, ApiServerSettings, Cluster, install_crds
 from .apiserver.faults import CONTROLLER_USER_AGENT, FaultPlan
 from .apiserver.rbac import MIN_TOKEN_SECONDS
+from .crds_source import read_crds
 from .kubeconfig import PlaneState, new_token, write_kubeconfig, write_private_file
 from .tls import TlsFiles, generate_tls_files
 
@@ -181,7 +182,7 @@ class LocalControlPlane:
         )
         self.server = ApiServer(settings)
         if self.crds_dir:
-            installed = install_crds(self.server.cluster, load_crd_documents(self.crds_dir))
+            installed = install_crds(self.server.cluster, read_crds(self.crds_dir))
             log.info("installed CRDs: %s", ", ".join(installed) or "none")
         if self._batch_schedulers and self._controller_wanted:
             from .kueue import kueue_crds
