@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cluster_under_test import (
+    external_mode,
+    imports_local_plane,
+    install_local_plane_import_guard,
+    needs_local_plane_reason,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_KUBERAY = Path(os.environ.get("KUBERAY_SHARED_DIR", PROJECT_ROOT.parent / "shared" / "kuberay"))
 CRDS_DIR = SHARED_KUBERAY / "crds"
@@ -32,6 +39,8 @@ def samples_dir() -> Path:
 def ray_backend():
     """The session's one real local Ray head (``ray start`` costs 10-25 s here); every test that needs
     Ray shares it, the local control plane included."""
+    if external_mode():
+        pytest.skip(needs_local_plane_reason("the local Ray head (its dashboard and its jobs, read directly)"))
     from kuberay_provider.local.ray_backend import LocalRayBackend
 
     backend = LocalRayBackend(num_cpus=4)
@@ -46,8 +55,12 @@ def ray_dashboard_url(ray_backend) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The controller of an xdist run gives its workers a folder for their summary lines."""
+    """The controller of an xdist run gives its workers a folder for their summary lines. In external-cluster
+    mode, importing the local plane is refused from here on (tests/support/cluster_under_test.py)."""
     from tests.support import summary
+
+    if external_mode():
+        install_local_plane_import_guard()
 
     if "PYTEST_XDIST_WORKER" not in os.environ and summary.SUMMARY_DIR_VARIABLE not in os.environ:
         import tempfile
@@ -67,7 +80,33 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In external-cluster mode a test module that imports the local plane at its top is not collected (it
+    could not be: the import guard refuses it); its tests need the plane by construction."""
+    if external_mode() and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return imports_local_plane(collection_path, PROJECT_ROOT) or None
+    return None
+
+
+# Fixtures only the local control plane can give; a test that needs one cannot run on an external cluster.
+LOCAL_ONLY_FIXTURES = frozenset({"local_plane", "ray_backend", "ray_dashboard_url"})
+
+
+def runs_on_an_external_cluster(item: pytest.Item) -> bool:
+    """An end-to-end test that needs no local-only fixture and is not marked ``local_only``."""
+    in_e2e = item.nodeid.startswith("tests/e2e/")
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return in_e2e and not fixtures & LOCAL_ONLY_FIXTURES and item.get_closest_marker("local_only") is None
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: the ``external`` marker is given here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if runs_on_an_external_cluster(item):
+            item.add_marker(pytest.mark.external)
+        elif external_mode() and (marker := item.get_closest_marker("local_only")) is not None:
+            item.add_marker(pytest.mark.skip(reason=needs_local_plane_reason(marker.args[0])))
+
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0]
         return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)

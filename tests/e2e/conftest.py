@@ -1,5 +1,9 @@
 """End-to-end fixtures: ONE local control plane for the session, on the session's real Ray, and kubectl.
 
+With ``KUBERAY_TEST_KUBECONFIG`` set, ``cluster`` is that external cluster instead (tests/support/
+cluster_under_test.py): the fixtures below reach it only through its kubeconfig, the jobs run in a namespace
+of the session's own (``jobs_namespace``, deleted at the end), and ``local_plane`` skips, naming what it is.
+
 ``local_plane`` is a started ``LocalControlPlane`` (TLS on, KubeRay's CRDs installed, controller on) whose
 backend is attached to the session's Ray head: use ``.url``, ``.token``, ``.ca_path``,
 ``.kubeconfig_path``, ``.api_client()`` (official client) and ``.async_api_client()`` (kubernetes_asyncio).
@@ -20,11 +24,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kuberay_provider.local.plane import LocalControlPlane
+from tests.support.cluster_under_test import (
+    EXTERNAL_CONTEXT_VARIABLE,
+    JOBS_NAMESPACE,
+    ClusterUnderTest,
+    external_kubeconfig,
+    needs_local_plane_reason,
+    write_token_kubeconfig,
+)
+
+if TYPE_CHECKING:
+    from kuberay_provider.local.plane import LocalControlPlane
 
 KUBECTL = (
     str(Path(sys.executable).parent / "kubectl")
@@ -38,14 +52,18 @@ class Kubectl:
     """kubectl with a fixed environment (KUBECONFIG, and a private HOME for its discovery cache)."""
 
     env: dict[str, str]
+    context: str | None = None
 
     @classmethod
-    def for_kubeconfig(cls, kubeconfig: Path, home: Path) -> Kubectl:
-        return cls({**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home)})
+    def for_kubeconfig(cls, kubeconfig: Path, home: Path, context: str | None = None) -> Kubectl:
+        return cls({**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home)}, context)
+
+    def command(self, *args: str) -> list[str]:
+        return [KUBECTL, *([f"--context={self.context}"] if self.context else []), *args]
 
     def run(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [KUBECTL, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+            self.command(*args), env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
         )
 
     def ok(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
@@ -62,7 +80,7 @@ class Kubectl:
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """A long-running kubectl (``get -w``); its stdout is a text pipe. Terminate it when done."""
         return subprocess.Popen(
-            [KUBECTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            self.command(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
     def wait(self, condition: str, *target: str, namespace: str, timeout: float) -> None:
@@ -80,6 +98,9 @@ class Kubectl:
 @pytest.fixture(scope="session")
 def local_plane(crds_dir: Path, ray_dashboard_url: str) -> Iterator[LocalControlPlane]:
     """The session's one local control plane, its controller running workloads on the session's Ray."""
+    if external_kubeconfig() is not None:
+        pytest.skip(needs_local_plane_reason("the local control plane itself (LocalControlPlane)"))
+    from kuberay_provider.local.plane import LocalControlPlane
     from kuberay_provider.local.ray_backend import LocalRayBackend
 
     backend = LocalRayBackend(dashboard_url=ray_dashboard_url)
@@ -95,8 +116,30 @@ def local_plane(crds_dir: Path, ray_dashboard_url: str) -> Iterator[LocalControl
 
 
 @pytest.fixture(scope="session")
-def kubectl(local_plane: LocalControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return Kubectl.for_kubeconfig(local_plane.kubeconfig_path, tmp_path_factory.mktemp("kubectl-home"))
+def cluster(request: pytest.FixtureRequest) -> ClusterUnderTest:
+    """The cluster under test: the external one of KUBERAY_TEST_KUBECONFIG, else the session's local plane."""
+    kubeconfig = external_kubeconfig()
+    if kubeconfig is not None:
+        return ClusterUnderTest(kubeconfig, os.environ.get(EXTERNAL_CONTEXT_VARIABLE) or None, external=True)
+    plane: LocalControlPlane = request.getfixturevalue("local_plane")
+    return ClusterUnderTest(plane.kubeconfig_path)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl.for_kubeconfig(cluster.kubeconfig_path, tmp_path_factory.mktemp("kubectl-home"), cluster.context)
+
+
+@pytest.fixture(scope="session")
+def jobs_namespace(cluster: ClusterUnderTest, kubectl: Kubectl) -> Iterator[str]:
+    """Where the Airflow and Prefect connections run their jobs: ``default`` on the session's own local plane,
+    a namespace of this session's own on an external cluster (deleted, with all it holds, at the end)."""
+    if not cluster.external:
+        yield JOBS_NAMESPACE
+        return
+    kubectl.create_namespace(JOBS_NAMESPACE)
+    yield JOBS_NAMESPACE
+    kubectl.run("delete", "namespace", JOBS_NAMESPACE, "--wait=true", "--timeout=180s", timeout=240)
 
 
 def unique_namespace(hint: str) -> str:
@@ -112,44 +155,60 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def kube(local_plane: LocalControlPlane) -> Iterator[Any]:
-    """The core's sync RayJob/RayCluster client on the plane."""
+def kube(cluster: ClusterUnderTest, jobs_namespace: str) -> Iterator[Any]:
+    """The core's sync RayJob/RayCluster client on the cluster under test."""
     from kuberay_provider.core.kube.sync_client import RayObjectsClient
 
-    with local_plane.api_client() as api_client:
+    with cluster.api_client() as api_client:
         yield RayObjectsClient(api_client)
 
 
 RBAC_MANIFEST = Path(__file__).resolve().parents[2] / "docker" / "kubernetes" / "rbac.yaml"
-LEAST_PRIVILEGE_NAMESPACE = "default"
+CLUSTER_SCOPED_RBAC = "kuberay-provider-read-crds"
+
+
+def rbac_manifest_for(namespace: str, *, external: bool) -> str:
+    """docker/kubernetes/rbac.yaml installed as a user would, into ``namespace``. On an external cluster its
+    cluster-scoped pair is named after the namespace too, so parallel sessions neither share nor delete it."""
+    manifest = RBAC_MANIFEST.read_text().replace("namespace: ray-jobs", f"namespace: {namespace}")
+    if external:
+        manifest = manifest.replace(f"name: {CLUSTER_SCOPED_RBAC}", f"name: {CLUSTER_SCOPED_RBAC}-{namespace}")
+    return manifest
 
 
 @pytest.fixture(scope="session")
 def least_privilege_kubeconfig(
-    local_plane: LocalControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+    cluster: ClusterUnderTest,
+    kubectl: Kubectl,
+    jobs_namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Path]:
     """A kubeconfig whose token belongs to the ServiceAccount of docker/kubernetes/rbac.yaml, installed as a
     user would (its namespace set to the one the jobs run in) and obtained with ``kubectl create token``.
     The Airflow and Prefect end-to-end runs use it, and the plane enforces RBAC for it, so the suite proves
     the manifest grants enough; what it granted and what went unused is reported at the end."""
-    from kuberay_provider.local.kubeconfig import write_kubeconfig
-    from tests.support.rbac_report import record_usage
 
-    manifest = RBAC_MANIFEST.read_text().replace("namespace: ray-jobs", f"namespace: {LEAST_PRIVILEGE_NAMESPACE}")
+    manifest = rbac_manifest_for(jobs_namespace, external=cluster.external)
     kubectl.ok("apply", "-f", "-", stdin=manifest)
-    token = kubectl.ok("create", "token", "kuberay-provider", "-n", LEAST_PRIVILEGE_NAMESPACE, "--duration=24h").strip()
-    ca = local_plane.ca_path.read_bytes() if local_plane.ca_path else None
-    path = write_kubeconfig(
-        tmp_path_factory.mktemp("least-privilege") / "kubeconfig", local_plane.url, token, ca, LEAST_PRIVILEGE_NAMESPACE
+    token = kubectl.ok("create", "token", "kuberay-provider", "-n", jobs_namespace, "--duration=24h").strip()
+    path = write_token_kubeconfig(
+        tmp_path_factory.mktemp("least-privilege") / "kubeconfig", cluster, token, jobs_namespace
     )
     yield path
-    record_usage(
-        manifest, local_plane.server.authorizer, f"system:serviceaccount:{LEAST_PRIVILEGE_NAMESPACE}:kuberay-provider"
-    )
+    if cluster.external:
+        # The namespaced objects go with jobs_namespace; the cluster-scoped pair would stay.
+        cluster_scoped = f"{CLUSTER_SCOPED_RBAC}-{jobs_namespace}"
+        kubectl.run("delete", f"clusterrolebinding/{cluster_scoped}", f"clusterrole/{cluster_scoped}")
+        return
+    from tests.support.rbac_report import record_usage
+
+    plane: LocalControlPlane = request.getfixturevalue("local_plane")
+    record_usage(manifest, plane.server.authorizer, f"system:serviceaccount:{jobs_namespace}:kuberay-provider")
 
 
 @pytest.fixture(scope="session")
-def airflow(least_privilege_kubeconfig: Path) -> Iterator[Path]:
+def airflow(least_privilege_kubeconfig: Path, jobs_namespace: str) -> Iterator[Path]:
     """This process's Airflow (tests/airflow_env.py) with a migrated DB and a ``kuberay_default``
     connection to the plane with the least-privilege ServiceAccount's token; yields AIRFLOW_HOME."""
     from tests.airflow_env import configure_airflow_env
@@ -157,7 +216,7 @@ def airflow(least_privilege_kubeconfig: Path) -> Iterator[Path]:
     home = configure_airflow_env()
     from kuberay_provider.airflow.devenv import kuberay_connection_env, migrate_database
 
-    kuberay_connection_env(least_privilege_kubeconfig)
+    kuberay_connection_env(least_privilege_kubeconfig, namespace=jobs_namespace)
     migrate_database(home)
     yield home
     os.environ.pop("AIRFLOW_CONN_KUBERAY_DEFAULT", None)

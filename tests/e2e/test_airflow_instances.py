@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.airflow_runs import load_dag, task_instance
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 
 pytestmark = pytest.mark.ray
 CONN_ENV = "AIRFLOW_CONN_KUBERAY_DEFAULT"
@@ -45,7 +46,7 @@ def rayjobs(kube: Any) -> dict[str, dict[str, Any]]:
 
     return {
         rayjob["metadata"]["name"]: rayjob
-        for rayjob in kube.list(RAYJOB, "default", label_selector=f"{LABEL_OWNER}={DAG_ID}")
+        for rayjob in kube.list(RAYJOB, JOBS_NAMESPACE, label_selector=f"{LABEL_OWNER}={DAG_ID}")
     }
 
 

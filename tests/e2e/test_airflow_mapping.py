@@ -21,6 +21,7 @@ import pytest
 from tests.airflow_env import PROJECT_DAGS_FOLDER
 from tests.e2e.conftest import Kubectl
 from tests.support.airflow_runs import load_dag, task_instance
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 
 pytestmark = pytest.mark.ray
 
@@ -46,7 +47,7 @@ def of_index(kube: Any, kind: Any, dag_id: str, task_id: str, run_id: str, map_i
     from kuberay_provider.core.naming import LABEL_RUN_KEY
 
     key = RunIdentity(dag_id, task_id, run_id, map_index).key
-    return kube.list(kind, "default", label_selector=f"{LABEL_RUN_KEY}={key}")
+    return kube.list(kind, JOBS_NAMESPACE, label_selector=f"{LABEL_RUN_KEY}={key}")
 
 
 def outcome(run: Any, task_id: str, map_index: int) -> Any:
@@ -59,12 +60,12 @@ def train_files(kubectl: Kubectl) -> Iterator[None]:
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": CONFIG_MAP, "namespace": "default"},
+        "metadata": {"name": CONFIG_MAP, "namespace": JOBS_NAMESPACE},
         "data": {"train.py": TRAIN_PY, "train.yaml": "epochs: 3\n"},
     }
     kubectl.ok("apply", "-f", "-", stdin=json.dumps(config_map))
     yield
-    kubectl.run("delete", "configmap", CONFIG_MAP, "-n", "default")
+    kubectl.run("delete", "configmap", CONFIG_MAP, "-n", JOBS_NAMESPACE)
 
 
 def test_mapped_rayjobs_and_rayclusters_get_one_object_per_index_and_keep_file_like_strings(
@@ -109,7 +110,7 @@ def test_mapped_rayjobs_and_rayclusters_get_one_object_per_index_and_keep_file_l
     finally:
         for index in (0, 1):
             for cluster in of_index(kube, RAYCLUSTER, dag_id, "clusters", run.run_id, index):
-                kube.delete(RAYCLUSTER, "default", cluster["metadata"]["name"])
+                kube.delete(RAYCLUSTER, JOBS_NAMESPACE, cluster["metadata"]["name"])
 
 
 def test_strings_ending_in_yaml_yml_json_are_not_read_as_files_and_the_manifest_file_still_is(
@@ -156,6 +157,7 @@ def small_partitions(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int]]]:
     os.environ.pop("AIRFLOW_VAR_KUBERAY_EXAMPLE_DATA_ROOT", None)
 
 
+@pytest.mark.local_only("an example job that reads and writes this machine's disk (the local Ray runs it here)")
 def test_the_mapped_batch_inference_example_scores_each_partition_then_summarizes(
     airflow: Path, kube: Any, small_partitions: tuple[Path, dict[str, int]], capfd: pytest.CaptureFixture[str]
 ) -> None:

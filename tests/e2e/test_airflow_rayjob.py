@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.airflow_runs import airflow_cli, load_dag, run_existing, task_instance
 from tests.support.airflow_runs import rayjobs_of as rayjobs_of_run
+from tests.support.cluster_under_test import JOBS_NAMESPACE, RAY_IMAGE
 from tests.support.clusters import ready_raycluster
 from tests.support.ray_waits import ray_job_status_becomes
 
@@ -191,12 +192,12 @@ def test_cleanup_choice_becomes_deletion_rules_that_kuberay_carries_out(
     }
     assert policies == {("DeleteWorkers", 0), ("DeleteCluster", 3)} and "shutdownAfterJobFinishes" not in rayjob["spec"]
     cluster_name, deadline = rayjob["status"]["rayClusterName"], time.monotonic() + 60
-    while (cluster := kube.find(RAYCLUSTER, "default", cluster_name)) is not None and not cluster["metadata"].get(
+    while (cluster := kube.find(RAYCLUSTER, JOBS_NAMESPACE, cluster_name)) is not None and not cluster["metadata"].get(
         "deletionTimestamp"
     ):
         assert time.monotonic() < deadline, f"RayCluster {cluster_name} still there 60 s after the job ended"
         time.sleep(1)
-    assert kube.find(RAYJOB, "default", rayjob["metadata"]["name"]) is not None  # only the cluster goes
+    assert kube.find(RAYJOB, JOBS_NAMESPACE, rayjob["metadata"]["name"]) is not None  # only the cluster goes
 
 
 class ExecuteInThread:
@@ -233,19 +234,19 @@ def test_on_kill_deletes_the_running_rayjob_and_stops_its_ray_job(
     from kuberay_provider.core.spec import simple_cluster_spec
     from kuberay_provider.core.status import is_started
 
-    operator, ti = killable_operator("killed", ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"))
+    operator, ti = killable_operator("killed", ray_cluster_spec=simple_cluster_spec(image=RAY_IMAGE))
     name = operator.build_request({"ti": ti}).rayjob_name
     task = ExecuteInThread(operator, ti)
     deadline = time.monotonic() + 60
-    while kube.find(RAYJOB, "default", name) is None and time.monotonic() < deadline:
+    while kube.find(RAYJOB, JOBS_NAMESPACE, name) is None and time.monotonic() < deadline:
         time.sleep(0.5)
-    job_id = RayJobLifecycle(kube).wait("default", name, until=is_started, timeout=120).job_id
+    job_id = RayJobLifecycle(kube).wait(JOBS_NAMESPACE, name, until=is_started, timeout=120).job_id
     ray_job_status_becomes(ray_dashboard_url, job_id, {"RUNNING"}, 60)
     operator.on_kill()
     task.thread.join(60)
     assert not task.thread.is_alive() and task.error is not None  # the wait ended: the RayJob was deleted
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
-    assert kube.find(RAYJOB, "default", name) is None
+    assert kube.find(RAYJOB, JOBS_NAMESPACE, name) is None
 
 
 def test_on_kill_on_an_existing_cluster_stops_the_job_and_keeps_the_cluster(
@@ -261,7 +262,7 @@ def test_on_kill_on_an_existing_cluster_stops_the_job_and_keeps_the_cluster(
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
     task.thread.join(60)
     assert not task.thread.is_alive() and task.error is not None  # the stopped job fails the task
-    cluster = kube.find(RAYCLUSTER, "default", existing_cluster)
+    cluster = kube.find(RAYCLUSTER, JOBS_NAMESPACE, existing_cluster)
     assert cluster is not None and not cluster["metadata"].get("deletionTimestamp")
 
 
@@ -286,10 +287,10 @@ def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
     first = task_try(dag_id, task_id, run_id, 1, tmp_path / "try1.log")
     try:
         deadline = time.monotonic() + 90
-        while kube.find(RAYJOB, "default", identity.rayjob_name) is None:
+        while kube.find(RAYJOB, JOBS_NAMESPACE, identity.rayjob_name) is None:
             assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "try1.log").read_text()[-3000:]
             time.sleep(0.5)
-        job_id = RayJobLifecycle(kube).wait("default", identity.rayjob_name, until=is_started, timeout=120).job_id
+        job_id = RayJobLifecycle(kube).wait(JOBS_NAMESPACE, identity.rayjob_name, until=is_started, timeout=120).job_id
         ray_job_status_becomes(ray_dashboard_url, job_id, {"RUNNING"}, 60)
     finally:
         first.kill()  # SIGKILL: no on_kill, no cleanup, as when the OOM killer takes a worker
@@ -303,7 +304,7 @@ def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
     outcome = json.loads(out.split("OUTCOME ", 1)[1].splitlines()[0])
     assert outcome["job_id"] == job_id and outcome["job_status"] == "SUCCEEDED"
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"SUCCEEDED"}, 5) == "SUCCEEDED"  # Ray's own word
-    [rayjob] = kube.list(RAYJOB, "default", label_selector=f"{LABEL_RUN_KEY}={identity.key}")
+    [rayjob] = kube.list(RAYJOB, JOBS_NAMESPACE, label_selector=f"{LABEL_RUN_KEY}={identity.key}")
     assert rayjob["metadata"]["annotations"][ANNOTATION_TRY_NUMBER] == "1"  # the first try's, never replaced
 
 
@@ -331,15 +332,17 @@ def test_trigger_runs_on_an_event_loop_against_the_plane(airflow: Path, local_pl
 
     request = RayJobRequest(
         RunIdentity("trigger_test", "direct", f"run-{time.time_ns()}"),
-        namespace="default",
+        namespace=JOBS_NAMESPACE,
         spec_params={
             "entrypoint": "python -c \"print('triggered')\"",
-            "ray_cluster_spec": simple_cluster_spec(image="rayproject/ray:2.60.0"),
+            "ray_cluster_spec": simple_cluster_spec(image=RAY_IMAGE),
         },
     )
     with local_plane.api_client() as api_client:
         RayJobRunner(RayJobLifecycle(RayObjectsClient(api_client))).launch(request)
-    _classpath, kwargs = RayJobTrigger(request.rayjob_name, "default", wait_for="terminal", timeout=120).serialize()
+    _classpath, kwargs = RayJobTrigger(
+        request.rayjob_name, JOBS_NAMESPACE, wait_for="terminal", timeout=120
+    ).serialize()
     trigger = RayJobTrigger(**kwargs)
 
     async def first_event() -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.airflow_runs import airflow_cli, load_dag, rayjobs_of, run_existing, task_instance
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 
 pytestmark = pytest.mark.ray
 
@@ -115,5 +116,5 @@ def test_a_timeout_on_the_last_try_deletes_the_rayjob_unless_kept(
     [kept] = rayjobs_of(kube, dag.dag_id, "kept", run.run_id)
     assert not kept["metadata"].get("deletionTimestamp") and "is kept (delete_on_final_timeout=False)" in out
     RayJobLifecycle(kube).delete(
-        "default", kept["metadata"]["name"]
+        JOBS_NAMESPACE, kept["metadata"]["name"]
     )  # its job sleeps for minutes: not on this session's Ray

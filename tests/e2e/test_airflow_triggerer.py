@@ -35,6 +35,7 @@ from tests.support.airflow_runs import (
     trigger_logs,
     wait_until,
 )
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 from tests.support.ray_waits import ray_job_status_becomes
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # a hung triggerer fails the test, not CI
@@ -182,7 +183,7 @@ def test_killing_the_deferred_task_deletes_its_rayjob(
     run = dag_test_with_real_triggerer(dag)
     run_id, name, job_id = meanwhile.done()
     assert run.state == "failed" and run.run_id == run_id
-    wait_until(lambda: kube.find(RAYJOB, "default", name) is None, 90, f"RayJob {name} to be deleted")
+    wait_until(lambda: kube.find(RAYJOB, JOBS_NAMESPACE, name) is None, 90, f"RayJob {name} to be deleted")
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
     log = trigger_log(airflow, dag_id, run_id, task_id)
     assert (
@@ -233,9 +234,12 @@ def test_the_operator_surface_through_a_real_triggerer(
     assert task_instance(run, "scale_cluster").xcom_pull(task_ids="scale_cluster")["ready_workers"] == 2
     assert (
         task_instance(run, "service_served").xcom_pull(task_ids="service_served", key="serve_endpoint")
-        == f"http://{service}-serve-svc.default.svc.cluster.local:8000"
+        == f"http://{service}-serve-svc.{JOBS_NAMESPACE}.svc.cluster.local:8000"
     )
-    assert kube.find(RAYCLUSTER, "default", cluster) is None and kube.find(RAYSERVICE, "default", service) is None
+    assert (
+        kube.find(RAYCLUSTER, JOBS_NAMESPACE, cluster) is None
+        and kube.find(RAYSERVICE, JOBS_NAMESPACE, service) is None
+    )
     # do_xcom_push=False: no XCom at all but the UI's extra link, which Airflow itself pushes regardless.
     for task_id in ("quiet", "create_cluster"):
         assert xcom_keys(dag_id, run.run_id, task_id) <= {RayDashboardLink().xcom_key}, task_id

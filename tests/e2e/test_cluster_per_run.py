@@ -16,6 +16,7 @@ import pytest
 
 from tests.airflow_env import PROJECT_DAGS_FOLDER
 from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 
 pytestmark = pytest.mark.ray
 DAG_ID = "cluster_per_run"
@@ -48,7 +49,7 @@ def test_jobs_run_on_the_runs_own_cluster_which_the_teardown_deletes(
         [rayjob] = rayjobs_of(kube, DAG_ID, task_id, run.run_id)
         assert rayjob["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["name"]}
         assert rayjob["status"]["jobStatus"] == "SUCCEEDED"
-    assert kube.find(RAYCLUSTER, "default", cluster["name"]) is None
+    assert kube.find(RAYCLUSTER, JOBS_NAMESPACE, cluster["name"]) is None
 
 
 def test_the_cluster_is_deleted_when_a_job_fails(airflow: Path, kube: Any, capfd: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +67,7 @@ def test_the_cluster_is_deleted_when_a_job_fails(airflow: Path, kube: Any, capfd
         "delete_cluster": "success",
     }
     assert "train_epochs must be positive, got 0" in out
-    assert kube.find(RAYCLUSTER, "default", created_cluster(run)["name"]) is None
+    assert kube.find(RAYCLUSTER, JOBS_NAMESPACE, created_cluster(run)["name"]) is None
 
 
 def test_a_create_killed_by_execution_timeout_deletes_the_cluster_it_created(
@@ -80,5 +81,5 @@ def test_a_create_killed_by_execution_timeout_deletes_the_cluster_it_created(
     assert run.state == "failed", out[-3000:]
     # Airflow calls on_kill after execution_timeout; the try had created the cluster, so it goes.
     assert f"Task killed: deleting RayCluster default/{killed}, which this try created" in out, out[-3000:]
-    left = kube.find(RAYCLUSTER, "default", killed)
+    left = kube.find(RAYCLUSTER, JOBS_NAMESPACE, killed)
     assert left is None or left["metadata"].get("deletionTimestamp"), left

@@ -19,7 +19,10 @@ from tests.support.ray_waits import ray_job_status_becomes
 from tests.unit.test_docs import DOCS
 from tests.unit.test_docs_snippets import page_snippets, run_snippet
 
-pytestmark = pytest.mark.ray
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.local_only("the docs' snippets exactly as printed, which use the default namespace"),
+]
 
 
 def test_the_kubernetes_client_snippet_creates_the_rayjob_and_watches_it_end(

@@ -21,7 +21,10 @@ from tests.airflow_env import PROJECT_DAGS_FOLDER
 from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance, wait_until
 from tests.support.clusters import ready_raycluster
 
-pytestmark = pytest.mark.ray
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.local_only("example jobs that read and write this machine's disk (the local Ray runs them here)"),
+]
 
 
 def on(day: int) -> dt.datetime:

@@ -18,7 +18,13 @@ import pytest
 from tests.airflow_env import PROJECT_DAGS_FOLDER
 from tests.support.airflow_runs import dag_test_with_real_triggerer, load_dag, rayjobs_of, trigger_log
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.timeout(600),
+    pytest.mark.local_only(
+        "the local plane's Kueue (its ClusterQueue/LocalQueue stand-in); a real cluster needs Kueue installed"
+    ),
+]
 
 KUEUE = ("kueue.x-k8s.io", "v1beta1")
 NAMESPACE = "default"  # where the least-privilege ServiceAccount runs its jobs

@@ -1,4 +1,4 @@
-"""``kubectl auth can-i`` against the session's local plane, with the least-privilege ServiceAccount's
+"""``kubectl auth can-i`` against the cluster under test, with the least-privilege ServiceAccount's
 kubeconfig (docker/kubernetes/rbac.yaml): every rule of the manifest answers "yes", what it does not grant "no".
 
 Only questions are asked here, never real requests with that kubeconfig: the session reports which grants
@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import KUBECTL, LEAST_PRIVILEGE_NAMESPACE, RBAC_MANIFEST, Kubectl
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 
-NS = LEAST_PRIVILEGE_NAMESPACE
+from .conftest import KUBECTL, RBAC_MANIFEST, Kubectl
+
+NS = JOBS_NAMESPACE
 SERVICE_ACCOUNT = f"system:serviceaccount:{NS}:kuberay-provider"
 pytestmark = [
     pytest.mark.ray,

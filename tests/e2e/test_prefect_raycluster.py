@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 from tests.unit.test_docs_snippets import page_snippets, run_snippet
 
 pytestmark = pytest.mark.ray
@@ -49,11 +50,11 @@ def test_the_docs_flow_runs_jobs_on_its_own_cluster_and_deletes_it_though_a_job_
         ) >= int(started)
 
     jobs = sorted(
-        (rayjob for rayjob in kube.list(RAYJOB, "default") if created_by_this_run(rayjob)),
+        (rayjob for rayjob in kube.list(RAYJOB, JOBS_NAMESPACE) if created_by_this_run(rayjob)),
         key=lambda rayjob: rayjob["metadata"]["creationTimestamp"],
     )
     assert [rayjob["status"]["jobStatus"] for rayjob in jobs] == ["SUCCEEDED", "FAILED"]
     [cluster] = {
         rayjob["spec"]["clusterSelector"]["ray.io/cluster"] for rayjob in jobs
     }  # both on the run's one cluster
-    assert cluster.startswith("train-on-own-cluster-") and kube.find(RAYCLUSTER, "default", cluster) is None
+    assert cluster.startswith("train-on-own-cluster-") and kube.find(RAYCLUSTER, JOBS_NAMESPACE, cluster) is None

@@ -15,9 +15,11 @@ from uuid import UUID
 import pytest
 import yaml
 
+from tests.support.cluster_under_test import JOBS_NAMESPACE, RAY_IMAGE
+
 pytestmark = pytest.mark.ray
 
-IMAGE = "rayproject/ray:2.60.0"
+IMAGE = RAY_IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,7 @@ def test_a_retried_flow_run_re_attaches_to_the_rayjob_its_timed_out_attempt_left
 
     marker = f"PREFECT-FLOW-RETRY-{uuid.uuid4().hex[:8]}"
     block = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint=f"python -c \"import time; print('{marker} started', flush=True); time.sleep(25); "
         f"print('{marker} done', flush=True)\"",
         ray_cluster_spec=cluster_spec(),
@@ -103,7 +106,7 @@ def test_a_retried_flow_run_re_attaches_to_the_rayjob_its_timed_out_attempt_left
     assert f"RayJob default/{names[0]} did not reach the awaited state within" in log, log[-3000:]  # attempt 1
     assert log.count("Created RayJob") == 1 and log.count("Re-attached to RayJob") == 1, log[-3000:]
     assert f"[ray] {marker} done" in log
-    rayjobs = kube.list(RAYJOB, "default", label_selector=run_selector("prefect-e2e-flow-retry", str(flow_run_id)))
+    rayjobs = kube.list(RAYJOB, JOBS_NAMESPACE, label_selector=run_selector("prefect-e2e-flow-retry", str(flow_run_id)))
     assert [rayjob["metadata"]["name"] for rayjob in rayjobs] == [names[0]]
     jobs = ray_jobs_with(ray_dashboard_url, marker)
     assert len(jobs) == 1 and str(jobs[0].status.value) == "SUCCEEDED", jobs
@@ -163,6 +166,7 @@ def test_the_token_and_the_kubeconfig_never_reach_prefect_logs_artifacts_or_exce
     token = kubeconfig["users"][0]["user"]["token"]
     ca_data = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
     succeeding = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint="python -c \"print('PREFECT-SECRETS-OK', flush=True)\"",
         ray_cluster_spec=cluster_spec(),
         credentials=credentials,
@@ -170,6 +174,7 @@ def test_the_token_and_the_kubeconfig_never_reach_prefect_logs_artifacts_or_exce
         delete_on_success=True,
     )
     failing = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint="python -c \"import sys; print('PREFECT-SECRETS-FAILING', flush=True); sys.exit(4)\"",
         ray_cluster_spec=cluster_spec(),
         credentials=credentials,

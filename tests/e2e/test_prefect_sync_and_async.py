@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.cluster_under_test import JOBS_NAMESPACE, RAY_IMAGE
+
 pytestmark = pytest.mark.ray
 
-IMAGE = "rayproject/ray:2.60.0"
+IMAGE = RAY_IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,7 @@ def test_a_sync_flow_calls_the_rayjob_tasks_and_gets_their_values(
     from kuberay_provider.prefect import RayJob, create_rayjob, delete_rayjob, wait_for_rayjob
 
     block = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint="python -c \"print('SYNC-FLOW-MARKER', flush=True)\"",
         ray_cluster_spec=simple_cluster_spec(image=IMAGE, ray_version="2.60.0", head_memory="1Gi"),
         spec_params={"shutdown_after_job_finishes": True, "ttl_seconds_after_finished": 60},
@@ -64,7 +67,9 @@ def test_an_async_flow_awaits_the_raycluster_tasks_and_its_loop_keeps_running(
     from kuberay_provider.prefect import RayCluster, create_raycluster, delete_raycluster
 
     cluster = RayCluster(
-        spec=simple_cluster_spec(image=IMAGE, ray_version="2.60.0", head_memory="1Gi"), credentials=credentials
+        namespace=JOBS_NAMESPACE,
+        spec=simple_cluster_spec(image=IMAGE, ray_version="2.60.0", head_memory="1Gi"),
+        credentials=credentials,
     )
     ticks: list[float] = []
 
@@ -106,6 +111,7 @@ def test_the_rayjob_block_is_a_job_block_triggered_from_sync_and_async_flows(
 
     def block(entrypoint: str) -> RayJob:
         return RayJob(
+            namespace=JOBS_NAMESPACE,
             entrypoint=entrypoint,
             ray_cluster_spec=simple_cluster_spec(image=IMAGE, ray_version="2.60.0", head_memory="1Gi"),
             spec_params={"shutdown_after_job_finishes": True, "ttl_seconds_after_finished": 60},

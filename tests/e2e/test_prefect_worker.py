@@ -20,7 +20,10 @@ import pytest
 
 from tests.support.prefect_worker import WorkerProcess, prefect_cli, prefect_env
 
-pytestmark = pytest.mark.ray
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.local_only("flows that run as the Ray driver with this machine's Python and Prefect"),
+]
 
 IMAGE = "rayproject/ray:2.60.0"
 POOL = "kuberay-e2e"

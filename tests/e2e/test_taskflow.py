@@ -17,6 +17,7 @@ import pytest
 
 from tests.airflow_env import PROJECT_DAGS_FOLDER
 from tests.support.airflow_runs import load_dag, rayjobs_of, task_instance
+from tests.support.cluster_under_test import JOBS_NAMESPACE, RAY_IMAGE
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -82,8 +83,8 @@ def test_prefect_runs_a_function_as_a_rayjob_and_gets_its_result(
 
     block = RayJob(
         credentials=KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(least_privilege_kubeconfig)),
-        namespace="default",
-        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"),
+        namespace=JOBS_NAMESPACE,
+        ray_cluster_spec=simple_cluster_spec(image=RAY_IMAGE, ray_version="2.60.0", head_memory="1Gi"),
     )
 
     def tally(words: list[str], *, weight: int) -> dict[str, int]:

@@ -18,7 +18,13 @@ import pytest
 from tests.airflow_env import PROJECT_DAGS_FOLDER
 from tests.support.airflow_runs import load_dag, rayjobs_of
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.timeout(600),
+    pytest.mark.local_only(
+        "the local plane's Volcano Job API (batch.volcano.sh); a real cluster needs Volcano installed"
+    ),
+]
 NAMESPACE = "default"
 
 

@@ -30,6 +30,7 @@ from airflow.utils.state import TaskInstanceState
 from sqlalchemy import select
 
 from tests.airflow_env import TEST_DAGS_FOLDER
+from tests.support.cluster_under_test import JOBS_NAMESPACE
 
 # The triggerer's clock, fast enough for tests: heartbeat each second, and another triggerer may take over
 # the triggers of one that missed 5 s of heartbeats (a SIGKILLed one).
@@ -59,7 +60,9 @@ def task_instance(run: Any, task_id: str) -> Any:
     return next(ti for ti in run.get_task_instances() if ti.task_id == task_id)
 
 
-def rayjobs_of(kube: Any, dag_id: str, task_id: str, run_id: str, namespace: str = "default") -> list[dict[str, Any]]:
+def rayjobs_of(
+    kube: Any, dag_id: str, task_id: str, run_id: str, namespace: str = JOBS_NAMESPACE
+) -> list[dict[str, Any]]:
     """The RayJobs one task of one DAG run created, found by the operator's identity label."""
     from kuberay_provider.core.job_request import RunIdentity
     from kuberay_provider.core.naming import LABEL_RUN_KEY

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.cluster_under_test import JOBS_NAMESPACE, RAY_IMAGE
 
-def ready_raycluster(kube: Any, name: str, image: str = "rayproject/ray:2.60.0", namespace: str = "default") -> str:
+
+def ready_raycluster(kube: Any, name: str, image: str = RAY_IMAGE, namespace: str = JOBS_NAMESPACE) -> str:
     """A long-lived RayCluster for existing-cluster tests: created once, returned when ready."""
     from kuberay_provider.core.resources import RAYCLUSTER
     from kuberay_provider.core.spec import raycluster, simple_cluster_spec

@@ -4,13 +4,16 @@ KubeRay's submitter (RayJobOperator) and through the Ray Jobs SDK (``@task.kuber
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import dag, task
 
 from kuberay_provider.airflow.operators import RayJobOperator
 from kuberay_provider.core.spec import simple_cluster_spec
 
-CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+CLUSTER = simple_cluster_spec(
+    image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"
+)
 # What a lineage-emitting Ray job reads: every OPENLINEAGE_ variable of its driver, as one JSON line.
 PRINT_LINEAGE_ENV = (
     "import json, os; print('E2E-LINEAGE', json.dumps({k: v for k, v in os.environ.items() "

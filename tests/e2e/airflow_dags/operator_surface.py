@@ -10,6 +10,7 @@ RayServiceSensor.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
@@ -25,7 +26,7 @@ from kuberay_provider.airflow.operators import (
 from kuberay_provider.airflow.sensors import RayJobSensor, RayServiceSensor
 from kuberay_provider.core.spec import simple_cluster_spec
 
-IMAGE, RAY_VERSION = "rayproject/ray:2.60.0", "2.60.0"
+IMAGE, RAY_VERSION = os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0", "2.60.0"
 CLUSTER = simple_cluster_spec(image=IMAGE, ray_version=RAY_VERSION, head_memory="1Gi")
 START = dt.datetime(2026, 1, 1)
 SURFACE_CLUSTER, SURFACE_SERVICE = "e2e-surface", "e2e-surface-svc"

@@ -5,6 +5,7 @@ cluster the try created."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import DAG
 
@@ -23,7 +24,11 @@ with DAG(
         name="e2e-killed",
         execution_timeout=dt.timedelta(seconds=10),
         spec={
-            **simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"),
+            **simple_cluster_spec(
+                image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0",
+                ray_version="2.60.0",
+                head_memory="1Gi",
+            ),
             "suspend": True,
         },
     )

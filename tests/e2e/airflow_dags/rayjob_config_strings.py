@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 
 from airflow.sdk import DAG
 
@@ -17,7 +18,13 @@ PRINT_ARGS = "import sys; print('CONFIG-STRINGS', *sys.argv[1:], flush=True)"
 
 def cluster_with_optional_config() -> dict:
     """A head mounting one key of a ConfigMap by subPath; optional, so it need not exist."""
-    spec = copy.deepcopy(simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"))
+    spec = copy.deepcopy(
+        simple_cluster_spec(
+            image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0",
+            ray_version="2.60.0",
+            head_memory="1Gi",
+        )
+    )
     pod = spec["headGroupSpec"]["template"]["spec"]
     pod["volumes"] = [{"name": "conf", "configMap": {"name": "kuberay-e2e-optional-conf", "optional": True}}]
     pod["containers"][0]["volumeMounts"] = [

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import DAG
 
 from kuberay_provider.airflow.operators import RayJobOperator
 from kuberay_provider.core.spec import simple_cluster_spec
 
-CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+CLUSTER = simple_cluster_spec(
+    image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"
+)
 START = dt.datetime(2026, 1, 1)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 
 from airflow.sdk import DAG
 
@@ -18,7 +19,9 @@ from kuberay_provider.core.spec import simple_cluster_spec
 
 CONFIG_MAP = "kuberay-e2e-mapped-train"
 CODE, CONF = "/home/ray/code", "/home/ray/conf"
-CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+CLUSTER = simple_cluster_spec(
+    image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"
+)
 DEFAULTS = {"retries": 0}
 
 
@@ -33,7 +36,9 @@ def cluster_with_train_files() -> dict:
     return spec
 
 
-WORKERS = simple_cluster_spec(image="rayproject/ray:2.60.0", workers=1, worker_memory="1Gi")["workerGroupSpecs"]
+WORKERS = simple_cluster_spec(
+    image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0", workers=1, worker_memory="1Gi"
+)["workerGroupSpecs"]
 
 with DAG("kuberay_e2e_mapped", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS):
     RayJobOperator.partial(

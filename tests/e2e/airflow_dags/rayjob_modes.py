@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import DAG
 
@@ -10,7 +11,9 @@ from kuberay_provider.airflow.operators import RayJobCleanupOperator, RayJobOper
 from kuberay_provider.airflow.sensors import RayJobSensor
 from kuberay_provider.core.spec import simple_cluster_spec
 
-CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+CLUSTER = simple_cluster_spec(
+    image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"
+)
 EXISTING_CLUSTER = "e2e-existing"
 START = dt.datetime(2026, 1, 1)
 

@@ -5,6 +5,7 @@ and dies fails its task without the worker decoding the forgery."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import dag, task
 
@@ -19,7 +20,11 @@ def check_rows(rows: int) -> None:
 @dag(schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args={"retries": 0})
 def kuberay_e2e_taskflow_failure() -> None:
     @task.kuberay(
-        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+        ray_cluster_spec=simple_cluster_spec(
+            image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0",
+            ray_version="2.60.0",
+            head_memory="1Gi",
+        )
     )
     def validate(rows: int) -> int:
         check_rows(rows)
@@ -50,7 +55,11 @@ def forge_and_die(planted: str) -> None:
 
 @dag(schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False, default_args={"retries": 0})
 def kuberay_e2e_taskflow_trust() -> None:
-    cluster = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+    cluster = simple_cluster_spec(
+        image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0",
+        ray_version="2.60.0",
+        head_memory="1Gi",
+    )
 
     @task.kuberay(ray_cluster_spec=cluster, result_format="json", deferrable=True)
     def as_json(day: str) -> dict:

@@ -4,13 +4,16 @@ browser URL for the Ray dashboard, and a RayCluster on one without (its link lea
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import DAG
 
 from kuberay_provider.airflow.operators import RayClusterCreateOperator, RayClusterDeleteOperator, RayJobOperator
 from kuberay_provider.core.spec import simple_cluster_spec
 
-CLUSTER = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi")
+CLUSTER = simple_cluster_spec(
+    image=os.environ.get("KUBERAY_TEST_RAY_IMAGE") or "rayproject/ray:2.60.0", ray_version="2.60.0", head_memory="1Gi"
+)
 LINKED_CONN_ID = "kuberay_links"  # set by the test, with dashboard_browser_url
 
 with DAG(
