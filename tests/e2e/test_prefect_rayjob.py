@@ -10,12 +10,13 @@ from uuid import UUID
 
 import pytest
 
+from tests.support.cluster_under_test import JOBS_NAMESPACE, RAY_IMAGE
 from tests.support.clusters import ready_raycluster
 from tests.support.ray_waits import ray_job_status_becomes
 
 pytestmark = pytest.mark.ray
 
-IMAGE = "rayproject/ray:2.60.0"
+IMAGE = RAY_IMAGE
 
 
 def printing(marker: str) -> str:
@@ -69,6 +70,7 @@ def test_success_streams_the_ray_log_into_the_flow_run_log(prefect_api: None, cr
     from kuberay_provider.prefect import RayJob, run_rayjob
 
     block = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint=printing("PREFECT-E2E-MARKER answer 42"),
         runtime_env={"env_vars": {"GREETING": "hello"}},
         ray_cluster_spec=cluster_spec(),
@@ -81,13 +83,13 @@ def test_success_streams_the_ray_log_into_the_flow_run_log(prefect_api: None, cr
     flow_run_id = state.state_details.flow_run_id
     assert outcome["succeeded"] and outcome["job_status"] == "SUCCEEDED" and outcome["deployment_status"] == "Complete"
     assert "[ray] PREFECT-E2E-MARKER answer 42" in flow_run_log(flow_run_id)
-    rayjob = kube.find(RAYJOB, "default", outcome["rayjob_name"])
+    rayjob = kube.find(RAYJOB, JOBS_NAMESPACE, outcome["rayjob_name"])
     assert rayjob is not None and rayjob["spec"]["runtimeEnvYAML"].strip() == "env_vars:\n  GREETING: hello"
     assert rayjob["metadata"]["labels"]  # the run's identity labels
     published = [str(artifact.data) for artifact in artifacts_of(flow_run_id)]
-    assert any(f"[Ray dashboard]({outcome['dashboard_url']})" in data for data in published), (
-        published
-    )  # a link artifact
+    # No link to the API server's proxy (a person cannot open it): the summary says how to get a browser link.
+    assert not any(outcome["dashboard_url"] in data for data in published), published
+    assert any("dashboard_browser_url" in data for data in published), published
     assert any("succeeded" in data and outcome["job_id"] in data for data in published), published  # the summary
 
 
@@ -96,6 +98,7 @@ def test_application_failure_fails_the_flow_with_reason_and_log_tail(prefect_api
     from kuberay_provider.prefect import RayJob, run_rayjob
 
     block = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint="python -c \"import sys; print('PREFECT-E2E about to fail', flush=True); sys.exit(3)\"",
         ray_cluster_spec=cluster_spec(),
         credentials=credentials,
@@ -114,6 +117,7 @@ def test_sdk_submission_in_interactive_mode(prefect_api: None, credentials: Any,
     from kuberay_provider.prefect import RayJob, run_rayjob
 
     block = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint=printing("PREFECT-SDK-MARKER"),
         ray_cluster_spec=cluster_spec(),
         submit_via="sdk",
@@ -123,7 +127,7 @@ def test_sdk_submission_in_interactive_mode(prefect_api: None, credentials: Any,
     state = run_rayjob(block, return_state=True)
     outcome = state.result()
     assert "[ray] PREFECT-SDK-MARKER" in flow_run_log(state.state_details.flow_run_id)
-    rayjob = kube.find(RAYJOB, "default", outcome["rayjob_name"])
+    rayjob = kube.find(RAYJOB, JOBS_NAMESPACE, outcome["rayjob_name"])
     assert rayjob["spec"]["submissionMode"] == "InteractiveMode" and rayjob["spec"]["jobId"] == outcome["job_id"]
 
 
@@ -141,6 +145,7 @@ def test_existing_cluster(
 
     marker = f"PREFECT-EXISTING-{submit_via.upper()}-MARKER"
     block = RayJob(
+        namespace=JOBS_NAMESPACE,
         entrypoint=printing(marker),
         cluster_selector=existing_cluster,
         submit_via=submit_via,
@@ -152,7 +157,7 @@ def test_existing_cluster(
     assert outcome["cluster_name"] == existing_cluster and outcome["job_status"] == "SUCCEEDED"
     assert f"[ray] {marker}" in flow_run_log(state.state_details.flow_run_id)
     if submit_via == "kuberay":
-        rayjob = kube.find(RAYJOB, "default", outcome["rayjob_name"])
+        rayjob = kube.find(RAYJOB, JOBS_NAMESPACE, outcome["rayjob_name"])
         assert rayjob["spec"]["clusterSelector"] == {"ray.io/cluster": existing_cluster}
     else:
         assert outcome["rayjob_name"] == ""  # straight to the cluster's head: no RayJob
@@ -166,7 +171,12 @@ def test_a_retried_task_reattaches_to_its_rayjob(prefect_api: None, credentials:
     from kuberay_provider.core.resources import RAYJOB
     from kuberay_provider.prefect import RayJob, create_rayjob
 
-    block = RayJob(entrypoint=printing("PREFECT-REATTACH"), ray_cluster_spec=cluster_spec(), credentials=credentials)
+    block = RayJob(
+        namespace=JOBS_NAMESPACE,
+        entrypoint=printing("PREFECT-REATTACH"),
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+    )
 
     @task(retries=1, retry_delay_seconds=0)
     async def lost_once(rayjob: RayJob) -> dict[str, str]:
@@ -183,7 +193,7 @@ def test_a_retried_task_reattaches_to_its_rayjob(prefect_api: None, credentials:
     created = state.result()
     log = flow_run_log(state.state_details.flow_run_id)
     assert log.count("Created RayJob") == 1 and log.count("Re-attached to RayJob") == 1, log
-    assert kube.find(RAYJOB, "default", created["name"]) is not None
+    assert kube.find(RAYJOB, JOBS_NAMESPACE, created["name"]) is not None
 
 
 def test_batch_inference_flow_writes_the_days_partition(prefect_api: None, credentials: Any, tmp_path: Any) -> None:
@@ -250,7 +260,13 @@ def test_cancelling_the_wait_deletes_the_rayjob_and_stops_the_ray_job(
 
     from kuberay_provider.prefect import RayJob, create_rayjob, wait_for_rayjob
 
-    block = RayJob(entrypoint=SLEEPING, ray_cluster_spec=cluster_spec(), credentials=credentials, stream_logs=False)
+    block = RayJob(
+        namespace=JOBS_NAMESPACE,
+        entrypoint=SLEEPING,
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+        stream_logs=False,
+    )
     created: dict[str, str] = {}
 
     @flow(name="prefect-e2e-cancel-wait")
@@ -281,7 +297,13 @@ def test_a_crashed_flow_run_deletes_its_rayjobs_through_the_hook(
     from kuberay_provider.prefect import RayJob, create_rayjob, delete_rayjobs_hook
     from kuberay_provider.prefect.flows import _block_of
 
-    block = RayJob(entrypoint=SLEEPING, ray_cluster_spec=cluster_spec(), credentials=credentials, stream_logs=False)
+    block = RayJob(
+        namespace=JOBS_NAMESPACE,
+        entrypoint=SLEEPING,
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+        stream_logs=False,
+    )
     created: dict[str, str] = {}
     hook = delete_rayjobs_hook()
 
@@ -329,7 +351,13 @@ def test_delete_flow_run_rayjobs_deletes_what_the_run_created(prefect_api: None,
 
     from kuberay_provider.prefect import RayJob, create_rayjob, delete_flow_run_rayjobs
 
-    block = RayJob(entrypoint=SLEEPING, ray_cluster_spec=cluster_spec(), credentials=credentials, stream_logs=False)
+    block = RayJob(
+        namespace=JOBS_NAMESPACE,
+        entrypoint=SLEEPING,
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+        stream_logs=False,
+    )
 
     @flow(name="prefect-e2e-delete-run")
     async def create_then_clean() -> tuple[list[str], list[str]]:
@@ -339,4 +367,4 @@ def test_delete_flow_run_rayjobs_deletes_what_the_run_created(prefect_api: None,
 
     names, deleted = asyncio.run(create_then_clean())
     assert sorted(deleted) == sorted(names) and len(set(names)) == 2
-    assert all(gone_or_going(kube, "default", name) for name in names)
+    assert all(gone_or_going(kube, JOBS_NAMESPACE, name) for name in names)

@@ -220,3 +220,50 @@ def test_the_cleanup_choice_becomes_kuberays_fields_as_in_airflow() -> None:
     assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 60
     with pytest.raises(Exception, match="cleanup"):
         block(entrypoint="python job.py", cleanup="sometimes").request(IDENTITY)
+
+
+def test_the_browser_url_links_the_jobs_page_and_is_checked_when_the_block_is_made() -> None:
+    from pydantic import ValidationError
+
+    from kuberay_provider.core.dashboard_links import DashboardTarget
+
+    job = block(entrypoint="python job.py", dashboard_browser_url="https://ray.example.com/{namespace}/{cluster}")
+    target = DashboardTarget("team", "scoring-raycluster-x", "scoring", "scoring-job-1")
+    assert job.browser_link(target) == "https://ray.example.com/team/scoring-raycluster-x/#/jobs/scoring-job-1"
+    assert job.browser_link(DashboardTarget("team", rayjob="scoring")) is None  # no cluster name yet: no link
+    assert block(entrypoint="python job.py").browser_link(target) is None
+    # How a person views the dashboard, not which job: a retry may change it and re-attaches.
+    assert job.job_fingerprint() == block(entrypoint="python job.py").job_fingerprint()
+    with pytest.raises(ValidationError, match=r"may use only \{namespace\}"):
+        block(entrypoint="python job.py", dashboard_browser_url="https://ray.example.com/{service}")
+    with pytest.raises(ValidationError, match="whole URL"):
+        block(entrypoint="python job.py", dashboard_browser_url="ray.example.com/{namespace}")
+
+
+def test_the_artifacts_link_the_browser_url_never_the_api_servers_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from kuberay_provider.core.job_outcome import RayJobOutcome
+    from kuberay_provider.prefect import tasks
+
+    published: dict[str, list[str]] = {"link": [], "markdown": []}
+
+    async def link_artifact(link: str, **_: Any) -> None:
+        published["link"].append(link)
+
+    async def markdown_artifact(markdown: str, **_: Any) -> None:
+        published["markdown"].append(markdown)
+
+    monkeypatch.setattr(tasks, "acreate_link_artifact", link_artifact)
+    monkeypatch.setattr(tasks, "acreate_markdown_artifact", markdown_artifact)
+    proxy = "https://127.0.0.1:6443/api/v1/namespaces/team/services/scoring-head-svc:dashboard/proxy"
+    outcome = RayJobOutcome(
+        "team", "scoring", "scoring-job-1", "scoring-rc", "Complete", "SUCCEEDED", True, dashboard_url=proxy
+    )
+    asyncio.run(tasks.publish_summary(block(entrypoint="python job.py"), outcome))
+    assert published["link"] == [] and proxy not in published["markdown"][0]
+    assert "set `dashboard_browser_url` on the RayJob block" in published["markdown"][0]
+    browsable = block(entrypoint="python job.py", dashboard_browser_url="https://ray.example.com/{namespace}/{cluster}")
+    asyncio.run(tasks.publish_summary(browsable, outcome))
+    assert published["link"] == ["https://ray.example.com/team/scoring-rc/#/jobs/scoring-job-1"]
+    assert published["link"][0] in published["markdown"][1] and proxy not in published["markdown"][1]

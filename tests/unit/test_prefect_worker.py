@@ -307,3 +307,16 @@ def test_kill_infrastructure_deletes_the_rayjob_the_pid_names(monkeypatch: pytes
     with pytest.raises(InfrastructureNotFound, match="flow-run-x-2"):
         asyncio.run(worker.kill_infrastructure("ml:flow-run-x-2", config))
     assert deleted == [("ml", "flow-run-x-1"), ("ml", "flow-run-x-2")]
+
+
+def test_the_dashboard_token_is_a_masked_job_variable_that_reaches_the_rayjob_block() -> None:
+    from kuberay_provider.prefect.worker import KubeRayWorker
+
+    token = "ray-token-0123456789-s3cret"
+    variables = KubeRayWorker.get_default_base_job_template()["variables"]["properties"]
+    assert {"format": "password", "type": "string", "writeOnly": True} in variables["dashboard_token"]["anyOf"]
+    config = configuration(image="x:1", dashboard_token=token)
+    block = config.rayjob_block()
+    assert block.dashboard_token is not None and block.dashboard_token.get_secret_value() == token
+    assert token not in repr(config) and token not in str(config.model_dump()) and token not in repr(block)
+    assert configuration(image="x:1").rayjob_block().dashboard_token is None

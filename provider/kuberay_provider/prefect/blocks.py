@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from kuberay_provider.core.async_runner import AsyncRayJobRunner
 from kuberay_provider.core.dashboard import DashboardAccess
+from kuberay_provider.core.dashboard_links import DashboardTarget, browser_link
 from kuberay_provider.core.errors import ConfigurationError
 from kuberay_provider.core.job_request import RAYJOB_KEYWORDS, RayJobRequest, RunIdentity, SubmitVia
 from kuberay_provider.core.job_runner import RayJobRunner
@@ -146,6 +147,7 @@ class RayJob(JobBlock[dict[str, Any]]):
             "validate_schema",
             "dashboard_url_template",
             "dashboard_token",
+            "dashboard_browser_url",
         }
     )
 
@@ -221,11 +223,29 @@ class RayJob(JobBlock[dict[str, Any]]):
         description="The cluster's Ray auth token when Ray's token authentication is on; sent as "
         "X-Ray-Authorization: Bearer <token> with every Ray Jobs API request.",
     )
+    dashboard_browser_url: str | None = Field(
+        default=None,
+        description="Where a browser opens the Ray dashboard (an Ingress...), e.g. "
+        "https://ray.example.com/{namespace}/{cluster}; placeholders {namespace} {cluster} {rayjob} {job_id}. "
+        "The run's link artifact goes to the job's page there; unset, no link is published.",
+    )
 
     @field_validator("spec_params")
     @classmethod
     def _known_spec_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
         return refuse_unknown_spec_fields(value, RAYJOB_KEYWORDS, "RayJob")
+
+    @field_validator("dashboard_browser_url")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        if value:
+            # A ValueError names the placeholders it may use, or asks for a whole URL.
+            browser_link(value, DashboardTarget("namespace", "cluster", "rayjob", "job-id"))
+        return value or None
+
+    def browser_link(self, target: DashboardTarget) -> str | None:
+        """The link a person opens to ``target`` (``dashboard_browser_url``); None when unset or not known yet."""
+        return browser_link(self.dashboard_browser_url, target) if self.dashboard_browser_url else None
 
     # --- what to run --------------------------------------------------------------------------------------
 

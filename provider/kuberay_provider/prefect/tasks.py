@@ -19,6 +19,8 @@ from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
+from kuberay_provider.core.dashboard_links import DashboardTarget
+
 # PERMANENT_ERRORS: core's one list, the same Airflow's operators use; re-exported here.
 from kuberay_provider.core.errors import PERMANENT_ERRORS as PERMANENT_ERRORS
 from kuberay_provider.core.errors import ConfigurationError, is_permanent
@@ -26,6 +28,7 @@ from kuberay_provider.core.job_outcome import RayJobFailed, RayJobOutcome
 from kuberay_provider.core.job_request import RayJobRequest
 from kuberay_provider.prefect.blocks import RayJob
 from kuberay_provider.prefect.dispatch import sync_and_async
+from kuberay_provider.prefect.events import RayJobEvents, with_events
 from kuberay_provider.prefect.identity import current_call, fingerprint
 
 
@@ -92,20 +95,36 @@ class RunLog:
         self.logger.info("%s", line)
 
 
-async def publish_dashboard_link(name: str, url: str) -> None:
-    if url:
+# Instead of a link, when the block has no browser URL: the API server's proxy URL opens in no browser.
+NO_LINK_HINT = (
+    "No link to the Ray dashboard: set `dashboard_browser_url` on the RayJob block to where browsers open "
+    "your dashboards (an Ingress...), e.g. `https://ray.example.com/{namespace}/{cluster}`."
+)
+
+
+async def publish_dashboard_link(rayjob: RayJob, target: DashboardTarget) -> str | None:
+    """A link artifact to the job's page of the Ray dashboard, from the block's ``dashboard_browser_url``;
+    None (nothing published) when unset or while a placeholder it uses is not known yet."""
+    link = rayjob.browser_link(target)
+    if link:
+        name = target.rayjob or target.cluster
         await acreate_link_artifact(
-            link=url,
-            link_text="Ray dashboard",
-            key=f"{name}-dashboard",
-            description=f"The Ray dashboard of RayJob {name}",
+            link=link, link_text="Ray dashboard", key=f"{name}-dashboard", description=f"The Ray dashboard of {name}"
         )
+    return link
 
 
-async def publish_summary(outcome: RayJobOutcome, log_tail: str = "") -> None:
-    rows = "\n".join(f"| {key} | {value} |" for key, value in outcome.to_dict().items() if value not in ("", None))
+async def publish_summary(rayjob: RayJob, outcome: RayJobOutcome, log_tail: str = "") -> None:
+    """The outcome as a markdown artifact; the dashboard row is the browser link (never the proxy URL)."""
+    fields = {key: value for key, value in outcome.to_dict().items() if key != "dashboard_url"}
+    rows = "\n".join(f"| {key} | {value} |" for key, value in fields.items() if value not in ("", None))
+    link = await publish_dashboard_link(rayjob, DashboardTarget.of_outcome(outcome))
+    if link:
+        rows += f"\n| Ray dashboard | [{link}]({link}) |"
     verdict = "succeeded" if outcome.succeeded else "failed"
     markdown = f"# Ray job {outcome.job_id or '-'} {verdict}\n\n| field | value |\n|---|---|\n{rows}\n"
+    if not rayjob.dashboard_browser_url:
+        markdown += f"\n{NO_LINK_HINT}\n"
     if log_tail:
         markdown += f"\n## Last lines of the Ray job's log\n\n```\n{log_tail}\n```\n"
     key = f"{outcome.rayjob_name or outcome.cluster_name}-summary"
@@ -123,11 +142,14 @@ async def create_rayjob(rayjob: RayJob) -> dict[str, str]:
         raise ConfigurationError(
             "submit_via='sdk' with cluster_selector creates no RayJob: use wait_for_rayjob (or run_rayjob)"
         )
-    run_log = RunLog()
+    run_log, events = RunLog(), RayJobEvents()
     async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
-        await runner.launch(request)
+        launch = await runner.launch(request)
         dashboard_url = runner.runner.dashboard_url_of(request)
-    await publish_dashboard_link(request.rayjob_name, dashboard_url)
+    if launch.created:
+        events.created(launch.manifest)
+    events.observe(launch.manifest)  # e.g. queued on Kueue: created suspended
+    await publish_dashboard_link(rayjob, DashboardTarget.of_request(request))
     return {"namespace": request.resolved_namespace, "name": request.rayjob_name, "dashboard_url": dashboard_url}
 
 
@@ -141,7 +163,7 @@ async def submit_rayjob(rayjob: RayJob, created: Mapping[str, str]) -> str:
     run_log = RunLog()
     try:
         async with rayjob.async_runner(run_log.ray, run_log.status) as runner:
-            await runner.submit(request, rayjob.timeout)
+            await with_events(runner, RayJobEvents()).submit(request, rayjob.timeout)
     except BaseException as exc:
         delete_when_interrupted(rayjob, created, exc, run_log.logger)
         raise
@@ -168,20 +190,16 @@ async def wait_for_rayjob(rayjob: RayJob, created: Mapping[str, str] | None = No
             outcome = (
                 await runner.run(request, rayjob.timeout)
                 if created is None
-                else await runner.follow(request, rayjob.timeout)
+                else await with_events(runner, RayJobEvents()).follow(request, rayjob.timeout)
             )
     except RayJobFailed as failed:
-        await publish_dashboard_link(
-            failed.outcome.rayjob_name or failed.outcome.cluster_name, failed.outcome.dashboard_url
-        )
-        await publish_summary(failed.outcome, failed.log_tail)
+        await publish_summary(rayjob, failed.outcome, failed.log_tail)
         raise
     except BaseException as exc:
         if created is not None:
             delete_when_interrupted(rayjob, created, exc, run_log.logger)
         raise
-    await publish_dashboard_link(outcome.rayjob_name or outcome.cluster_name, outcome.dashboard_url)
-    await publish_summary(outcome)
+    await publish_summary(rayjob, outcome)
     run_log.status(f"Ray job {outcome.job_id} succeeded")
     return outcome.to_dict()
 

@@ -39,11 +39,14 @@ from kuberay_provider.core.naming import LABEL_RUN_KEY
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.status import RayJobState
 from kuberay_provider.prefect.blocks import RayJob
+from kuberay_provider.prefect.events import RayJobEvents, flow_run_resource, with_events
 from kuberay_provider.prefect.worker_config import KubeRayWorkerJobConfiguration, KubeRayWorkerVariables
 
 if TYPE_CHECKING:
     import anyio.abc
     from prefect.client.schemas.objects import FlowRun
+
+    from kuberay_provider.core.lifecycle import Launch
 
 # After a flow run turns Cancelling, how long its own runner (inside the RayJob) may take to stop the flow
 # and run its on_cancellation hooks before the worker deletes the RayJob under it.
@@ -80,9 +83,9 @@ def flow_reported(state: State | None) -> bool:
     return state is not None and (state.is_final() or state.is_paused() or state.is_scheduled())
 
 
-async def launch_or_reattach(runner: AsyncRayJobRunner, request: RayJobRequest, say: Say) -> None:
+async def launch_or_reattach(runner: AsyncRayJobRunner, request: RayJobRequest, say: Say) -> Launch | None:
     """Create the flow run's RayJob; re-attach to the one an earlier submission of this flow run left
-    running; replace one that ended (a retried or resumed flow run runs again)."""
+    running (None); replace one that ended (a retried or resumed flow run runs again)."""
     lifecycle = runner.runner.lifecycle
     namespace, name = request.resolved_namespace, request.rayjob_name
     existing = await asyncio.to_thread(lifecycle.kube.find, RAYJOB, namespace, name)
@@ -98,12 +101,12 @@ async def launch_or_reattach(runner: AsyncRayJobRunner, request: RayJobRequest, 
             say(
                 f"Re-attached to RayJob {namespace}/{name}: an earlier submission of this flow run created it and it still runs"
             )
-            return
+            return None
         await asyncio.to_thread(lifecycle.delete_and_wait, namespace, name)
         say(
             f"Deleted RayJob {namespace}/{name} of an earlier submission of this flow run ({state.describe()}) to run it anew"
         )
-    await runner.launch(request)
+    return await runner.launch(request)
 
 
 class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVariables, KubeRayWorkerResult]):
@@ -143,8 +146,12 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
             )
         async with block.async_runner(
             lambda line: logger.info("[ray] %s", ANSI_COLOURS.sub("", line)), logger.info
-        ) as runner:
-            await launch_or_reattach(runner, request, logger.info)
+        ) as plain_runner:
+            events = RayJobEvents(related=[flow_run_resource(flow_run)])  # no run context here names it
+            runner = with_events(plain_runner, events)
+            launch = await launch_or_reattach(runner, request, logger.info)
+            if launch is not None and launch.created:
+                events.created(launch.manifest)
             if dashboard := runner.runner.dashboard_url_of(request):
                 logger.info("Ray dashboard of RayJob %s: %s", pid.replace(":", "/"), dashboard)
             if task_status is not None:

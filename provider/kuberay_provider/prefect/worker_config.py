@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect.workers.base import BaseJobConfiguration, BaseVariables
 from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, SecretStr
 
 from kuberay_provider.core.cleanup import CLEANUP_FIELDS
 from kuberay_provider.core.errors import ConfigurationError
@@ -87,6 +87,7 @@ class KubeRayWorkerJobConfiguration(BaseJobConfiguration):
     cluster_config: KubernetesClusterConfig | None = Field(default=None, repr=False)
     stream_output: bool = Field(default=True)
     dashboard_url_template: str | None = Field(default=None)
+    dashboard_token: SecretStr | None = Field(default=None, repr=False)  # masked in any dump as well
 
     _flow_run_id: str = PrivateAttr(default="")
     _flow_name: str = PrivateAttr(default="flow")
@@ -197,6 +198,9 @@ class KubeRayWorkerJobConfiguration(BaseJobConfiguration):
             cleanup=self.effective_cleanup(),
             stream_logs=self.stream_output,
             dashboard_url_template=self.dashboard_url_template or None,
+            dashboard_token=self.dashboard_token
+            if self.dashboard_token and self.dashboard_token.get_secret_value()
+            else None,
         )
 
     def rayjob_request(self, block: RayJob) -> RayJobRequest:
@@ -253,4 +257,10 @@ class KubeRayWorkerVariables(BaseVariables):
         default=None,
         description="Reach the Ray dashboard directly, e.g. http://{service}.{namespace}.svc:8265; default: "
         "through the Kubernetes API server's service proxy.",
+    )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        description="The Ray auth token of the flow runs' clusters when Ray's token authentication is on: sent as "
+        "X-Ray-Authorization: Bearer <token> when the worker reads the job's status and log. Better a reference "
+        "to a Secret block, {{ prefect.blocks.secret.<name> }}, than the token itself.",
     )
