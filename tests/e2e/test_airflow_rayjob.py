@@ -300,7 +300,7 @@ def test_a_sigkilled_worker_is_followed_by_a_try_that_reattaches(
     second = task_try(dag_id, task_id, run_id, 2, tmp_path / "try2.log")
     assert second.wait(180) == 0, (tmp_path / "try2.log").read_text()[-3000:]
     out = (tmp_path / "try2.log").read_text()
-    assert f"Re-attached to RayJob default/{identity.rayjob_name}" in out and "Created RayJob" not in out
+    assert f"Re-attached to RayJob {JOBS_NAMESPACE}/{identity.rayjob_name}" in out and "Created RayJob" not in out
     outcome = json.loads(out.split("OUTCOME ", 1)[1].splitlines()[0])
     assert outcome["job_id"] == job_id and outcome["job_status"] == "SUCCEEDED"
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"SUCCEEDED"}, 5) == "SUCCEEDED"  # Ray's own word

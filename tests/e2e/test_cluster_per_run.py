@@ -80,6 +80,6 @@ def test_a_create_killed_by_execution_timeout_deletes_the_cluster_it_created(
     out = capfd.readouterr().out
     assert run.state == "failed", out[-3000:]
     # Airflow calls on_kill after execution_timeout; the try had created the cluster, so it goes.
-    assert f"Task killed: deleting RayCluster default/{killed}, which this try created" in out, out[-3000:]
+    assert f"Task killed: deleting RayCluster {JOBS_NAMESPACE}/{killed}, which this try created" in out, out[-3000:]
     left = kube.find(RAYCLUSTER, JOBS_NAMESPACE, killed)
     assert left is None or left["metadata"].get("deletionTimestamp"), left

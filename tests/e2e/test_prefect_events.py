@@ -140,7 +140,7 @@ def test_the_kuberay_worker_emits_the_events_of_its_flow_runs_rayjob(
     state = final_state(flow_run_id, worker)
     assert state.is_completed(), state
     [rayjob] = rayjobs_of(kube, flow_run_id)
-    events = rayjob_events("default", rayjob["metadata"]["name"], until="kuberay.rayjob.succeeded")
+    events = rayjob_events(JOBS_NAMESPACE, rayjob["metadata"]["name"], until="kuberay.rayjob.succeeded")
     names = [event.event for event in events]
     assert names == ["kuberay.rayjob.created", "kuberay.rayjob.running", "kuberay.rayjob.succeeded"], names
     # No run context in the worker's process: the worker names the flow run itself.

@@ -24,6 +24,7 @@ def credentials(least_privilege_kubeconfig: Path) -> Any:
     return KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(least_privilege_kubeconfig))
 
 
+@pytest.mark.local_only("the docs' flow exactly as printed, which runs in the default namespace")
 def test_the_docs_flow_runs_jobs_on_its_own_cluster_and_deletes_it_though_a_job_failed(
     prefect_api: None, credentials: Any, kube: Any
 ) -> None:

@@ -196,6 +196,7 @@ def test_a_retried_task_reattaches_to_its_rayjob(prefect_api: None, credentials:
     assert kube.find(RAYJOB, JOBS_NAMESPACE, created["name"]) is not None
 
 
+@pytest.mark.local_only("the example flow as printed (default namespace), whose job writes this machine's disk")
 def test_batch_inference_flow_writes_the_days_partition(prefect_api: None, credentials: Any, tmp_path: Any) -> None:
     import importlib.util
     import json
@@ -215,6 +216,19 @@ def test_batch_inference_flow_writes_the_days_partition(prefect_api: None, crede
 
 
 SLEEPING = "python -c \"import time; print('PREFECT-CANCEL-MARKER', flush=True); time.sleep(300)\""
+
+
+def sleeping_job(credentials: Any) -> Any:
+    """A RayJob block whose job sleeps until it is stopped, its log not streamed."""
+    from kuberay_provider.prefect import RayJob
+
+    return RayJob(
+        namespace=JOBS_NAMESPACE,
+        entrypoint=SLEEPING,
+        ray_cluster_spec=cluster_spec(),
+        credentials=credentials,
+        stream_logs=False,
+    )
 
 
 def gone_or_going(kube: Any, namespace: str, name: str) -> bool:
@@ -258,15 +272,9 @@ def test_cancelling_the_wait_deletes_the_rayjob_and_stops_the_ray_job(
     from prefect import flow
     from prefect.context import FlowRunContext
 
-    from kuberay_provider.prefect import RayJob, create_rayjob, wait_for_rayjob
+    from kuberay_provider.prefect import create_rayjob, wait_for_rayjob
 
-    block = RayJob(
-        namespace=JOBS_NAMESPACE,
-        entrypoint=SLEEPING,
-        ray_cluster_spec=cluster_spec(),
-        credentials=credentials,
-        stream_logs=False,
-    )
+    block = sleeping_job(credentials)
     created: dict[str, str] = {}
 
     @flow(name="prefect-e2e-cancel-wait")
@@ -294,16 +302,10 @@ def test_a_crashed_flow_run_deletes_its_rayjobs_through_the_hook(
     from prefect.client.schemas.objects import FlowRun
     from prefect.context import FlowRunContext
 
-    from kuberay_provider.prefect import RayJob, create_rayjob, delete_rayjobs_hook
+    from kuberay_provider.prefect import create_rayjob, delete_rayjobs_hook
     from kuberay_provider.prefect.flows import _block_of
 
-    block = RayJob(
-        namespace=JOBS_NAMESPACE,
-        entrypoint=SLEEPING,
-        ray_cluster_spec=cluster_spec(),
-        credentials=credentials,
-        stream_logs=False,
-    )
+    block = sleeping_job(credentials)
     created: dict[str, str] = {}
     hook = delete_rayjobs_hook()
 
@@ -349,15 +351,9 @@ async def read_flow_run(flow_run_id: Any) -> Any:
 def test_delete_flow_run_rayjobs_deletes_what_the_run_created(prefect_api: None, credentials: Any, kube: Any) -> None:
     from prefect import flow
 
-    from kuberay_provider.prefect import RayJob, create_rayjob, delete_flow_run_rayjobs
+    from kuberay_provider.prefect import create_rayjob, delete_flow_run_rayjobs
 
-    block = RayJob(
-        namespace=JOBS_NAMESPACE,
-        entrypoint=SLEEPING,
-        ray_cluster_spec=cluster_spec(),
-        credentials=credentials,
-        stream_logs=False,
-    )
+    block = sleeping_job(credentials)
 
     @flow(name="prefect-e2e-delete-run")
     async def create_then_clean() -> tuple[list[str], list[str]]:

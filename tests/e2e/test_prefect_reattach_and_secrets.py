@@ -103,7 +103,7 @@ def test_a_retried_flow_run_re_attaches_to_the_rayjob_its_timed_out_attempt_left
     assert outcome["job_status"] == "SUCCEEDED" and outcome["rayjob_name"] == names[0], outcome
     assert read_api(lambda client: client.read_flow_run(flow_run_id)).run_count == 2
     assert len(names) == 2 and names[0] == names[1], names
-    assert f"RayJob default/{names[0]} did not reach the awaited state within" in log, log[-3000:]  # attempt 1
+    assert f"RayJob {JOBS_NAMESPACE}/{names[0]} did not reach the awaited state within" in log, log[-3000:]  # attempt 1
     assert log.count("Created RayJob") == 1 and log.count("Re-attached to RayJob") == 1, log[-3000:]
     assert f"[ray] {marker} done" in log
     rayjobs = kube.list(RAYJOB, JOBS_NAMESPACE, label_selector=run_selector("prefect-e2e-flow-retry", str(flow_run_id)))
