@@ -82,7 +82,10 @@ test_lowest() {
     local start=$SECONDS rc
     setup_lowest || return 1
     echo "== Lowest declared versions ($(echo $(lowest_pins))) in $LOWEST_VENV: pytest ${LOWEST_TESTS[*]}" >&2
-    PATH="$LOWEST_VENV/bin:$PATH" "$LOWEST_VENV/bin/python" -m pytest "${LOWEST_TESTS[@]}" && rc=0 || rc=$?
+    # On the same xdist workers as the main suite (TEST_WORKERS, default 2): the unit tests are most of it.
+    local workers=()
+    [[ ${TEST_WORKERS:-2} != 0 ]] && workers=(-n "${TEST_WORKERS:-2}" --dist loadfile)
+    PATH="$LOWEST_VENV/bin:$PATH" "$LOWEST_VENV/bin/python" -m pytest "${workers[@]}" "${LOWEST_TESTS[@]}" && rc=0 || rc=$?
     echo "== Lowest declared versions: pytest exited $rc, $((SECONDS - start)) s including the setup" >&2
     return $rc
 }

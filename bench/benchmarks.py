@@ -9,14 +9,18 @@
   - API load while waiting: requests per job per minute in steady state, by watch vs 5 s polling,
     counted at the local control plane by User-Agent.
   - Backfill throughput: RayJobs created per second from one process through the provider's
-    create-or-attach path (validation, dry run, create), vs a bare create loop; and duplicates after
-    every creation is retried once.
+    create-or-attach path (validation against the installed CRD, read once per process; the re-attach
+    lookup; create), with and without ``server_dry_run``, vs a bare create loop, interleaved; the
+    requests each sends; and duplicates after every creation is retried once.
+  - Task start to RayJob created: from ``RayJobOperator.execute()`` to the RayJob's ADDED event on a
+    watch, p50 / p99 over 50 tasks, vs a bare create from the same process (bench/task_start.py).
   - Overhead over plain Ray: the same 2-second job on an existing RayCluster through RayJobOperator
     vs ``ray job submit --wait``, interleaved, medians.
 All but the overhead benchmark use the API server alone (no controller, no Ray) and drive the RayJobs'
 status themselves, so Ray is not what is measured; the overhead benchmark runs a real local Ray behind
-the local control plane. The triggerer and Prefect benchmarks run in processes of their own (Airflow
-and Prefect read their configuration once per process).
+the local control plane. The task start, triggerer and Prefect benchmarks run in processes of their own
+(Airflow and Prefect read their configuration once per process). A full run writes its measurements and
+charts to docs/images/bench/ (bench/plots.py; the charts need matplotlib).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +44,13 @@ from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.naming import identity_labels, run_key
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.spec import rayjob, simple_cluster_spec
-from kuberay_provider.core.validation import SchemaRegistry
+from kuberay_provider.core.validation import installed_schemas
+from kuberay_provider.core.validation.installed import forget_installed_schemas
 from kuberay_provider.local.plane import LocalControlPlane
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_INTERVAL_SECONDS = 5.0
+RAW: dict[str, Any] = {}  # the measurements behind the table, for the charts (bench.plots)
 
 
 @dataclass(frozen=True)
@@ -63,12 +71,12 @@ def crds_dir() -> Path:
     return Path(shared) / "crds" if shared else PROJECT_ROOT.parent / "shared" / "kuberay" / "crds"
 
 
-def manifest(name: str, namespace: str) -> dict:
+def manifest(name: str, namespace: str, entrypoint: str = "python -c 'print(1)'") -> dict:
     return rayjob(
         name,
         namespace,
         labels=identity_labels(run_key("bench", name)),
-        entrypoint="python -c 'print(1)'",
+        entrypoint=entrypoint,
         ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
     )
 
@@ -169,6 +177,7 @@ def detection_latency(plane: LocalControlPlane, jobs: int) -> list[Result]:
             thread.join(timeout=POLL_INTERVAL_SECONDS * 3)
         latencies[label] = sorted(returned[name] - finished[name] for name in names if name in returned)
     ours, baseline = latencies["watch"], latencies["poll"]
+    RAW["sync_latency"] = {"ours": ours, "baseline": baseline}
     return _latency_results("sync wait by watch vs 5 s polling", jobs, ours, baseline)
 
 
@@ -178,34 +187,96 @@ def _pct(values: list[float], percentile: float) -> float:
     return values[min(len(values) - 1, round(percentile / 100 * (len(values) - 1)))]
 
 
-def backfill(plane: LocalControlPlane, count: int) -> list[Result]:
-    with client_for(plane, "bench-backfill") as api_client:
-        kube = RayObjectsClient(api_client)
-        lifecycle = RayJobLifecycle(kube, schemas=SchemaRegistry.from_cluster(api_client))
+def day(index: int) -> str:
+    """A backfill's entrypoint: the same job over one day after another (so no two RayJobs are alike)."""
+    return f"python nightly.py --date {date(2026, 1, 1) + timedelta(days=index)}"
 
-        def provider_path(index: int) -> None:
-            job = manifest(f"backfill-{index}", "bench-backfill")
+
+BACKFILL_ROUNDS = 40  # the three paths interleaved in rounds of 5, so that the load of a shared machine hits each alike
+
+
+def backfill(plane: LocalControlPlane, count: int) -> list[Result]:
+    """RayJobs created per second by the provider's path (as a task runs it: the installed CRD's schema, read
+    once per process and API server; validate; create or re-attach), with and without a server dry run,
+    against a bare create loop; the requests each sends per RayJob; duplicates after retrying every one."""
+    counts = plane.server.request_counts  # type: ignore[union-attr]
+    with (
+        client_for(plane, "bench-backfill") as ours_client,
+        client_for(plane, "bench-backfill-dry") as dry_client,
+        client_for(plane, "bench-bare") as bare_client,
+    ):
+        ours_kube, dry_kube, bare_kube = (RayObjectsClient(c) for c in (ours_client, dry_client, bare_client))
+
+        def provider_path(index: int, *, dry_run: bool = False) -> None:
+            api_client, kube = (dry_client, dry_kube) if dry_run else (ours_client, ours_kube)
+            lifecycle = RayJobLifecycle(kube, schemas=installed_schemas(api_client), server_dry_run=dry_run)
+            job = manifest(f"backfill-{index}", "bench-backfill-dry" if dry_run else "bench-backfill", day(index))
             lifecycle.validate(job)
             lifecycle.create_or_attach(job)
 
         def bare_create(index: int) -> None:
-            kube.create(manifest(f"bare-{index}", "bench-bare"))
+            bare_kube.create(manifest(f"bare-{index}", "bench-bare", day(index)))
 
-        ours = _rate(provider_path, count)
-        baseline = _rate(bare_create, count)
-        for index in range(count):  # every try retried once: re-attach, never a second object
+        forget_installed_schemas()  # the first RayJob of a process reads and compiles the CRD: timed apart
+        start = time.perf_counter()
+        RayJobLifecycle(ours_kube, schemas=installed_schemas(ours_client)).validate(manifest("first", "bench-backfill"))
+        first = time.perf_counter() - start
+        before = dict(counts)
+        elapsed = {"ours": 0.0, "dry": 0.0, "bare": 0.0}
+        per_round = count // BACKFILL_ROUNDS
+        for round_index in range(BACKFILL_ROUNDS):
+            indices = range(round_index * per_round, (round_index + 1) * per_round)
+            paths = [("bare", bare_create), ("ours", provider_path), ("dry", partial(provider_path, dry_run=True))]
+            for path, create in paths[round_index % 3 :] + paths[: round_index % 3]:  # each goes first in turn
+                elapsed[path] += _elapsed(create, indices)
+        done = per_round * BACKFILL_ROUNDS
+        agents = ("bench-backfill", "bench-backfill-dry", "bench-bare")
+        sent = {agent: (counts.get(agent, 0) - before.get(agent, 0)) / done for agent in agents}
+        for index in range(done):  # every try retried once: re-attach, never a second object
             provider_path(index)
-        duplicates = len(kube.list(RAYJOB, "bench-backfill")) - count
+        duplicates = len(ours_kube.list(RAYJOB, "bench-backfill")) - done
+    rate = {path: done / seconds for path, seconds in elapsed.items()}
+    ratio = rate["ours"] / rate["bare"]
+    RAW["backfill"] = {"rate": rate, "requests_per_rayjob": sent, "first_seconds": first, "count": done}
     return [
         Result(
-            f"backfill: RayJobs created per second ({count}, validated, dry run first)",
-            ours,
-            baseline,
-            ">= 50/s",
-            ours >= 50,
+            f"backfill: RayJobs created per second ({done}, validated against the installed CRD) vs a bare create loop",
+            rate["ours"],
+            rate["bare"],
+            ">= 0.8x bare",
+            ratio >= 0.8,
+        ),
+        Result(
+            f"backfill: the same with server_dry_run=True ({done}) vs a bare create loop",
+            rate["dry"],
+            rate["bare"],
+            "(a choice; measured)",
+            True,
+        ),
+        Result(
+            "backfill: API requests per RayJob created (provider path vs bare loop; "
+            f"{sent['bench-backfill-dry']:.0f} with server_dry_run=True)",
+            sent["bench-backfill"],
+            sent["bench-bare"],
+            "(measured)",
+            True,
+        ),
+        Result(
+            "backfill: the process's first RayJob: reading and compiling the CRD schema, s",
+            first,
+            0,
+            "(once per process)",
+            True,
         ),
         Result("backfill: duplicate RayJobs after retrying every creation", duplicates, 0, "0", duplicates == 0),
     ]
+
+
+def _elapsed(create: Callable[[int], None], indices: range) -> float:
+    start = time.perf_counter()
+    for index in indices:
+        create(index)
+    return time.perf_counter() - start
 
 
 TWO_SECOND_JOB = ["python", "-c", "import time; time.sleep(2); print('done', flush=True)"]
@@ -307,13 +378,6 @@ def _overhead_runs(backend: object, runs: int) -> tuple[list[float], list[float]
     return sorted(ours), sorted(baseline)
 
 
-def _rate(create: Callable[[int], None], count: int) -> float:
-    start = time.perf_counter()
-    for index in range(count):
-        create(index)
-    return count / (time.perf_counter() - start)
-
-
 def _in_own_process(module: str, *args: str, timeout: float = 900) -> dict:
     """Run ``python -m bench.<module> ARGS`` and read the JSON its last line carries."""
     done = subprocess.run(
@@ -360,6 +424,7 @@ def deferred_latency(jobs: int) -> list[Result]:
     finally:
         del os.environ["KUBERAY_BENCH_TRIGGER_LOG_LEVEL"]
     fired, polled = got["fired_latencies"], got["polling_fired_latencies"]
+    RAW["deferred_latency"] = {"ours": got["latencies"], "baseline": got["polling_latencies"]}
     until_fired = [
         Result(
             r.metric.replace("detection latency", "status change to trigger event"),
@@ -380,17 +445,29 @@ def deferred_latency(jobs: int) -> list[Result]:
 
 def prefect_latency(jobs: int) -> list[Result]:
     got = _in_own_process("prefect_latency", "--jobs", str(jobs))
+    RAW["prefect_latency"] = {"ours": got["latencies"], "baseline": got["polling_latencies"]}
     return _latency_results(
         "Prefect wait_for_rayjob vs a 5 s polling task", jobs, got["latencies"], got["polling_latencies"]
     )
 
 
-def triggerer_scale(waits: int, window: float) -> list[Result]:
-    got = _in_own_process("triggerer_scale", "--waits", str(waits), "--window", str(window))
+def triggerer_scale(waits: int, window: float, stage: int) -> list[Result]:
+    got = _in_own_process("triggerer_scale", "--waits", str(waits), "--window", str(window), "--stages", str(stage))
     idle, holding, latencies = got["idle"], got["holding"], got["latencies"]
     rate = holding["requests"] / waits / (holding["seconds"] / 60)
     added_mb = got["peak_rss_mb"] - idle["rss_mb"]
+    points = {"0": idle, **got["holding_by_waits"]}
+    RAW.setdefault("triggerer", []).append({"points": points, "latencies": latencies})
+    per_wait_kb = (points[str(waits)]["rss_mb"] - points[str(stage)]["rss_mb"]) * 1024 / (waits - stage)
     return [
+        Result(
+            f"triggerer RSS per further wait, KB ({stage:,} to {waits:,} waits; {stage:,} add "
+            f"{points[str(stage)]['rss_mb'] - idle['rss_mb']:.0f} MB to the idle triggerer)",
+            per_wait_kb,
+            0,
+            "(measured)",
+            True,
+        ),
         Result(
             f"triggerer RSS, MB, holding {waits} waits vs idle (whole triggerer: supervisor + runner)",
             got["peak_rss_mb"],
@@ -416,6 +493,25 @@ def triggerer_scale(waits: int, window: float) -> list[Result]:
     ]
 
 
+def task_start(tasks: int) -> list[Result]:
+    got = _in_own_process("task_start", "--tasks", str(tasks))
+    RAW["task_start"] = got
+    ours, dry, bare = got["latencies"], got["dry_run_latencies"], got["bare_latencies"]
+    label = f"task start to RayJob created, s ({tasks} RayJobOperator.execute() vs a bare create, one process)"
+    return [
+        Result(f"{label} p50", _pct(ours, 50), _pct(bare, 50), "<= 0.3", _pct(ours, 50) <= 0.3),
+        Result(f"{label} p99", _pct(ours, 99), _pct(bare, 99), "(measured)", True),
+        Result(
+            f"task start to RayJob created p50, s, with server_dry_run=True ({tasks})",
+            _pct(dry, 50),
+            _pct(bare, 50),
+            "(a choice; measured)",
+            True,
+        ),
+        Result("task start to RayJob created, s: the process's first task", got["first"], 0, "(measured)", True),
+    ]
+
+
 def print_table(results: list[Result]) -> None:
     print(f"{'metric':<96} {'ours':>9} {'baseline':>9} {'ratio':>7}  {'target':<24} result")
     for r in results:
@@ -424,25 +520,48 @@ def print_table(results: list[Result]) -> None:
         )
 
 
+BENCHMARKS = ("api_load", "sync_latency", "backfill", "task_start", "deferred", "prefect", "triggerer", "overhead")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs and a shorter window (a couple of minutes)")
+    parser.add_argument("--only", default="", help=f"comma-separated, of: {', '.join(BENCHMARKS)} (default: all)")
     args = parser.parse_args(argv)
+    wanted = set(args.only.split(",")) if args.only else set(BENCHMARKS)
+    if unknown := wanted - set(BENCHMARKS):
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    started = time.monotonic()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    results: list[Result] = []
     with LocalControlPlane(crds_dir=crds_dir(), controller=False) as plane:
         with plane.api_client() as api_client:
             from kubernetes import client
 
-            for namespace in ("bench-backfill", "bench-bare"):
+            for namespace in ("bench-backfill", "bench-backfill-dry", "bench-bare"):
                 client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
-        results = api_load(plane, jobs=10 if args.quick else 50, window=30 if args.quick else 120)
-        results += detection_latency(plane, jobs=50)
-        results += backfill(plane, count=200)
-    results += deferred_latency(jobs=50)
-    results += prefect_latency(jobs=50)
-    results += triggerer_scale(waits=1000, window=10 if args.quick else 60)
-    results += overhead(runs=3 if args.quick else 10)
+        if "api_load" in wanted:
+            results += api_load(plane, jobs=10 if args.quick else 50, window=20 if args.quick else 90)
+        if "sync_latency" in wanted:
+            results += detection_latency(plane, jobs=50)
+        if "backfill" in wanted:
+            results += backfill(plane, count=200)
+    if "task_start" in wanted:
+        results += task_start(tasks=50)
+    if "deferred" in wanted:
+        results += deferred_latency(jobs=50)
+    if "prefect" in wanted:
+        results += prefect_latency(jobs=50)
+    if "triggerer" in wanted:
+        results += triggerer_scale(waits=1000, window=10 if args.quick else 60, stage=100)
+    if "overhead" in wanted:
+        results += overhead(runs=3 if args.quick else 8)
     print_table(results)
+    print(f"took {time.monotonic() - started:.0f} s")
+    if wanted == set(BENCHMARKS):  # a partial run keeps the last full run's measurements and charts
+        from bench.plots import save_and_draw
+
+        save_and_draw({"quick": args.quick, "machine_cores": os.cpu_count(), **RAW})
     return 0 if all(r.passed for r in results) else 1
 
 

@@ -1,22 +1,25 @@
 """Triggerer scale: N deferred RayJob waits in one real ``airflow triggerer`` process.
 
 Run by ``bench.benchmarks`` in a process of its own (Airflow reads its configuration once per process):
-``python -m bench.triggerer_scale --waits 1000 --window 30`` prints one JSON line.
+``python -m bench.triggerer_scale --waits 1000 --window 30 [--stages 100] [--rate 50]`` prints one JSON line.
 
 What it does, against a local control plane without controller or Ray (the benchmark drives each
 RayJob's status itself, so Ray is not what is measured):
   1. N RayJobs, Running; an ``airflow triggerer`` on a fresh SQLite home; its idle RSS and CPU over the
      window are the baseline.
   2. N task instances deferred on N RayJobTriggers, written as the Execution API writes a deferral;
-     once the triggerer holds them all: RSS, CPU share and API requests over the same window.
-  3. Every RayJob turned Complete through ``/status`` (50 a second); detection latency is from each
-     patch to its task instance leaving DEFERRED (the triggerer's event stored in the database).
+     once the triggerer holds them all: RSS, CPU share and API requests over the same window. With
+     ``--stages``, deferred in steps (e.g. 100, then up to N), each step measured the same way: the cost
+     of a wait, as the slope between steps.
+  3. Every RayJob turned Complete through ``/status`` (``--rate`` a second, default 50); detection latency
+     is from each patch to its task instance leaving DEFERRED (the triggerer's event stored in the database).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -130,18 +133,14 @@ def make_trigger(index: int, polling: bool) -> Any:
     return RayJobTrigger(rayjob_name(index), NAMESPACE, wait_for="terminal")
 
 
-def defer_all(count: int, polling: set[int]) -> str:
-    """A DAG run of the bench DAG whose every task instance is DEFERRED on its own trigger (RayJobTrigger,
-    or for the indexes in ``polling`` the 5 s polling baseline), written as Airflow's Execution API writes
-    a deferral. Returns the run id."""
+def new_run() -> str:
+    """A DAG run of the bench DAG, its task instances not yet deferred. Returns the run id."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.models.dagrun import DagRun, get_or_create_dagrun
-    from airflow.models.trigger import Trigger
     from airflow.sdk import timezone
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
     manager = DagBundlesManager()
@@ -153,7 +152,7 @@ def defer_all(count: int, polling: set[int]) -> str:
     now = timezone.utcnow()
     run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=None, run_after=now)
     with create_session() as session:
-        run = get_or_create_dagrun(
+        get_or_create_dagrun(
             dag=dag,
             run_id=run_id,
             logical_date=None,
@@ -165,8 +164,24 @@ def defer_all(count: int, polling: set[int]) -> str:
             start_date=now,
             session=session,
         )
+    return run_id
+
+
+def defer(run_id: str, indexes: range, polling: set[int]) -> None:
+    """Every task instance of ``indexes`` DEFERRED on its own trigger (RayJobTrigger, or for the indexes in
+    ``polling`` the 5 s polling baseline), written as Airflow's Execution API writes a deferral."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.trigger import Trigger
+    from airflow.sdk import timezone
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    now = timezone.utcnow()
+    with create_session() as session:
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id)).one()
         by_task = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
-        for index in range(count):
+        for index in indexes:
             row = Trigger.from_object(make_trigger(index, index in polling))
             session.add(row)
             session.flush()
@@ -174,7 +189,6 @@ def defer_all(count: int, polling: set[int]) -> str:
             ti.try_number, ti.state, ti.trigger_id = 1, TaskInstanceState.DEFERRED, row.id
             ti.next_method, ti.next_kwargs, ti.start_date = "execute_complete", {}, now
         session.commit()
-    return run_id
 
 
 def count_where(query: Callable[[Any], Any]) -> int:
@@ -206,6 +220,10 @@ def resumed_tasks(run_id: str) -> set[str]:
         return set(session.scalars(query))
 
 
+def all_assigned(count: int) -> bool:
+    return assigned_triggers() == count
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -215,10 +233,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def finish_all(
-    plane: LocalControlPlane, run_id: str, count: int, timeout: float
+    plane: LocalControlPlane, run_id: str, count: int, timeout: float, rate: float = PATCHES_PER_SECOND
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Turn every RayJob Complete at PATCHES_PER_SECOND. By task id: the seconds until it left DEFERRED,
-    and the wall-clock time of its patch (to compare with the triggerer's log)."""
+    """Turn every RayJob Complete, ``rate`` a second. By task id: the seconds until it left DEFERRED, and the
+    wall-clock time of its patch (to compare with the triggerer's log)."""
     import threading
 
     from kubernetes import client
@@ -228,6 +246,7 @@ def finish_all(
     resumed: dict[str, float] = {}
 
     def drive() -> None:
+        next_at = time.monotonic()
         with plane.api_client() as api_client:
             custom = client.CustomObjectsApi(api_client)
             for index in range(count):
@@ -240,11 +259,12 @@ def finish_all(
                     {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}},
                 )
                 patched[task_id(index)], patched_at[task_id(index)] = time.monotonic(), time.time()
-                time.sleep(1 / PATCHES_PER_SECOND)
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += 1 / rate
 
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
-    deadline = time.monotonic() + count / PATCHES_PER_SECOND + timeout
+    deadline = time.monotonic() + count / rate + timeout
     while len(resumed) < count and time.monotonic() < deadline:
         now = time.monotonic()
         for task in resumed_tasks(run_id) - resumed.keys():
@@ -267,10 +287,14 @@ def fired_at(home: Path) -> dict[str, float]:
     return fired
 
 
-def run(waits: int, window: float, polling: int = 0) -> dict[str, Any]:
+def run(
+    waits: int, window: float, polling: int = 0, stages: tuple[int, ...] = (), rate: float = PATCHES_PER_SECOND
+) -> dict[str, Any]:
     """``waits`` RayJobTriggers and, as a baseline beside them, ``polling`` 5 s polling triggers (the
-    two kinds interleaved, so both see the same load)."""
+    two kinds interleaved, so both see the same load), deferred in ``stages`` (cumulative counts of
+    triggers held, measured at each; the last is always all of them)."""
     total = waits + polling
+    steps = sorted({*(s for s in stages if 0 < s < total), total})
     polling_indexes = set(range(1, 2 * polling, 2)) if polling <= waits else set(range(waits, total))
     home = Path(tempfile.mkdtemp(prefix="bench-triggerer-"))
     os.environ["KUBERAY_BENCH_WAITS"] = str(total)
@@ -296,11 +320,17 @@ def run(waits: int, window: float, polling: int = 0) -> dict[str, Any]:
             tree = ProcessTree(triggerer.pid)
             time.sleep(10)  # started: imports done, first heartbeats sent
             idle = steady_state(tree, window, requests)
-            run_id = defer_all(total, polling_indexes)
-            wait_for(lambda: assigned_triggers() == total, 180, f"the triggerer to take all {total} triggers")
-            time.sleep(10)  # the last ones loaded have opened their waits
-            holding = steady_state(tree, window, requests)
-            latencies, patched_at = finish_all(plane, run_id, total, timeout=60)
+            run_id, held, by_step = new_run(), 0, {}
+            for step in steps:
+                defer(run_id, range(held, step), polling_indexes)
+                held = step
+                wait_for(
+                    functools.partial(all_assigned, held), 180 + held / 50, f"the triggerer to take {held} triggers"
+                )
+                time.sleep(10 if step == total else 5)  # the last ones loaded have opened their waits
+                by_step[step] = steady_state(tree, window if step == total else min(window, 15.0), requests)
+            holding = by_step[total]
+            latencies, patched_at = finish_all(plane, run_id, total, timeout=60, rate=rate)
             peak_rss = max(holding["rss_mb"], tree.rss_mb())
         finally:
             triggerer.terminate()
@@ -318,6 +348,8 @@ def run(waits: int, window: float, polling: int = 0) -> dict[str, Any]:
         "polling": polling,
         "idle": idle,
         "holding": holding,
+        "holding_by_waits": by_step,
+        "rate": rate,
         "peak_rss_mb": peak_rss,
         "latencies": sorted(v for k, v in latencies.items() if k not in polled),
         "polling_latencies": sorted(v for k, v in latencies.items() if k in polled),
@@ -330,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--waits", type=int, default=1000)
     parser.add_argument("--polling", type=int, default=0, help="as many 5 s polling triggers beside them, the baseline")
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--stages", default="", help="comma-separated counts of waits to measure on the way up")
+    parser.add_argument("--rate", type=float, default=PATCHES_PER_SECOND, help="RayJobs finished per second")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.waits, args.window, args.polling)))
+    stages = tuple(int(s) for s in args.stages.split(",") if s.strip())
+    print(json.dumps(run(args.waits, args.window, args.polling, stages, args.rate)))
     return 0
 
 

@@ -187,7 +187,8 @@ def test_killing_the_deferred_task_deletes_its_rayjob(
     assert ray_job_status_becomes(ray_dashboard_url, job_id, {"STOPPED"}, 60) == "STOPPED"
     log = trigger_log(airflow, dag_id, run_id, task_id)
     assert (
-        "Trigger cancelled by user action" in log and f"Deferred task killed: deleting RayJob {JOBS_NAMESPACE}/{name}" in log
+        "Trigger cancelled by user action" in log
+        and f"Deferred task killed: deleting RayJob {JOBS_NAMESPACE}/{name}" in log
     ), log[-3000:]
     capfd.readouterr()
 

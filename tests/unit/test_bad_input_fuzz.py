@@ -70,7 +70,7 @@ def launch(spec_params: dict[str, Any]) -> tuple[BaseException | None, Recording
 def test_any_spec_keywords_create_a_valid_rayjob_or_are_refused_naming_the_field(spec_params: dict[str, Any]) -> None:
     refused, kube = launch(spec_params)
     if refused is None:
-        assert kube.calls == ["find", "dry-run", "create"]  # valid: created once, after the dry run
+        assert kube.calls == ["create"]  # valid: created once (nothing existed: not looked for)
         return
     assert "create" not in kube.calls and "dry-run" not in kube.calls  # refused before any write
     if isinstance(refused, ValidationError):
@@ -125,7 +125,7 @@ def test_bad_manifests_given_to_the_operator_are_refused_before_anything_is_writ
 def test_both_outcomes_of_the_property_exist():
     """The property above is not vacuous: a plain spec is created, a bad one refused with its path."""
     created, kube = launch({})
-    assert created is None and kube.calls == ["find", "dry-run", "create"]
+    assert created is None and kube.calls == ["create"]
     refused, kube = launch({"ttl_seconds_after_finished": -1})
     assert isinstance(refused, ValidationError) and kube.calls == []
     assert [error.path for error in refused.errors] == ["spec.ttlSecondsAfterFinished"]

@@ -14,7 +14,7 @@ import pytest
 
 from kuberay_provider.core.function_keys import META_KEY_ID, META_PACKAGE, META_TRY
 from kuberay_provider.core.job_request import RayJobRequest, RunIdentity
-from kuberay_provider.core.kube.errors import NotFoundError
+from kuberay_provider.core.kube.errors import AlreadyExistsError, NotFoundError
 from kuberay_provider.core.kube.watch import WatchEvent
 from kuberay_provider.core.lifecycle import RayJobLifecycle, rayjob_spec_digest, with_spec_digest
 from kuberay_provider.core.naming import ANNOTATION_CONSUMED_BY_TRY, ANNOTATION_FIRST_TRY, ANNOTATION_SPEC_DIGEST
@@ -47,6 +47,8 @@ class OneRayJobKube:
         yield WatchEvent("DELETED", gone or {})
 
     def create(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        if self.existing is not None:  # as the API server: 409, nothing written
+            raise AlreadyExistsError("exists", target=None, status=409)  # type: ignore[arg-type]
         self.calls.append("dry-run" if dry_run else "create")
         return manifest
 
@@ -90,7 +92,7 @@ def launched(
     return launch, kube.calls
 
 
-REPLACED = ["delete:Foreground", "dry-run", "create"]
+REPLACED = ["delete:Foreground", "create"]
 
 # (what the earlier try left, the asking try, its series' first try, expected: "reattach" | "replace")
 DECISIONS = [

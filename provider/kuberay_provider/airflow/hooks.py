@@ -30,7 +30,7 @@ from kuberay_provider.core.lifecycle import RayJobLifecycle
 from kuberay_provider.core.naming import check_instance_id
 from kuberay_provider.core.resources import RAYJOB
 from kuberay_provider.core.services import RayServiceLifecycle
-from kuberay_provider.core.validation import SchemaRegistry
+from kuberay_provider.core.validation import SchemaRegistry, installed_schemas
 
 DASHBOARD_URL_FIELD = "dashboard_url_template"
 DASHBOARD_TOKEN_FIELD = "dashboard_token"  # Ray's token authentication; masked like the kubeconfig
@@ -122,7 +122,7 @@ class KubeRayHook(KubeRayConnection, KubernetesHook):
 
     def _schemas(self, validate_schema: bool) -> SchemaRegistry | None:
         """The CRD schemas, read from the cluster itself (what a real client validates against)."""
-        return SchemaRegistry.from_cluster(self.api_client) if validate_schema else None
+        return installed_schemas(self.api_client) if validate_schema else None
 
     def lifecycle(self, *, validate_schema: bool = True) -> RayJobLifecycle:
         """The core's RayJob steps on this connection."""

@@ -26,7 +26,7 @@ from kuberay_provider.core.dashboard import (
 from kuberay_provider.core.errors import ClusterNotFoundError, NameTakenError, ValidationError
 from kuberay_provider.core.function_keys import META_KEY_ID, META_TRY
 from kuberay_provider.core.job_request import JobSubmission
-from kuberay_provider.core.kube.errors import NotFoundError
+from kuberay_provider.core.kube.errors import KubeApiError, NotFoundError
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lineage import without_per_try_env
 from kuberay_provider.core.log_follower import tail_lines
@@ -45,6 +45,7 @@ from kuberay_provider.core.ray_jobs import DashboardEndpoint, RayJobsClient
 from kuberay_provider.core.resources import RAYCLUSTER, RAYJOB
 from kuberay_provider.core.status import RayJobState
 from kuberay_provider.core.sync_bridge import run_sync, watching
+from kuberay_provider.core.validated_create import create_validated
 from kuberay_provider.core.validation import SchemaRegistry, validate_manifest
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class RayJobLifecycle:
     kube: RayObjectsClient
     schemas: SchemaRegistry | None = None
     dashboard: DashboardAccess = field(default_factory=DashboardAccess)
+    server_dry_run: bool = False  # a dry run before each create: only adds webhooks' verdicts (core.validated_create)
 
     def validate(self, manifest: dict[str, Any]) -> None:
         """Layers (a) KubeRay's rules and (b) the CRD schema; all problems at once, before any write."""
@@ -103,34 +105,34 @@ class RayJobLifecycle:
         shipped function, whose result only the job's log holds) so is a succeeded RayJob whose cluster, and
         the log with it, is gone: it can be run again, never read again.
 
-        Before the real create, layer (c): a server-side dry run, so admission webhooks and the
-        installed CRD judge the object exactly as they will a moment later.
+        Created first, looked for only when the create is refused (409, or a quota or webhook that refuses
+        a second object): where nothing exists, one request, as a bare create loop (``core.validated_create``:
+        ``validate`` checked the object against the installed CRD; ``server_dry_run`` adds a dry run).
         """
         manifest = with_spec_digest(manifest)
         namespace, name = namespace_and_name(manifest)
-        existing = self.kube.find(RAYJOB, namespace, name)
-        reuse = None
-        if existing is not None:
-            self._check_same_run(manifest, existing)
-            reuse = reuse_of(existing, manifest)
-            if reuse.reattach and result_in_log and (gone := self.result_gone(existing)):
-                reuse = Reuse(False, gone)
-            if reuse.reattach:
-                log.info(
-                    "RayJob %s/%s already exists; re-attaching to it%s",
-                    namespace,
-                    name,
-                    f" ({reuse.why})" if reuse.why else "",
-                )
-                return Launch(existing, created=False)
-            log.info("RayJob %s/%s: %s; deleting it to run the job anew", namespace, name, reuse.why)
-            self.delete_and_wait(namespace, name)
-        self.kube.create(manifest, dry_run=True)
-        created = self.kube.create(manifest)
-        log.info("Created RayJob %s/%s", namespace, name)
-        if reuse is None:
-            return Launch(created, created=True)
+        try:
+            return Launch(self._create(manifest), created=True)
+        except KubeApiError:
+            if (existing := self.kube.find(RAYJOB, namespace, name)) is None:
+                raise  # refused, and not because it exists
+        self._check_same_run(manifest, existing)
+        reuse = reuse_of(existing, manifest)
+        if reuse.reattach and result_in_log and (gone := self.result_gone(existing)):
+            reuse = Reuse(False, gone)
+        if reuse.reattach:
+            why = f" ({reuse.why})" if reuse.why else ""
+            log.info("RayJob %s/%s already exists; re-attaching to it%s", namespace, name, why)
+            return Launch(existing, created=False)
+        log.info("RayJob %s/%s: %s; deleting it to run the job anew", namespace, name, reuse.why)
+        self.delete_and_wait(namespace, name)
+        created = self._create(manifest)
         return Launch(created, created=True, replaced=reuse.failed, superseded="" if reuse.failed else reuse.why)
+
+    def _create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        created = create_validated(self.kube, manifest, self.schemas, server_dry_run=self.server_dry_run)
+        log.info("Created RayJob %s/%s", *namespace_and_name(manifest))
+        return created
 
     def result_gone(self, rayjob: Mapping[str, Any]) -> str:
         """Why a succeeded RayJob's log can no longer be read ("" while it can): its RayCluster is gone."""

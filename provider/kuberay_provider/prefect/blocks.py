@@ -26,7 +26,7 @@ from kuberay_provider.core.job_runner import RayJobRunner
 from kuberay_provider.core.kube.async_client import AsyncRayObjectsClient
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.core.lifecycle import RayJobLifecycle
-from kuberay_provider.core.validation import SchemaRegistry
+from kuberay_provider.core.validation import SchemaRegistry, installed_schemas
 from kuberay_provider.prefect.identity import block_fingerprint
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def kube_objects(
     API client closes when the caller is done."""
     api_client = sync_api_client(credentials)
     try:
-        yield RayObjectsClient(api_client), SchemaRegistry.from_cluster(api_client) if validate_schema else None
+        yield RayObjectsClient(api_client), installed_schemas(api_client) if validate_schema else None
     finally:
         api_client.close()
 
@@ -329,7 +329,7 @@ class RayJob(JobBlock[dict[str, Any]]):
         """The core's runner on these credentials; the API client closes when the block is done with it."""
         api_client = sync_api_client(self.credentials)
         try:
-            schemas = SchemaRegistry.from_cluster(api_client) if self.validate_schema else None
+            schemas = installed_schemas(api_client) if self.validate_schema else None
             dashboard = DashboardAccess(
                 url_template=self.dashboard_url_template or None,
                 verify=bool(api_client.configuration.verify_ssl),

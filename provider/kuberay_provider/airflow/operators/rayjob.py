@@ -11,13 +11,13 @@ One operator, three ways to run, chosen by the arguments (see ``core.job_request
 * ``cluster_selector="my-cluster"``: on an existing RayCluster, through a RayJob with clusterSelector, or
   with ``submit_via="sdk"`` straight to that cluster's head (no RayJob).
 
-Validation (KubeRay's rules, the CRD schema read from the cluster, a server dry run) happens before
-anything is created. The RayJob's name derives from (dag_id, task_id, run_id, map_index), so a retried
-try re-attaches to the RayJob of its first try (a worker died, the wait timed out). A try that reports the
-outcome marks the RayJob consumed: a cleared task (or a reprocessed run) runs the job anew, as does a try
-whose spec differs or that follows a failure (``core.lifecycle.reuse_of``). Waiting is by watch;
-``deferrable=True`` hands the wait to ``RayJobTrigger``; ``wait_for_completion=False`` leaves it to a
-``RayJobSensor`` downstream.
+Validation (KubeRay's rules, the CRD schema read from the cluster; with ``server_dry_run`` a server dry
+run too) happens before anything is created. The RayJob's name derives from (dag_id, task_id, run_id,
+map_index), so a retried try re-attaches to the RayJob of its first try (a worker died, the wait timed
+out). A try that reports the outcome marks the RayJob consumed: a cleared task (or a reprocessed run)
+runs the job anew, as does a try whose spec differs or that follows a failure (``core.lifecycle.reuse_of``).
+Waiting is by watch; ``deferrable=True`` hands the wait to ``RayJobTrigger``; ``wait_for_completion=False``
+leaves it to a ``RayJobSensor`` downstream.
 """
 
 from __future__ import annotations
@@ -109,6 +109,9 @@ class RayJobOperator(RayJobSteps, SecondsFields, ManifestTemplatedOperator):
     :param stream_logs: stream the Ray job's log into the task log while it runs.
     :param log_tail_lines: lines of the Ray job's log in the failure message.
     :param validate_schema: also check the manifest against the CRD schema read from the cluster.
+    :param server_dry_run: a server-side dry run before the create. Off by default: the schema check above
+        already runs against the installed CRD; the dry run adds only admission webhooks' verdicts, for a
+        request more per RayJob.
 
     Returns (XCom ``return_value``) the outcome: namespace, rayjob_name, job_id, cluster_name,
     deployment_status, job_status, succeeded, reason, message, dashboard_url (with
@@ -164,6 +167,7 @@ class RayJobOperator(RayJobSteps, SecondsFields, ManifestTemplatedOperator):
         stream_logs: bool = True,
         log_tail_lines: int = 50,
         validate_schema: bool = True,
+        server_dry_run: bool = False,
         # RayJob spec fields (SPEC_KEYWORDS): declared one by one, since Airflow maps only declared names.
         active_deadline_seconds: int | None = None,
         backoff_limit: int | None = None,
@@ -208,6 +212,7 @@ class RayJobOperator(RayJobSteps, SecondsFields, ManifestTemplatedOperator):
         )
         self.delete_on_final_timeout = delete_on_final_timeout
         self.stream_logs, self.log_tail_lines, self.validate_schema = stream_logs, log_tail_lines, validate_schema
+        self.server_dry_run = server_dry_run
         self._work: RayJobRequest | None = (
             None  # once its RayJob exists or its direct Ray job is submitted: what on_kill removes
         )
@@ -265,8 +270,10 @@ class RayJobOperator(RayJobSteps, SecondsFields, ManifestTemplatedOperator):
         self.log.info("[ray] %s", line)
 
     def _runner(self) -> RayJobRunner:
+        lifecycle = self.hook.lifecycle(validate_schema=self.validate_schema)
+        lifecycle.server_dry_run = self.server_dry_run  # a new lifecycle per call: set on this one only
         return RayJobRunner(
-            self.hook.lifecycle(validate_schema=self.validate_schema),
+            lifecycle,
             log_line=self._ray_log_line,
             status_line=lambda line: self.log.info("%s", line),
             stream_logs=self.stream_logs,

@@ -10,11 +10,12 @@ from typing import Any
 
 from ..errors import FieldError, ValidationError
 from ..resources import RAY_API_VERSION, RAY_KINDS
+from .installed import installed_schemas
 from .rules import RULES_BY_KIND
 from .schedulers import scheduler_rules
 from .schema import CrdSchema, SchemaRegistry
 
-__all__ = ["CrdSchema", "SchemaRegistry", "ensure_valid", "validate_manifest"]
+__all__ = ["CrdSchema", "SchemaRegistry", "ensure_valid", "installed_schemas", "validate_manifest"]
 
 
 def _identity_errors(manifest: Any) -> list[FieldError]:
@@ -47,12 +48,18 @@ def validate_manifest(manifest: Any, schemas: SchemaRegistry | None = None) -> l
     kind = manifest["kind"]
     errors = RULES_BY_KIND[kind](manifest) + scheduler_rules(manifest) + _size_errors(manifest)
     if schemas is not None:
-        schema = schemas.for_kind(kind)
-        if schema is None:
-            errors.append(FieldError("kind", "schema:unknown-kind", f"no CRD schema is loaded for {kind}"))
-        else:
-            errors += schema.validate(manifest)
+        schema_errors = _schema_errors(manifest, kind, schemas)
+        if schema_errors and schemas.refresh(kind):  # a stale copy may refuse what a newer CRD allows
+            schema_errors = _schema_errors(manifest, kind, schemas)
+        errors += schema_errors
     return sorted(dict.fromkeys(errors), key=lambda e: (e.path, e.rule, e.message))
+
+
+def _schema_errors(manifest: dict[str, Any], kind: str, schemas: SchemaRegistry) -> list[FieldError]:
+    schema = schemas.for_kind(kind)
+    if schema is None:
+        return [FieldError("kind", "schema:unknown-kind", f"no CRD schema is loaded for {kind}")]
+    return schema.validate(manifest)
 
 
 # etcd's default request limit, which the API server enforces for every stored object: a larger RayJob

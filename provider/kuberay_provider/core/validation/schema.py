@@ -8,6 +8,7 @@ in ``structural.py``, which lists the Kubernetes semantics kept) plus the API se
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
@@ -48,8 +49,8 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 3] + "..."
 
 
-def _field_errors(error: JsonSchemaError) -> Iterator[FieldError]:
-    path = format_path(error.absolute_path)
+def _field_errors(error: JsonSchemaError, prefix: tuple[str, ...] = ()) -> Iterator[FieldError]:
+    path = format_path((*prefix, *error.absolute_path))
     instance, keyword = error.instance, str(error.validator)
     if keyword == "additionalProperties" and error.validator_value is False and isinstance(instance, dict):
         known = error.schema.get("properties", {})
@@ -122,13 +123,28 @@ def _find_version(crd: dict[str, Any], version: str) -> dict[str, Any]:
     raise ValueError(f"CRD {crd.get('metadata', {}).get('name')!r} has no version {version!r}")
 
 
+SPEC_PART_MEMO_SIZE = 256  # verdicts kept per CRD on large spec parts (a cluster spec, a pod template)
+
+
+def _is_container(schema: dict[str, Any]) -> bool:
+    types = schema.get("type")
+    return bool({"object", "array"} & set(types if isinstance(types, list) else [types]))
+
+
 class CrdSchema:
-    """One version of one CRD, with its validator compiled on first use and kept."""
+    """One version of one CRD, with its validator compiled on first use and kept.
+
+    The large parts of a spec (its object and list fields: a RayJob's rayClusterSpec, a pod template) are
+    validated each on its own and the verdict kept, keyed by the part's content: a backfill's RayJobs
+    differ in a date in the entrypoint, not in their cluster, and the cluster is most of the work. The rest
+    of the object is validated every time, by a validator whose schema leaves those parts to their own.
+    """
 
     def __init__(self, crd: dict[str, Any], version: str = "v1") -> None:
         self._crd = crd
         self._version = _find_version(crd, version)
         self.compilations = 0  # how often the validator was built; tests check it stays at one
+        self._part_verdicts: dict[tuple[str, str], list[FieldError]] = {}
 
     @classmethod
     def from_crd(cls, crd: dict[str, Any], version: str = "v1") -> CrdSchema:
@@ -164,17 +180,53 @@ class CrdSchema:
         return schema
 
     @cached_property
+    def spec_parts(self) -> dict[str, dict[str, Any]]:
+        """The schemas of the spec's object and list fields, validated each on its own."""
+        spec = self.json_schema.get("properties", {}).get("spec", {})
+        return {name: part for name, part in (spec.get("properties") or {}).items() if _is_container(part)}
+
+    @cached_property
     def validator(self) -> Any:
+        """The whole object's validator, the spec parts left to ``part_validators`` (any value passes here)."""
         self.compilations += 1
-        return KubernetesValidator(self.json_schema, format_checker=FormatChecker(("date-time",)))
+        schema = self.json_schema
+        if self.spec_parts:
+            spec = schema["properties"]["spec"]
+            parts_open = {**spec["properties"], **{name: {} for name in self.spec_parts}}
+            schema = {**schema, "properties": {**schema["properties"], "spec": {**spec, "properties": parts_open}}}
+        return KubernetesValidator(schema, format_checker=FormatChecker(("date-time",)))
+
+    @cached_property
+    def part_validators(self) -> dict[str, Any]:
+        return {name: self.validator.evolve(schema=part) for name, part in self.spec_parts.items()}
 
     def validate(self, obj: Any) -> list[FieldError]:
         """Every way ``obj`` breaks the schema; an empty list when a real API server would accept it."""
         pruned = _drop_nulls(obj)
         errors = [e for error in self.validator.iter_errors(pruned) for e in _field_errors(error)]
+        spec = pruned.get("spec") if isinstance(pruned, dict) else None
+        if isinstance(spec, dict):
+            for name in sorted(self.spec_parts.keys() & spec.keys()):
+                errors += self._part_errors(name, spec[name])
         if isinstance(pruned, dict):
             errors += _metadata_errors(pruned.get("metadata", {}))
         return list(dict.fromkeys(errors))
+
+    def _part_errors(self, name: str, value: Any) -> list[FieldError]:
+        try:
+            key = (name, json.dumps(value, sort_keys=True))
+        except (TypeError, ValueError):  # not JSON (the schema says how): not kept
+            key = None
+        if key is not None and (known := self._part_verdicts.get(key)) is not None:
+            return known
+        errors = [
+            e for error in self.part_validators[name].iter_errors(value) for e in _field_errors(error, ("spec", name))
+        ]
+        if key is not None:
+            if len(self._part_verdicts) >= SPEC_PART_MEMO_SIZE:
+                self._part_verdicts.pop(next(iter(self._part_verdicts)))  # the oldest
+            self._part_verdicts[key] = errors
+        return errors
 
 
 def _crd_documents(text: str) -> Iterator[dict[str, Any]]:
@@ -203,7 +255,8 @@ def _installed_crds(api_client: Any, answers: Iterable[Any]) -> list[dict[str, A
                 raise answer
             logger.info("CRD %s is not installed in the cluster; it is left out of the registry", crd_name)
         else:
-            crds.append(api_client.sanitize_for_serialization(answer))
+            # The core's clients answer plain dicts: walking a 1 MB CRD to "sanitize" it costs more than reading it.
+            crds.append(answer if isinstance(answer, dict) else api_client.sanitize_for_serialization(answer))
     return crds
 
 
@@ -244,6 +297,11 @@ class SchemaRegistry:
 
     def for_kind(self, kind: str) -> CrdSchema | None:
         return self._by_kind.get(kind)
+
+    def refresh(self, kind: str) -> bool:
+        """Read ``kind``'s CRD again where it came from; True when it changed. Schemas read from files or
+        once from a cluster stay as they are (False); ``installed.ClusterSchemas`` re-reads."""
+        return False
 
     def kinds(self) -> list[str]:
         return sorted(self._by_kind)
