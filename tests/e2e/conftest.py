@@ -189,6 +189,8 @@ def least_privilege_kubeconfig(
     The Airflow and Prefect end-to-end runs use it, and the plane enforces RBAC for it, so the suite proves
     the manifest grants enough; what it granted and what went unused is reported at the end."""
 
+    # The plane whose authorizer the report reads, asked for now: pytest gives no fixture during teardown.
+    plane: LocalControlPlane | None = None if cluster.external else request.getfixturevalue("local_plane")
     manifest = rbac_manifest_for(jobs_namespace, external=cluster.external)
     kubectl.ok("apply", "-f", "-", stdin=manifest)
     token = kubectl.ok("create", "token", "kuberay-provider", "-n", jobs_namespace, "--duration=24h").strip()
@@ -196,14 +198,13 @@ def least_privilege_kubeconfig(
         tmp_path_factory.mktemp("least-privilege") / "kubeconfig", cluster, token, jobs_namespace
     )
     yield path
-    if cluster.external:
+    if plane is None:
         # The namespaced objects go with jobs_namespace; the cluster-scoped pair would stay.
         cluster_scoped = f"{CLUSTER_SCOPED_RBAC}-{jobs_namespace}"
         kubectl.run("delete", f"clusterrolebinding/{cluster_scoped}", f"clusterrole/{cluster_scoped}")
         return
     from tests.support.rbac_report import record_usage
 
-    plane: LocalControlPlane = request.getfixturevalue("local_plane")
     record_usage(manifest, plane.server.authorizer, f"system:serviceaccount:{jobs_namespace}:kuberay-provider")
 
 
