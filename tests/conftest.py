@@ -83,9 +83,15 @@ LONGEST_FIRST = (
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """In external-cluster mode a test module that imports the local plane at its top is not collected (it
     could not be: the import guard refuses it); its tests need the plane by construction."""
-    if external_mode() and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
-        return imports_local_plane(collection_path, PROJECT_ROOT) or None
+    is_test_module = collection_path.suffix == ".py" and collection_path.name.startswith("test_")
+    if external_mode() and is_test_module and imports_local_plane(collection_path, PROJECT_ROOT):
+        if "e2e" in collection_path.parts:
+            NOT_COLLECTED_IN_EXTERNAL_MODE.append(str(collection_path.relative_to(PROJECT_ROOT)))
+        return True
     return None
+
+
+NOT_COLLECTED_IN_EXTERNAL_MODE: list[str] = []  # end-to-end modules, listed at the end with the reason
 
 
 # Fixtures only the local control plane can give; a test that needs one cannot run on an external cluster.
@@ -119,3 +125,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.support import summary
 
     summary.write(terminalreporter)
+    if NOT_COLLECTED_IN_EXTERNAL_MODE:
+        terminalreporter.write_sep("=", "not collected on the external cluster")
+        reason = needs_local_plane_reason("the local control plane itself (the module imports kuberay_provider.local)")
+        terminalreporter.write_line(f"{len(NOT_COLLECTED_IN_EXTERNAL_MODE)} modules {reason}:")
+        for path in sorted(NOT_COLLECTED_IN_EXTERNAL_MODE):
+            terminalreporter.write_line(f"  {path}")
