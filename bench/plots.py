@@ -63,21 +63,26 @@ def detection_latency(plt: Any, raw: dict[str, Any], out: Path) -> Path | None:
 
 
 def triggerer(plt: Any, raw: dict[str, Any], out: Path) -> Path | None:
-    points = sorted((int(waits), stats) for run in raw.get("triggerer", []) for waits, stats in run["points"].items())
-    if not points:
+    # One line per triggerer run (1,000 waits; 10,000 in a full run): each has its own idle point.
+    runs = [sorted((int(waits), stats) for waits, stats in run["points"].items()) for run in raw.get("triggerer", [])]
+    runs = [points for points in runs if points]
+    if not runs:
         return None
-    waits = [count for count, _ in points]
     figure, (memory, cpu) = plt.subplots(1, 2, figsize=(9, 3.4))
-    memory.plot(waits, [stats["rss_mb"] for _, stats in points], marker="o", color=OURS)
+    for points in runs:
+        waits = [count for count, _ in points]
+        label = f"run up to {waits[-1]:,} waits"
+        memory.plot(waits, [stats["rss_mb"] for _, stats in points], marker="o", label=label)
+        cpu.plot(waits, [100 * stats["cpu_share"] for _, stats in points], marker="o", label=label)
     memory.set_xlabel("deferred RayJob waits held")
     memory.set_ylabel("triggerer RSS, MB (supervisor + runner)")
-    cpu.plot(waits, [100 * stats["cpu_share"] for _, stats in points], marker="o", color=OURS)
     cpu.set_xlabel("deferred RayJob waits held")
     cpu.set_ylabel("CPU, % of one core")
     for axis in (memory, cpu):
         axis.set_xscale("symlog", linthresh=100)
         axis.grid(alpha=0.3)
         axis.set_ylim(bottom=0)
+        axis.legend(fontsize=8)
     figure.suptitle("One airflow triggerer, idle (0) and holding N waits", fontsize=10)
     return _save(plt, figure, out / "triggerer.png")
 

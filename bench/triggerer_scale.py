@@ -7,7 +7,8 @@ What it does, against a local control plane without controller or Ray (the bench
 RayJob's status itself, so Ray is not what is measured):
   1. N RayJobs, Running; an ``airflow triggerer`` on a fresh SQLite home; its idle RSS and CPU over the
      window are the baseline.
-  2. N task instances deferred on N RayJobTriggers, written as the Execution API writes a deferral;
+  2. N task instances (one mapped task, map indexes 0..N-1; bench/deferred_waits.py) deferred on N
+     RayJobTriggers, written as the Execution API writes a deferral;
      once the triggerer holds them all: RSS, CPU share and API requests over the same window. With
      ``--stages``, deferred in steps (e.g. 100, then up to N), each step measured the same way: the cost
      of a wait, as the slope between steps.
@@ -32,12 +33,14 @@ from typing import Any
 
 import psutil
 
+from bench.deferred_waits import DAG_ID as DAG_ID  # bench/hostile_output.py reads these here
+from bench.deferred_waits import assigned_triggers, defer, fired_at, new_run, resumed_indexes
+from bench.deferred_waits import resumed_tasks as resumed_tasks
 from kuberay_provider.airflow.devenv import configure_airflow_home, kuberay_connection_env, migrate_database
 from kuberay_provider.core.kube.sync_client import RayObjectsClient
 from kuberay_provider.local.plane import LocalControlPlane
 
 BENCH_DIR = Path(__file__).resolve().parent
-DAG_ID = "bench_triggerer_scale"
 NAMESPACE = "default"
 PATCHES_PER_SECOND = 50
 
@@ -47,6 +50,7 @@ def rayjob_name(index: int) -> str:
 
 
 def task_id(index: int) -> str:
+    """A plain task of the bench DAG (``KUBERAY_BENCH_WAITS`` of them), as bench/hostile_output.py defers."""
     return f"wait_{index:04d}"
 
 
@@ -93,6 +97,18 @@ def steady_state(tree: ProcessTree, window: float, requests: Callable[[], int]) 
     }
 
 
+def settle(tree: ProcessTree, timeout: float, busy_share: float = 0.3, sample: float = 5.0) -> float:
+    """Seconds until the triggerer's CPU share over ``sample`` s drops under ``busy_share``: taking a trigger
+    (its row assigned) comes before loading it, which for thousands takes a while; measure after."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        cpu_before = tree.cpu_seconds()
+        time.sleep(sample)
+        if (tree.cpu_seconds() - cpu_before) / sample < busy_share:
+            break
+    return time.monotonic() - start
+
+
 def create_rayjobs(plane: LocalControlPlane, count: int) -> None:
     from kubernetes import client
 
@@ -133,93 +149,6 @@ def make_trigger(index: int, polling: bool) -> Any:
     return RayJobTrigger(rayjob_name(index), NAMESPACE, wait_for="terminal")
 
 
-def new_run() -> str:
-    """A DAG run of the bench DAG, its task instances not yet deferred. Returns the run id."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-    from airflow.models.dagrun import DagRun, get_or_create_dagrun
-    from airflow.sdk import timezone
-    from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.session import create_session
-    from airflow.utils.types import DagRunTriggeredByType, DagRunType
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = manager.get_bundle("bench")
-    bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
-    sync_bag_to_db(bag, bundle.name, bundle.version)
-    dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(bag.dags[DAG_ID]))
-    now = timezone.utcnow()
-    run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=None, run_after=now)
-    with create_session() as session:
-        get_or_create_dagrun(
-            dag=dag,
-            run_id=run_id,
-            logical_date=None,
-            data_interval=None,
-            run_after=now,
-            conf=None,
-            triggered_by=DagRunTriggeredByType.TEST,
-            triggering_user_name="bench",
-            start_date=now,
-            session=session,
-        )
-    return run_id
-
-
-def defer(run_id: str, indexes: range, polling: set[int]) -> None:
-    """Every task instance of ``indexes`` DEFERRED on its own trigger (RayJobTrigger, or for the indexes in
-    ``polling`` the 5 s polling baseline), written as Airflow's Execution API writes a deferral."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.trigger import Trigger
-    from airflow.sdk import timezone
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-    from sqlalchemy import select
-
-    now = timezone.utcnow()
-    with create_session() as session:
-        run = session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id)).one()
-        by_task = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
-        for index in indexes:
-            row = Trigger.from_object(make_trigger(index, index in polling))
-            session.add(row)
-            session.flush()
-            ti = by_task[task_id(index)]
-            ti.try_number, ti.state, ti.trigger_id = 1, TaskInstanceState.DEFERRED, row.id
-            ti.next_method, ti.next_kwargs, ti.start_date = "execute_complete", {}, now
-        session.commit()
-
-
-def count_where(query: Callable[[Any], Any]) -> int:
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return int(session.scalar(query(session)) or 0)
-
-
-def assigned_triggers() -> int:
-    from airflow.models.trigger import Trigger
-    from sqlalchemy import func, select
-
-    return count_where(lambda _: select(func.count()).select_from(Trigger).where(Trigger.triggerer_id.is_not(None)))
-
-
-def resumed_tasks(run_id: str) -> set[str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-    from sqlalchemy import select
-
-    with create_session() as session:
-        query = select(TaskInstance.task_id).where(
-            TaskInstance.dag_id == DAG_ID,
-            TaskInstance.run_id == run_id,
-            TaskInstance.state == TaskInstanceState.SCHEDULED,
-        )
-        return set(session.scalars(query))
-
-
 def all_assigned(count: int) -> bool:
     return assigned_triggers() == count
 
@@ -234,16 +163,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def finish_all(
     plane: LocalControlPlane, run_id: str, count: int, timeout: float, rate: float = PATCHES_PER_SECOND
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Turn every RayJob Complete, ``rate`` a second. By task id: the seconds until it left DEFERRED, and the
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Turn every RayJob Complete, ``rate`` a second. By map index: the seconds until it left DEFERRED, and the
     wall-clock time of its patch (to compare with the triggerer's log)."""
     import threading
 
     from kubernetes import client
 
-    patched: dict[str, float] = {}
-    patched_at: dict[str, float] = {}
-    resumed: dict[str, float] = {}
+    patched: dict[int, float] = {}
+    patched_at: dict[int, float] = {}
+    resumed: dict[int, float] = {}
 
     def drive() -> None:
         next_at = time.monotonic()
@@ -258,7 +187,7 @@ def finish_all(
                     rayjob_name(index),
                     {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}},
                 )
-                patched[task_id(index)], patched_at[task_id(index)] = time.monotonic(), time.time()
+                patched[index], patched_at[index] = time.monotonic(), time.time()
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += 1 / rate
 
@@ -267,24 +196,11 @@ def finish_all(
     deadline = time.monotonic() + count / rate + timeout
     while len(resumed) < count and time.monotonic() < deadline:
         now = time.monotonic()
-        for task in resumed_tasks(run_id) - resumed.keys():
-            resumed[task] = now
+        for index in resumed_indexes(run_id) - resumed.keys():
+            resumed[index] = now
         time.sleep(0.05)
     driver.join(5)
-    return {task: resumed[task] - patched[task] for task in resumed if task in patched}, patched_at
-
-
-def fired_at(home: Path) -> dict[str, float]:
-    """By task id, when its trigger fired, from the triggerer's per-task logs (INFO level only)."""
-    import datetime as dt
-
-    fired: dict[str, float] = {}
-    for path in home.glob(f"logs/dag_id={DAG_ID}/*/task_id=*/*.trigger.*.log"):
-        for line in path.read_text(errors="replace").splitlines():
-            if '"Trigger fired event"' in line:
-                stamp = json.loads(line)["timestamp"].replace("Z", "+00:00")
-                fired[path.parent.name.removeprefix("task_id=")] = dt.datetime.fromisoformat(stamp).timestamp()
-    return fired
+    return {index: resumed[index] - patched[index] for index in resumed if index in patched}, patched_at
 
 
 def run(
@@ -297,8 +213,10 @@ def run(
     steps = sorted({*(s for s in stages if 0 < s < total), total})
     polling_indexes = set(range(1, 2 * polling, 2)) if polling <= waits else set(range(waits, total))
     home = Path(tempfile.mkdtemp(prefix="bench-triggerer-"))
-    os.environ["KUBERAY_BENCH_WAITS"] = str(total)
+    os.environ["KUBERAY_BENCH_WAITS"] = "0"  # the mapped task only (see bench/dags/bench_triggerer_scale.py)
     configure_airflow_home(home, {"bench": BENCH_DIR / "dags"})
+    # SQLite's 5 s lock wait is too short on a loaded machine: the triggerer died on "database is locked".
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] += "?timeout=60"
     os.environ["AIRFLOW__TRIGGERER__CAPACITY"] = str(total + 100)
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("KUBERAY_BENCH_TRIGGER_LOG_LEVEL", "WARNING")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
@@ -320,15 +238,18 @@ def run(
             tree = ProcessTree(triggerer.pid)
             time.sleep(10)  # started: imports done, first heartbeats sent
             idle = steady_state(tree, window, requests)
-            run_id, held, by_step = new_run(), 0, {}
+            run_id, held, by_step = new_run(total), 0, {}
             for step in steps:
-                defer(run_id, range(held, step), polling_indexes)
-                held = step
+                defer(run_id, {index: make_trigger(index, index in polling_indexes) for index in range(held, step)})
+                taken_from, held = time.monotonic(), step
                 wait_for(
                     functools.partial(all_assigned, held), 180 + held / 50, f"the triggerer to take {held} triggers"
                 )
+                taken = time.monotonic() - taken_from
+                settled = settle(tree, timeout=180 + held / 20)
                 time.sleep(10 if step == total else 5)  # the last ones loaded have opened their waits
                 by_step[step] = steady_state(tree, window if step == total else min(window, 15.0), requests)
+                by_step[step] |= {"taken_seconds": taken, "settled_seconds": settled}
             holding = by_step[total]
             latencies, patched_at = finish_all(plane, run_id, total, timeout=60, rate=rate)
             peak_rss = max(holding["rss_mb"], tree.rss_mb())
@@ -339,7 +260,7 @@ def run(
             except subprocess.TimeoutExpired:
                 triggerer.kill()
             log.close()
-    polled = {task_id(index) for index in polling_indexes}
+    polled = polling_indexes
     fired = fired_at(home)
     return {
         "fired_latencies": sorted(fired[t] - patched_at[t] for t in fired if t in patched_at and t not in polled),
