@@ -320,3 +320,25 @@ def test_the_dashboard_token_is_a_masked_job_variable_that_reaches_the_rayjob_bl
     assert block.dashboard_token is not None and block.dashboard_token.get_secret_value() == token
     assert token not in repr(config) and token not in str(config.model_dump()) and token not in repr(block)
     assert configuration(image="x:1").rayjob_block().dashboard_token is None
+
+
+def test_the_flow_run_log_links_the_dashboard_where_browsers_open_it_never_the_workers_proxy_route() -> None:
+    from kuberay_provider.prefect.worker import dashboard_line
+
+    config = configuration(image="x:1", dashboard_browser_url="https://ray.example.com/{namespace}/{rayjob}")
+    block = config.rayjob_block()
+    request = config.rayjob_request(block)
+    assert block.dashboard_browser_url == "https://ray.example.com/{namespace}/{rayjob}"
+    line = dashboard_line(block, request)
+    assert (
+        line
+        == f"Ray dashboard of RayJob default/{request.rayjob_name}: https://ray.example.com/default/{request.rayjob_name}"
+    )
+    assert "proxy" not in line and "/api/v1/" not in line
+
+    unset = configuration(image="x:1")
+    hint = dashboard_line(unset.rayjob_block(), unset.rayjob_request(unset.rayjob_block()))
+    assert "dashboard_browser_url" in hint and "proxy" not in hint
+    # A template that needs the cluster's name, unknown before KubeRay names it: no line yet, not a wrong one.
+    later = configuration(image="x:1", dashboard_browser_url="https://ray.example.com/{cluster}")
+    assert dashboard_line(later.rayjob_block(), later.rayjob_request(later.rayjob_block())) == ""

@@ -32,6 +32,7 @@ from prefect.utilities.engine import propose_state
 from prefect.workers.base import BaseWorker, BaseWorkerResult
 
 from kuberay_provider.core.async_runner import AsyncRayJobRunner
+from kuberay_provider.core.dashboard_links import DashboardTarget
 from kuberay_provider.core.errors import ConfigurationError, KubeRayProviderError, NameTakenError
 from kuberay_provider.core.job_outcome import RayJobFailed
 from kuberay_provider.core.job_request import RayJobRequest
@@ -53,10 +54,24 @@ if TYPE_CHECKING:
 CANCEL_GRACE_SECONDS = 30.0
 ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its task prefixes; the Prefect UI shows the codes raw
 Say = Callable[[str], None]
+# Instead of a link, when the pool has no browser URL: the worker's route (the API server's proxy) opens in no browser.
+NO_LINK_HINT = (
+    "No link to the Ray dashboard: set the work pool's job variable dashboard_browser_url to where browsers open "
+    "your dashboards (an Ingress...), e.g. https://ray.example.com/{namespace}/{cluster}"
+)
 
 
 class KubeRayWorkerResult(BaseWorkerResult):
     """How the flow run's RayJob ended for the worker; ``identifier`` is ``<namespace>:<rayjob name>``."""
+
+
+def dashboard_line(block: RayJob, request: RayJobRequest) -> str:
+    """What the flow run's log says of the Ray dashboard: a link people can open (the pool's browser URL),
+    never the worker's own route through the API server, which opens in no browser; without a browser URL,
+    how to get one. "" while the link needs what is not known yet (the RayJob's cluster name)."""
+    if link := block.browser_link(DashboardTarget.of_request(request)):
+        return f"Ray dashboard of RayJob {request.resolved_namespace}/{request.rayjob_name}: {link}"
+    return "" if block.dashboard_browser_url else NO_LINK_HINT
 
 
 def infrastructure_pid(request: RayJobRequest) -> str:
@@ -152,8 +167,8 @@ class KubeRayWorker(BaseWorker[KubeRayWorkerJobConfiguration, KubeRayWorkerVaria
             launch = await launch_or_reattach(runner, request, logger.info)
             if launch is not None and launch.created:
                 events.created(launch.manifest)
-            if dashboard := runner.runner.dashboard_url_of(request):
-                logger.info("Ray dashboard of RayJob %s: %s", pid.replace(":", "/"), dashboard)
+            if line := dashboard_line(block, request):
+                logger.info("%s", line)
             if task_status is not None:
                 task_status.started(pid)
             return await self._follow(flow_run, runner, request, logger)

@@ -88,6 +88,7 @@ class KubeRayWorkerJobConfiguration(BaseJobConfiguration):
     stream_output: bool = Field(default=True)
     dashboard_url_template: str | None = Field(default=None)
     dashboard_token: SecretStr | None = Field(default=None, repr=False)  # masked in any dump as well
+    dashboard_browser_url: str | None = Field(default=None)
 
     _flow_run_id: str = PrivateAttr(default="")
     _flow_name: str = PrivateAttr(default="flow")
@@ -201,6 +202,7 @@ class KubeRayWorkerJobConfiguration(BaseJobConfiguration):
             dashboard_token=self.dashboard_token
             if self.dashboard_token and self.dashboard_token.get_secret_value()
             else None,
+            dashboard_browser_url=self.dashboard_browser_url or None,
         )
 
     def rayjob_request(self, block: RayJob) -> RayJobRequest:
@@ -263,4 +265,11 @@ class KubeRayWorkerVariables(BaseVariables):
         description="The Ray auth token of the flow runs' clusters when Ray's token authentication is on: sent as "
         "X-Ray-Authorization: Bearer <token> when the worker reads the job's status and log. Better a reference "
         "to a Secret block, {{ prefect.blocks.secret.<name> }}, than the token itself.",
+    )
+    dashboard_browser_url: str | None = Field(
+        default=None,
+        description="Where people open the Ray dashboards (an Ingress...), with {namespace} {cluster} {rayjob} "
+        "{job_id}: the flow run's log then links the job's dashboard. Without it the log names no link, since "
+        "the worker's own route (through the API server) opens in no browser.",
+        examples=["https://ray.example.com/{namespace}/{cluster}"],
     )
