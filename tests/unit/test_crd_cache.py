@@ -230,3 +230,39 @@ def test_a_refusal_after_the_crd_changed_creates_again_when_the_new_crd_passes_i
     kube = RefusingOnce()
     created = create_validated(kube, job("x"), Passing())
     assert created["metadata"]["name"] == "x" and kube.creates == [False, False]
+
+
+def test_a_raycluster_refused_after_the_crd_changed_names_the_field_from_the_crd_read_again(
+    plane: LocalControlPlane, crds_dir: Path
+) -> None:
+    """RayClusters take the same create path as RayJobs (with a server dry run always first): a stale copy
+    of the CRD that passes what the new CRD forbids ends in a ValidationError naming the field, not a bare
+    422, and nothing is created."""
+    from kuberay_provider.core.clusters import RayClusterLifecycle
+    from kuberay_provider.core.resources import RAYCLUSTER
+    from kuberay_provider.core.spec import raycluster, simple_cluster_spec
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    original = yaml.load((crds_dir / "ray.io_rayclusters.yaml").read_text(), Loader=loader)
+    forget_installed_schemas()
+    try:
+        with plane.api_client() as api_client:
+            spec = simple_cluster_spec(image="rayproject/ray:2.60.0", ray_version="2.60.0")
+            base = {"spec": spec}
+            lifecycle = RayClusterLifecycle(RayObjectsClient(api_client), schemas=installed_schemas(api_client))
+            lifecycle.validate(raycluster("copy-read", "default", base=base))  # the copy is read here
+            tightened = copy.deepcopy(original)
+            spec_properties(tightened)["rayVersion"]["maxLength"] = 3
+            install(plane, tightened)
+            manifest = raycluster("after-tightening", "default", base=base)
+            lifecycle.validate(manifest)  # the stale copy passes it
+
+            with pytest.raises(ValidationError) as refused:
+                lifecycle.create_or_attach(manifest)
+
+            assert not isinstance(refused.value, InvalidError)
+            assert any(error.path == "spec.rayVersion" for error in refused.value.errors)
+            assert RayObjectsClient(api_client).find(RAYCLUSTER, "default", "after-tightening") is None
+    finally:
+        install(plane, original)
+        forget_installed_schemas()

@@ -38,6 +38,7 @@ from kuberay_provider.core.schedulers import is_held_by_kueue, kueue_queue_of, s
 from kuberay_provider.core.spec import build_manifest
 from kuberay_provider.core.status import ClusterState, enum_or_raw
 from kuberay_provider.core.sync_bridge import run_sync, watching
+from kuberay_provider.core.validated_create import create_validated
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 log = logging.getLogger(__name__)
@@ -269,8 +270,9 @@ class RayClusterLifecycle:
                 name,
             )
             self.delete(namespace, name)
-        self.kube.create(manifest, dry_run=True)
-        created = self.kube.create(manifest)
+        # Always a server dry run first: a cluster is created once per run, not by the hundred as a
+        # backfill's RayJobs are, so admission webhooks' verdict before any write costs little here.
+        created = create_validated(self.kube, manifest, self.schemas, server_dry_run=True)
         log.info("Created RayCluster %s/%s", namespace, name)
         return created, True
 

@@ -32,6 +32,7 @@ from kuberay_provider.core.resources import RAYSERVICE
 from kuberay_provider.core.schedulers import kueue_queue_of, scheduling_labels, suspend_for_kueue
 from kuberay_provider.core.spec import RAYSERVICE_SPEC_FIELDS, build_manifest
 from kuberay_provider.core.sync_bridge import run_sync, watching
+from kuberay_provider.core.validated_create import create_validated
 from kuberay_provider.core.validation import SchemaRegistry, ensure_valid
 
 __all__ = [
@@ -120,8 +121,8 @@ class RayServiceLifecycle:
         existing = self.kube.find(RAYSERVICE, namespace, name)
         if existing is None:
             manifest = suspend_for_kueue(manifest)  # Kueue admits it by unsuspending rayClusterConfig
-            self.kube.create(manifest, dry_run=True)
-            created = self.kube.create(manifest)
+            # A server dry run first, as for a RayCluster (core/clusters.py): one create per service.
+            created = create_validated(self.kube, manifest, self.schemas, server_dry_run=True)
             log.info("Created RayService %s/%s", namespace, name)
             return created, "created"
         manifest = _keep_kueue_suspension(manifest, existing)
