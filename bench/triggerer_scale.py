@@ -109,34 +109,35 @@ def settle(tree: ProcessTree, timeout: float, busy_share: float = 0.3, sample: f
     return time.monotonic() - start
 
 
-def create_rayjobs(plane: LocalControlPlane, count: int) -> None:
+def create_rayjobs(plane: LocalControlPlane, count: int, workers: int = 4) -> None:
+    """``count`` RayJobs, Running, created by a few threads (10,000 one by one took minutes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from kubernetes import client
 
     from kuberay_provider.core.naming import identity_labels, run_key
     from kuberay_provider.core.spec import rayjob, simple_cluster_spec
 
-    with plane.api_client() as api_client:
-        kube = RayObjectsClient(api_client)
-        custom = client.CustomObjectsApi(api_client)
-        for index in range(count):
-            name = rayjob_name(index)
-            kube.create(
-                rayjob(
-                    name,
-                    NAMESPACE,
-                    labels=identity_labels(run_key("bench", name)),
-                    entrypoint="python -c 'print(1)'",
-                    ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+    def create_share(share: range) -> None:
+        with plane.api_client() as api_client:
+            kube, custom = RayObjectsClient(api_client), client.CustomObjectsApi(api_client)
+            for index in share:
+                name = rayjob_name(index)
+                kube.create(
+                    rayjob(
+                        name,
+                        NAMESPACE,
+                        labels=identity_labels(run_key("bench", name)),
+                        entrypoint="python -c 'print(1)'",
+                        ray_cluster_spec=simple_cluster_spec(image="rayproject/ray:2.60.0"),
+                    )
                 )
-            )
-            custom.patch_namespaced_custom_object_status(
-                "ray.io",
-                "v1",
-                NAMESPACE,
-                "rayjobs",
-                name,
-                {"status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}},
-            )
+                running = {"status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}}
+                custom.patch_namespaced_custom_object_status("ray.io", "v1", NAMESPACE, "rayjobs", name, running)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for done in pool.map(create_share, (range(first, count, workers) for first in range(workers))):
+            del done  # map re-raises a worker's error here
 
 
 def make_trigger(index: int, polling: bool) -> Any:
@@ -162,23 +163,33 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def finish_all(
-    plane: LocalControlPlane, run_id: str, count: int, timeout: float, rate: float = PATCHES_PER_SECOND
-) -> tuple[dict[int, float], dict[int, float]]:
-    """Turn every RayJob Complete, ``rate`` a second. By map index: the seconds until it left DEFERRED, and the
-    wall-clock time of its patch (to compare with the triggerer's log)."""
+    plane: LocalControlPlane,
+    run_id: str,
+    count: int,
+    timeout: float,
+    rate: float = PATCHES_PER_SECOND,
+    start_at: float | None = None,
+    also_awaited: frozenset[int] = frozenset(),
+) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
+    """Turn every RayJob Complete, index i at wall-clock ``start_at`` + i / ``rate`` (default: now). Waits
+    as well for the map indexes ``also_awaited`` (triggers that watch no RayJob) to leave DEFERRED. By map
+    index: the seconds until it left DEFERRED, the wall-clock time of its patch (to compare with the
+    triggerer's log), and the wall-clock time every awaited index left DEFERRED."""
     import threading
 
     from kubernetes import client
 
+    start = time.time() if start_at is None else start_at
     patched: dict[int, float] = {}
     patched_at: dict[int, float] = {}
     resumed: dict[int, float] = {}
+    resumed_at: dict[int, float] = {}
 
     def drive() -> None:
-        next_at = time.monotonic()
         with plane.api_client() as api_client:
             custom = client.CustomObjectsApi(api_client)
             for index in range(count):
+                time.sleep(max(0.0, start + index / rate - time.time()))
                 custom.patch_namespaced_custom_object_status(
                     "ray.io",
                     "v1",
@@ -188,27 +199,33 @@ def finish_all(
                     {"status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}},
                 )
                 patched[index], patched_at[index] = time.monotonic(), time.time()
-                time.sleep(max(0.0, next_at - time.monotonic()))
-                next_at += 1 / rate
 
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
-    deadline = time.monotonic() + count / rate + timeout
-    while len(resumed) < count and time.monotonic() < deadline:
-        now = time.monotonic()
+    awaited = count + len(also_awaited)
+    deadline = time.monotonic() + max(0.0, start - time.time()) + count / rate + timeout
+    while len(resumed) < awaited and time.monotonic() < deadline:
+        now, wall = time.monotonic(), time.time()
         for index in resumed_indexes(run_id) - resumed.keys():
-            resumed[index] = now
+            resumed[index], resumed_at[index] = now, wall
         time.sleep(0.05)
     driver.join(5)
-    return {index: resumed[index] - patched[index] for index in resumed if index in patched}, patched_at
+    return {index: resumed[index] - patched[index] for index in resumed if index in patched}, patched_at, resumed_at
 
 
 def run(
-    waits: int, window: float, polling: int = 0, stages: tuple[int, ...] = (), rate: float = PATCHES_PER_SECOND
+    waits: int,
+    window: float,
+    polling: int = 0,
+    stages: tuple[int, ...] = (),
+    rate: float = PATCHES_PER_SECOND,
+    floor: int = 0,
 ) -> dict[str, Any]:
     """``waits`` RayJobTriggers and, as a baseline beside them, ``polling`` 5 s polling triggers (the
     two kinds interleaved, so both see the same load), deferred in ``stages`` (cumulative counts of
-    triggers held, measured at each; the last is always all of them)."""
+    triggers held, measured at each; the last is always all of them). With ``floor``, that many more
+    triggers firing at the very instants the first ``floor`` RayJobTriggers' RayJobs are patched
+    (bench/floor_trigger.py): Airflow's own hand-over, measured beside them."""
     total = waits + polling
     steps = sorted({*(s for s in stages if 0 < s < total), total})
     polling_indexes = set(range(1, 2 * polling, 2)) if polling <= waits else set(range(waits, total))
@@ -218,6 +235,9 @@ def run(
     # SQLite's 5 s lock wait is too short on a loaded machine: the triggerer died on "database is locked".
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] += "?timeout=60"
     os.environ["AIRFLOW__TRIGGERER__CAPACITY"] = str(total + 100)
+    # One triggerer, so no other to balance against: take up to 1,000 new triggers a loop, not Airflow's 50
+    # (at 50 a loop, taking 10,000 took three minutes; what is measured is holding them, not taking them).
+    os.environ["AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP"] = "1000"
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("KUBERAY_BENCH_TRIGGER_LOG_LEVEL", "WARNING")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
     crds = Path(os.environ.get("KUBERAY_SHARED_DIR", BENCH_DIR.parent.parent / "shared" / "kuberay")) / "crds"
@@ -238,7 +258,7 @@ def run(
             tree = ProcessTree(triggerer.pid)
             time.sleep(10)  # started: imports done, first heartbeats sent
             idle = steady_state(tree, window, requests)
-            run_id, held, by_step = new_run(total), 0, {}
+            run_id, held, by_step = new_run(total + floor), 0, {}
             for step in steps:
                 defer(run_id, {index: make_trigger(index, index in polling_indexes) for index in range(held, step)})
                 taken_from, held = time.monotonic(), step
@@ -251,7 +271,10 @@ def run(
                 by_step[step] = steady_state(tree, window if step == total else min(window, 15.0), requests)
                 by_step[step] |= {"taken_seconds": taken, "settled_seconds": settled}
             holding = by_step[total]
-            latencies, patched_at = finish_all(plane, run_id, total, timeout=60, rate=rate)
+            start_at, moments = defer_floor(run_id, total, floor, polling_indexes, rate)
+            latencies, patched_at, resumed_at = finish_all(
+                plane, run_id, total, timeout=60, rate=rate, start_at=start_at, also_awaited=frozenset(moments)
+            )
             peak_rss = max(holding["rss_mb"], tree.rss_mb())
         finally:
             triggerer.terminate()
@@ -274,8 +297,32 @@ def run(
         "peak_rss_mb": peak_rss,
         "latencies": sorted(v for k, v in latencies.items() if k not in polled),
         "polling_latencies": sorted(v for k, v in latencies.items() if k in polled),
+        "latency_by_index": {k: v for k, v in latencies.items() if k not in polled},
+        "floor_latencies": sorted(resumed_at[i] - moment for i, moment in moments.items() if i in resumed_at),
+        "floor_fired_latencies": sorted(fired[i] - moment for i, moment in moments.items() if i in fired),
         "log": str(home / "triggerer.log"),
     }
+
+
+def defer_floor(
+    run_id: str, total: int, floor: int, polling_indexes: set[int], rate: float, lead: float = 15.0
+) -> tuple[float | None, dict[int, float]]:
+    """Map indexes ``total``.. deferred on triggers firing when the first ``floor`` RayJobTriggers' RayJobs
+    will be patched, the patches starting ``lead`` s from now (time for the triggerer to take and start
+    them). Returns that start (None without a floor) and each floor index's moment (wall clock)."""
+    if not floor:
+        return None, {}
+    import datetime
+
+    from bench.floor_trigger import ExactMomentTrigger
+
+    start_at = time.time() + lead
+    ours = [index for index in range(total) if index not in polling_indexes][:floor]
+    moments = {total + slot: start_at + index / rate for slot, index in enumerate(ours)}
+    utc = datetime.UTC
+    defer(run_id, {i: ExactMomentTrigger(datetime.datetime.fromtimestamp(m, utc)) for i, m in moments.items()})
+    wait_for(functools.partial(all_assigned, total + floor), lead, f"the triggerer to take {floor} floor triggers")
+    return start_at, moments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,10 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--polling", type=int, default=0, help="as many 5 s polling triggers beside them, the baseline")
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--stages", default="", help="comma-separated counts of waits to measure on the way up")
+    parser.add_argument("--floor", type=int, default=0, help="as many triggers firing at the patches' instants")
     parser.add_argument("--rate", type=float, default=PATCHES_PER_SECOND, help="RayJobs finished per second")
     args = parser.parse_args(argv)
     stages = tuple(int(s) for s in args.stages.split(",") if s.strip())
-    print(json.dumps(run(args.waits, args.window, args.polling, stages, args.rate)))
+    print(json.dumps(run(args.waits, args.window, args.polling, stages, args.rate, args.floor)))
     return 0
 
 

@@ -14,6 +14,7 @@ from bench import plots
 RAW: dict[str, Any] = {
     "sync_latency": {"ours": [0.001, 0.002, 0.003], "baseline": [1.0, 2.5, 5.0]},
     "deferred_latency": {"ours": [0.5, 0.6, 1.0], "baseline": [3.0, 3.5, 4.0]},
+    "deferred_floor": {"floor": [0.45, 0.5, 0.9], "floor_fired": [0.001, 0.002, 0.001]},
     "prefect_latency": {"ours": [0.08, 0.1], "baseline": [3.1, 3.4]},
     "triggerer": [
         {
