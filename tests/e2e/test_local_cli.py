@@ -3,14 +3,14 @@ session's Ray (``--dashboard-url``), observed with kubectl."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.support.local_cli import run_local_cli
 
 from .conftest import Kubectl
 
@@ -27,17 +27,9 @@ def local_home(tmp_path: Path) -> Path:
 @pytest.fixture
 def local(tmp_path: Path, local_home: Path) -> LocalCommand:
     """``kuberay-provider local ARGS`` with its home (state, kubeconfig, token, TLS) under tmp_path."""
-    env = {**os.environ, "KUBERAY_PROVIDER_LOCAL_HOME": str(local_home), "HOME": str(tmp_path)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kuberay_provider.cli", "local", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=150,
-            check=False,
-        )
+        return run_local_cli(local_home, tmp_path, *args, timeout=150)
 
     return run
 

@@ -4,16 +4,15 @@ holds none, a message saying where to get them instead of a traceback."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kuberay_provider.local.crds_source import read_crds
+from tests.support.local_cli import run_local_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,15 +36,7 @@ def helm_chart(tmp_path: Path, crds_dir: Path) -> Path:
 
 
 def run_local(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBERAY_PROVIDER_LOCAL_HOME": str(tmp_path / "local"), "HOME": str(tmp_path)}
-    return subprocess.run(
-        [sys.executable, "-m", "kuberay_provider.cli", "local", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    return run_local_cli(tmp_path / "local", tmp_path, *args, timeout=90)
 
 
 def test_local_up_installs_kuberay_crds_from_the_helm_charts_folder(tmp_path: Path, helm_chart: Path) -> None:
