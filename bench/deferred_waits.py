@@ -18,16 +18,14 @@ MAPPED_TASK = "wait"
 UPSTREAM_TASK = "rayjobs"
 
 
-def new_run(waits: int) -> str:
-    """A run of the bench DAG, ``wait`` expanded into ``waits`` instances not yet deferred. Returns the run id."""
+def bench_dag_run() -> tuple[Any, str, Any]:
+    """A run of the bench DAG (bench/dags/bench_triggerer_scale.py), its tasks waiting to be deferred:
+    the DAG, the run id and the run, the run in a session still open (the caller's ``with``)."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.models.dagrun import DagRun, get_or_create_dagrun
-    from airflow.models.taskmap import TaskMap
     from airflow.sdk import timezone
     from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
     manager = DagBundlesManager()
@@ -38,8 +36,9 @@ def new_run(waits: int) -> str:
     dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(bag.dags[DAG_ID]))
     now = timezone.utcnow()
     run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=None, run_after=now)
-    with create_session() as session:
-        run = get_or_create_dagrun(
+
+    def create(session: Any) -> Any:
+        return get_or_create_dagrun(
             dag=dag,
             run_id=run_id,
             logical_date=None,
@@ -51,6 +50,29 @@ def new_run(waits: int) -> str:
             start_date=now,
             session=session,
         )
+
+    return dag, run_id, create
+
+
+def plain_run() -> str:
+    """A run of the bench DAG whose plain ``wait_NNNN`` tasks bench/hostile_output.py defers. Returns its id."""
+    from airflow.utils.session import create_session
+
+    _, run_id, create = bench_dag_run()
+    with create_session() as session:
+        create(session)
+    return run_id
+
+
+def new_run(waits: int) -> str:
+    """A run of the bench DAG, ``wait`` expanded into ``waits`` instances not yet deferred. Returns the run id."""
+    from airflow.models.taskmap import TaskMap
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    dag, run_id, create = bench_dag_run()
+    with create_session() as session:
+        run = create(session)
         upstream = run.get_task_instance(UPSTREAM_TASK, session=session)
         if upstream is None:
             raise RuntimeError(f"the run has no {UPSTREAM_TASK!r} task instance; is bench/dags up to date?")

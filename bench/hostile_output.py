@@ -177,6 +177,7 @@ def follow_as_worker(kubeconfig: str, mib: int, paced_mib: int, out: Path) -> No
 def follow_in_triggerer(kubeconfig: str, mib: int, paced_mib: int, out: Path) -> None:
     """A real ``airflow triggerer`` (supervisor and trigger runner, RSS of both) running a
     ``RayJobTrigger(stream_logs=True)`` per RayJob, each deferred as bench.triggerer_scale defers them."""
+    from bench.deferred_waits import plain_run
     from bench.triggerer_scale import ProcessTree, resumed_tasks, task_id, wait_for
     from kuberay_provider.airflow.devenv import migrate_database
 
@@ -188,7 +189,7 @@ def follow_in_triggerer(kubeconfig: str, mib: int, paced_mib: int, out: Path) ->
     from kuberay_provider.airflow.hooks import KubeRayHook
 
     kube = KubeRayHook().objects_client
-    run_id = _dag_run()
+    run_id = plain_run()
     with (home / "triggerer.log").open("wb") as log:
         triggerer = subprocess.Popen(
             [str(Path(sys.executable).parent / "airflow"), "triggerer", "--skip-serve-logs"],
@@ -232,42 +233,6 @@ def follow_in_triggerer(kubeconfig: str, mib: int, paced_mib: int, out: Path) ->
                 triggerer.wait(30)
             except subprocess.TimeoutExpired:
                 triggerer.kill()
-
-
-def _dag_run() -> str:
-    """A run of the bench DAG (bench/dags/bench_triggerer_scale.py), its tasks waiting to be deferred."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-    from airflow.models.dagrun import DagRun, get_or_create_dagrun
-    from airflow.sdk import timezone
-    from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.session import create_session
-    from airflow.utils.types import DagRunTriggeredByType, DagRunType
-
-    from bench.triggerer_scale import DAG_ID
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = manager.get_bundle("bench")
-    bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
-    sync_bag_to_db(bag, bundle.name, bundle.version)
-    dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(bag.dags[DAG_ID]))
-    now = timezone.utcnow()
-    run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=None, run_after=now)
-    with create_session() as session:
-        get_or_create_dagrun(
-            dag=dag,
-            run_id=run_id,
-            logical_date=None,
-            data_interval=None,
-            run_after=now,
-            conf=None,
-            triggered_by=DagRunTriggeredByType.TEST,
-            triggering_user_name="bench",
-            start_date=now,
-            session=session,
-        )
-    return run_id
 
 
 def _defer(run_id: str, task: str, rayjob_name: str) -> None:
