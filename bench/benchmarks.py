@@ -226,14 +226,14 @@ def backfill(plane: LocalControlPlane, count: int) -> list[Result]:
     ratios = [rates["ours"] / rates["bare"] for rates in repetitions]
     ratio = statistics.median(ratios)
     rate = repetitions[ratios.index(ratio)]  # the median repetition's rates: the table's ratio is the one judged
+    each = done // BACKFILL_REPETITIONS
     RAW["backfill"] = {
         "rate": rate,
         "requests_per_rayjob": sent,
         "first_seconds": first,
-        "count": done // BACKFILL_REPETITIONS,
+        "count": each,
         "repetitions": repetitions,
     }
-    each = done // BACKFILL_REPETITIONS
     return [
         Result(
             f"backfill: RayJobs created per second ({each}, validated against the installed CRD; median of "

@@ -18,9 +18,6 @@ from airflow.triggers.base import TriggerEvent
 
 
 class ExactMomentTrigger(DateTimeTrigger):
-    def __init__(self, moment: datetime.datetime, **kwargs: Any) -> None:
-        super().__init__(moment=moment)
-
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {"moment": self.moment})
 

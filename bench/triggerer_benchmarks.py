@@ -3,6 +3,8 @@ detection latency of deferred waits beside Airflow's own floor, and one triggere
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bench.results import RAW, Result, in_own_process, latency_results, pct
 
 FLOOR_IS_AIRFLOWS = 0.45  # s: a floor p50 this high leaves no room for a 0.5 s user-visible p50
@@ -26,9 +28,10 @@ def deferred_latency(jobs: int) -> list[Result]:
     RAW["deferred_floor"] = {"floor": floor, "floor_fired": got["floor_fired_latencies"]}
     visible = latency_results("deferred: RayJobTrigger vs a 5 s polling trigger", jobs, ours, polled)
     if pct(floor, 50) >= FLOOR_IS_AIRFLOWS and len(floor) == jobs:  # measured, not assumed
-        p50 = visible[0]
         note = f"; Airflow's floor p50 is {pct(floor, 50):.2f} s, see below"
-        visible[0] = Result(p50.metric.removesuffix(")") + note + ")", p50.ours, p50.baseline, "–", True)
+        visible[0] = replace(
+            visible[0], metric=visible[0].metric.removesuffix(")") + note + ")", target="–", passed=True
+        )
     added = pct(ours, 50) - pct(floor, 50)
     complete = len(ours) == jobs and len(floor) == jobs
     label = f"{jobs} triggers"
@@ -55,13 +58,9 @@ def deferred_latency(jobs: int) -> list[Result]:
         "deferred, read from the triggerer's log", jobs, got["fired_latencies"], got["polling_fired_latencies"]
     )
     until_fired = [
-        Result(r.metric.replace("detection latency", "status change to trigger event"), *_values(r)) for r in fired
+        replace(r, metric=r.metric.replace("detection latency", "status change to trigger event")) for r in fired
     ]
     return visible + over_floor + until_fired
-
-
-def _values(result: Result) -> tuple[float, float, str, bool]:
-    return result.ours, result.baseline, result.target, result.passed
 
 
 def triggerer_scale(

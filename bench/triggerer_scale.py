@@ -136,8 +136,7 @@ def create_rayjobs(plane: LocalControlPlane, count: int, workers: int = 4) -> No
                 custom.patch_namespaced_custom_object_status("ray.io", "v1", NAMESPACE, "rayjobs", name, running)
 
     with ThreadPoolExecutor(workers) as pool:
-        for done in pool.map(create_share, (range(first, count, workers) for first in range(workers))):
-            del done  # map re-raises a worker's error here
+        list(pool.map(create_share, (range(first, count, workers) for first in range(workers))))  # re-raises
 
 
 def make_trigger(index: int, polling: bool) -> Any:
